@@ -1,0 +1,281 @@
+//! Running a model: input checks, node-by-node execution, and the execution trace.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use verity_types::Hash;
+
+use crate::error::InferError;
+use crate::merkle::{self, MerkleProof};
+use crate::model::{Dim, Model};
+use crate::ops::{Ctx, OpError};
+use crate::tensor::Tensor;
+
+/// Runs models with a fixed number of threads. Results never depend on that number.
+pub struct Engine {
+    pool: Option<rayon::ThreadPool>,
+}
+
+impl Engine {
+    /// An engine that uses `threads` threads (1 runs everything on the caller's thread).
+    pub fn new(threads: usize) -> Result<Engine, InferError> {
+        if threads == 0 {
+            return Err(InferError::Threads(
+                "the thread count must be at least 1".into(),
+            ));
+        }
+        let pool = if threads == 1 {
+            None
+        } else {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .thread_name(|i| format!("verity-infer-{i}"))
+                    .build()
+                    .map_err(|e| InferError::Threads(e.to_string()))?,
+            )
+        };
+        Ok(Engine { pool })
+    }
+
+    pub(crate) fn pool(&self) -> Option<&rayon::ThreadPool> {
+        self.pool.as_ref()
+    }
+
+    pub fn threads(&self) -> usize {
+        self.pool.as_ref().map_or(1, |p| p.current_num_threads())
+    }
+
+    /// Runs `model` on `inputs` (one tensor per [`Model::inputs`], in order).
+    pub fn run(
+        &self,
+        model: &Model,
+        inputs: Vec<Tensor>,
+        with_trace: bool,
+    ) -> Result<RunOutput, InferError> {
+        self.execute(model, inputs, with_trace, None)
+            .map(|(out, _)| out)
+    }
+
+    /// Runs the model, also returning clones of the inputs of the node at `capture_step`.
+    pub(crate) fn execute(
+        &self,
+        model: &Model,
+        inputs: Vec<Tensor>,
+        with_trace: bool,
+        capture_step: Option<usize>,
+    ) -> Result<(RunOutput, Option<Vec<Option<Tensor>>>), InferError> {
+        check_inputs(model, &inputs)?;
+        let ctx = Ctx {
+            pool: self.pool.as_ref(),
+        };
+        let mut values: Vec<Option<Arc<Tensor>>> = vec![None; model.values.len()];
+        for (i, init) in model.initializers.iter().enumerate() {
+            values[model.initializer_values[i]] = Some(init.tensor.clone());
+        }
+        for (i, t) in inputs.into_iter().enumerate() {
+            values[model.input_values[i]] = Some(Arc::new(t));
+        }
+        let mut steps = Vec::with_capacity(if with_trace { model.nodes.len() } else { 0 });
+        let mut captured = None;
+        for (step, node) in model.nodes.iter().enumerate() {
+            let fail = |reason: String| InferError::NodeFailed {
+                node: node.display_name(&model.values),
+                op: node.op_type.clone(),
+                reason,
+            };
+            let op = node.op.as_ref().map_err(|e| match e {
+                OpError::Unsupported(r) | OpError::Invalid(r) => InferError::Unsupported {
+                    node: node.display_name(&model.values),
+                    op: node.op_type.clone(),
+                    reason: r.clone(),
+                },
+            })?;
+            let args: Vec<Option<&Tensor>> = node
+                .inputs
+                .iter()
+                .map(|v| v.and_then(|v| values[v].as_deref()))
+                .collect();
+            if capture_step == Some(step) {
+                captured = Some(args.iter().map(|t| t.cloned()).collect());
+            }
+            let outs = op.run(ctx, &args).map_err(|e| match e {
+                OpError::Invalid(r) => fail(r),
+                OpError::Unsupported(r) => InferError::Unsupported {
+                    node: node.display_name(&model.values),
+                    op: node.op_type.clone(),
+                    reason: r,
+                },
+            })?;
+            if outs.len() < node.outputs.iter().filter(|o| o.is_some()).count() {
+                return Err(fail(format!(
+                    "produced {} outputs, the node declares {}",
+                    outs.len(),
+                    node.outputs.len()
+                )));
+            }
+            let mut hashes = Vec::new();
+            for (slot, t) in outs.into_iter().enumerate() {
+                if let Some(Some(v)) = node.outputs.get(slot) {
+                    if with_trace {
+                        hashes.push(t.hash());
+                    }
+                    values[*v] = Some(Arc::new(t));
+                }
+            }
+            if with_trace {
+                steps.push(TraceStep {
+                    op: node.op_type.clone(),
+                    outputs: hashes,
+                });
+            }
+            // Free what no later node reads.
+            for &v in node.inputs.iter().flatten() {
+                if model.last_use[v] == step {
+                    values[v] = None;
+                }
+            }
+        }
+        let outputs = model
+            .output_values
+            .iter()
+            .zip(&model.outputs)
+            .map(|(&v, spec)| {
+                let t = values[v]
+                    .as_ref()
+                    .expect("graph outputs are kept to the end");
+                (spec.name.clone(), Tensor::clone(t))
+            })
+            .collect();
+        Ok((
+            RunOutput {
+                outputs,
+                trace: with_trace.then(|| Trace::new(steps)),
+            },
+            captured,
+        ))
+    }
+}
+
+fn check_inputs(model: &Model, inputs: &[Tensor]) -> Result<(), InferError> {
+    if inputs.len() != model.inputs.len() {
+        return Err(InferError::InputCount {
+            expected: model.inputs.len(),
+            actual: inputs.len(),
+        });
+    }
+    for (spec, t) in model.inputs.iter().zip(inputs) {
+        let bad = |reason: String| InferError::Input {
+            name: spec.name.clone(),
+            reason,
+        };
+        match &spec.dtype {
+            Ok(dt) if *dt == t.dtype() => {}
+            Ok(_) => {
+                return Err(bad(format!(
+                    "expected {}, got {} {:?}",
+                    spec.describe(),
+                    t.dtype(),
+                    t.shape()
+                )))
+            }
+            Err(ty) => {
+                return Err(bad(format!(
+                    "the model declares type {ty}, which is not supported"
+                )))
+            }
+        }
+        if let Some(dims) = &spec.dims {
+            let fits = dims.len() == t.rank()
+                && dims
+                    .iter()
+                    .zip(t.shape())
+                    .all(|(d, &s)| matches!(d, Dim::Symbolic(_)) || *d == Dim::Fixed(s));
+            if !fits {
+                return Err(bad(format!(
+                    "expected {}, got {} {:?}",
+                    spec.describe(),
+                    t.dtype(),
+                    t.shape()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a run produced.
+pub struct RunOutput {
+    /// Graph outputs, in declaration order.
+    pub outputs: Vec<(String, Tensor)>,
+    pub trace: Option<Trace>,
+}
+
+/// One executed node: its op type and the hash of each declared output, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceStep {
+    pub op: String,
+    pub outputs: Vec<Hash>,
+}
+
+/// The leaf of trace step `index` (DESIGN §5):
+/// `SHA-256(index as 8 bytes LE || op length as 4 bytes LE || op || output hashes)`.
+pub fn step_leaf(index: usize, op: &str, outputs: &[Hash]) -> Hash {
+    let mut h = Sha256::new();
+    h.update((index as u64).to_le_bytes());
+    h.update((op.len() as u32).to_le_bytes());
+    h.update(op.as_bytes());
+    for o in outputs {
+        h.update(o.0);
+    }
+    Hash(h.finalize().into())
+}
+
+/// An execution trace: the steps, their leaves and the Merkle root over them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trace {
+    steps: Vec<TraceStep>,
+    leaves: Vec<Hash>,
+    root: Hash,
+}
+
+impl Trace {
+    fn new(steps: Vec<TraceStep>) -> Trace {
+        let leaves: Vec<Hash> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| step_leaf(i, &s.op, &s.outputs))
+            .collect();
+        let root = merkle::root(&leaves);
+        Trace {
+            steps,
+            leaves,
+            root,
+        }
+    }
+
+    pub fn root(&self) -> Hash {
+        self.root
+    }
+
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    pub fn steps(&self) -> &[TraceStep] {
+        &self.steps
+    }
+
+    pub fn leaves(&self) -> &[Hash] {
+        &self.leaves
+    }
+
+    /// Inclusion proof of step `index`'s leaf.
+    pub fn prove(&self, index: usize) -> Option<MerkleProof> {
+        merkle::prove(&self.leaves, index)
+    }
+}

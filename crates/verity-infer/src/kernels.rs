@@ -1,0 +1,232 @@
+//! The float32 matrix-product kernel shared by MatMul, Gemm and Conv.
+//!
+//! Each output element is `((0 + a0*b0) + a1*b1) + ...` over k in ascending order, with the
+//! multiply and the add rounded separately (Rust never contracts them into an FMA). The kernel
+//! keeps a tile of MR×NR outputs in registers and vectorizes across the NR columns, which only
+//! decides which elements are computed side by side. On x86-64 the same code is compiled a
+//! second time for AVX2 and picked at run time: wider vectors, same operations per element, so
+//! the bits do not change with the CPU.
+
+use crate::ops::Ctx;
+
+/// Output rows per register tile.
+const MR: usize = 4;
+/// Output columns per register tile.
+const NR: usize = 16;
+/// Below this many multiply-adds a product is not worth handing to other threads.
+const PARALLEL_MIN_MACS: usize = 1 << 18;
+
+/// `c = a · b` for a row-major `m×k` matrix `a` and `k×n` matrix `b`; `c` is `m×n`.
+pub(crate) fn gemm_f32(
+    ctx: Ctx,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+) {
+    debug_assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    let threads = ctx.threads();
+    if threads > 1 && m * k * n >= PARALLEL_MIN_MACS && n > 0 {
+        if m >= threads * MR {
+            // Split rows: each thread takes whole tiles of rows.
+            let rows = m.div_ceil(threads).next_multiple_of(MR);
+            ctx.for_each_chunk(&mut c[..m * n], rows * n, |i, chunk| {
+                let r0 = i * rows;
+                let r = chunk.len() / n;
+                block(r, k, n, &a[r0 * k..(r0 + r) * k], b, n, chunk, n);
+            });
+            return;
+        }
+        if m == 1 && n >= threads * NR {
+            // A single row (batch size 1): split columns instead.
+            let cols = n.div_ceil(threads).next_multiple_of(NR);
+            ctx.for_each_chunk(&mut c[..n], cols, |i, chunk| {
+                block(1, k, chunk.len(), a, &b[i * cols..], n, chunk, chunk.len());
+            });
+            return;
+        }
+    }
+    block(m, k, n, a, b, n, c, n);
+}
+
+/// `c[i][j] = sum_k a[i][k] * b[k][j]` with row strides `ldb` and `ldc`.
+#[allow(clippy::too_many_arguments)]
+fn block(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { block_avx2(m, k, n, a, b, ldb, c, ldc) };
+        return;
+    }
+    block_body(m, k, n, a, b, ldb, c, ldc);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn block_avx2(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    block_body(m, k, n, a, b, ldb, c, ldc);
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn block_body(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let mut i = 0;
+    while i + MR <= m {
+        rows::<MR>(i, k, n, a, b, ldb, c, ldc);
+        i += MR;
+    }
+    while i < m {
+        rows::<1>(i, k, n, a, b, ldb, c, ldc);
+        i += 1;
+    }
+}
+
+/// Computes rows `i0..i0+R` of `c`, NR columns at a time.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn rows<const R: usize>(
+    i0: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let a_rows: [&[f32]; R] = std::array::from_fn(|r| &a[(i0 + r) * k..(i0 + r + 1) * k]);
+    let mut j = 0;
+    while j + NR <= n {
+        let mut acc = [[0f32; NR]; R];
+        for kk in 0..k {
+            let brow: &[f32; NR] = b[kk * ldb + j..kk * ldb + j + NR]
+                .try_into()
+                .expect("tile is NR wide");
+            for r in 0..R {
+                let av = a_rows[r][kk];
+                for x in 0..NR {
+                    acc[r][x] += av * brow[x];
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            c[(i0 + r) * ldc + j..(i0 + r) * ldc + j + NR].copy_from_slice(row);
+        }
+        j += NR;
+    }
+    if j < n {
+        let w = n - j;
+        let mut acc = [[0f32; NR]; R];
+        for kk in 0..k {
+            let brow = &b[kk * ldb + j..kk * ldb + j + w];
+            for r in 0..R {
+                let av = a_rows[r][kk];
+                for (x, &bv) in brow.iter().enumerate() {
+                    acc[r][x] += av * bv;
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            c[(i0 + r) * ldc + j..(i0 + r) * ldc + n].copy_from_slice(&row[..w]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The documented order, written as plainly as possible.
+    fn reference(m: usize, k: usize, n: usize, a: &[f32], b: &[f32]) -> Vec<f32> {
+        let mut c = vec![0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut acc = 0f32;
+                for kk in 0..k {
+                    acc += a[i * k + kk] * b[kk * n + j];
+                }
+                c[i * n + j] = acc;
+            }
+        }
+        c
+    }
+
+    proptest! {
+        #[test]
+        fn tiles_threads_and_vector_width_never_change_a_bit(
+            m in 1usize..12, k in 0usize..40, n in 1usize..70, seed in any::<u64>()
+        ) {
+            let mut s = seed;
+            let mut next = || {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 1e3
+            };
+            let a: Vec<f32> = (0..m * k).map(|_| next()).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| next()).collect();
+            let want = reference(m, k, n, &a, &b);
+            let mut portable = vec![f32::NAN; m * n];
+            block_body(m, k, n, &a, &b, n, &mut portable, n);
+            prop_assert_eq!(bits(&portable), bits(&want));
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+            for ctx in [Ctx { pool: None }, Ctx { pool: Some(&pool) }] {
+                let mut c = vec![f32::NAN; m * n];
+                gemm_f32(ctx, m, k, n, &a, &b, &mut c);
+                prop_assert_eq!(bits(&c), bits(&want));
+            }
+        }
+    }
+
+    #[test]
+    fn threaded_split_paths_match_the_reference() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
+        for (m, k, n) in [(64, 128, 64), (1, 1024, 512)] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 3.0)
+                .collect();
+            let mut c = vec![0f32; m * n];
+            gemm_f32(Ctx { pool: Some(&pool) }, m, k, n, &a, &b, &mut c);
+            assert_eq!(bits(&c), bits(&reference(m, k, n, &a, &b)));
+        }
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+}

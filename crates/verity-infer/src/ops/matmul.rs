@@ -1,0 +1,324 @@
+//! MatMul, Gemm, MatMulInteger and QLinearMatMul.
+//!
+//! Accumulation order, for every output element and every element type:
+//! `acc = 0; for k in 0..K { acc = acc + a[i][k] * b[k][j] }` — a multiply rounded to the
+//! element type, then an add rounded to it, never fused. The float kernel computes a tile of
+//! outputs at once (vectorized across `j`), which changes which elements share a register, never
+//! the sequence of operations any one element goes through.
+
+use super::elementwise::{broadcast_map, broadcast_shape, Arith};
+use super::shape::transpose;
+use super::{f32_scalar, invalid, opt, req, unsupported, Attrs, Ctx, OpResult};
+use crate::kernels;
+use crate::tensor::{Data, Tensor};
+
+/// Shapes of a (possibly batched, possibly 1-D) matrix product.
+struct Plan {
+    m: usize,
+    k: usize,
+    n: usize,
+    /// For each output matrix, the index of the `a` matrix and the `b` matrix it multiplies.
+    pairs: Vec<(usize, usize)>,
+    out_shape: Vec<usize>,
+}
+
+fn plan(a: &[usize], b: &[usize]) -> OpResult<Plan> {
+    if a.is_empty() || b.is_empty() {
+        return invalid("MatMul inputs must have rank >= 1");
+    }
+    let a2: Vec<usize> = if a.len() == 1 {
+        vec![1, a[0]]
+    } else {
+        a.to_vec()
+    };
+    let b2: Vec<usize> = if b.len() == 1 {
+        vec![b[0], 1]
+    } else {
+        b.to_vec()
+    };
+    let (ra, rb) = (a2.len(), b2.len());
+    let (m, k, k2, n) = (a2[ra - 2], a2[ra - 1], b2[rb - 2], b2[rb - 1]);
+    if k != k2 {
+        return invalid(format!(
+            "cannot multiply {a:?} by {b:?}: inner dimensions {k} and {k2} differ"
+        ));
+    }
+    let (ba, bb) = (&a2[..ra - 2], &b2[..rb - 2]);
+    let batch = broadcast_shape(ba, bb)?;
+    let ia: Vec<usize> = (0..ba.iter().product()).collect();
+    let ib: Vec<usize> = (0..bb.iter().product()).collect();
+    let (_, pairs) = broadcast_map(&ia, ba, &ib, bb, |x, y| (x, y))?;
+    let mut out_shape = batch;
+    if a.len() > 1 {
+        out_shape.push(m);
+    }
+    if b.len() > 1 {
+        out_shape.push(n);
+    }
+    Ok(Plan {
+        m,
+        k,
+        n,
+        pairs,
+        out_shape,
+    })
+}
+
+/// Generic `c = a · b` for one `m×k` by `k×n` pair, in the documented order.
+fn gemm_generic<T: Arith>(m: usize, k: usize, n: usize, a: &[T], b: &[T], c: &mut [T]) {
+    for i in 0..m {
+        let row = &mut c[i * n..(i + 1) * n];
+        row.fill(T::ZERO);
+        for kk in 0..k {
+            let av = a[i * k + kk];
+            for (cj, &bj) in row.iter_mut().zip(&b[kk * n..(kk + 1) * n]) {
+                *cj = cj.add(av.mul(bj));
+            }
+        }
+    }
+}
+
+/// Multiplies every pair of the plan with `kernel(m, k, n, a, b, c)`.
+fn batched<T: Copy + Default>(
+    p: &Plan,
+    a: &[T],
+    b: &[T],
+    kernel: impl Fn(usize, usize, usize, &[T], &[T], &mut [T]),
+) -> Vec<T> {
+    let (m, k, n) = (p.m, p.k, p.n);
+    let mut out = vec![T::default(); p.pairs.len() * m * n];
+    for (o, &(ia, ib)) in p.pairs.iter().enumerate() {
+        kernel(
+            m,
+            k,
+            n,
+            &a[ia * m * k..(ia + 1) * m * k],
+            &b[ib * k * n..(ib + 1) * k * n],
+            &mut out[o * m * n..(o + 1) * m * n],
+        );
+    }
+    out
+}
+
+pub(crate) fn matmul(ctx: Ctx, a: &Tensor, b: &Tensor) -> OpResult<Tensor> {
+    let p = plan(a.shape(), b.shape())?;
+    macro_rules! generic {
+        ($($variant:ident),*) => {
+            match (a.data(), b.data()) {
+                (Data::F32(x), Data::F32(y)) => Data::F32(batched(&p, x, y, |m, k, n, a, b, c| {
+                    kernels::gemm_f32(ctx, m, k, n, a, b, c)
+                })),
+                $((Data::$variant(x), Data::$variant(y)) => Data::$variant(batched(&p, x, y, gemm_generic)),)*
+                _ => return unsupported(format!("MatMul of {} by {}", a.dtype(), b.dtype())),
+            }
+        };
+    }
+    let data = generic!(F64, I32, U32, I64, U64);
+    Ok(Tensor::from_parts(p.out_shape, data))
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Gemm {
+    alpha: f32,
+    beta: f32,
+    trans_a: bool,
+    trans_b: bool,
+}
+
+impl Gemm {
+    pub fn parse(a: &Attrs) -> OpResult<Gemm> {
+        a.ignore(&["broadcast"]); // opset < 7: broadcasting is always on since
+        Ok(Gemm {
+            alpha: a.float_or("alpha", 1.0)?,
+            beta: a.float_or("beta", 1.0)?,
+            trans_a: a.int_or("transA", 0)? != 0,
+            trans_b: a.int_or("transB", 0)? != 0,
+        })
+    }
+
+    /// `y = alpha * (A·B) + beta * C`, each product and sum rounded in that order; a factor of
+    /// exactly 1 is skipped, which leaves every result bit unchanged.
+    pub fn run(&self, ctx: Ctx, inputs: &[Option<&Tensor>]) -> OpResult<Tensor> {
+        let (mut a, mut b) = (req(inputs, 0)?.clone(), req(inputs, 1)?.clone());
+        if a.rank() != 2 || b.rank() != 2 {
+            return invalid(format!(
+                "Gemm needs 2-D inputs, got {:?} and {:?}",
+                a.shape(),
+                b.shape()
+            ));
+        }
+        if self.trans_a {
+            a = transpose(&a, &[1, 0]);
+        }
+        if self.trans_b {
+            b = transpose(&b, &[1, 0]);
+        }
+        let mut y = matmul(ctx, &a, &b)?;
+        let Data::F32(yv) = y.data() else {
+            return unsupported(format!("Gemm on {}", y.dtype()));
+        };
+        let mut yv = yv.clone();
+        if self.alpha != 1.0 {
+            yv.iter_mut().for_each(|v| *v *= self.alpha);
+        }
+        if let Some(c) = opt(inputs, 2) {
+            let Data::F32(cv) = c.data() else {
+                return invalid(format!("Gemm bias must be float32, got {}", c.dtype()));
+            };
+            let beta = self.beta;
+            let (shape, sum) = broadcast_map(&yv, y.shape(), cv, c.shape(), |acc, c| {
+                if beta == 1.0 {
+                    acc + c
+                } else {
+                    acc + beta * c
+                }
+            })?;
+            if shape != y.shape() {
+                return invalid(format!(
+                    "Gemm bias {:?} does not broadcast to {:?}",
+                    c.shape(),
+                    y.shape()
+                ));
+            }
+            yv = sum;
+        }
+        y = Tensor::from_parts(y.shape().to_vec(), Data::F32(yv));
+        Ok(y)
+    }
+}
+
+/// Widens a uint8/int8 tensor to i32 and subtracts its zero point, which is a scalar or (for
+/// `per_axis = Some(axis)`) one value per index along that axis of a 2-D operand.
+fn centered(
+    x: &Tensor,
+    zero_point: Option<&Tensor>,
+    per_axis: usize,
+    what: &str,
+) -> OpResult<Vec<i32>> {
+    let widen = |t: &Tensor| -> OpResult<Vec<i32>> {
+        match t.data() {
+            Data::U8(v) => Ok(v.iter().map(|&e| e as i32).collect()),
+            Data::I8(v) => Ok(v.iter().map(|&e| e as i32).collect()),
+            _ => invalid(format!("{what} must be uint8 or int8, got {}", t.dtype())),
+        }
+    };
+    let mut v = widen(x)?;
+    let Some(zp) = zero_point else { return Ok(v) };
+    if zp.dtype() != x.dtype() {
+        return invalid(format!(
+            "{what} zero point is {}, expected {}",
+            zp.dtype(),
+            x.dtype()
+        ));
+    }
+    let z = widen(zp)?;
+    let rank = x.rank();
+    if z.len() == 1 {
+        v.iter_mut().for_each(|e| *e -= z[0]);
+    } else if rank >= 2 && z.len() == x.shape()[rank - 2 + per_axis] {
+        let (rows, cols) = (x.shape()[rank - 2], x.shape()[rank - 1]);
+        for (i, e) in v.iter_mut().enumerate() {
+            let (r, c) = ((i / cols) % rows, i % cols);
+            *e -= z[if per_axis == 0 { r } else { c }];
+        }
+    } else {
+        return unsupported(format!(
+            "{what} zero point of shape {:?} for input {:?}",
+            zp.shape(),
+            x.shape()
+        ));
+    }
+    Ok(v)
+}
+
+/// Integer product `(a - a_zero) · (b - b_zero)` in int32 (wrapping, so order-independent).
+fn integer_product(
+    a: &Tensor,
+    az: Option<&Tensor>,
+    b: &Tensor,
+    bz: Option<&Tensor>,
+) -> OpResult<(Vec<usize>, Vec<i32>)> {
+    let p = plan(a.shape(), b.shape())?;
+    let av = centered(a, az, 0, "A")?;
+    let bv = centered(b, bz, 1, "B")?;
+    Ok((p.out_shape.clone(), batched(&p, &av, &bv, gemm_generic)))
+}
+
+pub(crate) fn matmul_integer(inputs: &[Option<&Tensor>]) -> OpResult<Tensor> {
+    let (shape, v) = integer_product(
+        req(inputs, 0)?,
+        opt(inputs, 2),
+        req(inputs, 1)?,
+        opt(inputs, 3),
+    )?;
+    Ok(Tensor::from_parts(shape, Data::I32(v)))
+}
+
+/// QLinearMatMul: the int32 product, scaled by `(a_scale * b_scale) / y_scale` (float32), then
+/// `y = round_half_even(acc * scale + y_zero)` in float64 and saturated to the output type —
+/// the ONNX reference evaluation, fixed.
+pub(crate) fn qlinear_matmul(inputs: &[Option<&Tensor>]) -> OpResult<Tensor> {
+    let a = req(inputs, 0)?;
+    let b = req(inputs, 3)?;
+    let a_scale = f32_scalar(req(inputs, 1)?, "a_scale")?;
+    let b_scale = f32_scalar(req(inputs, 4)?, "b_scale")?;
+    let y_scale = f32_scalar(req(inputs, 6)?, "y_scale")?;
+    let (shape, acc) = integer_product(a, opt(inputs, 2), b, opt(inputs, 5))?;
+    let y_zero = req(inputs, 7)?;
+    let scale = ((a_scale * b_scale) / y_scale) as f64;
+    let requant = |lo: f64, hi: f64, zp: f64| {
+        acc.iter()
+            .map(move |&v| (v as f64 * scale + zp).round_ties_even().clamp(lo, hi))
+    };
+    let data = match y_zero.data() {
+        Data::U8(z) if z.len() == 1 => {
+            Data::U8(requant(0.0, 255.0, z[0] as f64).map(|v| v as u8).collect())
+        }
+        Data::I8(z) if z.len() == 1 => Data::I8(
+            requant(-128.0, 127.0, z[0] as f64)
+                .map(|v| v as i8)
+                .collect(),
+        ),
+        _ => {
+            return invalid(format!(
+                "y_zero_point must be a one-element uint8 or int8 tensor, got {} {:?}",
+                y_zero.dtype(),
+                y_zero.shape()
+            ))
+        }
+    };
+    Ok(Tensor::from_parts(shape, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> Ctx<'static> {
+        Ctx { pool: None }
+    }
+
+    #[test]
+    fn matmul_handles_vectors_and_batches() {
+        let a = Tensor::new(
+            vec![2, 2, 3],
+            Data::F32((0..12).map(|x| x as f32).collect()),
+        )
+        .unwrap();
+        let b = Tensor::new(vec![3], Data::F32(vec![1., 0., -1.])).unwrap();
+        let y = matmul(ctx(), &a, &b).unwrap();
+        assert_eq!(y.shape(), &[2, 2]);
+        assert_eq!(y.as_f32().unwrap(), &[-2., -2., -2., -2.]);
+        let bad = Tensor::new(vec![4], Data::F32(vec![0.; 4])).unwrap();
+        assert!(matmul(ctx(), &a, &bad).is_err());
+    }
+
+    #[test]
+    fn integer_matmul_subtracts_zero_points() {
+        let a = Tensor::new(vec![1, 2], Data::U8(vec![10, 20])).unwrap();
+        let b = Tensor::new(vec![2, 1], Data::U8(vec![3, 4])).unwrap();
+        let az = Tensor::new(vec![], Data::U8(vec![10])).unwrap();
+        let y = matmul_integer(&[Some(&a), Some(&b), Some(&az), None]).unwrap();
+        assert_eq!(y.data(), &Data::I32(vec![40]));
+    }
+}

@@ -1,0 +1,264 @@
+//! Operators: parsing a node's attributes once at load time, and running it.
+//!
+//! Every kernel fixes the order of its floating-point operations (documented beside it), so the
+//! result does not depend on the thread count, the vector width or the machine.
+
+mod attrs;
+mod conv;
+mod elementwise;
+mod matmul;
+mod nn;
+mod pool;
+mod quant;
+mod shape;
+
+use std::sync::Arc;
+
+use crate::proto::NodeProto;
+use crate::tensor::{Data, Tensor};
+pub(crate) use attrs::Attrs;
+
+/// Why an operator refused to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OpError {
+    /// A feature of the op (an attribute value, an element type) that the engine does not support.
+    Unsupported(String),
+    /// Inputs or attributes that break the op's contract.
+    Invalid(String),
+}
+
+pub(crate) type OpResult<T> = Result<T, OpError>;
+
+pub(crate) fn invalid<T>(msg: impl Into<String>) -> OpResult<T> {
+    Err(OpError::Invalid(msg.into()))
+}
+
+pub(crate) fn unsupported<T>(msg: impl Into<String>) -> OpResult<T> {
+    Err(OpError::Unsupported(msg.into()))
+}
+
+/// What kernels may use while running: the thread pool, if the engine has one.
+#[derive(Clone, Copy)]
+pub(crate) struct Ctx<'a> {
+    pub pool: Option<&'a rayon::ThreadPool>,
+}
+
+impl Ctx<'_> {
+    /// Runs `f` over every chunk, in parallel when a pool is present. Each chunk is processed by
+    /// the same sequential code either way, so results are identical.
+    pub fn for_each_chunk<T: Send>(
+        &self,
+        data: &mut [T],
+        chunk_len: usize,
+        f: impl Fn(usize, &mut [T]) + Sync,
+    ) {
+        let chunk_len = chunk_len.max(1);
+        match self.pool {
+            Some(pool) if data.len() > chunk_len => pool.install(|| {
+                use rayon::prelude::*;
+                data.par_chunks_mut(chunk_len)
+                    .enumerate()
+                    .for_each(|(i, c)| f(i, c))
+            }),
+            _ => data
+                .chunks_mut(chunk_len)
+                .enumerate()
+                .for_each(|(i, c)| f(i, c)),
+        }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.pool.map_or(1, |p| p.current_num_threads())
+    }
+}
+
+/// Operator types this engine runs, in the default ONNX domain.
+pub const SUPPORTED_OPS: &[&str] = &[
+    "Add",
+    "ArgMax",
+    "AveragePool",
+    "BatchNormalization",
+    "Cast",
+    "Clip",
+    "Concat",
+    "Constant",
+    "Conv",
+    "DequantizeLinear",
+    "Div",
+    "Flatten",
+    "Gemm",
+    "GlobalAveragePool",
+    "Identity",
+    "LogSoftmax",
+    "MatMul",
+    "MatMulInteger",
+    "MaxPool",
+    "Mul",
+    "QLinearMatMul",
+    "QuantizeLinear",
+    "Relu",
+    "Reshape",
+    "Sigmoid",
+    "Softmax",
+    "Squeeze",
+    "Sub",
+    "Tanh",
+    "Transpose",
+    "Unsqueeze",
+];
+
+/// A parsed node operation.
+#[derive(Debug, Clone)]
+pub(crate) enum Op {
+    Binary(elementwise::BinaryOp),
+    Unary(elementwise::UnaryOp),
+    Clip(elementwise::Clip),
+    Softmax(nn::Softmax),
+    ArgMax(nn::ArgMax),
+    BatchNorm(nn::BatchNorm),
+    Reshape(shape::Reshape),
+    Flatten(shape::Flatten),
+    Transpose(shape::Transpose),
+    Concat(shape::Concat),
+    Squeeze(shape::Squeeze),
+    Unsqueeze(shape::Unsqueeze),
+    Cast(shape::Cast),
+    Constant(Arc<Tensor>),
+    MatMul,
+    Gemm(matmul::Gemm),
+    MatMulInteger,
+    QLinearMatMul,
+    Conv(conv::Conv),
+    MaxPool(pool::Pool),
+    AveragePool(pool::Pool),
+    GlobalAveragePool,
+    QuantizeLinear(quant::Quantize),
+    DequantizeLinear(quant::Dequantize),
+}
+
+impl Op {
+    /// Parses `node` for the default-domain opset version `opset`.
+    pub fn parse(node: &NodeProto, opset: i64) -> OpResult<Op> {
+        if !node.domain.is_empty() && node.domain != "ai.onnx" {
+            return unsupported(format!(
+                "operator {}::{} is not supported (only the default ONNX domain is)",
+                node.domain, node.op_type
+            ));
+        }
+        let a = Attrs::new(node)?;
+        use elementwise::{BinaryOp, UnaryOp};
+        let op = match node.op_type.as_str() {
+            "Add" => Op::Binary(BinaryOp::Add),
+            "Sub" => Op::Binary(BinaryOp::Sub),
+            "Mul" => Op::Binary(BinaryOp::Mul),
+            "Div" => Op::Binary(BinaryOp::Div),
+            "Relu" => Op::Unary(UnaryOp::Relu),
+            "Sigmoid" => Op::Unary(UnaryOp::Sigmoid),
+            "Tanh" => Op::Unary(UnaryOp::Tanh),
+            "Identity" => Op::Unary(UnaryOp::Identity),
+            "Clip" => Op::Clip(elementwise::Clip::parse(&a, opset)?),
+            "Softmax" => Op::Softmax(nn::Softmax::parse(&a, opset, false)?),
+            "LogSoftmax" => Op::Softmax(nn::Softmax::parse(&a, opset, true)?),
+            "ArgMax" => Op::ArgMax(nn::ArgMax::parse(&a)?),
+            "BatchNormalization" => Op::BatchNorm(nn::BatchNorm::parse(&a)?),
+            "Reshape" => Op::Reshape(shape::Reshape::parse(&a)?),
+            "Flatten" => Op::Flatten(shape::Flatten::parse(&a)?),
+            "Transpose" => Op::Transpose(shape::Transpose::parse(&a)?),
+            "Concat" => Op::Concat(shape::Concat::parse(&a)?),
+            "Squeeze" => Op::Squeeze(shape::Squeeze::parse(&a, opset)?),
+            "Unsqueeze" => Op::Unsqueeze(shape::Unsqueeze::parse(&a, opset)?),
+            "Cast" => Op::Cast(shape::Cast::parse(&a)?),
+            "Constant" => Op::Constant(Arc::new(shape::constant(&a)?)),
+            "MatMul" => Op::MatMul,
+            "Gemm" => Op::Gemm(matmul::Gemm::parse(&a)?),
+            "MatMulInteger" => Op::MatMulInteger,
+            "QLinearMatMul" => Op::QLinearMatMul,
+            "Conv" => Op::Conv(conv::Conv::parse(&a)?),
+            "MaxPool" => Op::MaxPool(pool::Pool::parse(&a, true)?),
+            "AveragePool" => Op::AveragePool(pool::Pool::parse(&a, false)?),
+            "GlobalAveragePool" => Op::GlobalAveragePool,
+            "QuantizeLinear" => Op::QuantizeLinear(quant::Quantize::parse(&a)?),
+            "DequantizeLinear" => Op::DequantizeLinear(quant::Dequantize::parse(&a)?),
+            other => return unsupported(format!("operator {other} is not supported")),
+        };
+        a.check_all_read()?;
+        Ok(op)
+    }
+
+    /// Runs the op. `inputs[i]` is `None` for an omitted optional input.
+    pub fn run(&self, ctx: Ctx, inputs: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
+        let one = |t: Tensor| Ok(vec![t]);
+        match self {
+            Op::Binary(op) => one(op.run(req(inputs, 0)?, req(inputs, 1)?)?),
+            Op::Unary(op) => one(op.run(req(inputs, 0)?)?),
+            Op::Clip(op) => one(op.run(inputs)?),
+            Op::Softmax(op) => one(op.run(req(inputs, 0)?)?),
+            Op::ArgMax(op) => one(op.run(req(inputs, 0)?)?),
+            Op::BatchNorm(op) => one(op.run(inputs)?),
+            Op::Reshape(op) => one(op.run(req(inputs, 0)?, req(inputs, 1)?)?),
+            Op::Flatten(op) => one(op.run(req(inputs, 0)?)?),
+            Op::Transpose(op) => one(op.run(req(inputs, 0)?)?),
+            Op::Concat(op) => one(op.run(inputs)?),
+            Op::Squeeze(op) => one(op.run(req(inputs, 0)?, opt(inputs, 1))?),
+            Op::Unsqueeze(op) => one(op.run(req(inputs, 0)?, opt(inputs, 1))?),
+            Op::Cast(op) => one(op.run(req(inputs, 0)?)?),
+            Op::Constant(t) => one(Tensor::clone(t)),
+            Op::MatMul => one(matmul::matmul(ctx, req(inputs, 0)?, req(inputs, 1)?)?),
+            Op::Gemm(op) => one(op.run(ctx, inputs)?),
+            Op::MatMulInteger => one(matmul::matmul_integer(inputs)?),
+            Op::QLinearMatMul => one(matmul::qlinear_matmul(inputs)?),
+            Op::Conv(op) => one(op.run(ctx, inputs)?),
+            Op::MaxPool(op) => op.run(req(inputs, 0)?),
+            Op::AveragePool(op) => op.run(req(inputs, 0)?),
+            Op::GlobalAveragePool => one(pool::global_average(req(inputs, 0)?)?),
+            Op::QuantizeLinear(op) => one(op.run(inputs)?),
+            Op::DequantizeLinear(op) => one(op.run(inputs)?),
+        }
+    }
+}
+
+/// The required input at `i`.
+pub(crate) fn req<'a>(inputs: &[Option<&'a Tensor>], i: usize) -> OpResult<&'a Tensor> {
+    match inputs.get(i).copied().flatten() {
+        Some(t) => Ok(t),
+        None => invalid(format!("required input {i} is missing")),
+    }
+}
+
+/// The optional input at `i`.
+pub(crate) fn opt<'a>(inputs: &[Option<&'a Tensor>], i: usize) -> Option<&'a Tensor> {
+    inputs.get(i).copied().flatten()
+}
+
+/// Normalizes a possibly negative `axis` against `rank` (valid range `-rank..rank`).
+pub(crate) fn norm_axis(axis: i64, rank: usize) -> OpResult<usize> {
+    let r = rank as i64;
+    if axis < -r || axis >= r {
+        return invalid(format!("axis {axis} is out of range for rank {rank}"));
+    }
+    Ok(if axis < 0 { axis + r } else { axis } as usize)
+}
+
+/// Reads a 1-D or scalar int64 tensor (shapes, axes).
+pub(crate) fn i64_values(t: &Tensor, what: &str) -> OpResult<Vec<i64>> {
+    match t.data() {
+        Data::I64(v) if t.rank() <= 1 => Ok(v.clone()),
+        _ => invalid(format!(
+            "{what} must be a 1-D int64 tensor, got {} {:?}",
+            t.dtype(),
+            t.shape()
+        )),
+    }
+}
+
+/// Reads a scalar (or one-element) float tensor.
+pub(crate) fn f32_scalar(t: &Tensor, what: &str) -> OpResult<f32> {
+    match t.data() {
+        Data::F32(v) if v.len() == 1 => Ok(v[0]),
+        _ => invalid(format!(
+            "{what} must be a one-element float32 tensor, got {} {:?}",
+            t.dtype(),
+            t.shape()
+        )),
+    }
+}
