@@ -217,9 +217,11 @@ impl Model {
                         )));
                     }
                 }
-                (source, _) => return Err(bad(format!(
+                (source, _) => {
+                    return Err(bad(format!(
                     "input {slot} ({name:?}) comes from {source:?}; the proof is of another kind"
-                ))),
+                )))
+                }
             }
         }
         let op = node.op.as_ref().map_err(|e| match e {
