@@ -1,0 +1,269 @@
+//! The bundled models against ONNX Runtime, determinism across runs and threads, one-step
+//! re-execution, and rejection of bad models and inputs.
+
+mod common;
+
+use common::{bundled, digit, digits_test, model, model_bytes};
+use verity_infer::{Commitments, Data, Engine, InferError, InputProof, Model, Tensor};
+
+fn reference() -> Option<serde_json::Value> {
+    match std::env::var_os("VERITY_ORT_REFERENCE") {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+            Some(serde_json::from_str(&text).unwrap())
+        }
+        None if std::env::var_os("CI").is_some() => panic!(
+            "VERITY_ORT_REFERENCE is not set; CI must compare with onnxruntime (see scripts/test)"
+        ),
+        None => None,
+    }
+}
+
+fn argmax_rows(v: &[f32], cols: usize) -> Vec<usize> {
+    v.chunks(cols)
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .fold(0, |best, (i, &x)| if x > r[best] { i } else { best })
+        })
+        .collect()
+}
+
+#[test]
+fn matches_onnxruntime_on_every_test_sample() {
+    let Some(reference) = reference() else {
+        eprintln!("SKIPPED: set VERITY_ORT_REFERENCE (written by scripts/ort_reference.py) to compare with onnxruntime");
+        return;
+    };
+    let engine = Engine::new(1).unwrap();
+    let (_, labels) = digits_test();
+    for (name, model, input) in bundled() {
+        let run = engine.run(&model, vec![input], false).unwrap();
+        let theirs = &reference[name];
+        for (out_name, ours) in &run.outputs {
+            let want = &theirs[out_name.as_str()];
+            let shape: Vec<usize> = want["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .collect();
+            assert_eq!(ours.shape(), shape, "{name} {out_name}: shape");
+            match ours.data() {
+                Data::F32(v) => {
+                    let w: Vec<f32> = want["data"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_f64().unwrap() as f32)
+                        .collect();
+                    let max_diff = v
+                        .iter()
+                        .zip(&w)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    let cols = *shape.last().unwrap();
+                    let same_argmax = argmax_rows(v, cols) == argmax_rows(&w, cols);
+                    println!("{name} {out_name}: max |ours - onnxruntime| = {max_diff:.3e} over {} values; argmax equal on all {} rows: {same_argmax}", v.len(), v.len() / cols);
+                    assert!(
+                        max_diff <= 1e-5,
+                        "{name} {out_name}: max abs diff {max_diff}"
+                    );
+                    assert!(same_argmax, "{name} {out_name}: argmax differs");
+                }
+                Data::I64(v) => {
+                    let w: Vec<i64> = want["data"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_i64().unwrap())
+                        .collect();
+                    assert_eq!(v, &w, "{name} {out_name}");
+                    if name.starts_with("digits") {
+                        let correct = v.iter().zip(&labels).filter(|(a, b)| a == b).count();
+                        println!("{name}: labels equal onnxruntime's on all {} samples; test accuracy {:.4}", v.len(), correct as f64 / v.len() as f64);
+                    }
+                }
+                other => panic!(
+                    "{name} {out_name}: unexpected output type {:?}",
+                    other.dtype()
+                ),
+            }
+        }
+    }
+}
+
+#[test]
+fn identical_bytes_and_trace_roots_across_runs_and_threads() {
+    for (name, model, input) in bundled() {
+        let first = Engine::new(1)
+            .unwrap()
+            .run(&model, vec![input.clone()], true)
+            .unwrap();
+        let want_root = first.trace.as_ref().unwrap().root();
+        let want_outputs: Vec<_> = first.outputs.iter().map(|(_, t)| t.hash()).collect();
+        for threads in [1, 2, 4] {
+            let engine = Engine::new(threads).unwrap();
+            for _ in 0..20 {
+                let run = engine.run(&model, vec![input.clone()], true).unwrap();
+                assert_eq!(
+                    run.trace.unwrap().root(),
+                    want_root,
+                    "{name}, {threads} threads"
+                );
+                let outputs: Vec<_> = run.outputs.iter().map(|(_, t)| t.hash()).collect();
+                assert_eq!(outputs, want_outputs, "{name}, {threads} threads");
+            }
+        }
+    }
+}
+
+/// Pinned values: the same on every machine and build. If `models/make_models.py` is changed and
+/// re-run, these change with it (and only then).
+#[test]
+fn trace_roots_are_pinned() {
+    let engine = Engine::new(1).unwrap();
+    let mut got = Vec::new();
+    let mut want_all = Vec::new();
+    for (name, input, want) in [
+        (
+            "digits_mlp.onnx",
+            digit(0),
+            "0x47d866cbe6f5291b8d9899c61b504a67ae15a5cc7f08a4fd26739a5c451f4b6b",
+        ),
+        (
+            "digits_mlp_int8.onnx",
+            digit(0),
+            "0x6cf4fcbcc345b1a0db94e7f807f9c1e2c8e5e244afd97e6efbb32ef59a807078",
+        ),
+        (
+            "conv_random.onnx",
+            common::conv_image(),
+            "0x446f2030a0e9a26a023137cb78d1ef5b4d58736dd5133def178baf18fd93c804",
+        ),
+    ] {
+        let run = engine.run(&model(name), vec![input], true).unwrap();
+        got.push((name, run.trace.unwrap().root().to_hex()));
+        want_all.push((name, want.to_string()));
+    }
+    assert_eq!(got, want_all);
+}
+
+#[test]
+fn every_step_re_executes_to_its_leaf() {
+    let engine = Engine::new(1).unwrap();
+    for (name, model, input) in bundled() {
+        let input_hash = input.hash();
+        for step in 0..model.step_count() {
+            let (witness, trace) = model
+                .step_witness(&engine, vec![input.clone()], step)
+                .unwrap();
+            let commitments = Commitments {
+                trace_root: trace.root(),
+                trace_len: trace.len() as u64,
+                weights_root: model.weights_root(),
+                input_hashes: vec![input_hash],
+            };
+            let outcome = model.verify_step(&engine, &commitments, &witness).unwrap();
+            assert_eq!(outcome.leaf, trace.leaves()[step], "{name} step {step}");
+            assert_eq!(
+                outcome.outputs,
+                trace.steps()[step].outputs,
+                "{name} step {step}"
+            );
+        }
+    }
+}
+
+#[test]
+fn one_step_rejects_inputs_that_do_not_match_the_commitments() {
+    let engine = Engine::new(1).unwrap();
+    let model = model("digits_mlp.onnx");
+    let input = digit(0);
+    // Step 1 is dense1: MatMul(x, w1), reading step 0's output and an initializer.
+    let (witness, trace) = model.step_witness(&engine, vec![input.clone()], 1).unwrap();
+    let commitments = Commitments {
+        trace_root: trace.root(),
+        trace_len: trace.len() as u64,
+        weights_root: model.weights_root(),
+        input_hashes: vec![input.hash()],
+    };
+    assert!(model.verify_step(&engine, &commitments, &witness).is_ok());
+
+    let flip = |t: &Tensor| {
+        let mut v = t.as_f32().unwrap().to_vec();
+        v[0] += 1.0;
+        Tensor::new(t.shape().to_vec(), Data::F32(v)).unwrap()
+    };
+    for slot in 0..2 {
+        let mut bad = witness.clone();
+        let w = bad.inputs[slot].as_mut().unwrap();
+        w.tensor = flip(&w.tensor);
+        let err = model.verify_step(&engine, &commitments, &bad).unwrap_err();
+        assert!(matches!(err, InferError::Witness(_)), "{err}");
+    }
+    let mut wrong_root = commitments.clone();
+    wrong_root.trace_root.0[0] ^= 1;
+    assert!(model.verify_step(&engine, &wrong_root, &witness).is_err());
+    let mut wrong_weights = commitments.clone();
+    wrong_weights.weights_root.0[0] ^= 1;
+    assert!(model
+        .verify_step(&engine, &wrong_weights, &witness)
+        .is_err());
+    let mut wrong_kind = witness.clone();
+    wrong_kind.inputs[1].as_mut().unwrap().proof = InputProof::GraphInput;
+    assert!(model
+        .verify_step(&engine, &commitments, &wrong_kind)
+        .is_err());
+
+    // Step 0 reads the graph input: a different input fails against the committed hash.
+    let (w0, _) = model.step_witness(&engine, vec![digit(1)], 0).unwrap();
+    assert!(model.verify_step(&engine, &commitments, &w0).is_err());
+}
+
+#[test]
+fn bad_models_and_inputs_are_errors_with_reasons() {
+    let bytes = model_bytes("digits_mlp.onnx");
+    for cut in [1, 10, bytes.len() / 2, bytes.len() - 1] {
+        let err = Model::from_bytes(&bytes[..cut])
+            .err()
+            .unwrap_or_else(|| panic!("truncated at {cut} loaded"));
+        assert!(
+            matches!(
+                err,
+                InferError::Decode(_)
+                    | InferError::InvalidModel(_)
+                    | InferError::Initializer { .. }
+            ),
+            "cut {cut}: {err}"
+        );
+    }
+    let err = Model::from_bytes(b"this is not an onnx file at all")
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("not a valid ONNX model"), "{err}");
+    assert!(Model::from_bytes(&[]).is_err());
+
+    let model = model("digits_mlp.onnx");
+    let engine = Engine::new(1).unwrap();
+    let wrong_shape = Tensor::new(vec![1, 63], Data::F32(vec![0.0; 63])).unwrap();
+    let err = engine.run(&model, vec![wrong_shape], false).err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        r#"input "pixels": expected float32[N, 64], got float32 [1, 63]"#
+    );
+    let wrong_type = Tensor::new(vec![1, 64], Data::I64(vec![0; 64])).unwrap();
+    let err = engine.run(&model, vec![wrong_type], false).err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        r#"input "pixels": expected float32[N, 64], got int64 [1, 64]"#
+    );
+    let err = engine.run(&model, vec![], false).err().unwrap();
+    assert!(matches!(
+        err,
+        InferError::InputCount {
+            expected: 1,
+            actual: 0
+        }
+    ));
+}
