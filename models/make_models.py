@@ -12,6 +12,7 @@
   the final dequantization touch floats.
 - conv_random.onnx: a small CNN with random weights (seed 0), 1.62 M multiply-accumulates, for
   benchmarks: Conv-Relu-MaxPool-Conv-BatchNorm-Relu-GlobalAveragePool-Flatten-Gemm-Softmax.
+- testdata/unsupported_op.onnx: a valid model with an op the engine refuses (Erf), for tests.
 
 Everything is deterministic (fixed seeds), needs only numpy, scikit-learn and onnx, and downloads
 nothing: the digits data ship inside scikit-learn.
@@ -189,6 +190,17 @@ def conv_model():
     return helper.make_model(graph, producer_name="verity-make-models", opset_imports=OPSET)
 
 
+def unsupported_model():
+    """A valid ONNX model using an op the engine does not run (Erf), for `infer inspect` tests."""
+    graph = helper.make_graph(
+        [helper.make_node("Erf", ["x"], ["e"], name="erf"), helper.make_node("Relu", ["e"], ["y"], name="relu")],
+        "unsupported_op",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    return helper.make_model(graph, producer_name="verity-make-models", opset_imports=OPSET)
+
+
 def accuracy(model, x, y):
     """Accuracy by onnx's own reference evaluator (no onnxruntime needed here)."""
     from onnx.reference import ReferenceEvaluator
@@ -205,6 +217,7 @@ def write_json(path, value):
 
 def main():
     os.makedirs(SAMPLES, exist_ok=True)
+    os.makedirs(os.path.join(HERE, "testdata"), exist_ok=True)
     x_train, x_test, y_train, y_test = data()
     clf = train(x_train, y_train)
     print(f"scikit-learn MLP test accuracy: {clf.score(x_test / 16.0, y_test):.4f} ({len(y_test)} samples)")
@@ -213,6 +226,7 @@ def main():
     save(fm, "digits_mlp.onnx")
     save(qm, "digits_mlp_int8.onnx")
     save(conv_model(), "conv_random.onnx")
+    save(unsupported_model(), "testdata/unsupported_op.onnx")
     print(f"digits_mlp.onnx test accuracy:      {accuracy(fm, x_test, y_test):.4f}")
     print(f"digits_mlp_int8.onnx test accuracy: {accuracy(qm, x_test, y_test):.4f}")
 
