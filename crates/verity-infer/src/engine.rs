@@ -11,6 +11,9 @@ use crate::model::{Dim, Model};
 use crate::ops::{Ctx, OpError};
 use crate::tensor::Tensor;
 
+/// The input tensors one node read (`None` for an omitted optional input).
+pub(crate) type StepInputs = Vec<Option<Tensor>>;
+
 /// Runs models with a fixed number of threads. Results never depend on that number.
 pub struct Engine {
     pool: Option<rayon::ThreadPool>,
@@ -64,7 +67,7 @@ impl Engine {
         inputs: Vec<Tensor>,
         with_trace: bool,
         capture_step: Option<usize>,
-    ) -> Result<(RunOutput, Option<Vec<Option<Tensor>>>), InferError> {
+    ) -> Result<(RunOutput, Option<StepInputs>), InferError> {
         check_inputs(model, &inputs)?;
         let ctx = Ctx {
             pool: self.pool.as_ref(),

@@ -149,6 +149,8 @@ pub struct TypeProto {
 }
 
 pub mod type_proto {
+    // Variant names follow the proto's field names.
+    #[allow(clippy::enum_variant_names)]
     #[derive(Clone, PartialEq, prost::Oneof)]
     pub enum Value {
         #[prost(message, tag = "1")]

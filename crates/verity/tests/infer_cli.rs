@@ -53,7 +53,7 @@ fn run_prints_outputs_model_id_and_trace() {
         doc["trace"]["root"],
         "0x47d866cbe6f5291b8d9899c61b504a67ae15a5cc7f08a4fd26739a5c451f4b6b"
     );
-    let id = format!("{}", sha256sum_of(&std::fs::read(&model).unwrap()));
+    let id = sha256sum_of(&std::fs::read(&model).unwrap());
     assert_eq!(doc["model_id"], id);
 
     // The .npy copy of the same sample, on 4 threads, gives the same trace root.
