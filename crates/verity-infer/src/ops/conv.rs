@@ -4,7 +4,7 @@
 //! order of w * input) + bias`: the column matrix lays taps out in (c, y, x) order and the matrix
 //! kernel accumulates them in ascending order. Padding taps contribute `w * 0`.
 
-use super::pool::{Window, WindowAttrs};
+use super::pool::{TapTables, Window, WindowAttrs};
 use super::{invalid, opt, req, unsupported, Attrs, Ctx, OpResult};
 use crate::kernels::gemm_f32;
 use crate::tensor::{Data, Tensor};
@@ -74,29 +74,11 @@ impl Conv {
                 }
             },
         };
-        // Treat 1-D as 2-D with a height of one.
-        let dims2 = |v: &[usize]| {
-            if v.len() == 1 {
-                [1, v[0]]
-            } else {
-                [v[0], v[1]]
-            }
-        };
-        let [h, wd] = dims2(&x.shape()[2..]);
-        let [kh, kw] = dims2(&win.kernel);
-        let [oh, ow] = dims2(&win.out);
-        let axis = |d2: usize| {
-            if spatial_rank == 1 {
-                d2.checked_sub(1)
-            } else {
-                Some(d2)
-            }
-        };
-        let tap = |d2: usize, o: usize, t: usize, len: usize| match axis(d2) {
-            Some(d) => win.tap(d, o, t, len),
-            None => Some(0),
-        };
-
+        // 1-D convolutions are lifted to 2-D with a height of one (depth is always one here).
+        let taps = TapTables::new(&win, &x.shape()[2..])?;
+        let [_, h, wd] = taps.dims;
+        let [_, kh, kw] = taps.kernel;
+        let [_, oh, ow] = taps.out;
         let (mg, k, p) = (m / g, cg * kh * kw, oh * ow);
         let mut cols = vec![0f32; k * p];
         let mut out = vec![0f32; n * m * p];
@@ -108,12 +90,14 @@ impl Conv {
                         for kx in 0..kw {
                             let row = &mut cols[((ic * kh + ky) * kw + kx) * p..][..p];
                             for oy in 0..oh {
-                                let iy = tap(0, oy, ky, h);
-                                for ox in 0..ow {
-                                    row[oy * ow + ox] = match (iy, tap(1, ox, kx, wd)) {
-                                        (Some(iy), Some(ix)) => plane[iy * wd + ix],
-                                        _ => 0.0,
-                                    };
+                                let dst = &mut row[oy * ow..(oy + 1) * ow];
+                                let Some(iy) = taps.taps[1][oy * kh + ky] else {
+                                    dst.fill(0.0);
+                                    continue;
+                                };
+                                let src = &plane[iy * wd..(iy + 1) * wd];
+                                for (ox, d) in dst.iter_mut().enumerate() {
+                                    *d = taps.taps[2][ox * kw + kx].map_or(0.0, |ix| src[ix]);
                                 }
                             }
                         }

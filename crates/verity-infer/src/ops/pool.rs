@@ -150,25 +150,88 @@ impl Window {
     }
 }
 
-/// Calls `f` with every multi-index in `0..dims` in row-major order.
-fn for_each_index(dims: &[usize], mut f: impl FnMut(&[usize])) {
-    if dims.contains(&0) {
-        return;
+/// Windows over at most three spatial dimensions, as lookup tables: for each dimension,
+/// output position and kernel tap, the input coordinate (or `None` in padding), plus whether the
+/// tap lies within the declared padding (for AveragePool's `count_include_pad`). Lower ranks
+/// are lifted to 3-D with leading dimensions of size one.
+pub(crate) struct TapTables {
+    pub dims: [usize; 3],
+    pub out: [usize; 3],
+    pub kernel: [usize; 3],
+    /// `taps[d][o * kernel[d] + t]`
+    pub taps: [Vec<Option<usize>>; 3],
+    in_padded: [Vec<bool>; 3],
+}
+
+impl TapTables {
+    pub fn new(w: &Window, spatial: &[usize]) -> OpResult<TapTables> {
+        let rank = spatial.len();
+        if rank == 0 || rank > 3 {
+            return unsupported(format!(
+                "windows over {rank} spatial dimensions (1 to 3 are supported)"
+            ));
+        }
+        let lift = |v: &[usize]| -> [usize; 3] {
+            let mut a = [1; 3];
+            a[3 - rank..].copy_from_slice(v);
+            a
+        };
+        let (dims, out, kernel) = (lift(spatial), lift(&w.out), lift(&w.kernel));
+        let mut taps: [Vec<Option<usize>>; 3] = Default::default();
+        let mut in_padded: [Vec<bool>; 3] = Default::default();
+        for d3 in 0..3 {
+            if d3 < 3 - rank {
+                taps[d3] = vec![Some(0)];
+                in_padded[d3] = vec![true];
+                continue;
+            }
+            let d = d3 - (3 - rank);
+            for o in 0..out[d3] {
+                for t in 0..kernel[d3] {
+                    taps[d3].push(w.tap(d, o, t, spatial[d]));
+                    in_padded[d3].push(w.in_padded(d, o, t, spatial[d]));
+                }
+            }
+        }
+        Ok(TapTables {
+            dims,
+            out,
+            kernel,
+            taps,
+            in_padded,
+        })
     }
-    let mut idx = vec![0; dims.len()];
-    loop {
-        f(&idx);
-        let mut d = dims.len();
-        loop {
-            if d == 0 {
-                return;
+
+    /// Calls `f(output index, taps)` for every output position in row-major order, where `taps`
+    /// holds `(flat input offset or None, within declared padding)` in row-major tap order.
+    fn each_window(&self, mut f: impl FnMut(usize, &[(Option<usize>, bool)])) {
+        let [_, h, w] = self.dims;
+        let [kd, kh, kw] = self.kernel;
+        let mut buf = Vec::with_capacity(kd * kh * kw);
+        let mut index = 0;
+        for od in 0..self.out[0] {
+            for oh in 0..self.out[1] {
+                for ow in 0..self.out[2] {
+                    buf.clear();
+                    for td in od * kd..(od + 1) * kd {
+                        for th in oh * kh..(oh + 1) * kh {
+                            for tw in ow * kw..(ow + 1) * kw {
+                                let offset =
+                                    match (self.taps[0][td], self.taps[1][th], self.taps[2][tw]) {
+                                        (Some(a), Some(b), Some(c)) => Some((a * h + b) * w + c),
+                                        _ => None,
+                                    };
+                                let padded = self.in_padded[0][td]
+                                    && self.in_padded[1][th]
+                                    && self.in_padded[2][tw];
+                                buf.push((offset, padded));
+                            }
+                        }
+                    }
+                    f(index, &buf);
+                    index += 1;
+                }
             }
-            d -= 1;
-            idx[d] += 1;
-            if idx[d] < dims[d] {
-                break;
-            }
-            idx[d] = 0;
         }
     }
 }
@@ -213,6 +276,7 @@ impl Pool {
         }
         let spatial = &x.shape()[2..];
         let w = Window::resolve(&self.window, spatial, None)?;
+        let tables = TapTables::new(&w, spatial)?;
         let planes = x.shape()[0] * x.shape()[1];
         let mut out_shape = x.shape()[..2].to_vec();
         out_shape.extend_from_slice(&w.out);
@@ -221,7 +285,7 @@ impl Pool {
                 ($($variant:ident),*) => {
                     match x.data() {
                         $(Data::$variant(v) => {
-                            let (vals, idx) = max_pool(v, planes, spatial, &w);
+                            let (vals, idx) = max_pool(v, planes, &tables);
                             (Data::$variant(vals), idx)
                         })*
                         _ => return unsupported(format!("MaxPool on {}", x.dtype())),
@@ -239,85 +303,63 @@ impl Pool {
         };
         Ok(vec![Tensor::from_parts(
             out_shape,
-            Data::F32(self.average(v, planes, spatial, &w)),
+            Data::F32(self.average(v, planes, &tables)),
         )])
     }
 
-    fn average(&self, v: &[f32], planes: usize, spatial: &[usize], w: &Window) -> Vec<f32> {
-        let plane_len: usize = spatial.iter().product();
-        let mut out = Vec::with_capacity(planes * w.out.iter().product::<usize>());
-        let strides = row_strides(spatial);
+    fn average(&self, v: &[f32], planes: usize, t: &TapTables) -> Vec<f32> {
+        let plane_len: usize = t.dims.iter().product();
+        let per_plane: usize = t.out.iter().product();
+        let mut out = vec![0f32; planes * per_plane];
         for p in 0..planes {
             let plane = &v[p * plane_len..(p + 1) * plane_len];
-            for_each_index(&w.out, |o| {
+            let dst = &mut out[p * per_plane..(p + 1) * per_plane];
+            t.each_window(|i, taps| {
                 let (mut sum, mut count, mut padded_count) = (0f32, 0u32, 0u32);
-                for_each_index(&w.kernel, |t| {
-                    let mut offset = 0;
-                    let mut inside = true;
-                    let mut in_padded = true;
-                    for d in 0..spatial.len() {
-                        match w.tap(d, o[d], t[d], spatial[d]) {
-                            Some(pos) => offset += pos * strides[d],
-                            None => inside = false,
-                        }
-                        in_padded &= w.in_padded(d, o[d], t[d], spatial[d]);
-                    }
-                    if inside {
-                        sum += plane[offset];
+                for &(offset, in_padded) in taps {
+                    if let Some(o) = offset {
+                        sum += plane[o];
                         count += 1;
                     }
                     padded_count += in_padded as u32;
-                });
+                }
                 let divisor = if self.count_include_pad {
                     padded_count
                 } else {
                     count
                 };
-                out.push(sum / divisor as f32);
+                dst[i] = sum / divisor as f32;
             });
         }
         out
     }
 }
 
-fn row_strides(dims: &[usize]) -> Vec<usize> {
-    let mut s = vec![1; dims.len()];
-    for d in (0..dims.len().saturating_sub(1)).rev() {
-        s[d] = s[d + 1] * dims[d + 1];
-    }
-    s
-}
-
-fn max_pool<T: PartialOrd + Copy>(
+fn max_pool<T: PartialOrd + Copy + Default>(
     v: &[T],
     planes: usize,
-    spatial: &[usize],
-    w: &Window,
+    t: &TapTables,
 ) -> (Vec<T>, Vec<i64>) {
-    let plane_len: usize = spatial.iter().product();
-    let n_out = planes * w.out.iter().product::<usize>();
-    let (mut vals, mut idx) = (Vec::with_capacity(n_out), Vec::with_capacity(n_out));
-    let strides = row_strides(spatial);
+    let plane_len: usize = t.dims.iter().product();
+    let per_plane: usize = t.out.iter().product();
+    let (mut vals, mut idx) = (
+        vec![T::default(); planes * per_plane],
+        vec![0i64; planes * per_plane],
+    );
     for p in 0..planes {
         let base = p * plane_len;
-        for_each_index(&w.out, |o| {
+        let plane = &v[base..base + plane_len];
+        t.each_window(|i, taps| {
             let mut best: Option<usize> = None;
-            for_each_index(&w.kernel, |t| {
-                let mut offset = 0;
-                for d in 0..spatial.len() {
-                    match w.tap(d, o[d], t[d], spatial[d]) {
-                        Some(pos) => offset += pos * strides[d],
-                        None => return,
-                    }
+            for o in taps.iter().filter_map(|&(o, _)| o) {
+                if best.is_none_or(|b| plane[o] > plane[b]) {
+                    best = Some(o);
                 }
-                if best.is_none_or(|b| v[base + offset] > v[base + b]) {
-                    best = Some(offset);
-                }
-            });
-            // Every output window overlaps the input (Window::resolve guarantees it).
+            }
+            // Every window overlaps the input (Window::resolve guarantees it).
             let b = best.unwrap_or(0);
-            vals.push(v[base + b]);
-            idx.push((base + b) as i64);
+            vals[p * per_plane + i] = plane[b];
+            idx[p * per_plane + i] = (base + b) as i64;
         });
     }
     (vals, idx)
