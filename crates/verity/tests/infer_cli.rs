@@ -30,6 +30,16 @@ fn stderr(o: &Output) -> String {
 
 const MLP: &str = "models/digits_mlp.onnx";
 
+/// Runs `verity infer run --model MODEL --input INPUT`, expecting exit code 1, no panic, and
+/// `needle` in the error message.
+fn run_fails_with(model: &str, input: &str, needle: &str) {
+    let out = verity(&["infer", "run", "--model", model, "--input", input]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{model} {input}: {err}");
+    assert!(err.contains(needle), "{model} {input}: {err}");
+    assert!(!err.contains("panicked"), "{model} {input}: {err}");
+}
+
 #[test]
 fn run_prints_outputs_model_id_and_trace() {
     let model = repo(MLP);
@@ -110,51 +120,23 @@ fn bad_model_files_exit_1_with_a_reason() {
         ("empty.onnx", &b""[..], "not a valid ONNX model"),
     ] {
         let path = scratch(name, content);
-        let out = verity(&[
-            "infer",
-            "run",
-            "--model",
-            path.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-        ]);
-        assert_eq!(out.status.code(), Some(1), "{name}");
-        assert!(stderr(&out).contains(expect), "{name}: {}", stderr(&out));
-        assert!(
-            !stderr(&out).contains("panicked"),
-            "{name}: {}",
-            stderr(&out)
-        );
+        run_fails_with(path.to_str().unwrap(), input.to_str().unwrap(), expect);
     }
-    let missing = verity(&[
-        "infer",
-        "run",
-        "--model",
+    run_fails_with(
         "/nonexistent/model.onnx",
-        "--input",
         input.to_str().unwrap(),
-    ]);
-    assert_eq!(missing.status.code(), Some(1));
-    assert!(stderr(&missing).contains("cannot read /nonexistent/model.onnx"));
+        "cannot read /nonexistent/model.onnx",
+    );
 }
 
 #[test]
 fn bad_inputs_exit_1_with_a_reason() {
     let model = repo(MLP);
     let wrong_shape = scratch("short.json", b"[[1, 2, 3]]");
-    let out = verity(&[
-        "infer",
-        "run",
-        "--model",
+    run_fails_with(
         model.to_str().unwrap(),
-        "--input",
         wrong_shape.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains(r#"input "pixels": expected float32[N, 64], got float32 [1, 3]"#),
-        "{}",
-        stderr(&out)
+        r#"input "pixels": expected float32[N, 64], got float32 [1, 3]"#,
     );
 
     // An int64 .npy where the model takes float32.
@@ -165,32 +147,18 @@ fn bad_inputs_exit_1_with_a_reason() {
     npy.extend_from_slice(padded.as_bytes());
     npy.extend(std::iter::repeat_n(0u8, 64 * 8));
     let wrong_type = scratch("ints.npy", &npy);
-    let out = verity(&[
-        "infer",
-        "run",
-        "--model",
+    run_fails_with(
         model.to_str().unwrap(),
-        "--input",
         wrong_type.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("got int64 [1, 64]"),
-        "{}",
-        stderr(&out)
+        "got int64 [1, 64]",
     );
 
     let not_json = scratch("junk.json", b"{not json");
-    let out = verity(&[
-        "infer",
-        "run",
-        "--model",
+    run_fails_with(
         model.to_str().unwrap(),
-        "--input",
         not_json.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("not valid JSON"), "{}", stderr(&out));
+        "not valid JSON",
+    );
 }
 
 #[test]
@@ -221,20 +189,11 @@ fn inspect_lists_ops_and_names_unsupported_ones() {
     );
 
     let input = scratch("x.json", b"[[1, 2, 3, 4]]");
-    let out = verity(&[
-        "infer",
-        "run",
-        "--model",
+    run_fails_with(
         repo("models/testdata/unsupported_op.onnx")
             .to_str()
             .unwrap(),
-        "--input",
         input.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains(r#"node "erf" (Erf): operator Erf is not supported"#),
-        "{}",
-        stderr(&out)
+        r#"node "erf" (Erf): operator Erf is not supported"#,
     );
 }

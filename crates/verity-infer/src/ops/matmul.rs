@@ -7,6 +7,7 @@
 //! the sequence of operations any one element goes through.
 
 use super::elementwise::{broadcast_map, broadcast_shape, Arith};
+use super::quant::widen_i32;
 use super::shape::transpose;
 use super::{f32_scalar, invalid, opt, req, unsupported, Attrs, Ctx, OpResult};
 use crate::kernels;
@@ -197,8 +198,7 @@ fn centered(
 ) -> OpResult<Vec<i32>> {
     let widen = |t: &Tensor| -> OpResult<Vec<i32>> {
         match t.data() {
-            Data::U8(v) => Ok(v.iter().map(|&e| e as i32).collect()),
-            Data::I8(v) => Ok(v.iter().map(|&e| e as i32).collect()),
+            Data::U8(_) | Data::I8(_) => Ok(widen_i32(t.data()).unwrap_or_default()),
             _ => invalid(format!("{what} must be uint8 or int8, got {}", t.dtype())),
         }
     };

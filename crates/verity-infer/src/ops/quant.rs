@@ -40,16 +40,23 @@ fn scales(t: &Tensor) -> OpResult<&[f32]> {
     }
 }
 
-/// A zero point widened to i32, one per scale (or none: all zero).
-fn zero_points(zp: Option<&Tensor>, n_scales: usize) -> OpResult<Option<Vec<i32>>> {
-    let Some(zp) = zp else { return Ok(None) };
-    let v: Vec<i32> = match zp.data() {
+/// The elements of an integer tensor of at most 32 bits, widened to i32.
+pub(crate) fn widen_i32(data: &Data) -> Option<Vec<i32>> {
+    Some(match data {
         Data::U8(v) => v.iter().map(|&e| e as i32).collect(),
         Data::I8(v) => v.iter().map(|&e| e as i32).collect(),
         Data::U16(v) => v.iter().map(|&e| e as i32).collect(),
         Data::I16(v) => v.iter().map(|&e| e as i32).collect(),
         Data::I32(v) => v.clone(),
-        _ => return unsupported(format!("{} zero points are not supported", zp.dtype())),
+        _ => return None,
+    })
+}
+
+/// A zero point widened to i32, one per scale (or none: all zero).
+fn zero_points(zp: Option<&Tensor>, n_scales: usize) -> OpResult<Option<Vec<i32>>> {
+    let Some(zp) = zp else { return Ok(None) };
+    let Some(v) = widen_i32(zp.data()) else {
+        return unsupported(format!("{} zero points are not supported", zp.dtype()));
     };
     if v.len() != n_scales {
         return invalid(format!("{} zero points for {n_scales} scales", v.len()));
@@ -163,13 +170,8 @@ impl Dequantize {
         }
         let zp = zero_points(opt(inputs, 2), scale.len())?;
         let which = per_element_index(x, scale.len(), self.axis)?;
-        let widened: Vec<i32> = match x.data() {
-            Data::U8(v) => v.iter().map(|&e| e as i32).collect(),
-            Data::I8(v) => v.iter().map(|&e| e as i32).collect(),
-            Data::U16(v) => v.iter().map(|&e| e as i32).collect(),
-            Data::I16(v) => v.iter().map(|&e| e as i32).collect(),
-            Data::I32(v) => v.clone(),
-            _ => return unsupported(format!("dequantizing {} is not supported", x.dtype())),
+        let Some(widened) = widen_i32(x.data()) else {
+            return unsupported(format!("dequantizing {} is not supported", x.dtype()));
         };
         let out = widened
             .iter()
