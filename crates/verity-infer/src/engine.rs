@@ -87,13 +87,12 @@ impl Engine {
                 op: node.op_type.clone(),
                 reason,
             };
-            let op = node.op.as_ref().map_err(|e| match e {
-                OpError::Unsupported(r) | OpError::Invalid(r) => InferError::Unsupported {
-                    node: node.display_name(&model.values),
-                    op: node.op_type.clone(),
-                    reason: r.clone(),
-                },
-            })?;
+            let unsupported = |e: &OpError| InferError::Unsupported {
+                node: node.display_name(&model.values),
+                op: node.op_type.clone(),
+                reason: e.reason().to_string(),
+            };
+            let op = node.op.as_ref().map_err(unsupported)?;
             let args: Vec<Option<&Tensor>> = node
                 .inputs
                 .iter()
@@ -104,11 +103,7 @@ impl Engine {
             }
             let outs = op.run(ctx, &args).map_err(|e| match e {
                 OpError::Invalid(r) => fail(r),
-                OpError::Unsupported(r) => InferError::Unsupported {
-                    node: node.display_name(&model.values),
-                    op: node.op_type.clone(),
-                    reason: r,
-                },
+                OpError::Unsupported(_) => unsupported(&e),
             })?;
             if outs.len() < node.outputs.iter().filter(|o| o.is_some()).count() {
                 return Err(fail(format!(

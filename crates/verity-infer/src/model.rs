@@ -112,6 +112,8 @@ pub struct Model {
     /// Sorted by name; value id of initializer i is `initializer_values[i]`.
     pub(crate) initializers: Vec<Initializer>,
     pub(crate) initializer_values: Vec<usize>,
+    /// Leaves of the weights tree, one per initializer (kept for inclusion proofs).
+    pub(crate) weights_leaves: Vec<Hash>,
     pub(crate) weights_root: Hash,
     /// Execution (= trace) order.
     pub(crate) nodes: Vec<Node>,
@@ -261,11 +263,11 @@ impl Model {
                 tensor: Arc::new(tensor),
             });
         }
-        let leaves: Vec<Hash> = initializers
+        let weights_leaves: Vec<Hash> = initializers
             .iter()
             .map(|i| initializer_leaf(&i.name, &i.hash))
             .collect();
-        let weights_root = merkle::root(&leaves);
+        let weights_root = merkle::root(&weights_leaves);
 
         // Graph inputs that are not initializers (older exporters list weights as inputs too).
         let mut inputs = Vec::new();
@@ -353,6 +355,7 @@ impl Model {
             output_values,
             initializers,
             initializer_values,
+            weights_leaves,
             weights_root,
             nodes,
             last_use,
@@ -393,11 +396,11 @@ impl Model {
         let mut unsupported = Vec::new();
         for node in &self.nodes {
             *ops.entry(node.op_type.clone()).or_default() += 1;
-            if let Err(OpError::Unsupported(reason) | OpError::Invalid(reason)) = &node.op {
+            if let Err(e) = &node.op {
                 unsupported.push(UnsupportedNode {
                     node: node.display_name(&self.values),
                     op: node.op_type.clone(),
-                    reason: reason.clone(),
+                    reason: e.reason().to_string(),
                 });
             }
         }

@@ -13,7 +13,7 @@ use crate::engine::{step_leaf, Engine};
 use crate::error::InferError;
 use crate::merkle::MerkleProof;
 use crate::model::{initializer_leaf, Model, Source};
-use crate::ops::{Ctx, OpError};
+use crate::ops::Ctx;
 use crate::tensor::Tensor;
 
 /// What the chain holds about one execution.
@@ -91,16 +91,10 @@ impl Model {
             };
             let proof = match self.sources[*v] {
                 Source::GraphInput(_) => InputProof::GraphInput,
-                Source::Initializer(i) => {
-                    let leaves: Vec<Hash> = self
-                        .initializers
-                        .iter()
-                        .map(|i| initializer_leaf(&i.name, &i.hash))
-                        .collect();
-                    InputProof::Initializer(
-                        crate::merkle::prove(&leaves, i).expect("initializer index in range"),
-                    )
-                }
+                Source::Initializer(i) => InputProof::Initializer(
+                    crate::merkle::prove(&self.weights_leaves, i)
+                        .expect("initializer index in range"),
+                ),
                 Source::Step { step: s, .. } => InputProof::StepOutput {
                     outputs: trace.steps()[s].outputs.clone(),
                     proof: trace.prove(s).expect("step index in range"),
@@ -224,11 +218,10 @@ impl Model {
                 }
             }
         }
-        let op = node.op.as_ref().map_err(|e| match e {
-            OpError::Unsupported(r) | OpError::Invalid(r) => {
-                bad(format!("step {} cannot run: {r}", witness.step))
-            }
-        })?;
+        let op = node
+            .op
+            .as_ref()
+            .map_err(|e| bad(format!("step {} cannot run: {}", witness.step, e.reason())))?;
         let args: Vec<Option<&Tensor>> = witness
             .inputs
             .iter()
@@ -241,11 +234,12 @@ impl Model {
                 },
                 &args,
             )
-            .map_err(|e| match e {
-                OpError::Unsupported(r) | OpError::Invalid(r) => bad(format!(
-                    "step {} failed on the supplied inputs: {r}",
-                    witness.step
-                )),
+            .map_err(|e| {
+                bad(format!(
+                    "step {} failed on the supplied inputs: {}",
+                    witness.step,
+                    e.reason()
+                ))
             })?;
         let outputs: Vec<Hash> = outs
             .iter()

@@ -11,7 +11,7 @@ use super::quant::widen_i32;
 use super::shape::transpose;
 use super::{f32_scalar, invalid, opt, req, unsupported, Attrs, Ctx, OpResult};
 use crate::kernels;
-use crate::tensor::{Data, Tensor};
+use crate::tensor::{Data, DataType, Tensor};
 
 /// Shapes of a (possibly batched, possibly 1-D) matrix product.
 struct Plan {
@@ -197,8 +197,8 @@ fn centered(
     what: &str,
 ) -> OpResult<Vec<i32>> {
     let widen = |t: &Tensor| -> OpResult<Vec<i32>> {
-        match t.data() {
-            Data::U8(_) | Data::I8(_) => Ok(widen_i32(t.data()).unwrap_or_default()),
+        match (t.dtype(), widen_i32(t.data())) {
+            (DataType::U8 | DataType::I8, Some(v)) => Ok(v),
             _ => invalid(format!("{what} must be uint8 or int8, got {}", t.dtype())),
         }
     };

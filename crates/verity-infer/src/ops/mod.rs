@@ -27,6 +27,14 @@ pub(crate) enum OpError {
     Invalid(String),
 }
 
+impl OpError {
+    pub fn reason(&self) -> &str {
+        match self {
+            OpError::Unsupported(r) | OpError::Invalid(r) => r,
+        }
+    }
+}
+
 pub(crate) type OpResult<T> = Result<T, OpError>;
 
 pub(crate) fn invalid<T>(msg: impl Into<String>) -> OpResult<T> {
