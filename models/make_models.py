@@ -54,6 +54,21 @@ def train(x_train, y_train):
     return clf
 
 
+def digits_model(name, nodes, init):
+    """Both digits models share one signature: pixels [N, 64] in; probabilities and label out."""
+    graph = helper.make_graph(
+        nodes,
+        name,
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 64])],
+        [
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10]),
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+        ],
+        init,
+    )
+    return helper.make_model(graph, producer_name="verity-make-models", opset_imports=OPSET)
+
+
 def float_model(clf):
     w1, w2 = (w.astype(np.float32) for w in clf.coefs_)
     b1, b2 = (b.astype(np.float32) for b in clf.intercepts_)
@@ -73,17 +88,7 @@ def float_model(clf):
         helper.make_node("Softmax", ["logits"], ["probabilities"], name="softmax", axis=1),
         helper.make_node("ArgMax", ["logits"], ["label"], name="argmax", axis=1, keepdims=0),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "digits_mlp",
-        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 64])],
-        [
-            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10]),
-            helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
-        ],
-        init,
-    )
-    return helper.make_model(graph, producer_name="verity-make-models", opset_imports=OPSET)
+    return digits_model("digits_mlp", nodes, init)
 
 
 def fixed_point(multiplier, acc_bound):
@@ -141,17 +146,7 @@ def quantized_model(clf, x_train):
         helper.make_node("DequantizeLinear", ["logits_q", "logit_scale"], ["logits"], name="dequantize_logits"),
         helper.make_node("Softmax", ["logits"], ["probabilities"], name="softmax", axis=1),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "digits_mlp_int8",
-        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 64])],
-        [
-            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10]),
-            helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
-        ],
-        init,
-    )
-    return helper.make_model(graph, producer_name="verity-make-models", opset_imports=OPSET)
+    return digits_model("digits_mlp_int8", nodes, init)
 
 
 def conv_model():

@@ -19,6 +19,15 @@ fn reference() -> Option<serde_json::Value> {
     }
 }
 
+/// A JSON array of numbers from the reference file, each read with `read`.
+fn numbers<T>(array: &serde_json::Value, read: impl Fn(&serde_json::Value) -> Option<T>) -> Vec<T> {
+    let items = array.as_array().expect("reference values are arrays");
+    items
+        .iter()
+        .map(|x| read(x).expect("reference values are numbers"))
+        .collect()
+}
+
 fn argmax_rows(v: &[f32], cols: usize) -> Vec<usize> {
     v.chunks(cols)
         .map(|r| {
@@ -42,21 +51,11 @@ fn matches_onnxruntime_on_every_test_sample() {
         let theirs = &reference[name];
         for (out_name, ours) in &run.outputs {
             let want = &theirs[out_name.as_str()];
-            let shape: Vec<usize> = want["shape"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| d.as_u64().unwrap() as usize)
-                .collect();
+            let shape: Vec<usize> = numbers(&want["shape"], |d| d.as_u64().map(|d| d as usize));
             assert_eq!(ours.shape(), shape, "{name} {out_name}: shape");
             match ours.data() {
                 Data::F32(v) => {
-                    let w: Vec<f32> = want["data"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|x| x.as_f64().unwrap() as f32)
-                        .collect();
+                    let w: Vec<f32> = numbers(&want["data"], |x| x.as_f64().map(|x| x as f32));
                     let max_diff = v
                         .iter()
                         .zip(&w)
@@ -72,12 +71,7 @@ fn matches_onnxruntime_on_every_test_sample() {
                     assert!(same_argmax, "{name} {out_name}: argmax differs");
                 }
                 Data::I64(v) => {
-                    let w: Vec<i64> = want["data"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|x| x.as_i64().unwrap())
-                        .collect();
+                    let w: Vec<i64> = numbers(&want["data"], serde_json::Value::as_i64);
                     assert_eq!(v, &w, "{name} {out_name}");
                     if name.starts_with("digits") {
                         let correct = v.iter().zip(&labels).filter(|(a, b)| a == b).count();

@@ -36,7 +36,7 @@ fn data_dir() -> Option<PathBuf> {
     }
 }
 
-/// Ops used by the case's model, or `None` when the file is not even parseable by us.
+/// Op types used by the case's model; an error when we cannot parse its graph at all.
 fn ops_of(model: &[u8]) -> Result<Vec<String>, InferError> {
     let m = Model::parse(model)?;
     let ops = m.summary().ops.into_keys().collect();
@@ -57,7 +57,7 @@ fn close(actual: &Tensor, expected: &Tensor) -> Result<(), String> {
             .zip(e)
             .position(|(&a, &e)| !near(a as f64, e as f64)),
         (Data::F64(a), Data::F64(e)) => a.iter().zip(e).position(|(&a, &e)| !near(a, e)),
-        (a, e) => with_positions(a, e),
+        (a, e) => first_difference(a, e),
     };
     match bad {
         None => Ok(()),
@@ -66,7 +66,7 @@ fn close(actual: &Tensor, expected: &Tensor) -> Result<(), String> {
 }
 
 /// First position where two integer/bool tensors of one type differ.
-fn with_positions(a: &Data, e: &Data) -> Option<usize> {
+fn first_difference(a: &Data, e: &Data) -> Option<usize> {
     macro_rules! pos {
         ($($v:ident),*) => {
             match (a, e) {
