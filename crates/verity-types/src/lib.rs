@@ -2,6 +2,15 @@
 //!
 //! This crate stays free of heavy dependencies so that everything can depend on it.
 
+mod address;
+pub mod amount;
+pub mod codec;
 mod hash;
+mod tx;
 
+pub use address::{
+    keccak256, recover_signer, AccountKey, Address, AddressParseError, KeyError, SignatureError,
+};
+pub use amount::{Amount, ONE_TOKEN};
 pub use hash::{sha256, Hash, HashParseError};
+pub use tx::{Action, SignedTx, TxBody, MAX_CHAIN_ID_LEN, MAX_TX_BYTES, TX_DOMAIN};

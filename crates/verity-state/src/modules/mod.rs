@@ -1,0 +1,3 @@
+//! State machine modules. Each owns its tables and its transactions (DESIGN §3).
+
+pub mod accounts;

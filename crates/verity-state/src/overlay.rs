@@ -1,0 +1,64 @@
+//! Pending writes over the store: a block's batch, with a nested scope per transaction so a
+//! failed transaction's writes can be dropped while its fee stays charged.
+
+use std::collections::BTreeMap;
+
+use crate::store::{Batch, Store, Table};
+use crate::StateError;
+
+pub struct Overlay<'a> {
+    store: &'a dyn Store,
+    block: Batch,
+    tx: Option<BTreeMap<(Table, Vec<u8>), Vec<u8>>>,
+}
+
+impl<'a> Overlay<'a> {
+    pub fn new(store: &'a dyn Store) -> Self {
+        Self {
+            store,
+            block: Batch::default(),
+            tx: None,
+        }
+    }
+
+    pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        let k = (table, key.to_vec());
+        if let Some(v) = self.tx.as_ref().and_then(|tx| tx.get(&k)) {
+            return Ok(Some(v.clone()));
+        }
+        if let Some(v) = self.block.writes.get(&k) {
+            return Ok(Some(v.clone()));
+        }
+        Ok(self.store.get(table, key)?)
+    }
+
+    pub fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
+        match self.tx.as_mut() {
+            Some(tx) => {
+                tx.insert((table, key), value);
+            }
+            None => self.block.put(table, key, value),
+        }
+    }
+
+    /// Starts a scope whose writes can be dropped with [`Overlay::revert_scope`].
+    pub fn begin_scope(&mut self) {
+        debug_assert!(self.tx.is_none(), "scopes do not nest");
+        self.tx = Some(BTreeMap::new());
+    }
+
+    pub fn commit_scope(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            self.block.writes.extend(tx);
+        }
+    }
+
+    pub fn revert_scope(&mut self) {
+        self.tx = None;
+    }
+
+    pub fn into_batch(mut self) -> Batch {
+        self.commit_scope();
+        self.block
+    }
+}
