@@ -1,1 +1,4 @@
-
+pub mod app;
+pub mod block;
+pub mod mempool;
+pub mod validator;

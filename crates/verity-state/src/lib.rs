@@ -170,7 +170,6 @@ pub struct BlockRecord {
     pub hash: Hash,
     pub parent: Hash,
     pub timestamp_ms: u64,
-    pub proposer: String,
     pub tx_hashes: Vec<Hash>,
     pub failed_txs: u32,
     /// Root after applying this block.
@@ -183,7 +182,6 @@ pub struct BlockInput<'a> {
     pub hash: Hash,
     pub parent: Hash,
     pub timestamp_ms: u64,
-    pub proposer: String,
     pub txs: &'a [Vec<u8>],
 }
 
@@ -354,7 +352,6 @@ impl<S: Store> Chain<S> {
             hash: block.hash,
             parent: block.parent,
             timestamp_ms: block.timestamp_ms,
-            proposer: block.proposer.clone(),
             tx_hashes,
             failed_txs,
             state_root: root,

@@ -143,3 +143,13 @@ impl Store for MemStore {
         Ok(())
     }
 }
+
+impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).get(table, key)
+    }
+
+    fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+        (**self).commit(batch)
+    }
+}

@@ -50,7 +50,6 @@ fn apply<S: verity_state::Store>(
                 hash: Hash([height as u8; 32]),
                 parent: Hash([height as u8 - 1; 32]),
                 timestamp_ms: 1_700_000_000_000 + height,
-                proposer: "test".into(),
                 txs: &raw,
             },
             recover,
@@ -177,8 +176,7 @@ fn same_blocks_give_same_roots_and_redelivery_is_skipped() {
                 hash: Hash::ZERO,
                 parent: Hash::ZERO,
                 timestamp_ms: 0,
-                proposer: String::new(),
-                txs: &[]
+                    txs: &[]
             },
             recover,
         )
@@ -192,8 +190,7 @@ fn same_blocks_give_same_roots_and_redelivery_is_skipped() {
                 hash: Hash::ZERO,
                 parent: Hash::ZERO,
                 timestamp_ms: 0,
-                proposer: String::new(),
-                txs: &[]
+                    txs: &[]
             },
             recover,
         )

@@ -1,0 +1,174 @@
+//! The block consensus orders: a parent link, a height, the proposer's timestamp and raw
+//! transactions. Transactions stay opaque bytes here; the state machine decodes them.
+
+use bytes::{BufMut, Bytes};
+use commonware_codec::{Buf, EncodeSize, Error as CodecError, RangeCfg, Read, ReadExt, Write};
+use commonware_consensus::{types::Height, Heightable};
+use commonware_cryptography::{sha256::Digest, Digestible};
+use sha2::{Digest as _, Sha256};
+use verity_types::MAX_TX_BYTES;
+
+/// Most transactions one block may carry.
+pub const MAX_BLOCK_TXS: usize = 4_000;
+
+/// Domain tag of block digests.
+const BLOCK_DOMAIN: &[u8] = b"verity/block/v1";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Block {
+    pub parent: Digest,
+    pub height: u64,
+    /// Unix milliseconds as the proposer saw them; strictly above the parent's.
+    pub timestamp_ms: u64,
+    pub txs: Vec<Bytes>,
+    digest: Digest,
+}
+
+impl Block {
+    pub fn new(parent: Digest, height: u64, timestamp_ms: u64, txs: Vec<Bytes>) -> Self {
+        let digest = Self::compute_digest(&parent, height, timestamp_ms, &txs);
+        Self {
+            parent,
+            height,
+            timestamp_ms,
+            txs,
+            digest,
+        }
+    }
+
+    /// The block every chain starts from: derived from the genesis hash, so two chains with
+    /// different genesis files never share a block.
+    pub fn genesis(genesis_hash: &verity_types::Hash, genesis_time_ms: u64) -> Self {
+        let parent = Digest::from(genesis_hash.0);
+        Self::new(parent, 0, genesis_time_ms, Vec::new())
+    }
+
+    /// H(domain ‖ parent ‖ height ‖ timestamp ‖ count ‖ H(tx) for each tx).
+    fn compute_digest(parent: &Digest, height: u64, timestamp_ms: u64, txs: &[Bytes]) -> Digest {
+        let mut hasher = Sha256::new();
+        hasher.update(BLOCK_DOMAIN);
+        hasher.update(parent.as_ref());
+        hasher.update(&height.to_le_bytes());
+        hasher.update(&timestamp_ms.to_le_bytes());
+        hasher.update(&(txs.len() as u64).to_le_bytes());
+        for tx in txs {
+            hasher.update(&verity_types::sha256(tx).0);
+        }
+        Digest::from(<[u8; 32]>::from(hasher.finalize()))
+    }
+
+    pub fn hash(&self) -> verity_types::Hash {
+        verity_types::Hash(self.digest.as_ref().try_into().expect("sha256 digest is 32 bytes"))
+    }
+}
+
+pub fn to_hash(digest: &Digest) -> verity_types::Hash {
+    verity_types::Hash(digest.as_ref().try_into().expect("sha256 digest is 32 bytes"))
+}
+
+impl Write for Block {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.parent.write(buf);
+        self.height.write(buf);
+        self.timestamp_ms.write(buf);
+        self.txs.write(buf);
+    }
+}
+
+impl EncodeSize for Block {
+    fn encode_size(&self) -> usize {
+        self.parent.encode_size()
+            + self.height.encode_size()
+            + self.timestamp_ms.encode_size()
+            + self.txs.encode_size()
+    }
+}
+
+fn txs_cfg() -> (RangeCfg<usize>, RangeCfg<usize>) {
+    (
+        RangeCfg::from(0..=MAX_BLOCK_TXS),
+        RangeCfg::from(1..=MAX_TX_BYTES),
+    )
+}
+
+impl Read for Block {
+    type Cfg = ();
+
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        let parent = Digest::read(buf)?;
+        let height = u64::read(buf)?;
+        let timestamp_ms = u64::read(buf)?;
+        let txs = Vec::<Bytes>::read_cfg(buf, &txs_cfg())?;
+        Ok(Self::new(parent, height, timestamp_ms, txs))
+    }
+}
+
+impl Digestible for Block {
+    type Digest = Digest;
+
+    fn digest(&self) -> Digest {
+        self.digest
+    }
+}
+
+impl Heightable for Block {
+    fn height(&self) -> Height {
+        Height::new(self.height)
+    }
+}
+
+impl commonware_consensus::Block for Block {
+    fn parent(&self) -> Digest {
+        self.parent
+    }
+}
+
+impl commonware_consensus::BoundedBlock for Block {
+    fn max_encode_size(_: &()) -> usize {
+        // Digest, two u64s, the count varint, and each tx's length varint plus bytes.
+        32 + 8 + 8 + 5 + MAX_BLOCK_TXS * (5 + MAX_TX_BYTES)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use commonware_codec::{DecodeExt, Encode};
+
+    #[test]
+    fn round_trip_keeps_digest() {
+        let block = Block::new(
+            Digest::from([1u8; 32]),
+            7,
+            1_000,
+            vec![Bytes::from_static(b"tx-a"), Bytes::from_static(b"tx-b")],
+        );
+        let bytes = block.encode();
+        assert_eq!(bytes.len(), block.encode_size());
+        let back = Block::decode(bytes).unwrap();
+        assert_eq!(back, block);
+        assert_eq!(back.digest(), block.digest());
+    }
+
+    #[test]
+    fn rejects_malformed_and_empty_transactions() {
+        let block = Block::new(Digest::from([1u8; 32]), 1, 1, vec![Bytes::new()]);
+        assert!(Block::decode(block.encode()).is_err());
+        let good = Block::new(Digest::from([1u8; 32]), 1, 1, vec![]).encode();
+        assert!(Block::decode(&good[..good.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn digest_commits_to_every_field() {
+        let base = Block::new(Digest::from([1u8; 32]), 1, 1, vec![Bytes::from_static(b"x")]);
+        let other = [
+            Block::new(Digest::from([2u8; 32]), 1, 1, vec![Bytes::from_static(b"x")]),
+            Block::new(Digest::from([1u8; 32]), 2, 1, vec![Bytes::from_static(b"x")]),
+            Block::new(Digest::from([1u8; 32]), 1, 2, vec![Bytes::from_static(b"x")]),
+            Block::new(Digest::from([1u8; 32]), 1, 1, vec![Bytes::from_static(b"y")]),
+        ];
+        for o in other {
+            assert_ne!(o.digest(), base.digest());
+        }
+    }
+}
