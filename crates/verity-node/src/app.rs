@@ -23,7 +23,10 @@ use verity_state::{BlockInput, BlockRecord, Chain, Store};
 use verity_types::sha256;
 
 use crate::block::{to_hash, Block};
-use crate::mempool::{Mempool, SenderCache};
+use crate::mempool::{AdmitError, Mempool, SenderCache};
+
+/// Most transactions a node keeps pending.
+const MEMPOOL_CAPACITY: usize = 100_000;
 
 /// Consensus signatures: BLS12-381 threshold shares with a per-round VRF seed.
 pub type Scheme = vrf::Scheme<ed25519::PublicKey, MinPk>;
@@ -48,6 +51,37 @@ pub struct NodeState {
 }
 
 impl NodeState {
+    /// A node's shared state over an opened chain, and the queue its gossip task drains.
+    pub fn new(
+        chain: Chain<Arc<dyn Store>>,
+        cache: SenderCache,
+        label: String,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Bytes>) {
+        let (outbound, gossip) = mpsc::unbounded();
+        let height = chain.height().unwrap_or(0);
+        let node = Arc::new(Self {
+            chain,
+            mempool: Mutex::new(Mempool::new(MEMPOOL_CAPACITY)),
+            cache,
+            events: tokio::sync::broadcast::channel(1024).0,
+            finalized_tip: AtomicU64::new(height),
+            outbound,
+            label,
+        });
+        (node, gossip)
+    }
+
+    /// Admits a transaction from a client and forwards it to peers.
+    pub fn submit(&self, tx: Bytes) -> Result<verity_types::Hash, AdmitError> {
+        let hash = self.mempool.lock().expect("mempool lock").admit(
+            &self.chain,
+            &self.cache,
+            tx.clone(),
+        )?;
+        let _ = self.outbound.unbounded_send(tx);
+        Ok(hash)
+    }
+
     pub fn max_block_txs(&self) -> usize {
         (self.chain.genesis().params.max_block_txs as usize).min(crate::block::MAX_BLOCK_TXS)
     }
@@ -95,12 +129,11 @@ where
         let deadline = runtime.current() + EMPTY_BLOCK_WAIT;
         let limit = self.node.max_block_txs();
         let txs = loop {
-            let txs = self
-                .node
-                .mempool
-                .lock()
-                .expect("mempool lock")
-                .select(&self.node.chain, &in_ancestors, limit);
+            let txs = self.node.mempool.lock().expect("mempool lock").select(
+                &self.node.chain,
+                &in_ancestors,
+                limit,
+            );
             if !txs.is_empty() || runtime.current() >= deadline {
                 break txs;
             }
@@ -194,7 +227,10 @@ pub async fn execute(node: Arc<NodeState>, mut updates: mpsc::UnboundedReceiver<
             timestamp_ms: block.timestamp_ms,
             txs: &txs,
         };
-        match node.chain.apply_block(&input, |bytes| node.cache.recover(bytes)) {
+        match node
+            .chain
+            .apply_block(&input, |bytes| node.cache.recover(bytes))
+        {
             Ok(Some(record)) => {
                 let senders: BTreeSet<_> = block
                     .txs

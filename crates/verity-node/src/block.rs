@@ -58,12 +58,22 @@ impl Block {
     }
 
     pub fn hash(&self) -> verity_types::Hash {
-        verity_types::Hash(self.digest.as_ref().try_into().expect("sha256 digest is 32 bytes"))
+        verity_types::Hash(
+            self.digest
+                .as_ref()
+                .try_into()
+                .expect("sha256 digest is 32 bytes"),
+        )
     }
 }
 
 pub fn to_hash(digest: &Digest) -> verity_types::Hash {
-    verity_types::Hash(digest.as_ref().try_into().expect("sha256 digest is 32 bytes"))
+    verity_types::Hash(
+        digest
+            .as_ref()
+            .try_into()
+            .expect("sha256 digest is 32 bytes"),
+    )
 }
 
 impl Write for Block {
@@ -160,12 +170,37 @@ mod tests {
 
     #[test]
     fn digest_commits_to_every_field() {
-        let base = Block::new(Digest::from([1u8; 32]), 1, 1, vec![Bytes::from_static(b"x")]);
+        let base = Block::new(
+            Digest::from([1u8; 32]),
+            1,
+            1,
+            vec![Bytes::from_static(b"x")],
+        );
         let other = [
-            Block::new(Digest::from([2u8; 32]), 1, 1, vec![Bytes::from_static(b"x")]),
-            Block::new(Digest::from([1u8; 32]), 2, 1, vec![Bytes::from_static(b"x")]),
-            Block::new(Digest::from([1u8; 32]), 1, 2, vec![Bytes::from_static(b"x")]),
-            Block::new(Digest::from([1u8; 32]), 1, 1, vec![Bytes::from_static(b"y")]),
+            Block::new(
+                Digest::from([2u8; 32]),
+                1,
+                1,
+                vec![Bytes::from_static(b"x")],
+            ),
+            Block::new(
+                Digest::from([1u8; 32]),
+                2,
+                1,
+                vec![Bytes::from_static(b"x")],
+            ),
+            Block::new(
+                Digest::from([1u8; 32]),
+                1,
+                2,
+                vec![Bytes::from_static(b"x")],
+            ),
+            Block::new(
+                Digest::from([1u8; 32]),
+                1,
+                1,
+                vec![Bytes::from_static(b"y")],
+            ),
         ];
         for o in other {
             assert_ne!(o.digest(), base.digest());

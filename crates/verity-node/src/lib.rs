@@ -1,4 +1,5 @@
 pub mod app;
 pub mod block;
+pub mod committee;
 pub mod mempool;
 pub mod validator;

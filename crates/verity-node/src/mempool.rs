@@ -129,7 +129,11 @@ impl Mempool {
             Err(e) => return Err(e.into()),
         }
         let Action::Transfer { amount, .. } = &tx.body.action;
-        let cost = tx.body.fee.checked_add(*amount).ok_or(TxFailure::Overflow)?;
+        let cost = tx
+            .body
+            .fee
+            .checked_add(*amount)
+            .ok_or(TxFailure::Overflow)?;
         if committed.balance < cost {
             return Err(TxFailure::InsufficientBalance {
                 needed: cost,

@@ -11,10 +11,7 @@ use commonware_broadcast::buffered;
 use commonware_codec::{Decode, Encode, RangeCfg};
 use commonware_consensus::{
     marshal::{
-        self,
-        core::Actor as MarshalActor,
-        resolver::p2p as marshal_resolver,
-        standard::Inline,
+        self, core::Actor as MarshalActor, resolver::p2p as marshal_resolver, standard::Inline,
         Start,
     },
     simplex::{
@@ -25,8 +22,7 @@ use commonware_consensus::{
     types::{Epoch, FixedEpocher, ViewDelta},
 };
 use commonware_cryptography::{
-    certificate::ConstantProvider,
-    ed25519, Digested, Digestible, Sha256,
+    certificate::ConstantProvider, ed25519, Digested, Digestible, Sha256,
 };
 use commonware_p2p::{Blocker, Provider, Receiver, Recipients, Sender};
 use commonware_parallel::Sequential;
@@ -93,7 +89,15 @@ pub async fn start<E, P, B, S, R>(
     gossip: mpsc::UnboundedReceiver<Bytes>,
 ) -> Vec<Handle<()>>
 where
-    E: Spawner + Clock + Metrics + Storage + Supervisor + rand_core::CryptoRng + Clone + Send + Sync + 'static,
+    E: Spawner
+        + Clock
+        + Metrics
+        + Storage
+        + Supervisor
+        + rand_core::CryptoRng
+        + Send
+        + Sync
+        + 'static,
     P: Provider<PublicKey = ed25519::PublicKey> + Clone,
     B: Blocker<PublicKey = ed25519::PublicKey> + Clone,
     S: Sender<PublicKey = ed25519::PublicKey>,
@@ -213,7 +217,7 @@ where
             page_cache,
             leader_timeout: config.leader_timeout,
             certification_timeout: config.leader_timeout * 2,
-            timeout_retry: Duration::from_secs(3),
+            timeout_retry: config.leader_timeout,
             view_retention: ViewDelta::new(256),
             skip: SkipPolicy::Enabled {
                 timeout: config.leader_timeout * 3,
@@ -307,4 +311,3 @@ async fn gossip_in<R: Receiver<PublicKey = ed25519::PublicKey>>(
         }
     }
 }
-

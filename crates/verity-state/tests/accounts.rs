@@ -176,7 +176,7 @@ fn same_blocks_give_same_roots_and_redelivery_is_skipped() {
                 hash: Hash::ZERO,
                 parent: Hash::ZERO,
                 timestamp_ms: 0,
-                    txs: &[]
+                txs: &[]
             },
             recover,
         )
@@ -190,7 +190,7 @@ fn same_blocks_give_same_roots_and_redelivery_is_skipped() {
                 hash: Hash::ZERO,
                 parent: Hash::ZERO,
                 timestamp_ms: 0,
-                    txs: &[]
+                txs: &[]
             },
             recover,
         )
