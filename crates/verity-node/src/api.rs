@@ -1,0 +1,293 @@
+//! The HTTP API under `/v1` (DESIGN §7): JSON in and out, `{ "error": { "code", "message" } }`
+//! with a 4xx status for bad input, server-sent events for finalized blocks, Prometheus metrics.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    response::{
+        sse::{Event, KeepAlive, Sse},
+        IntoResponse, Response,
+    },
+    routing::{get, post},
+    Json, Router,
+};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use verity_types::{Address, Hash};
+
+use crate::app::NodeState;
+
+/// A validator as the status endpoint lists it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ValidatorInfo {
+    pub public_key: String,
+    pub p2p: String,
+    pub api: String,
+}
+
+/// Everything the handlers read.
+#[derive(Clone)]
+pub struct ApiState {
+    pub node: Arc<NodeState>,
+    pub validators: Arc<Vec<ValidatorInfo>>,
+    /// Renders the runtime's Prometheus registry.
+    pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
+}
+
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn internal(e: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({ "error": { "code": self.code, "message": self.message } })),
+        )
+            .into_response()
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/txs", post(submit_tx))
+        .route("/v1/txs/{hash}", get(get_tx))
+        .route("/v1/accounts/{address}", get(get_account))
+        .route("/v1/blocks/{height}", get(get_block))
+        .route("/v1/status", get(status))
+        .route("/v1/events", get(events))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .with_state(state)
+}
+
+#[derive(Deserialize)]
+struct SubmitTx {
+    /// The encoded signed transaction, hex with or without 0x.
+    tx: String,
+}
+
+async fn submit_tx(
+    State(state): State<ApiState>,
+    body: Result<Json<SubmitTx>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let Json(body) = body.map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text())
+    })?;
+    let raw = hex::decode(body.tx.trim().trim_start_matches("0x")).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_transaction",
+            "tx must be hex-encoded transaction bytes",
+        )
+    })?;
+    let hash = state.node.submit(Bytes::from(raw)).map_err(|e| {
+        let status = match e {
+            crate::mempool::AdmitError::Full(_) => StatusCode::SERVICE_UNAVAILABLE,
+            crate::mempool::AdmitError::Duplicate => StatusCode::CONFLICT,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    })?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "hash": hash, "status": "pending" })),
+    ))
+}
+
+fn parse<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    raw.parse().map_err(|e: T::Err| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("invalid {what}: {e}"),
+        )
+    })
+}
+
+async fn get_tx(
+    State(state): State<ApiState>,
+    Path(hash): Path<String>,
+) -> ApiResult<serde_json::Value> {
+    let hash: Hash = parse(&hash, "transaction hash")?;
+    if let Some(receipt) = state.node.chain.receipt(&hash).map_err(ApiError::internal)? {
+        return Ok(Json(
+            json!({ "hash": hash, "status": "finalized", "receipt": receipt }),
+        ));
+    }
+    if state.node.mempool.lock().expect("mempool lock").contains(&hash) {
+        return Ok(Json(json!({ "hash": hash, "status": "pending" })));
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no transaction {hash} is pending or finalized here"),
+    ))
+}
+
+async fn get_account(
+    State(state): State<ApiState>,
+    Path(address): Path<String>,
+) -> ApiResult<serde_json::Value> {
+    let address: Address = parse(&address, "address")?;
+    let account = state.node.chain.account(&address).map_err(ApiError::internal)?;
+    Ok(Json(json!({
+        "address": address,
+        "balance": account.balance.to_string(),
+        "nonce": account.nonce,
+    })))
+}
+
+async fn get_block(
+    State(state): State<ApiState>,
+    Path(height): Path<String>,
+) -> ApiResult<verity_state::BlockRecord> {
+    let height: u64 = parse(&height, "height")?;
+    state
+        .node
+        .chain
+        .block(height)
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("block {height} is not finalized yet"),
+            )
+        })
+}
+
+async fn status(State(state): State<ApiState>) -> ApiResult<serde_json::Value> {
+    let chain = &state.node.chain;
+    Ok(Json(json!({
+        "chain_id": chain.genesis().chain_id,
+        "node": state.node.label,
+        "height": chain.height().map_err(ApiError::internal)?,
+        "finalized_height": state.node.finalized_tip.load(Ordering::Relaxed),
+        "state_root": chain.state_root().map_err(ApiError::internal)?,
+        "mempool": state.node.mempool.lock().expect("mempool lock").len(),
+        "validators": *state.validators,
+        "peers": state.validators.len().saturating_sub(1),
+    })))
+}
+
+async fn events(
+    State(state): State<ApiState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let receiver = state.node.events.subscribe();
+    let stream = tokio_stream(receiver).map(|record| {
+        Ok(Event::default()
+            .event("block")
+            .json_data(&*record)
+            .unwrap_or_else(|_| Event::default().event("block")))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// Finalized blocks as a stream; a subscriber that falls behind skips ahead.
+fn tokio_stream<T: Clone + Send + 'static>(
+    receiver: tokio::sync::broadcast::Receiver<T>,
+) -> impl Stream<Item = T> {
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(item) => return Some((item, receiver)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}
+
+async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
+    let mut body = (state.metrics)();
+    let node = &state.node;
+    body.push_str(&format!(
+        "# TYPE verity_height gauge\nverity_height {}\n# TYPE verity_finalized_height gauge\nverity_finalized_height {}\n# TYPE verity_mempool_size gauge\nverity_mempool_size {}\n",
+        node.chain.height().unwrap_or(0),
+        node.finalized_tip.load(Ordering::Relaxed),
+        node.mempool.lock().expect("mempool lock").len(),
+    ));
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        body,
+    )
+}
+
+async fn openapi() -> Json<serde_json::Value> {
+    Json(openapi_document())
+}
+
+/// The OpenAPI 3.1 description of this API.
+pub fn openapi_document() -> serde_json::Value {
+    let error = json!({ "$ref": "#/components/schemas/Error" });
+    let errors = json!({
+        "400": { "description": "bad input", "content": { "application/json": { "schema": error } } },
+        "404": { "description": "not found", "content": { "application/json": { "schema": error } } }
+    });
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "Verity node API", "version": "1" },
+        "paths": {
+            "/v1/txs": { "post": {
+                "summary": "Submit a signed transaction",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "required": ["tx"],
+                    "properties": { "tx": { "type": "string", "description": "hex of the encoded signed transaction" } } } } } },
+                "responses": { "202": { "description": "admitted to the mempool" },
+                    "400": errors["400"], "409": { "description": "already pending" } } } },
+            "/v1/txs/{hash}": { "get": {
+                "summary": "A transaction's status and receipt",
+                "parameters": [ { "name": "hash", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "responses": { "200": { "description": "pending or finalized with its receipt" },
+                    "400": errors["400"], "404": errors["404"] } } },
+            "/v1/accounts/{address}": { "get": {
+                "summary": "Balance and nonce of an account",
+                "parameters": [ { "name": "address", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "responses": { "200": { "description": "the account" }, "400": errors["400"] } } },
+            "/v1/blocks/{height}": { "get": {
+                "summary": "A finalized block",
+                "parameters": [ { "name": "height", "in": "path", "required": true, "schema": { "type": "integer" } } ],
+                "responses": { "200": { "description": "the block record" }, "400": errors["400"], "404": errors["404"] } } },
+            "/v1/status": { "get": { "summary": "Chain status", "responses": { "200": { "description": "height, finalized height, validators, peers" } } } },
+            "/v1/events": { "get": { "summary": "Server-sent events: one `block` event per finalized block", "responses": { "200": { "description": "text/event-stream" } } } },
+            "/v1/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.1" } } } },
+            "/metrics": { "get": { "summary": "Prometheus metrics", "responses": { "200": { "description": "text exposition format" } } } }
+        },
+        "components": { "schemas": { "Error": {
+            "type": "object", "required": ["error"],
+            "properties": { "error": { "type": "object", "required": ["code", "message"],
+                "properties": { "code": { "type": "string" }, "message": { "type": "string" } } } } } } }
+    })
+}

@@ -1,0 +1,338 @@
+//! Running validators for real: genesis and key files, TCP p2p between validators (commonware
+//! `lookup`: fixed peers with known addresses, authenticated and encrypted), redb state, and the
+//! HTTP API. `verity devnet` runs several in one process; `verity node` runs one.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use commonware_cryptography::{ed25519, ChaCha20Poly1305, Signer as _};
+use commonware_p2p::{authenticated::lookup, AddressableManager as _};
+use commonware_runtime::{tokio as cw_tokio, Metrics as _, Quota, Supervisor as _};
+use commonware_stream::{
+    cups::{self, Cups},
+    sake::{self, Sake},
+};
+use commonware_utils::{ordered::Map, NZUsize, NZU32};
+use serde::{Deserialize, Serialize};
+use verity_state::{Chain, Genesis, RedbStore, Store};
+
+use crate::api::{self, ApiState, ValidatorInfo};
+use crate::app::NodeState;
+use crate::block::Block;
+use crate::committee;
+use crate::mempool::SenderCache;
+use crate::validator::{self, channel, Channels, ValidatorConfig};
+
+/// What every validator of one chain shares.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GenesisFile {
+    pub chain: Genesis,
+    pub validators: Vec<ValidatorInfo>,
+    /// The committee's BLS12-381 public polynomial, hex.
+    pub threshold_polynomial: String,
+}
+
+/// A validator's secrets. Written with mode 0600; never logged.
+#[derive(Serialize, Deserialize)]
+pub struct ValidatorKeys {
+    pub identity: String,
+    pub share: String,
+}
+
+/// One validator's settings (`node.toml`). Relative paths are relative to the file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeConfig {
+    pub genesis: PathBuf,
+    pub keys: PathBuf,
+    /// State and consensus storage.
+    pub data: PathBuf,
+    pub p2p_listen: SocketAddr,
+    pub api_listen: SocketAddr,
+    /// Milliseconds a leader has to propose before the view times out.
+    #[serde(default = "default_leader_timeout_ms")]
+    pub leader_timeout_ms: u64,
+}
+
+fn default_leader_timeout_ms() -> u64 {
+    2_000
+}
+
+impl NodeConfig {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = fs::read_to_string(path)
+            .with_context(|| format!("reading node config {}", path.display()))?;
+        let mut config: NodeConfig =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut config.genesis, &mut config.keys, &mut config.data] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// Writes a file readable only by its owner.
+pub fn write_secret(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Layout of a generated network under one home directory.
+pub struct NetworkLayout {
+    pub genesis: PathBuf,
+    pub nodes: Vec<PathBuf>,
+}
+
+/// Deals a committee of `n` and writes `genesis.json` plus `validator-i/{node.toml,
+/// validator.key}` under `home`. Ports: p2p `p2p_base + i`, API `api_base + i`.
+pub fn write_network(
+    home: &Path,
+    chain: Genesis,
+    n: u32,
+    p2p_base: u16,
+    api_base: u16,
+) -> Result<NetworkLayout> {
+    chain.validate()?;
+    fs::create_dir_all(home).with_context(|| format!("creating {}", home.display()))?;
+    let mut rng = rand_core::UnwrapErr(rand::rngs::SysRng);
+    let (keys, sharing, shares) = committee::deal_committee(&mut rng, n)?;
+    let host = "127.0.0.1";
+    let validators: Vec<ValidatorInfo> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| ValidatorInfo {
+            public_key: committee::encode_hex(&k.public_key()),
+            p2p: format!("{host}:{}", p2p_base + i as u16),
+            api: format!("{host}:{}", api_base + i as u16),
+        })
+        .collect();
+    let genesis = GenesisFile {
+        chain,
+        validators: validators.clone(),
+        threshold_polynomial: committee::encode_hex(&sharing),
+    };
+    let genesis_path = home.join("genesis.json");
+    fs::write(&genesis_path, serde_json::to_vec_pretty(&genesis)?)?;
+    let mut nodes = Vec::new();
+    for (i, (key, share)) in keys.iter().zip(shares).enumerate() {
+        let dir = home.join(format!("validator-{i}"));
+        fs::create_dir_all(&dir)?;
+        let secrets = ValidatorKeys {
+            identity: committee::encode_hex(key),
+            share: committee::encode_hex(&share),
+        };
+        write_secret(&dir.join("validator.key"), &serde_json::to_vec_pretty(&secrets)?)?;
+        let config = NodeConfig {
+            genesis: PathBuf::from("../genesis.json"),
+            keys: PathBuf::from("validator.key"),
+            data: PathBuf::from("data"),
+            p2p_listen: validators[i].p2p.parse()?,
+            api_listen: validators[i].api.parse()?,
+            leader_timeout_ms: default_leader_timeout_ms(),
+        };
+        let path = dir.join("node.toml");
+        fs::write(&path, toml::to_string_pretty(&config)?)?;
+        nodes.push(path);
+    }
+    Ok(NetworkLayout {
+        genesis: genesis_path,
+        nodes,
+    })
+}
+
+/// A loaded validator ready to start.
+struct Loaded {
+    config: NodeConfig,
+    genesis: GenesisFile,
+    identity: ed25519::PrivateKey,
+    scheme: crate::app::Scheme,
+    committee: Vec<ed25519::PublicKey>,
+    index: usize,
+}
+
+fn load(config_path: &Path) -> Result<Loaded> {
+    let config = NodeConfig::load(config_path)?;
+    let genesis: GenesisFile = serde_json::from_slice(
+        &fs::read(&config.genesis)
+            .with_context(|| format!("reading genesis {}", config.genesis.display()))?,
+    )
+    .with_context(|| format!("parsing genesis {}", config.genesis.display()))?;
+    let keys: ValidatorKeys = serde_json::from_slice(
+        &fs::read(&config.keys).with_context(|| format!("reading {}", config.keys.display()))?,
+    )
+    .context("parsing the validator key file")?;
+    let identity = committee::decode_private_key(&keys.identity)?;
+    let committee: Vec<ed25519::PublicKey> = genesis
+        .validators
+        .iter()
+        .map(|v| committee::decode_public_key(&v.public_key))
+        .collect::<Result<_, _>>()?;
+    let Some(index) = committee.iter().position(|k| *k == identity.public_key()) else {
+        bail!("this validator's key is not in the genesis committee");
+    };
+    let sharing = committee::decode_sharing(&genesis.threshold_polynomial, committee.len())?;
+    let share = committee::decode_share(&keys.share)?;
+    let scheme = committee::signer(&genesis.chain.chain_id, &committee, sharing, share)?;
+    Ok(Loaded {
+        config,
+        genesis,
+        identity,
+        scheme,
+        committee,
+        index,
+    })
+}
+
+/// A running validator, for callers that report where things are.
+pub struct Started {
+    pub node: Arc<NodeState>,
+    pub api: SocketAddr,
+    pub p2p: SocketAddr,
+    pub data: PathBuf,
+}
+
+/// Starts the validators named by `configs` in this runtime; returns once all are serving.
+pub async fn start_nodes(
+    context: cw_tokio::Context,
+    configs: &[PathBuf],
+    cache: SenderCache,
+) -> Result<Vec<Started>> {
+    let mut started = Vec::new();
+    for path in configs {
+        let loaded = load(path)?;
+        started.push(start_one(&context, loaded, cache.clone()).await?);
+    }
+    Ok(started)
+}
+
+async fn start_one(
+    context: &cw_tokio::Context,
+    loaded: Loaded,
+    cache: SenderCache,
+) -> Result<Started> {
+    let Loaded {
+        config,
+        genesis,
+        identity,
+        scheme,
+        committee,
+        index,
+    } = loaded;
+    fs::create_dir_all(&config.data)
+        .with_context(|| format!("creating {}", config.data.display()))?;
+    let store: Arc<dyn Store> = Arc::new(
+        RedbStore::open(&config.data.join("state.redb")).context("opening the state store")?,
+    );
+    let chain = Chain::open(store, genesis.chain.clone())?;
+    let label = format!("v{index}");
+    let (node, gossip) = NodeState::new(chain, cache, label.clone());
+
+    let context = context.child("validator").with_attribute("index", index);
+    let namespace = committee::namespace(&genesis.chain.chain_id);
+    let handshake = Cups::<_, ChaCha20Poly1305>::new(
+        Sake {
+            signer: identity.clone(),
+            synchrony_bound: Duration::from_secs(5),
+            max_handshake_age: Duration::from_secs(10),
+            version: sake::Version::V1,
+        },
+        cups::Version::V1,
+    );
+    let p2p_config = lookup::Config::local(
+        handshake,
+        &namespace,
+        config.p2p_listen,
+        NZUsize!(committee.len().max(1)),
+        validator::max_message_size(),
+        NZUsize!(4096),
+    );
+    let (mut network, mut oracle) = lookup::Network::new(context.child("p2p"), p2p_config);
+    let peers: Vec<(ed25519::PublicKey, commonware_p2p::Address)> = committee
+        .iter()
+        .zip(&genesis.validators)
+        .map(|(key, info)| {
+            let addr: SocketAddr = info
+                .p2p
+                .parse()
+                .with_context(|| format!("validator p2p address {:?}", info.p2p))?;
+            Ok((key.clone(), addr.into()))
+        })
+        .collect::<Result<_>>()?;
+    let peers: Map<_, _> = peers
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("genesis lists a validator twice"))?;
+    oracle.track(0, peers);
+    let quota = Quota::per_second(NZU32!(100_000));
+    let mut register = |c| network.register(c, quota);
+    let channels = Channels {
+        votes: register(channel::VOTES),
+        certificates: register(channel::CERTIFICATES),
+        resolver: register(channel::RESOLVER),
+        backfill: register(channel::BACKFILL),
+        blocks: register(channel::BLOCKS),
+        txs: register(channel::TXS),
+    };
+    network.start();
+
+    let genesis_block = Block::genesis(&genesis.chain.hash(), genesis.chain.genesis_time_ms);
+    validator::start(
+        context.child("node"),
+        ValidatorConfig {
+            public_key: identity.public_key(),
+            scheme,
+            partition_prefix: label.clone(),
+            genesis: genesis_block,
+            node: node.clone(),
+            leader_timeout: Duration::from_millis(config.leader_timeout_ms),
+        },
+        oracle.clone(),
+        oracle,
+        channels,
+        gossip,
+    )
+    .await;
+
+    let metrics_context = context.child("api");
+    let state = ApiState {
+        node: node.clone(),
+        validators: Arc::new(genesis.validators.clone()),
+        metrics: Arc::new(move || metrics_context.encode()),
+    };
+    let listener = tokio::net::TcpListener::bind(config.api_listen)
+        .await
+        .with_context(|| format!("binding the API to {}", config.api_listen))?;
+    let api_addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, api::router(state)).await {
+            tracing::error!(error = %e, "API server stopped");
+        }
+    });
+    Ok(Started {
+        node,
+        api: api_addr,
+        p2p: config.p2p_listen,
+        data: config.data,
+    })
+}
+
+/// A tokio-backed commonware runtime storing consensus data under `dir`.
+pub fn runner(dir: &Path) -> cw_tokio::Runner {
+    cw_tokio::Runner::new(cw_tokio::Config::new().with_storage_directory(dir))
+}
