@@ -1,1 +1,107 @@
+//! A typed client for a Verity node's `/v1` HTTP API.
 
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use thiserror::Error;
+use verity_types::{Address, SignedTx};
+
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("cannot reach the node at {url}: {source}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The node answered with an API error.
+    #[error("{code}: {message}")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("unexpected response from the node: {0}")]
+    Decode(String),
+}
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// `base` is the node's address, e.g. `http://127.0.0.1:8545`.
+    pub fn new(base: &str) -> Self {
+        let base = if base.starts_with("http://") || base.starts_with("https://") {
+            base.trim_end_matches('/').to_string()
+        } else {
+            format!("http://{}", base.trim_end_matches('/'))
+        };
+        Self {
+            base,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                url: self.base.clone(),
+                source,
+            })?;
+        let status = response.status();
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        if !status.is_success() {
+            let error = &body["error"];
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                code: error["code"].as_str().unwrap_or("unknown").to_string(),
+                message: error["message"].as_str().unwrap_or("").to_string(),
+            });
+        }
+        serde_json::from_value(body).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Submits a signed transaction; returns the node's answer (hash and status).
+    pub async fn submit(&self, tx: &SignedTx) -> Result<Value, ClientError> {
+        self.submit_raw(&tx.encode()).await
+    }
+
+    pub async fn submit_raw(&self, bytes: &[u8]) -> Result<Value, ClientError> {
+        let body = json!({ "tx": format!("0x{}", hex::encode(bytes)) });
+        self.call(self.http.post(self.url("/v1/txs")).json(&body))
+            .await
+    }
+
+    pub async fn tx(&self, hash: &verity_types::Hash) -> Result<Value, ClientError> {
+        self.call(self.http.get(self.url(&format!("/v1/txs/{hash}"))))
+            .await
+    }
+
+    pub async fn account(&self, address: &Address) -> Result<Value, ClientError> {
+        self.call(self.http.get(self.url(&format!("/v1/accounts/{address}"))))
+            .await
+    }
+
+    pub async fn block(&self, height: u64) -> Result<Value, ClientError> {
+        self.call(self.http.get(self.url(&format!("/v1/blocks/{height}"))))
+            .await
+    }
+
+    pub async fn status(&self) -> Result<Value, ClientError> {
+        self.call(self.http.get(self.url("/v1/status"))).await
+    }
+}

@@ -98,9 +98,8 @@ async fn submit_tx(
     State(state): State<ApiState>,
     body: Result<Json<SubmitTx>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let Json(body) = body.map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text())
-    })?;
+    let Json(body) =
+        body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
     let raw = hex::decode(body.tx.trim().trim_start_matches("0x")).map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -140,12 +139,23 @@ async fn get_tx(
     Path(hash): Path<String>,
 ) -> ApiResult<serde_json::Value> {
     let hash: Hash = parse(&hash, "transaction hash")?;
-    if let Some(receipt) = state.node.chain.receipt(&hash).map_err(ApiError::internal)? {
+    if let Some(receipt) = state
+        .node
+        .chain
+        .receipt(&hash)
+        .map_err(ApiError::internal)?
+    {
         return Ok(Json(
             json!({ "hash": hash, "status": "finalized", "receipt": receipt }),
         ));
     }
-    if state.node.mempool.lock().expect("mempool lock").contains(&hash) {
+    if state
+        .node
+        .mempool
+        .lock()
+        .expect("mempool lock")
+        .contains(&hash)
+    {
         return Ok(Json(json!({ "hash": hash, "status": "pending" })));
     }
     Err(ApiError::new(
@@ -160,7 +170,11 @@ async fn get_account(
     Path(address): Path<String>,
 ) -> ApiResult<serde_json::Value> {
     let address: Address = parse(&address, "address")?;
-    let account = state.node.chain.account(&address).map_err(ApiError::internal)?;
+    let account = state
+        .node
+        .chain
+        .account(&address)
+        .map_err(ApiError::internal)?;
     Ok(Json(json!({
         "address": address,
         "balance": account.balance.to_string(),
@@ -239,10 +253,7 @@ async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
         node.finalized_tip.load(Ordering::Relaxed),
         node.mempool.lock().expect("mempool lock").len(),
     ));
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        body,
-    )
+    ([("content-type", "text/plain; version=0.0.4")], body)
 }
 
 async fn openapi() -> Json<serde_json::Value> {

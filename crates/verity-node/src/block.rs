@@ -48,11 +48,11 @@ impl Block {
         let mut hasher = Sha256::new();
         hasher.update(BLOCK_DOMAIN);
         hasher.update(parent.as_ref());
-        hasher.update(&height.to_le_bytes());
-        hasher.update(&timestamp_ms.to_le_bytes());
-        hasher.update(&(txs.len() as u64).to_le_bytes());
+        hasher.update(height.to_le_bytes());
+        hasher.update(timestamp_ms.to_le_bytes());
+        hasher.update((txs.len() as u64).to_le_bytes());
         for tx in txs {
-            hasher.update(&verity_types::sha256(tx).0);
+            hasher.update(verity_types::sha256(tx).0);
         }
         Digest::from(<[u8; 32]>::from(hasher.finalize()))
     }
@@ -165,7 +165,7 @@ mod tests {
         let block = Block::new(Digest::from([1u8; 32]), 1, 1, vec![Bytes::new()]);
         assert!(Block::decode(block.encode()).is_err());
         let good = Block::new(Digest::from([1u8; 32]), 1, 1, vec![]).encode();
-        assert!(Block::decode(&good[..good.len() - 1]).is_err());
+        assert!(Block::decode(Bytes::copy_from_slice(&good[..good.len() - 1])).is_err());
     }
 
     #[test]

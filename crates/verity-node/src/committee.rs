@@ -42,11 +42,11 @@ pub fn namespace(chain_id: &str) -> Vec<u8> {
     format!("verity/{chain_id}/consensus/v1").into_bytes()
 }
 
+/// Identities, the public polynomial and each validator's share, in committee order.
+pub type Dealt = (Vec<ed25519::PrivateKey>, Sharing<MinPk>, Vec<Share>);
+
 /// Fresh identities and threshold shares for `n` validators, in committee order.
-pub fn deal_committee(
-    rng: &mut impl CryptoRng,
-    n: u32,
-) -> Result<(Vec<ed25519::PrivateKey>, Sharing<MinPk>, Vec<Share>), CommitteeError> {
+pub fn deal_committee(rng: &mut impl CryptoRng, n: u32) -> Result<Dealt, CommitteeError> {
     if n == 0 || n > MAX_VALIDATORS {
         return Err(CommitteeError::Size);
     }

@@ -138,7 +138,10 @@ pub fn write_network(
             identity: committee::encode_hex(key),
             share: committee::encode_hex(&share),
         };
-        write_secret(&dir.join("validator.key"), &serde_json::to_vec_pretty(&secrets)?)?;
+        write_secret(
+            &dir.join("validator.key"),
+            &serde_json::to_vec_pretty(&secrets)?,
+        )?;
         let config = NodeConfig {
             genesis: PathBuf::from("../genesis.json"),
             keys: PathBuf::from("validator.key"),
@@ -210,14 +213,14 @@ pub struct Started {
 
 /// Starts the validators named by `configs` in this runtime; returns once all are serving.
 pub async fn start_nodes(
-    context: cw_tokio::Context,
+    context: &cw_tokio::Context,
     configs: &[PathBuf],
     cache: SenderCache,
 ) -> Result<Vec<Started>> {
     let mut started = Vec::new();
     for path in configs {
         let loaded = load(path)?;
-        started.push(start_one(&context, loaded, cache.clone()).await?);
+        started.push(start_one(context, loaded, cache.clone()).await?);
     }
     Ok(started)
 }

@@ -1,15 +1,13 @@
 //! Pending writes over the store: a block's batch, with a nested scope per transaction so a
 //! failed transaction's writes can be dropped while its fee stays charged.
 
-use std::collections::BTreeMap;
-
-use crate::store::{Batch, Store, Table};
+use crate::store::{Batch, Entries, Store, Table};
 use crate::StateError;
 
 pub struct Overlay<'a> {
     store: &'a dyn Store,
     block: Batch,
-    tx: Option<BTreeMap<(Table, Vec<u8>), Vec<u8>>>,
+    tx: Option<Entries>,
 }
 
 impl<'a> Overlay<'a> {
@@ -44,7 +42,7 @@ impl<'a> Overlay<'a> {
     /// Starts a scope whose writes can be dropped with [`Overlay::revert_scope`].
     pub fn begin_scope(&mut self) {
         debug_assert!(self.tx.is_none(), "scopes do not nest");
-        self.tx = Some(BTreeMap::new());
+        self.tx = Some(Entries::new());
     }
 
     pub fn commit_scope(&mut self) {

@@ -47,10 +47,13 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+/// Key-value pairs ordered by table then key.
+pub type Entries = BTreeMap<(Table, Vec<u8>), Vec<u8>>;
+
 /// Writes applied together or not at all. Sorted, so iteration order is deterministic.
 #[derive(Debug, Default, Clone)]
 pub struct Batch {
-    pub writes: BTreeMap<(Table, Vec<u8>), Vec<u8>>,
+    pub writes: Entries,
 }
 
 impl Batch {
@@ -126,7 +129,7 @@ impl Store for RedbStore {
 /// In memory, for tests and simulations.
 #[derive(Default)]
 pub struct MemStore {
-    data: RwLock<BTreeMap<(Table, Vec<u8>), Vec<u8>>>,
+    data: RwLock<Entries>,
 }
 
 impl Store for MemStore {

@@ -71,7 +71,7 @@ fn transfer_moves_balance_and_fee() {
     let bob = Address([1; 20]);
     let chain = Chain::open(MemStore::default(), genesis(&[(alice.address(), 100)])).unwrap();
     let tx = transfer(&alice, 0, bob, 30);
-    let record = apply(&chain, 1, &[tx.clone()]);
+    let record = apply(&chain, 1, std::slice::from_ref(&tx));
     assert_eq!(record.tx_hashes, vec![tx.hash()]);
     assert_eq!(failure(&chain, &tx), None);
     assert_eq!(chain.account(&alice.address()).unwrap().balance, 68);
@@ -141,7 +141,7 @@ fn a_transaction_included_twice_runs_once() {
     let chain = Chain::open(MemStore::default(), genesis(&[(alice.address(), 100)])).unwrap();
     let tx = transfer(&alice, 0, Address([1; 20]), 10);
     apply(&chain, 1, &[tx.clone(), tx.clone()]);
-    let record = apply(&chain, 2, &[tx.clone()]);
+    let record = apply(&chain, 2, std::slice::from_ref(&tx));
     assert!(record.tx_hashes.is_empty());
     assert_eq!(chain.receipt(&tx.hash()).unwrap().unwrap().height, 1);
     assert_eq!(chain.account(&Address([1; 20])).unwrap().balance, 10);

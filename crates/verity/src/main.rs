@@ -1,5 +1,6 @@
 //! `verity`: the command-line interface to the Verity network.
 
+mod chain_cmd;
 mod infer_cmd;
 mod tensor_file;
 
@@ -23,12 +24,34 @@ enum Command {
     /// Deterministic ONNX inference with an execution trace.
     #[command(subcommand)]
     Infer(infer_cmd::InferCommand),
+    /// A local network: N validators in this process with real p2p over loopback.
+    Devnet(chain_cmd::DevnetArgs),
+    /// Run one validator from its node.toml.
+    Node(chain_cmd::NodeArgs),
+    /// Deal a validator committee and write genesis and per-validator files.
+    Genesis(chain_cmd::GenesisArgs),
+    /// Account keys (secp256k1, Ethereum-style addresses).
+    #[command(subcommand)]
+    Keys(chain_cmd::KeysCommand),
+    /// Send tokens from one of your keys.
+    Transfer(chain_cmd::TransferArgs),
+    /// An account's balance and nonce.
+    Account(chain_cmd::AccountArgs),
+    /// The chain's height, finalized height, validators and peers.
+    Status(chain_cmd::StatusArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Infer(cmd) => infer_cmd::run(cmd),
+        Command::Devnet(args) => chain_cmd::devnet(args),
+        Command::Node(args) => chain_cmd::node(args),
+        Command::Genesis(args) => chain_cmd::genesis(args),
+        Command::Keys(cmd) => chain_cmd::keys(cmd),
+        Command::Transfer(args) => chain_cmd::transfer(args),
+        Command::Account(args) => chain_cmd::account(args),
+        Command::Status(args) => chain_cmd::status(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -43,7 +43,7 @@ impl Reshape {
         let known =
             element_count(&out).ok_or_else(|| super::OpError::Invalid("shape too large".into()))?;
         if let Some(i) = infer {
-            if known == 0 || x.len() % known != 0 {
+            if known == 0 || !x.len().is_multiple_of(known) {
                 return invalid(format!("cannot reshape {:?} into {spec:?}", x.shape()));
             }
             out[i] = x.len() / known;

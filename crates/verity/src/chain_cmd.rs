@@ -1,0 +1,415 @@
+//! Chain commands: run validators (`devnet`, `node`, `genesis`) and talk to one (`keys`,
+//! `transfer`, `account`, `status`).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Subcommand};
+use verity_client::Client;
+use verity_node::{
+    mempool::SenderCache,
+    run::{self, write_secret},
+};
+use verity_state::{Genesis, GenesisAccount, Params};
+use verity_types::{AccountKey, Action, Address, TxBody, ONE_TOKEN};
+
+/// The chain id `verity devnet` uses.
+pub const DEVNET_CHAIN_ID: &str = "verity-devnet";
+const DEFAULT_NODE: &str = "http://127.0.0.1:8545";
+
+#[derive(Args)]
+pub struct DevnetArgs {
+    /// Number of validators, all in this process, talking over loopback TCP.
+    #[arg(long, default_value_t = 4)]
+    validators: u32,
+    /// Where keys, genesis and all data live; reuse it to restart the same chain.
+    #[arg(long, default_value = ".verity/devnet")]
+    home: PathBuf,
+    /// API port of the first validator; the others take the next ports.
+    #[arg(long, default_value_t = 8545)]
+    api_port: u16,
+    /// p2p port of the first validator; the others take the next ports.
+    #[arg(long, default_value_t = 30300)]
+    p2p_port: u16,
+}
+
+#[derive(Args)]
+pub struct NodeArgs {
+    /// The validator's node.toml (written by `verity genesis`).
+    #[arg(long)]
+    config: PathBuf,
+}
+
+#[derive(Args)]
+pub struct GenesisArgs {
+    /// Where to write genesis.json and validator-i/ directories.
+    #[arg(long)]
+    home: PathBuf,
+    #[arg(long, default_value_t = 4)]
+    validators: u32,
+    #[arg(long, default_value = "verity-local")]
+    chain_id: String,
+    /// Accounts funded at genesis, as ADDRESS=WHOLE_TOKENS (repeatable).
+    #[arg(long = "fund", value_name = "ADDRESS=TOKENS")]
+    funds: Vec<String>,
+    #[arg(long, default_value_t = 8545)]
+    api_port: u16,
+    #[arg(long, default_value_t = 30300)]
+    p2p_port: u16,
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Create an account key, saved with mode 0600.
+    New {
+        name: String,
+        #[arg(long)]
+        keys_dir: Option<PathBuf>,
+    },
+    /// List saved keys and their addresses.
+    List {
+        #[arg(long)]
+        keys_dir: Option<PathBuf>,
+    },
+    /// Show a key's address.
+    Show {
+        name: String,
+        #[arg(long)]
+        keys_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+pub struct TransferArgs {
+    /// Key name in the keys directory, or a path to a key file.
+    #[arg(long)]
+    from: String,
+    #[arg(long)]
+    to: Address,
+    /// Amount in base units (10^18 per token).
+    #[arg(long)]
+    amount: u128,
+    #[arg(long, default_value_t = 1_000_000_000)]
+    fee: u128,
+    #[arg(long, default_value = DEFAULT_NODE)]
+    node: String,
+    #[arg(long)]
+    keys_dir: Option<PathBuf>,
+    /// Wait until the transfer is finalized and print its receipt.
+    #[arg(long)]
+    wait: bool,
+}
+
+#[derive(Args)]
+pub struct AccountArgs {
+    address: Address,
+    #[arg(long, default_value = DEFAULT_NODE)]
+    node: String,
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    #[arg(long, default_value = DEFAULT_NODE)]
+    node: String,
+}
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VERITY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,commonware=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn default_params() -> Params {
+    Params {
+        min_fee: 1,
+        fee_collector: Address([0xfe; 20]),
+        max_block_txs: 4_000,
+    }
+}
+
+/// `verity devnet`: creates the network on first run, then starts every validator in-process.
+pub fn devnet(args: DevnetArgs) -> Result<()> {
+    init_logs();
+    let home = args.home;
+    let genesis_path = home.join("genesis.json");
+    let dev_key_path = home.join("dev-account.key");
+    if !genesis_path.exists() {
+        let dev = AccountKey::generate();
+        std::fs::create_dir_all(&home)?;
+        write_secret(&dev_key_path, dev.secret_hex().as_bytes())?;
+        let chain = Genesis {
+            chain_id: DEVNET_CHAIN_ID.into(),
+            genesis_time_ms: now_ms(),
+            params: default_params(),
+            accounts: vec![GenesisAccount {
+                address: dev.address(),
+                balance: 1_000_000_000 * ONE_TOKEN,
+            }],
+        };
+        run::write_network(&home, chain, args.validators, args.p2p_port, args.api_port)?;
+    }
+    let dev = AccountKey::from_hex(&std::fs::read_to_string(&dev_key_path)?)
+        .context("reading the dev account key")?;
+    let configs = node_configs(&home)?;
+    let storage = home.join("consensus");
+    commonware_runtime::Runner::start(run::runner(&storage), |context| async move {
+        let started = run::start_nodes(&context, &configs, SenderCache::default()).await?;
+        println!(
+            "Verity devnet: {} validators, chain {DEVNET_CHAIN_ID}",
+            started.len()
+        );
+        for (i, s) in started.iter().enumerate() {
+            println!(
+                "  validator {i}: API http://{}  p2p {}  data {}",
+                s.api,
+                s.p2p,
+                s.data.display()
+            );
+        }
+        println!("  genesis:     {}", home.join("genesis.json").display());
+        println!(
+            "  dev account: {} (key in {}, mode 0600)",
+            dev.address(),
+            dev_key_path.display()
+        );
+        println!("  try:         verity status   |   verity transfer --from {} --to <ADDRESS> --amount 1", dev_key_path.display());
+        println!(
+            "Ctrl-C stops the network; run the same command to start it again where it left off."
+        );
+        shutdown_on_ctrl_c(context).await
+    })
+}
+
+fn node_configs(home: &Path) -> Result<Vec<PathBuf>> {
+    let mut configs = Vec::new();
+    for i in 0.. {
+        let path = home.join(format!("validator-{i}")).join("node.toml");
+        if !path.exists() {
+            break;
+        }
+        configs.push(path);
+    }
+    if configs.is_empty() {
+        bail!("no validator-*/node.toml under {}", home.display());
+    }
+    Ok(configs)
+}
+
+async fn shutdown_on_ctrl_c(context: commonware_runtime::tokio::Context) -> Result<()> {
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    eprintln!("stopping: finishing writes…");
+    use commonware_runtime::Spawner as _;
+    let _ = context.stop(0, Some(Duration::from_secs(10))).await;
+    Ok(())
+}
+
+/// `verity node --config FILE`: one validator in its own process.
+pub fn node(args: NodeArgs) -> Result<()> {
+    init_logs();
+    let config = run::NodeConfig::load(&args.config)?;
+    let configs = vec![args.config];
+    commonware_runtime::Runner::start(
+        run::runner(&config.data.join("consensus")),
+        |context| async move {
+            let started = run::start_nodes(&context, &configs, SenderCache::default()).await?;
+            for s in &started {
+                println!(
+                    "validator {}: API http://{}  p2p {}  data {}",
+                    s.node.label,
+                    s.api,
+                    s.p2p,
+                    s.data.display()
+                );
+            }
+            shutdown_on_ctrl_c(context).await
+        },
+    )
+}
+
+/// `verity genesis`: deals a committee and writes every validator's files.
+pub fn genesis(args: GenesisArgs) -> Result<()> {
+    let mut accounts = Vec::new();
+    for fund in &args.funds {
+        let (address, tokens) = fund
+            .split_once('=')
+            .with_context(|| format!("--fund {fund:?}: expected ADDRESS=TOKENS"))?;
+        let tokens: u128 = tokens
+            .parse()
+            .with_context(|| format!("--fund {fund:?}: tokens must be a whole number"))?;
+        accounts.push(GenesisAccount {
+            address: address
+                .parse()
+                .with_context(|| format!("--fund {fund:?}"))?,
+            balance: tokens
+                .checked_mul(ONE_TOKEN)
+                .context("--fund amount overflows")?,
+        });
+    }
+    let chain = Genesis {
+        chain_id: args.chain_id,
+        genesis_time_ms: now_ms(),
+        params: default_params(),
+        accounts,
+    };
+    let layout = run::write_network(
+        &args.home,
+        chain,
+        args.validators,
+        args.p2p_port,
+        args.api_port,
+    )?;
+    println!("genesis: {}", layout.genesis.display());
+    for node in layout.nodes {
+        println!(
+            "node config: {}   (run: verity node --config {})",
+            node.display(),
+            node.display()
+        );
+    }
+    Ok(())
+}
+
+fn keys_dir(dir: Option<PathBuf>) -> PathBuf {
+    dir.or_else(|| std::env::var_os("VERITY_KEYS").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(".verity/keys"))
+}
+
+pub fn keys(cmd: KeysCommand) -> Result<()> {
+    match cmd {
+        KeysCommand::New {
+            name,
+            keys_dir: dir,
+        } => {
+            let dir = keys_dir(dir);
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                bail!("key names use letters, digits, '-' and '_'");
+            }
+            std::fs::create_dir_all(&dir)?;
+            let path = dir.join(format!("{name}.key"));
+            if path.exists() {
+                bail!("{} already exists; not overwriting a key", path.display());
+            }
+            let key = AccountKey::generate();
+            write_secret(&path, key.secret_hex().as_bytes())?;
+            println!("{}  {}", key.address(), path.display());
+        }
+        KeysCommand::List { keys_dir: dir } => {
+            let dir = keys_dir(dir);
+            let mut entries: Vec<_> = std::fs::read_dir(&dir)
+                .with_context(|| format!("reading {}", dir.display()))?
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "key"))
+                .collect();
+            entries.sort();
+            for path in entries {
+                let key = load_key_file(&path)?;
+                let name = path.file_stem().unwrap_or_default().to_string_lossy();
+                println!("{name}  {}", key.address());
+            }
+        }
+        KeysCommand::Show {
+            name,
+            keys_dir: dir,
+        } => {
+            let key = load_key(&name, &keys_dir(dir))?;
+            println!("{}", key.address());
+        }
+    }
+    Ok(())
+}
+
+fn load_key_file(path: &Path) -> Result<AccountKey> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    AccountKey::from_hex(&text).with_context(|| format!("{} is not an account key", path.display()))
+}
+
+/// A key by name in the keys directory, or by path.
+fn load_key(name_or_path: &str, dir: &Path) -> Result<AccountKey> {
+    let by_name = dir.join(format!("{name_or_path}.key"));
+    if by_name.exists() {
+        load_key_file(&by_name)
+    } else {
+        load_key_file(Path::new(name_or_path))
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+pub fn transfer(args: TransferArgs) -> Result<()> {
+    let key = load_key(&args.from, &keys_dir(args.keys_dir))?;
+    runtime()?.block_on(async {
+        let client = Client::new(&args.node);
+        let status = client.status().await?;
+        let chain_id = status["chain_id"]
+            .as_str()
+            .context("status has no chain_id")?
+            .to_string();
+        let account = client.account(&key.address()).await?;
+        let nonce = account["nonce"].as_u64().context("account has no nonce")?;
+        let tx = TxBody {
+            chain_id,
+            nonce,
+            fee: args.fee,
+            action: Action::Transfer {
+                to: args.to,
+                amount: args.amount,
+            },
+        }
+        .sign(&key);
+        let hash = tx.hash();
+        client.submit(&tx).await?;
+        println!("submitted {hash}");
+        if args.wait {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let answer = client.tx(&hash).await?;
+                if answer["status"] == "finalized" {
+                    println!("{}", serde_json::to_string_pretty(&answer["receipt"])?);
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    bail!("not finalized after 60 s; check `verity status`");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    })
+}
+
+pub fn account(args: AccountArgs) -> Result<()> {
+    runtime()?.block_on(async {
+        let answer = Client::new(&args.node).account(&args.address).await?;
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        Ok(())
+    })
+}
+
+pub fn status(args: StatusArgs) -> Result<()> {
+    runtime()?.block_on(async {
+        let answer = Client::new(&args.node).status().await?;
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        Ok(())
+    })
+}
