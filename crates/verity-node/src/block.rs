@@ -56,15 +56,6 @@ impl Block {
         }
         Digest::from(<[u8; 32]>::from(hasher.finalize()))
     }
-
-    pub fn hash(&self) -> verity_types::Hash {
-        verity_types::Hash(
-            self.digest
-                .as_ref()
-                .try_into()
-                .expect("sha256 digest is 32 bytes"),
-        )
-    }
 }
 
 pub fn to_hash(digest: &Digest) -> verity_types::Hash {
