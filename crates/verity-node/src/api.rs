@@ -219,29 +219,13 @@ async fn status(State(state): State<ApiState>) -> ApiResult<serde_json::Value> {
 async fn events(
     State(state): State<ApiState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let receiver = state.node.events.subscribe();
-    let stream = tokio_stream(receiver).map(|record| {
+    let stream = state.node.finalized_blocks().map(|record| {
         Ok(Event::default()
             .event("block")
             .json_data(&*record)
             .unwrap_or_else(|_| Event::default().event("block")))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
-}
-
-/// Finalized blocks as a stream; a subscriber that falls behind skips ahead.
-fn tokio_stream<T: Clone + Send + 'static>(
-    receiver: tokio::sync::broadcast::Receiver<T>,
-) -> impl Stream<Item = T> {
-    futures::stream::unfold(receiver, |mut receiver| async move {
-        loop {
-            match receiver.recv().await {
-                Ok(item) => return Some((item, receiver)),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    })
 }
 
 async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {

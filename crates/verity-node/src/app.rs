@@ -82,6 +82,20 @@ impl NodeState {
         Ok(hash)
     }
 
+    /// Finalized blocks as they execute; a subscriber that falls behind skips ahead.
+    pub fn finalized_blocks(&self) -> impl futures::Stream<Item = Arc<BlockRecord>> {
+        use tokio::sync::broadcast::error::RecvError;
+        futures::stream::unfold(self.events.subscribe(), |mut receiver| async move {
+            loop {
+                match receiver.recv().await {
+                    Ok(item) => return Some((item, receiver)),
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        })
+    }
+
     pub fn max_block_txs(&self) -> usize {
         (self.chain.genesis().params.max_block_txs as usize).min(crate::block::MAX_BLOCK_TXS)
     }

@@ -11,12 +11,12 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use commonware_cryptography::{ed25519, ChaCha20Poly1305, Signer as _};
 use commonware_p2p::{authenticated::lookup, AddressableManager as _};
-use commonware_runtime::{tokio as cw_tokio, Metrics as _, Quota, Supervisor as _};
+use commonware_runtime::{tokio as cw_tokio, Metrics as _, Supervisor as _};
 use commonware_stream::{
     cups::{self, Cups},
     sake::{self, Sake},
 };
-use commonware_utils::{ordered::Map, NZUsize, NZU32};
+use commonware_utils::{ordered::Map, NZUsize};
 use serde::{Deserialize, Serialize};
 use verity_state::{Chain, Genesis, RedbStore, Store};
 
@@ -282,7 +282,7 @@ async fn start_one(
         .try_into()
         .map_err(|_| anyhow::anyhow!("genesis lists a validator twice"))?;
     oracle.track(0, peers);
-    let quota = Quota::per_second(NZU32!(100_000));
+    let quota = validator::channel_quota();
     let mut register = |c| network.register(c, quota);
     let channels = Channels {
         votes: register(channel::VOTES),

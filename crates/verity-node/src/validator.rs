@@ -49,6 +49,13 @@ pub mod channel {
     pub const ALL: [u64; 6] = [VOTES, CERTIFICATES, RESOLVER, BACKFILL, BLOCKS, TXS];
 }
 
+/// Messages per second each peer may send on one channel. The p2p layer also sizes each
+/// channel's inbound queue as peers × this burst, so it bounds memory as well as abuse: a few
+/// views per second need tens of votes, and transactions travel in batches.
+pub fn channel_quota() -> commonware_runtime::Quota {
+    commonware_runtime::Quota::per_second(commonware_utils::NZU32!(1_024))
+}
+
 /// One finite epoch spans the chain: the committee is fixed at genesis for now.
 const BLOCKS_PER_EPOCH: u64 = 1 << 40;
 const MAILBOX: NonZeroUsize = NZUsize!(1024);

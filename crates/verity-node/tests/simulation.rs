@@ -75,7 +75,7 @@ fn honest_validators_agree_despite_a_crash_and_lossy_links() {
         let user = AccountKey::from_bytes(&[7u8; 32]).unwrap();
         let genesis = genesis(user.address());
         let genesis_block = Block::genesis(&genesis.hash(), genesis.genesis_time_ms);
-        let quota = Quota::per_second(NZU32!(100_000));
+        let quota = validator::channel_quota();
         let cache = SenderCache::default();
         let mut nodes = Vec::new();
         let mut crashed = Vec::new();

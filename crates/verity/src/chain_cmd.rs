@@ -17,6 +17,7 @@ use verity_types::{AccountKey, Action, Address, TxBody, ONE_TOKEN};
 /// The chain id `verity devnet` uses.
 pub const DEVNET_CHAIN_ID: &str = "verity-devnet";
 const DEFAULT_NODE: &str = "http://127.0.0.1:8545";
+const DEFAULT_LOGS: &str = "info,commonware=warn";
 
 #[derive(Args)]
 pub struct DevnetArgs {
@@ -114,20 +115,21 @@ pub struct StatusArgs {
     node: String,
 }
 
-fn init_logs() {
+/// Logs to stderr, filtered by `VERITY_LOG` (tracing's env-filter syntax) or `default`.
+pub(crate) fn init_logs(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VERITY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,commonware=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 
-fn default_params() -> Params {
+pub(crate) fn default_params() -> Params {
     Params {
         min_fee: 1,
         fee_collector: Address([0xfe; 20]),
@@ -137,7 +139,7 @@ fn default_params() -> Params {
 
 /// `verity devnet`: creates the network on first run, then starts every validator in-process.
 pub fn devnet(args: DevnetArgs) -> Result<()> {
-    init_logs();
+    init_logs(DEFAULT_LOGS);
     let home = args.home;
     let genesis_path = home.join("genesis.json");
     let dev_key_path = home.join("dev-account.key");
@@ -215,7 +217,7 @@ async fn shutdown_on_ctrl_c(context: commonware_runtime::tokio::Context) -> Resu
 
 /// `verity node --config FILE`: one validator in its own process.
 pub fn node(args: NodeArgs) -> Result<()> {
-    init_logs();
+    init_logs(DEFAULT_LOGS);
     let config = run::NodeConfig::load(&args.config)?;
     let configs = vec![args.config];
     commonware_runtime::Runner::start(

@@ -1,5 +1,6 @@
 //! `verity`: the command-line interface to the Verity network.
 
+mod bench_cmd;
 mod chain_cmd;
 mod infer_cmd;
 mod tensor_file;
@@ -39,6 +40,9 @@ enum Command {
     Account(chain_cmd::AccountArgs),
     /// The chain's height, finalized height, validators and peers.
     Status(chain_cmd::StatusArgs),
+    /// Measure a local network.
+    #[command(subcommand)]
+    Bench(bench_cmd::BenchCommand),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         Command::Transfer(args) => chain_cmd::transfer(args),
         Command::Account(args) => chain_cmd::account(args),
         Command::Status(args) => chain_cmd::status(args),
+        Command::Bench(cmd) => bench_cmd::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

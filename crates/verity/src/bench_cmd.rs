@@ -1,0 +1,288 @@
+//! `verity bench transfers`: a throwaway devnet, a burst of signed transfers submitted through
+//! the HTTP API, and the finalized rate and submit→finalized latency measured from the blocks as
+//! they execute.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Subcommand};
+use futures::StreamExt as _;
+use tokio::sync::broadcast::error::RecvError;
+use verity_client::Client;
+use verity_node::{mempool::SenderCache, mempool::MAX_NONCE_GAP, run};
+use verity_state::{Genesis, GenesisAccount};
+use verity_types::{AccountKey, Action, Address, Hash, TxBody, ONE_TOKEN};
+
+use crate::chain_cmd::{default_params, init_logs, now_ms};
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Transfers per second and submit→finalized latency on a fresh local devnet.
+    Transfers(TransfersArgs),
+}
+
+#[derive(Args)]
+pub struct TransfersArgs {
+    #[arg(long, default_value_t = 4)]
+    validators: u32,
+    /// Transfers to submit.
+    #[arg(long, default_value_t = 20_000)]
+    count: u64,
+    /// Distinct sending accounts (each sends count/senders transfers in nonce order).
+    #[arg(long, default_value_t = 256)]
+    senders: u64,
+    /// Concurrent HTTP submissions, spread over every validator's API.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Offered load in transfers per second; 0 submits as fast as the APIs accept them.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Where the devnet lives; a fresh temporary directory when absent.
+    #[arg(long)]
+    home: Option<PathBuf>,
+    #[arg(long, default_value_t = 18545)]
+    api_port: u16,
+    #[arg(long, default_value_t = 31300)]
+    p2p_port: u16,
+}
+
+const BENCH_CHAIN_ID: &str = "verity-bench";
+const FEE: u128 = 1_000;
+
+pub fn run(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Transfers(args) => transfers(args),
+    }
+}
+
+fn transfers(args: TransfersArgs) -> Result<()> {
+    init_logs("warn");
+    if args.senders == 0 || args.count == 0 || args.concurrency == 0 {
+        bail!("--count, --senders and --concurrency must be positive");
+    }
+    if args.count.div_ceil(args.senders) > MAX_NONCE_GAP {
+        bail!(
+            "each sender would need more than {MAX_NONCE_GAP} pending transfers; raise --senders"
+        );
+    }
+    let scratch = tempfile::tempdir().context("creating a temporary devnet home")?;
+    let home = args.home.clone().unwrap_or_else(|| scratch.path().into());
+    if home.join("genesis.json").exists() {
+        bail!(
+            "{} already holds a network; the benchmark needs a fresh one",
+            home.display()
+        );
+    }
+
+    eprintln!(
+        "signing {} transfers from {} senders…",
+        args.count, args.senders
+    );
+    let senders: Vec<AccountKey> = (0..args.senders).map(|_| AccountKey::generate()).collect();
+    let sink = AccountKey::generate().address();
+    let txs = sign_transfers(&senders, args.count, sink);
+    let chain = Genesis {
+        chain_id: BENCH_CHAIN_ID.into(),
+        genesis_time_ms: now_ms(),
+        params: default_params(),
+        accounts: senders
+            .iter()
+            .map(|k| GenesisAccount {
+                address: k.address(),
+                balance: 1_000_000 * ONE_TOKEN,
+            })
+            .collect(),
+    };
+    let layout = run::write_network(&home, chain, args.validators, args.p2p_port, args.api_port)?;
+
+    commonware_runtime::Runner::start(run::runner(&home.join("consensus")), |context| async move {
+        let started = run::start_nodes(&context, &layout.nodes, SenderCache::default()).await?;
+        let clients: Vec<Client> = started
+            .iter()
+            .map(|s| Client::new(&s.api.to_string()))
+            .collect();
+        wait_for_first_block(&clients[0]).await?;
+        let pace = match args.rate {
+            0 => "as fast as they accept".to_string(),
+            rate => format!("at {rate} tx/s"),
+        };
+        eprintln!(
+            "{} validators up; submitting through {} APIs {pace}, up to {} requests in flight",
+            started.len(),
+            clients.len(),
+            args.concurrency
+        );
+        let report = measure(&started[0].node, &clients, txs, args.concurrency, args.rate).await?;
+        println!(
+            "verity bench transfers: {} validators, {} transfers, {} senders, offered load {pace}",
+            started.len(),
+            args.count,
+            args.senders
+        );
+        println!("  submitted:   {:>9.0} tx/s over HTTP", report.submit_rate);
+        println!(
+            "  finalized:   {:>9.0} tx/s  ({} in {:.2} s, {} blocks)",
+            report.finalized_rate,
+            report.finalized,
+            report.elapsed.as_secs_f64(),
+            report.blocks
+        );
+        println!(
+            "  latency:     p50 {:>6} ms   p99 {:>6} ms   max {:>6} ms  (submit → finalized)",
+            report.p50.as_millis(),
+            report.p99.as_millis(),
+            report.max.as_millis()
+        );
+        use commonware_runtime::Spawner as _;
+        let _ = context.stop(0, Some(Duration::from_secs(10))).await;
+        Ok(())
+    })
+}
+
+/// Sender `i` sends transfers with nonces 0, 1, …; interleaved so every block has many senders.
+fn sign_transfers(senders: &[AccountKey], count: u64, to: Address) -> Vec<(Hash, Vec<u8>)> {
+    (0..count)
+        .map(|n| {
+            let key = &senders[(n % senders.len() as u64) as usize];
+            let tx = TxBody {
+                chain_id: BENCH_CHAIN_ID.into(),
+                nonce: n / senders.len() as u64,
+                fee: FEE,
+                action: Action::Transfer { to, amount: 1 },
+            }
+            .sign(key);
+            (tx.hash(), tx.encode())
+        })
+        .collect()
+}
+
+async fn wait_for_first_block(client: &Client) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(status) = client.status().await {
+            if status["height"].as_u64().unwrap_or(0) >= 1 {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the devnet finalized no block within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct Report {
+    finalized: usize,
+    blocks: usize,
+    elapsed: Duration,
+    submit_rate: f64,
+    finalized_rate: f64,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+async fn measure(
+    observer: &Arc<verity_node::app::NodeState>,
+    clients: &[Client],
+    txs: Vec<(Hash, Vec<u8>)>,
+    concurrency: usize,
+    rate: u64,
+) -> Result<Report> {
+    let total = txs.len();
+    let mut blocks = observer.events.subscribe();
+    let start = Instant::now();
+    let submitted: Arc<std::sync::Mutex<HashMap<Hash, Instant>>> =
+        Arc::new(std::sync::Mutex::new(HashMap::with_capacity(total)));
+
+    let submitter = {
+        let submitted = submitted.clone();
+        let clients = clients.to_vec();
+        tokio::spawn(async move {
+            let results = futures::stream::iter(txs.into_iter().enumerate())
+                .map(|(i, (hash, bytes))| {
+                    let client = clients[i % clients.len()].clone();
+                    let submitted = submitted.clone();
+                    async move {
+                        if rate > 0 {
+                            let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+                            tokio::time::sleep_until(due.into()).await;
+                        }
+                        submitted
+                            .lock()
+                            .expect("submit times")
+                            .insert(hash, Instant::now());
+                        client.submit_raw(&bytes).await
+                    }
+                })
+                .buffer_unordered(concurrency)
+                .collect::<Vec<_>>()
+                .await;
+            let errors = results.iter().filter(|r| r.is_err()).count();
+            match results.into_iter().find_map(|r| r.err()) {
+                Some(first) => Err(anyhow::anyhow!(
+                    "{errors} submissions failed; first: {first}"
+                )),
+                None => Ok(start.elapsed()),
+            }
+        })
+    };
+
+    let mut latencies = Vec::with_capacity(total);
+    let mut block_count = 0;
+    let mut last_progress = Instant::now();
+    let mut finished_at = start;
+    while latencies.len() < total {
+        let record = match tokio::time::timeout(Duration::from_secs(30), blocks.recv()).await {
+            Err(_) => bail!("no finalized block for 30 s"),
+            Ok(Err(RecvError::Lagged(n))) => bail!("the measurement fell {n} blocks behind"),
+            Ok(Err(RecvError::Closed)) => bail!("the node stopped"),
+            Ok(Ok(record)) => record,
+        };
+        let now = Instant::now();
+        let times = submitted.lock().expect("submit times");
+        let before = latencies.len();
+        for hash in &record.tx_hashes {
+            if let Some(at) = times.get(hash) {
+                latencies.push(now - *at);
+            }
+        }
+        drop(times);
+        if latencies.len() > before {
+            block_count += 1;
+            finished_at = now;
+        }
+        if record.failed_txs > 0 {
+            bail!(
+                "block {} recorded {} failed transfers",
+                record.height,
+                record.failed_txs
+            );
+        }
+        if last_progress.elapsed() >= Duration::from_secs(1) {
+            eprintln!(
+                "  {:>7}/{total} finalized, height {}",
+                latencies.len(),
+                record.height
+            );
+            last_progress = Instant::now();
+        }
+    }
+    let submit_elapsed = submitter.await.context("submitter task")??;
+    latencies.sort();
+    let elapsed = finished_at - start;
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    Ok(Report {
+        finalized: total,
+        blocks: block_count,
+        elapsed,
+        submit_rate: total as f64 / submit_elapsed.as_secs_f64(),
+        finalized_rate: total as f64 / elapsed.as_secs_f64(),
+        p50: at(0.50),
+        p99: at(0.99),
+        max: *latencies.last().expect("at least one transfer"),
+    })
+}

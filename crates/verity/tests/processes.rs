@@ -1,0 +1,271 @@
+//! Four validators as four `verity node` processes on loopback, from files `verity genesis`
+//! wrote: transfers through the API, one validator killed (SIGKILL) while the other three keep
+//! finalizing, then restarted on the same data directory until it has caught up to the same
+//! state root.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use verity_client::Client;
+use verity_types::{AccountKey, Action, Address, SignedTx, TxBody, ONE_TOKEN};
+
+const VALIDATORS: usize = 4;
+const CHAIN_ID: &str = "verity-process-test";
+const FEE: u128 = 1_000;
+
+/// The first of `n` consecutive free loopback ports, away from the devnet's defaults.
+fn free_ports(n: u16, seed: u16) -> u16 {
+    let pid = std::process::id() as u16;
+    for attempt in 0..200u16 {
+        let base = 20_000
+            + (pid
+                .wrapping_mul(31)
+                .wrapping_add(seed)
+                .wrapping_add(attempt * 97))
+                % 30_000;
+        if (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no {n} consecutive free ports");
+}
+
+struct Network {
+    home: tempfile::TempDir,
+    children: Vec<Option<Child>>,
+    clients: Vec<Client>,
+}
+
+impl Network {
+    fn config(&self, i: usize) -> PathBuf {
+        self.home
+            .path()
+            .join(format!("validator-{i}"))
+            .join("node.toml")
+    }
+
+    fn log(&self, i: usize) -> PathBuf {
+        self.home.path().join(format!("validator-{i}.log"))
+    }
+
+    fn start(&mut self, i: usize) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log(i))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_verity"))
+            .args(["node", "--config"])
+            .arg(self.config(i))
+            .env("VERITY_LOG", "info,commonware=warn")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn verity node");
+        self.children[i] = Some(child);
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    fn logs(&self) -> String {
+        (0..VALIDATORS)
+            .map(|i| {
+                let text = std::fs::read_to_string(self.log(i)).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                format!("--- validator {i} ---\n{}\n", tail.join("\n"))
+            })
+            .collect()
+    }
+
+    /// Polls `check` until it returns `Some`, or fails with every validator's log tail.
+    async fn wait_for<T, F, Fut>(&self, what: &str, timeout: Duration, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(value) = check().await {
+                return value;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn height(&self, i: usize) -> Option<u64> {
+        let status = self.clients[i].status().await.ok()?;
+        status["height"].as_u64()
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        for i in 0..VALIDATORS {
+            self.kill(i);
+        }
+    }
+}
+
+fn genesis(home: &Path, funded: &Address, api: u16, p2p: u16) {
+    let output = Command::new(env!("CARGO_BIN_EXE_verity"))
+        .args(["genesis", "--home"])
+        .arg(home)
+        .args([
+            "--validators",
+            &VALIDATORS.to_string(),
+            "--chain-id",
+            CHAIN_ID,
+            "--fund",
+            &format!("{funded}=1000"),
+            "--api-port",
+            &api.to_string(),
+            "--p2p-port",
+            &p2p.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn transfer(key: &AccountKey, nonce: u64, to: Address) -> SignedTx {
+    TxBody {
+        chain_id: CHAIN_ID.into(),
+        nonce,
+        fee: FEE,
+        action: Action::Transfer {
+            to,
+            amount: ONE_TOKEN,
+        },
+    }
+    .sign(key)
+}
+
+async fn finalized(client: &Client, tx: &SignedTx) -> bool {
+    matches!(client.tx(&tx.hash()).await, Ok(v) if v["status"] == "finalized")
+}
+
+async fn account(client: &Client, address: &Address) -> Option<Value> {
+    client.account(address).await.ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_survive_a_killed_validator_and_it_catches_up() {
+    let alice = AccountKey::generate();
+    let bob = AccountKey::generate().address();
+    let api = free_ports(VALIDATORS as u16, 0);
+    let p2p = free_ports(VALIDATORS as u16, 7_919);
+    let home = tempfile::tempdir().unwrap();
+    genesis(home.path(), &alice.address(), api, p2p);
+    let mut net = Network {
+        home,
+        children: (0..VALIDATORS).map(|_| None).collect(),
+        clients: (0..VALIDATORS)
+            .map(|i| Client::new(&format!("127.0.0.1:{}", api + i as u16)))
+            .collect(),
+    };
+    for i in 0..VALIDATORS {
+        net.start(i);
+    }
+    for i in 0..VALIDATORS {
+        net.wait_for(
+            &format!("validator {i} to finalize a block"),
+            Duration::from_secs(90),
+            || {
+                let net = &net;
+                async move { net.height(i).await.filter(|h| *h >= 1).map(|_| ()) }
+            },
+        )
+        .await;
+    }
+
+    // Transfers through every validator's API.
+    let mut nonce = 0;
+    let mut sent = Vec::new();
+    for round in 0..8 {
+        let tx = transfer(&alice, nonce, bob);
+        net.clients[round % VALIDATORS].submit(&tx).await.unwrap();
+        nonce += 1;
+        sent.push(tx);
+    }
+    let last = sent.last().unwrap().clone();
+    net.wait_for(
+        "the first transfers to finalize",
+        Duration::from_secs(60),
+        || {
+            let (net, last) = (&net, &last);
+            async move { finalized(&net.clients[0], last).await.then_some(()) }
+        },
+    )
+    .await;
+
+    // Kill validator 3; the other three keep finalizing transfers.
+    net.kill(3);
+    let height_at_kill = net.height(0).await.unwrap();
+    for round in 0..8 {
+        let tx = transfer(&alice, nonce, bob);
+        net.clients[round % 3].submit(&tx).await.unwrap();
+        nonce += 1;
+        sent.push(tx);
+    }
+    let last = sent.last().unwrap().clone();
+    for i in 0..3 {
+        net.wait_for(
+            &format!("validator {i} to finalize transfers without validator 3"),
+            Duration::from_secs(60),
+            || {
+                let (net, last) = (&net, &last);
+                async move { finalized(&net.clients[i], last).await.then_some(()) }
+            },
+        )
+        .await;
+    }
+    let target = net.height(0).await.unwrap();
+    assert!(target > height_at_kill, "three validators kept finalizing");
+
+    // Restart validator 3 on the same data: it catches up to the same state root.
+    net.start(3);
+    net.wait_for("validator 3 to catch up", Duration::from_secs(90), || {
+        let net = &net;
+        async move { net.height(3).await.filter(|h| *h >= target).map(|_| ()) }
+    })
+    .await;
+    let mut roots = Vec::new();
+    for i in 0..VALIDATORS {
+        let block = net.clients[i].block(target).await.unwrap();
+        roots.push((block["hash"].clone(), block["state_root"].clone()));
+    }
+    assert!(roots.iter().all(|r| *r == roots[0]), "{roots:?}");
+
+    // Every validator, the restarted one included, holds the whole history.
+    for i in 0..VALIDATORS {
+        let bob_account = account(&net.clients[i], &bob).await.unwrap();
+        assert_eq!(
+            bob_account["balance"],
+            (sent.len() as u128 * ONE_TOKEN).to_string(),
+            "validator {i}"
+        );
+        for tx in &sent {
+            assert!(
+                finalized(&net.clients[i], tx).await,
+                "validator {i}: {}",
+                tx.hash()
+            );
+        }
+    }
+}
