@@ -75,6 +75,11 @@ impl NodeConfig {
         }
         Ok(config)
     }
+
+    /// Loads every file in `paths`.
+    pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Self>> {
+        paths.iter().map(|p| Self::load(p)).collect()
+    }
 }
 
 /// Writes a file readable only by its owner.
@@ -170,8 +175,7 @@ struct Loaded {
     index: usize,
 }
 
-fn load(config_path: &Path) -> Result<Loaded> {
-    let config = NodeConfig::load(config_path)?;
+fn load(config: NodeConfig) -> Result<Loaded> {
     let genesis: GenesisFile = serde_json::from_slice(
         &fs::read(&config.genesis)
             .with_context(|| format!("reading genesis {}", config.genesis.display()))?,
@@ -211,15 +215,15 @@ pub struct Started {
     pub data: PathBuf,
 }
 
-/// Starts the validators named by `configs` in this runtime; returns once all are serving.
+/// Starts the validators configured by `configs` in this runtime; returns once all are serving.
 pub async fn start_nodes(
     context: &cw_tokio::Context,
-    configs: &[PathBuf],
+    configs: Vec<NodeConfig>,
     cache: SenderCache,
 ) -> Result<Vec<Started>> {
     let mut started = Vec::new();
-    for path in configs {
-        let loaded = load(path)?;
+    for config in configs {
+        let loaded = load(config)?;
         started.push(start_one(context, loaded, cache.clone()).await?);
     }
     Ok(started)

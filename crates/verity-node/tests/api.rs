@@ -84,9 +84,13 @@ fn bad_transactions_get_4xx_json_errors_and_change_nothing() {
     let layout = run::write_network(home.path(), genesis, 1, 0, 0).unwrap();
     let storage = home.path().join("consensus");
     commonware_runtime::Runner::start(run::runner(&storage), |context| async move {
-        let started = run::start_nodes(&context, &layout.nodes, SenderCache::default())
-            .await
-            .unwrap();
+        let started = run::start_nodes(
+            &context,
+            run::NodeConfig::load_all(&layout.nodes).unwrap(),
+            SenderCache::default(),
+        )
+        .await
+        .unwrap();
         let api = started[0].api;
         let client = Client::new(&api.to_string());
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use commonware_cryptography::{ed25519, Digestible, Signer as _};
 use commonware_p2p::simulated::{self, Link, Network};
-use commonware_runtime::{deterministic, Clock, Quota, Runner, Supervisor};
-use commonware_utils::{probability, NZUsize, NZU32};
+use commonware_runtime::{deterministic, Clock, Runner, Supervisor};
+use commonware_utils::{probability, NZUsize};
 use verity_node::{
     app::NodeState,
     block::Block,

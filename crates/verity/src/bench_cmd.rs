@@ -99,7 +99,8 @@ fn transfers(args: TransfersArgs) -> Result<()> {
     let layout = run::write_network(&home, chain, args.validators, args.p2p_port, args.api_port)?;
 
     commonware_runtime::Runner::start(run::runner(&home.join("consensus")), |context| async move {
-        let started = run::start_nodes(&context, &layout.nodes, SenderCache::default()).await?;
+        let configs = run::NodeConfig::load_all(&layout.nodes)?;
+        let started = run::start_nodes(&context, configs, SenderCache::default()).await?;
         let clients: Vec<Client> = started
             .iter()
             .map(|s| Client::new(&s.api.to_string()))

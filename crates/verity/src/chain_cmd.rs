@@ -25,7 +25,7 @@ pub struct DevnetArgs {
     #[arg(long, default_value_t = 4)]
     validators: u32,
     /// Where keys, genesis and all data live; reuse it to restart the same chain.
-    #[arg(long, default_value = ".verity/devnet")]
+    #[arg(long, env = "VERITY_HOME", default_value = ".verity/devnet")]
     home: PathBuf,
     /// API port of the first validator; the others take the next ports.
     #[arg(long, default_value_t = 8545)]
@@ -38,8 +38,54 @@ pub struct DevnetArgs {
 #[derive(Args)]
 pub struct NodeArgs {
     /// The validator's node.toml (written by `verity genesis`).
-    #[arg(long)]
+    #[arg(long, env = "VERITY_CONFIG")]
     config: PathBuf,
+    #[command(flatten)]
+    overrides: NodeOverrides,
+}
+
+/// Every node.toml field, overridable by a flag or a `VERITY_` environment variable.
+#[derive(Args)]
+struct NodeOverrides {
+    /// genesis.json shared by the committee.
+    #[arg(long, env = "VERITY_GENESIS")]
+    genesis: Option<PathBuf>,
+    /// This validator's key file (mode 0600).
+    #[arg(long, env = "VERITY_VALIDATOR_KEYS")]
+    keys: Option<PathBuf>,
+    /// State and consensus storage directory.
+    #[arg(long, env = "VERITY_DATA")]
+    data: Option<PathBuf>,
+    #[arg(long, env = "VERITY_P2P_LISTEN")]
+    p2p_listen: Option<std::net::SocketAddr>,
+    #[arg(long, env = "VERITY_API_LISTEN")]
+    api_listen: Option<std::net::SocketAddr>,
+    /// Milliseconds a leader has to propose before the view times out.
+    #[arg(long, env = "VERITY_LEADER_TIMEOUT_MS")]
+    leader_timeout_ms: Option<u64>,
+}
+
+impl NodeOverrides {
+    fn apply(self, config: &mut run::NodeConfig) {
+        if let Some(v) = self.genesis {
+            config.genesis = v;
+        }
+        if let Some(v) = self.keys {
+            config.keys = v;
+        }
+        if let Some(v) = self.data {
+            config.data = v;
+        }
+        if let Some(v) = self.p2p_listen {
+            config.p2p_listen = v;
+        }
+        if let Some(v) = self.api_listen {
+            config.api_listen = v;
+        }
+        if let Some(v) = self.leader_timeout_ms {
+            config.leader_timeout_ms = v;
+        }
+    }
 }
 
 #[derive(Args)]
@@ -65,18 +111,18 @@ pub enum KeysCommand {
     /// Create an account key, saved with mode 0600.
     New {
         name: String,
-        #[arg(long)]
+        #[arg(long, env = "VERITY_KEYS")]
         keys_dir: Option<PathBuf>,
     },
     /// List saved keys and their addresses.
     List {
-        #[arg(long)]
+        #[arg(long, env = "VERITY_KEYS")]
         keys_dir: Option<PathBuf>,
     },
     /// Show a key's address.
     Show {
         name: String,
-        #[arg(long)]
+        #[arg(long, env = "VERITY_KEYS")]
         keys_dir: Option<PathBuf>,
     },
 }
@@ -93,9 +139,9 @@ pub struct TransferArgs {
     amount: u128,
     #[arg(long, default_value_t = 1_000_000_000)]
     fee: u128,
-    #[arg(long, default_value = DEFAULT_NODE)]
+    #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]
     node: String,
-    #[arg(long)]
+    #[arg(long, env = "VERITY_KEYS")]
     keys_dir: Option<PathBuf>,
     /// Wait until the transfer is finalized and print its receipt.
     #[arg(long)]
@@ -105,13 +151,13 @@ pub struct TransferArgs {
 #[derive(Args)]
 pub struct AccountArgs {
     address: Address,
-    #[arg(long, default_value = DEFAULT_NODE)]
+    #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]
     node: String,
 }
 
 #[derive(Args)]
 pub struct StatusArgs {
-    #[arg(long, default_value = DEFAULT_NODE)]
+    #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]
     node: String,
 }
 
@@ -160,10 +206,10 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
     }
     let dev = AccountKey::from_hex(&std::fs::read_to_string(&dev_key_path)?)
         .context("reading the dev account key")?;
-    let configs = node_configs(&home)?;
+    let configs = run::NodeConfig::load_all(&node_configs(&home)?)?;
     let storage = home.join("consensus");
     commonware_runtime::Runner::start(run::runner(&storage), |context| async move {
-        let started = run::start_nodes(&context, &configs, SenderCache::default()).await?;
+        let started = run::start_nodes(&context, configs, SenderCache::default()).await?;
         println!(
             "Verity devnet: {} validators, chain {DEVNET_CHAIN_ID}",
             started.len()
@@ -218,12 +264,13 @@ async fn shutdown_on_ctrl_c(context: commonware_runtime::tokio::Context) -> Resu
 /// `verity node --config FILE`: one validator in its own process.
 pub fn node(args: NodeArgs) -> Result<()> {
     init_logs(DEFAULT_LOGS);
-    let config = run::NodeConfig::load(&args.config)?;
-    let configs = vec![args.config];
+    let mut config = run::NodeConfig::load(&args.config)?;
+    args.overrides.apply(&mut config);
+    let configs = vec![config.clone()];
     commonware_runtime::Runner::start(
         run::runner(&config.data.join("consensus")),
         |context| async move {
-            let started = run::start_nodes(&context, &configs, SenderCache::default()).await?;
+            let started = run::start_nodes(&context, configs, SenderCache::default()).await?;
             for s in &started {
                 println!(
                     "validator {}: API http://{}  p2p {}  data {}",
@@ -282,8 +329,7 @@ pub fn genesis(args: GenesisArgs) -> Result<()> {
 }
 
 fn keys_dir(dir: Option<PathBuf>) -> PathBuf {
-    dir.or_else(|| std::env::var_os("VERITY_KEYS").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(".verity/keys"))
+    dir.unwrap_or_else(|| PathBuf::from(".verity/keys"))
 }
 
 pub fn keys(cmd: KeysCommand) -> Result<()> {

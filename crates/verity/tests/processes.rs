@@ -252,6 +252,22 @@ async fn four_processes_survive_a_killed_validator_and_it_catches_up() {
     }
     assert!(roots.iter().all(|r| *r == roots[0]), "{roots:?}");
 
+    // The restarted validator takes transactions again, and the network finalizes them.
+    let tx = transfer(&alice, nonce, bob);
+    net.clients[3].submit(&tx).await.unwrap();
+    sent.push(tx.clone());
+    for i in 0..VALIDATORS {
+        net.wait_for(
+            &format!("validator {i} to finalize a transfer sent to validator 3"),
+            Duration::from_secs(60),
+            || {
+                let (net, tx) = (&net, &tx);
+                async move { finalized(&net.clients[i], tx).await.then_some(()) }
+            },
+        )
+        .await;
+    }
+
     // Every validator, the restarted one included, holds the whole history.
     for i in 0..VALIDATORS {
         let bob_account = account(&net.clients[i], &bob).await.unwrap();
