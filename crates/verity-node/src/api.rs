@@ -38,6 +38,8 @@ pub struct ApiState {
     pub validators: Arc<Vec<ValidatorInfo>>,
     /// Renders the runtime's Prometheus registry.
     pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
+    /// This validator's position in the committee, which labels its metrics.
+    pub index: usize,
 }
 
 pub struct ApiError {
@@ -212,8 +214,26 @@ async fn status(State(state): State<ApiState>) -> ApiResult<serde_json::Value> {
         "state_root": chain.state_root().map_err(ApiError::internal)?,
         "mempool": state.node.mempool.lock().expect("mempool lock").len(),
         "validators": *state.validators,
-        "peers": state.validators.len().saturating_sub(1),
+        "peers": connected_peers(&(state.metrics)(), state.index),
     })))
+}
+
+/// Peers the p2p layer reports connected to validator `index`. The tracker publishes them only
+/// as a gauge (one series per connected peer, removed on disconnect), so read them from there.
+fn connected_peers(metrics: &str, index: usize) -> Vec<String> {
+    let index_label = format!("index=\"{index}\"");
+    metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("validator_p2p_tracker_directory_connected{"))
+        .filter_map(|line| line.split_once('}').map(|(labels, _)| labels))
+        .filter(|labels| labels.split(',').any(|l| l == index_label))
+        .filter_map(|labels| {
+            labels
+                .split(',')
+                .find_map(|l| l.strip_prefix("peer=\""))
+                .map(|peer| peer.trim_end_matches('"').to_string())
+        })
+        .collect()
 }
 
 async fn events(
@@ -275,7 +295,7 @@ pub fn openapi_document() -> serde_json::Value {
                 "summary": "A finalized block",
                 "parameters": [ { "name": "height", "in": "path", "required": true, "schema": { "type": "integer" } } ],
                 "responses": { "200": { "description": "the block record" }, "400": errors["400"], "404": errors["404"] } } },
-            "/v1/status": { "get": { "summary": "Chain status", "responses": { "200": { "description": "height, finalized height, validators, peers" } } } },
+            "/v1/status": { "get": { "summary": "Chain status", "responses": { "200": { "description": "height, finalized height, state root, validators, connected peers" } } } },
             "/v1/events": { "get": { "summary": "Server-sent events: one `block` event per finalized block", "responses": { "200": { "description": "text/event-stream" } } } },
             "/v1/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.1" } } } },
             "/metrics": { "get": { "summary": "Prometheus metrics", "responses": { "200": { "description": "text exposition format" } } } }
@@ -285,4 +305,23 @@ pub fn openapi_document() -> serde_json::Value {
             "properties": { "error": { "type": "object", "required": ["code", "message"],
                 "properties": { "code": { "type": "string" }, "message": { "type": "string" } } } } } } }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connected_peers;
+
+    #[test]
+    fn connected_peers_are_read_for_one_validator() {
+        let metrics = "\
+# TYPE validator_p2p_tracker_directory_connected gauge
+validator_p2p_tracker_directory_connected{index=\"0\",peer=\"aa\"} 1795463160654
+validator_p2p_tracker_directory_connected{index=\"1\",peer=\"bb\"} 1795463161155
+validator_p2p_tracker_directory_connected{index=\"0\",peer=\"cc\"} 1795463162165
+validator_p2p_tracker_directory_reserved{index=\"0\"} 2
+";
+        assert_eq!(connected_peers(metrics, 0), ["aa", "cc"]);
+        assert_eq!(connected_peers(metrics, 1), ["bb"]);
+        assert!(connected_peers(metrics, 2).is_empty());
+    }
 }

@@ -321,6 +321,7 @@ async fn start_one(
         node: node.clone(),
         validators: Arc::new(genesis.validators.clone()),
         metrics: Arc::new(move || metrics_context.encode()),
+        index,
     };
     let listener = tokio::net::TcpListener::bind(config.api_listen)
         .await

@@ -104,6 +104,11 @@ impl Network {
         }
     }
 
+    async fn peers(&self, i: usize) -> Option<usize> {
+        let status = self.clients[i].status().await.ok()?;
+        status["peers"].as_array().map(Vec::len)
+    }
+
     async fn height(&self, i: usize) -> Option<u64> {
         let status = self.clients[i].status().await.ok()?;
         status["height"].as_u64()
@@ -194,6 +199,18 @@ async fn four_processes_survive_a_killed_validator_and_it_catches_up() {
         .await;
     }
 
+    for i in 0..VALIDATORS {
+        net.wait_for(
+            &format!("validator {i} to see 3 peers"),
+            Duration::from_secs(30),
+            || {
+                let net = &net;
+                async move { (net.peers(i).await? == 3).then_some(()) }
+            },
+        )
+        .await;
+    }
+
     // Transfers through every validator's API.
     let mut nonce = 0;
     let mut sent = Vec::new();
@@ -235,6 +252,15 @@ async fn four_processes_survive_a_killed_validator_and_it_catches_up() {
         )
         .await;
     }
+    net.wait_for(
+        "validator 0 to see validator 3 gone",
+        Duration::from_secs(30),
+        || {
+            let net = &net;
+            async move { (net.peers(0).await? == 2).then_some(()) }
+        },
+    )
+    .await;
     let target = net.height(0).await.unwrap();
     assert!(target > height_at_kill, "three validators kept finalizing");
 
