@@ -46,6 +46,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Like any Unix filter: `verity … | head` ends quietly when the reader goes away, instead of
+    // a panic from println! on a closed pipe (Rust ignores SIGPIPE by default).
+    #[cfg(unix)]
+    // SAFETY: called before any thread starts; restores the default disposition of one signal.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Infer(cmd) => infer_cmd::run(cmd),
