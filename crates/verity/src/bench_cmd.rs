@@ -99,8 +99,12 @@ fn transfers(args: TransfersArgs) -> Result<()> {
     let layout = run::write_network(&home, chain, args.validators, args.p2p_port, args.api_port)?;
 
     commonware_runtime::Runner::start(run::runner(&home.join("consensus")), |context| async move {
-        let configs = run::NodeConfig::load_all(&layout.nodes)?;
-        let started = run::start_nodes(&context, configs, SenderCache::default()).await?;
+        // Each validator gets its own signature cache, so every one of them recovers every
+        // signature, as separate machines would (`verity devnet` shares one).
+        let mut started = Vec::new();
+        for config in run::NodeConfig::load_all(&layout.nodes)? {
+            started.extend(run::start_nodes(&context, vec![config], SenderCache::default()).await?);
+        }
         let clients: Vec<Client> = started
             .iter()
             .map(|s| Client::new(&s.api.to_string()))
