@@ -40,6 +40,10 @@ pub struct TransfersArgs {
     /// Offered load in transfers per second; 0 submits as fast as the APIs accept them.
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// Give each validator its own signature cache, so that each recovers every signature as
+    /// separate machines would; by default they share one, as in `verity devnet`.
+    #[arg(long)]
+    separate_caches: bool,
     /// Where the devnet lives; a fresh temporary directory when absent.
     #[arg(long)]
     home: Option<PathBuf>,
@@ -99,11 +103,14 @@ fn transfers(args: TransfersArgs) -> Result<()> {
     let layout = run::write_network(&home, chain, args.validators, args.p2p_port, args.api_port)?;
 
     commonware_runtime::Runner::start(run::runner(&home.join("consensus")), |context| async move {
-        // Each validator gets its own signature cache, so every one of them recovers every
-        // signature, as separate machines would (`verity devnet` shares one).
+        let shared = SenderCache::default();
         let mut started = Vec::new();
         for config in run::NodeConfig::load_all(&layout.nodes)? {
-            started.extend(run::start_nodes(&context, vec![config], SenderCache::default()).await?);
+            let cache = match args.separate_caches {
+                true => SenderCache::default(),
+                false => shared.clone(),
+            };
+            started.extend(run::start_nodes(&context, vec![config], cache).await?);
         }
         let clients: Vec<Client> = started
             .iter()
@@ -121,8 +128,12 @@ fn transfers(args: TransfersArgs) -> Result<()> {
             args.concurrency
         );
         let report = measure(&started[0].node, &clients, txs, args.concurrency, args.rate).await?;
+        let caches = match args.separate_caches {
+            true => "a signature cache each",
+            false => "one shared signature cache",
+        };
         println!(
-            "verity bench transfers: {} validators, {} transfers, {} senders, offered load {pace}",
+            "verity bench transfers: {} validators ({caches}), {} transfers, {} senders, offered load {pace}",
             started.len(),
             args.count,
             args.senders
