@@ -311,3 +311,28 @@ async fn four_processes_survive_a_killed_validator_and_it_catches_up() {
         }
     }
 }
+
+#[test]
+fn bench_transfers_reports_rate_and_latency() {
+    let api = free_ports(VALIDATORS as u16, 101);
+    let p2p = free_ports(VALIDATORS as u16, 5_003);
+    let output = Command::new(env!("CARGO_BIN_EXE_verity"))
+        .args(["bench", "transfers", "--count", "400", "--senders", "16"])
+        .args([
+            "--api-port",
+            &api.to_string(),
+            "--p2p-port",
+            &p2p.to_string(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("4 validators"), "{stdout}");
+    assert!(stdout.contains("400 in"), "{stdout}");
+    assert!(stdout.contains("p50") && stdout.contains("p99"), "{stdout}");
+}
