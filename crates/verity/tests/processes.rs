@@ -104,6 +104,17 @@ impl Network {
         }
     }
 
+    /// Waits until each validator in `validators` reports `tx` finalized.
+    async fn wait_finalized(&self, validators: std::ops::Range<usize>, tx: &SignedTx, what: &str) {
+        for i in validators {
+            let what = format!("validator {i} to finalize {what}");
+            self.wait_for(&what, Duration::from_secs(60), || async move {
+                finalized(&self.clients[i], tx).await.then_some(())
+            })
+            .await;
+        }
+    }
+
     async fn peers(&self, i: usize) -> Option<usize> {
         let status = self.clients[i].status().await.ok()?;
         status["peers"].as_array().map(Vec::len)
@@ -123,29 +134,37 @@ impl Drop for Network {
     }
 }
 
-fn genesis(home: &Path, funded: &Address, api: u16, p2p: u16) {
+/// Runs the CLI to completion; fails the test with its stderr unless it succeeds. Returns stdout.
+fn verity_ok(args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_verity"))
-        .args(["genesis", "--home"])
-        .arg(home)
-        .args([
-            "--validators",
-            &VALIDATORS.to_string(),
-            "--chain-id",
-            CHAIN_ID,
-            "--fund",
-            &format!("{funded}=1000"),
-            "--api-port",
-            &api.to_string(),
-            "--p2p-port",
-            &p2p.to_string(),
-        ])
+        .args(args)
         .output()
         .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
-        "{}",
+        "verity {args:?}\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    stdout
+}
+
+fn genesis(home: &Path, funded: &Address, api: u16, p2p: u16) {
+    verity_ok(&[
+        "genesis",
+        "--home",
+        home.to_str().unwrap(),
+        "--validators",
+        &VALIDATORS.to_string(),
+        "--chain-id",
+        CHAIN_ID,
+        "--fund",
+        &format!("{funded}=1000"),
+        "--api-port",
+        &api.to_string(),
+        "--p2p-port",
+        &p2p.to_string(),
+    ]);
 }
 
 fn transfer(key: &AccountKey, nonce: u64, to: Address) -> SignedTx {
@@ -221,15 +240,7 @@ async fn four_processes_survive_a_killed_validator_and_it_catches_up() {
         sent.push(tx);
     }
     let last = sent.last().unwrap().clone();
-    net.wait_for(
-        "the first transfers to finalize",
-        Duration::from_secs(60),
-        || {
-            let (net, last) = (&net, &last);
-            async move { finalized(&net.clients[0], last).await.then_some(()) }
-        },
-    )
-    .await;
+    net.wait_finalized(0..1, &last, "the first transfers").await;
 
     // Kill validator 3; the other three keep finalizing transfers.
     net.kill(3);
@@ -241,17 +252,8 @@ async fn four_processes_survive_a_killed_validator_and_it_catches_up() {
         sent.push(tx);
     }
     let last = sent.last().unwrap().clone();
-    for i in 0..3 {
-        net.wait_for(
-            &format!("validator {i} to finalize transfers without validator 3"),
-            Duration::from_secs(60),
-            || {
-                let (net, last) = (&net, &last);
-                async move { finalized(&net.clients[i], last).await.then_some(()) }
-            },
-        )
+    net.wait_finalized(0..3, &last, "transfers without validator 3")
         .await;
-    }
     net.wait_for(
         "validator 0 to see validator 3 gone",
         Duration::from_secs(30),
@@ -282,17 +284,8 @@ async fn four_processes_survive_a_killed_validator_and_it_catches_up() {
     let tx = transfer(&alice, nonce, bob);
     net.clients[3].submit(&tx).await.unwrap();
     sent.push(tx.clone());
-    for i in 0..VALIDATORS {
-        net.wait_for(
-            &format!("validator {i} to finalize a transfer sent to validator 3"),
-            Duration::from_secs(60),
-            || {
-                let (net, tx) = (&net, &tx);
-                async move { finalized(&net.clients[i], tx).await.then_some(()) }
-            },
-        )
+    net.wait_finalized(0..VALIDATORS, &tx, "a transfer sent to validator 3")
         .await;
-    }
 
     // Every validator, the restarted one included, holds the whole history.
     for i in 0..VALIDATORS {
@@ -316,22 +309,18 @@ async fn four_processes_survive_a_killed_validator_and_it_catches_up() {
 fn bench_transfers_reports_rate_and_latency() {
     let api = free_ports(VALIDATORS as u16, 101);
     let p2p = free_ports(VALIDATORS as u16, 5_003);
-    let output = Command::new(env!("CARGO_BIN_EXE_verity"))
-        .args(["bench", "transfers", "--count", "400", "--senders", "16"])
-        .args([
-            "--api-port",
-            &api.to_string(),
-            "--p2p-port",
-            &p2p.to_string(),
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = verity_ok(&[
+        "bench",
+        "transfers",
+        "--count",
+        "400",
+        "--senders",
+        "16",
+        "--api-port",
+        &api.to_string(),
+        "--p2p-port",
+        &p2p.to_string(),
+    ]);
     assert!(stdout.contains("4 validators"), "{stdout}");
     assert!(stdout.contains("400 in"), "{stdout}");
     assert!(stdout.contains("p50") && stdout.contains("p99"), "{stdout}");
