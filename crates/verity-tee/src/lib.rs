@@ -1,0 +1,169 @@
+//! Attestation (DESIGN §6): verify TEE evidence offline against a policy the chain holds, and
+//! return what it proves — which code runs (the measurement), what it committed to
+//! (report_data, bound to an enclave key), and how current the platform is (TCB status).
+//!
+//! Every verifier takes `now` from the caller (the block timestamp on chain), so verification is
+//! deterministic: the same evidence, policy and `now` give the same verdict on every validator.
+
+mod binding;
+mod dcap;
+mod policy;
+
+use serde::{Deserialize, Serialize};
+
+pub use binding::{enclave_report_data, REPORT_DATA_DOMAIN};
+pub use dcap::Dcap;
+pub use policy::{KindRule, Policy};
+
+/// The kinds of evidence Verity understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TeeKind {
+    /// Intel TDX, a DCAP quote (v4/v5) over a TD report.
+    Tdx,
+    /// Intel SGX, a DCAP quote (v3) over an enclave report.
+    Sgx,
+    /// AMD SEV-SNP attestation report.
+    Snp,
+    /// AWS Nitro Enclaves attestation document.
+    Nitro,
+    /// A software enclave signed by a local key: devnet only, never hardware-backed.
+    Dev,
+}
+
+impl TeeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TeeKind::Tdx => "tdx",
+            TeeKind::Sgx => "sgx",
+            TeeKind::Snp => "snp",
+            TeeKind::Nitro => "nitro",
+            TeeKind::Dev => "dev",
+        }
+    }
+}
+
+impl std::fmt::Display for TeeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for TeeKind {
+    type Err = AttestationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "tdx" => TeeKind::Tdx,
+            "sgx" => TeeKind::Sgx,
+            "snp" => TeeKind::Snp,
+            "nitro" => TeeKind::Nitro,
+            "dev" => TeeKind::Dev,
+            other => {
+                return Err(AttestationError::Malformed {
+                    what: "kind",
+                    reason: format!(
+                        "unknown TEE kind {other:?}; expected tdx, sgx, snp, nitro or dev"
+                    ),
+                })
+            }
+        })
+    }
+}
+
+/// The evidence to verify, as the enclave and its vendor produced it.
+#[derive(Debug, Clone, Default)]
+pub struct Evidence {
+    /// The quote, report or attestation document.
+    pub report: Vec<u8>,
+    /// Vendor collateral (DCAP: the QuoteCollateralV3 JSON with TCB info, QE identity and CRLs).
+    pub collateral: Option<Vec<u8>>,
+    /// Certificates that do not travel inside the report (SNP: VCEK, ASK, ARK), DER or PEM.
+    pub certs: Vec<Vec<u8>>,
+}
+
+/// What valid evidence proves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifiedEnclave {
+    pub kind: TeeKind,
+    /// TDX: MRTD ‖ RTMR0..3; SGX: MRENCLAVE; SNP: MEASUREMENT; Nitro: PCR0 ‖ PCR1 ‖ PCR2.
+    #[serde(with = "hex_bytes")]
+    pub measurement: Vec<u8>,
+    /// What the enclave put in its report: for Verity, [`enclave_report_data`] of its key.
+    #[serde(with = "hex_bytes")]
+    pub report_data: Vec<u8>,
+    /// The platform's TCB status as the vendor's collateral rates it (e.g. `UpToDate`).
+    pub tcb_status: String,
+    /// Security advisories that apply to this platform's TCB level.
+    pub advisories: Vec<String>,
+    /// Whether the enclave runs in debug mode (its memory is readable by the host).
+    pub debug: bool,
+}
+
+/// Why evidence was rejected. Each variant names the check that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttestationError {
+    #[error("malformed {what}: {reason}")]
+    Malformed { what: &'static str, reason: String },
+    /// The vendor-side verification failed: signature, certificate chain, CRL, collateral
+    /// validity or TCB matching. `reason` is the precise failure.
+    #[error("{kind} evidence rejected: {reason}")]
+    Rejected { kind: TeeKind, reason: String },
+    #[error("TCB status {status} is not accepted by the policy (accepted: {accepted})")]
+    TcbNotAccepted { status: String, accepted: String },
+    #[error("the enclave runs in debug mode and the policy does not allow debug enclaves")]
+    DebugNotAllowed,
+    #[error("measurement {measurement} is not on the policy's allow-list for {kind}")]
+    MeasurementNotAllowed { kind: TeeKind, measurement: String },
+    #[error("the policy does not accept {0} evidence")]
+    KindNotAllowed(TeeKind),
+    #[error("report_data does not bind this enclave key for this chain and worker")]
+    ReportDataMismatch,
+    #[error("{what} is missing: {why}")]
+    Missing {
+        what: &'static str,
+        why: &'static str,
+    },
+}
+
+/// One verifier per kind of evidence.
+pub trait Attestation {
+    fn kind(&self) -> TeeKind;
+
+    /// Verifies `evidence` at time `now` (unix seconds) and applies `policy`.
+    fn verify(
+        &self,
+        evidence: &Evidence,
+        policy: &Policy,
+        now: u64,
+    ) -> Result<VerifiedEnclave, AttestationError>;
+}
+
+/// Verifies evidence of any kind.
+pub fn verify(
+    kind: TeeKind,
+    evidence: &Evidence,
+    policy: &Policy,
+    now: u64,
+) -> Result<VerifiedEnclave, AttestationError> {
+    match kind {
+        TeeKind::Tdx | TeeKind::Sgx => Dcap { kind }.verify(evidence, policy, now),
+        TeeKind::Snp | TeeKind::Nitro | TeeKind::Dev => Err(AttestationError::Rejected {
+            kind,
+            reason: "verification of this kind is not implemented yet".into(),
+        }),
+    }
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        hex::decode(text.trim_start_matches("0x")).map_err(serde::de::Error::custom)
+    }
+}

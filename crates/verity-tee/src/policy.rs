@@ -1,0 +1,111 @@
+//! What the chain accepts: which kinds and measurements, which TCB statuses, debug or not.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{AttestationError, TeeKind, VerifiedEnclave};
+
+/// An attestation policy, as a TOML/JSON file or as the chain stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Accepted kinds. A kind that is absent is rejected; `dev` also needs `allow_dev`.
+    pub kinds: BTreeMap<TeeKind, KindRule>,
+    /// TCB statuses accepted, as the vendor names them (`UpToDate`, `SWHardeningNeeded`, …).
+    pub accepted_tcb_statuses: Vec<String>,
+    #[serde(default)]
+    pub allow_debug: bool,
+    /// Software enclaves signed by a local key: devnets only.
+    #[serde(default)]
+    pub allow_dev: bool,
+    /// Oldest accepted evidence, in seconds, for kinds whose evidence carries a timestamp.
+    #[serde(default)]
+    pub max_age_secs: Option<u64>,
+    /// The root every DCAP chain must end in, DER as hex; Intel's SGX root CA when absent.
+    #[serde(default)]
+    pub intel_root_ca: Option<String>,
+}
+
+/// The rule for one kind of evidence.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KindRule {
+    /// Allowed measurements, hex. Absent means any measurement of this kind.
+    #[serde(default)]
+    pub measurements: Option<Vec<String>>,
+}
+
+/// TCB statuses that mean "the platform is patched, possibly with configuration or software
+/// mitigations still to apply" — not OutOfDate, not Revoked.
+const CURRENT_TCB_STATUSES: [&str; 4] = [
+    "UpToDate",
+    "SWHardeningNeeded",
+    "ConfigurationNeeded",
+    "ConfigurationAndSWHardeningNeeded",
+];
+
+impl Policy {
+    /// Every hardware kind, any measurement, current TCB only, no debug, no dev enclaves.
+    pub fn permissive() -> Self {
+        Self {
+            kinds: [TeeKind::Tdx, TeeKind::Sgx, TeeKind::Snp, TeeKind::Nitro]
+                .into_iter()
+                .map(|k| (k, KindRule::default()))
+                .collect(),
+            accepted_tcb_statuses: CURRENT_TCB_STATUSES.map(String::from).to_vec(),
+            allow_debug: false,
+            allow_dev: false,
+            max_age_secs: None,
+            intel_root_ca: None,
+        }
+    }
+
+    /// Parses a policy from TOML or JSON text.
+    pub fn parse(text: &str) -> Result<Self, AttestationError> {
+        let parsed = if text.trim_start().starts_with('{') {
+            serde_json::from_str(text).map_err(|e| e.to_string())
+        } else {
+            toml_like(text)
+        };
+        parsed.map_err(|reason| AttestationError::Malformed {
+            what: "policy",
+            reason,
+        })
+    }
+
+    /// Applies the policy to evidence that verified.
+    pub fn check(&self, enclave: &VerifiedEnclave) -> Result<(), AttestationError> {
+        let rule = self
+            .kinds
+            .get(&enclave.kind)
+            .filter(|_| enclave.kind != TeeKind::Dev || self.allow_dev)
+            .ok_or(AttestationError::KindNotAllowed(enclave.kind))?;
+        if enclave.debug && !self.allow_debug {
+            return Err(AttestationError::DebugNotAllowed);
+        }
+        if !self.accepted_tcb_statuses.contains(&enclave.tcb_status) {
+            return Err(AttestationError::TcbNotAccepted {
+                status: enclave.tcb_status.clone(),
+                accepted: self.accepted_tcb_statuses.join(", "),
+            });
+        }
+        if let Some(allowed) = &rule.measurements {
+            let measurement = hex::encode(&enclave.measurement);
+            if !allowed.iter().any(|m| {
+                m.trim_start_matches("0x")
+                    .eq_ignore_ascii_case(&measurement)
+            }) {
+                return Err(AttestationError::MeasurementNotAllowed {
+                    kind: enclave.kind,
+                    measurement,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn toml_like(text: &str) -> Result<Policy, String> {
+    toml::from_str(text).map_err(|e| e.to_string())
+}
