@@ -8,12 +8,14 @@
 mod binding;
 mod dcap;
 mod policy;
+mod snp;
 
 use serde::{Deserialize, Serialize};
 
 pub use binding::{enclave_report_data, REPORT_DATA_DOMAIN};
 pub use dcap::Dcap;
-pub use policy::{KindRule, Policy};
+pub use policy::{KindRule, Policy, SnpTcb};
+pub use snp::Snp;
 
 /// The kinds of evidence Verity understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -148,7 +150,8 @@ pub fn verify(
 ) -> Result<VerifiedEnclave, AttestationError> {
     match kind {
         TeeKind::Tdx | TeeKind::Sgx => Dcap { kind }.verify(evidence, policy, now),
-        TeeKind::Snp | TeeKind::Nitro | TeeKind::Dev => Err(AttestationError::Rejected {
+        TeeKind::Snp => Snp.verify(evidence, policy, now),
+        TeeKind::Nitro | TeeKind::Dev => Err(AttestationError::Rejected {
             kind,
             reason: "verification of this kind is not implemented yet".into(),
         }),

@@ -22,6 +22,16 @@ pub struct Policy {
     /// Oldest accepted evidence, in seconds, for kinds whose evidence carries a timestamp.
     #[serde(default)]
     pub max_age_secs: Option<u64>,
+    /// AMD root keys (ARK certificates, DER as hex) SEV-SNP chains may end in; AMD's published
+    /// Milan, Genoa and Turin ARKs when absent.
+    #[serde(default)]
+    pub amd_roots: Option<Vec<String>>,
+    /// Lowest SEV-SNP TCB accepted; a lower one is reported as `OutOfDate`.
+    #[serde(default)]
+    pub snp_min_tcb: SnpTcb,
+    /// Highest VMPL an SNP report may be requested from (0 is the most privileged level).
+    #[serde(default)]
+    pub snp_max_vmpl: u32,
     /// The root every DCAP chain must end in, DER as hex; Intel's SGX root CA when absent.
     #[serde(default)]
     pub intel_root_ca: Option<String>,
@@ -34,6 +44,20 @@ pub struct KindRule {
     /// Allowed measurements, hex. Absent means any measurement of this kind.
     #[serde(default)]
     pub measurements: Option<Vec<String>>,
+}
+
+/// Minimum security patch levels of the SEV-SNP firmware components.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnpTcb {
+    #[serde(default)]
+    pub bootloader: u8,
+    #[serde(default)]
+    pub tee: u8,
+    #[serde(default)]
+    pub snp: u8,
+    #[serde(default)]
+    pub microcode: u8,
 }
 
 /// TCB statuses that mean "the platform is patched, possibly with configuration or software
@@ -58,6 +82,9 @@ impl Policy {
             allow_dev: false,
             max_age_secs: None,
             intel_root_ca: None,
+            amd_roots: None,
+            snp_min_tcb: SnpTcb::default(),
+            snp_max_vmpl: 0,
         }
     }
 

@@ -1,0 +1,262 @@
+//! AMD SEV-SNP: the report's signature and the ARK → ASK → VCEK/VLEK chain are checked by the
+//! `sev` crate; what it leaves out is checked here: the chain ends in a pinned AMD root, every
+//! certificate is valid at `now`, the VCEK was issued for this chip (hwID) at the TCB the report
+//! claims, that TCB meets the policy's minimum, and the guest's debug and VMPL settings.
+
+use der::Decode as _;
+use sev::certs::snp::{builtin, ca, Certificate, Chain, Verifiable as _};
+use sev::firmware::guest::AttestationReport;
+use sev::firmware::host::TcbVersion;
+use sev::parser::ByteParser as _;
+use x509_cert::Certificate as X509;
+
+use crate::{Attestation, AttestationError, Evidence, Policy, TeeKind, VerifiedEnclave};
+
+/// AMD's VCEK extensions (VCEK specification, table 8).
+mod oid {
+    use der::oid::ObjectIdentifier as Oid;
+    pub const BOOTLOADER: Oid = Oid::new_unwrap("1.3.6.1.4.1.3704.1.3.1");
+    pub const TEE: Oid = Oid::new_unwrap("1.3.6.1.4.1.3704.1.3.2");
+    pub const SNP: Oid = Oid::new_unwrap("1.3.6.1.4.1.3704.1.3.3");
+    pub const MICROCODE: Oid = Oid::new_unwrap("1.3.6.1.4.1.3704.1.3.8");
+    pub const HW_ID: Oid = Oid::new_unwrap("1.3.6.1.4.1.3704.1.4");
+}
+
+/// The SEV-SNP verifier.
+pub struct Snp;
+
+fn rejected(reason: impl Into<String>) -> AttestationError {
+    AttestationError::Rejected {
+        kind: TeeKind::Snp,
+        reason: reason.into(),
+    }
+}
+
+fn malformed(what: &'static str, e: impl std::fmt::Display) -> AttestationError {
+    AttestationError::Malformed {
+        what,
+        reason: e.to_string(),
+    }
+}
+
+impl Attestation for Snp {
+    fn kind(&self) -> TeeKind {
+        TeeKind::Snp
+    }
+
+    fn verify(
+        &self,
+        evidence: &Evidence,
+        policy: &Policy,
+        now: u64,
+    ) -> Result<VerifiedEnclave, AttestationError> {
+        let report = AttestationReport::from_bytes(&evidence.report)
+            .map_err(|e| malformed("SEV-SNP report", e))?;
+        let chain = chain(&evidence.certs, policy)?;
+        for (role, cert) in [
+            ("ARK", &chain.ca.ark),
+            ("ASK", &chain.ca.ask),
+            ("VCEK", &chain.vek),
+        ] {
+            check_validity(role, cert, now)?;
+        }
+        // The chip and TCB first: for a VCEK of another chip that is the precise reason.
+        check_vcek_binding(&chain.vek, &report)?;
+        (&chain, &report)
+            .verify()
+            .map_err(|e| rejected(format!("signature: {e}")))?;
+
+        let min = &policy.snp_min_tcb;
+        let tcb = &report.reported_tcb;
+        let current = tcb.bootloader >= min.bootloader
+            && tcb.tee >= min.tee
+            && tcb.snp >= min.snp
+            && tcb.microcode >= min.microcode;
+        if report.vmpl > policy.snp_max_vmpl {
+            return Err(rejected(format!(
+                "the report was requested at VMPL {}, above the policy's maximum {}",
+                report.vmpl, policy.snp_max_vmpl
+            )));
+        }
+        let enclave = VerifiedEnclave {
+            kind: TeeKind::Snp,
+            measurement: report.measurement.to_vec(),
+            report_data: report.report_data.to_vec(),
+            // SNP has no vendor TCB rating: "up to date" means at or above the policy's minimum.
+            tcb_status: if current { "UpToDate" } else { "OutOfDate" }.into(),
+            advisories: Vec::new(),
+            debug: report.policy.debug_allowed(),
+        };
+        policy.check(&enclave)?;
+        Ok(enclave)
+    }
+}
+
+/// Sorts the supplied certificates into ARK (self-signed), ASK (signed by the ARK's subject)
+/// and VCEK/VLEK, and pins the ARK.
+fn chain(files: &[Vec<u8>], policy: &Policy) -> Result<Chain, AttestationError> {
+    let mut certs = Vec::new();
+    for file in files {
+        certs.extend(parse_certs(file)?);
+    }
+    let x509 = |c: &Certificate| X509::from(c.clone());
+    let self_signed = |c: &Certificate| {
+        let c = x509(c);
+        c.tbs_certificate.subject == c.tbs_certificate.issuer
+    };
+    let ark = certs
+        .iter()
+        .find(|c| self_signed(c))
+        .ok_or(AttestationError::Missing {
+            what: "ARK certificate",
+            why: "the chain must end in AMD's root key",
+        })?
+        .clone();
+    let ark_subject = x509(&ark).tbs_certificate.subject.clone();
+    let ask = certs
+        .iter()
+        .find(|c| !self_signed(c) && x509(c).tbs_certificate.issuer == ark_subject)
+        .ok_or(AttestationError::Missing {
+            what: "ASK certificate",
+            why: "the ARK signs the ASK, which signs the VCEK",
+        })?
+        .clone();
+    let ask_subject = x509(&ask).tbs_certificate.subject.clone();
+    let vek = certs
+        .iter()
+        .find(|c| x509(c).tbs_certificate.issuer == ask_subject)
+        .ok_or(AttestationError::Missing {
+            what: "VCEK certificate",
+            why: "the report is signed by the chip's VCEK (or a VLEK)",
+        })?
+        .clone();
+
+    let ark_der = ark.to_der().map_err(|e| malformed("ARK certificate", e))?;
+    let pinned = match &policy.amd_roots {
+        Some(roots) => roots
+            .iter()
+            .any(|r| hex::decode(r.trim_start_matches("0x")).is_ok_and(|r| r == ark_der)),
+        None => [
+            builtin::milan::ark(),
+            builtin::genoa::ark(),
+            builtin::turin::ark(),
+        ]
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter_map(|c| c.to_der().ok())
+        .any(|der| der == ark_der),
+    };
+    if !pinned {
+        return Err(rejected("the ARK is not a pinned AMD root"));
+    }
+    Ok(Chain {
+        ca: ca::Chain { ark, ask },
+        vek,
+    })
+}
+
+/// DER, or PEM holding one or more certificates.
+fn parse_certs(bytes: &[u8]) -> Result<Vec<Certificate>, AttestationError> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Ok(vec![
+            Certificate::from_der(bytes).map_err(|e| malformed("DER certificate", e))?
+        ]);
+    };
+    let mut certs = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(BEGIN) {
+        let end = rest[start..]
+            .find(END)
+            .ok_or_else(|| malformed("PEM certificate", "no END line"))?
+            + start
+            + END.len();
+        certs.push(
+            Certificate::from_pem(&rest.as_bytes()[start..end])
+                .map_err(|e| malformed("PEM certificate", e))?,
+        );
+        rest = &rest[end..];
+    }
+    if certs.is_empty() {
+        return Err(malformed("certificate", "neither DER nor PEM"));
+    }
+    Ok(certs)
+}
+
+fn check_validity(role: &str, cert: &Certificate, now: u64) -> Result<(), AttestationError> {
+    let cert = X509::from(cert.clone());
+    let validity = cert.tbs_certificate.validity;
+    let not_before = validity.not_before.to_unix_duration().as_secs();
+    let not_after = validity.not_after.to_unix_duration().as_secs();
+    if now < not_before {
+        return Err(rejected(format!(
+            "the {role} certificate is not yet valid at {now}"
+        )));
+    }
+    if now > not_after {
+        return Err(rejected(format!(
+            "the {role} certificate expired before {now}"
+        )));
+    }
+    Ok(())
+}
+
+/// A VCEK is derived for one chip at one TCB: both must match the report. A VLEK carries no
+/// hwID (it is per cloud provider), so only its TCB is compared.
+fn check_vcek_binding(
+    vek: &Certificate,
+    report: &AttestationReport,
+) -> Result<(), AttestationError> {
+    let cert = X509::from(vek.clone());
+    let extension = |oid| {
+        cert.tbs_certificate
+            .extensions
+            .iter()
+            .flatten()
+            .find(|e| e.extn_id == oid)
+            .map(|e| e.extn_value.as_bytes().to_vec())
+    };
+    let spl = |oid, what: &'static str| -> Result<u8, AttestationError> {
+        let raw =
+            extension(oid).ok_or_else(|| malformed("VCEK", format!("no {what} extension")))?;
+        u8::from_der(&raw).map_err(|e| malformed("VCEK", format!("{what}: {e}")))
+    };
+    let certified = TcbVersion {
+        fmc: report.reported_tcb.fmc,
+        bootloader: spl(oid::BOOTLOADER, "bootloader SPL")?,
+        tee: spl(oid::TEE, "TEE SPL")?,
+        snp: spl(oid::SNP, "SNP SPL")?,
+        microcode: spl(oid::MICROCODE, "microcode SPL")?,
+    };
+    let claimed = &report.reported_tcb;
+    if (
+        certified.bootloader,
+        certified.tee,
+        certified.snp,
+        certified.microcode,
+    ) != (
+        claimed.bootloader,
+        claimed.tee,
+        claimed.snp,
+        claimed.microcode,
+    ) {
+        return Err(rejected(format!(
+            "the VCEK certifies TCB {certified:?} but the report claims {claimed:?}"
+        )));
+    }
+    if let Some(raw) = extension(oid::HW_ID) {
+        // Either the 64 raw bytes or a DER OCTET STRING around them.
+        let hw_id = match raw.len() {
+            64 => raw,
+            _ => der::asn1::OctetString::from_der(&raw)
+                .map_err(|e| malformed("VCEK hwID", e))?
+                .into_bytes()
+                .to_vec(),
+        };
+        if hw_id != report.chip_id {
+            return Err(rejected("the VCEK's hwID is not the report's chip id"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! AMD SEV-SNP vectors from `tests/vectors/snp` (virtee/sev `tests/certs_data/`; a real Milan
+//! report with its VCEK, ASK and ARK), at the fixed time their README gives.
+
+use verity_tee::{verify, AttestationError, Evidence, Policy, SnpTcb, TeeKind};
+
+const NOW: u64 = 1_700_000_000;
+
+fn vector(name: &str) -> Vec<u8> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/snp/");
+    std::fs::read(format!("{path}{name}")).unwrap()
+}
+
+fn milan() -> Evidence {
+    let hex_text = String::from_utf8(vector("report_milan.hex")).unwrap();
+    Evidence {
+        report: hex::decode(hex_text.trim()).unwrap(),
+        collateral: None,
+        certs: vec![vector("vcek_milan.der"), vector("cert_chain_milan")],
+    }
+}
+
+fn reason(result: Result<verity_tee::VerifiedEnclave, AttestationError>) -> String {
+    match result {
+        Err(AttestationError::Rejected { reason, .. }) => reason,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[test]
+fn milan_report_is_valid() {
+    let enclave = verify(TeeKind::Snp, &milan(), &Policy::permissive(), NOW).unwrap();
+    assert_eq!(enclave.kind, TeeKind::Snp);
+    assert_eq!(enclave.measurement.len(), 48);
+    assert_eq!(enclave.report_data.len(), 64);
+    assert_eq!(enclave.tcb_status, "UpToDate");
+}
+
+#[test]
+fn separate_ask_and_ark_files_work_too() {
+    let mut evidence = milan();
+    evidence.certs = vec![
+        vector("milan_ark.pem"),
+        vector("vcek_milan.der"),
+        vector("milan_ask.pem"),
+    ];
+    assert!(verify(TeeKind::Snp, &evidence, &Policy::permissive(), NOW).is_ok());
+}
+
+#[test]
+fn any_change_to_report_data_breaks_the_signature() {
+    // report_data is at 0x50..0x90 of the report.
+    for at in [0x50, 0x6f, 0x8f] {
+        let mut evidence = milan();
+        evidence.report[at] ^= 0x01;
+        let reason = reason(verify(TeeKind::Snp, &evidence, &Policy::permissive(), NOW));
+        assert!(reason.contains("signature"), "{reason}");
+    }
+}
+
+#[test]
+fn a_vcek_for_another_chip_is_rejected() {
+    let evidence = Evidence {
+        report: vector("mismatched_report.bin"),
+        collateral: None,
+        certs: vec![vector("mismatched_vcek.der"), vector("cert_chain_milan")],
+    };
+    let reason = reason(verify(TeeKind::Snp, &evidence, &Policy::permissive(), NOW));
+    assert!(reason.contains("hwID"), "{reason}");
+}
+
+#[test]
+fn certificates_outside_their_validity_are_rejected() {
+    for now in [0, u64::from(u32::MAX) * 100] {
+        let reason = reason(verify(TeeKind::Snp, &milan(), &Policy::permissive(), now));
+        assert!(
+            reason.contains("not yet valid") || reason.contains("expired"),
+            "{reason}"
+        );
+    }
+}
+
+#[test]
+fn a_flipped_bit_in_a_certificate_is_rejected() {
+    let mut evidence = milan();
+    let at = evidence.certs[0].len() / 2;
+    evidence.certs[0][at] ^= 0x01;
+    assert!(verify(TeeKind::Snp, &evidence, &Policy::permissive(), NOW).is_err());
+}
+
+#[test]
+fn an_unpinned_root_is_rejected() {
+    let mut policy = Policy::permissive();
+    policy.amd_roots = Some(vec!["00".into()]);
+    let reason = reason(verify(TeeKind::Snp, &milan(), &policy, NOW));
+    assert!(reason.contains("pinned"), "{reason}");
+}
+
+#[test]
+fn a_tcb_under_the_policy_minimum_is_out_of_date() {
+    let mut policy = Policy::permissive();
+    policy.snp_min_tcb = SnpTcb {
+        bootloader: 255,
+        ..SnpTcb::default()
+    };
+    assert!(matches!(
+        verify(TeeKind::Snp, &milan(), &policy, NOW),
+        Err(AttestationError::TcbNotAccepted { status, .. }) if status == "OutOfDate"
+    ));
+}
+
+#[test]
+fn missing_or_garbage_certificates_are_clear_errors() {
+    let mut evidence = milan();
+    evidence.certs = vec![vector("vcek_milan.der")];
+    assert!(matches!(
+        verify(TeeKind::Snp, &evidence, &Policy::permissive(), NOW),
+        Err(AttestationError::Missing { .. })
+    ));
+    evidence.certs = vec![b"not a certificate".to_vec()];
+    assert!(matches!(
+        verify(TeeKind::Snp, &evidence, &Policy::permissive(), NOW),
+        Err(AttestationError::Malformed { .. })
+    ));
+    for len in [0, 10, 100, 1000] {
+        let mut evidence = milan();
+        evidence.report.truncate(len);
+        assert!(verify(TeeKind::Snp, &evidence, &Policy::permissive(), NOW).is_err());
+    }
+}
