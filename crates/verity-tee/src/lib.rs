@@ -7,6 +7,7 @@
 
 mod binding;
 mod dcap;
+mod nitro;
 mod policy;
 mod snp;
 
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use binding::{enclave_report_data, REPORT_DATA_DOMAIN};
 pub use dcap::Dcap;
+pub use nitro::Nitro;
 pub use policy::{KindRule, Policy, SnpTcb};
 pub use snp::Snp;
 
@@ -151,7 +153,8 @@ pub fn verify(
     match kind {
         TeeKind::Tdx | TeeKind::Sgx => Dcap { kind }.verify(evidence, policy, now),
         TeeKind::Snp => Snp.verify(evidence, policy, now),
-        TeeKind::Nitro | TeeKind::Dev => Err(AttestationError::Rejected {
+        TeeKind::Nitro => Nitro.verify(evidence, policy, now),
+        TeeKind::Dev => Err(AttestationError::Rejected {
             kind,
             reason: "verification of this kind is not implemented yet".into(),
         }),
