@@ -7,6 +7,7 @@
 
 mod binding;
 mod dcap;
+mod dev;
 mod nitro;
 mod policy;
 mod snp;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use binding::{enclave_report_data, REPORT_DATA_DOMAIN};
 pub use dcap::Dcap;
+pub use dev::{Dev, DevReport, DEV_REPORT_DOMAIN};
 pub use nitro::Nitro;
 pub use policy::{KindRule, Policy, SnpTcb};
 pub use snp::Snp;
@@ -154,10 +156,7 @@ pub fn verify(
         TeeKind::Tdx | TeeKind::Sgx => Dcap { kind }.verify(evidence, policy, now),
         TeeKind::Snp => Snp.verify(evidence, policy, now),
         TeeKind::Nitro => Nitro.verify(evidence, policy, now),
-        TeeKind::Dev => Err(AttestationError::Rejected {
-            kind,
-            reason: "verification of this kind is not implemented yet".into(),
-        }),
+        TeeKind::Dev => Dev.verify(evidence, policy, now),
     }
 }
 
