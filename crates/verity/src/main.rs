@@ -1,5 +1,6 @@
 //! `verity`: the command-line interface to the Verity network.
 
+mod attest_cmd;
 mod bench_cmd;
 mod chain_cmd;
 mod infer_cmd;
@@ -40,6 +41,9 @@ enum Command {
     Account(chain_cmd::AccountArgs),
     /// The chain's height, finalized height, validators and peers.
     Status(chain_cmd::StatusArgs),
+    /// TEE attestation evidence.
+    #[command(subcommand)]
+    Attest(attest_cmd::AttestCommand),
     /// Measure a local network.
     #[command(subcommand)]
     Bench(bench_cmd::BenchCommand),
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
         Command::Account(args) => chain_cmd::account(args),
         Command::Status(args) => chain_cmd::status(args),
         Command::Bench(cmd) => bench_cmd::run(cmd),
+        Command::Attest(cmd) => attest_cmd::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,152 @@
+//! `verity attest verify`: checks TEE evidence offline, the way the chain does at registration.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use base64::Engine as _;
+use clap::{Args, Subcommand};
+use verity_tee::{AttestationError, Evidence, Policy, TeeKind};
+
+#[derive(Subcommand)]
+pub enum AttestCommand {
+    /// Verify evidence: exit 0 with the verdict when it is valid, 1 with the reason when not.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// tdx, sgx, snp, nitro or dev.
+    #[arg(long)]
+    kind: TeeKind,
+    /// The quote, report or attestation document: raw bytes, hex or base64.
+    #[arg(long)]
+    report: PathBuf,
+    /// DCAP collateral (QuoteCollateralV3 JSON).
+    #[arg(long)]
+    collateral: Option<PathBuf>,
+    /// Certificates that travel beside the report (SNP: VCEK, ASK, ARK), DER or PEM.
+    #[arg(long, num_args = 1..)]
+    certs: Vec<PathBuf>,
+    /// The time to verify at, unix seconds (the chain uses the block timestamp).
+    #[arg(long)]
+    now: u64,
+    /// Policy file, TOML or JSON; without one: any hardware kind and measurement, current TCB,
+    /// no debug enclaves, no dev enclaves.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Print the verdict as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cmd: AttestCommand) -> Result<()> {
+    match cmd {
+        AttestCommand::Verify(args) => verify(args),
+    }
+}
+
+fn verify(args: VerifyArgs) -> Result<()> {
+    let policy = match &args.policy {
+        Some(path) => Policy::parse(&read_text(path)?)?,
+        None => Policy::permissive(),
+    };
+    let evidence = Evidence {
+        report: decode_binary(&read(&args.report)?),
+        collateral: args.collateral.as_deref().map(read).transpose()?,
+        certs: args
+            .certs
+            .iter()
+            .map(|p| read(p).map(|b| decode_binary(&b)))
+            .collect::<Result<_>>()?,
+    };
+    match verity_tee::verify(args.kind, &evidence, &policy, args.now) {
+        Ok(enclave) => {
+            if args.json {
+                let mut verdict = serde_json::to_value(&enclave)?;
+                verdict["valid"] = true.into();
+                println!("{}", serde_json::to_string_pretty(&verdict)?);
+            } else {
+                println!("valid {} evidence", enclave.kind);
+                println!("  measurement:  {}", hex::encode(&enclave.measurement));
+                println!("  report_data:  {}", hex::encode(&enclave.report_data));
+                println!("  TCB status:   {}", enclave.tcb_status);
+                if !enclave.advisories.is_empty() {
+                    println!("  advisories:   {}", enclave.advisories.join(", "));
+                }
+                if enclave.debug {
+                    println!("  debug:        yes (the host can read the enclave's memory)");
+                }
+                if enclave.kind == TeeKind::Dev {
+                    println!("  note:         dev TEE, not hardware-backed");
+                }
+            }
+            Ok(())
+        }
+        Err(error) => {
+            if args.json {
+                let verdict = serde_json::json!({
+                    "valid": false,
+                    "error": { "code": code(&error), "message": error.to_string() },
+                });
+                println!("{}", serde_json::to_string_pretty(&verdict)?);
+            }
+            Err(anyhow::Error::new(error).context(format!("{} evidence is not valid", args.kind)))
+        }
+    }
+}
+
+/// Stable machine-readable codes for rejections.
+fn code(error: &AttestationError) -> &'static str {
+    match error {
+        AttestationError::Malformed { .. } => "malformed",
+        AttestationError::Rejected { .. } => "rejected",
+        AttestationError::TcbNotAccepted { .. } => "tcb_not_accepted",
+        AttestationError::DebugNotAllowed => "debug_not_allowed",
+        AttestationError::MeasurementNotAllowed { .. } => "measurement_not_allowed",
+        AttestationError::KindNotAllowed(_) => "kind_not_allowed",
+        AttestationError::ReportDataMismatch => "report_data_mismatch",
+        AttestationError::Missing { .. } => "missing",
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Hex text, base64 text or raw bytes, in that order. Text in other forms (JSON, PEM) stays as
+/// it is: the verifiers read those themselves.
+fn decode_binary(bytes: &[u8]) -> Vec<u8> {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return bytes.to_vec();
+    };
+    let compact: String = text.split_whitespace().collect();
+    if compact.is_empty() {
+        return bytes.to_vec();
+    }
+    if let Ok(decoded) = hex::decode(compact.trim_start_matches("0x")) {
+        return decoded;
+    }
+    if let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(&compact) {
+        return decoded;
+    }
+    bytes.to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_binary;
+
+    #[test]
+    fn hex_base64_and_raw_are_told_apart() {
+        assert_eq!(decode_binary(b"0a0B\n"), [0x0a, 0x0b]);
+        assert_eq!(decode_binary(b"AQID"), [1, 2, 3]);
+        assert_eq!(decode_binary(b"{\"a\":1}"), b"{\"a\":1}");
+        assert_eq!(decode_binary(&[0xff, 0x00]), [0xff, 0x00]);
+        let pem = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        assert_eq!(decode_binary(pem), pem);
+    }
+}
