@@ -1,0 +1,108 @@
+//! Every parser and verifier, fed arbitrary bytes and mutated copies of real evidence: an error
+//! is fine, a panic is not. (The stable toolchain here has no cargo-fuzz; this is the bounded,
+//! deterministic stand-in that runs in CI.)
+
+use proptest::prelude::*;
+use verity_tee::{verify, Evidence, Policy, TeeKind};
+
+fn vector(path: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/vectors/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+fn real(kind: TeeKind) -> Evidence {
+    match kind {
+        TeeKind::Tdx => Evidence {
+            report: vector("dcap/tdx_quote"),
+            collateral: Some(vector("dcap/tdx_quote_collateral.json")),
+            certs: vec![],
+        },
+        TeeKind::Sgx => Evidence {
+            report: vector("dcap/sgx_quote"),
+            collateral: Some(vector("dcap/sgx_quote_collateral.json")),
+            certs: vec![],
+        },
+        TeeKind::Snp => Evidence {
+            report: hex::decode(String::from_utf8(vector("snp/report_milan.hex")).unwrap().trim())
+                .unwrap(),
+            collateral: None,
+            certs: vec![vector("snp/vcek_milan.der"), vector("snp/cert_chain_milan")],
+        },
+        TeeKind::Nitro => Evidence {
+            report: vector("nitro/attestation.cose"),
+            ..Evidence::default()
+        },
+        TeeKind::Dev => Evidence {
+            report: br#"{"measurement":"00","report_data":"00","timestamp":1,"signer":"0x0000000000000000000000000000000000000000","signature":"00"}"#.to_vec(),
+            ..Evidence::default()
+        },
+    }
+}
+
+fn kinds() -> impl Strategy<Value = TeeKind> {
+    prop_oneof![
+        Just(TeeKind::Tdx),
+        Just(TeeKind::Sgx),
+        Just(TeeKind::Snp),
+        Just(TeeKind::Nitro),
+        Just(TeeKind::Dev),
+    ]
+}
+
+fn policy() -> Policy {
+    let mut policy = Policy::permissive();
+    policy.allow_dev = true;
+    policy.allow_debug = true;
+    policy
+        .kinds
+        .insert(TeeKind::Dev, verity_tee::KindRule::default());
+    policy
+}
+
+/// Which part of the evidence a mutation hits.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    Report,
+    Collateral,
+    Cert,
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(kind in kinds(), bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let mut evidence = real(kind);
+        evidence.report = bytes;
+        let _ = verify(kind, &evidence, &policy(), 1_751_500_000);
+    }
+
+    #[test]
+    fn mutated_real_evidence_never_panics(
+        kind in kinds(),
+        part in prop_oneof![Just(Part::Report), Just(Part::Collateral), Just(Part::Cert)],
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..8),
+        cut in proptest::option::of(any::<prop::sample::Index>()),
+    ) {
+        let mut evidence = real(kind);
+        let target = match part {
+            Part::Report => Some(&mut evidence.report),
+            Part::Collateral => evidence.collateral.as_mut(),
+            Part::Cert => evidence.certs.first_mut(),
+        };
+        if let Some(bytes) = target.filter(|b| !b.is_empty()) {
+            for (at, mask) in &flips {
+                let i = at.index(bytes.len());
+                bytes[i] ^= mask;
+            }
+            if let Some(cut) = cut {
+                let len = cut.index(bytes.len());
+                bytes.truncate(len);
+            }
+        }
+        let _ = verify(kind, &evidence, &policy(), 1_751_500_000);
+    }
+}
