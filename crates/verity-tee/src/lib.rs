@@ -10,6 +10,7 @@ mod dcap;
 mod dev;
 mod nitro;
 mod policy;
+pub mod produce;
 mod snp;
 
 use serde::{Deserialize, Serialize};

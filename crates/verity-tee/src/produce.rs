@@ -1,0 +1,319 @@
+//! Producing evidence inside a TEE: Intel TDX and AMD SEV-SNP guests through Linux configfs-tsm
+//! (`/sys/kernel/config/tsm/report`), or the dev enclave's local key. This needs the hardware,
+//! so the filesystem is behind a trait: the tests drive the same code against a fake kernel.
+
+use std::path::{Path, PathBuf};
+
+use verity_types::AccountKey;
+
+use crate::{DevReport, Evidence, TeeKind};
+
+/// Where Linux exposes the TSM report interface.
+pub const CONFIGFS_TSM: &str = "/sys/kernel/config/tsm/report";
+
+/// Why evidence could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error(
+        "no TEE found: {0} is absent (not a TDX or SEV-SNP guest, or configfs is not mounted)"
+    )]
+    NoTee(PathBuf),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the TSM provider {0:?} is not one Verity knows (tdx_guest, sev_guest)")]
+    UnknownProvider(String),
+    #[error("another process requested a report at the same time (generation {before} -> {after}); retry")]
+    Raced { before: u64, after: u64 },
+    #[error("the TSM provider is {got}, not the requested {wanted}")]
+    WrongProvider { wanted: TeeKind, got: TeeKind },
+}
+
+/// The configfs operations the TSM protocol needs.
+pub trait TsmFs {
+    fn exists(&self, path: &Path) -> bool;
+    fn create_dir(&self, path: &Path) -> std::io::Result<()>;
+    fn remove_dir(&self, path: &Path) -> std::io::Result<()>;
+    fn write(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()>;
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>>;
+}
+
+/// The real filesystem.
+pub struct HostFs;
+
+impl TsmFs for HostFs {
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+    fn create_dir(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::create_dir(path)
+    }
+    fn remove_dir(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::remove_dir(path)
+    }
+    fn write(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        std::fs::write(path, bytes)
+    }
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ProduceError + '_ {
+    move |source| ProduceError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Requests a report binding `report_data` through configfs-tsm under `root`. `wanted`, when
+/// given, must match the provider the kernel reports.
+pub fn configfs_tsm(
+    fs: &dyn TsmFs,
+    root: &Path,
+    report_data: &[u8; 64],
+    wanted: Option<TeeKind>,
+) -> Result<(TeeKind, Evidence), ProduceError> {
+    if !fs.exists(root) {
+        return Err(ProduceError::NoTee(root.to_path_buf()));
+    }
+    // One entry per request, removed afterwards; the name only has to be unique.
+    let entry = root.join(format!("verity-{}-{}", std::process::id(), unique()));
+    fs.create_dir(&entry).map_err(io(&entry))?;
+    let result = request(fs, &entry, report_data, wanted);
+    let _ = fs.remove_dir(&entry);
+    result
+}
+
+fn request(
+    fs: &dyn TsmFs,
+    entry: &Path,
+    report_data: &[u8; 64],
+    wanted: Option<TeeKind>,
+) -> Result<(TeeKind, Evidence), ProduceError> {
+    let read = |name: &str| {
+        let path = entry.join(name);
+        fs.read(&path).map_err(io(&path))
+    };
+    let generation =
+        |bytes: Vec<u8>| -> u64 { String::from_utf8_lossy(&bytes).trim().parse().unwrap_or(0) };
+    let provider = String::from_utf8_lossy(&read("provider")?)
+        .trim()
+        .to_string();
+    let kind = match provider.as_str() {
+        "tdx_guest" => TeeKind::Tdx,
+        "sev_guest" => TeeKind::Snp,
+        _ => return Err(ProduceError::UnknownProvider(provider)),
+    };
+    if let Some(wanted) = wanted.filter(|w| *w != kind) {
+        return Err(ProduceError::WrongProvider { wanted, got: kind });
+    }
+    let inblob = entry.join("inblob");
+    fs.write(&inblob, report_data).map_err(io(&inblob))?;
+    let before = generation(read("generation")?);
+    let report = read("outblob")?;
+    // SNP puts the VCEK (and ASK/ARK) beside the report when the host supplies them.
+    let certs = match kind {
+        TeeKind::Snp => read("auxblob")
+            .ok()
+            .filter(|b| !b.is_empty())
+            .into_iter()
+            .collect(),
+        _ => Vec::new(),
+    };
+    let after = generation(read("generation")?);
+    // Every write bumps the generation: a change means someone else's inblob may be in ours.
+    if after != before {
+        return Err(ProduceError::Raced { before, after });
+    }
+    Ok((
+        kind,
+        Evidence {
+            report,
+            collateral: None,
+            certs,
+        },
+    ))
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Which TEE to produce evidence with (`verity worker --tee`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TeeSource {
+    /// Whatever configfs-tsm offers.
+    Auto,
+    Hardware(TeeKind),
+    Dev,
+}
+
+/// Produces evidence binding `report_data`: from hardware through configfs-tsm, or signed by the
+/// dev key (with `measurement` naming the software) for devnets.
+pub fn produce(
+    source: TeeSource,
+    report_data: &[u8; 64],
+    dev: Option<(&AccountKey, &[u8], u64)>,
+) -> Result<(TeeKind, Evidence), ProduceError> {
+    match (source, dev) {
+        (TeeSource::Dev, Some((key, measurement, now))) => Ok((
+            TeeKind::Dev,
+            Evidence {
+                report: DevReport::sign(key, measurement, report_data, now).to_bytes(),
+                ..Evidence::default()
+            },
+        )),
+        (TeeSource::Dev, None) => Err(ProduceError::NoTee(PathBuf::from("(no dev key given)"))),
+        (TeeSource::Auto, _) => configfs_tsm(&HostFs, Path::new(CONFIGFS_TSM), report_data, None),
+        (TeeSource::Hardware(kind), _) => {
+            configfs_tsm(&HostFs, Path::new(CONFIGFS_TSM), report_data, Some(kind))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+
+    /// A kernel that answers like configfs-tsm: entries appear with `provider` and
+    /// `generation`; writing `inblob` produces `outblob` (here: a tag plus the inblob) and bumps
+    /// the generation.
+    struct FakeKernel {
+        provider: &'static str,
+        files: RefCell<BTreeMap<PathBuf, Vec<u8>>>,
+        dirs: RefCell<Vec<PathBuf>>,
+        /// Simulates another writer between our reads.
+        interloper: bool,
+    }
+
+    impl FakeKernel {
+        fn new(provider: &'static str) -> Self {
+            Self {
+                provider,
+                files: RefCell::default(),
+                dirs: RefCell::new(vec![PathBuf::from(CONFIGFS_TSM)]),
+                interloper: false,
+            }
+        }
+    }
+
+    impl TsmFs for FakeKernel {
+        fn exists(&self, path: &Path) -> bool {
+            self.dirs.borrow().iter().any(|d| d == path)
+        }
+        fn create_dir(&self, path: &Path) -> std::io::Result<()> {
+            self.dirs.borrow_mut().push(path.to_path_buf());
+            let mut files = self.files.borrow_mut();
+            files.insert(path.join("provider"), format!("{}\n", self.provider).into());
+            files.insert(path.join("generation"), b"0\n".to_vec());
+            Ok(())
+        }
+        fn remove_dir(&self, path: &Path) -> std::io::Result<()> {
+            self.dirs.borrow_mut().retain(|d| d != path);
+            self.files.borrow_mut().retain(|f, _| !f.starts_with(path));
+            Ok(())
+        }
+        fn write(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+            let dir = path.parent().unwrap();
+            let mut files = self.files.borrow_mut();
+            files.insert(path.to_path_buf(), bytes.to_vec());
+            if path.ends_with("inblob") {
+                let mut out = b"QUOTE:".to_vec();
+                out.extend_from_slice(bytes);
+                files.insert(dir.join("outblob"), out);
+                files.insert(dir.join("auxblob"), b"CERTS".to_vec());
+                files.insert(dir.join("generation"), b"1\n".to_vec());
+            }
+            Ok(())
+        }
+        fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+            if self.interloper && path.ends_with("outblob") {
+                let dir = path.parent().unwrap();
+                self.files
+                    .borrow_mut()
+                    .insert(dir.join("generation"), b"2\n".to_vec());
+            }
+            self.files
+                .borrow()
+                .get(path)
+                .cloned()
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+        }
+    }
+
+    const ROOT: &str = CONFIGFS_TSM;
+
+    #[test]
+    fn tdx_and_snp_reports_carry_the_report_data_and_the_entry_is_removed() {
+        let data = [7u8; 64];
+        for (provider, kind) in [("tdx_guest", TeeKind::Tdx), ("sev_guest", TeeKind::Snp)] {
+            let kernel = FakeKernel::new(provider);
+            let (got, evidence) = configfs_tsm(&kernel, Path::new(ROOT), &data, None).unwrap();
+            assert_eq!(got, kind);
+            assert_eq!(&evidence.report[6..], &data);
+            assert_eq!(evidence.certs.len(), usize::from(kind == TeeKind::Snp));
+            assert_eq!(
+                kernel.dirs.borrow().len(),
+                1,
+                "the request entry is removed"
+            );
+        }
+    }
+
+    #[test]
+    fn absent_interface_wrong_provider_and_races_are_errors() {
+        let kernel = FakeKernel::new("tdx_guest");
+        let data = [0u8; 64];
+        assert!(matches!(
+            configfs_tsm(&kernel, Path::new("/nonexistent"), &data, None),
+            Err(ProduceError::NoTee(_))
+        ));
+        assert!(matches!(
+            configfs_tsm(&kernel, Path::new(ROOT), &data, Some(TeeKind::Snp)),
+            Err(ProduceError::WrongProvider { .. })
+        ));
+        assert!(matches!(
+            configfs_tsm(
+                &FakeKernel::new("arm_cca_guest"),
+                Path::new(ROOT),
+                &data,
+                None
+            ),
+            Err(ProduceError::UnknownProvider(_))
+        ));
+        let mut racy = FakeKernel::new("sev_guest");
+        racy.interloper = true;
+        assert!(matches!(
+            configfs_tsm(&racy, Path::new(ROOT), &data, None),
+            Err(ProduceError::Raced { .. })
+        ));
+        assert_eq!(racy.dirs.borrow().len(), 1, "removed after a failure too");
+    }
+
+    #[test]
+    fn dev_evidence_verifies_under_a_dev_policy() {
+        let key = AccountKey::generate();
+        let data = [9u8; 64];
+        let (kind, evidence) = produce(
+            TeeSource::Dev,
+            &data,
+            Some((&key, b"worker".as_slice(), 50)),
+        )
+        .unwrap();
+        let mut policy = crate::Policy::permissive();
+        policy.allow_dev = true;
+        policy
+            .kinds
+            .insert(TeeKind::Dev, crate::KindRule::default());
+        let enclave = crate::verify(kind, &evidence, &policy, 60).unwrap();
+        assert_eq!(enclave.report_data, data);
+    }
+}
