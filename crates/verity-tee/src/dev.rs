@@ -61,20 +61,6 @@ impl DevReport {
 /// The dev verifier.
 pub struct Dev;
 
-fn malformed(reason: impl std::fmt::Display) -> AttestationError {
-    AttestationError::Malformed {
-        what: "dev report",
-        reason: reason.to_string(),
-    }
-}
-
-fn rejected(reason: impl Into<String>) -> AttestationError {
-    AttestationError::Rejected {
-        kind: TeeKind::Dev,
-        reason: reason.into(),
-    }
-}
-
 impl Attestation for Dev {
     fn kind(&self) -> TeeKind {
         TeeKind::Dev
@@ -90,36 +76,49 @@ impl Attestation for Dev {
         if !policy.allow_dev {
             return Err(AttestationError::KindNotAllowed(TeeKind::Dev));
         }
-        let report: DevReport = serde_json::from_slice(&evidence.report).map_err(malformed)?;
-        let measurement = hex::decode(&report.measurement).map_err(malformed)?;
+        let report: DevReport = serde_json::from_slice(&evidence.report)
+            .map_err(|e| AttestationError::malformed("dev report", e))?;
+        let measurement = hex::decode(&report.measurement)
+            .map_err(|e| AttestationError::malformed("dev report", e))?;
         let report_data: [u8; 64] = hex::decode(&report.report_data)
-            .map_err(malformed)?
+            .map_err(|e| AttestationError::malformed("dev report", e))?
             .try_into()
-            .map_err(|_| malformed("report_data must be 64 bytes"))?;
+            .map_err(|_| {
+                AttestationError::malformed("dev report", "report_data must be 64 bytes")
+            })?;
         let signature: [u8; 65] = hex::decode(&report.signature)
-            .map_err(malformed)?
+            .map_err(|e| AttestationError::malformed("dev report", e))?
             .try_into()
-            .map_err(|_| malformed("signature must be 65 bytes"))?;
+            .map_err(|_| AttestationError::malformed("dev report", "signature must be 65 bytes"))?;
         let signer = recover_signer(
             &digest(&measurement, &report_data, report.timestamp),
             &signature,
         )
-        .map_err(|e| rejected(format!("signature: {e}")))?;
+        .map_err(|e| AttestationError::rejected(TeeKind::Dev, format!("signature: {e}")))?;
         if signer != report.signer {
-            return Err(rejected("the signature is not the named signer's"));
+            return Err(AttestationError::rejected(
+                TeeKind::Dev,
+                "the signature is not the named signer's",
+            ));
         }
         if report.timestamp > now {
-            return Err(rejected(format!(
-                "the report is dated {}, after now ({now})",
-                report.timestamp
-            )));
+            return Err(AttestationError::rejected(
+                TeeKind::Dev,
+                format!(
+                    "the report is dated {}, after now ({now})",
+                    report.timestamp
+                ),
+            ));
         }
         if let Some(max_age) = policy.max_age_secs {
             if now - report.timestamp > max_age {
-                return Err(rejected(format!(
-                    "the report is {} s old; the policy accepts at most {max_age} s",
-                    now - report.timestamp
-                )));
+                return Err(AttestationError::rejected(
+                    TeeKind::Dev,
+                    format!(
+                        "the report is {} s old; the policy accepts at most {max_age} s",
+                        now - report.timestamp
+                    ),
+                ));
             }
         }
         let enclave = VerifiedEnclave {

@@ -133,6 +133,22 @@ pub enum AttestationError {
     },
 }
 
+impl AttestationError {
+    pub(crate) fn rejected(kind: TeeKind, reason: impl Into<String>) -> Self {
+        Self::Rejected {
+            kind,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn malformed(what: &'static str, reason: impl std::fmt::Display) -> Self {
+        Self::Malformed {
+            what,
+            reason: reason.to_string(),
+        }
+    }
+}
+
 /// One verifier per kind of evidence.
 pub trait Attestation {
     fn kind(&self) -> TeeKind;

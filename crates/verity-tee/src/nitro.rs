@@ -12,13 +12,6 @@ const MAX_FUTURE_SECS: u64 = 300;
 /// The Nitro verifier.
 pub struct Nitro;
 
-fn rejected(reason: impl Into<String>) -> AttestationError {
-    AttestationError::Rejected {
-        kind: TeeKind::Nitro,
-        reason: reason.into(),
-    }
-}
-
 impl Attestation for Nitro {
     fn kind(&self) -> TeeKind {
         TeeKind::Nitro
@@ -33,23 +26,29 @@ impl Attestation for Nitro {
         let now_time = i64::try_from(now)
             .ok()
             .and_then(|n| time::OffsetDateTime::from_unix_timestamp(n).ok())
-            .ok_or_else(|| rejected(format!("time {now} is out of range")))?;
+            .ok_or_else(|| {
+                AttestationError::rejected(TeeKind::Nitro, format!("time {now} is out of range"))
+            })?;
         let doc = UnparsedAttestationDoc::from(evidence.report.as_slice())
             .parse_and_verify(now_time)
-            .map_err(|e| rejected(error_chain(&e)))?;
+            .map_err(|e| AttestationError::rejected(TeeKind::Nitro, error_chain(&e)))?;
 
         let issued = u64::try_from(doc.timestamp.unix_timestamp()).unwrap_or(0);
         if issued > now.saturating_add(MAX_FUTURE_SECS) {
-            return Err(rejected(format!(
-                "the document is dated {issued}, after now ({now})"
-            )));
+            return Err(AttestationError::rejected(
+                TeeKind::Nitro,
+                format!("the document is dated {issued}, after now ({now})"),
+            ));
         }
         if let Some(max_age) = policy.max_age_secs {
             if now.saturating_sub(issued) > max_age {
-                return Err(rejected(format!(
-                    "the document is {} s old; the policy accepts at most {max_age} s",
-                    now - issued
-                )));
+                return Err(AttestationError::rejected(
+                    TeeKind::Nitro,
+                    format!(
+                        "the document is {} s old; the policy accepts at most {max_age} s",
+                        now - issued
+                    ),
+                ));
             }
         }
         // Debug-mode enclaves report all-zero PCRs, which nitro_attest leaves out.

@@ -25,20 +25,6 @@ mod oid {
 /// The SEV-SNP verifier.
 pub struct Snp;
 
-fn rejected(reason: impl Into<String>) -> AttestationError {
-    AttestationError::Rejected {
-        kind: TeeKind::Snp,
-        reason: reason.into(),
-    }
-}
-
-fn malformed(what: &'static str, e: impl std::fmt::Display) -> AttestationError {
-    AttestationError::Malformed {
-        what,
-        reason: e.to_string(),
-    }
-}
-
 impl Attestation for Snp {
     fn kind(&self) -> TeeKind {
         TeeKind::Snp
@@ -51,7 +37,7 @@ impl Attestation for Snp {
         now: u64,
     ) -> Result<VerifiedEnclave, AttestationError> {
         let report = AttestationReport::from_bytes(&evidence.report)
-            .map_err(|e| malformed("SEV-SNP report", e))?;
+            .map_err(|e| AttestationError::malformed("SEV-SNP report", e))?;
         let chain = chain(&evidence.certs, policy)?;
         for (role, cert) in [
             ("ARK", &chain.ca.ark),
@@ -64,7 +50,7 @@ impl Attestation for Snp {
         check_vcek_binding(&chain.vek, &report)?;
         (&chain, &report)
             .verify()
-            .map_err(|e| rejected(format!("signature: {e}")))?;
+            .map_err(|e| AttestationError::rejected(TeeKind::Snp, format!("signature: {e}")))?;
 
         let min = &policy.snp_min_tcb;
         let tcb = &report.reported_tcb;
@@ -73,10 +59,13 @@ impl Attestation for Snp {
             && tcb.snp >= min.snp
             && tcb.microcode >= min.microcode;
         if report.vmpl > policy.snp_max_vmpl {
-            return Err(rejected(format!(
-                "the report was requested at VMPL {}, above the policy's maximum {}",
-                report.vmpl, policy.snp_max_vmpl
-            )));
+            return Err(AttestationError::rejected(
+                TeeKind::Snp,
+                format!(
+                    "the report was requested at VMPL {}, above the policy's maximum {}",
+                    report.vmpl, policy.snp_max_vmpl
+                ),
+            ));
         }
         let enclave = VerifiedEnclave {
             kind: TeeKind::Snp,
@@ -131,7 +120,9 @@ fn chain(files: &[Vec<u8>], policy: &Policy) -> Result<Chain, AttestationError> 
         })?
         .clone();
 
-    let ark_der = ark.to_der().map_err(|e| malformed("ARK certificate", e))?;
+    let ark_der = ark
+        .to_der()
+        .map_err(|e| AttestationError::malformed("ARK certificate", e))?;
     let pinned = match &policy.amd_roots {
         Some(roots) => roots
             .iter()
@@ -147,7 +138,10 @@ fn chain(files: &[Vec<u8>], policy: &Policy) -> Result<Chain, AttestationError> 
         .any(|der| der == ark_der),
     };
     if !pinned {
-        return Err(rejected("the ARK is not a pinned AMD root"));
+        return Err(AttestationError::rejected(
+            TeeKind::Snp,
+            "the ARK is not a pinned AMD root",
+        ));
     }
     Ok(Chain {
         ca: ca::Chain { ark, ask },
@@ -160,26 +154,28 @@ fn parse_certs(bytes: &[u8]) -> Result<Vec<Certificate>, AttestationError> {
     const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
     const END: &str = "-----END CERTIFICATE-----";
     let Ok(text) = std::str::from_utf8(bytes) else {
-        return Ok(vec![
-            Certificate::from_der(bytes).map_err(|e| malformed("DER certificate", e))?
-        ]);
+        return Ok(vec![Certificate::from_der(bytes)
+            .map_err(|e| AttestationError::malformed("DER certificate", e))?]);
     };
     let mut certs = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find(BEGIN) {
         let end = rest[start..]
             .find(END)
-            .ok_or_else(|| malformed("PEM certificate", "no END line"))?
+            .ok_or_else(|| AttestationError::malformed("PEM certificate", "no END line"))?
             + start
             + END.len();
         certs.push(
             Certificate::from_pem(&rest.as_bytes()[start..end])
-                .map_err(|e| malformed("PEM certificate", e))?,
+                .map_err(|e| AttestationError::malformed("PEM certificate", e))?,
         );
         rest = &rest[end..];
     }
     if certs.is_empty() {
-        return Err(malformed("certificate", "neither DER nor PEM"));
+        return Err(AttestationError::malformed(
+            "certificate",
+            "neither DER nor PEM",
+        ));
     }
     Ok(certs)
 }
@@ -190,14 +186,16 @@ fn check_validity(role: &str, cert: &Certificate, now: u64) -> Result<(), Attest
     let not_before = validity.not_before.to_unix_duration().as_secs();
     let not_after = validity.not_after.to_unix_duration().as_secs();
     if now < not_before {
-        return Err(rejected(format!(
-            "the {role} certificate is not yet valid at {now}"
-        )));
+        return Err(AttestationError::rejected(
+            TeeKind::Snp,
+            format!("the {role} certificate is not yet valid at {now}"),
+        ));
     }
     if now > not_after {
-        return Err(rejected(format!(
-            "the {role} certificate expired before {now}"
-        )));
+        return Err(AttestationError::rejected(
+            TeeKind::Snp,
+            format!("the {role} certificate expired before {now}"),
+        ));
     }
     Ok(())
 }
@@ -218,9 +216,9 @@ fn check_vcek_binding(
             .map(|e| e.extn_value.as_bytes().to_vec())
     };
     let spl = |oid, what: &'static str| -> Result<u8, AttestationError> {
-        let raw =
-            extension(oid).ok_or_else(|| malformed("VCEK", format!("no {what} extension")))?;
-        u8::from_der(&raw).map_err(|e| malformed("VCEK", format!("{what}: {e}")))
+        let raw = extension(oid)
+            .ok_or_else(|| AttestationError::malformed("VCEK", format!("no {what} extension")))?;
+        u8::from_der(&raw).map_err(|e| AttestationError::malformed("VCEK", format!("{what}: {e}")))
     };
     let certified = TcbVersion {
         fmc: report.reported_tcb.fmc,
@@ -241,21 +239,25 @@ fn check_vcek_binding(
         claimed.snp,
         claimed.microcode,
     ) {
-        return Err(rejected(format!(
-            "the VCEK certifies TCB {certified:?} but the report claims {claimed:?}"
-        )));
+        return Err(AttestationError::rejected(
+            TeeKind::Snp,
+            format!("the VCEK certifies TCB {certified:?} but the report claims {claimed:?}"),
+        ));
     }
     if let Some(raw) = extension(oid::HW_ID) {
         // Either the 64 raw bytes or a DER OCTET STRING around them.
         let hw_id = match raw.len() {
             64 => raw,
             _ => der::asn1::OctetString::from_der(&raw)
-                .map_err(|e| malformed("VCEK hwID", e))?
+                .map_err(|e| AttestationError::malformed("VCEK hwID", e))?
                 .into_bytes()
                 .to_vec(),
         };
         if hw_id != report.chip_id {
-            return Err(rejected("the VCEK's hwID is not the report's chip id"));
+            return Err(AttestationError::rejected(
+                TeeKind::Snp,
+                "the VCEK's hwID is not the report's chip id",
+            ));
         }
     }
     Ok(())
