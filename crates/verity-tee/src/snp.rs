@@ -38,16 +38,17 @@ impl Attestation for Snp {
     ) -> Result<VerifiedEnclave, AttestationError> {
         let report = AttestationReport::from_bytes(&evidence.report)
             .map_err(|e| AttestationError::malformed("SEV-SNP report", e))?;
-        let chain = chain(&evidence.certs, policy)?;
-        for (role, cert) in [
-            ("ARK", &chain.ca.ark),
-            ("ASK", &chain.ca.ask),
-            ("VCEK", &chain.vek),
-        ] {
+        let PinnedChain {
+            chain,
+            ark,
+            ask,
+            vek,
+        } = chain(&evidence.certs, policy)?;
+        for (role, cert) in [("ARK", &ark), ("ASK", &ask), ("VCEK", &vek)] {
             check_validity(role, cert, now)?;
         }
         // The chip and TCB first: for a VCEK of another chip that is the precise reason.
-        check_vcek_binding(&chain.vek, &report)?;
+        check_vcek_binding(&vek, &report)?;
         (&chain, &report)
             .verify()
             .map_err(|e| AttestationError::rejected(TeeKind::Snp, format!("signature: {e}")))?;
@@ -81,39 +82,46 @@ impl Attestation for Snp {
     }
 }
 
+/// The chain as `sev` verifies it, and its certificates as x509-cert reads their fields.
+struct PinnedChain {
+    chain: Chain,
+    ark: X509,
+    ask: X509,
+    vek: X509,
+}
+
 /// Sorts the supplied certificates into ARK (self-signed), ASK (signed by the ARK's subject)
 /// and VCEK/VLEK, and pins the ARK.
-fn chain(files: &[Vec<u8>], policy: &Policy) -> Result<Chain, AttestationError> {
+fn chain(files: &[Vec<u8>], policy: &Policy) -> Result<PinnedChain, AttestationError> {
     let mut certs = Vec::new();
     for file in files {
-        certs.extend(parse_certs(file)?);
+        for cert in parse_certs(file)? {
+            let fields = X509::from(cert.clone());
+            certs.push((cert, fields));
+        }
     }
-    let x509 = |c: &Certificate| X509::from(c.clone());
-    let self_signed = |c: &Certificate| {
-        let c = x509(c);
-        c.tbs_certificate.subject == c.tbs_certificate.issuer
-    };
-    let ark = certs
+    let self_signed = |c: &X509| c.tbs_certificate.subject == c.tbs_certificate.issuer;
+    let (ark, ark_x509) = certs
         .iter()
-        .find(|c| self_signed(c))
+        .find(|(_, x)| self_signed(x))
         .ok_or(AttestationError::Missing {
             what: "ARK certificate",
             why: "the chain must end in AMD's root key",
         })?
         .clone();
-    let ark_subject = x509(&ark).tbs_certificate.subject.clone();
-    let ask = certs
+    let (ask, ask_x509) = certs
         .iter()
-        .find(|c| !self_signed(c) && x509(c).tbs_certificate.issuer == ark_subject)
+        .find(|(_, x)| {
+            !self_signed(x) && x.tbs_certificate.issuer == ark_x509.tbs_certificate.subject
+        })
         .ok_or(AttestationError::Missing {
             what: "ASK certificate",
             why: "the ARK signs the ASK, which signs the VCEK",
         })?
         .clone();
-    let ask_subject = x509(&ask).tbs_certificate.subject.clone();
-    let vek = certs
+    let (vek, vek_x509) = certs
         .iter()
-        .find(|c| x509(c).tbs_certificate.issuer == ask_subject)
+        .find(|(_, x)| x.tbs_certificate.issuer == ask_x509.tbs_certificate.subject)
         .ok_or(AttestationError::Missing {
             what: "VCEK certificate",
             why: "the report is signed by the chip's VCEK (or a VLEK)",
@@ -143,9 +151,14 @@ fn chain(files: &[Vec<u8>], policy: &Policy) -> Result<Chain, AttestationError> 
             "the ARK is not a pinned AMD root",
         ));
     }
-    Ok(Chain {
-        ca: ca::Chain { ark, ask },
-        vek,
+    Ok(PinnedChain {
+        chain: Chain {
+            ca: ca::Chain { ark, ask },
+            vek,
+        },
+        ark: ark_x509,
+        ask: ask_x509,
+        vek: vek_x509,
     })
 }
 
@@ -180,9 +193,8 @@ fn parse_certs(bytes: &[u8]) -> Result<Vec<Certificate>, AttestationError> {
     Ok(certs)
 }
 
-fn check_validity(role: &str, cert: &Certificate, now: u64) -> Result<(), AttestationError> {
-    let cert = X509::from(cert.clone());
-    let validity = cert.tbs_certificate.validity;
+fn check_validity(role: &str, cert: &X509, now: u64) -> Result<(), AttestationError> {
+    let validity = &cert.tbs_certificate.validity;
     let not_before = validity.not_before.to_unix_duration().as_secs();
     let not_after = validity.not_after.to_unix_duration().as_secs();
     if now < not_before {
@@ -202,13 +214,9 @@ fn check_validity(role: &str, cert: &Certificate, now: u64) -> Result<(), Attest
 
 /// A VCEK is derived for one chip at one TCB: both must match the report. A VLEK carries no
 /// hwID (it is per cloud provider), so only its TCB is compared.
-fn check_vcek_binding(
-    vek: &Certificate,
-    report: &AttestationReport,
-) -> Result<(), AttestationError> {
-    let cert = X509::from(vek.clone());
+fn check_vcek_binding(vek: &X509, report: &AttestationReport) -> Result<(), AttestationError> {
     let extension = |oid| {
-        cert.tbs_certificate
+        vek.tbs_certificate
             .extensions
             .iter()
             .flatten()
