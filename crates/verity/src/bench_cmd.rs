@@ -253,7 +253,13 @@ async fn measure(
     let mut finished_at = start;
     while latencies.len() < total {
         let record = match tokio::time::timeout(Duration::from_secs(30), blocks.recv()).await {
-            Err(_) => bail!("no finalized block for 30 s"),
+            Err(_) => {
+                // Transfers that were never accepted never finalize: say why, not just "stuck".
+                if submitter.is_finished() {
+                    submitter.await.context("submitter task")??;
+                }
+                bail!("no finalized block for 30 s")
+            }
             Ok(Err(RecvError::Lagged(n))) => bail!("the measurement fell {n} blocks behind"),
             Ok(Err(RecvError::Closed)) => bail!("the node stopped"),
             Ok(Ok(record)) => record,
