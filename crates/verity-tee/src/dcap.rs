@@ -44,14 +44,7 @@ impl Attestation for Dcap {
         // that a debug enclave is reported as such rather than as a generic failure.
         let verifier = match &policy.intel_root_ca {
             None => QuoteVerifier::new_prod(),
-            Some(root) => {
-                QuoteVerifier::new(hex::decode(root.trim_start_matches("0x")).map_err(|e| {
-                    AttestationError::Malformed {
-                        what: "policy intel_root_ca",
-                        reason: e.to_string(),
-                    }
-                })?)
-            }
+            Some(root) => QuoteVerifier::new(root.0.clone()),
         };
         let report = verifier
             .allow_debug(true)

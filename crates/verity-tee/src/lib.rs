@@ -177,6 +177,12 @@ pub fn verify(
     }
 }
 
+/// Bytes that travel as hex text in JSON and TOML (a `0x` prefix is accepted), decoded once when
+/// the document is read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct HexBytes(#[serde(with = "hex_bytes")] pub Vec<u8>);
+
 mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 

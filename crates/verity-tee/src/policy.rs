@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AttestationError, TeeKind, VerifiedEnclave};
+use crate::{AttestationError, HexBytes, TeeKind, VerifiedEnclave};
 
 /// An attestation policy, as a TOML/JSON file or as the chain stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,7 +25,7 @@ pub struct Policy {
     /// AMD root keys (ARK certificates, DER as hex) SEV-SNP chains may end in; AMD's published
     /// Milan, Genoa and Turin ARKs when absent.
     #[serde(default)]
-    pub amd_roots: Option<Vec<String>>,
+    pub amd_roots: Option<Vec<HexBytes>>,
     /// Lowest SEV-SNP TCB accepted; a lower one is reported as `OutOfDate`.
     #[serde(default)]
     pub snp_min_tcb: SnpTcb,
@@ -34,7 +34,7 @@ pub struct Policy {
     pub snp_max_vmpl: u32,
     /// The root every DCAP chain must end in, DER as hex; Intel's SGX root CA when absent.
     #[serde(default)]
-    pub intel_root_ca: Option<String>,
+    pub intel_root_ca: Option<HexBytes>,
 }
 
 /// The rule for one kind of evidence.
@@ -43,7 +43,7 @@ pub struct Policy {
 pub struct KindRule {
     /// Allowed measurements, hex. Absent means any measurement of this kind.
     #[serde(default)]
-    pub measurements: Option<Vec<String>>,
+    pub measurements: Option<Vec<HexBytes>>,
 }
 
 /// Minimum security patch levels of the SEV-SNP firmware components.
@@ -118,14 +118,10 @@ impl Policy {
             });
         }
         if let Some(allowed) = &rule.measurements {
-            let measurement = hex::encode(&enclave.measurement);
-            if !allowed.iter().any(|m| {
-                m.trim_start_matches("0x")
-                    .eq_ignore_ascii_case(&measurement)
-            }) {
+            if !allowed.iter().any(|m| m.0 == enclave.measurement) {
                 return Err(AttestationError::MeasurementNotAllowed {
                     kind: enclave.kind,
-                    measurement,
+                    measurement: hex::encode(&enclave.measurement),
                 });
             }
         }

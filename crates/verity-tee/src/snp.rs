@@ -132,9 +132,7 @@ fn chain(files: &[Vec<u8>], policy: &Policy) -> Result<PinnedChain, AttestationE
         .to_der()
         .map_err(|e| AttestationError::malformed("ARK certificate", e))?;
     let pinned = match &policy.amd_roots {
-        Some(roots) => roots
-            .iter()
-            .any(|r| hex::decode(r.trim_start_matches("0x")).is_ok_and(|r| r == ark_der)),
+        Some(roots) => roots.iter().any(|root| root.0 == ark_der),
         None => [
             builtin::milan::ark(),
             builtin::genoa::ark(),

@@ -1,7 +1,7 @@
 //! Intel DCAP vectors from `tests/vectors/dcap` (real SGX and TDX quotes with their collateral,
 //! from Phala-Network/dcap-qvl `sample/`), at the fixed times their README gives.
 
-use verity_tee::{verify, AttestationError, Evidence, KindRule, Policy, TeeKind};
+use verity_tee::{verify, AttestationError, Evidence, HexBytes, KindRule, Policy, TeeKind};
 
 const NOW: u64 = 1_751_500_000;
 const DAY: u64 = 86_400;
@@ -111,14 +111,14 @@ fn policy_rejects_other_measurements_statuses_and_kinds() {
     pinned.kinds.insert(
         TeeKind::Tdx,
         KindRule {
-            measurements: Some(vec![hex::encode(&enclave.measurement)]),
+            measurements: Some(vec![HexBytes(enclave.measurement.clone())]),
         },
     );
     assert!(verify(TeeKind::Tdx, &tdx(), &pinned, NOW).is_ok());
     pinned.kinds.insert(
         TeeKind::Tdx,
         KindRule {
-            measurements: Some(vec!["00".repeat(240)]),
+            measurements: Some(vec![HexBytes(vec![0; 240])]),
         },
     );
     assert!(matches!(
@@ -200,12 +200,12 @@ measurements = ["ab01"]
 #[test]
 fn chains_must_end_in_the_policy_root() {
     let mut policy = Policy::permissive();
-    policy.intel_root_ca = Some(hex::encode(vector("Intel_SGX_RootCA.der")));
+    policy.intel_root_ca = Some(HexBytes(vector("Intel_SGX_RootCA.der")));
     assert!(verify(TeeKind::Sgx, &sgx(), &policy, NOW).is_ok());
     // Any other root, here the Intel root with one bit of its key flipped, fails the chain.
     let mut other = vector("Intel_SGX_RootCA.der");
     let at = other.len() - 100;
     other[at] ^= 0x01;
-    policy.intel_root_ca = Some(hex::encode(other));
+    policy.intel_root_ca = Some(HexBytes(other));
     assert!(verify(TeeKind::Sgx, &sgx(), &policy, NOW).is_err());
 }

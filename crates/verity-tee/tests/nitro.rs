@@ -98,7 +98,7 @@ fn stale_documents_and_other_measurements_are_rejected() {
     pinned.kinds.insert(
         TeeKind::Nitro,
         KindRule {
-            measurements: Some(vec!["ff".repeat(144)]),
+            measurements: Some(vec![verity_tee::HexBytes(vec![0xff; 144])]),
         },
     );
     assert!(matches!(

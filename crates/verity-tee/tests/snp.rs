@@ -90,7 +90,7 @@ fn a_flipped_bit_in_a_certificate_is_rejected() {
 #[test]
 fn an_unpinned_root_is_rejected() {
     let mut policy = Policy::permissive();
-    policy.amd_roots = Some(vec!["00".into()]);
+    policy.amd_roots = Some(vec![verity_tee::HexBytes(vec![0])]);
     let reason = reason(verify(TeeKind::Snp, &milan(), &policy, NOW));
     assert!(reason.contains("pinned"), "{reason}");
 }
