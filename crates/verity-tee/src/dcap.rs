@@ -35,11 +35,8 @@ impl Attestation for Dcap {
                 what: "collateral",
                 why: "DCAP quotes are verified against TCB info, QE identity and CRLs",
             })?;
-        let collateral: QuoteCollateralV3 =
-            serde_json::from_slice(collateral).map_err(|e| AttestationError::Malformed {
-                what: "DCAP collateral",
-                reason: e.to_string(),
-            })?;
+        let collateral: QuoteCollateralV3 = serde_json::from_slice(collateral)
+            .map_err(|e| AttestationError::malformed("DCAP collateral", e))?;
         // The debug decision is ours (the policy's); dcap-qvl is told to let debug through so
         // that a debug enclave is reported as such rather than as a generic failure.
         let verifier = match &policy.intel_root_ca {
@@ -49,10 +46,7 @@ impl Attestation for Dcap {
         let report = verifier
             .allow_debug(true)
             .verify(&evidence.report, &collateral, now)
-            .map_err(|e| AttestationError::Rejected {
-                kind: self.kind,
-                reason: format!("{e:#}"),
-            })?;
+            .map_err(|e| AttestationError::rejected(self.kind, format!("{e:#}")))?;
         let (kind, measurement, report_data, debug) = match &report.report {
             Report::SgxEnclave(r) => (
                 TeeKind::Sgx,
@@ -65,10 +59,10 @@ impl Attestation for Dcap {
             Report::TD15Ex(r) => td(&r.base.base),
         };
         if kind != self.kind {
-            return Err(AttestationError::Rejected {
-                kind: self.kind,
-                reason: format!("the quote is a {kind} quote"),
-            });
+            return Err(AttestationError::rejected(
+                self.kind,
+                format!("the quote is a {kind} quote"),
+            ));
         }
         let enclave = VerifiedEnclave {
             kind,

@@ -95,10 +95,7 @@ impl Policy {
         } else {
             toml_like(text)
         };
-        parsed.map_err(|reason| AttestationError::Malformed {
-            what: "policy",
-            reason,
-        })
+        parsed.map_err(|reason| AttestationError::malformed("policy", reason))
     }
 
     /// Applies the policy to evidence that verified.
