@@ -14,6 +14,13 @@ use thiserror::Error;
 use verity_types::{sha256, Action, Address, Amount, Hash, SignedTx};
 
 pub use modules::accounts::Account;
+pub use modules::enclaves::Enclave;
+pub use modules::records::ExecutionRecord;
+pub use modules::registry::{Dataset, Model};
+pub use modules::reputation::Reputation;
+pub use modules::settlement::{FeeSplit, Split};
+pub use modules::staking::Worker;
+pub use modules::tasks::{Task, TaskStatus};
 pub use overlay::Overlay;
 pub use store::{Batch, MemStore, RedbStore, Store, StoreError, Table};
 
@@ -65,6 +72,16 @@ pub enum TxFailure {
     },
     #[error("amount overflows a balance")]
     Overflow,
+    #[error("not found: {what}")]
+    NotFound { what: String },
+    #[error("not allowed: {reason}")]
+    Unauthorized { reason: String },
+    #[error("invalid: {reason}")]
+    Invalid { reason: String },
+    #[error("attestation rejected: {reason}")]
+    Attestation { reason: String },
+    #[error("receipt {index} rejected: {reason}")]
+    ReceiptRejected { index: u32, reason: String },
     #[error("state error: {reason}")]
     Internal { reason: String },
 }
@@ -87,6 +104,71 @@ pub struct Params {
     pub fee_collector: Address,
     /// Most transactions in one block.
     pub max_block_txs: u32,
+    /// May replace the attestation policy. None: the policy is fixed at genesis.
+    #[serde(default)]
+    pub governance: Option<Address>,
+    #[serde(default)]
+    pub tasks: TaskParams,
+}
+
+impl Params {
+    /// Receives the protocol's share of task fees.
+    pub fn protocol_account(&self) -> Address {
+        self.tasks.protocol_treasury.unwrap_or(self.fee_collector)
+    }
+}
+
+/// Parameters of staking, tasks, enclaves and settlement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TaskParams {
+    /// Least stake that makes a worker eligible.
+    #[serde(with = "verity_types::amount")]
+    pub min_worker_stake: Amount,
+    /// Blocks between Unstake and the stake's return.
+    pub unbonding_blocks: u64,
+    /// Blocks an assigned worker has to deliver before the task moves on.
+    pub assignment_timeout_blocks: u64,
+    /// Reputation lost on a timeout.
+    pub timeout_penalty: i64,
+    /// Longest deadline a task may ask for.
+    pub max_deadline_blocks: u64,
+    /// Smallest task fee (escrow).
+    #[serde(with = "verity_types::amount")]
+    pub min_task_fee: Amount,
+    /// Largest task input.
+    pub max_input_bytes: u64,
+    pub fee_split: FeeSplit,
+    /// Receives the protocol share; the fee collector when absent.
+    pub protocol_treasury: Option<Address>,
+    /// How long an attestation stays valid.
+    pub enclave_ttl_secs: u64,
+}
+
+impl Default for TaskParams {
+    fn default() -> Self {
+        Self {
+            min_worker_stake: 1_000 * verity_types::ONE_TOKEN,
+            unbonding_blocks: 100,
+            assignment_timeout_blocks: 20,
+            timeout_penalty: 20,
+            max_deadline_blocks: 100_000,
+            min_task_fee: 1,
+            max_input_bytes: 16 * 1024 * 1024,
+            fee_split: FeeSplit::default(),
+            protocol_treasury: None,
+            enclave_ttl_secs: 24 * 3600,
+        }
+    }
+}
+
+/// What a block's transactions see of the block.
+pub struct BlockCtx<'g> {
+    pub height: u64,
+    pub timestamp_ms: u64,
+    /// The block's seed: worker assignment draws from it.
+    pub seed: Hash,
+    pub genesis: &'g Genesis,
 }
 
 /// A genesis balance.
@@ -105,6 +187,10 @@ pub struct Genesis {
     pub genesis_time_ms: u64,
     pub params: Params,
     pub accounts: Vec<GenesisAccount>,
+    /// The attestation policy RegisterEnclave checks against; none means no enclave can register
+    /// until governance sets one.
+    #[serde(default)]
+    pub attestation_policy: Option<verity_tee::Policy>,
 }
 
 impl Genesis {
@@ -122,6 +208,16 @@ impl Genesis {
         }
         if self.params.max_block_txs == 0 {
             return Err(StateError::Genesis("max_block_txs must be positive".into()));
+        }
+        self.params
+            .tasks
+            .fee_split
+            .validate()
+            .map_err(StateError::Genesis)?;
+        if self.params.tasks.assignment_timeout_blocks == 0 {
+            return Err(StateError::Genesis(
+                "assignment_timeout_blocks must be positive".into(),
+            ));
         }
         let mut seen = std::collections::BTreeSet::new();
         let mut total: Amount = 0;
@@ -182,7 +278,15 @@ pub struct BlockInput<'a> {
     pub hash: Hash,
     pub parent: Hash,
     pub timestamp_ms: u64,
+    /// The block's seed, from consensus.
+    pub seed: Hash,
     pub txs: &'a [Vec<u8>],
+}
+
+/// What applying a block produced: its record and the tasks whose state changed.
+pub struct Applied {
+    pub record: BlockRecord,
+    pub tasks: Vec<Task>,
 }
 
 /// A transaction decoded with its sender recovered, or why not. Recovery is the costly part of
@@ -227,6 +331,9 @@ impl<S: Store> Chain<S> {
             }
             None => {
                 let mut state = Overlay::new(&store);
+                if let Some(policy) = &genesis.attestation_policy {
+                    modules::enclaves::put_policy(&mut state, policy);
+                }
                 for a in &genesis.accounts {
                     modules::accounts::put(
                         &mut state,
@@ -300,6 +407,91 @@ impl<S: Store> Chain<S> {
             .transpose()
     }
 
+    pub fn model(&self, id: &Hash) -> Result<Option<Model>, StateError> {
+        modules::registry::model(&self.view(), id)
+    }
+
+    pub fn dataset(&self, id: &Hash) -> Result<Option<Dataset>, StateError> {
+        modules::registry::dataset(&self.view(), id)
+    }
+
+    /// Up to `limit` models in id order, after `after` when given.
+    pub fn models(&self, after: Option<&Hash>, limit: usize) -> Result<Vec<Model>, StateError> {
+        let prefix = modules::registry::MODEL_PREFIX;
+        let start = match after {
+            Some(id) => successor(&modules::registry::model_key(id)),
+            None => prefix.to_vec(),
+        };
+        self.store
+            .scan(Table::Registry, prefix, &start, limit)?
+            .into_iter()
+            .map(|(_, raw)| serde_json::from_slice(&raw).map_err(|_| StateError::Corrupt("model")))
+            .collect()
+    }
+
+    pub fn task(&self, id: &Hash) -> Result<Option<Task>, StateError> {
+        modules::tasks::get(&self.view(), id)
+    }
+
+    /// The most recent tasks, newest first, up to `limit`.
+    pub fn recent_tasks(&self, limit: usize) -> Result<Vec<Task>, StateError> {
+        let prefix = modules::tasks::BY_HEIGHT_PREFIX;
+        let mut out = Vec::new();
+        for (key, _) in self.store.scan(Table::Tasks, prefix, prefix, limit)? {
+            let id = Hash(
+                key[key.len().saturating_sub(32)..]
+                    .try_into()
+                    .map_err(|_| StateError::Corrupt("task index"))?,
+            );
+            if let Some(task) = self.task(&id)? {
+                out.push(task);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Tasks currently assigned to `worker`, up to `limit`.
+    pub fn assignments(&self, worker: &Address, limit: usize) -> Result<Vec<Task>, StateError> {
+        let mut prefix = modules::tasks::ASSIGNED_PREFIX.to_vec();
+        prefix.extend_from_slice(&worker.0);
+        let mut out = Vec::new();
+        for (key, _) in self.store.scan(Table::Tasks, &prefix, &prefix, limit)? {
+            let id = Hash(
+                key[prefix.len()..]
+                    .try_into()
+                    .map_err(|_| StateError::Corrupt("assignment index"))?,
+            );
+            if let Some(task) = self.task(&id)? {
+                out.push(task);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn record(&self, task_id: &Hash) -> Result<Option<ExecutionRecord>, StateError> {
+        modules::records::get(&self.view(), task_id)
+    }
+
+    pub fn workers(&self) -> Result<Vec<Address>, StateError> {
+        modules::staking::workers(&self.view())
+    }
+
+    pub fn worker(&self, worker: &Address) -> Result<Option<Worker>, StateError> {
+        modules::staking::get(&self.view(), worker)
+    }
+
+    pub fn reputation(&self, worker: &Address) -> Result<Reputation, StateError> {
+        modules::reputation::get(&self.view(), worker)
+    }
+
+    pub fn enclave(&self, worker: &Address) -> Result<Option<Enclave>, StateError> {
+        modules::enclaves::current(&self.view(), worker)
+    }
+
+    pub fn attestation_policy(&self) -> Result<Option<verity_tee::Policy>, StateError> {
+        modules::enclaves::policy(&self.view())
+    }
+
     /// Applies one finalized block and commits it atomically with its receipts and new root.
     /// Blocks at or below the applied height are skipped (consensus delivers at least once);
     /// returns `None` for those.
@@ -307,7 +499,7 @@ impl<S: Store> Chain<S> {
         &self,
         block: &BlockInput<'_>,
         recovered: impl Fn(&[u8]) -> Recovered,
-    ) -> Result<Option<BlockRecord>, StateError> {
+    ) -> Result<Option<Applied>, StateError> {
         let applied = self.height()?;
         if block.height <= applied {
             return Ok(None);
@@ -319,6 +511,14 @@ impl<S: Store> Chain<S> {
             });
         }
         let mut state = Overlay::new(&self.store);
+        let ctx = BlockCtx {
+            height: block.height,
+            timestamp_ms: block.timestamp_ms,
+            seed: block.seed,
+            genesis: &self.genesis,
+        };
+        modules::staking::release_due(&mut state, block.height)?;
+        modules::tasks::begin_block(&mut state, &ctx)?;
         let mut tx_hashes = Vec::with_capacity(block.txs.len());
         let mut failed_txs = 0;
         for (index, bytes) in block.txs.iter().enumerate() {
@@ -327,14 +527,8 @@ impl<S: Store> Chain<S> {
             if state.get(Table::Receipts, &tx_hash.0)?.is_some() {
                 continue;
             }
-            let receipt = self.apply_tx(
-                &mut state,
-                block.height,
-                index as u32,
-                tx_hash,
-                bytes,
-                &recovered,
-            )?;
+            let receipt =
+                self.apply_tx(&mut state, &ctx, index as u32, tx_hash, bytes, &recovered)?;
             if matches!(receipt.status, TxStatus::Failed { .. }) {
                 failed_txs += 1;
             }
@@ -346,6 +540,7 @@ impl<S: Store> Chain<S> {
             tx_hashes.push(tx_hash);
         }
         let mut batch = state.into_batch();
+        let tasks = modules::tasks::changed(&batch);
         let root = chain_root(&self.state_root()?, block.height, &batch);
         let record = BlockRecord {
             height: block.height,
@@ -368,13 +563,13 @@ impl<S: Store> Chain<S> {
         );
         batch.put(Table::Meta, META_ROOT.to_vec(), root.0.to_vec());
         self.store.commit(&batch)?;
-        Ok(Some(record))
+        Ok(Some(Applied { record, tasks }))
     }
 
     fn apply_tx(
         &self,
         state: &mut Overlay<'_>,
-        height: u64,
+        ctx: &BlockCtx<'_>,
         index: u32,
         tx_hash: Hash,
         bytes: &[u8],
@@ -382,7 +577,7 @@ impl<S: Store> Chain<S> {
     ) -> Result<Receipt, StateError> {
         let mut receipt = Receipt {
             tx_hash,
-            height,
+            height: ctx.height,
             index,
             sender: None,
             action: None,
@@ -418,11 +613,7 @@ impl<S: Store> Chain<S> {
         }
         receipt.fee_paid = tx.body.fee;
         state.begin_scope();
-        let result = match &tx.body.action {
-            Action::Transfer { to, amount } => {
-                modules::accounts::transfer(state, &sender, to, *amount)
-            }
-        };
+        let result = self.apply_action(state, ctx, tx_hash, &sender, &tx.body.action);
         match result {
             Ok(()) => state.commit_scope(),
             Err(error) => {
@@ -431,6 +622,73 @@ impl<S: Store> Chain<S> {
             }
         }
         Ok(receipt)
+    }
+
+    fn apply_action(
+        &self,
+        state: &mut Overlay<'_>,
+        ctx: &BlockCtx<'_>,
+        tx_hash: Hash,
+        sender: &Address,
+        action: &Action,
+    ) -> Result<(), TxFailure> {
+        use modules::{enclaves, registry, staking, tasks, verifier};
+        match action {
+            Action::Transfer { to, amount } => {
+                modules::accounts::transfer(state, sender, to, *amount)
+            }
+            Action::Stake { amount } => staking::stake(state, sender, *amount),
+            Action::Unstake { amount } => staking::unstake(state, ctx, sender, *amount),
+            Action::ServeModels { models } => staking::serve_models(state, sender, models.clone()),
+            Action::RegisterModel(spec) => {
+                registry::register_model(state, sender, ctx.height, spec)
+            }
+            Action::RegisterDataset {
+                name,
+                data,
+                license,
+            } => registry::register_dataset(state, sender, ctx.height, name, data, license),
+            Action::TransferOwnership { asset, id, to } => {
+                registry::transfer_ownership(state, sender, *asset, id, to)
+            }
+            Action::RegisterEnclave {
+                kind,
+                enclave_key,
+                report,
+                collateral,
+                certs,
+            } => {
+                let evidence = verity_tee::Evidence {
+                    report: report.clone(),
+                    collateral: (!collateral.is_empty()).then(|| collateral.clone()),
+                    certs: certs.clone(),
+                };
+                enclaves::register(state, ctx, sender, kind, enclave_key, &evidence).map(|_| ())
+            }
+            Action::SetAttestationPolicy { policy } => {
+                enclaves::set_policy(state, ctx, sender, policy)
+            }
+            Action::SubmitTask {
+                model_id,
+                input,
+                mode,
+                max_fee,
+                deadline_blocks,
+            } => tasks::submit(
+                state,
+                ctx,
+                tx_hash,
+                sender,
+                model_id,
+                input,
+                *mode,
+                *max_fee,
+                *deadline_blocks,
+            )
+            .map(|_| ()),
+            Action::SubmitReceipts { receipts } => verifier::submit_receipts(state, ctx, receipts),
+            Action::CancelTask { task_id } => tasks::cancel(state, ctx, sender, task_id),
+        }
     }
 
     /// The checks a transaction must pass before it can be charged, against `state`.
@@ -474,12 +732,19 @@ impl<S: Store> Chain<S> {
     }
 }
 
+/// The smallest key above `key` and every key it prefixes.
+fn successor(key: &[u8]) -> Vec<u8> {
+    let mut next = key.to_vec();
+    next.push(0);
+    next
+}
+
 /// root_h = SHA-256(domain ‖ root_{h-1} ‖ h ‖ SHA-256(sorted module writes of block h)).
 ///
 /// A hash chain over every state change: equal roots mean equal histories of state. Block and
 /// meta tables are bookkeeping and stay out of it.
 fn chain_root(previous: &Hash, height: u64, batch: &Batch) -> Hash {
-    let writes = sha256(&batch.canonical_bytes(|t| matches!(t, Table::Accounts | Table::Receipts)));
+    let writes = sha256(&batch.canonical_bytes(Table::is_state));
     let mut input = Vec::with_capacity(STATE_ROOT_DOMAIN.len() + 72);
     input.extend_from_slice(STATE_ROOT_DOMAIN);
     input.extend_from_slice(&previous.0);

@@ -22,21 +22,57 @@ impl<'a> Overlay<'a> {
     pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         let k = (table, key.to_vec());
         if let Some(v) = self.tx.as_ref().and_then(|tx| tx.get(&k)) {
-            return Ok(Some(v.clone()));
+            return Ok(v.clone());
         }
         if let Some(v) = self.block.writes.get(&k) {
-            return Ok(Some(v.clone()));
+            return Ok(v.clone());
         }
         Ok(self.store.get(table, key)?)
     }
 
     pub fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
+        self.write(table, key, Some(value));
+    }
+
+    pub fn delete(&mut self, table: Table, key: Vec<u8>) {
+        self.write(table, key, None);
+    }
+
+    fn write(&mut self, table: Table, key: Vec<u8>, value: Option<Vec<u8>>) {
         match self.tx.as_mut() {
             Some(tx) => {
                 tx.insert((table, key), value);
             }
-            None => self.block.put(table, key, value),
+            None => {
+                self.block.writes.insert((table, key), value);
+            }
         }
+    }
+
+    /// Reads a JSON record.
+    pub fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        table: Table,
+        key: &[u8],
+        what: &'static str,
+    ) -> Result<Option<T>, StateError> {
+        self.get(table, key)?
+            .map(|raw| serde_json::from_slice(&raw).map_err(|_| StateError::Corrupt(what)))
+            .transpose()
+    }
+
+    /// Writes a JSON record.
+    pub fn put_json<T: serde::Serialize>(&mut self, table: Table, key: Vec<u8>, value: &T) {
+        self.put(
+            table,
+            key,
+            serde_json::to_vec(value).expect("state records serialize"),
+        );
+    }
+
+    /// Writes made in this block so far (the open scope excluded).
+    pub fn block_writes(&self) -> &Batch {
+        &self.block
     }
 
     /// Starts a scope whose writes can be dropped with [`Overlay::revert_scope`].

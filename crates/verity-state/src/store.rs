@@ -14,10 +14,30 @@ pub enum Table {
     Accounts,
     Receipts,
     Blocks,
+    Staking,
+    Registry,
+    Enclaves,
+    Tasks,
+    Records,
+    Reputation,
+    /// Work due at a height: assignment timeouts, deadlines, unbonding releases.
+    Schedule,
 }
 
 impl Table {
-    pub const ALL: [Table; 4] = [Table::Meta, Table::Accounts, Table::Receipts, Table::Blocks];
+    pub const ALL: [Table; 11] = [
+        Table::Meta,
+        Table::Accounts,
+        Table::Receipts,
+        Table::Blocks,
+        Table::Staking,
+        Table::Registry,
+        Table::Enclaves,
+        Table::Tasks,
+        Table::Records,
+        Table::Reputation,
+        Table::Schedule,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -25,7 +45,19 @@ impl Table {
             Table::Accounts => "accounts",
             Table::Receipts => "receipts",
             Table::Blocks => "blocks",
+            Table::Staking => "staking",
+            Table::Registry => "registry",
+            Table::Enclaves => "enclaves",
+            Table::Tasks => "tasks",
+            Table::Records => "records",
+            Table::Reputation => "reputation",
+            Table::Schedule => "schedule",
         }
+    }
+
+    /// Whether the table is state (in the state root) rather than bookkeeping.
+    pub fn is_state(self) -> bool {
+        !matches!(self, Table::Meta | Table::Blocks)
     }
 
     fn tag(self) -> u8 {
@@ -47,8 +79,8 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-/// Key-value pairs ordered by table then key.
-pub type Entries = BTreeMap<(Table, Vec<u8>), Vec<u8>>;
+/// Writes ordered by table then key; `None` deletes the key.
+pub type Entries = BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>;
 
 /// Writes applied together or not at all. Sorted, so iteration order is deterministic.
 #[derive(Debug, Default, Clone)]
@@ -58,14 +90,16 @@ pub struct Batch {
 
 impl Batch {
     pub fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
-        self.writes.insert((table, key), value);
+        self.writes.insert((table, key), Some(value));
     }
 
-    pub fn get(&self, table: Table, key: &[u8]) -> Option<&Vec<u8>> {
+    /// The pending write of a key: `Some(None)` when it is deleted.
+    pub fn get(&self, table: Table, key: &[u8]) -> Option<&Option<Vec<u8>>> {
         self.writes.get(&(table, key.to_vec()))
     }
 
-    /// A canonical digest input: tag ‖ key len ‖ key ‖ value len ‖ value for each write, sorted.
+    /// A canonical digest input: tag ‖ key len ‖ key ‖ value len ‖ value for each write, sorted;
+    /// a deletion has the length 0xFFFFFFFF and no value.
     pub fn canonical_bytes(&self, include: impl Fn(Table) -> bool) -> Vec<u8> {
         let mut out = Vec::new();
         for ((table, key), value) in &self.writes {
@@ -75,8 +109,13 @@ impl Batch {
             out.push(table.tag());
             out.extend_from_slice(&(key.len() as u32).to_le_bytes());
             out.extend_from_slice(key);
-            out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-            out.extend_from_slice(value);
+            match value {
+                Some(value) => {
+                    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+                    out.extend_from_slice(value);
+                }
+                None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
+            }
         }
         out
     }
@@ -87,6 +126,16 @@ pub trait Store: Send + Sync + 'static {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Applies every write of `batch` atomically and durably.
     fn commit(&self, batch: &Batch) -> Result<(), StoreError>;
+    /// Up to `limit` committed entries whose keys start with `prefix`, in key order, from the
+    /// first key at or after `start` (which must itself start with `prefix`). For queries only:
+    /// the state machine never iterates.
+    fn scan(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
 }
 
 /// redb on disk: ACID, crash-safe, pure Rust.
@@ -118,18 +167,45 @@ impl Store for RedbStore {
         for table in Table::ALL {
             let mut t = tx.open_table(table.definition()).map_err(backend)?;
             for ((_, key), value) in batch.writes.iter().filter(|((t, _), _)| *t == table) {
-                t.insert(key.as_slice(), value.as_slice())
-                    .map_err(backend)?;
+                match value {
+                    Some(value) => {
+                        t.insert(key.as_slice(), value.as_slice())
+                            .map_err(backend)?;
+                    }
+                    None => {
+                        t.remove(key.as_slice()).map_err(backend)?;
+                    }
+                }
             }
         }
         tx.commit().map_err(backend)
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let t = tx.open_table(table.definition()).map_err(backend)?;
+        let mut out = Vec::new();
+        for entry in t.range(start..).map_err(backend)? {
+            let (k, v) = entry.map_err(backend)?;
+            if !k.value().starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(out)
     }
 }
 
 /// In memory, for tests and simulations.
 #[derive(Default)]
 pub struct MemStore {
-    data: RwLock<Entries>,
+    data: RwLock<BTreeMap<(Table, Vec<u8>), Vec<u8>>>,
 }
 
 impl Store for MemStore {
@@ -141,9 +217,28 @@ impl Store for MemStore {
     fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
         let mut data = self.data.write().map_err(backend)?;
         for (k, v) in &batch.writes {
-            data.insert(k.clone(), v.clone());
+            match v {
+                Some(v) => data.insert(k.clone(), v.clone()),
+                None => data.remove(k),
+            };
         }
         Ok(())
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let data = self.data.read().map_err(backend)?;
+        Ok(data
+            .range((table, start.to_vec())..)
+            .take_while(|((t, k), _)| *t == table && k.starts_with(prefix))
+            .take(limit)
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect())
     }
 }
 
@@ -154,5 +249,15 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
 
     fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
         (**self).commit(batch)
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        (**self).scan(table, prefix, start, limit)
     }
 }

@@ -16,6 +16,8 @@ fn genesis(funded: &[(Address, u128)]) -> Genesis {
             min_fee: 1,
             fee_collector: Address([0xfe; 20]),
             max_block_txs: 1000,
+            governance: None,
+            tasks: Default::default(),
         },
         accounts: funded
             .iter()
@@ -24,6 +26,7 @@ fn genesis(funded: &[(Address, u128)]) -> Genesis {
                 balance: *balance,
             })
             .collect(),
+        attestation_policy: None,
     }
 }
 
@@ -50,12 +53,14 @@ fn apply<S: verity_state::Store>(
                 hash: Hash([height as u8; 32]),
                 parent: Hash([height as u8 - 1; 32]),
                 timestamp_ms: 1_700_000_000_000 + height,
+                seed: Hash([height as u8; 32]),
                 txs: &raw,
             },
             recover,
         )
         .unwrap()
         .expect("block applies")
+        .record
 }
 
 fn failure<S: verity_state::Store>(chain: &Chain<S>, tx: &SignedTx) -> Option<TxFailure> {
@@ -176,6 +181,7 @@ fn same_blocks_give_same_roots_and_redelivery_is_skipped() {
                 hash: Hash::ZERO,
                 parent: Hash::ZERO,
                 timestamp_ms: 0,
+                seed: Hash::ZERO,
                 txs: &[]
             },
             recover,
@@ -190,6 +196,7 @@ fn same_blocks_give_same_roots_and_redelivery_is_skipped() {
                 hash: Hash::ZERO,
                 parent: Hash::ZERO,
                 timestamp_ms: 0,
+                seed: Hash::ZERO,
                 txs: &[]
             },
             recover,

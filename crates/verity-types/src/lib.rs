@@ -6,6 +6,8 @@ mod address;
 pub mod amount;
 pub mod codec;
 mod hash;
+pub mod serde_hex;
+mod task;
 mod tx;
 
 pub use address::{
@@ -13,4 +15,11 @@ pub use address::{
 };
 pub use amount::{Amount, ONE_TOKEN};
 pub use hash::{sha256, Hash, HashParseError};
-pub use tx::{Action, SignedTx, TxBody, MAX_CHAIN_ID_LEN, MAX_TX_BYTES, TX_DOMAIN};
+pub use task::{
+    verify_receipts, DataRef, EnclaveKey, Mode, ReceiptError, TaskReceipt, RECEIPT_BYTES,
+    RECEIPT_DOMAIN,
+};
+pub use tx::{
+    Action, Asset, ModelSpec, SignedTx, TxBody, MAX_CHAIN_ID_LEN, MAX_LABEL_LEN,
+    MAX_RECEIPTS_PER_TX, MAX_SERVED_MODELS, MAX_TX_BYTES, TX_DOMAIN,
+};

@@ -9,12 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::address::{keccak256, recover_signer, AccountKey, Address, SignatureError};
 use crate::codec::{DecodeError, Reader, Writer};
+use crate::task::{DataRef, Mode, TaskReceipt};
 use crate::{sha256, Amount, Hash};
 
 /// Domain tag for transaction signatures: a signature for anything else never verifies here.
 pub const TX_DOMAIN: &[u8] = b"verity/tx/v1";
 /// Largest encoded transaction accepted anywhere.
-pub const MAX_TX_BYTES: usize = 4096;
+pub const MAX_TX_BYTES: usize = 64 * 1024;
 /// Longest chain id.
 pub const MAX_CHAIN_ID_LEN: usize = 64;
 
@@ -30,6 +31,142 @@ pub enum Action {
         #[serde(with = "crate::amount")]
         amount: Amount,
     },
+    /// Lock `amount` as the signer's worker stake.
+    Stake {
+        #[serde(with = "crate::amount")]
+        amount: Amount,
+    },
+    /// Start unbonding `amount` of stake; it returns after the chain's unbonding delay.
+    Unstake {
+        #[serde(with = "crate::amount")]
+        amount: Amount,
+    },
+    /// The models this worker serves; empty means every model.
+    ServeModels {
+        models: Vec<Hash>,
+    },
+    RegisterModel(ModelSpec),
+    RegisterDataset {
+        name: String,
+        data: DataRef,
+        license: String,
+    },
+    TransferOwnership {
+        asset: Asset,
+        id: Hash,
+        to: Address,
+    },
+    /// Register (or re-attest) an enclave key with evidence that binds it to the signer.
+    RegisterEnclave {
+        /// `tdx`, `sgx`, `snp`, `nitro` or `dev`.
+        kind: String,
+        #[serde(with = "crate::serde_hex::array")]
+        enclave_key: [u8; 32],
+        #[serde(with = "crate::serde_hex::bytes")]
+        report: Vec<u8>,
+        /// Vendor collateral; empty when the kind needs none.
+        #[serde(with = "crate::serde_hex::bytes")]
+        collateral: Vec<u8>,
+        #[serde(with = "crate::serde_hex::bytes_list")]
+        certs: Vec<Vec<u8>>,
+    },
+    /// Replace the chain's attestation policy (JSON); governance key only.
+    SetAttestationPolicy {
+        #[serde(with = "crate::serde_hex::bytes")]
+        policy: Vec<u8>,
+    },
+    /// Ask for an inference. `max_fee` is escrowed until the task settles or is refunded.
+    SubmitTask {
+        model_id: Hash,
+        input: DataRef,
+        mode: Mode,
+        #[serde(with = "crate::amount")]
+        max_fee: Amount,
+        /// Blocks from submission after which an unfinished task expires and is refunded.
+        deadline_blocks: u64,
+    },
+    /// Results of many tasks in one transaction; all apply or none.
+    SubmitReceipts {
+        receipts: Vec<TaskReceipt>,
+    },
+    /// Withdraw a task that has no result yet; its escrow is refunded.
+    CancelTask {
+        task_id: Hash,
+    },
+}
+
+/// A registered asset's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Asset {
+    Model,
+    Dataset,
+}
+
+/// What RegisterModel records (the Model fields of the seeds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// SHA-256 of the ONNX file; the file's CID follows from it.
+    pub model_id: Hash,
+    pub name: String,
+    pub version: String,
+    /// Merkle root of the initializers (DESIGN §5).
+    pub weights_root: Hash,
+    pub architecture: String,
+    pub param_count: u64,
+    /// Size of the ONNX file in bytes.
+    pub size: u64,
+    pub license: String,
+    pub tee_required: bool,
+    pub allowed_modes: Vec<Mode>,
+    /// Allowed deviation of outputs in parts per million; 0 means bit-exact.
+    pub tolerance_ppm: u32,
+}
+
+/// Longest name, version, license or architecture string.
+pub const MAX_LABEL_LEN: usize = 128;
+/// Most receipts in one SubmitReceipts.
+pub const MAX_RECEIPTS_PER_TX: usize = 192;
+/// Most models one worker lists.
+pub const MAX_SERVED_MODELS: usize = 64;
+const MAX_EVIDENCE_LEN: usize = 32 * 1024;
+const MAX_CERTS: usize = 8;
+
+fn encode_modes(modes: &[Mode]) -> u8 {
+    modes.iter().fold(0, |bits, m| bits | (1 << m.tag()))
+}
+
+fn decode_modes(bits: u8) -> Result<Vec<Mode>, DecodeError> {
+    if bits >> Mode::ALL.len() != 0 {
+        return Err(DecodeError::Invalid {
+            what: "allowed modes",
+            reason: "unknown mode bit",
+        });
+    }
+    Ok(Mode::ALL
+        .into_iter()
+        .filter(|m| bits & (1 << m.tag()) != 0)
+        .collect())
+}
+
+fn bool_of(r: &mut Reader<'_>, what: &'static str) -> Result<bool, DecodeError> {
+    match r.u8(what)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        tag => Err(DecodeError::UnknownTag { what, tag }),
+    }
+}
+
+fn count(r: &mut Reader<'_>, what: &'static str, limit: usize) -> Result<usize, DecodeError> {
+    let n = r.u32(what)? as usize;
+    if n > limit {
+        return Err(DecodeError::TooLong {
+            what,
+            len: n,
+            limit,
+        });
+    }
+    Ok(n)
 }
 
 impl Action {
@@ -38,25 +175,213 @@ impl Action {
             Action::Transfer { to, amount } => {
                 w.u8(0).fixed(&to.0).u128(*amount);
             }
+            Action::Stake { amount } => {
+                w.u8(1).u128(*amount);
+            }
+            Action::Unstake { amount } => {
+                w.u8(2).u128(*amount);
+            }
+            Action::ServeModels { models } => {
+                w.u8(3).u32(models.len() as u32);
+                for m in models {
+                    w.fixed(&m.0);
+                }
+            }
+            Action::RegisterModel(spec) => {
+                w.u8(4)
+                    .fixed(&spec.model_id.0)
+                    .str(&spec.name)
+                    .str(&spec.version)
+                    .fixed(&spec.weights_root.0)
+                    .str(&spec.architecture)
+                    .u64(spec.param_count)
+                    .u64(spec.size)
+                    .str(&spec.license)
+                    .u8(u8::from(spec.tee_required))
+                    .u8(encode_modes(&spec.allowed_modes))
+                    .u32(spec.tolerance_ppm);
+            }
+            Action::RegisterDataset {
+                name,
+                data,
+                license,
+            } => {
+                w.u8(5).str(name);
+                data.encode(w);
+                w.str(license);
+            }
+            Action::TransferOwnership { asset, id, to } => {
+                w.u8(6)
+                    .u8(match asset {
+                        Asset::Model => 0,
+                        Asset::Dataset => 1,
+                    })
+                    .fixed(&id.0)
+                    .fixed(&to.0);
+            }
+            Action::RegisterEnclave {
+                kind,
+                enclave_key,
+                report,
+                collateral,
+                certs,
+            } => {
+                w.u8(7)
+                    .str(kind)
+                    .fixed(enclave_key)
+                    .bytes(report)
+                    .bytes(collateral)
+                    .u32(certs.len() as u32);
+                for c in certs {
+                    w.bytes(c);
+                }
+            }
+            Action::SetAttestationPolicy { policy } => {
+                w.u8(8).bytes(policy);
+            }
+            Action::SubmitTask {
+                model_id,
+                input,
+                mode,
+                max_fee,
+                deadline_blocks,
+            } => {
+                w.u8(9).fixed(&model_id.0);
+                input.encode(w);
+                w.u8(mode.tag()).u128(*max_fee).u64(*deadline_blocks);
+            }
+            Action::SubmitReceipts { receipts } => {
+                w.u8(10).u32(receipts.len() as u32);
+                for r in receipts {
+                    r.encode(w);
+                }
+            }
+            Action::CancelTask { task_id } => {
+                w.u8(11).fixed(&task_id.0);
+            }
         }
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        match r.u8("action tag")? {
-            0 => Ok(Action::Transfer {
+        Ok(match r.u8("action tag")? {
+            0 => Action::Transfer {
                 to: Address(r.array("transfer recipient")?),
                 amount: r.u128("transfer amount")?,
+            },
+            1 => Action::Stake {
+                amount: r.u128("stake amount")?,
+            },
+            2 => Action::Unstake {
+                amount: r.u128("unstake amount")?,
+            },
+            3 => {
+                let n = count(r, "served models", MAX_SERVED_MODELS)?;
+                let models = (0..n)
+                    .map(|_| r.array("model id").map(Hash))
+                    .collect::<Result<_, _>>()?;
+                Action::ServeModels { models }
+            }
+            4 => Action::RegisterModel(ModelSpec {
+                model_id: Hash(r.array("model id")?),
+                name: r.string("model name", MAX_LABEL_LEN)?,
+                version: r.string("model version", MAX_LABEL_LEN)?,
+                weights_root: Hash(r.array("weights root")?),
+                architecture: r.string("architecture", MAX_LABEL_LEN)?,
+                param_count: r.u64("param count")?,
+                size: r.u64("model size")?,
+                license: r.string("license", MAX_LABEL_LEN)?,
+                tee_required: bool_of(r, "tee_required")?,
+                allowed_modes: decode_modes(r.u8("allowed modes")?)?,
+                tolerance_ppm: r.u32("tolerance")?,
             }),
-            tag => Err(DecodeError::UnknownTag {
-                what: "action",
-                tag,
-            }),
-        }
+            5 => Action::RegisterDataset {
+                name: r.string("dataset name", MAX_LABEL_LEN)?,
+                data: DataRef::decode(r)?,
+                license: r.string("license", MAX_LABEL_LEN)?,
+            },
+            6 => Action::TransferOwnership {
+                asset: match r.u8("asset kind")? {
+                    0 => Asset::Model,
+                    1 => Asset::Dataset,
+                    tag => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "asset kind",
+                            tag,
+                        })
+                    }
+                },
+                id: Hash(r.array("asset id")?),
+                to: Address(r.array("new owner")?),
+            },
+            7 => {
+                let kind = r.string("TEE kind", 16)?;
+                let enclave_key = r.array("enclave key")?;
+                let report = r.bytes("report", MAX_EVIDENCE_LEN)?.to_vec();
+                let collateral = r.bytes("collateral", MAX_EVIDENCE_LEN)?.to_vec();
+                let n = count(r, "certificates", MAX_CERTS)?;
+                let certs = (0..n)
+                    .map(|_| r.bytes("certificate", MAX_EVIDENCE_LEN).map(<[u8]>::to_vec))
+                    .collect::<Result<_, _>>()?;
+                Action::RegisterEnclave {
+                    kind,
+                    enclave_key,
+                    report,
+                    collateral,
+                    certs,
+                }
+            }
+            8 => Action::SetAttestationPolicy {
+                policy: r.bytes("policy", MAX_EVIDENCE_LEN)?.to_vec(),
+            },
+            9 => Action::SubmitTask {
+                model_id: Hash(r.array("model id")?),
+                input: DataRef::decode(r)?,
+                mode: Mode::from_tag(r.u8("mode")?)?,
+                max_fee: r.u128("max fee")?,
+                deadline_blocks: r.u64("deadline")?,
+            },
+            10 => {
+                let n = count(r, "receipts", MAX_RECEIPTS_PER_TX)?;
+                let receipts = (0..n)
+                    .map(|_| TaskReceipt::decode(r))
+                    .collect::<Result<_, _>>()?;
+                Action::SubmitReceipts { receipts }
+            }
+            11 => Action::CancelTask {
+                task_id: Hash(r.array("task id")?),
+            },
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "action",
+                    tag,
+                })
+            }
+        })
     }
 
     pub fn name(&self) -> &'static str {
         match self {
             Action::Transfer { .. } => "transfer",
+            Action::Stake { .. } => "stake",
+            Action::Unstake { .. } => "unstake",
+            Action::ServeModels { .. } => "serve_models",
+            Action::RegisterModel(_) => "register_model",
+            Action::RegisterDataset { .. } => "register_dataset",
+            Action::TransferOwnership { .. } => "transfer_ownership",
+            Action::RegisterEnclave { .. } => "register_enclave",
+            Action::SetAttestationPolicy { .. } => "set_attestation_policy",
+            Action::SubmitTask { .. } => "submit_task",
+            Action::SubmitReceipts { .. } => "submit_receipts",
+            Action::CancelTask { .. } => "cancel_task",
+        }
+    }
+
+    /// What the action takes from the signer's balance beyond the fee.
+    pub fn spend(&self) -> Amount {
+        match self {
+            Action::Transfer { amount, .. } | Action::Stake { amount } => *amount,
+            Action::SubmitTask { max_fee, .. } => *max_fee,
+            _ => 0,
         }
     }
 }

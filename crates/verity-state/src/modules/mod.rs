@@ -1,3 +1,12 @@
 //! State machine modules. Each owns its tables and its transactions (DESIGN §3).
 
 pub mod accounts;
+pub mod enclaves;
+pub mod records;
+pub mod registry;
+pub mod reputation;
+pub mod schedule;
+pub mod settlement;
+pub mod staking;
+pub mod tasks;
+pub mod verifier;

@@ -1,0 +1,49 @@
+//! `records`: the ExecutionRecord of each verified task, written by the verifier.
+
+use serde::{Deserialize, Serialize};
+use verity_tee::TeeKind;
+use verity_types::{Address, Hash, Mode};
+
+use crate::modules::settlement::Split;
+use crate::overlay::Overlay;
+use crate::store::Table;
+use crate::StateError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordStatus {
+    /// Verified and settled. TEE results are verified, recorded and settled in one step.
+    Finalized,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionRecord {
+    pub task_id: Hash,
+    pub model_id: Hash,
+    pub mode: Mode,
+    pub status: RecordStatus,
+    pub worker: Address,
+    pub input_hash: Hash,
+    pub output_hash: Hash,
+    pub output_size: u64,
+    pub trace_root: Hash,
+    pub trace_len: u32,
+    #[serde(with = "verity_types::serde_hex::array")]
+    pub enclave_key: [u8; 32],
+    pub tee_kind: TeeKind,
+    /// True when the enclave was a dev enclave: "dev TEE, not hardware-backed".
+    pub dev_tee: bool,
+    pub submitted_height: u64,
+    pub assigned_height: u64,
+    pub verified_height: u64,
+    pub finalized_height: u64,
+    pub settlement: Split,
+}
+
+pub fn get(state: &Overlay<'_>, task_id: &Hash) -> Result<Option<ExecutionRecord>, StateError> {
+    state.get_json(Table::Records, &task_id.0, "execution record")
+}
+
+pub fn put(state: &mut Overlay<'_>, record: &ExecutionRecord) {
+    state.put_json(Table::Records, record.task_id.0.to_vec(), record);
+}

@@ -1,0 +1,148 @@
+//! `registry`: models and datasets, their owners, and ownership transfers.
+
+use serde::{Deserialize, Serialize};
+use verity_types::{Address, Asset, DataRef, Hash, ModelSpec};
+
+use crate::overlay::Overlay;
+use crate::store::Table;
+use crate::{StateError, TxFailure};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Model {
+    #[serde(flatten)]
+    pub spec: ModelSpec,
+    pub owner: Address,
+    pub registered_height: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dataset {
+    pub dataset_id: Hash,
+    pub name: String,
+    pub data: DataRef,
+    pub license: String,
+    pub owner: Address,
+    pub registered_height: u64,
+}
+
+/// Key prefixes: one entry per model and per dataset.
+pub const MODEL_PREFIX: &[u8] = b"m";
+pub const DATASET_PREFIX: &[u8] = b"d";
+
+pub fn model_key(id: &Hash) -> Vec<u8> {
+    [MODEL_PREFIX, &id.0].concat()
+}
+
+fn dataset_key(id: &Hash) -> Vec<u8> {
+    [DATASET_PREFIX, &id.0].concat()
+}
+
+pub fn model(state: &Overlay<'_>, id: &Hash) -> Result<Option<Model>, StateError> {
+    state.get_json(Table::Registry, &model_key(id), "model")
+}
+
+pub fn dataset(state: &Overlay<'_>, id: &Hash) -> Result<Option<Dataset>, StateError> {
+    state.get_json(Table::Registry, &dataset_key(id), "dataset")
+}
+
+fn non_empty(what: &str, value: &str) -> Result<(), TxFailure> {
+    if value.trim().is_empty() {
+        return Err(TxFailure::Invalid {
+            reason: format!("{what} must not be empty"),
+        });
+    }
+    Ok(())
+}
+
+pub fn register_model(
+    state: &mut Overlay<'_>,
+    owner: &Address,
+    height: u64,
+    spec: &ModelSpec,
+) -> Result<(), TxFailure> {
+    non_empty("model name", &spec.name)?;
+    non_empty("model version", &spec.version)?;
+    if spec.allowed_modes.is_empty() {
+        return Err(TxFailure::Invalid {
+            reason: "a model must allow at least one verification mode".into(),
+        });
+    }
+    if spec.size == 0 {
+        return Err(TxFailure::Invalid {
+            reason: "model size must be positive".into(),
+        });
+    }
+    if model(state, &spec.model_id)?.is_some() {
+        return Err(TxFailure::Invalid {
+            reason: format!("model {} is already registered", spec.model_id),
+        });
+    }
+    let record = Model {
+        spec: spec.clone(),
+        owner: *owner,
+        registered_height: height,
+    };
+    state.put_json(Table::Registry, model_key(&spec.model_id), &record);
+    Ok(())
+}
+
+pub fn register_dataset(
+    state: &mut Overlay<'_>,
+    owner: &Address,
+    height: u64,
+    name: &str,
+    data: &DataRef,
+    license: &str,
+) -> Result<(), TxFailure> {
+    non_empty("dataset name", name)?;
+    if dataset(state, &data.hash)?.is_some() {
+        return Err(TxFailure::Invalid {
+            reason: format!("dataset {} is already registered", data.hash),
+        });
+    }
+    let record = Dataset {
+        dataset_id: data.hash,
+        name: name.to_string(),
+        data: *data,
+        license: license.to_string(),
+        owner: *owner,
+        registered_height: height,
+    };
+    state.put_json(Table::Registry, dataset_key(&data.hash), &record);
+    Ok(())
+}
+
+pub fn transfer_ownership(
+    state: &mut Overlay<'_>,
+    sender: &Address,
+    asset: Asset,
+    id: &Hash,
+    to: &Address,
+) -> Result<(), TxFailure> {
+    let not_owner = |owner: &Address| TxFailure::Unauthorized {
+        reason: format!("only the owner {owner} may transfer {id}"),
+    };
+    match asset {
+        Asset::Model => {
+            let mut record = model(state, id)?.ok_or_else(|| TxFailure::NotFound {
+                what: format!("model {id}"),
+            })?;
+            if record.owner != *sender {
+                return Err(not_owner(&record.owner));
+            }
+            record.owner = *to;
+            state.put_json(Table::Registry, model_key(id), &record);
+        }
+        Asset::Dataset => {
+            let mut record = dataset(state, id)?.ok_or_else(|| TxFailure::NotFound {
+                what: format!("dataset {id}"),
+            })?;
+            if record.owner != *sender {
+                return Err(not_owner(&record.owner));
+            }
+            record.owner = *to;
+            state.put_json(Table::Registry, dataset_key(id), &record);
+        }
+    }
+    Ok(())
+}

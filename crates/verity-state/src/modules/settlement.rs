@@ -1,0 +1,94 @@
+//! `settlement`: a finalized task's escrow split between worker, model owner and protocol, in the
+//! proportions fixed at genesis. The protocol share takes the rounding, so nothing is lost.
+
+use serde::{Deserialize, Serialize};
+use verity_types::{Address, Amount};
+
+use crate::modules::accounts;
+use crate::overlay::Overlay;
+use crate::TxFailure;
+
+/// Basis points (1/10,000) of each task fee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeeSplit {
+    pub worker_bps: u32,
+    pub owner_bps: u32,
+}
+
+impl Default for FeeSplit {
+    fn default() -> Self {
+        Self {
+            worker_bps: 7_000,
+            owner_bps: 2_000,
+        }
+    }
+}
+
+impl FeeSplit {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.worker_bps as u64 + self.owner_bps as u64 > 10_000 {
+            return Err("worker_bps + owner_bps must not exceed 10000".into());
+        }
+        Ok(())
+    }
+
+    /// Splits `fee`; the three parts always sum to `fee`.
+    pub fn split(&self, fee: Amount) -> Split {
+        let share = |bps: u32| match fee.checked_mul(bps as u128) {
+            Some(p) => p / 10_000,
+            None => fee / 10_000 * bps as u128,
+        };
+        let worker = share(self.worker_bps);
+        let owner = share(self.owner_bps);
+        Split {
+            worker,
+            owner,
+            protocol: fee - worker - owner,
+        }
+    }
+}
+
+/// Where one task's fee went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Split {
+    #[serde(with = "verity_types::amount")]
+    pub worker: Amount,
+    #[serde(with = "verity_types::amount")]
+    pub owner: Amount,
+    #[serde(with = "verity_types::amount")]
+    pub protocol: Amount,
+}
+
+/// Pays out an escrowed fee.
+pub fn pay(
+    state: &mut Overlay<'_>,
+    split: &Split,
+    worker: &Address,
+    owner: &Address,
+    protocol: &Address,
+) -> Result<(), TxFailure> {
+    accounts::credit(state, worker, split.worker)?;
+    accounts::credit(state, owner, split.owner)?;
+    accounts::credit(state, protocol, split.protocol)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn parts_sum_to_the_fee(fee in any::<u128>(), w in 0u32..=10_000, o in 0u32..=10_000) {
+            prop_assume!(w + o <= 10_000);
+            let split = FeeSplit { worker_bps: w, owner_bps: o }.split(fee);
+            prop_assert_eq!(split.worker + split.owner + split.protocol, fee);
+        }
+    }
+
+    #[test]
+    fn default_split_is_exact() {
+        let split = FeeSplit::default().split(1_000);
+        assert_eq!((split.worker, split.owner, split.protocol), (700, 200, 100));
+    }
+}

@@ -1,0 +1,142 @@
+//! `staking`: worker stakes, the models each worker serves, and the unbonding queue.
+
+use serde::{Deserialize, Serialize};
+use verity_types::{Address, Amount, Hash};
+
+use crate::modules::{accounts, schedule};
+use crate::overlay::Overlay;
+use crate::store::Table;
+use crate::{BlockCtx, StateError, TxFailure};
+
+/// A worker's stake record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Worker {
+    #[serde(with = "verity_types::amount")]
+    pub stake: Amount,
+    /// Stake on its way back to the worker's balance.
+    #[serde(with = "verity_types::amount")]
+    pub unbonding: Amount,
+    /// Models served; empty means every model.
+    pub models: Vec<Hash>,
+}
+
+impl Worker {
+    pub fn serves(&self, model: &Hash) -> bool {
+        self.models.is_empty() || self.models.binary_search(model).is_ok()
+    }
+}
+
+/// Every address that ever staked, sorted: the candidates for assignment.
+const INDEX: &[u8] = b"index";
+
+fn key(worker: &Address) -> Vec<u8> {
+    [b"w".as_slice(), &worker.0].concat()
+}
+
+pub fn get(state: &Overlay<'_>, worker: &Address) -> Result<Option<Worker>, StateError> {
+    state.get_json(Table::Staking, &key(worker), "worker stake")
+}
+
+/// All workers, in address order.
+pub fn workers(state: &Overlay<'_>) -> Result<Vec<Address>, StateError> {
+    Ok(state
+        .get_json(Table::Staking, INDEX, "worker index")?
+        .unwrap_or_default())
+}
+
+fn put(state: &mut Overlay<'_>, worker: &Address, record: &Worker) -> Result<(), StateError> {
+    let mut index = workers(state)?;
+    if let Err(at) = index.binary_search(worker) {
+        index.insert(at, *worker);
+        state.put_json(Table::Staking, INDEX.to_vec(), &index);
+    }
+    state.put_json(Table::Staking, key(worker), record);
+    Ok(())
+}
+
+/// Stake: moves `amount` from the balance into the worker's stake.
+pub fn stake(state: &mut Overlay<'_>, worker: &Address, amount: Amount) -> Result<(), TxFailure> {
+    if amount == 0 {
+        return Err(TxFailure::Invalid {
+            reason: "stake amount must be positive".into(),
+        });
+    }
+    let mut record = get(state, worker)?.unwrap_or_default();
+    record.stake = record
+        .stake
+        .checked_add(amount)
+        .ok_or(TxFailure::Overflow)?;
+    accounts::debit(state, worker, amount)?;
+    put(state, worker, &record)?;
+    Ok(())
+}
+
+/// Unstake: `amount` stops counting at once and returns to the balance after the delay.
+pub fn unstake(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    worker: &Address,
+    amount: Amount,
+) -> Result<(), TxFailure> {
+    let mut record = get(state, worker)?.ok_or_else(|| TxFailure::NotFound {
+        what: format!("stake of {worker}"),
+    })?;
+    if amount == 0 || amount > record.stake {
+        return Err(TxFailure::Invalid {
+            reason: format!("can unstake 1 to {} base units, not {amount}", record.stake),
+        });
+    }
+    record.stake -= amount;
+    record.unbonding = record
+        .unbonding
+        .checked_add(amount)
+        .ok_or(TxFailure::Overflow)?;
+    put(state, worker, &record)?;
+    let due = ctx
+        .height
+        .saturating_add(ctx.genesis.params.tasks.unbonding_blocks);
+    schedule::push(
+        state,
+        schedule::Kind::Unbond,
+        due,
+        &(*worker, amount.to_string()),
+    )?;
+    Ok(())
+}
+
+pub fn serve_models(
+    state: &mut Overlay<'_>,
+    worker: &Address,
+    mut models: Vec<Hash>,
+) -> Result<(), TxFailure> {
+    models.sort();
+    models.dedup();
+    let mut record = get(state, worker)?.ok_or_else(|| TxFailure::NotFound {
+        what: format!("stake of {worker}; stake before choosing models"),
+    })?;
+    record.models = models;
+    put(state, worker, &record)?;
+    Ok(())
+}
+
+/// Returns unbonded stake that is due at this height.
+pub fn release_due(state: &mut Overlay<'_>, height: u64) -> Result<(), StateError> {
+    let due: Vec<(Address, String)> = schedule::take(state, schedule::Kind::Unbond, height)?;
+    for (worker, amount) in due {
+        let amount: Amount = amount
+            .parse()
+            .map_err(|_| StateError::Corrupt("unbonding amount"))?;
+        let mut record = get(state, &worker)?.ok_or(StateError::Corrupt("unbonding worker"))?;
+        record.unbonding = record
+            .unbonding
+            .checked_sub(amount)
+            .ok_or(StateError::Corrupt("unbonding exceeds record"))?;
+        put(state, &worker, &record)?;
+        // A balance too large to take it back keeps the amount unbonding rather than lose it.
+        if accounts::credit(state, &worker, amount).is_err() {
+            record.unbonding += amount;
+            put(state, &worker, &record)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,363 @@
+//! `tasks`: submission with fee escrow and a deadline, assignment drawn from the block seed
+//! weighted by stake × reputation among eligible workers, timeouts that reassign and penalise,
+//! cancellation, and expiry.
+
+use serde::{Deserialize, Serialize};
+use verity_types::{sha256, Address, Amount, DataRef, Hash, Mode};
+
+use crate::modules::{accounts, enclaves, registry, reputation, schedule, staking};
+use crate::overlay::Overlay;
+use crate::store::Table;
+use crate::{BlockCtx, StateError, TxFailure};
+
+/// Domain tag of the per-task assignment draw.
+const ASSIGN_DOMAIN: &[u8] = b"verity/assign/v1";
+/// Most tasks waiting for a worker that one block retries.
+const PENDING_RETRIES_PER_BLOCK: usize = 1_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    /// Waiting for an eligible worker.
+    Pending,
+    Assigned,
+    /// Verified and settled.
+    Finalized,
+    Cancelled,
+    /// The deadline passed without a result; the escrow went back.
+    Expired,
+}
+
+impl TaskStatus {
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Finalized | TaskStatus::Cancelled | TaskStatus::Expired
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    /// The hash of the SubmitTask transaction.
+    pub task_id: Hash,
+    pub submitter: Address,
+    pub model_id: Hash,
+    pub input: DataRef,
+    pub mode: Mode,
+    #[serde(with = "verity_types::amount")]
+    pub max_fee: Amount,
+    pub status: TaskStatus,
+    pub worker: Option<Address>,
+    pub submitted_height: u64,
+    pub deadline_height: u64,
+    pub assigned_height: Option<u64>,
+    /// The assigned worker must deliver before this height or lose the task.
+    pub timeout_height: Option<u64>,
+    /// Workers that let this task time out, in order.
+    pub timed_out: Vec<Address>,
+    pub closed_height: Option<u64>,
+}
+
+pub const TASK_PREFIX: &[u8] = b"t";
+/// Index entries: by submission height (every task) and by worker (current assignments).
+pub const BY_HEIGHT_PREFIX: &[u8] = b"h";
+pub const ASSIGNED_PREFIX: &[u8] = b"a";
+const PENDING: &[u8] = b"pending";
+
+fn task_key(id: &Hash) -> Vec<u8> {
+    [TASK_PREFIX, &id.0].concat()
+}
+
+pub fn assigned_key(worker: &Address, id: &Hash) -> Vec<u8> {
+    [ASSIGNED_PREFIX, &worker.0, &id.0].concat()
+}
+
+pub fn get(state: &Overlay<'_>, id: &Hash) -> Result<Option<Task>, StateError> {
+    state.get_json(Table::Tasks, &task_key(id), "task")
+}
+
+pub fn put(state: &mut Overlay<'_>, task: &Task) {
+    state.put_json(Table::Tasks, task_key(&task.task_id), task);
+}
+
+/// Task ids decoded from a block's writes: the tasks whose record changed.
+pub fn changed(batch: &crate::Batch) -> Vec<Task> {
+    batch
+        .writes
+        .iter()
+        .filter(|((table, key), _)| *table == Table::Tasks && key.first() == Some(&TASK_PREFIX[0]))
+        .filter_map(|(_, value)| value.as_ref())
+        .filter_map(|raw| serde_json::from_slice(raw).ok())
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn submit(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    task_id: Hash,
+    submitter: &Address,
+    model_id: &Hash,
+    input: &DataRef,
+    mode: Mode,
+    max_fee: Amount,
+    deadline_blocks: u64,
+) -> Result<Task, TxFailure> {
+    let params = &ctx.genesis.params.tasks;
+    let model = registry::model(state, model_id)?.ok_or_else(|| TxFailure::NotFound {
+        what: format!("model {model_id}"),
+    })?;
+    if !model.spec.allowed_modes.contains(&mode) {
+        return Err(TxFailure::Invalid {
+            reason: format!("model {model_id} does not allow mode {mode}"),
+        });
+    }
+    if mode != Mode::Tee {
+        return Err(TxFailure::Invalid {
+            reason: format!("mode {mode} is not verifiable on this chain yet; use tee"),
+        });
+    }
+    if deadline_blocks == 0 || deadline_blocks > params.max_deadline_blocks {
+        return Err(TxFailure::Invalid {
+            reason: format!(
+                "deadline must be 1 to {} blocks, not {deadline_blocks}",
+                params.max_deadline_blocks
+            ),
+        });
+    }
+    if max_fee < params.min_task_fee {
+        return Err(TxFailure::FeeTooLow {
+            offered: max_fee,
+            minimum: params.min_task_fee,
+        });
+    }
+    if input.size > params.max_input_bytes {
+        return Err(TxFailure::Invalid {
+            reason: format!(
+                "input is {} bytes, over the limit of {}",
+                input.size, params.max_input_bytes
+            ),
+        });
+    }
+    accounts::debit(state, submitter, max_fee)?;
+    let mut task = Task {
+        task_id,
+        submitter: *submitter,
+        model_id: *model_id,
+        input: *input,
+        mode,
+        max_fee,
+        status: TaskStatus::Pending,
+        worker: None,
+        submitted_height: ctx.height,
+        deadline_height: ctx.height.saturating_add(deadline_blocks),
+        assigned_height: None,
+        timeout_height: None,
+        timed_out: Vec::new(),
+        closed_height: None,
+    };
+    let mut by_height = BY_HEIGHT_PREFIX.to_vec();
+    // Inverted height: a forward scan lists the newest tasks first.
+    by_height.extend_from_slice(&(u64::MAX - ctx.height).to_be_bytes());
+    by_height.extend_from_slice(&task_id.0);
+    state.put(Table::Tasks, by_height, Vec::new());
+    schedule::push(
+        state,
+        schedule::Kind::Deadline,
+        task.deadline_height,
+        &task_id,
+    )?;
+    assign(state, ctx, &mut task)?;
+    put(state, &task);
+    Ok(task)
+}
+
+/// A worker may take a task when it has enough stake, is not banned, serves the model and has a
+/// live enclave (every mode verified here needs one).
+fn eligible(
+    state: &Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    worker: &Address,
+    model: &Hash,
+) -> Result<Option<u128>, StateError> {
+    let Some(stake) = staking::get(state, worker)? else {
+        return Ok(None);
+    };
+    if stake.stake < ctx.genesis.params.tasks.min_worker_stake || !stake.serves(model) {
+        return Ok(None);
+    }
+    let rep = reputation::get(state, worker)?;
+    if rep.banned {
+        return Ok(None);
+    }
+    match enclaves::current(state, worker)? {
+        Some(enclave) if enclave.is_live(ctx.timestamp_ms) => {}
+        _ => return Ok(None),
+    }
+    // Weight in whole micro-tokens so that stake × factor cannot overflow.
+    let units = (stake.stake / 1_000_000_000_000).max(1);
+    Ok(Some(units.saturating_mul(rep.factor_percent())))
+}
+
+/// Draws a worker for `task` from the block seed, preferring workers that have not let it time
+/// out; leaves it Pending when nobody is eligible.
+fn assign(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>, task: &mut Task) -> Result<(), StateError> {
+    let mut candidates = Vec::new();
+    for worker in staking::workers(state)? {
+        if let Some(weight) = eligible(state, ctx, &worker, &task.model_id)? {
+            candidates.push((worker, weight));
+        }
+    }
+    let fresh: Vec<_> = candidates
+        .iter()
+        .filter(|(w, _)| !task.timed_out.contains(w))
+        .copied()
+        .collect();
+    let pool = if fresh.is_empty() { candidates } else { fresh };
+    let total: u128 = pool.iter().fold(0u128, |t, (_, w)| t.saturating_add(*w));
+    if total == 0 {
+        task.status = TaskStatus::Pending;
+        task.worker = None;
+        task.assigned_height = None;
+        task.timeout_height = None;
+        let mut pending = pending(state)?;
+        if !pending.contains(&task.task_id) {
+            pending.push(task.task_id);
+            state.put_json(Table::Tasks, PENDING.to_vec(), &pending);
+        }
+        return Ok(());
+    }
+    let mut draw_input = ASSIGN_DOMAIN.to_vec();
+    draw_input.extend_from_slice(&ctx.seed.0);
+    draw_input.extend_from_slice(&task.task_id.0);
+    draw_input.extend_from_slice(&(task.timed_out.len() as u32).to_le_bytes());
+    let digest = sha256(&draw_input);
+    let mut point = u128::from_le_bytes(digest.0[..16].try_into().expect("16 bytes")) % total;
+    let mut chosen = pool[pool.len() - 1].0;
+    for (worker, weight) in &pool {
+        if point < *weight {
+            chosen = *worker;
+            break;
+        }
+        point -= weight;
+    }
+    let timeout = ctx
+        .height
+        .saturating_add(ctx.genesis.params.tasks.assignment_timeout_blocks);
+    task.status = TaskStatus::Assigned;
+    task.worker = Some(chosen);
+    task.assigned_height = Some(ctx.height);
+    task.timeout_height = Some(timeout);
+    state.put(
+        Table::Tasks,
+        assigned_key(&chosen, &task.task_id),
+        Vec::new(),
+    );
+    schedule::push(state, schedule::Kind::Timeout, timeout, &task.task_id)?;
+    Ok(())
+}
+
+fn pending(state: &Overlay<'_>) -> Result<Vec<Hash>, StateError> {
+    Ok(state
+        .get_json(Table::Tasks, PENDING, "pending tasks")?
+        .unwrap_or_default())
+}
+
+/// Ends a task's assignment (result delivered, timed out, cancelled or expired).
+pub fn unassign(state: &mut Overlay<'_>, task: &Task) {
+    if let Some(worker) = task.worker {
+        state.delete(Table::Tasks, assigned_key(&worker, &task.task_id));
+    }
+}
+
+fn close(state: &mut Overlay<'_>, task: &mut Task, status: TaskStatus, height: u64) {
+    unassign(state, task);
+    task.status = status;
+    task.closed_height = Some(height);
+}
+
+/// Returns the escrow to the submitter (cancel and expiry).
+fn refund(state: &mut Overlay<'_>, task: &Task) -> Result<(), TxFailure> {
+    accounts::credit(state, &task.submitter, task.max_fee)
+}
+
+pub fn cancel(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    sender: &Address,
+    task_id: &Hash,
+) -> Result<(), TxFailure> {
+    let mut task = get(state, task_id)?.ok_or_else(|| TxFailure::NotFound {
+        what: format!("task {task_id}"),
+    })?;
+    if task.submitter != *sender {
+        return Err(TxFailure::Unauthorized {
+            reason: format!("only the submitter {} may cancel {task_id}", task.submitter),
+        });
+    }
+    if task.status.is_final() {
+        return Err(TxFailure::Invalid {
+            reason: format!("task {task_id} is already {:?}", task.status),
+        });
+    }
+    refund(state, &task)?;
+    close(state, &mut task, TaskStatus::Cancelled, ctx.height);
+    put(state, &task);
+    Ok(())
+}
+
+/// Start-of-block work for tasks: timeouts reassign and penalise, deadlines expire and refund,
+/// and tasks still waiting for a worker try again.
+pub fn begin_block(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>) -> Result<(), StateError> {
+    let penalty = ctx.genesis.params.tasks.timeout_penalty;
+    for id in schedule::take::<Hash>(state, schedule::Kind::Deadline, ctx.height)? {
+        let Some(mut task) = get(state, &id)? else {
+            continue;
+        };
+        if task.status.is_final() {
+            continue;
+        }
+        if refund(state, &task).is_err() {
+            return Err(StateError::Corrupt("escrow refund overflows a balance"));
+        }
+        close(state, &mut task, TaskStatus::Expired, ctx.height);
+        put(state, &task);
+    }
+    for id in schedule::take::<Hash>(state, schedule::Kind::Timeout, ctx.height)? {
+        let Some(mut task) = get(state, &id)? else {
+            continue;
+        };
+        // Only the assignment this entry was scheduled for; a later one has its own entry.
+        if task.status != TaskStatus::Assigned || task.timeout_height != Some(ctx.height) {
+            continue;
+        }
+        let worker = task
+            .worker
+            .ok_or(StateError::Corrupt("assigned task without worker"))?;
+        reputation::record_timeout(state, &worker, penalty)?;
+        unassign(state, &task);
+        task.timed_out.push(worker);
+        assign(state, ctx, &mut task)?;
+        put(state, &task);
+    }
+    let waiting = pending(state)?;
+    if !waiting.is_empty() {
+        state.put_json(Table::Tasks, PENDING.to_vec(), &Vec::<Hash>::new());
+        let (retry, later) = waiting.split_at(waiting.len().min(PENDING_RETRIES_PER_BLOCK));
+        if !later.is_empty() {
+            state.put_json(Table::Tasks, PENDING.to_vec(), &later.to_vec());
+        }
+        for id in retry {
+            let Some(mut task) = get(state, id)? else {
+                continue;
+            };
+            if task.status != TaskStatus::Pending {
+                continue;
+            }
+            assign(state, ctx, &mut task)?;
+            put(state, &task);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,331 @@
+//! Tasks and their receipts (DESIGN §4): what a user asks for, and what a worker's enclave signs
+//! about the result.
+//!
+//! A receipt's signature is ed25519 by the worker's enclave key over
+//! SHA-256(`RECEIPT_DOMAIN` ‖ chain id ‖ the receipt's fields), so it binds the domain tag and the
+//! chain id like every other signature here.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::codec::{DecodeError, Reader, Writer};
+use crate::{sha256, Address, Hash};
+
+/// Domain tag of receipt signatures.
+pub const RECEIPT_DOMAIN: &[u8] = b"verity/receipt/v1";
+
+/// Off-chain data, named by the SHA-256 of its bytes (its CIDv1 follows from that digest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataRef {
+    pub hash: Hash,
+    pub size: u64,
+    /// Whether the bytes are an encrypted envelope rather than the plain input.
+    pub encrypted: bool,
+}
+
+impl DataRef {
+    pub fn of(bytes: &[u8]) -> Self {
+        Self {
+            hash: sha256(bytes),
+            size: bytes.len() as u64,
+            encrypted: false,
+        }
+    }
+
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        w.fixed(&self.hash.0)
+            .u64(self.size)
+            .u8(u8::from(self.encrypted));
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            hash: Hash(r.array("data hash")?),
+            size: r.u64("data size")?,
+            encrypted: match r.u8("encrypted flag")? {
+                0 => false,
+                1 => true,
+                tag => {
+                    return Err(DecodeError::UnknownTag {
+                        what: "encrypted flag",
+                        tag,
+                    })
+                }
+            },
+        })
+    }
+}
+
+/// How a task's result is verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// An attested enclave key signs the result.
+    Tee,
+    /// As TEE, plus a zero-knowledge proof of the inference.
+    TeeZk,
+    /// Optimistic: a trace commitment and a challenge window.
+    Op,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 3] = [Mode::Tee, Mode::TeeZk, Mode::Op];
+
+    pub fn tag(self) -> u8 {
+        match self {
+            Mode::Tee => 0,
+            Mode::TeeZk => 1,
+            Mode::Op => 2,
+        }
+    }
+
+    pub fn from_tag(tag: u8) -> Result<Self, DecodeError> {
+        match tag {
+            0 => Ok(Mode::Tee),
+            1 => Ok(Mode::TeeZk),
+            2 => Ok(Mode::Op),
+            tag => Err(DecodeError::UnknownTag { what: "mode", tag }),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Tee => "tee",
+            Mode::TeeZk => "tee_zk",
+            Mode::Op => "op",
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "tee" => Ok(Mode::Tee),
+            "tee_zk" | "tee+zk" => Ok(Mode::TeeZk),
+            "op" => Ok(Mode::Op),
+            other => Err(format!(
+                "unknown mode {other:?}; expected tee, tee_zk or op"
+            )),
+        }
+    }
+}
+
+/// An enclave's ed25519 key: what workers sign receipts with.
+pub struct EnclaveKey {
+    key: SigningKey,
+}
+
+impl EnclaveKey {
+    pub fn generate() -> Self {
+        let mut seed = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+        Self::from_seed(seed)
+    }
+
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        Self {
+            key: SigningKey::from_bytes(&seed),
+        }
+    }
+
+    /// The secret seed, for writing a key file. Handle with care.
+    pub fn seed(&self) -> [u8; 32] {
+        self.key.to_bytes()
+    }
+
+    pub fn public(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    /// Signs `receipt` for `chain_id`, filling in its enclave key and signature.
+    pub fn sign(&self, chain_id: &str, receipt: &mut TaskReceipt) {
+        receipt.enclave_key = self.public();
+        let digest = receipt.signing_digest(chain_id);
+        receipt.signature = self.key.sign(&digest.0).to_bytes();
+    }
+}
+
+impl std::fmt::Debug for EnclaveKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EnclaveKey({})", hex::encode(self.public()))
+    }
+}
+
+/// The Verifiable Compute Receipt: what a worker's enclave attests it computed for one task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskReceipt {
+    pub task_id: Hash,
+    pub model_id: Hash,
+    pub input_hash: Hash,
+    /// SHA-256 of the output document; the output's CID follows from it.
+    pub output_hash: Hash,
+    pub output_size: u64,
+    pub trace_root: Hash,
+    pub trace_len: u32,
+    pub worker: Address,
+    #[serde(with = "crate::serde_hex::array")]
+    pub enclave_key: [u8; 32],
+    #[serde(with = "crate::serde_hex::array")]
+    pub signature: [u8; 64],
+}
+
+/// Encoded size of one receipt.
+pub const RECEIPT_BYTES: usize = 32 * 5 + 8 + 4 + 20 + 32 + 64;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ReceiptError {
+    #[error("the enclave key is not a valid ed25519 public key")]
+    BadKey,
+    #[error("the enclave signature does not verify over this receipt")]
+    BadSignature,
+}
+
+impl TaskReceipt {
+    fn encode_fields(&self, w: &mut Writer) {
+        w.fixed(&self.task_id.0)
+            .fixed(&self.model_id.0)
+            .fixed(&self.input_hash.0)
+            .fixed(&self.output_hash.0)
+            .u64(self.output_size)
+            .fixed(&self.trace_root.0)
+            .u32(self.trace_len)
+            .fixed(&self.worker.0)
+            .fixed(&self.enclave_key);
+    }
+
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        self.encode_fields(w);
+        w.fixed(&self.signature);
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            task_id: Hash(r.array("receipt task id")?),
+            model_id: Hash(r.array("receipt model id")?),
+            input_hash: Hash(r.array("receipt input hash")?),
+            output_hash: Hash(r.array("receipt output hash")?),
+            output_size: r.u64("receipt output size")?,
+            trace_root: Hash(r.array("receipt trace root")?),
+            trace_len: r.u32("receipt trace length")?,
+            worker: Address(r.array("receipt worker")?),
+            enclave_key: r.array("receipt enclave key")?,
+            signature: r.array("receipt signature")?,
+        })
+    }
+
+    /// SHA-256(domain ‖ chain id ‖ fields): what the enclave signs.
+    pub fn signing_digest(&self, chain_id: &str) -> Hash {
+        let mut w = Writer::new();
+        w.fixed(RECEIPT_DOMAIN).str(chain_id);
+        self.encode_fields(&mut w);
+        sha256(&w.finish())
+    }
+
+    /// Checks the enclave signature on its own (batched checks use [`verify_receipts`]).
+    pub fn verify(&self, chain_id: &str) -> Result<(), ReceiptError> {
+        let key = VerifyingKey::from_bytes(&self.enclave_key).map_err(|_| ReceiptError::BadKey)?;
+        key.verify(
+            &self.signing_digest(chain_id).0,
+            &Signature::from_bytes(&self.signature),
+        )
+        .map_err(|_| ReceiptError::BadSignature)
+    }
+}
+
+/// Verifies every receipt's enclave signature. All valid: one batched check (about twice as fast
+/// per signature as one by one). Otherwise the index of the first bad receipt and why.
+pub fn verify_receipts(
+    chain_id: &str,
+    receipts: &[TaskReceipt],
+) -> Result<(), (usize, ReceiptError)> {
+    let mut keys = Vec::with_capacity(receipts.len());
+    for (i, r) in receipts.iter().enumerate() {
+        keys.push(VerifyingKey::from_bytes(&r.enclave_key).map_err(|_| (i, ReceiptError::BadKey))?);
+    }
+    let digests: Vec<Hash> = receipts
+        .iter()
+        .map(|r| r.signing_digest(chain_id))
+        .collect();
+    let messages: Vec<&[u8]> = digests.iter().map(|d| d.0.as_slice()).collect();
+    let signatures: Vec<Signature> = receipts
+        .iter()
+        .map(|r| Signature::from_bytes(&r.signature))
+        .collect();
+    if ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
+        return Ok(());
+    }
+    for (i, r) in receipts.iter().enumerate() {
+        r.verify(chain_id).map_err(|e| (i, e))?;
+    }
+    // The batch equation failed but every signature verifies alone: treat as the first one bad
+    // rather than accept what the batch check refused.
+    Err((0, ReceiptError::BadSignature))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receipt(key: &EnclaveKey, task: u8) -> TaskReceipt {
+        let mut r = TaskReceipt {
+            task_id: Hash([task; 32]),
+            model_id: Hash([2; 32]),
+            input_hash: Hash([3; 32]),
+            output_hash: Hash([4; 32]),
+            output_size: 99,
+            trace_root: Hash([5; 32]),
+            trace_len: 7,
+            worker: Address([6; 20]),
+            enclave_key: [0; 32],
+            signature: [0; 64],
+        };
+        key.sign("verity-test", &mut r);
+        r
+    }
+
+    #[test]
+    fn signature_binds_chain_and_every_field() {
+        let key = EnclaveKey::generate();
+        let r = receipt(&key, 1);
+        r.verify("verity-test").unwrap();
+        assert_eq!(r.verify("verity-other"), Err(ReceiptError::BadSignature));
+        let mut tampered = r.clone();
+        tampered.output_hash.0[0] ^= 1;
+        assert_eq!(
+            tampered.verify("verity-test"),
+            Err(ReceiptError::BadSignature)
+        );
+        let mut w = Writer::new();
+        r.encode(&mut w);
+        let bytes = w.finish();
+        assert_eq!(bytes.len(), RECEIPT_BYTES);
+        let mut reader = Reader::new(&bytes);
+        assert_eq!(TaskReceipt::decode(&mut reader).unwrap(), r);
+    }
+
+    #[test]
+    fn batch_names_the_bad_receipt() {
+        let key = EnclaveKey::generate();
+        let mut batch: Vec<_> = (0..8).map(|i| receipt(&key, i)).collect();
+        verify_receipts("verity-test", &batch).unwrap();
+        batch[5].trace_len += 1;
+        assert_eq!(
+            verify_receipts("verity-test", &batch),
+            Err((5, ReceiptError::BadSignature))
+        );
+        batch[2].enclave_key = [0xff; 32];
+        assert!(matches!(
+            verify_receipts("verity-test", &batch),
+            Err((2, _))
+        ));
+    }
+}
