@@ -23,6 +23,7 @@ pub use modules::staking::Worker;
 pub use modules::tasks::{Task, TaskStatus};
 pub use overlay::Overlay;
 pub use store::{Batch, MemStore, RedbStore, Store, StoreError, Table};
+pub use verity_tee;
 
 /// Domain tag of the state-root chain.
 const STATE_ROOT_DOMAIN: &[u8] = b"verity/state-root/v1";

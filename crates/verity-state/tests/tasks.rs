@@ -1,0 +1,532 @@
+//! Tasks through whole blocks: registration, staking, dev enclaves, assignment, receipts,
+//! settlement, reputation, timeouts and every receipt rejection.
+
+use verity_state::{
+    recover, BlockInput, Chain, Genesis, GenesisAccount, MemStore, Params, TaskParams, TaskStatus,
+    TxFailure, TxStatus,
+};
+use verity_tee::{enclave_report_data, DevReport, KindRule, Policy, TeeKind};
+use verity_types::{
+    AccountKey, Action, Address, DataRef, EnclaveKey, Hash, Mode, ModelSpec, SignedTx, TaskReceipt,
+    TxBody, ONE_TOKEN,
+};
+
+const CHAIN: &str = "verity-test";
+const T0: u64 = 1_700_000_000_000;
+const FEE: u128 = 1_000_000;
+
+struct Net {
+    chain: Chain<MemStore>,
+    height: u64,
+    nonces: std::collections::HashMap<Address, u64>,
+}
+
+fn dev_policy() -> Policy {
+    let mut policy = Policy::permissive();
+    policy.allow_dev = true;
+    policy.kinds.insert(TeeKind::Dev, KindRule::default());
+    policy
+}
+
+impl Net {
+    fn new(funded: &[Address]) -> Self {
+        let genesis = Genesis {
+            chain_id: CHAIN.into(),
+            genesis_time_ms: T0,
+            params: Params {
+                min_fee: 1,
+                fee_collector: Address([0xfe; 20]),
+                max_block_txs: 1000,
+                governance: Some(funded[0]),
+                tasks: TaskParams {
+                    min_worker_stake: 10 * ONE_TOKEN,
+                    assignment_timeout_blocks: 3,
+                    protocol_treasury: Some(Address([0xee; 20])),
+                    ..Default::default()
+                },
+            },
+            accounts: funded
+                .iter()
+                .map(|a| GenesisAccount {
+                    address: *a,
+                    balance: 1_000 * ONE_TOKEN,
+                })
+                .collect(),
+            attestation_policy: Some(dev_policy()),
+        };
+        Self {
+            chain: Chain::open(MemStore::default(), genesis).unwrap(),
+            height: 0,
+            nonces: Default::default(),
+        }
+    }
+
+    fn tx(&mut self, key: &AccountKey, action: Action) -> SignedTx {
+        let nonce = self.nonces.entry(key.address()).or_default();
+        let tx = TxBody {
+            chain_id: CHAIN.into(),
+            nonce: *nonce,
+            fee: 1,
+            action,
+        }
+        .sign(key);
+        *nonce += 1;
+        tx
+    }
+
+    fn block(&mut self, txs: &[SignedTx]) -> Vec<Option<TxFailure>> {
+        self.height += 1;
+        let raw: Vec<Vec<u8>> = txs.iter().map(SignedTx::encode).collect();
+        self.chain
+            .apply_block(
+                &BlockInput {
+                    height: self.height,
+                    hash: Hash([self.height as u8; 32]),
+                    parent: Hash::ZERO,
+                    timestamp_ms: T0 + self.height * 1000,
+                    seed: verity_types::sha256(&self.height.to_le_bytes()),
+                    txs: &raw,
+                },
+                recover,
+            )
+            .unwrap()
+            .unwrap();
+        txs.iter()
+            .map(
+                |tx| match self.chain.receipt(&tx.hash()).unwrap().unwrap().status {
+                    TxStatus::Success => None,
+                    TxStatus::Failed { error } => Some(error),
+                },
+            )
+            .collect()
+    }
+
+    fn ok(&mut self, txs: &[SignedTx]) {
+        for (i, failure) in self.block(txs).into_iter().enumerate() {
+            assert_eq!(failure, None, "tx {i} failed");
+        }
+    }
+
+    fn balance(&self, a: &Address) -> u128 {
+        self.chain.account(a).unwrap().balance
+    }
+}
+
+struct Worker {
+    account: AccountKey,
+    enclave: EnclaveKey,
+}
+
+fn register_worker(net: &mut Net, measurement: &[u8]) -> (Worker, Vec<SignedTx>) {
+    let w = Worker {
+        account: AccountKey::generate(),
+        enclave: EnclaveKey::generate(),
+    };
+    let report_data = enclave_report_data(CHAIN, &w.account.address(), &w.enclave.public());
+    let vendor = AccountKey::generate();
+    let report = DevReport::sign(&vendor, measurement, &report_data, T0 / 1000);
+    let txs = vec![
+        net.tx(
+            &w.account,
+            Action::Stake {
+                amount: 100 * ONE_TOKEN,
+            },
+        ),
+        net.tx(
+            &w.account,
+            Action::RegisterEnclave {
+                kind: "dev".into(),
+                enclave_key: w.enclave.public(),
+                report: report.to_bytes(),
+                collateral: vec![],
+                certs: vec![],
+            },
+        ),
+    ];
+    (w, txs)
+}
+
+fn model_spec() -> ModelSpec {
+    ModelSpec {
+        model_id: Hash([0x11; 32]),
+        name: "digits".into(),
+        version: "1".into(),
+        weights_root: Hash([0x22; 32]),
+        architecture: "mlp".into(),
+        param_count: 100,
+        size: 1234,
+        license: "MIT".into(),
+        tee_required: true,
+        allowed_modes: vec![Mode::Tee],
+        tolerance_ppm: 0,
+    }
+}
+
+fn receipt(net: &Net, w: &Worker, task_id: Hash) -> TaskReceipt {
+    let task = net.chain.task(&task_id).unwrap().unwrap();
+    let mut r = TaskReceipt {
+        task_id,
+        model_id: task.model_id,
+        input_hash: task.input.hash,
+        output_hash: Hash([0x33; 32]),
+        output_size: 10,
+        trace_root: Hash([0x44; 32]),
+        trace_len: 5,
+        worker: w.account.address(),
+        enclave_key: [0; 32],
+        signature: [0; 64],
+    };
+    w.enclave.sign(CHAIN, &mut r);
+    r
+}
+
+fn submit(net: &mut Net, user: &AccountKey, n: u8) -> SignedTx {
+    net.tx(
+        user,
+        Action::SubmitTask {
+            model_id: model_spec().model_id,
+            input: DataRef::of(&[n]),
+            mode: Mode::Tee,
+            max_fee: FEE,
+            deadline_blocks: 50,
+        },
+    )
+}
+
+#[test]
+fn tasks_are_assigned_verified_settled_and_scored() {
+    let owner = AccountKey::generate();
+    let user = AccountKey::generate();
+    let mut net = Net::new(&[owner.address(), user.address()]);
+    let (w1, mut txs) = register_worker(&mut net, b"m1");
+    let (w2, more) = register_worker(&mut net, b"m2");
+    txs.extend(more);
+    // Workers must be funded before they can stake.
+    let funding = vec![
+        net.tx(
+            &owner,
+            Action::Transfer {
+                to: w1.account.address(),
+                amount: 200 * ONE_TOKEN,
+            },
+        ),
+        net.tx(
+            &owner,
+            Action::Transfer {
+                to: w2.account.address(),
+                amount: 200 * ONE_TOKEN,
+            },
+        ),
+        net.tx(&owner, Action::RegisterModel(model_spec())),
+    ];
+    net.ok(&funding);
+    net.ok(&txs);
+    let enclave = net.chain.enclave(&w1.account.address()).unwrap().unwrap();
+    assert!(enclave.is_dev());
+
+    let submits: Vec<_> = (0..20).map(|n| submit(&mut net, &user, n)).collect();
+    let user_before = net.balance(&user.address());
+    net.ok(&submits);
+    assert_eq!(
+        net.balance(&user.address()),
+        user_before - 20 * (FEE + 1),
+        "escrow and fees taken"
+    );
+    let mut per_worker = [Vec::new(), Vec::new()];
+    for tx in &submits {
+        let task = net.chain.task(&tx.hash()).unwrap().unwrap();
+        assert_eq!(task.status, TaskStatus::Assigned);
+        let worker = task.worker.unwrap();
+        let which = usize::from(worker == w2.account.address());
+        per_worker[which].push(tx.hash());
+    }
+    assert!(
+        !per_worker[0].is_empty() && !per_worker[1].is_empty(),
+        "the draw spreads tasks over both workers"
+    );
+    assert_eq!(
+        net.chain
+            .assignments(&w1.account.address(), 100)
+            .unwrap()
+            .len(),
+        per_worker[0].len()
+    );
+
+    let owner_before = net.balance(&owner.address());
+    let w1_before = net.balance(&w1.account.address());
+    let batch1: Vec<_> = per_worker[0]
+        .iter()
+        .map(|id| receipt(&net, &w1, *id))
+        .collect();
+    let batch2: Vec<_> = per_worker[1]
+        .iter()
+        .map(|id| receipt(&net, &w2, *id))
+        .collect();
+    let t1 = net.tx(&w1.account, Action::SubmitReceipts { receipts: batch1 });
+    let t2 = net.tx(&w2.account, Action::SubmitReceipts { receipts: batch2 });
+    net.ok(&[t1, t2]);
+    for tx in &submits {
+        let task = net.chain.task(&tx.hash()).unwrap().unwrap();
+        assert_eq!(task.status, TaskStatus::Finalized);
+        let record = net.chain.record(&tx.hash()).unwrap().unwrap();
+        assert!(record.dev_tee);
+        assert_eq!(record.output_hash, Hash([0x33; 32]));
+    }
+    let n1 = per_worker[0].len() as u128;
+    assert_eq!(
+        net.balance(&owner.address()),
+        owner_before + 20 * FEE * 2 / 10
+    );
+    assert_eq!(
+        net.balance(&w1.account.address()),
+        w1_before + n1 * FEE * 7 / 10 - 1
+    );
+    assert_eq!(net.balance(&Address([0xee; 20])), 20 * FEE / 10);
+    let rep = net.chain.reputation(&w1.account.address()).unwrap();
+    assert_eq!(rep.score, 10 * n1 as i64);
+    assert!(net
+        .chain
+        .assignments(&w1.account.address(), 100)
+        .unwrap()
+        .is_empty());
+    assert_eq!(net.chain.recent_tasks(5).unwrap().len(), 5);
+}
+
+#[test]
+fn bad_receipts_are_rejected_and_leave_nothing() {
+    let owner = AccountKey::generate();
+    let user = AccountKey::generate();
+    let mut net = Net::new(&[owner.address(), user.address()]);
+    let (w1, mut txs) = register_worker(&mut net, b"m1");
+    let funding = vec![
+        net.tx(
+            &owner,
+            Action::Transfer {
+                to: w1.account.address(),
+                amount: 200 * ONE_TOKEN,
+            },
+        ),
+        net.tx(&owner, Action::RegisterModel(model_spec())),
+    ];
+    net.ok(&funding);
+    txs.push(submit(&mut net, &user, 1));
+    txs.push(submit(&mut net, &user, 2));
+    let (a, b) = (txs[2].hash(), txs[3].hash());
+    net.ok(&txs);
+    let stranger = Worker {
+        account: AccountKey::generate(),
+        enclave: EnclaveKey::generate(),
+    };
+
+    // Signed by an enclave key nobody registered.
+    let mut unregistered = receipt(&net, &w1, a);
+    stranger.enclave.sign(CHAIN, &mut unregistered);
+    // For a task assigned to somebody else.
+    let mut other_worker = receipt(&net, &w1, a);
+    other_worker.worker = stranger.account.address();
+    w1.enclave.sign(CHAIN, &mut other_worker);
+    // An output hash changed after signing.
+    let mut tampered = receipt(&net, &w1, a);
+    tampered.output_hash.0[0] ^= 1;
+    // A task that does not exist.
+    let mut missing = receipt(&net, &w1, a);
+    missing.task_id = Hash([9; 32]);
+    w1.enclave.sign(CHAIN, &mut missing);
+    // A good receipt followed by a bad one: the batch applies whole or not at all.
+    let good_then_bad = vec![receipt(&net, &w1, b), tampered.clone()];
+
+    let w1_before = net.balance(&w1.account.address());
+    let cases = vec![
+        vec![unregistered],
+        vec![other_worker],
+        vec![tampered],
+        vec![missing],
+        good_then_bad,
+    ];
+    let txs: Vec<_> = cases
+        .into_iter()
+        .map(|receipts| net.tx(&w1.account, Action::SubmitReceipts { receipts }))
+        .collect();
+    for (i, failure) in net.block(&txs).into_iter().enumerate() {
+        assert!(
+            matches!(failure, Some(TxFailure::ReceiptRejected { .. })),
+            "case {i}: {failure:?}"
+        );
+    }
+    for id in [a, b] {
+        assert_eq!(
+            net.chain.task(&id).unwrap().unwrap().status,
+            TaskStatus::Assigned
+        );
+        assert!(net.chain.record(&id).unwrap().is_none());
+    }
+    assert_eq!(
+        net.balance(&w1.account.address()),
+        w1_before - 5,
+        "only the fees were charged"
+    );
+    assert_eq!(
+        net.chain.reputation(&w1.account.address()).unwrap().score,
+        0
+    );
+}
+
+#[test]
+fn timeouts_reassign_penalise_and_deadlines_refund() {
+    let owner = AccountKey::generate();
+    let user = AccountKey::generate();
+    let mut net = Net::new(&[owner.address(), user.address()]);
+    let (w1, mut txs) = register_worker(&mut net, b"m1");
+    let (w2, more) = register_worker(&mut net, b"m2");
+    txs.extend(more);
+    let funding = vec![
+        net.tx(
+            &owner,
+            Action::Transfer {
+                to: w1.account.address(),
+                amount: 200 * ONE_TOKEN,
+            },
+        ),
+        net.tx(
+            &owner,
+            Action::Transfer {
+                to: w2.account.address(),
+                amount: 200 * ONE_TOKEN,
+            },
+        ),
+        net.tx(&owner, Action::RegisterModel(model_spec())),
+    ];
+    net.ok(&funding);
+    net.ok(&txs);
+    // Four tasks: with a penalty of 20, nobody reaches the ban at -100 in the first round.
+    let submits: Vec<_> = (0..4).map(|n| submit(&mut net, &user, n)).collect();
+    net.ok(&submits);
+    // Nobody answers: after the timeout every task moves to the other worker.
+    let first: Vec<Address> = submits
+        .iter()
+        .map(|tx| net.chain.task(&tx.hash()).unwrap().unwrap().worker.unwrap())
+        .collect();
+    for _ in 0..3 {
+        net.ok(&[]);
+    }
+    for (tx, before) in submits.iter().zip(&first) {
+        let task = net.chain.task(&tx.hash()).unwrap().unwrap();
+        assert_eq!(task.status, TaskStatus::Assigned);
+        assert_eq!(task.timed_out, vec![*before]);
+        assert_ne!(
+            task.worker.unwrap(),
+            *before,
+            "reassigned to the other worker"
+        );
+    }
+    let timeouts: u64 = [&w1, &w2]
+        .iter()
+        .map(|w| net.chain.reputation(&w.account.address()).unwrap().timeouts)
+        .sum();
+    assert_eq!(timeouts, 4);
+    // The new worker delivers one; the user cancels one; the rest expire at the deadline.
+    let id = submits[0].hash();
+    let task = net.chain.task(&id).unwrap().unwrap();
+    let w = if task.worker.unwrap() == w1.account.address() {
+        &w1
+    } else {
+        &w2
+    };
+    let deliver = net.tx(
+        &w.account,
+        Action::SubmitReceipts {
+            receipts: vec![receipt(&net, w, id)],
+        },
+    );
+    let cancel = net.tx(
+        &user,
+        Action::CancelTask {
+            task_id: submits[1].hash(),
+        },
+    );
+    let before = net.balance(&user.address());
+    net.ok(&[deliver, cancel]);
+    assert_eq!(net.balance(&user.address()), before + FEE - 1);
+    assert_eq!(
+        net.chain.task(&id).unwrap().unwrap().status,
+        TaskStatus::Finalized
+    );
+    while net.height < 60 {
+        net.ok(&[]);
+    }
+    assert_eq!(net.balance(&user.address()), before + 3 * FEE - 1);
+    for tx in &submits[2..] {
+        assert_eq!(
+            net.chain.task(&tx.hash()).unwrap().unwrap().status,
+            TaskStatus::Expired
+        );
+    }
+    // The unanswered tasks kept timing out until both workers fell to the ban at -100.
+    for w in [&w1, &w2] {
+        let rep = net.chain.reputation(&w.account.address()).unwrap();
+        assert!(rep.banned && rep.score <= -100, "{rep:?}");
+    }
+}
+
+#[test]
+fn enclave_registration_checks_binding_and_policy_is_governed() {
+    let gov = AccountKey::generate();
+    let mut net = Net::new(&[gov.address()]);
+    let worker = AccountKey::generate();
+    let enclave = EnclaveKey::generate();
+    let other = EnclaveKey::generate();
+    let vendor = AccountKey::generate();
+    let fund = net.tx(
+        &gov,
+        Action::Transfer {
+            to: worker.address(),
+            amount: ONE_TOKEN,
+        },
+    );
+    net.ok(&[fund]);
+    let bound_to_other = DevReport::sign(
+        &vendor,
+        b"m",
+        &enclave_report_data(CHAIN, &worker.address(), &other.public()),
+        0,
+    );
+    let register = |report: &DevReport| Action::RegisterEnclave {
+        kind: "dev".into(),
+        enclave_key: enclave.public(),
+        report: report.to_bytes(),
+        collateral: vec![],
+        certs: vec![],
+    };
+    let bad = net.tx(&worker, register(&bound_to_other));
+    let failures = net.block(&[bad]);
+    assert!(
+        matches!(&failures[0], Some(TxFailure::Attestation { reason }) if reason.contains("report_data")),
+        "{failures:?}"
+    );
+
+    // Only governance may change the policy; once dev is off, dev reports are refused.
+    let strict = serde_json::to_vec(&Policy::permissive()).unwrap();
+    let by_worker = net.tx(
+        &worker,
+        Action::SetAttestationPolicy {
+            policy: strict.clone(),
+        },
+    );
+    let by_gov = net.tx(&gov, Action::SetAttestationPolicy { policy: strict });
+    let failures = net.block(&[by_worker, by_gov]);
+    assert!(matches!(failures[0], Some(TxFailure::Unauthorized { .. })));
+    assert_eq!(failures[1], None);
+    let good = DevReport::sign(
+        &vendor,
+        b"m",
+        &enclave_report_data(CHAIN, &worker.address(), &enclave.public()),
+        0,
+    );
+    let refused = net.tx(&worker, register(&good));
+    let failures = net.block(&[refused]);
+    assert!(
+        matches!(&failures[0], Some(TxFailure::Attestation { reason }) if reason.contains("dev")),
+        "{failures:?}"
+    );
+    assert!(net.chain.enclave(&worker.address()).unwrap().is_none());
+}
