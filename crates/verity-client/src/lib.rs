@@ -104,4 +104,84 @@ impl Client {
     pub async fn status(&self) -> Result<Value, ClientError> {
         self.call(self.http.get(self.url("/v1/status"))).await
     }
+
+    /// GET of any `/v1` path, decoded as `T`.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call(self.http.get(self.url(path))).await
+    }
+
+    /// GET that answers `None` for a 404.
+    pub async fn find<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, ClientError> {
+        match self.get(path).await {
+            Ok(v) => Ok(Some(v)),
+            Err(ClientError::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Uploads a blob; returns the node's answer (`cid`, `hash`, `size`).
+    pub async fn put_blob(&self, bytes: Vec<u8>) -> Result<Value, ClientError> {
+        self.call(self.http.put(self.url("/v1/blobs")).body(bytes))
+            .await
+    }
+
+    /// Downloads a blob by CID; `None` when the node does not hold it.
+    pub async fn get_blob(&self, cid: &str) -> Result<Option<Vec<u8>>, ClientError> {
+        let response = self
+            .http
+            .get(self.url(&format!("/v1/blobs/{cid}")))
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                url: self.base.clone(),
+                source,
+            })?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or_default();
+            return Err(ClientError::Api {
+                status,
+                code: body["error"]["code"].as_str().unwrap_or("unknown").into(),
+                message: body["error"]["message"].as_str().unwrap_or("").into(),
+            });
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        Ok(Some(bytes.to_vec()))
+    }
+
+    /// The account's next nonce as the node's committed state has it.
+    pub async fn nonce(&self, address: &Address) -> Result<u64, ClientError> {
+        let account = self.account(address).await?;
+        account["nonce"]
+            .as_u64()
+            .ok_or_else(|| ClientError::Decode("account without a nonce".into()))
+    }
+
+    /// Waits until a transaction is finalized; returns its receipt.
+    pub async fn wait_for_tx(
+        &self,
+        hash: &verity_types::Hash,
+        timeout: std::time::Duration,
+    ) -> Result<Value, ClientError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            match self.tx(hash).await {
+                Ok(v) if v["status"] == "finalized" => return Ok(v["receipt"].clone()),
+                Ok(_) | Err(ClientError::Api { status: 404, .. }) => {}
+                Err(e) => return Err(e),
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(ClientError::Decode(format!(
+                    "transaction {hash} not finalized within {timeout:?}"
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
 }

@@ -12,7 +12,7 @@ use axum::{
         sse::{Event, KeepAlive, Sse},
         IntoResponse, Response,
     },
-    routing::{get, post},
+    routing::{get, post, put},
     Json, Router,
 };
 use bytes::Bytes;
@@ -35,6 +35,8 @@ pub struct ValidatorInfo {
 #[derive(Clone)]
 pub struct ApiState {
     pub node: Arc<NodeState>,
+    /// Task inputs, outputs and model files, by CID.
+    pub blobs: verity_data::BlobStore,
     pub validators: Arc<Vec<ValidatorInfo>>,
     /// Renders the runtime's Prometheus registry.
     pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
@@ -81,6 +83,16 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/accounts/{address}", get(get_account))
         .route("/v1/blocks/{height}", get(get_block))
         .route("/v1/status", get(status))
+        .route("/v1/blobs", put(put_blob).post(put_blob))
+        .route("/v1/blobs/{cid}", get(get_blob))
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/{id}", get(get_model))
+        .route("/v1/tasks", get(list_tasks))
+        .route("/v1/tasks/{id}", get(get_task))
+        .route("/v1/workers", get(list_workers))
+        .route("/v1/workers/{address}", get(get_worker))
+        .route("/v1/workers/{address}/assignments", get(get_assignments))
+        .route("/v1/attestation-policy", get(get_policy))
         .route("/v1/events", get(events))
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
@@ -239,13 +251,221 @@ fn connected_peers(metrics: &str, index: usize) -> Vec<String> {
 async fn events(
     State(state): State<ApiState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let stream = state.node.finalized_blocks().map(|record| {
+    let blocks = state.node.finalized_blocks().map(|record| {
         Ok(Event::default()
             .event("block")
             .json_data(&*record)
             .unwrap_or_else(|_| Event::default().event("block")))
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    let tasks = state.node.task_updates().map(|task| {
+        Ok(Event::default()
+            .event("task")
+            .json_data(&*task)
+            .unwrap_or_else(|_| Event::default().event("task")))
+    });
+    Sse::new(futures::stream::select(blocks, tasks)).keep_alive(KeepAlive::default())
+}
+
+fn not_found(what: String) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", what)
+}
+
+async fn put_blob(
+    State(state): State<ApiState>,
+    body: axum::body::Body,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    use verity_data::BlobError;
+    let blob = state
+        .blobs
+        .put_stream(body.into_data_stream(), None)
+        .await
+        .map_err(|e| match e {
+            BlobError::TooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "blob_too_large", e.to_string())
+            }
+            BlobError::Upload(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad_upload", e.to_string()),
+            other => ApiError::internal(other),
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "cid": blob.cid, "hash": blob.hash, "size": blob.size })),
+    ))
+}
+
+async fn get_blob(
+    State(state): State<ApiState>,
+    Path(cid): Path<String>,
+) -> Result<Response, ApiError> {
+    let hash = verity_data::parse_cid(&cid)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_cid", e.to_string()))?;
+    let path = state
+        .blobs
+        .locate(&hash)
+        .ok_or_else(|| not_found(format!("no blob {cid} here")))?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(ApiError::internal)?;
+    let len = file.metadata().await.map_err(ApiError::internal)?.len();
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok((
+        [
+            ("content-type", "application/octet-stream".to_string()),
+            ("content-length", len.to_string()),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct Page {
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+const MAX_PAGE: usize = 1_000;
+
+async fn list_models(
+    State(state): State<ApiState>,
+    axum::extract::Query(page): axum::extract::Query<Page>,
+) -> ApiResult<serde_json::Value> {
+    let after: Option<Hash> = page
+        .after
+        .as_deref()
+        .map(|a| parse(a, "model id"))
+        .transpose()?;
+    let limit = page.limit.unwrap_or(100).min(MAX_PAGE);
+    let models = state
+        .node
+        .chain
+        .models(after.as_ref(), limit)
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "models": models })))
+}
+
+async fn get_model(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<verity_state::Model> {
+    let id: Hash = parse(&id, "model id")?;
+    state
+        .node
+        .chain
+        .model(&id)
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or_else(|| not_found(format!("no model {id}")))
+}
+
+/// A task as the API shows it: its state, its verified record once there is one, and the
+/// output's CID.
+fn task_view(
+    task: &verity_state::Task,
+    record: Option<verity_state::ExecutionRecord>,
+) -> serde_json::Value {
+    let mut view = json!({ "task": task, "input_cid": verity_data::cid_of(&task.input.hash) });
+    if let Some(record) = record {
+        view["output_cid"] = json!(verity_data::cid_of(&record.output_hash));
+        if record.dev_tee {
+            view["attestation"] = json!("dev TEE, not hardware-backed");
+        } else {
+            view["attestation"] = json!(record.tee_kind);
+        }
+        view["record"] = json!(record);
+    }
+    view
+}
+
+async fn get_task(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<serde_json::Value> {
+    let id: Hash = parse(&id, "task id")?;
+    let chain = &state.node.chain;
+    let task = chain
+        .task(&id)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| not_found(format!("no task {id}")))?;
+    let record = chain.record(&id).map_err(ApiError::internal)?;
+    Ok(Json(task_view(&task, record)))
+}
+
+async fn list_tasks(
+    State(state): State<ApiState>,
+    axum::extract::Query(page): axum::extract::Query<Page>,
+) -> ApiResult<serde_json::Value> {
+    let limit = page.limit.unwrap_or(50).min(MAX_PAGE);
+    let tasks = state
+        .node
+        .chain
+        .recent_tasks(limit)
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "tasks": tasks })))
+}
+
+fn worker_view(state: &ApiState, address: &Address) -> Result<serde_json::Value, ApiError> {
+    let chain = &state.node.chain;
+    let stake = chain.worker(address).map_err(ApiError::internal)?;
+    let reputation = chain.reputation(address).map_err(ApiError::internal)?;
+    let enclave = chain.enclave(address).map_err(ApiError::internal)?;
+    let attestation = enclave.as_ref().map(|e| {
+        if e.is_dev() {
+            "dev TEE, not hardware-backed".to_string()
+        } else {
+            e.kind.to_string()
+        }
+    });
+    Ok(json!({
+        "address": address,
+        "stake": stake,
+        "reputation": reputation,
+        "enclave": enclave,
+        "attestation": attestation,
+    }))
+}
+
+async fn list_workers(State(state): State<ApiState>) -> ApiResult<serde_json::Value> {
+    let workers = state.node.chain.workers().map_err(ApiError::internal)?;
+    let views = workers
+        .iter()
+        .map(|w| worker_view(&state, w))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(json!({ "workers": views })))
+}
+
+async fn get_worker(
+    State(state): State<ApiState>,
+    Path(address): Path<String>,
+) -> ApiResult<serde_json::Value> {
+    let address: Address = parse(&address, "address")?;
+    Ok(Json(worker_view(&state, &address)?))
+}
+
+async fn get_assignments(
+    State(state): State<ApiState>,
+    Path(address): Path<String>,
+    axum::extract::Query(page): axum::extract::Query<Page>,
+) -> ApiResult<serde_json::Value> {
+    let address: Address = parse(&address, "address")?;
+    let limit = page.limit.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+    let tasks = state
+        .node
+        .chain
+        .assignments(&address, limit)
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({
+        "height": state.node.chain.height().map_err(ApiError::internal)?,
+        "tasks": tasks,
+    })))
+}
+
+async fn get_policy(State(state): State<ApiState>) -> ApiResult<serde_json::Value> {
+    let policy = state
+        .node
+        .chain
+        .attestation_policy()
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "policy": policy })))
 }
 
 async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {

@@ -19,8 +19,16 @@ use commonware_runtime::Clock;
 use commonware_utils::Acknowledgement;
 use futures::{channel::mpsc, StreamExt};
 use tracing::{error, info};
-use verity_state::{BlockInput, BlockRecord, Chain, Store};
-use verity_types::sha256;
+use verity_state::{BlockInput, BlockRecord, Chain, Store, Task};
+use verity_types::{sha256, Hash};
+
+/// Domain tag of the block seed.
+const SEED_DOMAIN: &[u8] = b"verity/seed/v1";
+
+/// The seed worker assignment draws from: SHA-256(domain ‖ block digest).
+pub fn block_seed(block: &Hash) -> Hash {
+    sha256(&[SEED_DOMAIN, &block.0].concat())
+}
 
 use crate::block::{to_hash, Block};
 use crate::mempool::{AdmitError, Mempool, SenderCache};
@@ -43,6 +51,8 @@ pub struct NodeState {
     pub cache: SenderCache,
     /// Finalized blocks as they are executed, for server-sent events.
     pub events: tokio::sync::broadcast::Sender<Arc<BlockRecord>>,
+    /// Tasks whose status changed in a finalized block.
+    pub task_events: tokio::sync::broadcast::Sender<Arc<Task>>,
     /// Highest height consensus has finalized (execution may trail it briefly).
     pub finalized_tip: AtomicU64,
     /// Transactions admitted through the API, waiting to be gossiped to peers.
@@ -64,6 +74,7 @@ impl NodeState {
             mempool: Mutex::new(Mempool::new(MEMPOOL_CAPACITY)),
             cache,
             events: tokio::sync::broadcast::channel(1024).0,
+            task_events: tokio::sync::broadcast::channel(16 * 1024).0,
             finalized_tip: AtomicU64::new(height),
             outbound,
             label,
@@ -86,6 +97,20 @@ impl NodeState {
     pub fn finalized_blocks(&self) -> impl futures::Stream<Item = Arc<BlockRecord>> {
         use tokio::sync::broadcast::error::RecvError;
         futures::stream::unfold(self.events.subscribe(), |mut receiver| async move {
+            loop {
+                match receiver.recv().await {
+                    Ok(item) => return Some((item, receiver)),
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        })
+    }
+
+    /// Tasks whose status changed, as blocks execute; a subscriber that falls behind skips ahead.
+    pub fn task_updates(&self) -> impl futures::Stream<Item = Arc<Task>> {
+        use tokio::sync::broadcast::error::RecvError;
+        futures::stream::unfold(self.task_events.subscribe(), |mut receiver| async move {
             loop {
                 match receiver.recv().await {
                     Ok(item) => return Some((item, receiver)),
@@ -234,9 +259,11 @@ pub async fn execute(node: Arc<NodeState>, mut updates: mpsc::UnboundedReceiver<
             continue;
         }
         let txs: Vec<Vec<u8>> = block.txs.iter().map(|tx| tx.to_vec()).collect();
+        let hash = to_hash(&digested.digest());
         let input = BlockInput {
             height: block.height,
-            hash: to_hash(&digested.digest()),
+            hash,
+            seed: block_seed(&hash),
             parent: to_hash(&block.parent),
             timestamp_ms: block.timestamp_ms,
             txs: &txs,
@@ -245,7 +272,7 @@ pub async fn execute(node: Arc<NodeState>, mut updates: mpsc::UnboundedReceiver<
             .chain
             .apply_block(&input, |bytes| node.cache.recover(bytes))
         {
-            Ok(Some(record)) => {
+            Ok(Some(verity_state::Applied { record, tasks })) => {
                 let senders: BTreeSet<_> = block
                     .txs
                     .iter()
@@ -265,6 +292,9 @@ pub async fn execute(node: Arc<NodeState>, mut updates: mpsc::UnboundedReceiver<
                     );
                 }
                 let _ = node.events.send(Arc::new(record));
+                for task in tasks {
+                    let _ = node.task_events.send(Arc::new(task));
+                }
             }
             Ok(None) => {}
             Err(e) => {

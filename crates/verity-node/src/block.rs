@@ -10,6 +10,8 @@ use verity_types::MAX_TX_BYTES;
 
 /// Most transactions one block may carry.
 pub const MAX_BLOCK_TXS: usize = 4_000;
+/// Most transaction bytes one block may carry.
+pub const MAX_BLOCK_BYTES: usize = 8 * 1024 * 1024;
 
 /// Domain tag of block digests.
 const BLOCK_DOMAIN: &[u8] = b"verity/block/v1";
@@ -100,6 +102,9 @@ impl Read for Block {
         let height = u64::read(buf)?;
         let timestamp_ms = u64::read(buf)?;
         let txs = Vec::<Bytes>::read_cfg(buf, &txs_cfg())?;
+        if txs.iter().map(Bytes::len).sum::<usize>() > MAX_BLOCK_BYTES {
+            return Err(CodecError::Invalid("block", "transactions exceed the block size limit"));
+        }
         Ok(Self::new(parent, height, timestamp_ms, txs))
     }
 }
@@ -126,8 +131,8 @@ impl commonware_consensus::Block for Block {
 
 impl commonware_consensus::BoundedBlock for Block {
     fn max_encode_size(_: &()) -> usize {
-        // Digest, two u64s, the count varint, and each tx's length varint plus bytes.
-        32 + 8 + 8 + 5 + MAX_BLOCK_TXS * (5 + MAX_TX_BYTES)
+        // Digest, two u64s, the count varint, each tx's length varint, and the bytes.
+        32 + 8 + 8 + 5 + MAX_BLOCK_TXS * 5 + MAX_BLOCK_BYTES
     }
 }
 

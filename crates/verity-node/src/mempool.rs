@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use verity_state::{Chain, Recovered, Store, TxFailure};
-use verity_types::{sha256, Action, Address, Hash, SignedTx};
+use verity_types::{sha256, Address, Hash, SignedTx};
+
+use crate::block::MAX_BLOCK_BYTES;
 
 /// How far ahead of an account's nonce a pending transaction may be.
 pub const MAX_NONCE_GAP: u64 = 1_024;
@@ -60,6 +62,11 @@ impl AdmitError {
             AdmitError::Invalid(TxFailure::InsufficientBalance { .. }) => "insufficient_balance",
             AdmitError::Invalid(TxFailure::Overflow) => "overflow",
             AdmitError::Invalid(TxFailure::Internal { .. }) => "internal",
+            AdmitError::Invalid(TxFailure::NotFound { .. }) => "not_found",
+            AdmitError::Invalid(TxFailure::Unauthorized { .. }) => "unauthorized",
+            AdmitError::Invalid(TxFailure::Invalid { .. }) => "invalid_action",
+            AdmitError::Invalid(TxFailure::Attestation { .. }) => "attestation_rejected",
+            AdmitError::Invalid(TxFailure::ReceiptRejected { .. }) => "receipt_rejected",
             AdmitError::NonceTooFarAhead { .. } => "nonce_too_far_ahead",
             AdmitError::Duplicate => "duplicate_transaction",
             AdmitError::Full(_) => "mempool_full",
@@ -128,11 +135,10 @@ impl Mempool {
             }
             Err(e) => return Err(e.into()),
         }
-        let Action::Transfer { amount, .. } = &tx.body.action;
         let cost = tx
             .body
             .fee
-            .checked_add(*amount)
+            .checked_add(tx.body.action.spend())
             .ok_or(TxFailure::Overflow)?;
         if committed.balance < cost {
             return Err(TxFailure::InsufficientBalance {
@@ -170,16 +176,21 @@ impl Mempool {
             })
             .collect();
         let mut out = Vec::new();
+        let mut bytes = 0;
+        let full = |out: &Vec<Bytes>, bytes: usize| out.len() >= limit || bytes >= MAX_BLOCK_BYTES;
         // Round-robin across senders so one busy account cannot fill every block.
-        while out.len() < limit && !queues.is_empty() {
+        while !full(&out, bytes) && !queues.is_empty() {
             queues.retain_mut(|(expected, range)| {
-                if out.len() >= limit {
+                if full(&out, bytes) {
                     return true;
                 }
                 match range.next() {
+                    // A transaction that would overflow the block ends this sender's turn.
+                    Some((_, pending)) if bytes + pending.bytes.len() > MAX_BLOCK_BYTES => false,
                     Some((nonce, pending)) if nonce == expected => {
                         *expected += 1;
                         if !in_ancestors.contains(&pending.hash) {
+                            bytes += pending.bytes.len();
                             out.push(pending.bytes.clone());
                         }
                         true

@@ -55,6 +55,16 @@ pub struct NodeConfig {
     /// Milliseconds a leader has to propose before the view times out.
     #[serde(default = "default_leader_timeout_ms")]
     pub leader_timeout_ms: u64,
+    /// The blob store; `data/blobs` when absent. Validators of one devnet share one.
+    #[serde(default)]
+    pub blobs: Option<PathBuf>,
+    /// Largest blob the API accepts.
+    #[serde(default = "default_max_blob_bytes")]
+    pub max_blob_bytes: u64,
+}
+
+fn default_max_blob_bytes() -> u64 {
+    64 * 1024 * 1024
 }
 
 fn default_leader_timeout_ms() -> u64 {
@@ -68,7 +78,10 @@ impl NodeConfig {
         let mut config: NodeConfig =
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut config.genesis, &mut config.keys, &mut config.data] {
+        for p in [&mut config.genesis, &mut config.keys, &mut config.data]
+            .into_iter()
+            .chain(config.blobs.as_mut())
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -154,6 +167,8 @@ pub fn write_network(
             p2p_listen: validators[i].p2p.parse()?,
             api_listen: validators[i].api.parse()?,
             leader_timeout_ms: default_leader_timeout_ms(),
+            blobs: Some(PathBuf::from("../blobs")),
+            max_blob_bytes: default_max_blob_bytes(),
         };
         let path = dir.join("node.toml");
         fs::write(&path, toml::to_string_pretty(&config)?)?;
@@ -316,8 +331,15 @@ async fn start_one(
     )
     .await;
 
+    let blob_dir = config
+        .blobs
+        .clone()
+        .unwrap_or_else(|| config.data.join("blobs"));
+    let blobs = verity_data::BlobStore::open(&blob_dir, config.max_blob_bytes)
+        .context("opening the blob store")?;
     let metrics_context = context.child("api");
     let state = ApiState {
+        blobs,
         node: node.clone(),
         validators: Arc::new(genesis.validators.clone()),
         metrics: Arc::new(move || metrics_context.encode()),

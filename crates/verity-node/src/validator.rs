@@ -61,6 +61,8 @@ const BLOCKS_PER_EPOCH: u64 = 1 << 40;
 const MAILBOX: NonZeroUsize = NZUsize!(1024);
 /// Largest transaction batch gossiped in one message.
 const GOSSIP_BATCH: usize = 512;
+/// A batch stops growing past this many bytes, well under the largest p2p message.
+const GOSSIP_BATCH_BYTES: usize = 1024 * 1024;
 
 /// The largest p2p message: a full block with its framing.
 pub fn max_message_size() -> u32 {
@@ -296,9 +298,13 @@ async fn gossip_out<S: Sender<PublicKey = ed25519::PublicKey>>(
 ) {
     while let Some(first) = outbound.next().await {
         let mut batch = vec![first];
-        while batch.len() < GOSSIP_BATCH {
+        let mut bytes = batch[0].len();
+        while batch.len() < GOSSIP_BATCH && bytes < GOSSIP_BATCH_BYTES {
             match outbound.try_recv() {
-                Ok(tx) => batch.push(tx),
+                Ok(tx) => {
+                    bytes += tx.len();
+                    batch.push(tx);
+                }
                 _ => break,
             }
         }

@@ -88,6 +88,14 @@ impl Policy {
         }
     }
 
+    /// [`Policy::permissive`] plus dev enclaves: what `verity devnet` runs with.
+    pub fn devnet() -> Self {
+        let mut policy = Self::permissive();
+        policy.allow_dev = true;
+        policy.kinds.insert(TeeKind::Dev, KindRule::default());
+        policy
+    }
+
     /// Parses a policy from TOML or JSON text.
     pub fn parse(text: &str) -> Result<Self, AttestationError> {
         let parsed = if text.trim_start().starts_with('{') {

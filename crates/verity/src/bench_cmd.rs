@@ -99,6 +99,7 @@ fn transfers(args: TransfersArgs) -> Result<()> {
                 balance: 1_000_000 * ONE_TOKEN,
             })
             .collect(),
+        attestation_policy: None,
     };
     let layout = run::write_network(&home, chain, args.validators, args.p2p_port, args.api_port)?;
 

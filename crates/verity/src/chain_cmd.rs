@@ -2,6 +2,7 @@
 //! `transfer`, `account`, `status`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _, Result};
@@ -16,7 +17,7 @@ use verity_types::{AccountKey, Action, Address, TxBody, ONE_TOKEN};
 
 /// The chain id `verity devnet` uses.
 pub const DEVNET_CHAIN_ID: &str = "verity-devnet";
-const DEFAULT_NODE: &str = "http://127.0.0.1:8545";
+pub(crate) const DEFAULT_NODE: &str = "http://127.0.0.1:8545";
 const DEFAULT_LOGS: &str = "info,commonware=warn";
 
 #[derive(Args)]
@@ -33,6 +34,73 @@ pub struct DevnetArgs {
     /// p2p port of the first validator; the others take the next ports.
     #[arg(long, default_value_t = 30300)]
     p2p_port: u16,
+    /// Workers started in this process, each with a dev (software) enclave.
+    #[arg(long, default_value_t = 2)]
+    workers: u32,
+}
+
+/// The model every devnet registers: the digits MLP (64 inputs, 10 classes).
+pub(crate) const BUNDLED_MODEL: &[u8] = include_bytes!("../../../models/digits_mlp.onnx");
+
+/// Genesis of a devnet: the dev account (also governance) and every worker funded, dev
+/// enclaves allowed, a short assignment timeout so that a dead worker's tasks move on quickly.
+pub(crate) fn devnet_genesis(chain_id: &str, dev: &Address, workers: &[Address]) -> Genesis {
+    let mut accounts = vec![GenesisAccount {
+        address: *dev,
+        balance: 1_000_000_000 * ONE_TOKEN,
+    }];
+    accounts.extend(workers.iter().map(|w| GenesisAccount {
+        address: *w,
+        balance: 100_000 * ONE_TOKEN,
+    }));
+    Genesis {
+        chain_id: chain_id.into(),
+        genesis_time_ms: now_ms(),
+        params: Params {
+            governance: Some(*dev),
+            tasks: verity_state::TaskParams {
+                assignment_timeout_blocks: 20,
+                ..Default::default()
+            },
+            ..default_params()
+        },
+        accounts,
+        attestation_policy: Some(verity_tee::Policy::devnet()),
+    }
+}
+
+/// Starts `count` in-process workers against the given APIs (round robin), keys and state under
+/// `home/worker-i`.
+pub(crate) fn spawn_workers(
+    home: &Path,
+    apis: &[std::net::SocketAddr],
+    count: u32,
+) -> Result<Vec<Arc<verity_worker::WorkerStats>>> {
+    let mut all = Vec::new();
+    for i in 0..count as usize {
+        let dir = home.join(format!("worker-{i}"));
+        let account = load_key_file(&dir.join("account.key"))?;
+        let stats = Arc::new(verity_worker::WorkerStats::default());
+        let config = verity_worker::WorkerConfig {
+            api: apis[i % apis.len()].to_string(),
+            account,
+            home: dir,
+            tee: verity_worker::TeeSource::Dev,
+            stake: 1_000 * ONE_TOKEN,
+            models: Vec::new(),
+            max_batch: 128,
+            poll: Duration::from_millis(100),
+            label: format!("w{i}"),
+        };
+        let s = stats.clone();
+        tokio::spawn(async move {
+            if let Err(e) = verity_worker::run(config, s, std::future::pending()).await {
+                tracing::error!(error = %format!("{e:#}"), "worker stopped");
+            }
+        });
+        all.push(stats);
+    }
+    Ok(all)
 }
 
 #[derive(Args)]
@@ -100,6 +168,12 @@ pub struct GenesisArgs {
     /// Accounts funded at genesis, as ADDRESS=WHOLE_TOKENS (repeatable).
     #[arg(long = "fund", value_name = "ADDRESS=TOKENS")]
     funds: Vec<String>,
+    /// Accept dev (software) enclaves: for test networks only.
+    #[arg(long)]
+    allow_dev: bool,
+    /// The account that may change the attestation policy.
+    #[arg(long)]
+    governance: Option<Address>,
     #[arg(long, default_value_t = 8545)]
     api_port: u16,
     #[arg(long, default_value_t = 30300)]
@@ -180,6 +254,8 @@ pub(crate) fn default_params() -> Params {
         min_fee: 1,
         fee_collector: Address([0xfe; 20]),
         max_block_txs: 4_000,
+        governance: None,
+        tasks: Default::default(),
     }
 }
 
@@ -193,15 +269,15 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
         let dev = AccountKey::generate();
         std::fs::create_dir_all(&home)?;
         write_secret(&dev_key_path, dev.secret_hex().as_bytes())?;
-        let chain = Genesis {
-            chain_id: DEVNET_CHAIN_ID.into(),
-            genesis_time_ms: now_ms(),
-            params: default_params(),
-            accounts: vec![GenesisAccount {
-                address: dev.address(),
-                balance: 1_000_000_000 * ONE_TOKEN,
-            }],
-        };
+        let mut workers = Vec::new();
+        for i in 0..args.workers {
+            let key = AccountKey::generate();
+            let dir = home.join(format!("worker-{i}"));
+            std::fs::create_dir_all(&dir)?;
+            write_secret(&dir.join("account.key"), key.secret_hex().as_bytes())?;
+            workers.push(key.address());
+        }
+        let chain = devnet_genesis(DEVNET_CHAIN_ID, &dev.address(), &workers);
         run::write_network(&home, chain, args.validators, args.p2p_port, args.api_port)?;
     }
     let dev = AccountKey::from_hex(&std::fs::read_to_string(&dev_key_path)?)
@@ -222,13 +298,31 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
                 s.data.display()
             );
         }
+        let apis: Vec<_> = started.iter().map(|s| s.api).collect();
+        let client = Client::new(&apis[0].to_string());
+        let spec = crate::task_cmd::model_spec(
+            BUNDLED_MODEL,
+            "digits-mlp".into(),
+            "1".into(),
+            "MIT".into(),
+            "mlp".into(),
+        )?;
+        let model_id = crate::task_cmd::register_model(&client, &dev, BUNDLED_MODEL.to_vec(), spec)
+            .await
+            .context("registering the bundled model")?;
+        spawn_workers(&home, &apis, args.workers)?;
+        println!("  workers:     {} (dev TEE, not hardware-backed)", args.workers);
+        println!("  model:       {model_id} (digits-mlp, bundled)");
         println!("  genesis:     {}", home.join("genesis.json").display());
         println!(
             "  dev account: {} (key in {}, mode 0600)",
             dev.address(),
             dev_key_path.display()
         );
-        println!("  try:         verity status   |   verity transfer --from {} --to <ADDRESS> --amount 1", dev_key_path.display());
+        println!(
+            "  try:         verity task submit --model {model_id} --input models/samples/digit_0_label_7.json --from {} --wait",
+            dev_key_path.display()
+        );
         println!(
             "Ctrl-C stops the network; run the same command to start it again where it left off."
         );
@@ -307,8 +401,16 @@ pub fn genesis(args: GenesisArgs) -> Result<()> {
     let chain = Genesis {
         chain_id: args.chain_id,
         genesis_time_ms: now_ms(),
-        params: default_params(),
+        params: Params {
+            governance: args.governance,
+            ..default_params()
+        },
         accounts,
+        attestation_policy: Some(if args.allow_dev {
+            verity_tee::Policy::devnet()
+        } else {
+            verity_tee::Policy::permissive()
+        }),
     };
     let layout = run::write_network(
         &args.home,
@@ -328,7 +430,7 @@ pub fn genesis(args: GenesisArgs) -> Result<()> {
     Ok(())
 }
 
-fn keys_dir(dir: Option<PathBuf>) -> PathBuf {
+pub(crate) fn keys_dir(dir: Option<PathBuf>) -> PathBuf {
     dir.unwrap_or_else(|| PathBuf::from(".verity/keys"))
 }
 
@@ -381,14 +483,14 @@ pub fn keys(cmd: KeysCommand) -> Result<()> {
     Ok(())
 }
 
-fn load_key_file(path: &Path) -> Result<AccountKey> {
+pub(crate) fn load_key_file(path: &Path) -> Result<AccountKey> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     AccountKey::from_hex(&text).with_context(|| format!("{} is not an account key", path.display()))
 }
 
 /// A key by name in the keys directory, or by path.
-fn load_key(name_or_path: &str, dir: &Path) -> Result<AccountKey> {
+pub(crate) fn load_key(name_or_path: &str, dir: &Path) -> Result<AccountKey> {
     let by_name = dir.join(format!("{name_or_path}.key"));
     if by_name.exists() {
         load_key_file(&by_name)
@@ -397,7 +499,7 @@ fn load_key(name_or_path: &str, dir: &Path) -> Result<AccountKey> {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

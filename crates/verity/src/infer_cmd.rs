@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use verity_infer::{with_data, Engine, Model, Tensor, SUPPORTED_OPS};
 
-use crate::tensor_file::read_tensor;
+use verity_worker::tensor_file::read_tensor;
 
 #[derive(Subcommand)]
 pub enum InferCommand {
@@ -57,10 +57,6 @@ fn read(path: &PathBuf) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-fn values_json(t: &Tensor) -> serde_json::Value {
-    with_data!(t.data(), v => json!(v))
-}
-
 fn preview(t: &Tensor) -> String {
     const SHOWN: usize = 20;
     let all: Vec<String> =
@@ -103,11 +99,7 @@ fn run_model(args: RunArgs) -> Result<()> {
     let engine = Engine::new(args.threads)?;
     let out = engine.run(&model, inputs, args.trace)?;
     if args.json {
-        let outputs: Vec<_> = out.outputs.iter().map(|(name, t)| json!({"name": name, "dtype": t.dtype().to_string(), "shape": t.shape(), "hash": t.hash(), "data": values_json(t)})).collect();
-        let mut doc = json!({"model_id": model.model_id(), "outputs": outputs});
-        if let Some(trace) = &out.trace {
-            doc["trace"] = json!({"root": trace.root(), "steps": trace.len()});
-        }
+        let doc = verity_worker::output_document(&model, &out);
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }

@@ -4,7 +4,7 @@ mod attest_cmd;
 mod bench_cmd;
 mod chain_cmd;
 mod infer_cmd;
-mod tensor_file;
+mod task_cmd;
 
 use std::process::ExitCode;
 
@@ -44,6 +44,17 @@ enum Command {
     /// TEE attestation evidence.
     #[command(subcommand)]
     Attest(attest_cmd::AttestCommand),
+    /// Content-addressed blobs (task inputs, outputs, model files).
+    #[command(subcommand)]
+    Blob(task_cmd::BlobCommand),
+    /// Register and inspect models.
+    #[command(subcommand)]
+    Model(task_cmd::ModelCommand),
+    /// Submit inference tasks and follow them.
+    #[command(subcommand)]
+    Task(task_cmd::TaskCommand),
+    /// Run a worker: stake, attest, run assigned tasks, submit receipts.
+    Worker(task_cmd::WorkerArgs),
     /// Measure a local network.
     #[command(subcommand)]
     Bench(bench_cmd::BenchCommand),
@@ -69,6 +80,10 @@ fn main() -> ExitCode {
         Command::Status(args) => chain_cmd::status(args),
         Command::Bench(cmd) => bench_cmd::run(cmd),
         Command::Attest(cmd) => attest_cmd::run(cmd),
+        Command::Blob(cmd) => task_cmd::blob(cmd),
+        Command::Model(cmd) => task_cmd::model(cmd),
+        Command::Task(cmd) => task_cmd::task(cmd),
+        Command::Worker(args) => task_cmd::worker(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,456 @@
+//! The worker's main loop.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use rayon::prelude::*;
+use serde_json::Value;
+use tracing::{info, warn};
+use verity_client::{Client, ClientError};
+use verity_data::cid_of;
+use verity_infer::{Engine, Model};
+use verity_tee::enclave_report_data;
+use verity_tee::produce::{produce, TeeSource};
+use verity_types::{
+    sha256, AccountKey, Action, Address, Amount, EnclaveKey, Hash, SignedTx, TaskReceipt, TxBody,
+    MAX_RECEIPTS_PER_TX,
+};
+
+use crate::journal::Journal;
+use crate::output::output_document;
+use crate::tensor_file::read_tensor;
+
+/// What the software measurement of a dev enclave names.
+const DEV_MEASUREMENT: &[u8] = concat!("verity-worker ", env!("CARGO_PKG_VERSION")).as_bytes();
+/// How long to wait for a setup transaction.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Re-attest when less than this fraction of the attestation's life is left.
+const REATTEST_WHEN_LEFT: f64 = 0.5;
+
+pub struct WorkerConfig {
+    /// The node API the worker talks to.
+    pub api: String,
+    pub account: AccountKey,
+    /// Enclave key, dev vendor key and the receipt journal live here.
+    pub home: PathBuf,
+    pub tee: TeeSource,
+    /// Stake to hold, in base units.
+    pub stake: Amount,
+    /// Models to serve; empty serves every model.
+    pub models: Vec<Hash>,
+    /// Receipts per SubmitReceipts transaction.
+    pub max_batch: usize,
+    pub poll: Duration,
+    pub label: String,
+}
+
+/// Counters the worker keeps, shared with whoever started it.
+#[derive(Default)]
+pub struct WorkerStats {
+    pub tasks_done: AtomicU64,
+    pub receipts_submitted: AtomicU64,
+    pub batches: AtomicU64,
+    /// Sum of milliseconds from first seeing an assignment to submitting its receipt.
+    pub latency_ms_total: AtomicU64,
+}
+
+/// A computed result, ready to be signed into a receipt.
+pub struct Computed {
+    pub output: Vec<u8>,
+    pub trace_root: Hash,
+    pub trace_len: u32,
+}
+
+/// Runs `model` on one input blob: the task's output document and trace commitment.
+pub fn compute(engine: &Engine, model: &Model, input: &[u8]) -> Result<Computed> {
+    ensure!(
+        model.inputs().len() == 1,
+        "the model takes {} inputs; tasks carry exactly one",
+        model.inputs().len()
+    );
+    let spec = &model.inputs()[0];
+    let dtype = spec
+        .dtype
+        .clone()
+        .map_err(|t| anyhow!("input {:?} has unsupported type {t}", spec.name))?;
+    let tensor = read_tensor(input, dtype).context("decoding the task input")?;
+    let out = engine.run(model, vec![tensor], true)?;
+    let trace = out.trace.as_ref().context("the engine returned no trace")?;
+    let (trace_root, trace_len) = (trace.root(), trace.len() as u32);
+    let output = serde_json::to_vec(&output_document(model, &out))?;
+    Ok(Computed {
+        output,
+        trace_root,
+        trace_len,
+    })
+}
+
+struct Worker {
+    config: WorkerConfig,
+    client: Client,
+    chain_id: String,
+    address: Address,
+    enclave: EnclaveKey,
+    nonce: u64,
+    journal: Journal,
+    models: HashMap<Hash, Arc<Model>>,
+    engine: Arc<Engine>,
+    first_seen: HashMap<Hash, Instant>,
+    stats: Arc<WorkerStats>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn amount(v: &Value) -> Amount {
+    v.as_str().and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// Starts the worker and runs until `stop` resolves.
+pub async fn run(
+    config: WorkerConfig,
+    stats: Arc<WorkerStats>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let mut worker = Worker::start(config, stats).await?;
+    tokio::pin!(stop);
+    loop {
+        let busy = tokio::select! {
+            _ = &mut stop => return Ok(()),
+            busy = worker.round() => busy,
+        };
+        match busy {
+            Ok(true) => {}
+            Ok(false) => tokio::time::sleep(worker.config.poll).await,
+            Err(e) => {
+                warn!(worker = %worker.config.label, error = %format!("{e:#}"), "worker round failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+impl Worker {
+    async fn start(config: WorkerConfig, stats: Arc<WorkerStats>) -> Result<Self> {
+        let client = Client::new(&config.api);
+        let status = client
+            .status()
+            .await
+            .with_context(|| format!("reaching the node at {}", config.api))?;
+        let chain_id = status["chain_id"]
+            .as_str()
+            .context("the node did not report a chain id")?
+            .to_string();
+        std::fs::create_dir_all(&config.home)
+            .with_context(|| format!("creating {}", config.home.display()))?;
+        let enclave = crate::load_or_create_enclave_key(&config.home.join("enclave.key"))?;
+        let journal = Journal::open(&config.home.join("receipts.journal"))?;
+        let address = config.account.address();
+        let nonce = client.nonce(&address).await?;
+        let mut worker = Self {
+            engine: Arc::new(Engine::new(1)?),
+            config,
+            client,
+            chain_id,
+            address,
+            enclave,
+            nonce,
+            journal,
+            models: HashMap::new(),
+            first_seen: HashMap::new(),
+            stats,
+        };
+        worker.setup().await?;
+        Ok(worker)
+    }
+
+    async fn send(&mut self, action: Action) -> Result<Hash> {
+        for attempt in 0..2 {
+            let tx = TxBody {
+                chain_id: self.chain_id.clone(),
+                nonce: self.nonce,
+                fee: 1,
+                action: action.clone(),
+            }
+            .sign(&self.config.account);
+            match self.client.submit(&tx).await {
+                Ok(_) => {
+                    self.nonce += 1;
+                    return Ok(tx.hash());
+                }
+                Err(ClientError::Api { code, .. })
+                    if attempt == 0 && (code == "bad_nonce" || code == "duplicate_transaction") =>
+                {
+                    self.nonce = self.client.nonce(&self.address).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        bail!("could not find a usable nonce")
+    }
+
+    async fn send_and_wait(&mut self, action: Action) -> Result<()> {
+        let name = action.name();
+        let hash = self.send(action).await?;
+        let receipt = self.client.wait_for_tx(&hash, SETUP_TIMEOUT).await?;
+        if receipt["status"] != "success" {
+            bail!("{name} failed: {}", receipt["error"]);
+        }
+        Ok(())
+    }
+
+    /// Stake, models and enclave, each only when the chain does not already have them.
+    async fn setup(&mut self) -> Result<()> {
+        let view: Value = self
+            .client
+            .get(&format!("/v1/workers/{}", self.address))
+            .await?;
+        let staked = amount(&view["stake"]["stake"]);
+        if staked < self.config.stake {
+            self.send_and_wait(Action::Stake {
+                amount: self.config.stake - staked,
+            })
+            .await
+            .context("staking")?;
+            info!(worker = %self.config.label, stake = %self.config.stake, "staked");
+        }
+        if !self.config.models.is_empty() {
+            let mut wanted = self.config.models.clone();
+            wanted.sort();
+            let current: Vec<Hash> =
+                serde_json::from_value(view["stake"]["models"].clone()).unwrap_or_default();
+            if current != wanted {
+                self.send_and_wait(Action::ServeModels { models: wanted })
+                    .await
+                    .context("declaring served models")?;
+            }
+        }
+        self.attest_if_needed(&view).await
+    }
+
+    async fn attest_if_needed(&mut self, view: &Value) -> Result<()> {
+        let enclave = &view["enclave"];
+        let ours = enclave["key"].as_str() == Some(hex::encode(self.enclave.public()).as_str());
+        let attested = enclave["attested_at_ms"].as_u64().unwrap_or(0);
+        let expires = enclave["expires_at_ms"].as_u64().unwrap_or(0);
+        let life = expires.saturating_sub(attested) as f64;
+        let left = expires.saturating_sub(now_ms()) as f64;
+        if ours && left > life * REATTEST_WHEN_LEFT {
+            return Ok(());
+        }
+        let report_data = enclave_report_data(&self.chain_id, &self.address, &self.enclave.public());
+        let vendor = match self.config.tee {
+            TeeSource::Dev => Some(load_dev_vendor(&self.config.home)?),
+            _ => None,
+        };
+        let dev = vendor
+            .as_ref()
+            .map(|k| (k, DEV_MEASUREMENT, now_ms() / 1000));
+        let (kind, evidence) =
+            produce(self.config.tee, &report_data, dev).context("producing attestation evidence")?;
+        self.send_and_wait(Action::RegisterEnclave {
+            kind: kind.to_string(),
+            enclave_key: self.enclave.public(),
+            report: evidence.report,
+            collateral: evidence.collateral.unwrap_or_default(),
+            certs: evidence.certs,
+        })
+        .await
+        .context("registering the enclave")?;
+        info!(worker = %self.config.label, %kind, key = %hex::encode(self.enclave.public()), "enclave registered");
+        Ok(())
+    }
+
+    async fn model(&mut self, id: &Hash) -> Result<Arc<Model>> {
+        if let Some(model) = self.models.get(id) {
+            return Ok(model.clone());
+        }
+        let bytes = self
+            .client
+            .get_blob(&cid_of(id))
+            .await?
+            .with_context(|| format!("model file {} is not in the blob store", cid_of(id)))?;
+        ensure!(sha256(&bytes) == *id, "model blob does not hash to {id}");
+        let model = Arc::new(Model::from_bytes(&bytes)?);
+        self.models.insert(*id, model.clone());
+        Ok(model)
+    }
+
+    /// Settles journal entries whose transactions have a verdict; forgets lost ones.
+    async fn reconcile(&mut self) -> Result<()> {
+        for tx in self.journal.transactions() {
+            match self.client.tx(&tx).await {
+                Ok(v) if v["status"] == "finalized" => {
+                    if v["receipt"]["status"] != "success" {
+                        warn!(worker = %self.config.label, %tx, error = %v["receipt"]["error"], "receipt batch rejected");
+                    }
+                    self.journal.forget(&tx)?;
+                }
+                Ok(_) => {}
+                // Neither pending nor finalized: lost (a node restart); redo its tasks.
+                Err(ClientError::Api { status: 404, .. }) => self.journal.forget(&tx)?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// One pass: new assignments are computed and their receipts submitted. Returns whether it
+    /// found work.
+    async fn round(&mut self) -> Result<bool> {
+        self.reconcile().await?;
+        let assigned: Value = self
+            .client
+            .get(&format!("/v1/workers/{}/assignments", self.address))
+            .await?;
+        let tasks = assigned["tasks"].as_array().cloned().unwrap_or_default();
+        let mut todo = Vec::new();
+        for task in &tasks {
+            let id: Hash = serde_json::from_value(task["task_id"].clone())?;
+            self.first_seen.entry(id).or_insert_with(Instant::now);
+            if !self.journal.contains(&id) {
+                todo.push(task.clone());
+            }
+        }
+        self.first_seen
+            .retain(|id, _| tasks.iter().any(|t| t["task_id"] == serde_json::json!(id)));
+        if todo.is_empty() {
+            return Ok(false);
+        }
+        // Fetch models and inputs concurrently, compute on every core, upload outputs.
+        let mut jobs = Vec::new();
+        for task in &todo {
+            let id: Hash = serde_json::from_value(task["task_id"].clone())?;
+            let model_id: Hash = serde_json::from_value(task["model_id"].clone())?;
+            let input_hash: Hash = serde_json::from_value(task["input"]["hash"].clone())?;
+            let model = self.model(&model_id).await?;
+            jobs.push((id, model_id, input_hash, model));
+        }
+        let cids: Vec<String> = jobs.iter().map(|(_, _, input, _)| cid_of(input)).collect();
+        let inputs =
+            futures::future::join_all(cids.iter().map(|cid| self.client.get_blob(cid))).await;
+        let mut work = Vec::new();
+        for (job, input) in jobs.into_iter().zip(inputs) {
+            match input? {
+                Some(bytes) if sha256(&bytes) == job.2 => work.push((job, bytes)),
+                Some(_) => warn!(task = %job.0, "input blob does not match its hash; skipping"),
+                None => warn!(task = %job.0, "input blob not found yet; will retry"),
+            }
+        }
+        let engine = self.engine.clone();
+        let results = tokio::task::spawn_blocking(move || {
+            work.into_par_iter()
+                .map(|(job, input)| {
+                    let result = compute(&engine, &job.3, &input);
+                    (job, result)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await?;
+        let mut receipts = Vec::new();
+        let mut uploads = Vec::new();
+        for ((id, model_id, input_hash, _), result) in results {
+            let computed = match result {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(task = %id, error = %format!("{e:#}"), "task failed to run; leaving it to time out");
+                    continue;
+                }
+            };
+            let mut receipt = TaskReceipt {
+                task_id: id,
+                model_id,
+                input_hash,
+                output_hash: sha256(&computed.output),
+                output_size: computed.output.len() as u64,
+                trace_root: computed.trace_root,
+                trace_len: computed.trace_len,
+                worker: self.address,
+                enclave_key: [0; 32],
+                signature: [0; 64],
+            };
+            self.enclave.sign(&self.chain_id, &mut receipt);
+            receipts.push(receipt);
+            uploads.push(computed.output);
+        }
+        for stored in futures::future::join_all(
+            uploads
+                .into_iter()
+                .map(|bytes| self.client.put_blob(bytes)),
+        )
+        .await
+        {
+            stored.context("uploading an output")?;
+        }
+        for batch in receipts.chunks(self.config.max_batch.clamp(1, MAX_RECEIPTS_PER_TX)) {
+            self.submit_batch(batch.to_vec()).await?;
+        }
+        Ok(true)
+    }
+
+    async fn submit_batch(&mut self, receipts: Vec<TaskReceipt>) -> Result<()> {
+        let ids: Vec<Hash> = receipts.iter().map(|r| r.task_id).collect();
+        let tx = self.sign(Action::SubmitReceipts { receipts });
+        // Journal first: a crash after sending must not lead to a second submission.
+        self.journal.record(&ids, tx.hash())?;
+        match self.client.submit(&tx).await {
+            Ok(_) => self.nonce += 1,
+            Err(ClientError::Api { code, .. })
+                if code == "bad_nonce" || code == "duplicate_transaction" =>
+            {
+                self.journal.forget(&tx.hash())?;
+                self.nonce = self.client.nonce(&self.address).await?;
+                return Ok(());
+            }
+            Err(e) => {
+                self.journal.forget(&tx.hash())?;
+                return Err(e.into());
+            }
+        }
+        let now = Instant::now();
+        let latency: u64 = ids
+            .iter()
+            .filter_map(|id| self.first_seen.get(id))
+            .map(|t| now.duration_since(*t).as_millis() as u64)
+            .sum();
+        let stats = &self.stats;
+        stats.tasks_done.fetch_add(ids.len() as u64, Ordering::Relaxed);
+        stats
+            .receipts_submitted
+            .fetch_add(ids.len() as u64, Ordering::Relaxed);
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.latency_ms_total.fetch_add(latency, Ordering::Relaxed);
+        info!(worker = %self.config.label, receipts = ids.len(), tx = %tx.hash(), mean_ms = latency / ids.len().max(1) as u64, "receipts submitted");
+        Ok(())
+    }
+
+    fn sign(&self, action: Action) -> SignedTx {
+        TxBody {
+            chain_id: self.chain_id.clone(),
+            nonce: self.nonce,
+            fee: 1,
+            action,
+        }
+        .sign(&self.config.account)
+    }
+}
+
+/// The local key that signs dev attestation reports, created on first use.
+fn load_dev_vendor(home: &std::path::Path) -> Result<AccountKey> {
+    let path = home.join("dev-tee.key");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)?;
+        return AccountKey::from_hex(&text).with_context(|| format!("reading {}", path.display()));
+    }
+    let key = AccountKey::generate();
+    crate::write_secret(&path, key.secret_hex().as_bytes())?;
+    Ok(key)
+}

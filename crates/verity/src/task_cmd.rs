@@ -1,0 +1,444 @@
+//! Task commands: blobs, models, tasks, and the worker.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context as _, Result};
+use clap::{Args, Subcommand};
+use serde_json::Value;
+use verity_client::Client;
+use verity_infer::Model;
+use verity_types::{
+    AccountKey, Action, Amount, DataRef, Hash, Mode, ModelSpec, TxBody, ONE_TOKEN,
+};
+use verity_worker::TeeSource;
+
+use crate::chain_cmd::{init_logs, keys_dir, load_key, runtime, DEFAULT_NODE};
+
+#[derive(Subcommand)]
+pub enum BlobCommand {
+    /// Upload a file to the node's blob store; prints its CID.
+    Put {
+        file: PathBuf,
+        #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]
+        node: String,
+    },
+    /// Download a blob by CID to a file (or standard output).
+    Get {
+        cid: String,
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]
+        node: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ModelCommand {
+    /// Upload an ONNX model and register it on chain; prints its model id.
+    Register(RegisterModelArgs),
+    /// Registered models.
+    List {
+        #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]
+        node: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One model's record.
+    Show {
+        id: Hash,
+        #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]
+        node: String,
+    },
+}
+
+#[derive(Args)]
+pub struct RegisterModelArgs {
+    file: PathBuf,
+    /// Key name in the keys directory, or a key file path; becomes the owner.
+    #[arg(long)]
+    from: String,
+    /// Defaults to the file name.
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long, default_value = "1")]
+    version: String,
+    #[arg(long, default_value = "unspecified")]
+    license: String,
+    #[arg(long, default_value = "onnx")]
+    architecture: String,
+    #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]
+    node: String,
+    #[arg(long, env = "VERITY_KEYS")]
+    keys_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum TaskCommand {
+    /// Upload an input and submit an inference task.
+    Submit(SubmitArgs),
+    /// A task's status, worker, result hash, output and heights.
+    Show {
+        id: Hash,
+        #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]
+        node: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The most recent tasks.
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]
+        node: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct SubmitArgs {
+    #[arg(long)]
+    model: Hash,
+    /// The input tensor: JSON (nested array) or .npy.
+    #[arg(long)]
+    input: PathBuf,
+    #[arg(long, default_value = "tee")]
+    mode: Mode,
+    /// Key name in the keys directory, or a key file path; pays the fee.
+    #[arg(long)]
+    from: String,
+    /// Task fee escrowed until the result settles, in base units.
+    #[arg(long, default_value_t = ONE_TOKEN / 100)]
+    max_fee: Amount,
+    /// Blocks before an unfinished task expires and is refunded.
+    #[arg(long, default_value_t = 600)]
+    deadline_blocks: u64,
+    /// Wait for the result, showing progress.
+    #[arg(long)]
+    wait: bool,
+    #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]
+    node: String,
+    #[arg(long, env = "VERITY_KEYS")]
+    keys_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct WorkerArgs {
+    /// The worker's account key (name or path); it stakes and pays receipt fees.
+    #[arg(long, env = "VERITY_WORKER_KEY")]
+    key: String,
+    /// Enclave key, dev TEE key and receipt journal.
+    #[arg(long, env = "VERITY_WORKER_HOME", default_value = ".verity/worker")]
+    home: PathBuf,
+    /// Where evidence comes from: auto (configfs-tsm), tdx, snp, or dev (software, devnet only).
+    #[arg(long, env = "VERITY_TEE", default_value = "dev")]
+    tee: String,
+    /// Stake to hold, in whole tokens.
+    #[arg(long, default_value_t = 1_000)]
+    stake: u128,
+    /// Serve only these models (repeatable); every model when absent.
+    #[arg(long = "model")]
+    models: Vec<Hash>,
+    #[arg(long, default_value_t = 128)]
+    max_batch: usize,
+    #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]
+    node: String,
+    #[arg(long, env = "VERITY_KEYS")]
+    keys_dir: Option<PathBuf>,
+}
+
+pub fn blob(cmd: BlobCommand) -> Result<()> {
+    runtime()?.block_on(async {
+        match cmd {
+            BlobCommand::Put { file, node } => {
+                let bytes =
+                    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                let answer = Client::new(&node).put_blob(bytes).await?;
+                println!("{}", answer["cid"].as_str().unwrap_or_default());
+            }
+            BlobCommand::Get { cid, output, node } => {
+                let bytes = Client::new(&node)
+                    .get_blob(&cid)
+                    .await?
+                    .with_context(|| format!("no blob {cid} on {node}"))?;
+                match output {
+                    Some(path) => std::fs::write(&path, bytes)
+                        .with_context(|| format!("writing {}", path.display()))?,
+                    None => std::io::stdout().write_all(&bytes)?,
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The registration of an ONNX file: its id, weights root and size come from the bytes.
+pub fn model_spec(bytes: &[u8], name: String, version: String, license: String, architecture: String) -> Result<ModelSpec> {
+    let summary = Model::parse(bytes)?.summary();
+    ensure!(
+        summary.unsupported.is_empty(),
+        "the model uses ops verity-infer does not support: {:?}",
+        summary.unsupported.iter().map(|u| &u.op).collect::<Vec<_>>()
+    );
+    Ok(ModelSpec {
+        model_id: summary.model_id,
+        name,
+        version,
+        weights_root: summary.weights_root,
+        architecture,
+        param_count: summary.parameters,
+        size: bytes.len() as u64,
+        license,
+        tee_required: true,
+        allowed_modes: vec![Mode::Tee],
+        tolerance_ppm: 0,
+    })
+}
+
+/// Uploads the file and registers it unless it is already registered; returns the model id.
+pub async fn register_model(client: &Client, key: &AccountKey, bytes: Vec<u8>, spec: ModelSpec) -> Result<Hash> {
+    let id = spec.model_id;
+    client.put_blob(bytes).await.context("uploading the model")?;
+    if client.find::<Value>(&format!("/v1/models/{id}")).await?.is_some() {
+        return Ok(id);
+    }
+    let receipt = send(client, key, Action::RegisterModel(spec)).await?;
+    ensure!(receipt["status"] == "success", "RegisterModel failed: {}", receipt["error"]);
+    Ok(id)
+}
+
+/// Signs `action` with the account's next nonce, submits it and waits for its receipt.
+pub async fn send(client: &Client, key: &AccountKey, action: Action) -> Result<Value> {
+    let status = client.status().await?;
+    let chain_id = status["chain_id"].as_str().context("status has no chain_id")?;
+    let tx = TxBody {
+        chain_id: chain_id.to_string(),
+        nonce: client.nonce(&key.address()).await?,
+        fee: 1_000_000_000,
+        action,
+    }
+    .sign(key);
+    client.submit(&tx).await?;
+    Ok(client.wait_for_tx(&tx.hash(), Duration::from_secs(60)).await?)
+}
+
+pub fn model(cmd: ModelCommand) -> Result<()> {
+    runtime()?.block_on(async {
+        match cmd {
+            ModelCommand::Register(args) => {
+                let key = load_key(&args.from, &keys_dir(args.keys_dir))?;
+                let bytes = std::fs::read(&args.file)
+                    .with_context(|| format!("reading {}", args.file.display()))?;
+                let name = args.name.unwrap_or_else(|| {
+                    args.file
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "model".into())
+                });
+                let spec = model_spec(&bytes, name, args.version, args.license, args.architecture)?;
+                let id = register_model(&Client::new(&args.node), &key, bytes, spec).await?;
+                println!("{id}");
+            }
+            ModelCommand::List { node, json } => {
+                let answer: Value = Client::new(&node).get("/v1/models").await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&answer)?);
+                } else {
+                    for m in answer["models"].as_array().into_iter().flatten() {
+                        println!(
+                            "{}  {} v{}  {} params  owner {}",
+                            m["model_id"].as_str().unwrap_or_default(),
+                            m["name"].as_str().unwrap_or_default(),
+                            m["version"].as_str().unwrap_or_default(),
+                            m["param_count"],
+                            m["owner"].as_str().unwrap_or_default(),
+                        );
+                    }
+                }
+            }
+            ModelCommand::Show { id, node } => {
+                let answer: Value = Client::new(&node).get(&format!("/v1/models/{id}")).await?;
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            }
+        }
+        Ok(())
+    })
+}
+
+pub fn task(cmd: TaskCommand) -> Result<()> {
+    runtime()?.block_on(async {
+        match cmd {
+            TaskCommand::Submit(args) => submit(args).await,
+            TaskCommand::Show { id, node, json } => {
+                let client = Client::new(&node);
+                let view: Value = client.get(&format!("/v1/tasks/{id}")).await?;
+                let output = match view["output_cid"].as_str() {
+                    Some(cid) => client.get_blob(cid).await?,
+                    None => None,
+                };
+                print_task(&view, output.as_deref(), json)
+            }
+            TaskCommand::List { limit, node, json } => {
+                let answer: Value = Client::new(&node).get(&format!("/v1/tasks?limit={limit}")).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&answer)?);
+                } else {
+                    for t in answer["tasks"].as_array().into_iter().flatten() {
+                        println!(
+                            "{}  {:<9}  worker {}  submitted at {}",
+                            t["task_id"].as_str().unwrap_or_default(),
+                            t["status"].as_str().unwrap_or_default(),
+                            t["worker"].as_str().unwrap_or("-"),
+                            t["submitted_height"],
+                        );
+                    }
+                }
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn submit(args: SubmitArgs) -> Result<()> {
+    let key = load_key(&args.from, &keys_dir(args.keys_dir))?;
+    let input = std::fs::read(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
+    let client = Client::new(&args.node);
+    client.put_blob(input.clone()).await.context("uploading the input")?;
+    let status = client.status().await?;
+    let chain_id = status["chain_id"].as_str().context("status has no chain_id")?;
+    let tx = TxBody {
+        chain_id: chain_id.to_string(),
+        nonce: client.nonce(&key.address()).await?,
+        fee: 1_000_000_000,
+        action: Action::SubmitTask {
+            model_id: args.model,
+            input: DataRef::of(&input),
+            mode: args.mode,
+            max_fee: args.max_fee,
+            deadline_blocks: args.deadline_blocks,
+        },
+    }
+    .sign(&key);
+    let id = tx.hash();
+    client.submit(&tx).await?;
+    println!("task {id}");
+    if !args.wait {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let mut last = String::new();
+    loop {
+        let (status, detail) = match client.find::<Value>(&format!("/v1/tasks/{id}")).await? {
+            None => match client.tx(&id).await {
+                Ok(v) if v["status"] == "finalized" && v["receipt"]["status"] != "success" => {
+                    bail!("the task was refused: {}", v["receipt"]["error"]);
+                }
+                _ => ("submitted".to_string(), "waiting for a block".to_string()),
+            },
+            Some(view) => {
+                let task = &view["task"];
+                let status = task["status"].as_str().unwrap_or("?").to_string();
+                let detail = match task["worker"].as_str() {
+                    Some(w) => format!("worker {w}"),
+                    None => "waiting for an eligible worker".into(),
+                };
+                if ["finalized", "cancelled", "expired"].contains(&status.as_str()) {
+                    eprintln!();
+                    let output = match view["output_cid"].as_str() {
+                        Some(cid) => client.get_blob(cid).await?,
+                        None => None,
+                    };
+                    return print_task(&view, output.as_deref(), false);
+                }
+                (status, detail)
+            }
+        };
+        let line = format!("[{:>5.1}s] {status}: {detail}", started.elapsed().as_secs_f64());
+        if line != last {
+            eprint!("\r\x1b[2K{line}");
+            last = line;
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            bail!("no result after 300 s; `verity task show {id}` tells where it is");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn print_task(view: &Value, output: Option<&[u8]>, json: bool) -> Result<()> {
+    let output_doc: Option<Value> = output.and_then(|b| serde_json::from_slice(b).ok());
+    if json {
+        let mut doc = view.clone();
+        if let Some(out) = output_doc {
+            doc["output"] = out;
+        }
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    let task = &view["task"];
+    let record = &view["record"];
+    println!("task         {}", task["task_id"].as_str().unwrap_or_default());
+    println!("status       {}", task["status"].as_str().unwrap_or_default());
+    println!("model        {}", task["model_id"].as_str().unwrap_or_default());
+    println!("mode         {}", task["mode"].as_str().unwrap_or_default());
+    println!("worker       {}", task["worker"].as_str().unwrap_or("-"));
+    println!("input        {}", view["input_cid"].as_str().unwrap_or_default());
+    println!("submitted    height {}", task["submitted_height"]);
+    if !record.is_null() {
+        println!("result hash  {}", record["output_hash"].as_str().unwrap_or_default());
+        println!("output       {}", view["output_cid"].as_str().unwrap_or_default());
+        println!("trace        {} ({} steps)", record["trace_root"].as_str().unwrap_or_default(), record["trace_len"]);
+        println!("finalized    height {}", record["finalized_height"]);
+        println!("attestation  {}", view["attestation"].as_str().unwrap_or_default());
+        let s = &record["settlement"];
+        println!(
+            "fee split    worker {}  owner {}  protocol {}",
+            s["worker"].as_str().unwrap_or_default(),
+            s["owner"].as_str().unwrap_or_default(),
+            s["protocol"].as_str().unwrap_or_default()
+        );
+    }
+    if let Some(out) = output_doc {
+        for o in out["outputs"].as_array().into_iter().flatten() {
+            println!("output       {}: {} {}", o["name"].as_str().unwrap_or_default(), o["dtype"].as_str().unwrap_or_default(), o["data"]);
+        }
+    }
+    Ok(())
+}
+
+pub fn parse_tee(text: &str) -> Result<TeeSource> {
+    Ok(match text {
+        "auto" => TeeSource::Auto,
+        "dev" => TeeSource::Dev,
+        other => TeeSource::Hardware(other.parse().map_err(|e| anyhow::anyhow!("--tee: {e}"))?),
+    })
+}
+
+pub fn worker(args: WorkerArgs) -> Result<()> {
+    init_logs("info");
+    let account = load_key(&args.key, &keys_dir(args.keys_dir))?;
+    let config = verity_worker::WorkerConfig {
+        api: args.node,
+        account,
+        home: args.home,
+        tee: parse_tee(&args.tee)?,
+        stake: args.stake.checked_mul(ONE_TOKEN).context("--stake overflows")?,
+        models: args.models,
+        max_batch: args.max_batch,
+        poll: Duration::from_millis(100),
+        label: "worker".into(),
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let stats = Arc::new(verity_worker::WorkerStats::default());
+            verity_worker::run(config, stats, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+        })
+}
