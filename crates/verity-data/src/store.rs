@@ -82,8 +82,11 @@ impl BlobStore {
 
     pub async fn put(&self, bytes: &[u8]) -> Result<StoredBlob, BlobError> {
         let chunk = bytes::Bytes::copy_from_slice(bytes);
-        self.put_stream(futures::stream::iter([Ok::<_, std::io::Error>(chunk)]), None)
-            .await
+        self.put_stream(
+            futures::stream::iter([Ok::<_, std::io::Error>(chunk)]),
+            None,
+        )
+        .await
     }
 
     /// Streams an upload to disk, hashing as it goes; refuses it past the size limit, and when
@@ -172,14 +175,16 @@ mod tests {
             store.put(b"eleven bytes").await,
             Err(BlobError::TooLarge { limit: 10 })
         ));
-        let stream = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from_static(
-            b"abc",
-        ))]);
+        let stream =
+            futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"abc"))]);
         assert!(matches!(
             store.put_stream(stream, Some(sha256(b"abd"))).await,
             Err(BlobError::HashMismatch { .. })
         ));
         // Refused uploads leave nothing behind.
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
     }
 }

@@ -280,10 +280,14 @@ async fn put_blob(
         .put_stream(body.into_data_stream(), None)
         .await
         .map_err(|e| match e {
-            BlobError::TooLarge { .. } => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "blob_too_large", e.to_string())
+            BlobError::TooLarge { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "blob_too_large",
+                e.to_string(),
+            ),
+            BlobError::Upload(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_upload", e.to_string())
             }
-            BlobError::Upload(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad_upload", e.to_string()),
             other => ApiError::internal(other),
         })?;
     Ok((

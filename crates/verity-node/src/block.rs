@@ -103,7 +103,10 @@ impl Read for Block {
         let timestamp_ms = u64::read(buf)?;
         let txs = Vec::<Bytes>::read_cfg(buf, &txs_cfg())?;
         if txs.iter().map(Bytes::len).sum::<usize>() > MAX_BLOCK_BYTES {
-            return Err(CodecError::Invalid("block", "transactions exceed the block size limit"));
+            return Err(CodecError::Invalid(
+                "block",
+                "transactions exceed the block size limit",
+            ));
         }
         Ok(Self::new(parent, height, timestamp_ms, txs))
     }

@@ -246,7 +246,8 @@ impl Worker {
         if ours && left > life * REATTEST_WHEN_LEFT {
             return Ok(());
         }
-        let report_data = enclave_report_data(&self.chain_id, &self.address, &self.enclave.public());
+        let report_data =
+            enclave_report_data(&self.chain_id, &self.address, &self.enclave.public());
         let vendor = match self.config.tee {
             TeeSource::Dev => Some(load_dev_vendor(&self.config.home)?),
             _ => None,
@@ -254,8 +255,8 @@ impl Worker {
         let dev = vendor
             .as_ref()
             .map(|k| (k, DEV_MEASUREMENT, now_ms() / 1000));
-        let (kind, evidence) =
-            produce(self.config.tee, &report_data, dev).context("producing attestation evidence")?;
+        let (kind, evidence) = produce(self.config.tee, &report_data, dev)
+            .context("producing attestation evidence")?;
         self.send_and_wait(Action::RegisterEnclave {
             kind: kind.to_string(),
             enclave_key: self.enclave.public(),
@@ -381,12 +382,9 @@ impl Worker {
             receipts.push(receipt);
             uploads.push(computed.output);
         }
-        for stored in futures::future::join_all(
-            uploads
-                .into_iter()
-                .map(|bytes| self.client.put_blob(bytes)),
-        )
-        .await
+        for stored in
+            futures::future::join_all(uploads.into_iter().map(|bytes| self.client.put_blob(bytes)))
+                .await
         {
             stored.context("uploading an output")?;
         }
@@ -422,7 +420,9 @@ impl Worker {
             .map(|t| now.duration_since(*t).as_millis() as u64)
             .sum();
         let stats = &self.stats;
-        stats.tasks_done.fetch_add(ids.len() as u64, Ordering::Relaxed);
+        stats
+            .tasks_done
+            .fetch_add(ids.len() as u64, Ordering::Relaxed);
         stats
             .receipts_submitted
             .fetch_add(ids.len() as u64, Ordering::Relaxed);

@@ -311,7 +311,10 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
             .await
             .context("registering the bundled model")?;
         spawn_workers(&home, &apis, args.workers)?;
-        println!("  workers:     {} (dev TEE, not hardware-backed)", args.workers);
+        println!(
+            "  workers:     {} (dev TEE, not hardware-backed)",
+            args.workers
+        );
         println!("  model:       {model_id} (digits-mlp, bundled)");
         println!("  genesis:     {}", home.join("genesis.json").display());
         println!(

@@ -10,9 +10,7 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 use verity_client::Client;
 use verity_infer::Model;
-use verity_types::{
-    AccountKey, Action, Amount, DataRef, Hash, Mode, ModelSpec, TxBody, ONE_TOKEN,
-};
+use verity_types::{AccountKey, Action, Amount, DataRef, Hash, Mode, ModelSpec, TxBody, ONE_TOKEN};
 use verity_worker::TeeSource;
 
 use crate::chain_cmd::{init_logs, keys_dir, load_key, runtime, DEFAULT_NODE};
@@ -176,12 +174,22 @@ pub fn blob(cmd: BlobCommand) -> Result<()> {
 }
 
 /// The registration of an ONNX file: its id, weights root and size come from the bytes.
-pub fn model_spec(bytes: &[u8], name: String, version: String, license: String, architecture: String) -> Result<ModelSpec> {
+pub fn model_spec(
+    bytes: &[u8],
+    name: String,
+    version: String,
+    license: String,
+    architecture: String,
+) -> Result<ModelSpec> {
     let summary = Model::parse(bytes)?.summary();
     ensure!(
         summary.unsupported.is_empty(),
         "the model uses ops verity-infer does not support: {:?}",
-        summary.unsupported.iter().map(|u| &u.op).collect::<Vec<_>>()
+        summary
+            .unsupported
+            .iter()
+            .map(|u| &u.op)
+            .collect::<Vec<_>>()
     );
     Ok(ModelSpec {
         model_id: summary.model_id,
@@ -199,21 +207,39 @@ pub fn model_spec(bytes: &[u8], name: String, version: String, license: String, 
 }
 
 /// Uploads the file and registers it unless it is already registered; returns the model id.
-pub async fn register_model(client: &Client, key: &AccountKey, bytes: Vec<u8>, spec: ModelSpec) -> Result<Hash> {
+pub async fn register_model(
+    client: &Client,
+    key: &AccountKey,
+    bytes: Vec<u8>,
+    spec: ModelSpec,
+) -> Result<Hash> {
     let id = spec.model_id;
-    client.put_blob(bytes).await.context("uploading the model")?;
-    if client.find::<Value>(&format!("/v1/models/{id}")).await?.is_some() {
+    client
+        .put_blob(bytes)
+        .await
+        .context("uploading the model")?;
+    if client
+        .find::<Value>(&format!("/v1/models/{id}"))
+        .await?
+        .is_some()
+    {
         return Ok(id);
     }
     let receipt = send(client, key, Action::RegisterModel(spec)).await?;
-    ensure!(receipt["status"] == "success", "RegisterModel failed: {}", receipt["error"]);
+    ensure!(
+        receipt["status"] == "success",
+        "RegisterModel failed: {}",
+        receipt["error"]
+    );
     Ok(id)
 }
 
 /// Signs `action` with the account's next nonce, submits it and waits for its receipt.
 pub async fn send(client: &Client, key: &AccountKey, action: Action) -> Result<Value> {
     let status = client.status().await?;
-    let chain_id = status["chain_id"].as_str().context("status has no chain_id")?;
+    let chain_id = status["chain_id"]
+        .as_str()
+        .context("status has no chain_id")?;
     let tx = TxBody {
         chain_id: chain_id.to_string(),
         nonce: client.nonce(&key.address()).await?,
@@ -222,7 +248,9 @@ pub async fn send(client: &Client, key: &AccountKey, action: Action) -> Result<V
     }
     .sign(key);
     client.submit(&tx).await?;
-    Ok(client.wait_for_tx(&tx.hash(), Duration::from_secs(60)).await?)
+    Ok(client
+        .wait_for_tx(&tx.hash(), Duration::from_secs(60))
+        .await?)
 }
 
 pub fn model(cmd: ModelCommand) -> Result<()> {
@@ -282,7 +310,9 @@ pub fn task(cmd: TaskCommand) -> Result<()> {
                 print_task(&view, output.as_deref(), json)
             }
             TaskCommand::List { limit, node, json } => {
-                let answer: Value = Client::new(&node).get(&format!("/v1/tasks?limit={limit}")).await?;
+                let answer: Value = Client::new(&node)
+                    .get(&format!("/v1/tasks?limit={limit}"))
+                    .await?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&answer)?);
                 } else {
@@ -304,11 +334,17 @@ pub fn task(cmd: TaskCommand) -> Result<()> {
 
 async fn submit(args: SubmitArgs) -> Result<()> {
     let key = load_key(&args.from, &keys_dir(args.keys_dir))?;
-    let input = std::fs::read(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
+    let input =
+        std::fs::read(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
     let client = Client::new(&args.node);
-    client.put_blob(input.clone()).await.context("uploading the input")?;
+    client
+        .put_blob(input.clone())
+        .await
+        .context("uploading the input")?;
     let status = client.status().await?;
-    let chain_id = status["chain_id"].as_str().context("status has no chain_id")?;
+    let chain_id = status["chain_id"]
+        .as_str()
+        .context("status has no chain_id")?;
     let tx = TxBody {
         chain_id: chain_id.to_string(),
         nonce: client.nonce(&key.address()).await?,
@@ -356,7 +392,10 @@ async fn submit(args: SubmitArgs) -> Result<()> {
                 (status, detail)
             }
         };
-        let line = format!("[{:>5.1}s] {status}: {detail}", started.elapsed().as_secs_f64());
+        let line = format!(
+            "[{:>5.1}s] {status}: {detail}",
+            started.elapsed().as_secs_f64()
+        );
         if line != last {
             eprint!("\r\x1b[2K{line}");
             last = line;
@@ -380,19 +419,44 @@ fn print_task(view: &Value, output: Option<&[u8]>, json: bool) -> Result<()> {
     }
     let task = &view["task"];
     let record = &view["record"];
-    println!("task         {}", task["task_id"].as_str().unwrap_or_default());
-    println!("status       {}", task["status"].as_str().unwrap_or_default());
-    println!("model        {}", task["model_id"].as_str().unwrap_or_default());
+    println!(
+        "task         {}",
+        task["task_id"].as_str().unwrap_or_default()
+    );
+    println!(
+        "status       {}",
+        task["status"].as_str().unwrap_or_default()
+    );
+    println!(
+        "model        {}",
+        task["model_id"].as_str().unwrap_or_default()
+    );
     println!("mode         {}", task["mode"].as_str().unwrap_or_default());
     println!("worker       {}", task["worker"].as_str().unwrap_or("-"));
-    println!("input        {}", view["input_cid"].as_str().unwrap_or_default());
+    println!(
+        "input        {}",
+        view["input_cid"].as_str().unwrap_or_default()
+    );
     println!("submitted    height {}", task["submitted_height"]);
     if !record.is_null() {
-        println!("result hash  {}", record["output_hash"].as_str().unwrap_or_default());
-        println!("output       {}", view["output_cid"].as_str().unwrap_or_default());
-        println!("trace        {} ({} steps)", record["trace_root"].as_str().unwrap_or_default(), record["trace_len"]);
+        println!(
+            "result hash  {}",
+            record["output_hash"].as_str().unwrap_or_default()
+        );
+        println!(
+            "output       {}",
+            view["output_cid"].as_str().unwrap_or_default()
+        );
+        println!(
+            "trace        {} ({} steps)",
+            record["trace_root"].as_str().unwrap_or_default(),
+            record["trace_len"]
+        );
         println!("finalized    height {}", record["finalized_height"]);
-        println!("attestation  {}", view["attestation"].as_str().unwrap_or_default());
+        println!(
+            "attestation  {}",
+            view["attestation"].as_str().unwrap_or_default()
+        );
         let s = &record["settlement"];
         println!(
             "fee split    worker {}  owner {}  protocol {}",
@@ -403,7 +467,12 @@ fn print_task(view: &Value, output: Option<&[u8]>, json: bool) -> Result<()> {
     }
     if let Some(out) = output_doc {
         for o in out["outputs"].as_array().into_iter().flatten() {
-            println!("output       {}: {} {}", o["name"].as_str().unwrap_or_default(), o["dtype"].as_str().unwrap_or_default(), o["data"]);
+            println!(
+                "output       {}: {} {}",
+                o["name"].as_str().unwrap_or_default(),
+                o["dtype"].as_str().unwrap_or_default(),
+                o["data"]
+            );
         }
     }
     Ok(())
@@ -425,7 +494,10 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
         account,
         home: args.home,
         tee: parse_tee(&args.tee)?,
-        stake: args.stake.checked_mul(ONE_TOKEN).context("--stake overflows")?,
+        stake: args
+            .stake
+            .checked_mul(ONE_TOKEN)
+            .context("--stake overflows")?,
         models: args.models,
         max_batch: args.max_batch,
         poll: Duration::from_millis(100),

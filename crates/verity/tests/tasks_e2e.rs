@@ -1,0 +1,387 @@
+//! TEE-mode tasks end to end: `verity devnet` (4 validators, 2 in-process workers) plus a third
+//! worker as its own `verity worker` process. 100 tasks with real digit images; the third worker
+//! is killed with SIGKILL after the first 10, so the tasks drawn for it time out, are reassigned
+//! and finish. Every output must equal `verity infer run` on the same input, balances must have
+//! moved exactly per the fee split, and reputation must show the successes and the timeouts.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use verity_client::Client;
+use verity_types::{
+    sha256, AccountKey, Action, Address, DataRef, EnclaveKey, Hash, Mode, SignedTx, TaskReceipt,
+    TxBody, ONE_TOKEN,
+};
+
+const TASKS: usize = 100;
+const MAX_FEE: u128 = 1_000_000;
+const TX_FEE: u128 = 1_000_000_000;
+
+fn free_ports(n: u16, seed: u16) -> u16 {
+    let pid = std::process::id() as u16;
+    for attempt in 0..200u16 {
+        let base = 20_000
+            + (pid
+                .wrapping_mul(37)
+                .wrapping_add(seed)
+                .wrapping_add(attempt * 101))
+                % 30_000;
+        if (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no {n} consecutive free ports");
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[&str], log: &Path) -> Killed {
+    let log = std::fs::File::create(log).unwrap();
+    Killed(
+        Command::new(env!("CARGO_BIN_EXE_verity"))
+            .args(args)
+            .env("VERITY_LOG", "info,commonware=warn")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("verity starts"),
+    )
+}
+
+async fn wait_for<T>(what: &str, secs: u64, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn amount(v: &Value) -> u128 {
+    v.as_str().unwrap().parse().unwrap()
+}
+
+async fn balance(client: &Client, a: &Address) -> u128 {
+    amount(&client.account(a).await.unwrap()["balance"])
+}
+
+async fn nonce(client: &Client, a: &Address) -> u64 {
+    client.nonce(a).await.unwrap()
+}
+
+fn sign(key: &AccountKey, nonce: u64, action: Action) -> SignedTx {
+    TxBody {
+        chain_id: "verity-devnet".into(),
+        nonce,
+        fee: TX_FEE,
+        action,
+    }
+    .sign(key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_tasks_with_a_killed_worker() {
+    let home = tempfile::tempdir().unwrap();
+    let api = free_ports(4, 1);
+    let p2p = free_ports(4, 7);
+    let devnet_home = home.path().join("devnet");
+    let _devnet = spawn(
+        &[
+            "devnet",
+            "--home",
+            devnet_home.to_str().unwrap(),
+            "--workers",
+            "2",
+            "--api-port",
+            &api.to_string(),
+            "--p2p-port",
+            &p2p.to_string(),
+        ],
+        &home.path().join("devnet.log"),
+    );
+    let client = Client::new(&format!("127.0.0.1:{api}"));
+    let model: Hash = wait_for("the bundled model", 120, async || {
+        let models: Value = client.get("/v1/models").await.ok()?;
+        serde_json::from_value(models["models"][0]["model_id"].clone()).ok()
+    })
+    .await;
+    let dev = AccountKey::from_hex(
+        &std::fs::read_to_string(devnet_home.join("dev-account.key")).unwrap(),
+    )
+    .unwrap();
+
+    // A user and a third worker, funded by the dev account (which owns the model).
+    let user = AccountKey::generate();
+    let third = AccountKey::generate();
+    let third_key = home.path().join("third.key");
+    std::fs::write(&third_key, third.secret_hex()).unwrap();
+    let n = nonce(&client, &dev.address()).await;
+    let funding = [
+        sign(
+            &dev,
+            n,
+            Action::Transfer {
+                to: user.address(),
+                amount: 1_000 * ONE_TOKEN,
+            },
+        ),
+        sign(
+            &dev,
+            n + 1,
+            Action::Transfer {
+                to: third.address(),
+                amount: 10_000 * ONE_TOKEN,
+            },
+        ),
+    ];
+    for tx in &funding {
+        client.submit(tx).await.unwrap();
+    }
+    client
+        .wait_for_tx(&funding[1].hash(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let third_worker = spawn(
+        &[
+            "worker",
+            "--key",
+            third_key.to_str().unwrap(),
+            "--home",
+            home.path().join("third").to_str().unwrap(),
+            "--node",
+            &format!("127.0.0.1:{}", api + 1),
+        ],
+        &home.path().join("third.log"),
+    );
+    let workers: Vec<Address> = wait_for("three workers with enclaves", 120, async || {
+        let list: Value = client.get("/v1/workers").await.ok()?;
+        let ready: Vec<Address> = list["workers"]
+            .as_array()?
+            .iter()
+            .filter(|w| w["enclave"].is_object())
+            .filter_map(|w| serde_json::from_value(w["address"].clone()).ok())
+            .collect();
+        (ready.len() == 3).then_some(ready)
+    })
+    .await;
+    assert!(workers.contains(&third.address()));
+
+    // Balances and nonces before the tasks.
+    let owner = dev.address();
+    let mut before = BTreeMap::new();
+    for a in workers.iter().chain([&owner, &user.address()]) {
+        before.insert(*a, (balance(&client, a).await, nonce(&client, a).await));
+    }
+
+    // 100 real digit images; the third worker dies after the first 10 submissions.
+    let samples: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../models/samples/digits_test.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut inputs = Vec::new();
+    let mut ids = Vec::new();
+    let mut third_worker = Some(third_worker);
+    for (i, pixels) in samples["pixels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(TASKS)
+        .enumerate()
+    {
+        let bytes = serde_json::to_vec(&serde_json::json!([pixels])).unwrap();
+        client.put_blob(bytes.clone()).await.unwrap();
+        let tx = sign(
+            &user,
+            i as u64,
+            Action::SubmitTask {
+                model_id: model,
+                input: DataRef::of(&bytes),
+                mode: Mode::Tee,
+                max_fee: MAX_FEE,
+                deadline_blocks: 2_000,
+            },
+        );
+        client.submit(&tx).await.unwrap();
+        ids.push(tx.hash());
+        inputs.push(bytes);
+        if i == 9 {
+            drop(third_worker.take());
+        }
+    }
+
+    // All reach Finalized.
+    let started = Instant::now();
+    let views: Vec<Value> = wait_for("all tasks finalized", 240, async || {
+        let mut views = Vec::new();
+        for id in &ids {
+            let view: Value = client.find(&format!("/v1/tasks/{id}")).await.ok()??;
+            if view["task"]["status"] != "finalized" {
+                return None;
+            }
+            views.push(view);
+        }
+        Some(views)
+    })
+    .await;
+    eprintln!(
+        "100 tasks finalized {:.1}s after the last submission",
+        started.elapsed().as_secs_f64()
+    );
+
+    // Reassignment: tasks drawn for the dead worker timed out and were finished by others.
+    let reassigned = views
+        .iter()
+        .filter(|v| {
+            v["task"]["timed_out"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!(third.address()))
+        })
+        .count();
+    assert!(
+        reassigned > 0,
+        "some tasks were drawn for the killed worker"
+    );
+
+    // Every output equals `verity infer run` on the same input.
+    let dir = home.path().join("inputs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let model_file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/digits_mlp.onnx");
+    for (i, (view, input)) in views.iter().zip(&inputs).enumerate() {
+        let record = &view["record"];
+        assert_eq!(view["attestation"], "dev TEE, not hardware-backed");
+        let output = client
+            .get_blob(view["output_cid"].as_str().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let output_hash: Hash = serde_json::from_value(record["output_hash"].clone()).unwrap();
+        assert_eq!(sha256(&output), output_hash);
+        let output: Value = serde_json::from_slice(&output).unwrap();
+        let path = dir.join(format!("{i}.json"));
+        std::fs::write(&path, input).unwrap();
+        let local = Command::new(env!("CARGO_BIN_EXE_verity"))
+            .args([
+                "infer",
+                "run",
+                "--model",
+                model_file,
+                "--input",
+                path.to_str().unwrap(),
+                "--json",
+                "--trace",
+            ])
+            .output()
+            .unwrap();
+        assert!(local.status.success());
+        let local: Value = serde_json::from_slice(&local.stdout).unwrap();
+        assert_eq!(
+            output, local,
+            "task {i}: the worker's output differs from verity infer run"
+        );
+        assert_eq!(record["trace_root"], local["trace"]["root"]);
+    }
+
+    // Balances moved exactly per the fee split (70 % worker, 20 % owner, 10 % protocol).
+    let mut earned: BTreeMap<Address, u128> = BTreeMap::new();
+    for view in &views {
+        let split = &view["record"]["settlement"];
+        assert_eq!(amount(&split["worker"]), MAX_FEE * 7 / 10);
+        assert_eq!(amount(&split["owner"]), MAX_FEE * 2 / 10);
+        assert_eq!(amount(&split["protocol"]), MAX_FEE / 10);
+        let worker: Address = serde_json::from_value(view["task"]["worker"].clone()).unwrap();
+        *earned.entry(worker).or_default() += MAX_FEE * 7 / 10;
+    }
+    let (user_before, _) = before[&user.address()];
+    assert_eq!(
+        balance(&client, &user.address()).await,
+        user_before - TASKS as u128 * (MAX_FEE + TX_FEE)
+    );
+    let (owner_before, _) = before[&owner];
+    assert_eq!(
+        balance(&client, &owner).await,
+        owner_before + TASKS as u128 * MAX_FEE * 2 / 10
+    );
+    for w in &workers {
+        let (b, n) = before[w];
+        let receipt_txs = (nonce(&client, w).await - n) as u128;
+        assert_eq!(
+            balance(&client, w).await,
+            b + earned.get(w).copied().unwrap_or(0) - receipt_txs * 1,
+            "worker {w}"
+        );
+    }
+
+    // Reputation: +10 per result, -20 per timeout.
+    let mut total_successes = 0;
+    for w in &workers {
+        let view: Value = client.get(&format!("/v1/workers/{w}")).await.unwrap();
+        let rep = &view["reputation"];
+        let (score, successes, timeouts) = (
+            rep["score"].as_i64().unwrap(),
+            rep["successes"].as_u64().unwrap(),
+            rep["timeouts"].as_u64().unwrap(),
+        );
+        assert_eq!(
+            score,
+            10 * successes as i64 - 20 * timeouts as i64,
+            "{view}"
+        );
+        total_successes += successes;
+        if *w == third.address() {
+            assert!(timeouts as usize >= reassigned);
+        }
+    }
+    assert_eq!(total_successes, TASKS as u64);
+
+    // A receipt from an unregistered enclave is rejected and records nothing.
+    let rogue = EnclaveKey::generate();
+    let id = ids[0];
+    let mut receipt = TaskReceipt {
+        task_id: id,
+        model_id: model,
+        input_hash: sha256(&inputs[0]),
+        output_hash: Hash([7; 32]),
+        output_size: 1,
+        trace_root: Hash([7; 32]),
+        trace_len: 1,
+        worker: user.address(),
+        enclave_key: [0; 32],
+        signature: [0; 64],
+    };
+    rogue.sign("verity-devnet", &mut receipt);
+    let tx = sign(
+        &user,
+        TASKS as u64,
+        Action::SubmitReceipts {
+            receipts: vec![receipt],
+        },
+    );
+    client.submit(&tx).await.unwrap();
+    let verdict = client
+        .wait_for_tx(&tx.hash(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(verdict["status"], "failed");
+    assert_eq!(verdict["error"]["code"], "receipt_rejected");
+    let after: Value = client.get(&format!("/v1/tasks/{id}")).await.unwrap();
+    assert_eq!(after["record"], views[0]["record"]);
+}
