@@ -79,6 +79,9 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+/// Committed key-value pairs, in key order.
+pub type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Writes ordered by table then key; `None` deletes the key.
 pub type Entries = BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>;
 
@@ -135,7 +138,7 @@ pub trait Store: Send + Sync + 'static {
         prefix: &[u8],
         start: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    ) -> Result<KeyValues, StoreError>;
 }
 
 /// redb on disk: ACID, crash-safe, pure Rust.
@@ -187,7 +190,7 @@ impl Store for RedbStore {
         prefix: &[u8],
         start: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<KeyValues, StoreError> {
         let tx = self.db.begin_read().map_err(backend)?;
         let t = tx.open_table(table.definition()).map_err(backend)?;
         let mut out = Vec::new();
@@ -205,8 +208,10 @@ impl Store for RedbStore {
 /// In memory, for tests and simulations.
 #[derive(Default)]
 pub struct MemStore {
-    data: RwLock<BTreeMap<(Table, Vec<u8>), Vec<u8>>>,
+    data: RwLock<Committed>,
 }
+
+type Committed = BTreeMap<(Table, Vec<u8>), Vec<u8>>;
 
 impl Store for MemStore {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -231,7 +236,7 @@ impl Store for MemStore {
         prefix: &[u8],
         start: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<KeyValues, StoreError> {
         let data = self.data.read().map_err(backend)?;
         Ok(data
             .range((table, start.to_vec())..)
@@ -257,7 +262,7 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
         prefix: &[u8],
         start: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<KeyValues, StoreError> {
         (**self).scan(table, prefix, start, limit)
     }
 }

@@ -22,6 +22,8 @@ use crate::chain_cmd::{default_params, init_logs, now_ms};
 pub enum BenchCommand {
     /// Transfers per second and submit→finalized latency on a fresh local devnet.
     Transfers(TransfersArgs),
+    /// TEE tasks per second and submit→finalized latency on a fresh devnet with workers.
+    Tasks(crate::bench_tasks::TasksArgs),
 }
 
 #[derive(Args)]
@@ -59,6 +61,7 @@ const FEE: u128 = 1_000;
 pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Transfers(args) => transfers(args),
+        BenchCommand::Tasks(args) => crate::bench_tasks::tasks(args),
     }
 }
 

@@ -10,10 +10,12 @@ use clap::{Args, Subcommand};
 use verity_client::Client;
 use verity_node::{
     mempool::SenderCache,
-    run::{self, write_secret},
+    run::{self},
 };
 use verity_state::{Genesis, GenesisAccount, Params};
 use verity_types::{AccountKey, Action, Address, TxBody, ONE_TOKEN};
+
+pub(crate) use verity_node::run::write_secret;
 
 /// The chain id `verity devnet` uses.
 pub const DEVNET_CHAIN_ID: &str = "verity-devnet";

@@ -2,6 +2,7 @@
 
 mod attest_cmd;
 mod bench_cmd;
+mod bench_tasks;
 mod chain_cmd;
 mod infer_cmd;
 mod task_cmd;

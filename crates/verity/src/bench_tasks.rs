@@ -1,0 +1,250 @@
+//! `verity bench tasks`: a throwaway devnet with in-process workers, a burst of TEE tasks on the
+//! bundled digits model, and the finalized rate and submit→finalized latency measured from the
+//! task status changes as blocks execute.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use clap::Args;
+use futures::StreamExt as _;
+use verity_client::Client;
+use verity_node::{mempool::SenderCache, mempool::MAX_NONCE_GAP, run};
+use verity_state::{GenesisAccount, TaskStatus};
+use verity_types::{AccountKey, Action, DataRef, Hash, Mode, TxBody, ONE_TOKEN};
+
+use crate::chain_cmd::{devnet_genesis, init_logs, spawn_workers, write_secret, BUNDLED_MODEL};
+
+#[derive(Args)]
+pub struct TasksArgs {
+    #[arg(long, default_value_t = 4)]
+    validators: u32,
+    #[arg(long, default_value_t = 3)]
+    workers: u32,
+    /// Tasks to submit.
+    #[arg(long, default_value_t = 5_000)]
+    count: u64,
+    /// Distinct submitting accounts.
+    #[arg(long, default_value_t = 64)]
+    users: u64,
+    /// Concurrent HTTP submissions, spread over every validator's API.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Offered load in tasks per second; 0 submits as fast as the APIs accept them.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    #[arg(long, default_value_t = 18545)]
+    api_port: u16,
+    #[arg(long, default_value_t = 31300)]
+    p2p_port: u16,
+}
+
+const CHAIN_ID: &str = "verity-bench-tasks";
+
+pub fn tasks(args: TasksArgs) -> Result<()> {
+    init_logs("warn");
+    if args.users == 0 || args.count == 0 || args.workers == 0 {
+        bail!("--count, --users and --workers must be positive");
+    }
+    if args.count.div_ceil(args.users) > MAX_NONCE_GAP {
+        bail!("each user would need more than {MAX_NONCE_GAP} pending tasks; raise --users");
+    }
+    let scratch = tempfile::tempdir().context("creating a temporary devnet home")?;
+    let home: PathBuf = scratch.path().into();
+    let dev = AccountKey::generate();
+    let users: Vec<AccountKey> = (0..args.users).map(|_| AccountKey::generate()).collect();
+    let mut workers = Vec::new();
+    for i in 0..args.workers {
+        let key = AccountKey::generate();
+        let dir = home.join(format!("worker-{i}"));
+        std::fs::create_dir_all(&dir)?;
+        write_secret(&dir.join("account.key"), key.secret_hex().as_bytes())?;
+        workers.push(key.address());
+    }
+    let mut genesis = devnet_genesis(CHAIN_ID, &dev.address(), &workers);
+    genesis
+        .accounts
+        .extend(users.iter().map(|u| GenesisAccount {
+            address: u.address(),
+            balance: 1_000_000 * ONE_TOKEN,
+        }));
+    let layout = run::write_network(
+        &home,
+        genesis,
+        args.validators,
+        args.p2p_port,
+        args.api_port,
+    )?;
+
+    // Distinct real inputs: the 360 digit images of the test set, cycled.
+    let samples: serde_json::Value =
+        serde_json::from_str(include_str!("../../../models/samples/digits_test.json"))?;
+    let inputs: Vec<Vec<u8>> = samples["pixels"]
+        .as_array()
+        .context("digits_test.json has no pixels")?
+        .iter()
+        .map(|p| serde_json::to_vec(&serde_json::json!([p])).expect("json"))
+        .collect();
+
+    commonware_runtime::Runner::start(run::runner(&home.join("consensus")), |context| async move {
+        let started = run::start_nodes(
+            &context,
+            run::NodeConfig::load_all(&layout.nodes)?,
+            SenderCache::default(),
+        )
+        .await?;
+        let apis: Vec<_> = started.iter().map(|s| s.api).collect();
+        let clients: Vec<Client> = apis.iter().map(|a| Client::new(&a.to_string())).collect();
+        let spec = crate::task_cmd::model_spec(
+            BUNDLED_MODEL,
+            "digits-mlp".into(),
+            "1".into(),
+            "MIT".into(),
+            "mlp".into(),
+        )?;
+        let model =
+            crate::task_cmd::register_model(&clients[0], &dev, BUNDLED_MODEL.to_vec(), spec)
+                .await?;
+        let stats = spawn_workers(&home, &apis, args.workers)?;
+        wait_for_workers(&clients[0], args.workers as usize).await?;
+        for input in &inputs {
+            clients[0].put_blob(input.clone()).await?;
+        }
+        eprintln!(
+            "{} validators, {} workers ready; signing {} tasks",
+            apis.len(),
+            args.workers,
+            args.count
+        );
+        let txs: Vec<(Hash, Vec<u8>)> = (0..args.count)
+            .map(|n| {
+                let user = &users[(n % args.users) as usize];
+                let input = &inputs[(n as usize) % inputs.len()];
+                let tx = TxBody {
+                    chain_id: CHAIN_ID.into(),
+                    nonce: n / args.users,
+                    fee: 1_000,
+                    action: Action::SubmitTask {
+                        model_id: model,
+                        input: DataRef::of(input),
+                        mode: Mode::Tee,
+                        max_fee: 1_000_000,
+                        deadline_blocks: 10_000,
+                    },
+                }
+                .sign(user);
+                (tx.hash(), tx.encode())
+            })
+            .collect();
+        let total = txs.len();
+        let mut updates = Box::pin(started[0].node.task_updates());
+        let submitted: Arc<std::sync::Mutex<HashMap<Hash, Instant>>> = Default::default();
+        let start = Instant::now();
+        let submitter = {
+            let submitted = submitted.clone();
+            let clients = clients.clone();
+            let concurrency = args.concurrency.max(1);
+            let rate = args.rate;
+            tokio::spawn(async move {
+                futures::stream::iter(txs.into_iter().enumerate())
+                    .map(|(i, (hash, bytes))| {
+                        let client = clients[i % clients.len()].clone();
+                        let submitted = submitted.clone();
+                        async move {
+                            if rate > 0 {
+                                let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+                                tokio::time::sleep_until(due.into()).await;
+                            }
+                            submitted
+                                .lock()
+                                .expect("times")
+                                .insert(hash, Instant::now());
+                            client.submit_raw(&bytes).await
+                        }
+                    })
+                    .buffer_unordered(concurrency)
+                    .collect::<Vec<_>>()
+                    .await
+                    .into_iter()
+                    .find_map(|r| r.err())
+                    .map_or(Ok(start.elapsed()), |e| {
+                        Err(anyhow::anyhow!("a submission failed: {e}"))
+                    })
+            })
+        };
+        let mut latencies = Vec::with_capacity(total);
+        let mut last = Instant::now();
+        let mut finished_at = start;
+        while latencies.len() < total {
+            let Ok(Some(task)) =
+                tokio::time::timeout(Duration::from_secs(60), updates.next()).await
+            else {
+                bail!(
+                    "no task finalized for 60 s ({} of {total} done)",
+                    latencies.len()
+                );
+            };
+            if task.status != TaskStatus::Finalized {
+                continue;
+            }
+            if let Some(at) = submitted.lock().expect("times").get(&task.task_id) {
+                finished_at = Instant::now();
+                latencies.push(finished_at - *at);
+            }
+            if last.elapsed() >= Duration::from_secs(1) {
+                eprintln!("  {:>7}/{total} tasks finalized", latencies.len());
+                last = Instant::now();
+            }
+        }
+        let submit_elapsed = submitter.await.context("submitter")??;
+        latencies.sort();
+        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+        let elapsed = finished_at - start;
+        let batches: u64 = stats
+            .iter()
+            .map(|s| s.batches.load(std::sync::atomic::Ordering::Relaxed))
+            .sum();
+        println!(
+            "verity bench tasks: {} validators, {} workers (dev TEE), {total} tasks on digits-mlp, {} users, offered load {}",
+            apis.len(), args.workers, args.users,
+            match args.rate { 0 => "unpaced".to_string(), r => format!("{r} tasks/s") }
+        );
+        println!(
+            "  submitted:   {:>9.0} tasks/s over HTTP",
+            total as f64 / submit_elapsed.as_secs_f64()
+        );
+        println!(
+            "  finalized:   {:>9.0} tasks/s  ({total} in {:.2} s, {batches} receipt batches)",
+            total as f64 / elapsed.as_secs_f64(),
+            elapsed.as_secs_f64()
+        );
+        println!(
+            "  latency:     p50 {:>6} ms   p99 {:>6} ms   max {:>6} ms  (submit → finalized)",
+            at(0.5).as_millis(),
+            at(0.99).as_millis(),
+            latencies.last().expect("one").as_millis()
+        );
+        use commonware_runtime::Spawner as _;
+        let _ = context.stop(0, Some(Duration::from_secs(10))).await;
+        Ok(())
+    })
+}
+
+async fn wait_for_workers(client: &Client, n: usize) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let list: serde_json::Value = client.get("/v1/workers").await?;
+        let ready = list["workers"]
+            .as_array()
+            .map_or(0, |w| w.iter().filter(|w| w["enclave"].is_object()).count());
+        if ready >= n {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("only {ready} of {n} workers registered an enclave within 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
