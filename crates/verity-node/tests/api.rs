@@ -74,11 +74,14 @@ fn bad_transactions_get_4xx_json_errors_and_change_nothing() {
             min_fee: FEE,
             fee_collector: Address([0xfe; 20]),
             max_block_txs: 1_000,
+            governance: None,
+            tasks: Default::default(),
         },
         accounts: vec![GenesisAccount {
             address: alice.address(),
             balance: funded,
         }],
+        attestation_policy: None,
     };
     // One validator; port 0 everywhere lets the OS choose.
     let layout = run::write_network(home.path(), genesis, 1, 0, 0).unwrap();

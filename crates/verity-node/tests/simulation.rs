@@ -30,11 +30,14 @@ fn genesis(funded: Address) -> Genesis {
             min_fee: 1,
             fee_collector: Address([0xfe; 20]),
             max_block_txs: 1000,
+            governance: None,
+            tasks: Default::default(),
         },
         accounts: vec![GenesisAccount {
             address: funded,
             balance: 1_000_000,
         }],
+        attestation_policy: None,
     }
 }
 
