@@ -174,13 +174,7 @@ impl Worker {
 
     async fn send(&mut self, action: Action) -> Result<Hash> {
         for attempt in 0..2 {
-            let tx = TxBody {
-                chain_id: self.chain_id.clone(),
-                nonce: self.nonce,
-                fee: 1,
-                action: action.clone(),
-            }
-            .sign(&self.config.account);
+            let tx = self.sign(action.clone());
             match self.client.submit(&tx).await {
                 Ok(_) => {
                     self.nonce += 1;
@@ -313,16 +307,17 @@ impl Worker {
             .get(&format!("/v1/workers/{}/assignments", self.address))
             .await?;
         let tasks = assigned["tasks"].as_array().cloned().unwrap_or_default();
+        let mut assigned_ids = std::collections::HashSet::new();
         let mut todo = Vec::new();
         for task in &tasks {
             let id: Hash = serde_json::from_value(task["task_id"].clone())?;
             self.first_seen.entry(id).or_insert_with(Instant::now);
+            assigned_ids.insert(id);
             if !self.journal.contains(&id) {
                 todo.push(task.clone());
             }
         }
-        self.first_seen
-            .retain(|id, _| tasks.iter().any(|t| t["task_id"] == serde_json::json!(id)));
+        self.first_seen.retain(|id, _| assigned_ids.contains(id));
         if todo.is_empty() {
             return Ok(false);
         }

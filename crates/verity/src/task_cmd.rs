@@ -303,10 +303,7 @@ pub fn task(cmd: TaskCommand) -> Result<()> {
             TaskCommand::Show { id, node, json } => {
                 let client = Client::new(&node);
                 let view: Value = client.get(&format!("/v1/tasks/{id}")).await?;
-                let output = match view["output_cid"].as_str() {
-                    Some(cid) => client.get_blob(cid).await?,
-                    None => None,
-                };
+                let output = fetch_output(&client, &view).await?;
                 print_task(&view, output.as_deref(), json)
             }
             TaskCommand::List { limit, node, json } => {
@@ -383,10 +380,7 @@ async fn submit(args: SubmitArgs) -> Result<()> {
                 };
                 if ["finalized", "cancelled", "expired"].contains(&status.as_str()) {
                     eprintln!();
-                    let output = match view["output_cid"].as_str() {
-                        Some(cid) => client.get_blob(cid).await?,
-                        None => None,
-                    };
+                    let output = fetch_output(&client, &view).await?;
                     return print_task(&view, output.as_deref(), false);
                 }
                 (status, detail)
@@ -405,6 +399,14 @@ async fn submit(args: SubmitArgs) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The output document of a task view, once the task has a verified result.
+async fn fetch_output(client: &Client, view: &Value) -> Result<Option<Vec<u8>>> {
+    Ok(match view["output_cid"].as_str() {
+        Some(cid) => client.get_blob(cid).await?,
+        None => None,
+    })
 }
 
 fn print_task(view: &Value, output: Option<&[u8]>, json: bool) -> Result<()> {

@@ -81,7 +81,7 @@ pub fn put(state: &mut Overlay<'_>, task: &Task) {
     state.put_json(Table::Tasks, task_key(&task.task_id), task);
 }
 
-/// Task ids decoded from a block's writes: the tasks whose record changed.
+/// The tasks whose record a block's writes changed, decoded from those writes.
 pub fn changed(batch: &crate::Batch) -> Vec<Task> {
     batch
         .writes
