@@ -93,6 +93,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/workers/{address}", get(get_worker))
         .route("/v1/workers/{address}/assignments", get(get_assignments))
         .route("/v1/attestation-policy", get(get_policy))
+        .route("/v1/attestation-nonce", get(get_nonce))
         .route("/v1/events", get(events))
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
@@ -472,6 +473,24 @@ async fn get_policy(State(state): State<ApiState>) -> ApiResult<serde_json::Valu
     Ok(Json(json!({ "policy": policy })))
 }
 
+async fn get_nonce(State(state): State<ApiState>) -> ApiResult<serde_json::Value> {
+    let nonce = state
+        .node
+        .chain
+        .attestation_nonce()
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_blocks_yet",
+                "no block has been finalized yet; the first nonce comes with block 1",
+            )
+        })?;
+    Ok(Json(
+        serde_json::to_value(nonce).map_err(ApiError::internal)?,
+    ))
+}
+
 async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     let mut body = (state.metrics)();
     let node = &state.node;
@@ -520,7 +539,38 @@ pub fn openapi_document() -> serde_json::Value {
                 "parameters": [ { "name": "height", "in": "path", "required": true, "schema": { "type": "integer" } } ],
                 "responses": { "200": { "description": "the block record" }, "400": errors["400"], "404": errors["404"] } } },
             "/v1/status": { "get": { "summary": "Chain status", "responses": { "200": { "description": "height, finalized height, state root, validators, connected peers" } } } },
-            "/v1/events": { "get": { "summary": "Server-sent events: one `block` event per finalized block", "responses": { "200": { "description": "text/event-stream" } } } },
+            "/v1/blobs": { "put": {
+                "summary": "Store a blob (request body: the raw bytes); answers its CIDv1",
+                "responses": { "201": { "description": "the blob's CID and size" }, "400": errors["400"], "413": { "description": "larger than the node accepts" } } } },
+            "/v1/blobs/{cid}": { "get": {
+                "summary": "A stored blob's bytes",
+                "parameters": [ { "name": "cid", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "responses": { "200": { "description": "application/octet-stream" }, "400": errors["400"], "404": errors["404"] } } },
+            "/v1/models": { "get": { "summary": "Registered models, in id order", "responses": { "200": { "description": "the models" } } } },
+            "/v1/models/{id}": { "get": {
+                "summary": "One registered model",
+                "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "responses": { "200": { "description": "the model" }, "400": errors["400"], "404": errors["404"] } } },
+            "/v1/tasks": { "get": { "summary": "The most recent tasks", "responses": { "200": { "description": "the tasks" } } } },
+            "/v1/tasks/{id}": { "get": {
+                "summary": "A task, its execution record and output CID; dev-TEE results are labelled",
+                "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "responses": { "200": { "description": "the task" }, "400": errors["400"], "404": errors["404"] } } },
+            "/v1/workers": { "get": { "summary": "Staked workers", "responses": { "200": { "description": "the workers" } } } },
+            "/v1/workers/{address}": { "get": {
+                "summary": "A worker's stake, reputation and enclave",
+                "parameters": [ { "name": "address", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "responses": { "200": { "description": "the worker" }, "400": errors["400"] } } },
+            "/v1/workers/{address}/assignments": { "get": {
+                "summary": "Tasks assigned to a worker and not yet answered",
+                "parameters": [ { "name": "address", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "responses": { "200": { "description": "the assignments" }, "400": errors["400"] } } },
+            "/v1/attestation-policy": { "get": { "summary": "The chain's attestation policy", "responses": { "200": { "description": "the policy, or null" } } } },
+            "/v1/attestation-nonce": { "get": {
+                "summary": "The newest block's attestation nonce, which RegisterEnclave evidence binds",
+                "responses": { "200": { "description": "height, nonce, block time and the last height it is usable at" },
+                    "503": { "description": "no block finalized yet", "content": { "application/json": { "schema": error } } } } } },
+            "/v1/events": { "get": { "summary": "Server-sent events: `block` per finalized block, `task` per task change", "responses": { "200": { "description": "text/event-stream" } } } },
             "/v1/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.1" } } } },
             "/metrics": { "get": { "summary": "Prometheus metrics", "responses": { "200": { "description": "text exposition format" } } } }
         },

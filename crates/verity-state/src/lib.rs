@@ -144,6 +144,8 @@ pub struct TaskParams {
     pub protocol_treasury: Option<Address>,
     /// How long an attestation stays valid.
     pub enclave_ttl_secs: u64,
+    /// How many blocks an attestation nonce stays usable: older nonces are stale.
+    pub attestation_nonce_blocks: u64,
 }
 
 impl Default for TaskParams {
@@ -159,6 +161,7 @@ impl Default for TaskParams {
             fee_split: FeeSplit::default(),
             protocol_treasury: None,
             enclave_ttl_secs: 24 * 3600,
+            attestation_nonce_blocks: 256,
         }
     }
 }
@@ -271,6 +274,17 @@ pub struct BlockRecord {
     pub failed_txs: u32,
     /// Root after applying this block.
     pub state_root: Hash,
+}
+
+/// A block's attestation nonce, for RegisterEnclave evidence to bind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttestationNonce {
+    pub height: u64,
+    pub nonce: Hash,
+    /// The block's time, Unix milliseconds: evidence binding this nonce is no older.
+    pub timestamp_ms: u64,
+    /// The last height at which a RegisterEnclave citing this nonce is accepted.
+    pub usable_until_height: u64,
 }
 
 /// What the consensus layer hands the state machine for one finalized block.
@@ -493,6 +507,18 @@ impl<S: Store> Chain<S> {
         modules::enclaves::policy(&self.view())
     }
 
+    /// The newest attestation nonce: evidence made now should bind it. None before block 1.
+    pub fn attestation_nonce(&self) -> Result<Option<AttestationNonce>, StateError> {
+        let height = self.height()?;
+        let nonce = modules::enclaves::nonce_at(&self.view(), &self.genesis.chain_id, height)?;
+        Ok(nonce.map(|(nonce, timestamp_ms)| AttestationNonce {
+            height,
+            nonce: Hash(nonce),
+            timestamp_ms,
+            usable_until_height: height + self.genesis.params.tasks.attestation_nonce_blocks,
+        }))
+    }
+
     /// Applies one finalized block and commits it atomically with its receipts and new root.
     /// Blocks at or below the applied height are skipped (consensus delivers at least once);
     /// returns `None` for those.
@@ -655,6 +681,7 @@ impl<S: Store> Chain<S> {
             Action::RegisterEnclave {
                 kind,
                 enclave_key,
+                nonce_height,
                 report,
                 collateral,
                 certs,
@@ -664,7 +691,13 @@ impl<S: Store> Chain<S> {
                     collateral: (!collateral.is_empty()).then(|| collateral.clone()),
                     certs: certs.clone(),
                 };
-                enclaves::register(state, ctx, sender, kind, enclave_key, &evidence).map(|_| ())
+                let claim = enclaves::Claim {
+                    kind,
+                    key: enclave_key,
+                    nonce_height: *nonce_height,
+                    evidence: &evidence,
+                };
+                enclaves::register(state, ctx, sender, &claim).map(|_| ())
             }
             Action::SetAttestationPolicy { policy } => {
                 enclaves::set_policy(state, ctx, sender, policy)

@@ -5,7 +5,7 @@ use verity_state::{
     recover, BlockInput, Chain, Genesis, GenesisAccount, MemStore, Params, TaskParams, TaskStatus,
     TxFailure, TxStatus,
 };
-use verity_tee::{enclave_report_data, DevReport, KindRule, Policy, TeeKind};
+use verity_tee::{Binding, DevReport, KindRule, Policy, TeeKind};
 use verity_types::{
     AccountKey, Action, Address, DataRef, EnclaveKey, Hash, Mode, ModelSpec, SignedTx, TaskReceipt,
     TxBody, ONE_TOKEN,
@@ -14,6 +14,8 @@ use verity_types::{
 const CHAIN: &str = "verity-test";
 const T0: u64 = 1_700_000_000_000;
 const FEE: u128 = 1_000_000;
+/// How long an attestation nonce stays usable here.
+const NONCE_BLOCKS: u64 = 5;
 
 struct Net {
     chain: Chain<MemStore>,
@@ -42,6 +44,7 @@ impl Net {
                     min_worker_stake: 10 * ONE_TOKEN,
                     assignment_timeout_blocks: 3,
                     protocol_treasury: Some(Address([0xee; 20])),
+                    attestation_nonce_blocks: NONCE_BLOCKS,
                     ..Default::default()
                 },
             },
@@ -107,6 +110,15 @@ impl Net {
         }
     }
 
+    /// The newest attestation nonce, finalizing block 1 first if there is none yet.
+    fn nonce(&mut self) -> (u64, [u8; 32]) {
+        if self.height == 0 {
+            self.ok(&[]);
+        }
+        let nonce = self.chain.attestation_nonce().unwrap().unwrap();
+        (nonce.height, nonce.nonce.0)
+    }
+
     fn balance(&self, a: &Address) -> u128 {
         self.chain.account(a).unwrap().balance
     }
@@ -117,12 +129,23 @@ struct Worker {
     enclave: EnclaveKey,
 }
 
+fn report_data(worker: &Address, key: &[u8], nonce: &[u8; 32]) -> [u8; 64] {
+    Binding {
+        chain_id: CHAIN,
+        worker,
+        enclave_key: key,
+        nonce,
+    }
+    .report_data()
+}
+
 fn register_worker(net: &mut Net, measurement: &[u8]) -> (Worker, Vec<SignedTx>) {
     let w = Worker {
         account: AccountKey::generate(),
         enclave: EnclaveKey::generate(),
     };
-    let report_data = enclave_report_data(CHAIN, &w.account.address(), &w.enclave.public());
+    let (nonce_height, nonce) = net.nonce();
+    let report_data = report_data(&w.account.address(), &w.enclave.public(), &nonce);
     let vendor = AccountKey::generate();
     let report = DevReport::sign(&vendor, measurement, &report_data, T0 / 1000);
     let txs = vec![
@@ -137,6 +160,7 @@ fn register_worker(net: &mut Net, measurement: &[u8]) -> (Worker, Vec<SignedTx>)
             Action::RegisterEnclave {
                 kind: "dev".into(),
                 enclave_key: w.enclave.public(),
+                nonce_height,
                 report: report.to_bytes(),
                 collateral: vec![],
                 certs: vec![],
@@ -484,15 +508,17 @@ fn enclave_registration_checks_binding_and_policy_is_governed() {
         },
     );
     net.ok(&[fund]);
+    let (nonce_height, nonce) = net.nonce();
     let bound_to_other = DevReport::sign(
         &vendor,
         b"m",
-        &enclave_report_data(CHAIN, &worker.address(), &other.public()),
+        &report_data(&worker.address(), &other.public(), &nonce),
         0,
     );
     let register = |report: &DevReport| Action::RegisterEnclave {
         kind: "dev".into(),
         enclave_key: enclave.public(),
+        nonce_height,
         report: report.to_bytes(),
         collateral: vec![],
         certs: vec![],
@@ -519,7 +545,7 @@ fn enclave_registration_checks_binding_and_policy_is_governed() {
     let good = DevReport::sign(
         &vendor,
         b"m",
-        &enclave_report_data(CHAIN, &worker.address(), &enclave.public()),
+        &report_data(&worker.address(), &enclave.public(), &nonce),
         0,
     );
     let refused = net.tx(&worker, register(&good));
@@ -529,4 +555,86 @@ fn enclave_registration_checks_binding_and_policy_is_governed() {
         "{failures:?}"
     );
     assert!(net.chain.enclave(&worker.address()).unwrap().is_none());
+}
+
+#[test]
+fn evidence_must_bind_a_recent_chain_nonce_whose_block_bounds_its_age() {
+    let gov = AccountKey::generate();
+    let mut net = Net::new(&[gov.address()]);
+    let worker = AccountKey::generate();
+    let enclave = EnclaveKey::generate();
+    let vendor = AccountKey::generate();
+    let fund = net.tx(
+        &gov,
+        Action::Transfer {
+            to: worker.address(),
+            amount: ONE_TOKEN,
+        },
+    );
+    net.ok(&[fund]);
+    let now_secs = |net: &Net| (T0 + (net.height + 1) * 1000) / 1000;
+    // Evidence for the nonce of `bound_to`, claiming the nonce of `claimed`.
+    let register = |net: &mut Net, bound_to: u64, claimed: u64| {
+        let nonce = verity_tee::attestation_nonce(CHAIN, bound_to, &[bound_to as u8; 32]);
+        let report = DevReport::sign(
+            &vendor,
+            b"m",
+            &report_data(&worker.address(), &enclave.public(), &nonce),
+            now_secs(net),
+        );
+        let tx = net.tx(
+            &worker,
+            Action::RegisterEnclave {
+                kind: "dev".into(),
+                enclave_key: enclave.public(),
+                nonce_height: claimed,
+                report: report.to_bytes(),
+                collateral: vec![],
+                certs: vec![],
+            },
+        );
+        net.block(&[tx]).remove(0)
+    };
+    let reason = |failure: Option<TxFailure>| match failure {
+        Some(TxFailure::Attestation { reason }) => reason,
+        other => panic!("expected an attestation failure, got {other:?}"),
+    };
+    for _ in 0..3 {
+        net.ok(&[]);
+    }
+    let tip = net.height;
+    // The nonce of one block passed off as another's.
+    assert!(reason(register(&mut net, tip, tip - 1)).contains("report_data"));
+    // A height that has no nonce yet: the block being built, or one not yet made.
+    let next = net.height + 1;
+    assert!(reason(register(&mut net, next, next)).contains("not a finalized block"));
+    assert!(reason(register(&mut net, 0, 0)).contains("not a finalized block"));
+    // Too old a nonce.
+    for _ in 0..NONCE_BLOCKS {
+        net.ok(&[]);
+    }
+    assert!(reason(register(&mut net, tip, tip)).contains("stale"));
+    assert!(net.chain.enclave(&worker.address()).unwrap().is_none());
+
+    // A recent nonce registers.
+    let recent = net.height;
+    assert_eq!(register(&mut net, recent, recent), None);
+    assert!(net.chain.enclave(&worker.address()).unwrap().is_some());
+
+    // With a max age, a nonce within the block window but older than the age is refused, even
+    // though the report's own timestamp is fresh: the nonce's block is what proves the age.
+    let mut strict = dev_policy();
+    strict.max_age_secs = Some(2);
+    let set = net.tx(
+        &gov,
+        Action::SetAttestationPolicy {
+            policy: serde_json::to_vec(&strict).unwrap(),
+        },
+    );
+    net.ok(&[set]);
+    let old = net.height - 2;
+    let failure = reason(register(&mut net, old, old));
+    assert!(failure.contains("s old"), "{failure}");
+    let fresh = net.height;
+    assert_eq!(register(&mut net, fresh, fresh), None);
 }

@@ -19,7 +19,13 @@ fn bench(c: &mut Criterion) {
     policy.allow_debug = true;
     policy.kinds.insert(TeeKind::Dev, KindRule::default());
 
-    let report_data = verity_tee::enclave_report_data("bench", &Address([1; 20]), b"key");
+    let report_data = verity_tee::Binding {
+        chain_id: "bench",
+        worker: &Address([1; 20]),
+        enclave_key: b"key",
+        nonce: &[0; 32],
+    }
+    .report_data();
     let dev = DevReport::sign(&AccountKey::generate(), b"worker", &report_data, 1_000);
     let cases = [
         (

@@ -71,6 +71,9 @@ impl Attestation for Dcap {
             tcb_status: report.status,
             advisories: report.advisory_ids,
             debug,
+            issued_at: None,
+            nonce: None,
+            public_key: None,
         };
         policy.check(&enclave)?;
         Ok(enclave)

@@ -16,7 +16,7 @@ pub const DEV_REPORT_DOMAIN: &[u8] = b"verity/dev-attestation/v1";
 pub struct DevReport {
     /// What the software enclave says it runs (e.g. the SHA-256 of the worker binary), hex.
     pub measurement: String,
-    /// 64 bytes, hex: [`crate::enclave_report_data`] of the enclave key.
+    /// 64 bytes, hex: [`crate::Binding::report_data`] of the enclave key.
     pub report_data: String,
     /// Unix seconds when the report was made.
     pub timestamp: u64,
@@ -128,6 +128,9 @@ impl Attestation for Dev {
             tcb_status: "UpToDate".into(),
             advisories: Vec::new(),
             debug: false,
+            issued_at: Some(report.timestamp),
+            nonce: None,
+            public_key: None,
         };
         policy.check(&enclave)?;
         Ok(enclave)
@@ -137,7 +140,7 @@ impl Attestation for Dev {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{enclave_report_data, KindRule};
+    use crate::{Binding, KindRule};
 
     fn dev_policy() -> Policy {
         let mut policy = Policy::permissive();
@@ -146,9 +149,20 @@ mod tests {
         policy
     }
 
+    const WORKER: Address = Address([3; 20]);
+
+    fn binding() -> Binding<'static> {
+        Binding {
+            chain_id: "verity-devnet",
+            worker: &WORKER,
+            enclave_key: b"enclave key",
+            nonce: &[1; 32],
+        }
+    }
+
     fn signed() -> (Evidence, [u8; 64]) {
         let key = AccountKey::generate();
-        let data = enclave_report_data("verity-devnet", &Address([3; 20]), b"enclave key");
+        let data = binding().report_data();
         let report = DevReport::sign(&key, b"worker build", &data, 1_000);
         (
             Evidence {
@@ -164,9 +178,8 @@ mod tests {
         let (evidence, data) = signed();
         let enclave = Dev.verify(&evidence, &dev_policy(), 1_010).unwrap();
         assert_eq!(enclave.report_data, data);
-        enclave
-            .check_binding("verity-devnet", &Address([3; 20]), b"enclave key")
-            .unwrap();
+        assert_eq!(enclave.issued_at, Some(1_000));
+        enclave.check_binding(&binding()).unwrap();
         assert_eq!(
             Dev.verify(&evidence, &Policy::permissive(), 1_010),
             Err(AttestationError::KindNotAllowed(TeeKind::Dev))

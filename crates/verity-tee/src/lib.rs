@@ -15,7 +15,7 @@ mod snp;
 
 use serde::{Deserialize, Serialize};
 
-pub use binding::{enclave_report_data, REPORT_DATA_DOMAIN};
+pub use binding::{attestation_nonce, Binding, ATTESTATION_NONCE_DOMAIN, REPORT_DATA_DOMAIN};
 pub use dcap::Dcap;
 pub use dev::{Dev, DevReport, DEV_REPORT_DOMAIN};
 pub use nitro::Nitro;
@@ -96,7 +96,7 @@ pub struct VerifiedEnclave {
     /// TDX: MRTD ‖ RTMR0..3; SGX: MRENCLAVE; SNP: MEASUREMENT; Nitro: PCR0 ‖ PCR1 ‖ PCR2.
     #[serde(with = "hex_bytes")]
     pub measurement: Vec<u8>,
-    /// What the enclave put in its report: for Verity, [`enclave_report_data`] of its key.
+    /// What the enclave put in its report: for Verity, [`Binding::report_data`].
     #[serde(with = "hex_bytes")]
     pub report_data: Vec<u8>,
     /// The platform's TCB status as the vendor's collateral rates it (e.g. `UpToDate`).
@@ -105,6 +105,23 @@ pub struct VerifiedEnclave {
     pub advisories: Vec<String>,
     /// Whether the enclave runs in debug mode (its memory is readable by the host).
     pub debug: bool,
+    /// When the evidence says it was made, unix seconds, for kinds that carry a time (Nitro, dev).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_at: Option<u64>,
+    /// The Nitro document's `nonce` field, when the enclave set it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_hex_bytes"
+    )]
+    pub nonce: Option<Vec<u8>>,
+    /// The Nitro document's `public_key` field, when the enclave set it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_hex_bytes"
+    )]
+    pub public_key: Option<Vec<u8>>,
 }
 
 /// Why evidence was rejected. Each variant names the check that failed.
@@ -124,8 +141,14 @@ pub enum AttestationError {
     MeasurementNotAllowed { kind: TeeKind, measurement: String },
     #[error("the policy does not accept {0} evidence")]
     KindNotAllowed(TeeKind),
-    #[error("report_data does not bind this enclave key for this chain and worker")]
+    #[error("report_data does not bind this enclave key for this chain, worker and nonce")]
     ReportDataMismatch,
+    #[error("the document's nonce is not the chain's attestation nonce")]
+    NonceMismatch,
+    #[error("the document's public_key is not the enclave key being registered")]
+    PublicKeyMismatch,
+    #[error("the evidence is {age} s old; the policy accepts at most {max_age} s")]
+    Stale { age: u64, max_age: u64 },
     #[error("{what} is missing: {why}")]
     Missing {
         what: &'static str,
@@ -193,5 +216,20 @@ mod hex_bytes {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let text = String::deserialize(d)?;
         hex::decode(text.trim_start_matches("0x")).map_err(serde::de::Error::custom)
+    }
+}
+
+mod opt_hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(bytes) => super::hex_bytes::serialize(bytes, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Option::<super::HexBytes>::deserialize(d).map(|b| b.map(|b| b.0))
     }
 }

@@ -65,6 +65,9 @@ impl Attestation for Nitro {
             tcb_status: "UpToDate".into(),
             advisories: Vec::new(),
             debug,
+            issued_at: Some(issued),
+            nonce: doc.nonce.map(|d| d.into_vec()),
+            public_key: doc.public_key.map(|d| d.into_vec()),
         };
         policy.check(&enclave)?;
         Ok(enclave)

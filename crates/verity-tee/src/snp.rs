@@ -76,6 +76,9 @@ impl Attestation for Snp {
             tcb_status: if current { "UpToDate" } else { "OutOfDate" }.into(),
             advisories: Vec::new(),
             debug: report.policy.debug_allowed(),
+            issued_at: None,
+            nonce: None,
+            public_key: None,
         };
         policy.check(&enclave)?;
         Ok(enclave)

@@ -152,7 +152,12 @@ fn report_data_that_binds_another_key_is_rejected() {
     let enclave = verify(TeeKind::Tdx, &tdx(), &Policy::permissive(), NOW).unwrap();
     let worker = verity_types::Address([7; 20]);
     assert_eq!(
-        enclave.check_binding("verity-devnet", &worker, b"some enclave key"),
+        enclave.check_binding(&verity_tee::Binding {
+            chain_id: "verity-devnet",
+            worker: &worker,
+            enclave_key: b"some enclave key",
+            nonce: &[0; 32],
+        }),
         Err(AttestationError::ReportDataMismatch)
     );
 }

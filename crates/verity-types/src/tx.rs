@@ -62,6 +62,8 @@ pub enum Action {
         kind: String,
         #[serde(with = "crate::serde_hex::array")]
         enclave_key: [u8; 32],
+        /// The block whose attestation nonce the evidence binds; it bounds the evidence's age.
+        nonce_height: u64,
         #[serde(with = "crate::serde_hex::bytes")]
         report: Vec<u8>,
         /// Vendor collateral; empty when the kind needs none.
@@ -222,6 +224,7 @@ impl Action {
             Action::RegisterEnclave {
                 kind,
                 enclave_key,
+                nonce_height,
                 report,
                 collateral,
                 certs,
@@ -229,6 +232,7 @@ impl Action {
                 w.u8(7)
                     .str(kind)
                     .fixed(enclave_key)
+                    .u64(*nonce_height)
                     .bytes(report)
                     .bytes(collateral)
                     .u32(certs.len() as u32);
@@ -316,6 +320,7 @@ impl Action {
             7 => {
                 let kind = r.string("TEE kind", 16)?;
                 let enclave_key = r.array("enclave key")?;
+                let nonce_height = r.u64("nonce height")?;
                 let report = r.bytes("report", MAX_EVIDENCE_LEN)?.to_vec();
                 let collateral = r.bytes("collateral", MAX_EVIDENCE_LEN)?.to_vec();
                 let n = count(r, "certificates", MAX_CERTS)?;
@@ -325,6 +330,7 @@ impl Action {
                 Action::RegisterEnclave {
                     kind,
                     enclave_key,
+                    nonce_height,
                     report,
                     collateral,
                     certs,

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use base64::Engine as _;
 use clap::{Args, Subcommand};
-use verity_tee::{AttestationError, Evidence, Policy, TeeKind};
+use verity_tee::{AttestationError, Binding, Evidence, Policy, TeeKind};
+use verity_types::{Address, Hash};
 
 #[derive(Subcommand)]
 pub enum AttestCommand {
@@ -34,6 +35,17 @@ pub struct VerifyArgs {
     /// no debug enclaves, no dev enclaves.
     #[arg(long)]
     policy: Option<PathBuf>,
+    /// Also check that report_data binds this enclave key (hex) for --chain-id, --worker and
+    /// --nonce, as RegisterEnclave does.
+    #[arg(long, requires_all = ["chain_id", "worker", "nonce"])]
+    enclave_key: Option<String>,
+    #[arg(long, requires = "enclave_key")]
+    chain_id: Option<String>,
+    #[arg(long, requires = "enclave_key")]
+    worker: Option<Address>,
+    /// The chain's attestation nonce the evidence binds (`GET /v1/attestation-nonce`).
+    #[arg(long, requires = "enclave_key")]
+    nonce: Option<Hash>,
     /// Print the verdict as JSON.
     #[arg(long)]
     json: bool,
@@ -59,7 +71,25 @@ fn verify(args: VerifyArgs) -> Result<()> {
             .map(|p| read(p).map(|b| decode_binary(&b)))
             .collect::<Result<_>>()?,
     };
-    match verity_tee::verify(args.kind, &evidence, &policy, args.now) {
+    let key = args
+        .enclave_key
+        .as_deref()
+        .map(|k| hex::decode(k.trim_start_matches("0x")).context("--enclave-key is not hex"))
+        .transpose()?;
+    let verdict = verity_tee::verify(args.kind, &evidence, &policy, args.now).and_then(|enclave| {
+        if let (Some(key), Some(chain_id), Some(worker), Some(nonce)) =
+            (&key, &args.chain_id, &args.worker, &args.nonce)
+        {
+            enclave.check_binding(&Binding {
+                chain_id,
+                worker,
+                enclave_key: key,
+                nonce: &nonce.0,
+            })?;
+        }
+        Ok(enclave)
+    });
+    match verdict {
         Ok(enclave) => {
             if args.json {
                 let mut verdict = serde_json::to_value(&enclave)?;
@@ -105,6 +135,9 @@ fn code(error: &AttestationError) -> &'static str {
         AttestationError::MeasurementNotAllowed { .. } => "measurement_not_allowed",
         AttestationError::KindNotAllowed(_) => "kind_not_allowed",
         AttestationError::ReportDataMismatch => "report_data_mismatch",
+        AttestationError::NonceMismatch => "nonce_mismatch",
+        AttestationError::PublicKeyMismatch => "public_key_mismatch",
+        AttestationError::Stale { .. } => "stale",
         AttestationError::Missing { .. } => "missing",
     }
 }

@@ -1,16 +1,17 @@
 //! `enclaves`: the chain's attestation policy and the enclave keys registered under it.
 //!
 //! Evidence is verified once, at RegisterEnclave, with the block's timestamp as `now`; its
-//! report_data must bind the enclave key to the signer and this chain. Each task then costs one
-//! signature check against a registered, unexpired key.
+//! report_data must bind the enclave key to the signer, this chain and a recent block's
+//! attestation nonce. Each task then costs one signature check against a registered, unexpired
+//! key.
 
 use serde::{Deserialize, Serialize};
-use verity_tee::{Evidence, Policy, TeeKind};
+use verity_tee::{attestation_nonce, Binding, Evidence, Policy, TeeKind};
 use verity_types::Address;
 
 use crate::overlay::Overlay;
 use crate::store::Table;
-use crate::{BlockCtx, StateError, TxFailure};
+use crate::{BlockCtx, BlockRecord, StateError, TxFailure};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Enclave {
@@ -100,29 +101,76 @@ pub fn set_policy(
     Ok(())
 }
 
+/// The attestation nonce block `height` issued, and the block's time (Unix milliseconds).
+pub fn nonce_at(
+    state: &Overlay<'_>,
+    chain_id: &str,
+    height: u64,
+) -> Result<Option<([u8; 32], u64)>, StateError> {
+    let block: Option<BlockRecord> =
+        state.get_json(Table::Blocks, &height.to_be_bytes(), "block")?;
+    Ok(block.map(|b| {
+        (
+            attestation_nonce(chain_id, height, &b.hash.0),
+            b.timestamp_ms,
+        )
+    }))
+}
+
+/// What a RegisterEnclave transaction claims.
+pub struct Claim<'a> {
+    pub kind: &'a str,
+    pub key: &'a [u8; 32],
+    pub nonce_height: u64,
+    pub evidence: &'a Evidence,
+}
+
 /// RegisterEnclave: verifies the evidence at the block's time against the chain's policy and
-/// checks that it binds `key` to `worker` on this chain. Registering again (re-attestation)
-/// renews the key's expiry.
+/// checks that it binds `key` to `worker` on this chain and a recent block's nonce, whose time
+/// bounds the evidence's age. Registering again (re-attestation) renews the key's expiry.
 pub fn register(
     state: &mut Overlay<'_>,
     ctx: &BlockCtx<'_>,
     worker: &Address,
-    kind: &str,
-    key: &[u8; 32],
-    evidence: &Evidence,
+    claim: &Claim<'_>,
 ) -> Result<Enclave, TxFailure> {
     let rejected = |reason: String| TxFailure::Attestation { reason };
-    let kind: TeeKind = kind
+    let kind: TeeKind = claim
+        .kind
         .parse()
         .map_err(|e: verity_tee::AttestationError| rejected(e.to_string()))?;
     let policy =
         policy(state)?.ok_or_else(|| rejected("this chain has no attestation policy".into()))?;
+    let window = ctx.genesis.params.tasks.attestation_nonce_blocks;
+    let nonce_height = claim.nonce_height;
+    if nonce_height == 0 || nonce_height >= ctx.height {
+        return Err(rejected(format!(
+            "nonce height {nonce_height} is not a finalized block before this one ({})",
+            ctx.height
+        )));
+    }
+    if ctx.height - nonce_height > window {
+        return Err(rejected(format!(
+            "the nonce of block {nonce_height} is stale: {} blocks old, at most {window} accepted",
+            ctx.height - nonce_height
+        )));
+    }
+    let (nonce, nonce_time_ms) = nonce_at(state, &ctx.genesis.chain_id, nonce_height)?
+        .ok_or(StateError::Corrupt("missing block record"))?;
     let now_secs = ctx.timestamp_ms / 1000;
-    let verified = verity_tee::verify(kind, evidence, &policy, now_secs)
+    let verified = verity_tee::verify(kind, claim.evidence, &policy, now_secs)
         .map_err(|e| rejected(e.to_string()))?;
+    let binding = Binding {
+        chain_id: &ctx.genesis.chain_id,
+        worker,
+        enclave_key: claim.key,
+        nonce: &nonce,
+    };
     verified
-        .check_binding(&ctx.genesis.chain_id, worker, key)
+        .check_binding(&binding)
+        .and_then(|()| verified.check_fresh(nonce_time_ms / 1000, now_secs, &policy))
         .map_err(|e| rejected(e.to_string()))?;
+    let key = claim.key;
     if let Some(existing) = by_key(state, key)? {
         if existing.worker != *worker {
             return Err(rejected(format!(
