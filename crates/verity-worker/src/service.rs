@@ -13,8 +13,8 @@ use tracing::{info, warn};
 use verity_client::{Client, ClientError};
 use verity_data::cid_of;
 use verity_infer::{Engine, Model};
-use verity_tee::enclave_report_data;
-use verity_tee::produce::{produce, TeeSource};
+use verity_tee::produce::{produce, EvidenceRequest, Host, TeeSource};
+use verity_tee::Binding;
 use verity_types::{
     sha256, AccountKey, Action, Address, Amount, EnclaveKey, Hash, SignedTx, TaskReceipt, TxBody,
     MAX_RECEIPTS_PER_TX,
@@ -38,6 +38,8 @@ pub struct WorkerConfig {
     /// Enclave key, dev vendor key and the receipt journal live here.
     pub home: PathBuf,
     pub tee: TeeSource,
+    /// Certificates sent with SNP reports when the interface gives none (VCEK, ASK, ARK).
+    pub tee_certs: Vec<Vec<u8>>,
     /// Stake to hold, in base units.
     pub stake: Amount,
     /// Models to serve; empty serves every model.
@@ -56,6 +58,13 @@ pub struct WorkerStats {
     pub batches: AtomicU64,
     /// Sum of milliseconds from first seeing an assignment to submitting its receipt.
     pub latency_ms_total: AtomicU64,
+}
+
+/// What `/v1/attestation-nonce` answers, as far as the worker needs it.
+#[derive(serde::Deserialize)]
+struct NonceView {
+    height: u64,
+    nonce: Hash,
 }
 
 /// A computed result, ready to be signed into a receipt.
@@ -240,20 +249,38 @@ impl Worker {
         if ours && left > life * REATTEST_WHEN_LEFT {
             return Ok(());
         }
-        let report_data =
-            enclave_report_data(&self.chain_id, &self.address, &self.enclave.public());
+        let nonce: NonceView = self
+            .client
+            .get("/v1/attestation-nonce")
+            .await
+            .context("fetching the chain's attestation nonce")?;
+        let enclave_key = self.enclave.public();
+        let report_data = Binding {
+            chain_id: &self.chain_id,
+            worker: &self.address,
+            enclave_key: &enclave_key,
+            nonce: &nonce.nonce.0,
+        }
+        .report_data();
         let vendor = match self.config.tee {
             TeeSource::Dev => Some(load_dev_vendor(&self.config.home)?),
             _ => None,
         };
-        let dev = vendor
-            .as_ref()
-            .map(|k| (k, DEV_MEASUREMENT, now_ms() / 1000));
-        let (kind, evidence) = produce(self.config.tee, &report_data, dev)
+        let request = EvidenceRequest {
+            report_data: &report_data,
+            nonce: &nonce.nonce.0,
+            enclave_key: &enclave_key,
+            certs: &self.config.tee_certs,
+            dev: vendor
+                .as_ref()
+                .map(|k| (k, DEV_MEASUREMENT, now_ms() / 1000)),
+        };
+        let (kind, evidence) = produce(self.config.tee, &request, &Host::linux())
             .context("producing attestation evidence")?;
         self.send_and_wait(Action::RegisterEnclave {
             kind: kind.to_string(),
-            enclave_key: self.enclave.public(),
+            enclave_key,
+            nonce_height: nonce.height,
             report: evidence.report,
             collateral: evidence.collateral.unwrap_or_default(),
             certs: evidence.certs,

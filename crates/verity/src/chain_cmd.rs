@@ -88,6 +88,7 @@ pub(crate) fn spawn_workers(
             account,
             home: dir,
             tee: verity_worker::TeeSource::Dev,
+            tee_certs: Vec::new(),
             stake: 1_000 * ONE_TOKEN,
             models: Vec::new(),
             max_batch: 128,

@@ -131,9 +131,14 @@ pub struct WorkerArgs {
     /// Enclave key, dev TEE key and receipt journal.
     #[arg(long, env = "VERITY_WORKER_HOME", default_value = ".verity/worker")]
     home: PathBuf,
-    /// Where evidence comes from: auto (configfs-tsm), tdx, snp, or dev (software, devnet only).
+    /// Where evidence comes from: auto (the first of configfs-tsm, /dev/sev-guest, /dev/nsm),
+    /// tdx, snp, nitro, or dev (software, devnet only).
     #[arg(long, env = "VERITY_TEE", default_value = "dev")]
     tee: String,
+    /// Certificates to send with SNP reports when the kernel gives none (VCEK, then ASK and
+    /// ARK), DER or PEM.
+    #[arg(long = "tee-cert")]
+    tee_certs: Vec<PathBuf>,
     /// Stake to hold, in whole tokens.
     #[arg(long, default_value_t = 1_000)]
     stake: u128,
@@ -496,6 +501,11 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
         account,
         home: args.home,
         tee: parse_tee(&args.tee)?,
+        tee_certs: args
+            .tee_certs
+            .iter()
+            .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
+            .collect::<Result<_>>()?,
         stake: args
             .stake
             .checked_mul(ONE_TOKEN)

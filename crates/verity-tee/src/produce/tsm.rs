@@ -1,36 +1,13 @@
-//! Producing evidence inside a TEE: Intel TDX and AMD SEV-SNP guests through Linux configfs-tsm
-//! (`/sys/kernel/config/tsm/report`), or the dev enclave's local key. This needs the hardware,
-//! so the filesystem is behind a trait: the tests drive the same code against a fake kernel.
+//! Linux configfs-tsm (`/sys/kernel/config/tsm/report`): TDX and SEV-SNP guests. The filesystem
+//! is behind a trait so the tests drive the same code against a fake kernel.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use verity_types::AccountKey;
-
-use crate::{DevReport, Evidence, TeeKind};
+use super::ProduceError;
+use crate::{Evidence, TeeKind};
 
 /// Where Linux exposes the TSM report interface.
 pub const CONFIGFS_TSM: &str = "/sys/kernel/config/tsm/report";
-
-/// Why evidence could not be produced.
-#[derive(Debug, thiserror::Error)]
-pub enum ProduceError {
-    #[error(
-        "no TEE found: {0} is absent (not a TDX or SEV-SNP guest, or configfs is not mounted)"
-    )]
-    NoTee(PathBuf),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the TSM provider {0:?} is not one Verity knows (tdx_guest, sev_guest)")]
-    UnknownProvider(String),
-    #[error("another process requested a report at the same time (generation {before} -> {after}); retry")]
-    Raced { before: u64, after: u64 },
-    #[error("the TSM provider is {got}, not the requested {wanted}")]
-    WrongProvider { wanted: TeeKind, got: TeeKind },
-}
 
 /// The configfs operations the TSM protocol needs.
 pub trait TsmFs {
@@ -62,7 +39,7 @@ impl TsmFs for HostFs {
     }
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ProduceError + '_ {
+pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ProduceError + '_ {
     move |source| ProduceError::Io {
         path: path.to_path_buf(),
         source,
@@ -78,7 +55,9 @@ pub fn configfs_tsm(
     wanted: Option<TeeKind>,
 ) -> Result<(TeeKind, Evidence), ProduceError> {
     if !fs.exists(root) {
-        return Err(ProduceError::NoTee(root.to_path_buf()));
+        return Err(ProduceError::NoTee {
+            tried: format!("{} does not exist", root.display()),
+        });
     }
     // One entry per request, removed afterwards; the name only has to be unique.
     let entry = root.join(format!("verity-{}-{}", std::process::id(), unique()));
@@ -145,43 +124,12 @@ fn unique() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Which TEE to produce evidence with (`verity worker --tee`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TeeSource {
-    /// Whatever configfs-tsm offers.
-    Auto,
-    Hardware(TeeKind),
-    Dev,
-}
-
-/// Produces evidence binding `report_data`: from hardware through configfs-tsm, or signed by the
-/// dev key (with `measurement` naming the software) for devnets.
-pub fn produce(
-    source: TeeSource,
-    report_data: &[u8; 64],
-    dev: Option<(&AccountKey, &[u8], u64)>,
-) -> Result<(TeeKind, Evidence), ProduceError> {
-    match (source, dev) {
-        (TeeSource::Dev, Some((key, measurement, now))) => Ok((
-            TeeKind::Dev,
-            Evidence {
-                report: DevReport::sign(key, measurement, report_data, now).to_bytes(),
-                ..Evidence::default()
-            },
-        )),
-        (TeeSource::Dev, None) => Err(ProduceError::NoTee(PathBuf::from("(no dev key given)"))),
-        (TeeSource::Auto, _) => configfs_tsm(&HostFs, Path::new(CONFIGFS_TSM), report_data, None),
-        (TeeSource::Hardware(kind), _) => {
-            configfs_tsm(&HostFs, Path::new(CONFIGFS_TSM), report_data, Some(kind))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::cell::RefCell;
     use std::collections::BTreeMap;
+    use std::path::PathBuf;
 
     /// A kernel that answers like configfs-tsm: entries appear with `provider` and
     /// `generation`; writing `inblob` produces `outblob` (here: a tag plus the inblob) and bumps
@@ -274,7 +222,7 @@ mod tests {
         let data = [0u8; 64];
         assert!(matches!(
             configfs_tsm(&kernel, Path::new("/nonexistent"), &data, None),
-            Err(ProduceError::NoTee(_))
+            Err(ProduceError::NoTee { .. })
         ));
         assert!(matches!(
             configfs_tsm(&kernel, Path::new(ROOT), &data, Some(TeeKind::Snp)),
@@ -296,24 +244,5 @@ mod tests {
             Err(ProduceError::Raced { .. })
         ));
         assert_eq!(racy.dirs.borrow().len(), 1, "removed after a failure too");
-    }
-
-    #[test]
-    fn dev_evidence_verifies_under_a_dev_policy() {
-        let key = AccountKey::generate();
-        let data = [9u8; 64];
-        let (kind, evidence) = produce(
-            TeeSource::Dev,
-            &data,
-            Some((&key, b"worker".as_slice(), 50)),
-        )
-        .unwrap();
-        let mut policy = crate::Policy::permissive();
-        policy.allow_dev = true;
-        policy
-            .kinds
-            .insert(TeeKind::Dev, crate::KindRule::default());
-        let enclave = crate::verify(kind, &evidence, &policy, 60).unwrap();
-        assert_eq!(enclave.report_data, data);
     }
 }
