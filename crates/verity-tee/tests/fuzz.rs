@@ -1,6 +1,6 @@
 //! Every parser and verifier, fed arbitrary bytes and mutated copies of real evidence: an error
-//! is fine, a panic is not. (The stable toolchain here has no cargo-fuzz; this is the bounded,
-//! deterministic stand-in that runs in CI.)
+//! is fine, a panic is not. This is the deterministic, seconds-long pass that every test run
+//! makes; the coverage-guided fuzzers are the cargo-fuzz targets in `fuzz/` (`scripts/fuzz`).
 
 use proptest::prelude::*;
 use verity_tee::{verify, Evidence, Policy, TeeKind};
