@@ -9,5 +9,10 @@ use verity_tee::{verify, TeeKind};
 
 fuzz_target!(|document: &[u8]| {
     let evidence = common::evidence(document, None, &[]);
-    let _ = verify(TeeKind::Nitro, &evidence, &common::open_policy(), common::NITRO_NOW);
+    let _ = verify(
+        TeeKind::Nitro,
+        &evidence,
+        &common::open_policy(),
+        common::NITRO_NOW,
+    );
 });

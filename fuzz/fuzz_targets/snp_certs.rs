@@ -18,5 +18,10 @@ fuzz_target!(|data: &[u8]| {
         [common::SNP_VCEK, cert]
     };
     let evidence = common::evidence(&common::snp_report(), None, &certs);
-    let _ = verify(TeeKind::Snp, &evidence, &common::open_policy(), common::SNP_NOW);
+    let _ = verify(
+        TeeKind::Snp,
+        &evidence,
+        &common::open_policy(),
+        common::SNP_NOW,
+    );
 });

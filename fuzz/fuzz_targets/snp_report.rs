@@ -9,5 +9,10 @@ use verity_tee::{verify, TeeKind};
 
 fuzz_target!(|report: &[u8]| {
     let evidence = common::evidence(report, None, &[common::SNP_VCEK, common::SNP_CHAIN]);
-    let _ = verify(TeeKind::Snp, &evidence, &common::open_policy(), common::SNP_NOW);
+    let _ = verify(
+        TeeKind::Snp,
+        &evidence,
+        &common::open_policy(),
+        common::SNP_NOW,
+    );
 });
