@@ -58,6 +58,26 @@ impl Attestation for Dcap {
             Report::TD15(r) => td(&r.base),
             Report::TD15Ex(r) => td(&r.base.base),
         };
+        // Checked after dcap-qvl, which has authenticated both documents by then.
+        if let Some(min) = policy.dcap_min_tcb_evaluation {
+            for (what, document) in [
+                ("TCB info", &collateral.tcb_info),
+                ("QE identity", &collateral.qe_identity),
+            ] {
+                let number = tcb_evaluation_number(document).ok_or_else(|| {
+                    AttestationError::malformed(
+                        "DCAP collateral",
+                        format!("the {what} has no tcbEvaluationDataNumber"),
+                    )
+                })?;
+                if number < min {
+                    return Err(AttestationError::rejected(
+                        self.kind,
+                        format!("the collateral's {what} has TCB evaluation data number {number}; the policy requires at least {min}"),
+                    ));
+                }
+            }
+        }
         if kind != self.kind {
             return Err(AttestationError::rejected(
                 self.kind,
@@ -78,6 +98,14 @@ impl Attestation for Dcap {
         policy.check(&enclave)?;
         Ok(enclave)
     }
+}
+
+/// The `tcbEvaluationDataNumber` of a TCB info or QE identity JSON document.
+fn tcb_evaluation_number(document: &str) -> Option<u32> {
+    let value: serde_json::Value = serde_json::from_str(document).ok()?;
+    value["tcbEvaluationDataNumber"]
+        .as_u64()
+        .and_then(|n| u32::try_from(n).ok())
 }
 
 /// MRTD ‖ RTMR0 ‖ RTMR1 ‖ RTMR2 ‖ RTMR3: the TD's build-time and run-time measurements.

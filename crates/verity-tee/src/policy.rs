@@ -35,6 +35,11 @@ pub struct Policy {
     /// The root every DCAP chain must end in, DER as hex; Intel's SGX root CA when absent.
     #[serde(default)]
     pub intel_root_ca: Option<HexBytes>,
+    /// Oldest DCAP collateral accepted, by Intel's TCB evaluation data number (TCB info and QE
+    /// identity). Collateral travels with the evidence; this keeps a worker from presenting
+    /// superseded collateral that still rates its platform better, before it expires.
+    #[serde(default)]
+    pub dcap_min_tcb_evaluation: Option<u32>,
 }
 
 /// The rule for one kind of evidence.
@@ -82,6 +87,7 @@ impl Policy {
             allow_dev: false,
             max_age_secs: None,
             intel_root_ca: None,
+            dcap_min_tcb_evaluation: None,
             amd_roots: None,
             snp_min_tcb: SnpTcb::default(),
             snp_max_vmpl: 0,

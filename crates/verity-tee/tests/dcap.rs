@@ -214,3 +214,22 @@ fn chains_must_end_in_the_policy_root() {
     policy.intel_root_ca = Some(HexBytes(other));
     assert!(verify(TeeKind::Sgx, &sgx(), &policy, NOW).is_err());
 }
+
+#[test]
+fn collateral_older_than_the_policy_minimum_is_rejected() {
+    // Both sample collaterals are TCB evaluation 17.
+    let mut policy = Policy::permissive();
+    policy.dcap_min_tcb_evaluation = Some(17);
+    assert!(verify(TeeKind::Sgx, &sgx(), &policy, NOW).is_ok());
+    assert!(verify(TeeKind::Tdx, &tdx(), &policy, NOW).is_ok());
+    policy.dcap_min_tcb_evaluation = Some(18);
+    for (kind, evidence) in [(TeeKind::Sgx, sgx()), (TeeKind::Tdx, tdx())] {
+        let error = verify(kind, &evidence, &policy, NOW).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("TCB evaluation data number 17; the policy requires at least 18"),
+            "{error}"
+        );
+    }
+}
