@@ -209,6 +209,28 @@ fn bad_transactions_get_4xx_json_errors_and_change_nothing() {
             vec![json!(first.hash()), json!(second.hash())],
             "only the two valid transfers are on chain"
         );
+
+        // The attestation nonce is the newest block's, derived from its hash.
+        let nonce: Value = client.get("/v1/attestation-nonce").await.unwrap();
+        let nonce_height = nonce["height"].as_u64().unwrap();
+        assert!(nonce_height >= height, "{nonce}");
+        let block = client.block(nonce_height).await.unwrap();
+        let block_hash: verity_types::Hash = serde_json::from_value(block["hash"].clone()).unwrap();
+        let expected = verity_tee::attestation_nonce(CHAIN_ID, nonce_height, &block_hash.0);
+        assert_eq!(
+            nonce["nonce"],
+            json!(verity_types::Hash(expected)),
+            "{nonce}"
+        );
+        assert_eq!(nonce["timestamp_ms"], block["timestamp_ms"]);
+        assert_eq!(
+            nonce["usable_until_height"].as_u64(),
+            Some(nonce_height + verity_state::TaskParams::default().attestation_nonce_blocks)
+        );
+        let openapi: Value = client.get("/v1/openapi.json").await.unwrap();
+        for path in ["/v1/attestation-nonce", "/v1/tasks/{id}", "/v1/blobs"] {
+            assert!(openapi["paths"].get(path).is_some(), "OpenAPI lacks {path}");
+        }
         context.stop(0, Some(Duration::from_secs(5))).await.ok();
     });
 }
