@@ -137,3 +137,31 @@ fn garbage_is_an_error_not_a_panic() {
         .is_err());
     }
 }
+
+#[test]
+fn the_documents_public_key_must_be_the_enclave_key_being_registered() {
+    let enclave = verify(TeeKind::Nitro, &cose(), &policy(), COSE_NOW).unwrap();
+    assert_eq!(enclave.issued_at, Some(COSE_NOW));
+    let key = enclave
+        .public_key
+        .clone()
+        .expect("this document carries a public key");
+    // Give the document the report_data a binding expects, so that only the key decides.
+    let worker = verity_types::Address([1; 20]);
+    let nonce = [2; 32];
+    let binding = |enclave_key| verity_tee::Binding {
+        chain_id: "verity-test",
+        worker: &worker,
+        enclave_key,
+        nonce: &nonce,
+    };
+    let mut bound = enclave.clone();
+    bound.report_data = binding(&key).report_data().to_vec();
+    assert_eq!(bound.check_binding(&binding(&key)), Ok(()));
+    let other = [7u8; 32];
+    bound.report_data = binding(&other).report_data().to_vec();
+    assert_eq!(
+        bound.check_binding(&binding(&other)),
+        Err(AttestationError::PublicKeyMismatch)
+    );
+}
