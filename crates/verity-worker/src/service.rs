@@ -239,6 +239,21 @@ impl Worker {
         self.attest_if_needed(&view).await
     }
 
+    /// The chain's newest attestation nonce, waiting for block 1 on a chain that just started.
+    async fn attestation_nonce(&self) -> Result<NonceView> {
+        let started = Instant::now();
+        loop {
+            match self.client.get("/v1/attestation-nonce").await {
+                Err(ClientError::Api { code, .. })
+                    if code == "no_blocks_yet" && started.elapsed() < SETUP_TIMEOUT =>
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
+                result => return result.context("fetching the chain's attestation nonce"),
+            }
+        }
+    }
+
     async fn attest_if_needed(&mut self, view: &Value) -> Result<()> {
         let enclave = &view["enclave"];
         let ours = enclave["key"].as_str() == Some(hex::encode(self.enclave.public()).as_str());
@@ -249,11 +264,7 @@ impl Worker {
         if ours && left > life * REATTEST_WHEN_LEFT {
             return Ok(());
         }
-        let nonce: NonceView = self
-            .client
-            .get("/v1/attestation-nonce")
-            .await
-            .context("fetching the chain's attestation nonce")?;
+        let nonce = self.attestation_nonce().await?;
         let enclave_key = self.enclave.public();
         let report_data = Binding {
             chain_id: &self.chain_id,

@@ -1,4 +1,6 @@
 //! `verity attest verify`: checks TEE evidence offline, the way the chain does at registration.
+//! `verity attest produce`: makes evidence on this machine, to check a TEE host before it runs a
+//! worker.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +14,31 @@ use verity_types::{Address, Hash};
 pub enum AttestCommand {
     /// Verify evidence: exit 0 with the verdict when it is valid, 1 with the reason when not.
     Verify(VerifyArgs),
+    /// Produce evidence on this machine binding an enclave key, and write it to files.
+    Produce(ProduceArgs),
+}
+
+#[derive(Args)]
+pub struct ProduceArgs {
+    /// auto (the first of configfs-tsm, /dev/sev-guest, /dev/nsm), tdx, snp, nitro or dev.
+    #[arg(long, default_value = "auto")]
+    tee: String,
+    /// The enclave public key to bind, hex.
+    #[arg(long)]
+    enclave_key: String,
+    #[arg(long)]
+    chain_id: String,
+    #[arg(long)]
+    worker: Address,
+    /// The chain's attestation nonce (`GET /v1/attestation-nonce`).
+    #[arg(long)]
+    nonce: Hash,
+    /// Certificates to add to SNP evidence when the kernel gives none (VCEK, ASK, ARK).
+    #[arg(long = "cert")]
+    certs: Vec<PathBuf>,
+    /// Directory for report.bin and cert-N.bin; created if needed.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -54,7 +81,90 @@ pub struct VerifyArgs {
 pub fn run(cmd: AttestCommand) -> Result<()> {
     match cmd {
         AttestCommand::Verify(args) => verify(args),
+        AttestCommand::Produce(args) => produce(args),
     }
+}
+
+fn produce(args: ProduceArgs) -> Result<()> {
+    use verity_tee::produce::{produce, EvidenceRequest, Host};
+
+    let enclave_key = hex::decode(args.enclave_key.trim_start_matches("0x"))
+        .context("--enclave-key is not hex")?;
+    let report_data = Binding {
+        chain_id: &args.chain_id,
+        worker: &args.worker,
+        enclave_key: &enclave_key,
+        nonce: &args.nonce.0,
+    }
+    .report_data();
+    let certs = args
+        .certs
+        .iter()
+        .map(|p| read(p))
+        .collect::<Result<Vec<_>>>()?;
+    // A dev report is signed by a throwaway vendor key: it proves nothing about hardware anyway.
+    let vendor = verity_types::AccountKey::generate();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the clock is before 1970")?
+        .as_secs();
+    let request = EvidenceRequest {
+        report_data: &report_data,
+        nonce: &args.nonce.0,
+        enclave_key: &enclave_key,
+        certs: &certs,
+        dev: Some((&vendor, b"verity attest produce".as_slice(), now)),
+    };
+    let source = crate::task_cmd::parse_tee(&args.tee)?;
+    let (kind, evidence) = produce(source, &request, &Host::linux())?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let write = |name: String, bytes: &[u8]| -> Result<PathBuf> {
+        let path = args.out.join(name);
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
+    };
+    let report = write("report.bin".into(), &evidence.report)?;
+    let collateral = evidence
+        .collateral
+        .as_deref()
+        .map(|c| write("collateral.json".into(), c))
+        .transpose()?;
+    let cert_paths = evidence
+        .certs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| write(format!("cert-{i}.bin"), c))
+        .collect::<Result<Vec<_>>>()?;
+    println!("{kind} evidence written to {}", report.display());
+    println!("  report_data: {}", hex::encode(report_data));
+    let mut check = format!(
+        "verity attest verify --kind {kind} --report {} --now {now}",
+        report.display()
+    );
+    if let Some(c) = &collateral {
+        check.push_str(&format!(" --collateral {}", c.display()));
+    }
+    if !cert_paths.is_empty() {
+        check.push_str(" --certs");
+        for c in &cert_paths {
+            check.push_str(&format!(" {}", c.display()));
+        }
+    }
+    check.push_str(&format!(
+        " --enclave-key {} --chain-id {} --worker {} --nonce {}",
+        hex::encode(&enclave_key),
+        args.chain_id,
+        args.worker,
+        args.nonce
+    ));
+    println!("  check it:    {check}");
+    if kind == TeeKind::Dev {
+        println!(
+            "               (with --policy naming a policy that has allow_dev and [kinds.dev])"
+        );
+    }
+    Ok(())
 }
 
 fn verify(args: VerifyArgs) -> Result<()> {

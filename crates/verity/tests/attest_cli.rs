@@ -147,3 +147,106 @@ fn bad_arguments_are_explained() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent"));
 }
+
+#[test]
+fn produced_dev_evidence_verifies_with_its_binding_and_not_with_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("evidence");
+    let (key, worker, nonce) = (
+        "11".repeat(32),
+        "0x0202020202020202020202020202020202020202",
+        "33".repeat(32),
+    );
+    let binding = |key: &str| {
+        [
+            "--enclave-key",
+            key,
+            "--chain-id",
+            "verity-test",
+            "--worker",
+            worker,
+            "--nonce",
+            &nonce,
+        ]
+        .map(String::from)
+    };
+    let produced = Command::new(env!("CARGO_BIN_EXE_verity"))
+        .args(["attest", "produce", "--tee", "dev", "--out"])
+        .arg(&out)
+        .args(binding(&key))
+        .output()
+        .unwrap();
+    assert!(
+        produced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&produced.stderr)
+    );
+    assert!(String::from_utf8_lossy(&produced.stdout).contains("verity attest verify --kind dev"));
+
+    let policy = dir.path().join("devnet.toml");
+    std::fs::write(
+        &policy,
+        "accepted_tcb_statuses = [\"UpToDate\"]\nallow_dev = true\n[kinds.dev]\n",
+    )
+    .unwrap();
+    let report = out.join("report.bin");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let verify = |key: &str| {
+        let mut args = vec![
+            "--kind".to_string(),
+            "dev".into(),
+            "--report".into(),
+            report.display().to_string(),
+            "--policy".into(),
+            policy.display().to_string(),
+            "--now".into(),
+            now.clone(),
+            "--json".into(),
+        ];
+        args.extend(binding(key));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        attest(&args)
+    };
+    let output = verify(&key);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(json(&output)["valid"], true);
+
+    let output = verify(&"44".repeat(32));
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(json(&output)["error"]["code"], "report_data_mismatch");
+}
+
+#[test]
+fn producing_without_a_tee_names_the_interfaces_it_looked_for() {
+    let interfaces = [
+        "/sys/kernel/config/tsm/report",
+        "/dev/sev-guest",
+        "/dev/nsm",
+    ];
+    if interfaces.iter().any(|p| std::path::Path::new(p).exists()) {
+        eprintln!("this machine has a TEE interface; nothing to check");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_verity"))
+        .args(["attest", "produce", "--tee", "auto", "--out"])
+        .arg(dir.path())
+        .args(["--enclave-key", "00", "--chain-id", "c", "--worker"])
+        .args(["0x0202020202020202020202020202020202020202", "--nonce"])
+        .arg("00".repeat(32))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for path in interfaces {
+        assert!(stderr.contains(path), "{stderr}");
+    }
+}
