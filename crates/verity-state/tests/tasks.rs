@@ -492,22 +492,28 @@ fn timeouts_reassign_penalise_and_deadlines_refund() {
     }
 }
 
-#[test]
-fn enclave_registration_checks_binding_and_policy_is_governed() {
-    let gov = AccountKey::generate();
-    let mut net = Net::new(&[gov.address()]);
-    let worker = AccountKey::generate();
-    let enclave = EnclaveKey::generate();
-    let other = EnclaveKey::generate();
-    let vendor = AccountKey::generate();
+/// A new account with one token from `funder`, for transaction fees.
+fn funded_account(net: &mut Net, funder: &AccountKey) -> AccountKey {
+    let account = AccountKey::generate();
     let fund = net.tx(
-        &gov,
+        funder,
         Action::Transfer {
-            to: worker.address(),
+            to: account.address(),
             amount: ONE_TOKEN,
         },
     );
     net.ok(&[fund]);
+    account
+}
+
+#[test]
+fn enclave_registration_checks_binding_and_policy_is_governed() {
+    let gov = AccountKey::generate();
+    let mut net = Net::new(&[gov.address()]);
+    let worker = funded_account(&mut net, &gov);
+    let enclave = EnclaveKey::generate();
+    let other = EnclaveKey::generate();
+    let vendor = AccountKey::generate();
     let (nonce_height, nonce) = net.nonce();
     let bound_to_other = DevReport::sign(
         &vendor,
@@ -561,17 +567,9 @@ fn enclave_registration_checks_binding_and_policy_is_governed() {
 fn evidence_must_bind_a_recent_chain_nonce_whose_block_bounds_its_age() {
     let gov = AccountKey::generate();
     let mut net = Net::new(&[gov.address()]);
-    let worker = AccountKey::generate();
+    let worker = funded_account(&mut net, &gov);
     let enclave = EnclaveKey::generate();
     let vendor = AccountKey::generate();
-    let fund = net.tx(
-        &gov,
-        Action::Transfer {
-            to: worker.address(),
-            amount: ONE_TOKEN,
-        },
-    );
-    net.ok(&[fund]);
     let now_secs = |net: &Net| (T0 + (net.height + 1) * 1000) / 1000;
     // Evidence for the nonce of `bound_to`, claiming the nonce of `claimed`.
     let register = |net: &mut Net, bound_to: u64, claimed: u64| {

@@ -266,21 +266,17 @@ impl Worker {
         }
         let nonce = self.attestation_nonce().await?;
         let enclave_key = self.enclave.public();
-        let report_data = Binding {
-            chain_id: &self.chain_id,
-            worker: &self.address,
-            enclave_key: &enclave_key,
-            nonce: &nonce.nonce.0,
-        }
-        .report_data();
         let vendor = match self.config.tee {
             TeeSource::Dev => Some(load_dev_vendor(&self.config.home)?),
             _ => None,
         };
         let request = EvidenceRequest {
-            report_data: &report_data,
-            nonce: &nonce.nonce.0,
-            enclave_key: &enclave_key,
+            binding: Binding {
+                chain_id: &self.chain_id,
+                worker: &self.address,
+                enclave_key: &enclave_key,
+                nonce: &nonce.nonce.0,
+            },
             certs: &self.config.tee_certs,
             dev: vendor
                 .as_ref()

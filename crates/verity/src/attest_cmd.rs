@@ -90,13 +90,12 @@ fn produce(args: ProduceArgs) -> Result<()> {
 
     let enclave_key = hex::decode(args.enclave_key.trim_start_matches("0x"))
         .context("--enclave-key is not hex")?;
-    let report_data = Binding {
+    let binding = Binding {
         chain_id: &args.chain_id,
         worker: &args.worker,
         enclave_key: &enclave_key,
         nonce: &args.nonce.0,
-    }
-    .report_data();
+    };
     let certs = args
         .certs
         .iter()
@@ -109,9 +108,7 @@ fn produce(args: ProduceArgs) -> Result<()> {
         .context("the clock is before 1970")?
         .as_secs();
     let request = EvidenceRequest {
-        report_data: &report_data,
-        nonce: &args.nonce.0,
-        enclave_key: &enclave_key,
+        binding,
         certs: &certs,
         dev: Some((&vendor, b"verity attest produce".as_slice(), now)),
     };
@@ -137,7 +134,7 @@ fn produce(args: ProduceArgs) -> Result<()> {
         .map(|(i, c)| write(format!("cert-{i}.bin"), c))
         .collect::<Result<Vec<_>>>()?;
     println!("{kind} evidence written to {}", report.display());
-    println!("  report_data: {}", hex::encode(report_data));
+    println!("  report_data: {}", hex::encode(binding.report_data()));
     let mut check = format!(
         "verity attest verify --kind {kind} --report {} --now {now}",
         report.display()

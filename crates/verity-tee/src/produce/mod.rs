@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use verity_types::AccountKey;
 
-use crate::{DevReport, Evidence, TeeKind};
+use crate::{Binding, DevReport, Evidence, TeeKind};
 
 pub use devices::{IoctlError, LinuxDevice};
 pub use nsm::{nitro_nsm, NsmDevice, NSM_DEVICE};
@@ -63,12 +63,9 @@ pub enum TeeSource {
 
 /// What the evidence must carry.
 pub struct EvidenceRequest<'a> {
-    /// [`crate::Binding::report_data`] for the enclave key.
-    pub report_data: &'a [u8; 64],
-    /// The chain's attestation nonce (Nitro documents carry it in their own field too).
-    pub nonce: &'a [u8; 32],
-    /// The enclave public key (Nitro documents carry it in `public_key`).
-    pub enclave_key: &'a [u8],
+    /// What to bind: report_data is its digest; Nitro documents also carry the nonce and the
+    /// enclave key in fields of their own.
+    pub binding: Binding<'a>,
     /// Certificates to send along when the interface gives none (SNP: VCEK, ASK, ARK).
     pub certs: &'a [Vec<u8>],
     /// Dev only: the vendor key, the measurement to claim and the time, unix seconds.
@@ -104,40 +101,31 @@ pub fn produce(
     host: &Host<'_>,
 ) -> Result<(TeeKind, Evidence), ProduceError> {
     let tsm_present = host.tsm.exists(host.tsm_root);
+    let report_data = &request.binding.report_data();
     let (kind, mut evidence) = match source {
         TeeSource::Dev => {
             let (key, measurement, now) = request.dev.ok_or(ProduceError::NoDevKey)?;
-            let report = DevReport::sign(key, measurement, request.report_data, now);
+            let report = DevReport::sign(key, measurement, report_data, now);
             let evidence = Evidence {
                 report: report.to_bytes(),
                 ..Evidence::default()
             };
             (TeeKind::Dev, evidence)
         }
-        TeeSource::Hardware(TeeKind::Tdx) => configfs_tsm(
-            host.tsm,
-            host.tsm_root,
-            request.report_data,
-            Some(TeeKind::Tdx),
-        )?,
-        TeeSource::Hardware(TeeKind::Snp) if tsm_present => configfs_tsm(
-            host.tsm,
-            host.tsm_root,
-            request.report_data,
-            Some(TeeKind::Snp),
-        )?,
-        TeeSource::Hardware(TeeKind::Snp) => sev_guest(host.sev_guest, request.report_data)?,
-        TeeSource::Hardware(TeeKind::Nitro) => nitro_nsm(host.nsm, request)?,
+        TeeSource::Hardware(TeeKind::Tdx) => {
+            configfs_tsm(host.tsm, host.tsm_root, report_data, Some(TeeKind::Tdx))?
+        }
+        TeeSource::Hardware(TeeKind::Snp) if tsm_present => {
+            configfs_tsm(host.tsm, host.tsm_root, report_data, Some(TeeKind::Snp))?
+        }
+        TeeSource::Hardware(TeeKind::Snp) => sev_guest(host.sev_guest, report_data)?,
+        TeeSource::Hardware(TeeKind::Nitro) => nitro_nsm(host.nsm, &request.binding)?,
         TeeSource::Hardware(kind @ (TeeKind::Sgx | TeeKind::Dev)) => {
             return Err(ProduceError::Unsupported(kind))
         }
-        TeeSource::Auto if tsm_present => {
-            configfs_tsm(host.tsm, host.tsm_root, request.report_data, None)?
-        }
-        TeeSource::Auto if host.sev_guest.available() => {
-            sev_guest(host.sev_guest, request.report_data)?
-        }
-        TeeSource::Auto if host.nsm.available() => nitro_nsm(host.nsm, request)?,
+        TeeSource::Auto if tsm_present => configfs_tsm(host.tsm, host.tsm_root, report_data, None)?,
+        TeeSource::Auto if host.sev_guest.available() => sev_guest(host.sev_guest, report_data)?,
+        TeeSource::Auto if host.nsm.available() => nitro_nsm(host.nsm, &request.binding)?,
         TeeSource::Auto => {
             return Err(ProduceError::NoTee {
                 tried: format!(
@@ -158,7 +146,7 @@ pub fn produce(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{verify, Binding, KindRule, Policy};
+    use crate::{verify, KindRule, Policy};
     use verity_types::Address;
 
     /// A machine with no TEE interface at all.
@@ -209,14 +197,20 @@ mod tests {
         }
     }
 
-    fn request<'a>(
-        data: &'a [u8; 64],
-        dev: Option<(&'a AccountKey, &'a [u8], u64)>,
-    ) -> EvidenceRequest<'a> {
-        EvidenceRequest {
-            report_data: data,
-            nonce: &[0; 32],
+    const WORKER: Address = Address([4; 20]);
+
+    fn binding() -> Binding<'static> {
+        Binding {
+            chain_id: "c",
+            worker: &WORKER,
             enclave_key: b"key",
+            nonce: &[0; 32],
+        }
+    }
+
+    fn request<'a>(dev: Option<(&'a AccountKey, &'a [u8], u64)>) -> EvidenceRequest<'a> {
+        EvidenceRequest {
+            binding: binding(),
             certs: &[],
             dev,
         }
@@ -225,17 +219,9 @@ mod tests {
     #[test]
     fn dev_evidence_verifies_under_a_dev_policy_and_binds_the_request() {
         let key = AccountKey::generate();
-        let worker = Address([4; 20]);
-        let binding = Binding {
-            chain_id: "c",
-            worker: &worker,
-            enclave_key: b"key",
-            nonce: &[0; 32],
-        };
-        let data = binding.report_data();
         let (kind, evidence) = produce(
             TeeSource::Dev,
-            &request(&data, Some((&key, b"worker".as_slice(), 50))),
+            &request(Some((&key, b"worker".as_slice(), 50))),
             &nothing(),
         )
         .unwrap();
@@ -243,25 +229,24 @@ mod tests {
         policy.allow_dev = true;
         policy.kinds.insert(TeeKind::Dev, KindRule::default());
         let enclave = verify(kind, &evidence, &policy, 60).unwrap();
-        enclave.check_binding(&binding).unwrap();
+        enclave.check_binding(&binding()).unwrap();
     }
 
     #[test]
     fn without_any_interface_auto_names_what_it_looked_for() {
-        let data = [0; 64];
-        let error = produce(TeeSource::Auto, &request(&data, None), &nothing()).unwrap_err();
+        let error = produce(TeeSource::Auto, &request(None), &nothing()).unwrap_err();
         let text = error.to_string();
         for path in [CONFIGFS_TSM, SEV_GUEST_DEVICE, NSM_DEVICE] {
             assert!(text.contains(path), "{text}");
         }
         assert!(matches!(
-            produce(TeeSource::Dev, &request(&data, None), &nothing()),
+            produce(TeeSource::Dev, &request(None), &nothing()),
             Err(ProduceError::NoDevKey)
         ));
         assert!(matches!(
             produce(
                 TeeSource::Hardware(TeeKind::Sgx),
-                &request(&data, None),
+                &request(None),
                 &nothing()
             ),
             Err(ProduceError::Unsupported(TeeKind::Sgx))

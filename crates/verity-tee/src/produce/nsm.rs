@@ -4,8 +4,8 @@
 use aws_nitro_enclaves_nsm_api::api::{Request, Response};
 use serde_bytes::ByteBuf;
 
-use super::{EvidenceRequest, ProduceError};
-use crate::{Evidence, TeeKind};
+use super::ProduceError;
+use crate::{Binding, Evidence, TeeKind};
 
 /// The Nitro Secure Module device.
 pub const NSM_DEVICE: &str = "/dev/nsm";
@@ -31,7 +31,7 @@ fn device_error(reason: String) -> ProduceError {
 /// public_key = the enclave key.
 pub fn nitro_nsm(
     device: &dyn NsmDevice,
-    request: &EvidenceRequest<'_>,
+    binding: &Binding<'_>,
 ) -> Result<(TeeKind, Evidence), ProduceError> {
     if !device.available() {
         return Err(ProduceError::NoTee {
@@ -39,9 +39,9 @@ pub fn nitro_nsm(
         });
     }
     let attestation = Request::Attestation {
-        user_data: Some(ByteBuf::from(request.report_data.to_vec())),
-        nonce: Some(ByteBuf::from(request.nonce.to_vec())),
-        public_key: Some(ByteBuf::from(request.enclave_key.to_vec())),
+        user_data: Some(ByteBuf::from(binding.report_data().to_vec())),
+        nonce: Some(ByteBuf::from(binding.nonce.to_vec())),
+        public_key: Some(ByteBuf::from(binding.enclave_key.to_vec())),
     };
     let encoded = serde_cbor::to_vec(&attestation)
         .map_err(|e| device_error(format!("encoding the request: {e}")))?;
@@ -110,13 +110,14 @@ mod tests {
         serde_cbor::to_vec(&Response::Attestation { document }).unwrap()
     }
 
-    fn request() -> EvidenceRequest<'static> {
-        EvidenceRequest {
-            report_data: &[1; 64],
-            nonce: &[2; 32],
+    const WORKER: verity_types::Address = verity_types::Address([1; 20]);
+
+    fn request() -> Binding<'static> {
+        Binding {
+            chain_id: "c",
+            worker: &WORKER,
             enclave_key: &[3; 32],
-            certs: &[],
-            dev: None,
+            nonce: &[2; 32],
         }
     }
 
@@ -124,7 +125,7 @@ mod tests {
     fn the_document_is_requested_with_report_data_nonce_and_key() {
         let (kind, evidence) = nitro_nsm(&FakeNsm { answer: echo }, &request()).unwrap();
         assert_eq!(kind, TeeKind::Nitro);
-        let expected: Vec<u8> = [[1u8; 64].as_slice(), &[2; 32], &[3; 32]].concat();
+        let expected: Vec<u8> = [request().report_data().as_slice(), &[2; 32], &[3; 32]].concat();
         assert_eq!(evidence.report, expected);
     }
 
