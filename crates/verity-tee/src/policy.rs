@@ -19,7 +19,8 @@ pub struct Policy {
     /// Software enclaves signed by a local key: devnets only.
     #[serde(default)]
     pub allow_dev: bool,
-    /// Oldest accepted evidence, in seconds, for kinds whose evidence carries a timestamp.
+    /// Oldest accepted evidence, in seconds: by the evidence's own timestamp (Nitro, dev) and, on
+    /// chain, by the time of the block whose attestation nonce it binds (every kind).
     #[serde(default)]
     pub max_age_secs: Option<u64>,
     /// AMD root keys (ARK certificates, DER as hex) SEV-SNP chains may end in; AMD's published
