@@ -19,6 +19,7 @@ use commonware_stream::{
 use commonware_utils::{ordered::Map, NZUsize};
 use serde::{Deserialize, Serialize};
 use verity_state::{Chain, Genesis, RedbStore, Store};
+use verity_types::write_secret;
 
 use crate::api::{self, ApiState, ValidatorInfo};
 use crate::app::NodeState;
@@ -93,23 +94,6 @@ impl NodeConfig {
     pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Self>> {
         paths.iter().map(|p| Self::load(p)).collect()
     }
-}
-
-/// Writes a file readable only by its owner.
-pub fn write_secret(path: &Path, contents: &[u8]) -> Result<()> {
-    use std::io::Write as _;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    Ok(())
 }
 
 /// Layout of a generated network under one home directory.

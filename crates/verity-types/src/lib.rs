@@ -6,6 +6,7 @@ mod address;
 pub mod amount;
 pub mod codec;
 mod hash;
+mod secret_file;
 pub mod serde_hex;
 mod task;
 mod tx;
@@ -15,6 +16,7 @@ pub use address::{
 };
 pub use amount::{Amount, ONE_TOKEN};
 pub use hash::{sha256, Hash, HashParseError};
+pub use secret_file::write_secret;
 pub use task::{
     verify_receipts, DataRef, EnclaveKey, Mode, ReceiptError, TaskReceipt, RECEIPT_BYTES,
     RECEIPT_DOMAIN,

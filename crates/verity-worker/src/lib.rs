@@ -15,7 +15,7 @@ pub use verity_tee::produce::TeeSource;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use verity_types::EnclaveKey;
+use verity_types::{write_secret, EnclaveKey};
 
 /// Loads the enclave key at `path`, creating it (mode 0600) on first use.
 pub fn load_or_create_enclave_key(path: &Path) -> Result<EnclaveKey> {
@@ -31,24 +31,4 @@ pub fn load_or_create_enclave_key(path: &Path) -> Result<EnclaveKey> {
     let key = EnclaveKey::generate();
     write_secret(path, hex::encode(key.seed()).as_bytes())?;
     Ok(key)
-}
-
-/// Writes a file readable only by its owner.
-pub fn write_secret(path: &Path, contents: &[u8]) -> Result<()> {
-    use std::io::Write as _;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt as _;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    Ok(())
 }

@@ -480,6 +480,6 @@ fn load_dev_vendor(home: &std::path::Path) -> Result<AccountKey> {
         return AccountKey::from_hex(&text).with_context(|| format!("reading {}", path.display()));
     }
     let key = AccountKey::generate();
-    crate::write_secret(&path, key.secret_hex().as_bytes())?;
+    verity_types::write_secret(&path, key.secret_hex().as_bytes())?;
     Ok(key)
 }

@@ -15,7 +15,7 @@ use verity_node::{
 use verity_state::{Genesis, GenesisAccount, Params};
 use verity_types::{AccountKey, Action, Address, TxBody, ONE_TOKEN};
 
-pub(crate) use verity_node::run::write_secret;
+pub(crate) use verity_types::write_secret;
 
 /// The chain id `verity devnet` uses.
 pub const DEVNET_CHAIN_ID: &str = "verity-devnet";
