@@ -170,6 +170,37 @@ fn register_worker(net: &mut Net, measurement: &[u8]) -> (Worker, Vec<SignedTx>)
     (w, txs)
 }
 
+/// Workers with the given measurements, funded by `owner` in one block together with the
+/// model's registration. Returns the workers' stake and enclave transactions, not yet applied.
+fn funded_workers_and_model<const N: usize>(
+    net: &mut Net,
+    owner: &AccountKey,
+    measurements: [&[u8]; N],
+) -> ([Worker; N], Vec<SignedTx>) {
+    let mut txs = Vec::new();
+    let workers = measurements.map(|measurement| {
+        let (worker, registration) = register_worker(net, measurement);
+        txs.extend(registration);
+        worker
+    });
+    // Workers must be funded before they can stake.
+    let mut funding: Vec<SignedTx> = workers
+        .iter()
+        .map(|w| {
+            net.tx(
+                owner,
+                Action::Transfer {
+                    to: w.account.address(),
+                    amount: 200 * ONE_TOKEN,
+                },
+            )
+        })
+        .collect();
+    funding.push(net.tx(owner, Action::RegisterModel(model_spec())));
+    net.ok(&funding);
+    (workers, txs)
+}
+
 fn model_spec() -> ModelSpec {
     ModelSpec {
         model_id: Hash([0x11; 32]),
@@ -222,28 +253,7 @@ fn tasks_are_assigned_verified_settled_and_scored() {
     let owner = AccountKey::generate();
     let user = AccountKey::generate();
     let mut net = Net::new(&[owner.address(), user.address()]);
-    let (w1, mut txs) = register_worker(&mut net, b"m1");
-    let (w2, more) = register_worker(&mut net, b"m2");
-    txs.extend(more);
-    // Workers must be funded before they can stake.
-    let funding = vec![
-        net.tx(
-            &owner,
-            Action::Transfer {
-                to: w1.account.address(),
-                amount: 200 * ONE_TOKEN,
-            },
-        ),
-        net.tx(
-            &owner,
-            Action::Transfer {
-                to: w2.account.address(),
-                amount: 200 * ONE_TOKEN,
-            },
-        ),
-        net.tx(&owner, Action::RegisterModel(model_spec())),
-    ];
-    net.ok(&funding);
+    let ([w1, w2], txs) = funded_workers_and_model(&mut net, &owner, [b"m1", b"m2"]);
     net.ok(&txs);
     let enclave = net.chain.enclave(&w1.account.address()).unwrap().unwrap();
     assert!(enclave.is_dev());
@@ -321,18 +331,7 @@ fn bad_receipts_are_rejected_and_leave_nothing() {
     let owner = AccountKey::generate();
     let user = AccountKey::generate();
     let mut net = Net::new(&[owner.address(), user.address()]);
-    let (w1, mut txs) = register_worker(&mut net, b"m1");
-    let funding = vec![
-        net.tx(
-            &owner,
-            Action::Transfer {
-                to: w1.account.address(),
-                amount: 200 * ONE_TOKEN,
-            },
-        ),
-        net.tx(&owner, Action::RegisterModel(model_spec())),
-    ];
-    net.ok(&funding);
+    let ([w1], mut txs) = funded_workers_and_model(&mut net, &owner, [b"m1"]);
     txs.push(submit(&mut net, &user, 1));
     txs.push(submit(&mut net, &user, 2));
     let (a, b) = (txs[2].hash(), txs[3].hash());
@@ -400,27 +399,7 @@ fn timeouts_reassign_penalise_and_deadlines_refund() {
     let owner = AccountKey::generate();
     let user = AccountKey::generate();
     let mut net = Net::new(&[owner.address(), user.address()]);
-    let (w1, mut txs) = register_worker(&mut net, b"m1");
-    let (w2, more) = register_worker(&mut net, b"m2");
-    txs.extend(more);
-    let funding = vec![
-        net.tx(
-            &owner,
-            Action::Transfer {
-                to: w1.account.address(),
-                amount: 200 * ONE_TOKEN,
-            },
-        ),
-        net.tx(
-            &owner,
-            Action::Transfer {
-                to: w2.account.address(),
-                amount: 200 * ONE_TOKEN,
-            },
-        ),
-        net.tx(&owner, Action::RegisterModel(model_spec())),
-    ];
-    net.ok(&funding);
+    let ([w1, w2], txs) = funded_workers_and_model(&mut net, &owner, [b"m1", b"m2"]);
     net.ok(&txs);
     // Four tasks: with a penalty of 20, nobody reaches the ban at -100 in the first round.
     let submits: Vec<_> = (0..4).map(|n| submit(&mut net, &user, n)).collect();
