@@ -160,7 +160,7 @@ pub fn blob(cmd: BlobCommand) -> Result<()> {
                 let bytes =
                     std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
                 let answer = Client::new(&node).put_blob(bytes).await?;
-                println!("{}", answer["cid"].as_str().unwrap_or_default());
+                println!("{}", text(&answer["cid"]));
             }
             BlobCommand::Get { cid, output, node } => {
                 let bytes = Client::new(&node)
@@ -283,11 +283,11 @@ pub fn model(cmd: ModelCommand) -> Result<()> {
                     for m in answer["models"].as_array().into_iter().flatten() {
                         println!(
                             "{}  {} v{}  {} params  owner {}",
-                            m["model_id"].as_str().unwrap_or_default(),
-                            m["name"].as_str().unwrap_or_default(),
-                            m["version"].as_str().unwrap_or_default(),
+                            text(&m["model_id"]),
+                            text(&m["name"]),
+                            text(&m["version"]),
                             m["param_count"],
-                            m["owner"].as_str().unwrap_or_default(),
+                            text(&m["owner"]),
                         );
                     }
                 }
@@ -321,8 +321,8 @@ pub fn task(cmd: TaskCommand) -> Result<()> {
                     for t in answer["tasks"].as_array().into_iter().flatten() {
                         println!(
                             "{}  {:<9}  worker {}  submitted at {}",
-                            t["task_id"].as_str().unwrap_or_default(),
-                            t["status"].as_str().unwrap_or_default(),
+                            text(&t["task_id"]),
+                            text(&t["status"]),
                             t["worker"].as_str().unwrap_or("-"),
                             t["submitted_height"],
                         );
@@ -426,63 +426,47 @@ fn print_task(view: &Value, output: Option<&[u8]>, json: bool) -> Result<()> {
     }
     let task = &view["task"];
     let record = &view["record"];
-    println!(
-        "task         {}",
-        task["task_id"].as_str().unwrap_or_default()
-    );
-    println!(
-        "status       {}",
-        task["status"].as_str().unwrap_or_default()
-    );
-    println!(
-        "model        {}",
-        task["model_id"].as_str().unwrap_or_default()
-    );
-    println!("mode         {}", task["mode"].as_str().unwrap_or_default());
+    println!("task         {}", text(&task["task_id"]));
+    println!("status       {}", text(&task["status"]));
+    println!("model        {}", text(&task["model_id"]));
+    println!("mode         {}", text(&task["mode"]));
     println!("worker       {}", task["worker"].as_str().unwrap_or("-"));
-    println!(
-        "input        {}",
-        view["input_cid"].as_str().unwrap_or_default()
-    );
+    println!("input        {}", text(&view["input_cid"]));
     println!("submitted    height {}", task["submitted_height"]);
     if !record.is_null() {
-        println!(
-            "result hash  {}",
-            record["output_hash"].as_str().unwrap_or_default()
-        );
-        println!(
-            "output       {}",
-            view["output_cid"].as_str().unwrap_or_default()
-        );
+        println!("result hash  {}", text(&record["output_hash"]));
+        println!("output       {}", text(&view["output_cid"]));
         println!(
             "trace        {} ({} steps)",
-            record["trace_root"].as_str().unwrap_or_default(),
+            text(&record["trace_root"]),
             record["trace_len"]
         );
         println!("finalized    height {}", record["finalized_height"]);
-        println!(
-            "attestation  {}",
-            view["attestation"].as_str().unwrap_or_default()
-        );
+        println!("attestation  {}", text(&view["attestation"]));
         let s = &record["settlement"];
         println!(
             "fee split    worker {}  owner {}  protocol {}",
-            s["worker"].as_str().unwrap_or_default(),
-            s["owner"].as_str().unwrap_or_default(),
-            s["protocol"].as_str().unwrap_or_default()
+            text(&s["worker"]),
+            text(&s["owner"]),
+            text(&s["protocol"])
         );
     }
     if let Some(out) = output_doc {
         for o in out["outputs"].as_array().into_iter().flatten() {
             println!(
                 "output       {}: {} {}",
-                o["name"].as_str().unwrap_or_default(),
-                o["dtype"].as_str().unwrap_or_default(),
+                text(&o["name"]),
+                text(&o["dtype"]),
                 o["data"]
             );
         }
     }
     Ok(())
+}
+
+/// A string field of an API document, empty when absent.
+fn text(value: &Value) -> &str {
+    value.as_str().unwrap_or_default()
 }
 
 pub fn parse_tee(text: &str) -> Result<TeeSource> {
