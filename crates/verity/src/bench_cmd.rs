@@ -205,6 +205,50 @@ struct Report {
     max: Duration,
 }
 
+/// When each transaction was handed to the API.
+pub(crate) type SubmitTimes = Arc<std::sync::Mutex<HashMap<Hash, Instant>>>;
+
+/// Submits `txs` round-robin over `clients`, `concurrency` at a time and, when `rate` > 0, at
+/// most `rate` per second from `start`, recording each submission time. Resolves to the time
+/// all were submitted, or to how many failed and the first error.
+pub(crate) fn spawn_submitter(
+    clients: Vec<Client>,
+    txs: Vec<(Hash, Vec<u8>)>,
+    start: Instant,
+    rate: u64,
+    concurrency: usize,
+    submitted: SubmitTimes,
+) -> tokio::task::JoinHandle<Result<Duration>> {
+    tokio::spawn(async move {
+        let results = futures::stream::iter(txs.into_iter().enumerate())
+            .map(|(i, (hash, bytes))| {
+                let client = clients[i % clients.len()].clone();
+                let submitted = submitted.clone();
+                async move {
+                    if rate > 0 {
+                        let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+                        tokio::time::sleep_until(due.into()).await;
+                    }
+                    submitted
+                        .lock()
+                        .expect("submit times")
+                        .insert(hash, Instant::now());
+                    client.submit_raw(&bytes).await
+                }
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect::<Vec<_>>()
+            .await;
+        let errors = results.iter().filter(|r| r.is_err()).count();
+        match results.into_iter().find_map(|r| r.err()) {
+            Some(first) => Err(anyhow::anyhow!(
+                "{errors} submissions failed; first: {first}"
+            )),
+            None => Ok(start.elapsed()),
+        }
+    })
+}
+
 async fn measure(
     observer: &Arc<verity_node::app::NodeState>,
     clients: &[Client],
@@ -215,41 +259,15 @@ async fn measure(
     let total = txs.len();
     let mut blocks = observer.events.subscribe();
     let start = Instant::now();
-    let submitted: Arc<std::sync::Mutex<HashMap<Hash, Instant>>> =
-        Arc::new(std::sync::Mutex::new(HashMap::with_capacity(total)));
-
-    let submitter = {
-        let submitted = submitted.clone();
-        let clients = clients.to_vec();
-        tokio::spawn(async move {
-            let results = futures::stream::iter(txs.into_iter().enumerate())
-                .map(|(i, (hash, bytes))| {
-                    let client = clients[i % clients.len()].clone();
-                    let submitted = submitted.clone();
-                    async move {
-                        if rate > 0 {
-                            let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
-                            tokio::time::sleep_until(due.into()).await;
-                        }
-                        submitted
-                            .lock()
-                            .expect("submit times")
-                            .insert(hash, Instant::now());
-                        client.submit_raw(&bytes).await
-                    }
-                })
-                .buffer_unordered(concurrency)
-                .collect::<Vec<_>>()
-                .await;
-            let errors = results.iter().filter(|r| r.is_err()).count();
-            match results.into_iter().find_map(|r| r.err()) {
-                Some(first) => Err(anyhow::anyhow!(
-                    "{errors} submissions failed; first: {first}"
-                )),
-                None => Ok(start.elapsed()),
-            }
-        })
-    };
+    let submitted = SubmitTimes::default();
+    let submitter = spawn_submitter(
+        clients.to_vec(),
+        txs,
+        start,
+        rate,
+        concurrency,
+        submitted.clone(),
+    );
 
     let mut latencies = Vec::with_capacity(total);
     let mut block_count = 0;

@@ -2,9 +2,7 @@
 //! bundled digits model, and the finalized rate and submit→finalized latency measured from the
 //! task status changes as blocks execute.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
@@ -15,6 +13,7 @@ use verity_node::{mempool::SenderCache, mempool::MAX_NONCE_GAP, run};
 use verity_state::{GenesisAccount, TaskStatus};
 use verity_types::{AccountKey, Action, DataRef, Hash, Mode, TxBody, ONE_TOKEN};
 
+use crate::bench_cmd::{spawn_submitter, SubmitTimes};
 use crate::chain_cmd::{devnet_genesis, init_logs, spawn_workers, write_secret, BUNDLED_MODEL};
 
 #[derive(Args)]
@@ -140,40 +139,16 @@ pub fn tasks(args: TasksArgs) -> Result<()> {
             .collect();
         let total = txs.len();
         let mut updates = Box::pin(started[0].node.task_updates());
-        let submitted: Arc<std::sync::Mutex<HashMap<Hash, Instant>>> = Default::default();
+        let submitted = SubmitTimes::default();
         let start = Instant::now();
-        let submitter = {
-            let submitted = submitted.clone();
-            let clients = clients.clone();
-            let concurrency = args.concurrency.max(1);
-            let rate = args.rate;
-            tokio::spawn(async move {
-                futures::stream::iter(txs.into_iter().enumerate())
-                    .map(|(i, (hash, bytes))| {
-                        let client = clients[i % clients.len()].clone();
-                        let submitted = submitted.clone();
-                        async move {
-                            if rate > 0 {
-                                let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
-                                tokio::time::sleep_until(due.into()).await;
-                            }
-                            submitted
-                                .lock()
-                                .expect("times")
-                                .insert(hash, Instant::now());
-                            client.submit_raw(&bytes).await
-                        }
-                    })
-                    .buffer_unordered(concurrency)
-                    .collect::<Vec<_>>()
-                    .await
-                    .into_iter()
-                    .find_map(|r| r.err())
-                    .map_or(Ok(start.elapsed()), |e| {
-                        Err(anyhow::anyhow!("a submission failed: {e}"))
-                    })
-            })
-        };
+        let submitter = spawn_submitter(
+            clients.clone(),
+            txs,
+            start,
+            args.rate,
+            args.concurrency,
+            submitted.clone(),
+        );
         let mut latencies = Vec::with_capacity(total);
         let mut last = Instant::now();
         let mut finished_at = start;
