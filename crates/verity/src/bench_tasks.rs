@@ -14,7 +14,9 @@ use verity_state::{GenesisAccount, TaskStatus};
 use verity_types::{AccountKey, Action, DataRef, Hash, Mode, TxBody, ONE_TOKEN};
 
 use crate::bench_cmd::{spawn_submitter, SubmitTimes};
-use crate::chain_cmd::{devnet_genesis, init_logs, spawn_workers, write_secret, BUNDLED_MODEL};
+use crate::chain_cmd::{
+    create_worker_accounts, devnet_genesis, init_logs, spawn_workers, BUNDLED_MODEL,
+};
 
 #[derive(Args)]
 pub struct TasksArgs {
@@ -54,14 +56,7 @@ pub fn tasks(args: TasksArgs) -> Result<()> {
     let home: PathBuf = scratch.path().into();
     let dev = AccountKey::generate();
     let users: Vec<AccountKey> = (0..args.users).map(|_| AccountKey::generate()).collect();
-    let mut workers = Vec::new();
-    for i in 0..args.workers {
-        let key = AccountKey::generate();
-        let dir = home.join(format!("worker-{i}"));
-        std::fs::create_dir_all(&dir)?;
-        write_secret(&dir.join("account.key"), key.secret_hex().as_bytes())?;
-        workers.push(key.address());
-    }
+    let workers = create_worker_accounts(&home, args.workers)?;
     let mut genesis = devnet_genesis(CHAIN_ID, &dev.address(), &workers);
     genesis
         .accounts

@@ -262,6 +262,19 @@ pub(crate) fn default_params() -> Params {
     }
 }
 
+/// Creates `count` worker account keys, `worker-i/account.key` under `home`, where
+/// [`spawn_workers`] loads them; returns their addresses for genesis.
+pub(crate) fn create_worker_accounts(home: &Path, count: u32) -> Result<Vec<Address>> {
+    (0..count)
+        .map(|i| {
+            let key = AccountKey::generate();
+            let path = home.join(format!("worker-{i}")).join("account.key");
+            write_secret(&path, key.secret_hex().as_bytes())?;
+            Ok(key.address())
+        })
+        .collect()
+}
+
 /// `verity devnet`: creates the network on first run, then starts every validator in-process.
 pub fn devnet(args: DevnetArgs) -> Result<()> {
     init_logs(DEFAULT_LOGS);
@@ -272,14 +285,7 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
         let dev = AccountKey::generate();
         std::fs::create_dir_all(&home)?;
         write_secret(&dev_key_path, dev.secret_hex().as_bytes())?;
-        let mut workers = Vec::new();
-        for i in 0..args.workers {
-            let key = AccountKey::generate();
-            let dir = home.join(format!("worker-{i}"));
-            std::fs::create_dir_all(&dir)?;
-            write_secret(&dir.join("account.key"), key.secret_hex().as_bytes())?;
-            workers.push(key.address());
-        }
+        let workers = create_worker_accounts(&home, args.workers)?;
         let chain = devnet_genesis(DEVNET_CHAIN_ID, &dev.address(), &workers);
         run::write_network(&home, chain, args.validators, args.p2p_port, args.api_port)?;
     }
