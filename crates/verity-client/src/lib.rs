@@ -44,17 +44,24 @@ impl Client {
         }
     }
 
-    async fn call<T: DeserializeOwned>(
+    async fn send(
         &self,
         request: reqwest::RequestBuilder,
-    ) -> Result<T, ClientError> {
-        let response = request
+    ) -> Result<reqwest::Response, ClientError> {
+        request
             .send()
             .await
             .map_err(|source| ClientError::Unreachable {
                 url: self.base.clone(),
                 source,
-            })?;
+            })
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let response = self.send(request).await?;
         let status = response.status();
         let body: Value = response
             .json()
@@ -128,14 +135,8 @@ impl Client {
     /// Downloads a blob by CID; `None` when the node does not hold it.
     pub async fn get_blob(&self, cid: &str) -> Result<Option<Vec<u8>>, ClientError> {
         let response = self
-            .http
-            .get(self.url(&format!("/v1/blobs/{cid}")))
-            .send()
-            .await
-            .map_err(|source| ClientError::Unreachable {
-                url: self.base.clone(),
-                source,
-            })?;
+            .send(self.http.get(self.url(&format!("/v1/blobs/{cid}"))))
+            .await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }

@@ -3,7 +3,8 @@
 //! finalizing, then restarted on the same data directory until it has caught up to the same
 //! state root.
 
-use std::net::TcpListener;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,23 +16,6 @@ use verity_types::{AccountKey, Action, Address, SignedTx, TxBody, ONE_TOKEN};
 const VALIDATORS: usize = 4;
 const CHAIN_ID: &str = "verity-process-test";
 const FEE: u128 = 1_000;
-
-/// The first of `n` consecutive free loopback ports, away from the devnet's defaults.
-fn free_ports(n: u16, seed: u16) -> u16 {
-    let pid = std::process::id() as u16;
-    for attempt in 0..200u16 {
-        let base = 20_000
-            + (pid
-                .wrapping_mul(31)
-                .wrapping_add(seed)
-                .wrapping_add(attempt * 97))
-                % 30_000;
-        if (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no {n} consecutive free ports");
-}
 
 struct Network {
     home: tempfile::TempDir,
@@ -192,8 +176,8 @@ async fn account(client: &Client, address: &Address) -> Option<Value> {
 async fn four_processes_survive_a_killed_validator_and_it_catches_up() {
     let alice = AccountKey::generate();
     let bob = AccountKey::generate().address();
-    let api = free_ports(VALIDATORS as u16, 0);
-    let p2p = free_ports(VALIDATORS as u16, 7_919);
+    let api = common::free_ports(VALIDATORS as u16, 0);
+    let p2p = common::free_ports(VALIDATORS as u16, 7_919);
     let home = tempfile::tempdir().unwrap();
     genesis(home.path(), &alice.address(), api, p2p);
     let mut net = Network {
@@ -307,8 +291,8 @@ async fn four_processes_survive_a_killed_validator_and_it_catches_up() {
 
 #[test]
 fn bench_transfers_reports_rate_and_latency() {
-    let api = free_ports(VALIDATORS as u16, 101);
-    let p2p = free_ports(VALIDATORS as u16, 5_003);
+    let api = common::free_ports(VALIDATORS as u16, 101);
+    let p2p = common::free_ports(VALIDATORS as u16, 5_003);
     let stdout = verity_ok(&[
         "bench",
         "transfers",

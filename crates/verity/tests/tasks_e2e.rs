@@ -4,8 +4,9 @@
 //! and finish. Every output must equal `verity infer run` on the same input, balances must have
 //! moved exactly per the fee split, and reputation must show the successes and the timeouts.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,22 +21,6 @@ use verity_types::{
 const TASKS: usize = 100;
 const MAX_FEE: u128 = 1_000_000;
 const TX_FEE: u128 = 1_000_000_000;
-
-fn free_ports(n: u16, seed: u16) -> u16 {
-    let pid = std::process::id() as u16;
-    for attempt in 0..200u16 {
-        let base = 20_000
-            + (pid
-                .wrapping_mul(37)
-                .wrapping_add(seed)
-                .wrapping_add(attempt * 101))
-                % 30_000;
-        if (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no {n} consecutive free ports");
-}
 
 struct Killed(Child);
 
@@ -96,8 +81,8 @@ fn sign(key: &AccountKey, nonce: u64, action: Action) -> SignedTx {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_tasks_with_a_killed_worker() {
     let home = tempfile::tempdir().unwrap();
-    let api = free_ports(4, 1);
-    let p2p = free_ports(4, 7);
+    let api = common::free_ports(4, 1);
+    let p2p = common::free_ports(4, 7);
     let devnet_home = home.path().join("devnet");
     let _devnet = spawn(
         &[
