@@ -15,7 +15,7 @@ use verity_types::{AccountKey, Action, DataRef, Hash, Mode, TxBody, ONE_TOKEN};
 
 use crate::bench_cmd::{spawn_submitter, SubmitTimes};
 use crate::chain_cmd::{
-    create_worker_accounts, devnet_genesis, init_logs, spawn_workers, BUNDLED_MODEL,
+    create_worker_accounts, devnet_genesis, init_logs, register_bundled_model, spawn_workers,
 };
 
 #[derive(Args)]
@@ -91,16 +91,7 @@ pub fn tasks(args: TasksArgs) -> Result<()> {
         .await?;
         let apis: Vec<_> = started.iter().map(|s| s.api).collect();
         let clients: Vec<Client> = apis.iter().map(|a| Client::new(&a.to_string())).collect();
-        let spec = crate::task_cmd::model_spec(
-            BUNDLED_MODEL,
-            "digits-mlp".into(),
-            "1".into(),
-            "MIT".into(),
-            "mlp".into(),
-        )?;
-        let model =
-            crate::task_cmd::register_model(&clients[0], &dev, BUNDLED_MODEL.to_vec(), spec)
-                .await?;
+        let model = register_bundled_model(&clients[0], &dev).await?;
         let stats = spawn_workers(&home, &apis, args.workers)?;
         wait_for_workers(&clients[0], args.workers as usize).await?;
         for input in &inputs {

@@ -13,7 +13,7 @@ use verity_node::{
     run::{self},
 };
 use verity_state::{Genesis, GenesisAccount, Params};
-use verity_types::{AccountKey, Action, Address, TxBody, ONE_TOKEN};
+use verity_types::{AccountKey, Action, Address, Hash, TxBody, ONE_TOKEN};
 
 pub(crate) use verity_types::write_secret;
 
@@ -262,6 +262,20 @@ pub(crate) fn default_params() -> Params {
     }
 }
 
+/// Registers the bundled digits model, owned by `owner`; returns its id.
+pub(crate) async fn register_bundled_model(client: &Client, owner: &AccountKey) -> Result<Hash> {
+    let spec = crate::task_cmd::model_spec(
+        BUNDLED_MODEL,
+        "digits-mlp".into(),
+        "1".into(),
+        "MIT".into(),
+        "mlp".into(),
+    )?;
+    crate::task_cmd::register_model(client, owner, BUNDLED_MODEL.to_vec(), spec)
+        .await
+        .context("registering the bundled model")
+}
+
 /// Creates `count` worker account keys, `worker-i/account.key` under `home`, where
 /// [`spawn_workers`] loads them; returns their addresses for genesis.
 pub(crate) fn create_worker_accounts(home: &Path, count: u32) -> Result<Vec<Address>> {
@@ -309,16 +323,7 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
         }
         let apis: Vec<_> = started.iter().map(|s| s.api).collect();
         let client = Client::new(&apis[0].to_string());
-        let spec = crate::task_cmd::model_spec(
-            BUNDLED_MODEL,
-            "digits-mlp".into(),
-            "1".into(),
-            "MIT".into(),
-            "mlp".into(),
-        )?;
-        let model_id = crate::task_cmd::register_model(&client, &dev, BUNDLED_MODEL.to_vec(), spec)
-            .await
-            .context("registering the bundled model")?;
+        let model_id = register_bundled_model(&client, &dev).await?;
         spawn_workers(&home, &apis, args.workers)?;
         println!(
             "  workers:     {} (dev TEE, not hardware-backed)",

@@ -10,7 +10,9 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 use verity_client::Client;
 use verity_infer::Model;
-use verity_types::{AccountKey, Action, Amount, DataRef, Hash, Mode, ModelSpec, TxBody, ONE_TOKEN};
+use verity_types::{
+    AccountKey, Action, Amount, DataRef, Hash, Mode, ModelSpec, SignedTx, TxBody, ONE_TOKEN,
+};
 use verity_worker::TeeSource;
 
 use crate::chain_cmd::{init_logs, keys_dir, load_key, runtime, DEFAULT_NODE};
@@ -239,19 +241,24 @@ pub async fn register_model(
     Ok(id)
 }
 
-/// Signs `action` with the account's next nonce, submits it and waits for its receipt.
-pub async fn send(client: &Client, key: &AccountKey, action: Action) -> Result<Value> {
+/// Signs `action` for the node's chain with the account's next nonce.
+async fn sign_next(client: &Client, key: &AccountKey, action: Action) -> Result<SignedTx> {
     let status = client.status().await?;
     let chain_id = status["chain_id"]
         .as_str()
         .context("status has no chain_id")?;
-    let tx = TxBody {
+    Ok(TxBody {
         chain_id: chain_id.to_string(),
         nonce: client.nonce(&key.address()).await?,
         fee: 1_000_000_000,
         action,
     }
-    .sign(key);
+    .sign(key))
+}
+
+/// Signs `action` with the account's next nonce, submits it and waits for its receipt.
+pub async fn send(client: &Client, key: &AccountKey, action: Action) -> Result<Value> {
+    let tx = sign_next(client, key, action).await?;
     client.submit(&tx).await?;
     Ok(client
         .wait_for_tx(&tx.hash(), Duration::from_secs(60))
@@ -343,23 +350,14 @@ async fn submit(args: SubmitArgs) -> Result<()> {
         .put_blob(input.clone())
         .await
         .context("uploading the input")?;
-    let status = client.status().await?;
-    let chain_id = status["chain_id"]
-        .as_str()
-        .context("status has no chain_id")?;
-    let tx = TxBody {
-        chain_id: chain_id.to_string(),
-        nonce: client.nonce(&key.address()).await?,
-        fee: 1_000_000_000,
-        action: Action::SubmitTask {
-            model_id: args.model,
-            input: DataRef::of(&input),
-            mode: args.mode,
-            max_fee: args.max_fee,
-            deadline_blocks: args.deadline_blocks,
-        },
-    }
-    .sign(&key);
+    let action = Action::SubmitTask {
+        model_id: args.model,
+        input: DataRef::of(&input),
+        mode: args.mode,
+        max_fee: args.max_fee,
+        deadline_blocks: args.deadline_blocks,
+    };
+    let tx = sign_next(&client, &key, action).await?;
     let id = tx.hash();
     client.submit(&tx).await?;
     println!("task {id}");
