@@ -515,7 +515,8 @@ impl<S: Store> Chain<S> {
             height,
             nonce: Hash(nonce),
             timestamp_ms,
-            usable_until_height: height + self.genesis.params.tasks.attestation_nonce_blocks,
+            usable_until_height: height
+                .saturating_add(self.genesis.params.tasks.attestation_nonce_blocks),
         }))
     }
 
