@@ -133,8 +133,8 @@ fn produce(args: ProduceArgs) -> Result<()> {
         .enumerate()
         .map(|(i, c)| write(format!("cert-{i}.bin"), c))
         .collect::<Result<Vec<_>>>()?;
-    println!("{kind} evidence written to {}", report.display());
-    println!("  report_data: {}", hex::encode(binding.report_data()));
+    outln!("{kind} evidence written to {}", report.display());
+    outln!("  report_data: {}", hex::encode(binding.report_data()));
     let mut check = format!(
         "verity attest verify --kind {kind} --report {} --now {now}",
         report.display()
@@ -155,11 +155,9 @@ fn produce(args: ProduceArgs) -> Result<()> {
         args.worker,
         args.nonce
     ));
-    println!("  check it:    {check}");
+    outln!("  check it:    {check}");
     if kind == TeeKind::Dev {
-        println!(
-            "               (with --policy naming a policy that has allow_dev and [kinds.dev])"
-        );
+        outln!("               (with --policy naming a policy that has allow_dev and [kinds.dev])");
     }
     Ok(())
 }
@@ -201,20 +199,20 @@ fn verify(args: VerifyArgs) -> Result<()> {
             if args.json {
                 let mut verdict = serde_json::to_value(&enclave)?;
                 verdict["valid"] = true.into();
-                println!("{}", serde_json::to_string_pretty(&verdict)?);
+                outln!("{}", serde_json::to_string_pretty(&verdict)?);
             } else {
-                println!("valid {} evidence", enclave.kind);
-                println!("  measurement:  {}", hex::encode(&enclave.measurement));
-                println!("  report_data:  {}", hex::encode(&enclave.report_data));
-                println!("  TCB status:   {}", enclave.tcb_status);
+                outln!("valid {} evidence", enclave.kind);
+                outln!("  measurement:  {}", hex::encode(&enclave.measurement));
+                outln!("  report_data:  {}", hex::encode(&enclave.report_data));
+                outln!("  TCB status:   {}", enclave.tcb_status);
                 if !enclave.advisories.is_empty() {
-                    println!("  advisories:   {}", enclave.advisories.join(", "));
+                    outln!("  advisories:   {}", enclave.advisories.join(", "));
                 }
                 if enclave.debug {
-                    println!("  debug:        yes (the host can read the enclave's memory)");
+                    outln!("  debug:        yes (the host can read the enclave's memory)");
                 }
                 if enclave.kind == TeeKind::Dev {
-                    println!("  note:         dev TEE, not hardware-backed");
+                    outln!("  note:         dev TEE, not hardware-backed");
                 }
             }
             Ok(())
@@ -225,7 +223,7 @@ fn verify(args: VerifyArgs) -> Result<()> {
                     "valid": false,
                     "error": { "code": code(&error), "message": error.to_string() },
                 });
-                println!("{}", serde_json::to_string_pretty(&verdict)?);
+                outln!("{}", serde_json::to_string_pretty(&verdict)?);
             }
             Err(anyhow::Error::new(error).context(format!("{} evidence is not valid", args.kind)))
         }

@@ -136,21 +136,21 @@ fn transfers(args: TransfersArgs) -> Result<()> {
             true => "a signature cache each",
             false => "one shared signature cache",
         };
-        println!(
+        outln!(
             "verity bench transfers: {} validators ({caches}), {} transfers, {} senders, offered load {pace}",
             started.len(),
             args.count,
             args.senders
         );
-        println!("  submitted:   {:>9.0} tx/s over HTTP", report.submit_rate);
-        println!(
+        outln!("  submitted:   {:>9.0} tx/s over HTTP", report.submit_rate);
+        outln!(
             "  finalized:   {:>9.0} tx/s  ({} in {:.2} s, {} blocks)",
             report.finalized_rate,
             report.finalized,
             report.elapsed.as_secs_f64(),
             report.blocks
         );
-        println!(
+        outln!(
             "  latency:     p50 {:>6} ms   p99 {:>6} ms   max {:>6} ms  (submit → finalized)",
             report.p50.as_millis(),
             report.p99.as_millis(),

@@ -167,21 +167,21 @@ pub fn tasks(args: TasksArgs) -> Result<()> {
             .iter()
             .map(|s| s.batches.load(std::sync::atomic::Ordering::Relaxed))
             .sum();
-        println!(
+        outln!(
             "verity bench tasks: {} validators, {} workers (dev TEE), {total} tasks on digits-mlp, {} users, offered load {}",
             apis.len(), args.workers, args.users,
             match args.rate { 0 => "unpaced".to_string(), r => format!("{r} tasks/s") }
         );
-        println!(
+        outln!(
             "  submitted:   {:>9.0} tasks/s over HTTP",
             total as f64 / submit_elapsed.as_secs_f64()
         );
-        println!(
+        outln!(
             "  finalized:   {:>9.0} tasks/s  ({total} in {:.2} s, {batches} receipt batches)",
             total as f64 / elapsed.as_secs_f64(),
             elapsed.as_secs_f64()
         );
-        println!(
+        outln!(
             "  latency:     p50 {:>6} ms   p99 {:>6} ms   max {:>6} ms  (submit → finalized)",
             at(0.5).as_millis(),
             at(0.99).as_millis(),

@@ -309,12 +309,12 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
     let storage = home.join("consensus");
     commonware_runtime::Runner::start(run::runner(&storage), |context| async move {
         let started = run::start_nodes(&context, configs, SenderCache::default()).await?;
-        println!(
+        outln!(
             "Verity devnet: {} validators, chain {DEVNET_CHAIN_ID}",
             started.len()
         );
         for (i, s) in started.iter().enumerate() {
-            println!(
+            outln!(
                 "  validator {i}: API http://{}  p2p {}  data {}",
                 s.api,
                 s.p2p,
@@ -325,22 +325,22 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
         let client = Client::new(&apis[0].to_string());
         let model_id = register_bundled_model(&client, &dev).await?;
         spawn_workers(&home, &apis, args.workers)?;
-        println!(
+        outln!(
             "  workers:     {} (dev TEE, not hardware-backed)",
             args.workers
         );
-        println!("  model:       {model_id} (digits-mlp, bundled)");
-        println!("  genesis:     {}", home.join("genesis.json").display());
-        println!(
+        outln!("  model:       {model_id} (digits-mlp, bundled)");
+        outln!("  genesis:     {}", home.join("genesis.json").display());
+        outln!(
             "  dev account: {} (key in {}, mode 0600)",
             dev.address(),
             dev_key_path.display()
         );
-        println!(
+        outln!(
             "  try:         verity task submit --model {model_id} --input models/samples/digit_0_label_7.json --from {} --wait",
             dev_key_path.display()
         );
-        println!(
+        outln!(
             "Ctrl-C stops the network; run the same command to start it again where it left off."
         );
         shutdown_on_ctrl_c(context).await
@@ -383,7 +383,7 @@ pub fn node(args: NodeArgs) -> Result<()> {
         |context| async move {
             let started = run::start_nodes(&context, configs, SenderCache::default()).await?;
             for s in &started {
-                println!(
+                outln!(
                     "validator {}: API http://{}  p2p {}  data {}",
                     s.node.label,
                     s.api,
@@ -436,9 +436,9 @@ pub fn genesis(args: GenesisArgs) -> Result<()> {
         args.p2p_port,
         args.api_port,
     )?;
-    println!("genesis: {}", layout.genesis.display());
+    outln!("genesis: {}", layout.genesis.display());
     for node in layout.nodes {
-        println!(
+        outln!(
             "node config: {}   (run: verity node --config {})",
             node.display(),
             node.display()
@@ -472,7 +472,7 @@ pub fn keys(cmd: KeysCommand) -> Result<()> {
             }
             let key = AccountKey::generate();
             write_secret(&path, key.secret_hex().as_bytes())?;
-            println!("{}  {}", key.address(), path.display());
+            outln!("{}  {}", key.address(), path.display());
         }
         KeysCommand::List { keys_dir: dir } => {
             let dir = keys_dir(dir);
@@ -486,7 +486,7 @@ pub fn keys(cmd: KeysCommand) -> Result<()> {
             for path in entries {
                 let key = load_key_file(&path)?;
                 let name = path.file_stem().unwrap_or_default().to_string_lossy();
-                println!("{name}  {}", key.address());
+                outln!("{name}  {}", key.address());
             }
         }
         KeysCommand::Show {
@@ -494,7 +494,7 @@ pub fn keys(cmd: KeysCommand) -> Result<()> {
             keys_dir: dir,
         } => {
             let key = load_key(&name, &keys_dir(dir))?;
-            println!("{}", key.address());
+            outln!("{}", key.address());
         }
     }
     Ok(())
@@ -546,13 +546,13 @@ pub fn transfer(args: TransferArgs) -> Result<()> {
         .sign(&key);
         let hash = tx.hash();
         client.submit(&tx).await?;
-        println!("submitted {hash}");
+        outln!("submitted {hash}");
         if args.wait {
             let deadline = std::time::Instant::now() + Duration::from_secs(60);
             loop {
                 let answer = client.tx(&hash).await?;
                 if answer["status"] == "finalized" {
-                    println!("{}", serde_json::to_string_pretty(&answer["receipt"])?);
+                    outln!("{}", serde_json::to_string_pretty(&answer["receipt"])?);
                     break;
                 }
                 if std::time::Instant::now() > deadline {
@@ -568,7 +568,7 @@ pub fn transfer(args: TransferArgs) -> Result<()> {
 pub fn account(args: AccountArgs) -> Result<()> {
     runtime()?.block_on(async {
         let answer = Client::new(&args.node).account(&args.address).await?;
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+        outln!("{}", serde_json::to_string_pretty(&answer)?);
         Ok(())
     })
 }
@@ -576,7 +576,7 @@ pub fn account(args: AccountArgs) -> Result<()> {
 pub fn status(args: StatusArgs) -> Result<()> {
     runtime()?.block_on(async {
         let answer = Client::new(&args.node).status().await?;
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+        outln!("{}", serde_json::to_string_pretty(&answer)?);
         Ok(())
     })
 }

@@ -100,12 +100,12 @@ fn run_model(args: RunArgs) -> Result<()> {
     let out = engine.run(&model, inputs, args.trace)?;
     if args.json {
         let doc = verity_worker::output_document(&model, &out);
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
-    println!("model_id    {}", model.model_id());
+    outln!("model_id    {}", model.model_id());
     for (name, t) in &out.outputs {
-        println!(
+        outln!(
             "output      {name}: {}{:?} {}",
             t.dtype(),
             t.shape(),
@@ -113,8 +113,8 @@ fn run_model(args: RunArgs) -> Result<()> {
         );
     }
     if let Some(trace) = &out.trace {
-        println!("trace_root  {}", trace.root());
-        println!("trace_steps {}", trace.len());
+        outln!("trace_root  {}", trace.root());
+        outln!("trace_steps {}", trace.len());
     }
     Ok(())
 }
@@ -133,30 +133,32 @@ fn inspect(args: InspectArgs) -> Result<()> {
             "initializers": s.initializers.iter().map(|(n, t, sh)| json!({"name": n, "dtype": t.to_string(), "shape": sh})).collect::<Vec<_>>(),
             "unsupported": s.unsupported.iter().map(|u| json!({"node": u.node, "op": u.op, "reason": u.reason})).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
-    println!("model_id      {}", s.model_id);
-    println!("weights_root  {}", s.weights_root);
-    println!(
+    outln!("model_id      {}", s.model_id);
+    outln!("weights_root  {}", s.weights_root);
+    outln!(
         "format        ONNX IR {}, opset {}, producer {:?}",
-        s.ir_version, s.opset, s.producer
+        s.ir_version,
+        s.opset,
+        s.producer
     );
     for v in &s.inputs {
-        println!("input         {}: {}", v.name, v.describe());
+        outln!("input         {}: {}", v.name, v.describe());
     }
     for v in &s.outputs {
-        println!("output        {}: {}", v.name, v.describe());
+        outln!("output        {}: {}", v.name, v.describe());
     }
-    println!(
+    outln!(
         "weights       {} initializers, {} parameters",
         s.initializers.len(),
         s.parameters
     );
     for (name, dtype, shape) in &s.initializers {
-        println!("  {name}: {dtype}{shape:?}");
+        outln!("  {name}: {dtype}{shape:?}");
     }
-    println!(
+    outln!(
         "nodes         {} (the trace has one step per node)",
         s.nodes
     );
@@ -166,17 +168,17 @@ fn inspect(args: InspectArgs) -> Result<()> {
         } else {
             "  (unsupported)"
         };
-        println!("  {op} x{count}{mark}");
+        outln!("  {op} x{count}{mark}");
     }
     if s.unsupported.is_empty() {
-        println!("supported     yes: every node can run");
+        outln!("supported     yes: every node can run");
     } else {
-        println!(
+        outln!(
             "supported     no: {} node(s) cannot run",
             s.unsupported.len()
         );
         for u in &s.unsupported {
-            println!("  node {:?} ({}): {}", u.node, u.op, u.reason);
+            outln!("  node {:?} ({}): {}", u.node, u.op, u.reason);
         }
     }
     Ok(())

@@ -1,5 +1,8 @@
 //! `verity`: the command-line interface to the Verity network.
 
+#[macro_use]
+mod output;
+
 mod attest_cmd;
 mod bench_cmd;
 mod bench_tasks;
@@ -62,13 +65,6 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // Like any Unix filter: `verity … | head` ends quietly when the reader goes away, instead of
-    // a panic from println! on a closed pipe (Rust ignores SIGPIPE by default).
-    #[cfg(unix)]
-    // SAFETY: called before any thread starts; restores the default disposition of one signal.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Infer(cmd) => infer_cmd::run(cmd),

@@ -1,6 +1,5 @@
 //! Task commands: blobs, models, tasks, and the worker.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -162,7 +161,7 @@ pub fn blob(cmd: BlobCommand) -> Result<()> {
                 let bytes =
                     std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
                 let answer = Client::new(&node).put_blob(bytes).await?;
-                println!("{}", text(&answer["cid"]));
+                outln!("{}", text(&answer["cid"]));
             }
             BlobCommand::Get { cid, output, node } => {
                 let bytes = Client::new(&node)
@@ -172,7 +171,7 @@ pub fn blob(cmd: BlobCommand) -> Result<()> {
                 match output {
                     Some(path) => std::fs::write(&path, bytes)
                         .with_context(|| format!("writing {}", path.display()))?,
-                    None => std::io::stdout().write_all(&bytes)?,
+                    None => crate::output::bytes(&bytes).context("writing the blob to stdout")?,
                 }
             }
         }
@@ -280,15 +279,15 @@ pub fn model(cmd: ModelCommand) -> Result<()> {
                 });
                 let spec = model_spec(&bytes, name, args.version, args.license, args.architecture)?;
                 let id = register_model(&Client::new(&args.node), &key, bytes, spec).await?;
-                println!("{id}");
+                outln!("{id}");
             }
             ModelCommand::List { node, json } => {
                 let answer: Value = Client::new(&node).get("/v1/models").await?;
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&answer)?);
+                    outln!("{}", serde_json::to_string_pretty(&answer)?);
                 } else {
                     for m in answer["models"].as_array().into_iter().flatten() {
-                        println!(
+                        outln!(
                             "{}  {} v{}  {} params  owner {}",
                             text(&m["model_id"]),
                             text(&m["name"]),
@@ -301,7 +300,7 @@ pub fn model(cmd: ModelCommand) -> Result<()> {
             }
             ModelCommand::Show { id, node } => {
                 let answer: Value = Client::new(&node).get(&format!("/v1/models/{id}")).await?;
-                println!("{}", serde_json::to_string_pretty(&answer)?);
+                outln!("{}", serde_json::to_string_pretty(&answer)?);
             }
         }
         Ok(())
@@ -323,10 +322,10 @@ pub fn task(cmd: TaskCommand) -> Result<()> {
                     .get(&format!("/v1/tasks?limit={limit}"))
                     .await?;
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&answer)?);
+                    outln!("{}", serde_json::to_string_pretty(&answer)?);
                 } else {
                     for t in answer["tasks"].as_array().into_iter().flatten() {
-                        println!(
+                        outln!(
                             "{}  {:<9}  worker {}  submitted at {}",
                             text(&t["task_id"]),
                             text(&t["status"]),
@@ -360,7 +359,7 @@ async fn submit(args: SubmitArgs) -> Result<()> {
     let tx = sign_next(&client, &key, action).await?;
     let id = tx.hash();
     client.submit(&tx).await?;
-    println!("task {id}");
+    outln!("task {id}");
     if !args.wait {
         return Ok(());
     }
@@ -419,30 +418,30 @@ fn print_task(view: &Value, output: Option<&[u8]>, json: bool) -> Result<()> {
         if let Some(out) = output_doc {
             doc["output"] = out;
         }
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
     let task = &view["task"];
     let record = &view["record"];
-    println!("task         {}", text(&task["task_id"]));
-    println!("status       {}", text(&task["status"]));
-    println!("model        {}", text(&task["model_id"]));
-    println!("mode         {}", text(&task["mode"]));
-    println!("worker       {}", task["worker"].as_str().unwrap_or("-"));
-    println!("input        {}", text(&view["input_cid"]));
-    println!("submitted    height {}", task["submitted_height"]);
+    outln!("task         {}", text(&task["task_id"]));
+    outln!("status       {}", text(&task["status"]));
+    outln!("model        {}", text(&task["model_id"]));
+    outln!("mode         {}", text(&task["mode"]));
+    outln!("worker       {}", task["worker"].as_str().unwrap_or("-"));
+    outln!("input        {}", text(&view["input_cid"]));
+    outln!("submitted    height {}", task["submitted_height"]);
     if !record.is_null() {
-        println!("result hash  {}", text(&record["output_hash"]));
-        println!("output       {}", text(&view["output_cid"]));
-        println!(
+        outln!("result hash  {}", text(&record["output_hash"]));
+        outln!("output       {}", text(&view["output_cid"]));
+        outln!(
             "trace        {} ({} steps)",
             text(&record["trace_root"]),
             record["trace_len"]
         );
-        println!("finalized    height {}", record["finalized_height"]);
-        println!("attestation  {}", text(&view["attestation"]));
+        outln!("finalized    height {}", record["finalized_height"]);
+        outln!("attestation  {}", text(&view["attestation"]));
         let s = &record["settlement"];
-        println!(
+        outln!(
             "fee split    worker {}  owner {}  protocol {}",
             text(&s["worker"]),
             text(&s["owner"]),
@@ -451,7 +450,7 @@ fn print_task(view: &Value, output: Option<&[u8]>, json: bool) -> Result<()> {
     }
     if let Some(out) = output_doc {
         for o in out["outputs"].as_array().into_iter().flatten() {
-            println!(
+            outln!(
                 "output       {}: {} {}",
                 text(&o["name"]),
                 text(&o["dtype"]),

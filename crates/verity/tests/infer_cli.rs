@@ -197,3 +197,21 @@ fn inspect_lists_ops_and_names_unsupported_ones() {
         r#"node "erf" (Erf): operator Erf is not supported"#,
     );
 }
+
+/// `verity … | head`: a reader that goes away ends the command quietly, with no panic.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let model = repo(MLP);
+    let input = repo("models/samples/digit_0_label_7.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_verity"))
+        .args(["infer", "run", "--model", model.to_str().unwrap()])
+        .args(["--input", input.to_str().unwrap(), "--trace", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run verity");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}: {}", out.status, stderr(&out));
+    assert_eq!(stderr(&out), "");
+}
