@@ -10,7 +10,7 @@
 use sha2::{Digest, Sha256, Sha512};
 use verity_types::Address;
 
-use crate::{AttestationError, Policy, VerifiedEnclave};
+use crate::{AttestationError, VerifiedEnclave};
 
 /// Domain tag of the report_data digest.
 pub const REPORT_DATA_DOMAIN: &[u8] = b"verity/enclave-key/v2";
@@ -74,24 +74,6 @@ impl VerifiedEnclave {
         Ok(())
     }
 
-    /// Checks the evidence's age against the policy. Evidence that binds a nonce is no older
-    /// than the block that issued it (`nonce_time`, unix seconds).
-    pub fn check_fresh(
-        &self,
-        nonce_time: u64,
-        now: u64,
-        policy: &Policy,
-    ) -> Result<(), AttestationError> {
-        match policy.max_age_secs {
-            Some(max_age) if now.saturating_sub(nonce_time) > max_age => {
-                Err(AttestationError::Stale {
-                    age: now - nonce_time,
-                    max_age,
-                })
-            }
-            _ => Ok(()),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -178,22 +160,6 @@ mod tests {
         assert_eq!(
             enclave([0; 64]).check_binding(&bound),
             Err(AttestationError::ReportDataMismatch)
-        );
-    }
-
-    #[test]
-    fn the_nonce_block_time_bounds_the_age() {
-        let e = enclave([0; 64]);
-        let mut policy = Policy::permissive();
-        assert_eq!(e.check_fresh(0, 1_000_000, &policy), Ok(()), "no max age");
-        policy.max_age_secs = Some(600);
-        assert_eq!(e.check_fresh(1_000, 1_600, &policy), Ok(()));
-        assert_eq!(
-            e.check_fresh(1_000, 1_601, &policy),
-            Err(AttestationError::Stale {
-                age: 601,
-                max_age: 600
-            })
         );
     }
 }

@@ -113,6 +113,21 @@ impl Policy {
         parsed.map_err(|reason| AttestationError::malformed("policy", reason))
     }
 
+    /// Checks the evidence's age against `max_age_secs`. On chain, evidence that binds a nonce
+    /// is no older than the block that issued it, so `made_at` is that block's time (unix
+    /// seconds).
+    pub fn check_age(&self, made_at: u64, now: u64) -> Result<(), AttestationError> {
+        match self.max_age_secs {
+            Some(max_age) if now.saturating_sub(made_at) > max_age => {
+                Err(AttestationError::Stale {
+                    age: now - made_at,
+                    max_age,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Applies the policy to evidence that verified.
     pub fn check(&self, enclave: &VerifiedEnclave) -> Result<(), AttestationError> {
         let rule = self
@@ -143,4 +158,24 @@ impl Policy {
 
 fn toml_like(text: &str) -> Result<Policy, String> {
     toml::from_str(text).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nonce_block_time_bounds_the_age() {
+        let mut policy = Policy::permissive();
+        assert_eq!(policy.check_age(0, 1_000_000), Ok(()), "no max age");
+        policy.max_age_secs = Some(600);
+        assert_eq!(policy.check_age(1_000, 1_600), Ok(()));
+        assert_eq!(
+            policy.check_age(1_000, 1_601),
+            Err(AttestationError::Stale {
+                age: 601,
+                max_age: 600
+            })
+        );
+    }
 }

@@ -168,7 +168,7 @@ pub fn register(
     };
     verified
         .check_binding(&binding)
-        .and_then(|()| verified.check_fresh(nonce_time_ms / 1000, now_secs, &policy))
+        .and_then(|()| policy.check_age(nonce_time_ms / 1000, now_secs))
         .map_err(|e| rejected(e.to_string()))?;
     let key = claim.key;
     if let Some(existing) = by_key(state, key)? {
