@@ -5,7 +5,7 @@ use verity_state::{
     recover, BlockInput, Chain, Genesis, GenesisAccount, MemStore, Params, TaskParams, TaskStatus,
     TxFailure, TxStatus,
 };
-use verity_tee::{Binding, DevReport, KindRule, Policy, TeeKind};
+use verity_tee::{Binding, DevReport, Policy};
 use verity_types::{
     AccountKey, Action, Address, DataRef, EnclaveKey, Hash, Mode, ModelSpec, SignedTx, TaskReceipt,
     TxBody, ONE_TOKEN,
@@ -21,13 +21,6 @@ struct Net {
     chain: Chain<MemStore>,
     height: u64,
     nonces: std::collections::HashMap<Address, u64>,
-}
-
-fn dev_policy() -> Policy {
-    let mut policy = Policy::permissive();
-    policy.allow_dev = true;
-    policy.kinds.insert(TeeKind::Dev, KindRule::default());
-    policy
 }
 
 impl Net {
@@ -55,7 +48,7 @@ impl Net {
                     balance: 1_000 * ONE_TOKEN,
                 })
                 .collect(),
-            attestation_policy: Some(dev_policy()),
+            attestation_policy: Some(Policy::devnet()),
         };
         Self {
             chain: Chain::open(MemStore::default(), genesis).unwrap(),
@@ -600,7 +593,7 @@ fn evidence_must_bind_a_recent_chain_nonce_whose_block_bounds_its_age() {
 
     // With a max age, a nonce within the block window but older than the age is refused, even
     // though the report's own timestamp is fresh: the nonce's block is what proves the age.
-    let mut strict = dev_policy();
+    let mut strict = Policy::devnet();
     strict.max_age_secs = Some(2);
     let set = net.tx(
         &gov,

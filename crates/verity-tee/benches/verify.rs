@@ -2,7 +2,7 @@
 //! parsing and one secp256k1 recovery), measured in the same run.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use verity_tee::{verify, DevReport, Evidence, KindRule, Policy, TeeKind};
+use verity_tee::{verify, DevReport, Evidence, Policy, TeeKind};
 use verity_types::{AccountKey, Address};
 
 fn vector(path: &str) -> Vec<u8> {
@@ -14,10 +14,10 @@ fn vector(path: &str) -> Vec<u8> {
 }
 
 fn bench(c: &mut Criterion) {
-    let mut policy = Policy::permissive();
-    policy.allow_dev = true;
-    policy.allow_debug = true;
-    policy.kinds.insert(TeeKind::Dev, KindRule::default());
+    let policy = Policy {
+        allow_debug: true,
+        ..Policy::devnet()
+    };
 
     let report_data = verity_tee::Binding {
         chain_id: "bench",

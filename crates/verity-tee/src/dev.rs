@@ -140,14 +140,7 @@ impl Attestation for Dev {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Binding, KindRule};
-
-    fn dev_policy() -> Policy {
-        let mut policy = Policy::permissive();
-        policy.allow_dev = true;
-        policy.kinds.insert(TeeKind::Dev, KindRule::default());
-        policy
-    }
+    use crate::Binding;
 
     const WORKER: Address = Address([3; 20]);
 
@@ -176,7 +169,7 @@ mod tests {
     #[test]
     fn a_signed_report_verifies_only_where_dev_is_allowed() {
         let (evidence, data) = signed();
-        let enclave = Dev.verify(&evidence, &dev_policy(), 1_010).unwrap();
+        let enclave = Dev.verify(&evidence, &Policy::devnet(), 1_010).unwrap();
         assert_eq!(enclave.report_data, data);
         assert_eq!(enclave.issued_at, Some(1_000));
         enclave.check_binding(&binding()).unwrap();
@@ -195,14 +188,14 @@ mod tests {
             report: report.to_bytes(),
             ..Evidence::default()
         };
-        assert!(Dev.verify(&tampered, &dev_policy(), 2_000).is_err());
-        assert!(Dev.verify(&evidence, &dev_policy(), 999).is_err());
+        assert!(Dev.verify(&tampered, &Policy::devnet(), 2_000).is_err());
+        assert!(Dev.verify(&evidence, &Policy::devnet(), 999).is_err());
         let garbage = Evidence {
             report: b"{\"measurement\":1}".to_vec(),
             ..Evidence::default()
         };
         assert!(matches!(
-            Dev.verify(&garbage, &dev_policy(), 2_000),
+            Dev.verify(&garbage, &Policy::devnet(), 2_000),
             Err(AttestationError::Malformed { .. })
         ));
     }

@@ -53,13 +53,10 @@ fn kinds() -> impl Strategy<Value = TeeKind> {
 }
 
 fn policy() -> Policy {
-    let mut policy = Policy::permissive();
-    policy.allow_dev = true;
-    policy.allow_debug = true;
-    policy
-        .kinds
-        .insert(TeeKind::Dev, verity_tee::KindRule::default());
-    policy
+    Policy {
+        allow_debug: true,
+        ..Policy::devnet()
+    }
 }
 
 /// Which part of the evidence a mutation hits.

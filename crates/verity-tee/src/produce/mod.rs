@@ -146,7 +146,7 @@ pub fn produce(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{verify, KindRule, Policy};
+    use crate::{verify, Policy};
     use verity_types::Address;
 
     /// A machine with no TEE interface at all.
@@ -225,10 +225,7 @@ mod tests {
             &nothing(),
         )
         .unwrap();
-        let mut policy = Policy::permissive();
-        policy.allow_dev = true;
-        policy.kinds.insert(TeeKind::Dev, KindRule::default());
-        let enclave = verify(kind, &evidence, &policy, 60).unwrap();
+        let enclave = verify(kind, &evidence, &Policy::devnet(), 60).unwrap();
         enclave.check_binding(&binding()).unwrap();
     }
 
