@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each target uses part of this
 
-use verity_tee::{Evidence, KindRule, Policy, TeeKind};
+use verity_tee::{verify, Evidence, Policy, TeeKind};
 
 macro_rules! vector {
     ($path:literal) => {
@@ -24,11 +24,31 @@ pub const NITRO_NOW: u64 = 1_736_179_625;
 
 /// Every kind, debug and dev allowed: no early refusal before the parsers run.
 pub fn open_policy() -> Policy {
-    let mut policy = Policy::permissive();
-    policy.allow_dev = true;
-    policy.allow_debug = true;
-    policy.kinds.insert(TeeKind::Dev, KindRule::default());
-    policy
+    Policy {
+        allow_debug: true,
+        ..Policy::devnet()
+    }
+}
+
+/// A real DCAP quote and its collateral: TDX for an even `pick`, SGX for an odd one.
+pub fn dcap(pick: u8) -> (TeeKind, &'static [u8], &'static [u8]) {
+    if pick & 1 == 0 {
+        (TeeKind::Tdx, TDX_QUOTE, TDX_COLLATERAL)
+    } else {
+        (TeeKind::Sgx, SGX_QUOTE, SGX_COLLATERAL)
+    }
+}
+
+/// Verifies a DCAP quote with its collateral at the vectors' time.
+pub fn verify_dcap(kind: TeeKind, quote: &[u8], collateral: &[u8]) {
+    let evidence = evidence(quote, Some(collateral), &[]);
+    let _ = verify(kind, &evidence, &open_policy(), DCAP_NOW);
+}
+
+/// Verifies an SEV-SNP report with its certificates at the vectors' time.
+pub fn verify_snp(report: &[u8], certs: &[&[u8]]) {
+    let evidence = evidence(report, None, certs);
+    let _ = verify(TeeKind::Snp, &evidence, &open_policy(), SNP_NOW);
 }
 
 pub fn snp_report() -> Vec<u8> {

@@ -6,7 +6,6 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use verity_tee::{verify, TeeKind};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, cert)) = data.split_first() else {
@@ -17,11 +16,5 @@ fuzz_target!(|data: &[u8]| {
     } else {
         [common::SNP_VCEK, cert]
     };
-    let evidence = common::evidence(&common::snp_report(), None, &certs);
-    let _ = verify(
-        TeeKind::Snp,
-        &evidence,
-        &common::open_policy(),
-        common::SNP_NOW,
-    );
+    common::verify_snp(&common::snp_report(), &certs);
 });
