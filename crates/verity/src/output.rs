@@ -9,11 +9,7 @@ use std::io::{self, Write};
 
 /// Writes one formatted line to stdout; see the module docs for a closed stdout.
 pub fn line(args: fmt::Arguments<'_>) {
-    let mut out = io::stdout().lock();
-    if let Err(e) = writeln!(out, "{args}").and_then(|()| out.flush()) {
-        if e.kind() == io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
-        }
+    if let Err(e) = write(|out| writeln!(out, "{args}")) {
         // Nothing sensible is left to print to; report on stderr and carry on.
         eprintln!("error: writing to stdout: {e}");
     }
@@ -21,8 +17,13 @@ pub fn line(args: fmt::Arguments<'_>) {
 
 /// Writes raw bytes to stdout; a closed stdout ends the process quietly, as for [`line`].
 pub fn bytes(data: &[u8]) -> io::Result<()> {
+    write(|out| out.write_all(data))
+}
+
+/// Runs `put` on locked stdout and flushes; ends the process quietly if the reader has gone.
+fn write(put: impl FnOnce(&mut io::StdoutLock<'static>) -> io::Result<()>) -> io::Result<()> {
     let mut out = io::stdout().lock();
-    match out.write_all(data).and_then(|()| out.flush()) {
+    match put(&mut out).and_then(|()| out.flush()) {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => std::process::exit(0),
         result => result,
     }
