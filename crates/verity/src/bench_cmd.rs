@@ -150,12 +150,7 @@ fn transfers(args: TransfersArgs) -> Result<()> {
             report.elapsed.as_secs_f64(),
             report.blocks
         );
-        outln!(
-            "  latency:     p50 {:>6} ms   p99 {:>6} ms   max {:>6} ms  (submit → finalized)",
-            report.p50.as_millis(),
-            report.p99.as_millis(),
-            report.max.as_millis()
-        );
+        report.latency.print();
         use commonware_runtime::Spawner as _;
         let _ = context.stop(0, Some(Duration::from_secs(10))).await;
         Ok(())
@@ -200,9 +195,37 @@ struct Report {
     elapsed: Duration,
     submit_rate: f64,
     finalized_rate: f64,
+    latency: Latency,
+}
+
+/// Submit→finalized latency percentiles, as every bench prints them.
+pub(crate) struct Latency {
     p50: Duration,
     p99: Duration,
     max: Duration,
+}
+
+impl Latency {
+    /// The summary of `latencies`; `None` when there are none.
+    pub(crate) fn of(mut latencies: Vec<Duration>) -> Option<Self> {
+        latencies.sort();
+        let max = *latencies.last()?;
+        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+        Some(Self {
+            p50: at(0.50),
+            p99: at(0.99),
+            max,
+        })
+    }
+
+    pub(crate) fn print(&self) {
+        outln!(
+            "  latency:     p50 {:>6} ms   p99 {:>6} ms   max {:>6} ms  (submit → finalized)",
+            self.p50.as_millis(),
+            self.p99.as_millis(),
+            self.max.as_millis()
+        );
+    }
 }
 
 /// When each transaction was handed to the API.
@@ -316,17 +339,13 @@ async fn measure(
         }
     }
     let submit_elapsed = submitter.await.context("submitter task")??;
-    latencies.sort();
     let elapsed = finished_at - start;
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
     Ok(Report {
         finalized: total,
         blocks: block_count,
         elapsed,
         submit_rate: total as f64 / submit_elapsed.as_secs_f64(),
         finalized_rate: total as f64 / elapsed.as_secs_f64(),
-        p50: at(0.50),
-        p99: at(0.99),
-        max: *latencies.last().expect("at least one transfer"),
+        latency: Latency::of(latencies).expect("at least one transfer"),
     })
 }

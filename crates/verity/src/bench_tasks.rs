@@ -13,7 +13,7 @@ use verity_node::{mempool::SenderCache, mempool::MAX_NONCE_GAP, run};
 use verity_state::{GenesisAccount, TaskStatus};
 use verity_types::{AccountKey, Action, DataRef, Hash, Mode, TxBody, ONE_TOKEN};
 
-use crate::bench_cmd::{spawn_submitter, SubmitTimes};
+use crate::bench_cmd::{spawn_submitter, Latency, SubmitTimes};
 use crate::chain_cmd::{
     create_worker_accounts, devnet_genesis, init_logs, register_bundled_model, spawn_workers,
 };
@@ -160,8 +160,6 @@ pub fn tasks(args: TasksArgs) -> Result<()> {
             }
         }
         let submit_elapsed = submitter.await.context("submitter")??;
-        latencies.sort();
-        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
         let elapsed = finished_at - start;
         let batches: u64 = stats
             .iter()
@@ -181,12 +179,7 @@ pub fn tasks(args: TasksArgs) -> Result<()> {
             total as f64 / elapsed.as_secs_f64(),
             elapsed.as_secs_f64()
         );
-        outln!(
-            "  latency:     p50 {:>6} ms   p99 {:>6} ms   max {:>6} ms  (submit → finalized)",
-            at(0.5).as_millis(),
-            at(0.99).as_millis(),
-            latencies.last().expect("one").as_millis()
-        );
+        Latency::of(latencies).expect("one").print();
         use commonware_runtime::Spawner as _;
         let _ = context.stop(0, Some(Duration::from_secs(10))).await;
         Ok(())
