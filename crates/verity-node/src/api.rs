@@ -514,6 +514,7 @@ pub fn openapi_document() -> serde_json::Value {
         "400": { "description": "bad input", "content": { "application/json": { "schema": error } } },
         "404": { "description": "not found", "content": { "application/json": { "schema": error } } }
     });
+    let path_param = |name: &str, kind: &str| json!([ { "name": name, "in": "path", "required": true, "schema": { "type": kind } } ]);
     json!({
         "openapi": "3.1.0",
         "info": { "title": "Verity node API", "version": "1" },
@@ -527,16 +528,16 @@ pub fn openapi_document() -> serde_json::Value {
                     "400": errors["400"], "409": { "description": "already pending" } } } },
             "/v1/txs/{hash}": { "get": {
                 "summary": "A transaction's status and receipt",
-                "parameters": [ { "name": "hash", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "parameters": path_param("hash", "string"),
                 "responses": { "200": { "description": "pending or finalized with its receipt" },
                     "400": errors["400"], "404": errors["404"] } } },
             "/v1/accounts/{address}": { "get": {
                 "summary": "Balance and nonce of an account",
-                "parameters": [ { "name": "address", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "parameters": path_param("address", "string"),
                 "responses": { "200": { "description": "the account" }, "400": errors["400"] } } },
             "/v1/blocks/{height}": { "get": {
                 "summary": "A finalized block",
-                "parameters": [ { "name": "height", "in": "path", "required": true, "schema": { "type": "integer" } } ],
+                "parameters": path_param("height", "integer"),
                 "responses": { "200": { "description": "the block record" }, "400": errors["400"], "404": errors["404"] } } },
             "/v1/status": { "get": { "summary": "Chain status", "responses": { "200": { "description": "height, finalized height, state root, validators, connected peers" } } } },
             "/v1/blobs": { "put": {
@@ -544,26 +545,26 @@ pub fn openapi_document() -> serde_json::Value {
                 "responses": { "201": { "description": "the blob's CID and size" }, "400": errors["400"], "413": { "description": "larger than the node accepts" } } } },
             "/v1/blobs/{cid}": { "get": {
                 "summary": "A stored blob's bytes",
-                "parameters": [ { "name": "cid", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "parameters": path_param("cid", "string"),
                 "responses": { "200": { "description": "application/octet-stream" }, "400": errors["400"], "404": errors["404"] } } },
             "/v1/models": { "get": { "summary": "Registered models, in id order", "responses": { "200": { "description": "the models" } } } },
             "/v1/models/{id}": { "get": {
                 "summary": "One registered model",
-                "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "parameters": path_param("id", "string"),
                 "responses": { "200": { "description": "the model" }, "400": errors["400"], "404": errors["404"] } } },
             "/v1/tasks": { "get": { "summary": "The most recent tasks", "responses": { "200": { "description": "the tasks" } } } },
             "/v1/tasks/{id}": { "get": {
                 "summary": "A task, its execution record and output CID; dev-TEE results are labelled",
-                "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "parameters": path_param("id", "string"),
                 "responses": { "200": { "description": "the task" }, "400": errors["400"], "404": errors["404"] } } },
             "/v1/workers": { "get": { "summary": "Staked workers", "responses": { "200": { "description": "the workers" } } } },
             "/v1/workers/{address}": { "get": {
                 "summary": "A worker's stake, reputation and enclave",
-                "parameters": [ { "name": "address", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "parameters": path_param("address", "string"),
                 "responses": { "200": { "description": "the worker" }, "400": errors["400"] } } },
             "/v1/workers/{address}/assignments": { "get": {
                 "summary": "Tasks assigned to a worker and not yet answered",
-                "parameters": [ { "name": "address", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "parameters": path_param("address", "string"),
                 "responses": { "200": { "description": "the assignments" }, "400": errors["400"] } } },
             "/v1/attestation-policy": { "get": { "summary": "The chain's attestation policy", "responses": { "200": { "description": "the policy, or null" } } } },
             "/v1/attestation-nonce": { "get": {

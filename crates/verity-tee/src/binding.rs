@@ -73,7 +73,6 @@ impl VerifiedEnclave {
         }
         Ok(())
     }
-
 }
 
 #[cfg(test)]
