@@ -88,8 +88,7 @@ pub fn run(cmd: AttestCommand) -> Result<()> {
 fn produce(args: ProduceArgs) -> Result<()> {
     use verity_tee::produce::{produce, EvidenceRequest, Host};
 
-    let enclave_key = hex::decode(args.enclave_key.trim_start_matches("0x"))
-        .context("--enclave-key is not hex")?;
+    let enclave_key = enclave_key_arg(&args.enclave_key)?;
     let binding = Binding {
         chain_id: &args.chain_id,
         worker: &args.worker,
@@ -179,7 +178,7 @@ fn verify(args: VerifyArgs) -> Result<()> {
     let key = args
         .enclave_key
         .as_deref()
-        .map(|k| hex::decode(k.trim_start_matches("0x")).context("--enclave-key is not hex"))
+        .map(enclave_key_arg)
         .transpose()?;
     let verdict = verity_tee::verify(args.kind, &evidence, &policy, args.now).and_then(|enclave| {
         if let (Some(key), Some(chain_id), Some(worker), Some(nonce)) =
@@ -253,6 +252,11 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 
 fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// The bytes of an `--enclave-key` argument, hex with or without `0x`.
+fn enclave_key_arg(text: &str) -> Result<Vec<u8>> {
+    hex::decode(text.trim_start_matches("0x")).context("--enclave-key is not hex")
 }
 
 /// Hex text, base64 text or raw bytes, in that order. Text in other forms (JSON, PEM) stays as
