@@ -156,6 +156,13 @@ impl Client {
         Ok(Some(bytes.to_vec()))
     }
 
+    /// The chain's transaction prices, from its status.
+    pub async fn fee_schedule(&self) -> Result<verity_types::FeeSchedule, ClientError> {
+        let status = self.status().await?;
+        serde_json::from_value(status["fees"].clone())
+            .map_err(|e| ClientError::Decode(format!("status fees: {e}")))
+    }
+
     /// The account's next nonce as the node's committed state has it.
     pub async fn nonce(&self, address: &Address) -> Result<u64, ClientError> {
         let account = self.account(address).await?;

@@ -228,6 +228,13 @@ async fn status(State(state): State<ApiState>) -> ApiResult<serde_json::Value> {
         "mempool": state.node.mempool.lock().expect("mempool lock").len(),
         "validators": *state.validators,
         "peers": connected_peers(&(state.metrics)(), state.index),
+        "fees": verity_types::FeeSchedule {
+            fee_per_weight: chain.genesis().params.fee_per_weight,
+            min_fee: chain.genesis().params.min_fee,
+        },
+        "max_block_weight": chain.genesis().params.max_block_weight,
+        "halted": state.node.halted.load(Ordering::Relaxed),
+        "equivocations": state.node.evidence.lock().expect("evidence lock").len(),
     })))
 }
 

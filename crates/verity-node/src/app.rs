@@ -1,43 +1,51 @@
 //! The application consensus drives: building blocks from the mempool, verifying the blocks of
 //! others, and executing finalized blocks on the state machine.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use commonware_codec::Encode;
 use commonware_consensus::{
     marshal::{ancestry::Ancestry, Update},
-    simplex::{scheme::bls12381_threshold::vrf, types::Context},
-    Heightable, Reporter,
+    simplex::{
+        scheme::bls12381_threshold::vrf,
+        types::{Activity, Attributable, Context},
+    },
+    types::{Round, View},
+    Heightable, Reporter, Viewable,
 };
 use commonware_cryptography::{
     bls12381::primitives::variant::MinPk, ed25519, sha256::Digest, Digested, Digestible,
 };
-use commonware_runtime::Clock;
+use commonware_runtime::{telemetry::metrics::Counter, Clock};
 use commonware_utils::Acknowledgement;
 use futures::{channel::mpsc, StreamExt};
-use tracing::{error, info};
+use tracing::{debug, error, info, warn};
 use verity_state::{BlockInput, BlockRecord, Chain, Store, Task};
 use verity_types::{sha256, Hash};
 
-/// Domain tag of the block seed.
-const SEED_DOMAIN: &[u8] = b"verity/seed/v1";
-
-/// The seed worker assignment draws from: SHA-256(domain ‖ block digest).
-pub fn block_seed(block: &Hash) -> Hash {
-    sha256(&[SEED_DOMAIN, &block.0].concat())
-}
-
-use crate::block::{to_hash, Block};
-use crate::mempool::{AdmitError, Mempool, SenderCache};
+use crate::block::{to_hash, Block, Committed, Seed};
+use crate::mempool::{AdmitError, BlockLimits, Mempool, SenderCache};
 
 /// Most transactions a node keeps pending.
 const MEMPOOL_CAPACITY: usize = 100_000;
 
 /// Consensus signatures: BLS12-381 threshold shares with a per-round VRF seed.
 pub type Scheme = vrf::Scheme<ed25519::PublicKey, MinPk>;
+
+/// Most blocks between a block and the state root it commits to: a proposer that has executed
+/// less waits, and a block committing to an older root is refused.
+pub const MAX_ROOT_LAG: u64 = 16;
+/// How long a proposer waits for its parent's seed, or a verifier for its own execution to reach
+/// a block's committed height, before giving up on the view.
+const WAIT_FOR_STATE: Duration = Duration::from_secs(3);
+/// Views whose seeds are kept for proposing.
+const SEEDS_KEPT: usize = 1_024;
+/// Equivocation evidence kept in memory, newest last.
+const EVIDENCE_KEPT: usize = 1_024;
 
 /// How long a leader waits for transactions before proposing an empty block.
 const EMPTY_BLOCK_WAIT: Duration = Duration::from_millis(400);
@@ -58,6 +66,24 @@ pub struct NodeState {
     /// Transactions admitted through the API, waiting to be gossiped to peers.
     pub outbound: mpsc::UnboundedSender<Bytes>,
     pub label: String,
+    /// Seeds of recent views, from the certificates consensus reports.
+    pub seeds: Mutex<BTreeMap<View, Seed>>,
+    /// Set when execution stopped: on a storage error, or when this node's state diverged.
+    pub halted: std::sync::atomic::AtomicBool,
+    /// Equivocation evidence from consensus, kept until validators stake and it can be slashed.
+    pub evidence: Mutex<VecDeque<Equivocation>>,
+}
+
+/// A validator signed two conflicting messages for one view.
+#[derive(Clone, Debug)]
+pub struct Equivocation {
+    /// `conflicting_notarize`, `conflicting_finalize` or `nullify_finalize`.
+    pub kind: &'static str,
+    pub view: u64,
+    /// The signer's index in the committee.
+    pub signer: u32,
+    /// The evidence as consensus encodes it: both signed messages.
+    pub encoded: Bytes,
 }
 
 impl NodeState {
@@ -78,6 +104,9 @@ impl NodeState {
             finalized_tip: AtomicU64::new(height),
             outbound,
             label,
+            seeds: Mutex::new(BTreeMap::new()),
+            halted: Default::default(),
+            evidence: Mutex::new(VecDeque::new()),
         });
         (node, gossip)
     }
@@ -121,8 +150,46 @@ impl NodeState {
         })
     }
 
-    pub fn max_block_txs(&self) -> usize {
-        (self.chain.genesis().params.max_block_txs as usize).min(crate::block::MAX_BLOCK_TXS)
+    pub fn block_limits(&self) -> BlockLimits {
+        let params = &self.chain.genesis().params;
+        BlockLimits {
+            txs: (params.max_block_txs as usize).min(crate::block::MAX_BLOCK_TXS),
+            weight: params.max_block_weight,
+        }
+    }
+
+    fn record_seed(&self, seed: Seed) {
+        let mut seeds = self.seeds.lock().expect("seeds lock");
+        seeds.insert(seed.view(), seed);
+        while seeds.len() > SEEDS_KEPT {
+            seeds.pop_first();
+        }
+    }
+
+    fn seed(&self, view: View) -> Option<Seed> {
+        self.seeds.lock().expect("seeds lock").get(&view).cloned()
+    }
+
+    /// The state root this node computed at `height`, if it has executed that far.
+    pub fn root_at(&self, height: u64) -> Option<Hash> {
+        self.chain.root_at(height).ok().flatten()
+    }
+
+    /// What a block proposed now commits to: the newest executed root.
+    fn committed(&self) -> Option<Committed> {
+        let height = self.chain.height().ok()?;
+        Some(Committed {
+            height,
+            root: self.root_at(height)?,
+        })
+    }
+
+    fn keep_evidence(&self, evidence: Equivocation) {
+        let mut kept = self.evidence.lock().expect("evidence lock");
+        kept.push_back(evidence);
+        while kept.len() > EVIDENCE_KEPT {
+            kept.pop_front();
+        }
     }
 }
 
@@ -136,6 +203,92 @@ fn unix_ms(time: SystemTime) -> u64 {
 #[derive(Clone)]
 pub struct App {
     pub node: Arc<NodeState>,
+    /// Checks the threshold-VRF seeds that blocks carry.
+    pub scheme: Scheme,
+}
+
+impl App {
+    /// The seed of `view`, waiting for consensus to report its certificate.
+    async fn wait_for_seed<E: Clock>(&self, runtime: &E, view: View) -> Option<Seed> {
+        let deadline = runtime.current() + WAIT_FOR_STATE;
+        loop {
+            if let Some(seed) = self.node.seed(view) {
+                return Some(seed);
+            }
+            if runtime.current() >= deadline {
+                return None;
+            }
+            runtime.sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until this node has executed `height`.
+    async fn wait_for_height<E: Clock>(&self, runtime: &E, height: u64) -> bool {
+        let deadline = runtime.current() + WAIT_FOR_STATE;
+        loop {
+            if self.node.chain.height().is_ok_and(|h| h >= height) {
+                return true;
+            }
+            if runtime.current() >= deadline {
+                return false;
+            }
+            runtime.sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The seed a block built on `parent_view` must carry, or why the block is wrong.
+    fn check_seed(&self, context: &Context<Digest, ed25519::PublicKey>, block: &Block) -> bool {
+        let (parent_view, _) = context.parent;
+        match &block.parent_seed {
+            None => parent_view == View::zero() && block.height == 1,
+            Some(seed) => {
+                seed.round == Round::new(context.round.epoch(), parent_view)
+                    && seed.verify(&self.scheme)
+            }
+        }
+    }
+
+    /// The block's transactions: each decodes, is signed, is for this chain, and pays for its
+    /// weight, which together stay within the block's limits.
+    fn check_txs(&self, block: &Block) -> bool {
+        let limits = self.node.block_limits();
+        if block.txs.len() > limits.txs {
+            return false;
+        }
+        let mut weight = 0u64;
+        for tx in &block.txs {
+            let Ok((signed, _)) = self.node.cache.recover(tx) else {
+                return false;
+            };
+            if self.node.chain.check_static(&signed, tx.len()).is_err() {
+                return false;
+            }
+            weight = weight.saturating_add(verity_types::weight::of(&signed.body.action, tx.len()));
+        }
+        weight <= limits.weight
+    }
+
+    /// The committed root must be recent, never older than the parent's, and equal to ours.
+    async fn check_committed<E: Clock>(&self, runtime: &E, block: &Block, parent: &Block) -> bool {
+        let committed = block.committed;
+        if committed.height >= block.height
+            || committed.height < parent.committed.height
+            || block.height - committed.height > MAX_ROOT_LAG
+        {
+            return false;
+        }
+        if !self.wait_for_height(runtime, committed.height).await {
+            debug!(node = %self.node.label, height = committed.height, "not executed far enough to check a proposal's state root");
+            return false;
+        }
+        match self.node.root_at(committed.height) {
+            Some(ours) if ours == committed.root => true,
+            ours => {
+                warn!(node = %self.node.label, height = committed.height, proposed = %committed.root, ours = ?ours, "a proposal commits to a state root we did not compute; refusing it");
+                false
+            }
+        }
+    }
 }
 
 impl<E> commonware_consensus::Application<E> for App
@@ -149,11 +302,29 @@ where
 
     async fn propose(
         &mut self,
-        (runtime, _context): (E, Self::Context),
+        (runtime, context): (E, Self::Context),
         ancestry: impl Ancestry<Self::Block>,
         _input: (),
     ) -> Option<Digested<Self::Block>> {
         let parent = ancestry.peek()?.inner().clone();
+        let (parent_view, _) = context.parent;
+        let parent_seed = if parent.height == 0 {
+            None
+        } else {
+            Some(self.wait_for_seed(&runtime, parent_view).await?)
+        };
+        let height = parent.height + 1;
+        let mut committed = self.node.committed()?;
+        if height - committed.height > MAX_ROOT_LAG {
+            if !self.wait_for_height(&runtime, height - MAX_ROOT_LAG).await {
+                return None;
+            }
+            committed = self.node.committed()?;
+        }
+        // Never behind the parent's commitment (it is executed, being finalized before it).
+        if committed.height < parent.committed.height {
+            committed = parent.committed;
+        }
         // Transactions in notarized ancestors that are not executed yet must not be repeated.
         let executed = self.node.chain.height().ok()?;
         let mut in_ancestors = HashSet::new();
@@ -166,12 +337,12 @@ where
             in_ancestors.extend(block.txs.iter().map(|tx| sha256(tx)));
         }
         let deadline = runtime.current() + EMPTY_BLOCK_WAIT;
-        let limit = self.node.max_block_txs();
+        let limits = self.node.block_limits();
         let txs = loop {
             let txs = self.node.mempool.lock().expect("mempool lock").select(
                 &self.node.chain,
                 &in_ancestors,
-                limit,
+                limits,
             );
             if !txs.is_empty() || runtime.current() >= deadline {
                 break txs;
@@ -179,14 +350,21 @@ where
             runtime.sleep(Duration::from_millis(20)).await;
         };
         let timestamp_ms = unix_ms(runtime.current()).max(parent.timestamp_ms + 1);
-        let block = Block::new(parent.digest(), parent.height + 1, timestamp_ms, txs);
+        let block = Block::new(
+            parent.digest(),
+            height,
+            timestamp_ms,
+            parent_seed,
+            committed,
+            txs,
+        );
         let digest = block.digest();
         Some(Digested::precomputed(block, digest))
     }
 
     async fn verify(
         &mut self,
-        (runtime, _context): (E, Self::Context),
+        (runtime, context): (E, Self::Context),
         ancestry: impl Ancestry<Self::Block>,
     ) -> bool {
         let mut walk = ancestry.clone();
@@ -197,7 +375,7 @@ where
         if block.timestamp_ms <= parent.timestamp_ms {
             return false;
         }
-        if block.txs.len() > self.node.max_block_txs() {
+        if !self.check_seed(&context, block) || !self.check_txs(block) {
             return false;
         }
         // A timestamp a little ahead of our clock is skew; wait it out rather than reject.
@@ -205,12 +383,65 @@ where
         if ahead > runtime.current() + MAX_CLOCK_SKEW {
             runtime.sleep_until(ahead - MAX_CLOCK_SKEW).await;
         }
-        // Every transaction must decode and carry a valid signature; whether it then applies is
-        // the state machine's decision, recorded in its receipt.
-        block
-            .txs
-            .iter()
-            .all(|tx| self.node.cache.recover(tx).is_ok())
+        self.check_committed(&runtime, block, parent).await
+    }
+}
+
+/// Wraps the reporter consensus drives: records every view's seed from its certificates, and
+/// logs, counts and keeps equivocation evidence before passing everything on.
+#[derive(Clone)]
+pub struct Observer<R> {
+    pub inner: R,
+    pub node: Arc<NodeState>,
+    pub equivocations: Counter,
+}
+
+type ConsensusActivity = Activity<Scheme, Digest>;
+
+impl<R: Reporter<Activity = ConsensusActivity>> Reporter for Observer<R> {
+    type Activity = ConsensusActivity;
+
+    fn report(&mut self, activity: Self::Activity) -> commonware_actor::Feedback {
+        let seed_of = |round: Round, certificate: &vrf::Certificate<MinPk>| {
+            certificate
+                .get()
+                .map(|signature| Seed::new(round, signature.seed_signature))
+        };
+        let evidence = match &activity {
+            Activity::Notarization(n) | Activity::Certification(n) => {
+                if let Some(seed) = seed_of(n.proposal.round, &n.certificate) {
+                    self.node.record_seed(seed);
+                }
+                None
+            }
+            Activity::Finalization(f) => {
+                if let Some(seed) = seed_of(f.proposal.round, &f.certificate) {
+                    self.node.record_seed(seed);
+                }
+                None
+            }
+            Activity::ConflictingNotarize(e) => {
+                Some(("conflicting_notarize", e.view(), e.signer(), e.encode()))
+            }
+            Activity::ConflictingFinalize(e) => {
+                Some(("conflicting_finalize", e.view(), e.signer(), e.encode()))
+            }
+            Activity::NullifyFinalize(e) => {
+                Some(("nullify_finalize", e.view(), e.signer(), e.encode()))
+            }
+            _ => None,
+        };
+        if let Some((kind, view, signer, encoded)) = evidence {
+            warn!(node = %self.node.label, kind, view = view.get(), signer = signer.get(), "validator equivocated; evidence kept");
+            self.equivocations.inc();
+            self.node.keep_evidence(Equivocation {
+                kind,
+                view: view.get(),
+                signer: signer.get(),
+                encoded: encoded.into(),
+            });
+        }
+        self.inner.report(activity)
     }
 }
 
@@ -258,12 +489,23 @@ pub async fn execute(node: Arc<NodeState>, mut updates: mpsc::UnboundedReceiver<
             ack.acknowledge();
             continue;
         }
+        // Finalized by a quorum that checked it against its own execution: a different root
+        // here means this node's execution diverged. Going on would fork it silently.
+        let committed = block.committed;
+        match node.root_at(committed.height) {
+            Some(ours) if ours == committed.root => {}
+            ours => {
+                error!(node = %node.label, height = committed.height, finalized = %committed.root, ours = ?ours, "this node's state diverged from the finalized chain's; halting execution. Its state must be rebuilt from a healthy validator's");
+                node.halted.store(true, Ordering::Relaxed);
+                return;
+            }
+        }
         let txs: Vec<Vec<u8>> = block.txs.iter().map(|tx| tx.to_vec()).collect();
         let hash = to_hash(&digested.digest());
         let input = BlockInput {
             height: block.height,
             hash,
-            seed: block_seed(&hash),
+            seed: block.draw_seed(),
             parent: to_hash(&block.parent),
             timestamp_ms: block.timestamp_ms,
             txs: &txs,
@@ -272,7 +514,18 @@ pub async fn execute(node: Arc<NodeState>, mut updates: mpsc::UnboundedReceiver<
             .chain
             .apply_block(&input, |bytes| node.cache.recover(bytes))
         {
-            Ok(Some(verity_state::Applied { record, tasks })) => {
+            Ok(Some(verity_state::Applied {
+                record,
+                tasks,
+                failures,
+                dropped,
+            })) => {
+                for (tx, failure) in &failures {
+                    debug!(node = %node.label, tx = %tx, error = %failure, "transaction failed");
+                }
+                for (tx, why) in &dropped {
+                    debug!(node = %node.label, tx = %tx, error = %why, "transaction dropped without a receipt");
+                }
                 let senders: BTreeSet<_> = block
                     .txs
                     .iter()
@@ -300,6 +553,7 @@ pub async fn execute(node: Arc<NodeState>, mut updates: mpsc::UnboundedReceiver<
             Err(e) => {
                 // Not acknowledging stops marshal: better to halt than to diverge.
                 error!(node = %node.label, height = block.height, error = %e, "cannot apply finalized block; halting execution");
+                node.halted.store(true, Ordering::Relaxed);
                 return;
             }
         }

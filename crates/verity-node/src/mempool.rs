@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use verity_state::{Chain, Recovered, Store, TxFailure};
-use verity_types::{sha256, Address, Hash, SignedTx};
+use verity_types::{sha256, Address, Amount, Hash, SignedTx};
 
 use crate::block::MAX_BLOCK_BYTES;
 
@@ -46,8 +46,14 @@ pub enum AdmitError {
     NonceTooFarAhead { expected: u64, got: u64 },
     #[error("a transaction with this sender and nonce is already pending")]
     Duplicate,
-    #[error("the mempool is full ({0} transactions)")]
+    #[error(
+        "the mempool is full ({0} transactions) and this one pays no more per weight than any"
+    )]
     Full(usize),
+    #[error("a transaction with this sender and nonce is pending with fee {pending}; a replacement must pay more")]
+    Underpriced { pending: Amount },
+    #[error("this sender already has {0} pending transactions")]
+    SenderFull(usize),
 }
 
 impl AdmitError {
@@ -70,6 +76,8 @@ impl AdmitError {
             AdmitError::NonceTooFarAhead { .. } => "nonce_too_far_ahead",
             AdmitError::Duplicate => "duplicate_transaction",
             AdmitError::Full(_) => "mempool_full",
+            AdmitError::Underpriced { .. } => "replacement_underpriced",
+            AdmitError::SenderFull(_) => "sender_pending_limit",
         }
     }
 }
@@ -77,12 +85,26 @@ impl AdmitError {
 struct Pending {
     hash: Hash,
     bytes: Bytes,
+    fee: Amount,
+    weight: u64,
+    /// Fee per weight unit, scaled by [`PRIORITY_SCALE`]: what eviction orders by.
+    priority: u128,
 }
 
-/// Transactions waiting for a block, by sender then nonce.
+/// Scale of [`Pending::priority`], so that fees below one base unit per weight still order.
+const PRIORITY_SCALE: u128 = 1_000_000;
+
+/// The most transactions one sender may have pending: past it a sender's own backlog, not the
+/// pool's capacity, refuses the next one, so one account cannot crowd out the rest.
+pub const MAX_PER_SENDER: usize = MAX_NONCE_GAP as usize;
+
+/// Transactions waiting for a block, by sender then nonce, with an index by fee per weight for
+/// eviction when full.
 pub struct Mempool {
     by_sender: BTreeMap<Address, BTreeMap<u64, Pending>>,
     hashes: HashSet<Hash>,
+    /// (priority, sender, nonce): the first entry is the cheapest to evict.
+    by_priority: BTreeSet<(u128, Address, u64)>,
     capacity: usize,
 }
 
@@ -91,6 +113,7 @@ impl Mempool {
         Self {
             by_sender: BTreeMap::new(),
             hashes: HashSet::new(),
+            by_priority: BTreeSet::new(),
             capacity,
         }
     }
@@ -109,9 +132,17 @@ impl Mempool {
 
     /// Checks a transaction against committed state and, if it could apply, keeps it.
     ///
+    /// - A future nonce waits for the ones before it, up to [`MAX_NONCE_GAP`] ahead.
+    /// - The same sender and nonce as a pending transaction replaces it only if it pays a higher
+    ///   fee; otherwise it is a duplicate.
+    /// - A sender holds at most [`MAX_PER_SENDER`] pending transactions.
+    /// - When the pool is full, the transaction with the lowest fee per weight goes, if the new
+    ///   one pays more per weight; otherwise the new one is refused.
+    ///
     /// The balance check covers this transaction's fee and amount against the committed
-    /// balance; pending transactions of the same sender are not netted out, so a block may still
-    /// record one of them as failed. That is the state machine's job, not admission's.
+    /// balance; transactions that become unpayable once others apply are evicted by [`prune`].
+    ///
+    /// [`prune`]: Mempool::prune
     pub fn admit<S: Store>(
         &mut self,
         chain: &Chain<S>,
@@ -125,7 +156,7 @@ impl Mempool {
         }
         let view = chain.view();
         let committed = chain.account(&sender).map_err(TxFailure::from)?;
-        match chain.admit(&view, &tx, &sender) {
+        match chain.admit(&view, &tx, &sender, bytes.len()) {
             Ok(()) => {}
             // A future nonce is fine in the pool: earlier ones may be pending.
             Err(TxFailure::BadNonce { expected, got }) if got > expected => {
@@ -147,76 +178,161 @@ impl Mempool {
             }
             .into());
         }
-        let queue = self.by_sender.entry(sender).or_default();
-        if queue.contains_key(&tx.body.nonce) {
-            return Err(AdmitError::Duplicate);
+        let nonce = tx.body.nonce;
+        let weight = verity_types::weight::of(&tx.body.action, bytes.len());
+        let priority = tx.body.fee.saturating_mul(PRIORITY_SCALE) / u128::from(weight.max(1));
+        let pending = Pending {
+            hash,
+            bytes,
+            fee: tx.body.fee,
+            weight,
+            priority,
+        };
+        let queue_len = self.by_sender.get(&sender).map_or(0, BTreeMap::len);
+        if let Some(existing) = self.by_sender.get(&sender).and_then(|q| q.get(&nonce)) {
+            if pending.fee <= existing.fee {
+                return Err(AdmitError::Underpriced {
+                    pending: existing.fee,
+                });
+            }
+            self.remove(&sender, nonce);
+        } else {
+            if queue_len >= MAX_PER_SENDER {
+                return Err(AdmitError::SenderFull(MAX_PER_SENDER));
+            }
+            if self.hashes.len() >= self.capacity {
+                match self.by_priority.first().copied() {
+                    Some((lowest, victim, victim_nonce)) if lowest < priority => {
+                        self.remove(&victim, victim_nonce);
+                    }
+                    _ => return Err(AdmitError::Full(self.capacity)),
+                }
+            }
         }
-        if self.hashes.len() >= self.capacity {
-            return Err(AdmitError::Full(self.capacity));
-        }
-        queue.insert(tx.body.nonce, Pending { hash, bytes });
+        self.by_priority.insert((priority, sender, nonce));
         self.hashes.insert(hash);
+        self.by_sender
+            .entry(sender)
+            .or_default()
+            .insert(nonce, pending);
         Ok(hash)
     }
 
-    /// Picks up to `limit` transactions that can apply in order: for each sender, consecutive
-    /// nonces from its committed nonce, skipping those already in unfinalized ancestors.
+    fn remove(&mut self, sender: &Address, nonce: u64) {
+        let Some(queue) = self.by_sender.get_mut(sender) else {
+            return;
+        };
+        if let Some(pending) = queue.remove(&nonce) {
+            self.hashes.remove(&pending.hash);
+            self.by_priority.remove(&(pending.priority, *sender, nonce));
+        }
+        if queue.is_empty() {
+            self.by_sender.remove(sender);
+        }
+    }
+
+    /// Picks transactions that can apply in order, within `limits`: for each sender, consecutive
+    /// nonces from its committed nonce whose fees its balance covers, skipping those already in
+    /// unfinalized ancestors.
     pub fn select<S: Store>(
         &self,
         chain: &Chain<S>,
         in_ancestors: &HashSet<Hash>,
-        limit: usize,
+        limits: BlockLimits,
     ) -> Vec<Bytes> {
-        let mut queues: Vec<(u64, std::collections::btree_map::Range<'_, u64, Pending>)> = self
+        struct Turn<'a> {
+            expected: u64,
+            balance: Amount,
+            range: std::collections::btree_map::Range<'a, u64, Pending>,
+        }
+        let mut queues: Vec<Turn<'_>> = self
             .by_sender
             .iter()
             .filter_map(|(sender, queue)| {
-                let nonce = chain.account(sender).ok()?.nonce;
-                Some((nonce, queue.range(nonce..)))
+                let account = chain.account(sender).ok()?;
+                Some(Turn {
+                    expected: account.nonce,
+                    balance: account.balance,
+                    range: queue.range(account.nonce..),
+                })
             })
             .collect();
         let mut out = Vec::new();
-        let mut bytes = 0;
-        let full = |out: &Vec<Bytes>, bytes: usize| out.len() >= limit || bytes >= MAX_BLOCK_BYTES;
+        let (mut bytes, mut weight) = (0usize, 0u64);
+        let full = |out: &Vec<Bytes>, bytes: usize, weight: u64| {
+            out.len() >= limits.txs || bytes >= MAX_BLOCK_BYTES || weight >= limits.weight
+        };
         // Round-robin across senders so one busy account cannot fill every block.
-        while !full(&out, bytes) && !queues.is_empty() {
-            queues.retain_mut(|(expected, range)| {
-                if full(&out, bytes) {
+        while !full(&out, bytes, weight) && !queues.is_empty() {
+            queues.retain_mut(|turn| {
+                if full(&out, bytes, weight) {
                     return true;
                 }
-                match range.next() {
-                    // A transaction that would overflow the block ends this sender's turn.
-                    Some((_, pending)) if bytes + pending.bytes.len() > MAX_BLOCK_BYTES => false,
-                    Some((nonce, pending)) if nonce == expected => {
-                        *expected += 1;
-                        if !in_ancestors.contains(&pending.hash) {
-                            bytes += pending.bytes.len();
-                            out.push(pending.bytes.clone());
-                        }
-                        true
-                    }
-                    _ => false,
+                let Some((nonce, pending)) = turn.range.next() else {
+                    return false;
+                };
+                let tx_weight = pending.weight;
+                // A transaction that would overflow the block, or that the sender can no longer
+                // pay for, ends this sender's turn.
+                if *nonce != turn.expected
+                    || bytes + pending.bytes.len() > MAX_BLOCK_BYTES
+                    || weight + tx_weight > limits.weight
+                    || pending.fee > turn.balance
+                {
+                    return false;
                 }
+                turn.expected += 1;
+                turn.balance -= pending.fee;
+                if !in_ancestors.contains(&pending.hash) {
+                    bytes += pending.bytes.len();
+                    weight += tx_weight;
+                    out.push(pending.bytes.clone());
+                }
+                true
             });
         }
         out
     }
 
-    /// Drops what a finalized block made stale: every pending nonce below the sender's new one.
+    /// Drops what a finalized block made stale or unpayable: every pending nonce below the
+    /// sender's new one, and from its next nonce on, every transaction whose fee (with those
+    /// before it) the sender's balance no longer covers. A later transaction with an evicted
+    /// one's nonce is then admitted afresh.
     pub fn prune<S: Store>(&mut self, chain: &Chain<S>, senders: &BTreeSet<Address>) {
         for sender in senders {
             let Ok(account) = chain.account(sender) else {
                 continue;
             };
-            if let Some(queue) = self.by_sender.get_mut(sender) {
-                let keep = queue.split_off(&account.nonce);
-                for (_, pending) in std::mem::replace(queue, keep) {
-                    self.hashes.remove(&pending.hash);
-                }
-                if queue.is_empty() {
-                    self.by_sender.remove(sender);
-                }
+            let Some(queue) = self.by_sender.get(sender) else {
+                continue;
+            };
+            let mut balance = account.balance;
+            let evict: Vec<u64> = queue
+                .iter()
+                .filter(|(nonce, pending)| {
+                    if **nonce < account.nonce {
+                        return true;
+                    }
+                    match balance.checked_sub(pending.fee) {
+                        Some(rest) => {
+                            balance = rest;
+                            false
+                        }
+                        None => true,
+                    }
+                })
+                .map(|(nonce, _)| *nonce)
+                .collect();
+            for nonce in evict {
+                self.remove(sender, nonce);
             }
         }
     }
+}
+
+/// What one block may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockLimits {
+    pub txs: usize,
+    pub weight: u64,
 }

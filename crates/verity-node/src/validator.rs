@@ -27,14 +27,15 @@ use commonware_cryptography::{
 use commonware_p2p::{Blocker, Provider, Receiver, Recipients, Sender};
 use commonware_parallel::Sequential;
 use commonware_runtime::{
-    buffer::paged::CacheRef, Clock, Handle, Metrics, Spawner, Storage, Supervisor,
+    buffer::paged::CacheRef, telemetry::metrics::MetricsExt as _, Clock, Handle, Metrics, Spawner,
+    Storage, Supervisor,
 };
 use commonware_storage::archive::immutable;
 use commonware_utils::{NZDuration, NZUsize, NZU16, NZU64};
 use futures::{channel::mpsc, StreamExt};
 use tracing::warn;
 
-use crate::app::{self, App, Finalized, NodeState, Scheme};
+use crate::app::{self, App, Finalized, NodeState, Observer, Scheme};
 use crate::block::Block;
 use verity_types::MAX_TX_BYTES;
 
@@ -203,6 +204,7 @@ where
         context.child("application"),
         App {
             node: config.node.clone(),
+            scheme: config.scheme.clone(),
         },
         marshal_mailbox,
         FixedEpocher::new(NZU64!(BLOCKS_PER_EPOCH)),
@@ -215,7 +217,14 @@ where
             blocker,
             automaton: wrapper.clone(),
             relay: wrapper.clone(),
-            reporter: wrapper,
+            reporter: Observer {
+                inner: wrapper,
+                node: config.node.clone(),
+                equivocations: context.counter(
+                    "equivocations",
+                    "conflicting votes from one validator for one view, as consensus reported them",
+                ),
+            },
             strategy: Sequential,
             partition: format!("{prefix}-consensus"),
             mailbox_size: MAILBOX,

@@ -74,6 +74,8 @@ fn bad_transactions_get_4xx_json_errors_and_change_nothing() {
             min_fee: FEE,
             fee_collector: Address([0xfe; 20]),
             max_block_txs: 1_000,
+            fee_per_weight: 1,
+            max_block_weight: 2_000_000,
             governance: None,
             tasks: Default::default(),
         },

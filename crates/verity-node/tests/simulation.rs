@@ -30,6 +30,8 @@ fn genesis(funded: Address) -> Genesis {
             min_fee: 1,
             fee_collector: Address([0xfe; 20]),
             max_block_txs: 1000,
+            fee_per_weight: 1,
+            max_block_weight: 2_000_000,
             governance: None,
             tasks: Default::default(),
         },

@@ -30,6 +30,7 @@ const STATE_ROOT_DOMAIN: &[u8] = b"verity/state-root/v1";
 const META_HEIGHT: &[u8] = b"height";
 const META_ROOT: &[u8] = b"state_root";
 const META_GENESIS: &[u8] = b"genesis";
+const META_GENESIS_ROOT: &[u8] = b"genesis_root";
 
 #[derive(Debug, Error)]
 pub enum StateError {
@@ -39,6 +40,8 @@ pub enum StateError {
     Corrupt(&'static str),
     #[error("block {got} does not follow the applied height {applied}")]
     HeightGap { applied: u64, got: u64 },
+    #[error("execution halted: {0}")]
+    Halted(String),
     #[error("genesis: {0}")]
     Genesis(String),
     #[error("this store holds another chain's genesis (stored {stored}, given {given})")]
@@ -79,12 +82,37 @@ pub enum TxFailure {
     Unauthorized { reason: String },
     #[error("invalid: {reason}")]
     Invalid { reason: String },
-    #[error("attestation rejected: {reason}")]
-    Attestation { reason: String },
+    /// `reason` is ours and enters the receipt; `detail` is the verifying library's own text,
+    /// for logs and the API only, so a dependency upgrade can never change a state root.
+    #[error("attestation rejected: {reason}{}", detail_suffix(detail))]
+    Attestation {
+        reason: String,
+        #[serde(skip, default)]
+        detail: String,
+    },
     #[error("receipt {index} rejected: {reason}")]
     ReceiptRejected { index: u32, reason: String },
+    /// Storage failed while executing: never recorded, it halts the node instead.
     #[error("state error: {reason}")]
     Internal { reason: String },
+}
+
+fn detail_suffix(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({detail})")
+    }
+}
+
+impl TxFailure {
+    /// An attestation failure: the stable part from `error`'s kind, the library's text as detail.
+    pub fn attestation(error: &verity_tee::AttestationError) -> Self {
+        TxFailure::Attestation {
+            reason: error.stable_reason(),
+            detail: error.to_string(),
+        }
+    }
 }
 
 impl From<StateError> for TxFailure {
@@ -105,6 +133,12 @@ pub struct Params {
     pub fee_collector: Address,
     /// Most transactions in one block.
     pub max_block_txs: u32,
+    /// Price of one weight unit: a transaction's fee must cover its weight × this.
+    #[serde(with = "verity_types::amount", default = "default_fee_per_weight")]
+    pub fee_per_weight: Amount,
+    /// Most total weight in one block (see `verity_types::weight`).
+    #[serde(default = "default_max_block_weight")]
+    pub max_block_weight: u64,
     /// May replace the attestation policy. None: the policy is fixed at genesis.
     #[serde(default)]
     pub governance: Option<Address>,
@@ -113,11 +147,66 @@ pub struct Params {
 }
 
 impl Params {
+    /// The least fee for `action` in a transaction of `tx_bytes` bytes: its weight's price, and
+    /// never below `min_fee`. None if it overflows.
+    pub fn required_fee(&self, action: &Action, tx_bytes: usize) -> Option<Amount> {
+        let weight = verity_types::weight::of(action, tx_bytes);
+        self.fee_per_weight
+            .checked_mul(weight.into())
+            .map(|fee| fee.max(self.min_fee))
+    }
+
+    /// Range checks: each error names the parameter and the bound it breaks.
+    pub fn validate(&self) -> Result<(), String> {
+        fn at_least(name: &str, value: u64, min: u64) -> Result<(), String> {
+            if value < min {
+                return Err(format!("{name} must be at least {min}, got {value}"));
+            }
+            Ok(())
+        }
+        let t = &self.tasks;
+        at_least("max_block_txs", self.max_block_txs.into(), 1)?;
+        at_least("max_block_weight", self.max_block_weight, MIN_BLOCK_WEIGHT)?;
+        at_least("unbonding_blocks", t.unbonding_blocks, 1)?;
+        at_least("assignment_timeout_blocks", t.assignment_timeout_blocks, 1)?;
+        at_least("attestation_nonce_blocks", t.attestation_nonce_blocks, 1)?;
+        at_least("enclave_ttl_secs", t.enclave_ttl_secs, MIN_ENCLAVE_TTL_SECS)?;
+        at_least(
+            "max_deadline_blocks",
+            t.max_deadline_blocks,
+            t.assignment_timeout_blocks,
+        )?;
+        at_least("max_input_bytes", t.max_input_bytes, 1)?;
+        if t.min_task_fee == 0 {
+            return Err("min_task_fee must be at least 1".into());
+        }
+        if t.timeout_penalty < 0 {
+            return Err(format!(
+                "timeout_penalty must not be negative, got {}",
+                t.timeout_penalty
+            ));
+        }
+        t.fee_split.validate()
+    }
+
     /// Receives the protocol's share of task fees.
     pub fn protocol_account(&self) -> Address {
         self.tasks.protocol_treasury.unwrap_or(self.fee_collector)
     }
 }
+
+fn default_fee_per_weight() -> Amount {
+    1
+}
+
+fn default_max_block_weight() -> u64 {
+    2_000_000
+}
+
+/// A block must hold the heaviest valid transaction.
+pub const MIN_BLOCK_WEIGHT: u64 = verity_types::weight::MAX_TX_WEIGHT;
+/// Shorter attestations would expire between a worker's re-attestations.
+pub const MIN_ENCLAVE_TTL_SECS: u64 = 300;
 
 /// Parameters of staking, tasks, enclaves and settlement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,19 +299,7 @@ impl Genesis {
                 verity_types::MAX_CHAIN_ID_LEN
             )));
         }
-        if self.params.max_block_txs == 0 {
-            return Err(StateError::Genesis("max_block_txs must be positive".into()));
-        }
-        self.params
-            .tasks
-            .fee_split
-            .validate()
-            .map_err(StateError::Genesis)?;
-        if self.params.tasks.assignment_timeout_blocks == 0 {
-            return Err(StateError::Genesis(
-                "assignment_timeout_blocks must be positive".into(),
-            ));
-        }
+        self.params.validate().map_err(StateError::Genesis)?;
         let mut seen = std::collections::BTreeSet::new();
         let mut total: Amount = 0;
         for a in &self.accounts {
@@ -302,6 +379,10 @@ pub struct BlockInput<'a> {
 pub struct Applied {
     pub record: BlockRecord,
     pub tasks: Vec<Task>,
+    /// Transactions that failed, with the detail their receipts leave out, for logs.
+    pub failures: Vec<(Hash, TxFailure)>,
+    /// Transactions dropped without a receipt: they could not be charged (see `admit`).
+    pub dropped: Vec<(Hash, TxFailure)>,
 }
 
 /// A transaction decoded with its sender recovered, or why not. Recovery is the costly part of
@@ -368,6 +449,7 @@ impl<S: Store> Chain<S> {
                     0u64.to_le_bytes().to_vec(),
                 );
                 batch.put(Table::Meta, META_ROOT.to_vec(), root.0.to_vec());
+                batch.put(Table::Meta, META_GENESIS_ROOT.to_vec(), root.0.to_vec());
                 store.commit(&batch)?;
             }
         }
@@ -402,6 +484,20 @@ impl<S: Store> Chain<S> {
         Ok(Hash(raw.try_into().map_err(|_| {
             StateError::Corrupt("state root is not 32 bytes")
         })?))
+    }
+
+    /// The state root after `height` (0: genesis), or None if not executed that far.
+    pub fn root_at(&self, height: u64) -> Result<Option<Hash>, StateError> {
+        if height == 0 {
+            let raw = self
+                .store
+                .get(Table::Meta, META_GENESIS_ROOT)?
+                .ok_or(StateError::Corrupt("missing genesis root"))?;
+            return Ok(Some(Hash(raw.try_into().map_err(|_| {
+                StateError::Corrupt("genesis root is not 32 bytes")
+            })?)));
+        }
+        Ok(self.block(height)?.map(|b| b.state_root))
     }
 
     pub fn account(&self, address: &Address) -> Result<Account, StateError> {
@@ -549,16 +645,34 @@ impl<S: Store> Chain<S> {
         modules::tasks::begin_block(&mut state, &ctx)?;
         let mut tx_hashes = Vec::with_capacity(block.txs.len());
         let mut failed_txs = 0;
-        for (index, bytes) in block.txs.iter().enumerate() {
+        let mut failures = Vec::new();
+        let mut dropped = Vec::new();
+        let mut weight: u64 = 0;
+        for bytes in block.txs.iter() {
             let tx_hash = sha256(bytes);
             // A transaction is executed once; a repeat inclusion is ignored, not re-recorded.
             if state.get(Table::Receipts, &tx_hash.0)?.is_some() {
                 continue;
             }
-            let receipt =
-                self.apply_tx(&mut state, &ctx, index as u32, tx_hash, bytes, &recovered)?;
-            if matches!(receipt.status, TxStatus::Failed { .. }) {
+            let index = tx_hashes.len() as u32;
+            let receipt = match self.apply_tx(
+                &mut state,
+                &ctx,
+                index,
+                tx_hash,
+                bytes,
+                &recovered,
+                &mut weight,
+            )? {
+                Ok(receipt) => receipt,
+                Err(why) => {
+                    dropped.push((tx_hash, why));
+                    continue;
+                }
+            };
+            if let TxStatus::Failed { error } = &receipt.status {
                 failed_txs += 1;
+                failures.push((tx_hash, error.clone()));
             }
             state.put(
                 Table::Receipts,
@@ -591,9 +705,19 @@ impl<S: Store> Chain<S> {
         );
         batch.put(Table::Meta, META_ROOT.to_vec(), root.0.to_vec());
         self.store.commit(&batch)?;
-        Ok(Some(Applied { record, tasks }))
+        Ok(Some(Applied {
+            record,
+            tasks,
+            failures,
+            dropped,
+        }))
     }
 
+    /// Executes one transaction. `Ok(Err(_))`: it cannot be charged (undecodable, unsigned,
+    /// another chain, a used or future nonce, a fee below its weight's price or beyond the
+    /// sender's balance, or past the block's weight limit), so it is dropped without a receipt
+    /// and writes nothing: a proposer gains no free state write by including it.
+    #[allow(clippy::too_many_arguments)]
     fn apply_tx(
         &self,
         state: &mut Overlay<'_>,
@@ -602,30 +726,33 @@ impl<S: Store> Chain<S> {
         tx_hash: Hash,
         bytes: &[u8],
         recovered: &impl Fn(&[u8]) -> Recovered,
-    ) -> Result<Receipt, StateError> {
+        block_weight: &mut u64,
+    ) -> Result<Result<Receipt, TxFailure>, StateError> {
+        let (tx, sender) = match recovered(bytes) {
+            Ok(ok) => ok,
+            Err(error) => return Ok(Err(error)),
+        };
+        if let Err(error) = self.admit(state, &tx, &sender, bytes.len()) {
+            return Ok(Err(error));
+        }
+        let weight = verity_types::weight::of(&tx.body.action, bytes.len());
+        match block_weight.checked_add(weight) {
+            Some(total) if total <= self.genesis.params.max_block_weight => *block_weight = total,
+            _ => {
+                return Ok(Err(TxFailure::Invalid {
+                    reason: "the block's weight limit is reached".into(),
+                }))
+            }
+        }
         let mut receipt = Receipt {
             tx_hash,
             height: ctx.height,
             index,
-            sender: None,
-            action: None,
+            sender: Some(sender),
+            action: Some(tx.body.action.name().to_string()),
             fee_paid: 0,
             status: TxStatus::Success,
         };
-        let (tx, sender) = match recovered(bytes) {
-            Ok(ok) => ok,
-            Err(error) => {
-                receipt.status = TxStatus::Failed { error };
-                return Ok(receipt);
-            }
-        };
-        receipt.sender = Some(sender);
-        receipt.action = Some(tx.body.action.name().to_string());
-        // Checks that leave no trace: wrong chain, stale nonce, fee below minimum, fee unpayable.
-        if let Err(error) = self.admit(state, &tx, &sender) {
-            receipt.status = TxStatus::Failed { error };
-            return Ok(receipt);
-        }
         // From here the fee is charged and the nonce consumed, whatever the action does.
         let mut account = modules::accounts::get(state, &sender)?;
         account.nonce += 1;
@@ -637,19 +764,21 @@ impl<S: Store> Chain<S> {
             // Only reachable if the collector's balance would overflow u128: refuse the fee.
             modules::accounts::credit(state, &sender, tx.body.fee).ok();
             receipt.status = TxStatus::Failed { error };
-            return Ok(receipt);
+            return Ok(Ok(receipt));
         }
         receipt.fee_paid = tx.body.fee;
         state.begin_scope();
         let result = self.apply_action(state, ctx, tx_hash, &sender, &tx.body.action);
         match result {
             Ok(()) => state.commit_scope(),
+            // A storage failure is the node's, not the transaction's: halt rather than record it.
+            Err(TxFailure::Internal { reason }) => return Err(StateError::Halted(reason)),
             Err(error) => {
                 state.revert_scope();
                 receipt.status = TxStatus::Failed { error };
             }
         }
-        Ok(receipt)
+        Ok(Ok(receipt))
     }
 
     fn apply_action(
@@ -732,19 +861,9 @@ impl<S: Store> Chain<S> {
         state: &Overlay<'_>,
         tx: &SignedTx,
         sender: &Address,
+        tx_bytes: usize,
     ) -> Result<(), TxFailure> {
-        if tx.body.chain_id != self.genesis.chain_id {
-            return Err(TxFailure::WrongChain {
-                expected: self.genesis.chain_id.clone(),
-                got: tx.body.chain_id.clone(),
-            });
-        }
-        if tx.body.fee < self.genesis.params.min_fee {
-            return Err(TxFailure::FeeTooLow {
-                offered: tx.body.fee,
-                minimum: self.genesis.params.min_fee,
-            });
-        }
+        self.check_static(tx, tx_bytes)?;
         let account = modules::accounts::get(state, sender)?;
         if tx.body.nonce != account.nonce {
             return Err(TxFailure::BadNonce {
@@ -756,6 +875,29 @@ impl<S: Store> Chain<S> {
             return Err(TxFailure::InsufficientBalance {
                 needed: tx.body.fee,
                 available: account.balance,
+            });
+        }
+        Ok(())
+    }
+
+    /// The checks that need no state: the chain id and a fee that covers the weight's price.
+    /// Block verification applies them to every transaction a proposer includes.
+    pub fn check_static(&self, tx: &SignedTx, tx_bytes: usize) -> Result<(), TxFailure> {
+        if tx.body.chain_id != self.genesis.chain_id {
+            return Err(TxFailure::WrongChain {
+                expected: self.genesis.chain_id.clone(),
+                got: tx.body.chain_id.clone(),
+            });
+        }
+        let minimum = self
+            .genesis
+            .params
+            .required_fee(&tx.body.action, tx_bytes)
+            .ok_or(TxFailure::Overflow)?;
+        if tx.body.fee < minimum {
+            return Err(TxFailure::FeeTooLow {
+                offered: tx.body.fee,
+                minimum,
             });
         }
         Ok(())

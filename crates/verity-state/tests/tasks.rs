@@ -32,6 +32,8 @@ impl Net {
                 min_fee: 1,
                 fee_collector: Address([0xfe; 20]),
                 max_block_txs: 1000,
+                fee_per_weight: 1,
+                max_block_weight: 2_000_000,
                 governance: Some(funded[0]),
                 tasks: TaskParams {
                     min_worker_stake: 10 * ONE_TOKEN,
@@ -504,7 +506,7 @@ fn enclave_registration_checks_binding_and_policy_is_governed() {
     let bad = net.tx(&worker, register(&bound_to_other));
     let failures = net.block(&[bad]);
     assert!(
-        matches!(&failures[0], Some(TxFailure::Attestation { reason }) if reason.contains("report_data")),
+        matches!(&failures[0], Some(TxFailure::Attestation { reason, .. }) if reason.contains("report_data")),
         "{failures:?}"
     );
 
@@ -529,7 +531,7 @@ fn enclave_registration_checks_binding_and_policy_is_governed() {
     let refused = net.tx(&worker, register(&good));
     let failures = net.block(&[refused]);
     assert!(
-        matches!(&failures[0], Some(TxFailure::Attestation { reason }) if reason.contains("dev")),
+        matches!(&failures[0], Some(TxFailure::Attestation { reason, .. }) if reason.contains("dev")),
         "{failures:?}"
     );
     assert!(net.chain.enclave(&worker.address()).unwrap().is_none());
@@ -566,7 +568,7 @@ fn evidence_must_bind_a_recent_chain_nonce_whose_block_bounds_its_age() {
         net.block(&[tx]).remove(0)
     };
     let reason = |failure: Option<TxFailure>| match failure {
-        Some(TxFailure::Attestation { reason }) => reason,
+        Some(TxFailure::Attestation { reason, .. }) => reason,
         other => panic!("expected an attestation failure, got {other:?}"),
     };
     for _ in 0..3 {

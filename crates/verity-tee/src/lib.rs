@@ -157,6 +157,18 @@ pub enum AttestationError {
 }
 
 impl AttestationError {
+    /// The failure without text from the verifying libraries (dcap-qvl, sev, nitro_attest, der,
+    /// serde): what the chain records, so that upgrading one never changes a state root.
+    pub fn stable_reason(&self) -> String {
+        match self {
+            Self::Malformed { what, .. } => format!("malformed {what}"),
+            Self::Rejected { kind, .. } => {
+                format!("{kind} evidence failed its vendor verification")
+            }
+            other => other.to_string(),
+        }
+    }
+
     pub(crate) fn rejected(kind: TeeKind, reason: impl Into<String>) -> Self {
         Self::Rejected {
             kind,

@@ -10,6 +10,7 @@ mod secret_file;
 pub mod serde_hex;
 mod task;
 mod tx;
+pub mod weight;
 
 pub use address::{
     keccak256, recover_signer, AccountKey, Address, AddressParseError, KeyError, SignatureError,
@@ -22,6 +23,6 @@ pub use task::{
     RECEIPT_DOMAIN,
 };
 pub use tx::{
-    Action, Asset, ModelSpec, SignedTx, TxBody, MAX_CHAIN_ID_LEN, MAX_LABEL_LEN,
+    Action, Asset, FeeSchedule, ModelSpec, SignedTx, TxBody, MAX_CHAIN_ID_LEN, MAX_LABEL_LEN,
     MAX_RECEIPTS_PER_TX, MAX_SERVED_MODELS, MAX_TX_BYTES, TX_DOMAIN,
 };

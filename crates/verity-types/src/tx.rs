@@ -392,6 +392,15 @@ impl Action {
     }
 }
 
+/// A chain's transaction prices, fixed at genesis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeeSchedule {
+    #[serde(with = "crate::amount")]
+    pub fee_per_weight: Amount,
+    #[serde(with = "crate::amount")]
+    pub min_fee: Amount,
+}
+
 /// The signed part of a transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxBody {
@@ -409,6 +418,23 @@ impl TxBody {
             .u64(self.nonce)
             .u128(self.fee);
         self.action.encode(w);
+    }
+
+    /// Bytes of this body once signed: what its weight is charged on.
+    pub fn signed_len(&self) -> usize {
+        let mut w = Writer::new();
+        self.encode_into(&mut w);
+        w.finish().len() + 65
+    }
+
+    /// The least fee this transaction must offer on a chain with these prices: its weight ×
+    /// `fee_per_weight`, never below `min_fee` (saturating: such a fee is unpayable anyway).
+    pub fn required_fee(&self, prices: &FeeSchedule) -> Amount {
+        let weight = crate::weight::of(&self.action, self.signed_len());
+        prices
+            .fee_per_weight
+            .saturating_mul(weight.into())
+            .max(prices.min_fee)
     }
 
     /// The digest the sender signs: keccak256(domain tag ‖ body).

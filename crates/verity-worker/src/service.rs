@@ -102,6 +102,8 @@ struct Worker {
     config: WorkerConfig,
     client: Client,
     chain_id: String,
+    /// The chain's prices: every transaction pays exactly what its weight costs.
+    fees: verity_types::FeeSchedule,
     address: Address,
     enclave: EnclaveKey,
     nonce: u64,
@@ -164,7 +166,9 @@ impl Worker {
         let journal = Journal::open(&config.home.join("receipts.journal"))?;
         let address = config.account.address();
         let nonce = client.nonce(&address).await?;
+        let fees = client.fee_schedule().await?;
         let mut worker = Self {
+            fees,
             engine: Arc::new(Engine::new(1)?),
             config,
             client,
@@ -462,13 +466,14 @@ impl Worker {
     }
 
     fn sign(&self, action: Action) -> SignedTx {
-        TxBody {
+        let mut body = TxBody {
             chain_id: self.chain_id.clone(),
             nonce: self.nonce,
-            fee: 1,
+            fee: 0,
             action,
-        }
-        .sign(&self.config.account)
+        };
+        body.fee = body.required_fee(&self.fees);
+        body.sign(&self.config.account)
     }
 }
 

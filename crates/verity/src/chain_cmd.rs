@@ -257,6 +257,8 @@ pub(crate) fn default_params() -> Params {
         min_fee: 1,
         fee_collector: Address([0xfe; 20]),
         max_block_txs: 4_000,
+        fee_per_weight: 1,
+        max_block_weight: 2_000_000,
         governance: None,
         tasks: Default::default(),
     }
@@ -341,9 +343,9 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
             dev_key_path.display()
         );
         outln!(
-            "Ctrl-C stops the network; run the same command to start it again where it left off."
+            "Ctrl-C (or SIGTERM) stops the network; run the same command to start it again where it left off."
         );
-        shutdown_on_ctrl_c(context).await
+        shutdown_on_signal(context).await
     })
 }
 
@@ -362,11 +364,9 @@ fn node_configs(home: &Path) -> Result<Vec<PathBuf>> {
     Ok(configs)
 }
 
-async fn shutdown_on_ctrl_c(context: commonware_runtime::tokio::Context) -> Result<()> {
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
-    eprintln!("stopping: finishing writes…");
+async fn shutdown_on_signal(context: commonware_runtime::tokio::Context) -> Result<()> {
+    let signal = crate::shutdown::requested().await?;
+    eprintln!("{signal}: stopping, finishing writes…");
     use commonware_runtime::Spawner as _;
     let _ = context.stop(0, Some(Duration::from_secs(10))).await;
     Ok(())
@@ -391,7 +391,7 @@ pub fn node(args: NodeArgs) -> Result<()> {
                     s.data.display()
                 );
             }
-            shutdown_on_ctrl_c(context).await
+            shutdown_on_signal(context).await
         },
     )
 }

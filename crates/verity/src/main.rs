@@ -8,6 +8,7 @@ mod bench_cmd;
 mod bench_tasks;
 mod chain_cmd;
 mod infer_cmd;
+mod shutdown;
 mod task_cmd;
 
 use std::process::ExitCode;

@@ -246,13 +246,14 @@ async fn sign_next(client: &Client, key: &AccountKey, action: Action) -> Result<
     let chain_id = status["chain_id"]
         .as_str()
         .context("status has no chain_id")?;
-    Ok(TxBody {
+    let mut body = TxBody {
         chain_id: chain_id.to_string(),
         nonce: client.nonce(&key.address()).await?,
-        fee: 1_000_000_000,
+        fee: 0,
         action,
-    }
-    .sign(key))
+    };
+    body.fee = body.required_fee(&client.fee_schedule().await?);
+    Ok(body.sign(key))
 }
 
 /// Signs `action` with the account's next nonce, submits it and waits for its receipt.
@@ -502,7 +503,13 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
         .block_on(async {
             let stats = Arc::new(verity_worker::WorkerStats::default());
             verity_worker::run(config, stats, async {
-                let _ = tokio::signal::ctrl_c().await;
+                match crate::shutdown::requested().await {
+                    Ok(signal) => eprintln!("{signal}: stopping the worker…"),
+                    Err(e) => {
+                        eprintln!("warning: {e:#}; the worker stops only when killed");
+                        futures::future::pending().await
+                    }
+                }
             })
             .await
         })

@@ -73,6 +73,31 @@ impl Network {
         assert_eq!(exited, None, "validator {i} died of SIG{name}");
     }
 
+    /// Sends SIGTERM, as a process manager stops a service, and expects a clean exit (status 0)
+    /// that says why it stopped.
+    fn terminates_cleanly(&mut self, i: usize) {
+        let mut child = self.children.lock().unwrap()[i].take().expect("running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let exit = loop {
+            if let Some(exit) = child.try_wait().unwrap() {
+                break exit;
+            }
+            assert!(Instant::now() < deadline, "validator {i} ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let log = std::fs::read_to_string(self.log(i)).unwrap();
+        assert!(
+            exit.success(),
+            "validator {i} exited with {exit} on SIGTERM"
+        );
+        assert!(log.contains("SIGTERM: stopping"), "validator {i}: {log}");
+    }
+
     fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.children.lock().unwrap()[i].take() {
             child.kill().unwrap();
@@ -329,6 +354,11 @@ async fn four_processes_survive_a_killed_validator_and_it_catches_up() {
                 tx.hash()
             );
         }
+    }
+
+    // Process managers stop services with SIGTERM: every validator exits cleanly on it.
+    for i in 0..VALIDATORS {
+        net.terminates_cleanly(i);
     }
 }
 

@@ -94,8 +94,9 @@ pub fn set_policy(
     let text = std::str::from_utf8(raw).map_err(|_| TxFailure::Invalid {
         reason: "policy is not UTF-8".into(),
     })?;
-    let policy = Policy::parse(text).map_err(|e| TxFailure::Invalid {
-        reason: e.to_string(),
+    let policy = Policy::parse(text).map_err(|e| TxFailure::Attestation {
+        reason: "the attestation policy does not parse".into(),
+        detail: e.to_string(),
     })?;
     put_policy(state, &policy);
     Ok(())
@@ -134,11 +135,14 @@ pub fn register(
     worker: &Address,
     claim: &Claim<'_>,
 ) -> Result<Enclave, TxFailure> {
-    let rejected = |reason: String| TxFailure::Attestation { reason };
+    let rejected = |reason: String| TxFailure::Attestation {
+        reason,
+        detail: String::new(),
+    };
     let kind: TeeKind = claim
         .kind
         .parse()
-        .map_err(|e: verity_tee::AttestationError| rejected(e.to_string()))?;
+        .map_err(|e: verity_tee::AttestationError| TxFailure::attestation(&e))?;
     let policy =
         policy(state)?.ok_or_else(|| rejected("this chain has no attestation policy".into()))?;
     let window = ctx.genesis.params.tasks.attestation_nonce_blocks;
@@ -159,7 +163,7 @@ pub fn register(
         .ok_or(StateError::Corrupt("missing block record"))?;
     let now_secs = ctx.timestamp_ms / 1000;
     let verified = verity_tee::verify(kind, claim.evidence, &policy, now_secs)
-        .map_err(|e| rejected(e.to_string()))?;
+        .map_err(|e| TxFailure::attestation(&e))?;
     let binding = Binding {
         chain_id: &ctx.genesis.chain_id,
         worker,
@@ -169,7 +173,7 @@ pub fn register(
     verified
         .check_binding(&binding)
         .and_then(|()| policy.check_age(nonce_time_ms / 1000, now_secs))
-        .map_err(|e| rejected(e.to_string()))?;
+        .map_err(|e| TxFailure::attestation(&e))?;
     let key = claim.key;
     if let Some(existing) = by_key(state, key)? {
         if existing.worker != *worker {

@@ -1,0 +1,85 @@
+//! What each transaction costs a validator, in weight units (about one microsecond of one core
+//! on the reference machine, from the benchmarks named beside each figure). The fee must cover
+//! weight × the genesis `fee_per_weight`, and a block holds at most `max_block_weight`.
+//!
+//! Clients compute the same weight to price their transactions, so this table lives with the
+//! transaction types.
+
+use crate::{Action, MAX_RECEIPTS_PER_TX, MAX_TX_BYTES};
+
+/// Every transaction: decode, secp256k1 recovery, nonce and fee writes, the receipt.
+pub const BASE: u64 = 100;
+/// Hashing, storing and gossiping the bytes: one unit per this many bytes.
+pub const BYTES_PER_UNIT: u64 = 64;
+/// One receipt in a SubmitReceipts batch: its share of the batched ed25519 check, the task,
+/// record, settlement and reputation writes.
+pub const PER_RECEIPT: u64 = 60;
+
+/// Attestation verification by TEE kind (`cargo bench -p verity-tee --bench verify`: dev 205 µs,
+/// tdx 640 µs, sgx 725 µs, snp 3.62 ms, nitro 4.22 ms), rounded up. Unknown kinds are refused
+/// by the chain, but still pay for the lookup at the largest price.
+pub fn attestation(kind: &str) -> u64 {
+    match kind {
+        "dev" => 250,
+        "tdx" => 700,
+        "sgx" => 800,
+        "snp" => 3_700,
+        _ => 4_300,
+    }
+}
+
+/// The weight of `action` carried in a transaction of `tx_bytes` encoded bytes.
+pub fn of(action: &Action, tx_bytes: usize) -> u64 {
+    let action_weight = match action {
+        Action::Transfer { .. } => 20,
+        Action::Stake { .. } | Action::Unstake { .. } => 50,
+        Action::ServeModels { models } => 50 + 10 * models.len() as u64,
+        Action::RegisterModel(_) => 100,
+        Action::RegisterDataset { .. } => 50,
+        Action::TransferOwnership { .. } => 30,
+        Action::RegisterEnclave { kind, .. } => attestation(kind),
+        Action::SetAttestationPolicy { .. } => 200,
+        // The draw among the model's eligible workers is logarithmic in their number.
+        Action::SubmitTask { .. } => 100,
+        Action::SubmitReceipts { receipts } => 30 + PER_RECEIPT * receipts.len() as u64,
+        Action::CancelTask { .. } => 50,
+    };
+    BASE + action_weight + (tx_bytes as u64).div_ceil(BYTES_PER_UNIT)
+}
+
+/// No transaction weighs more than this: a block limit below it could refuse a valid one.
+pub const MAX_TX_WEIGHT: u64 = BASE
+    + 4_300
+    + 30
+    + PER_RECEIPT * MAX_RECEIPTS_PER_TX as u64
+    + (MAX_TX_BYTES as u64).div_ceil(BYTES_PER_UNIT);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Address, Hash};
+
+    #[test]
+    fn weight_grows_with_work_and_bytes() {
+        let transfer = Action::Transfer {
+            to: Address([1; 20]),
+            amount: 1,
+        };
+        assert_eq!(of(&transfer, 128), BASE + 20 + 2);
+        assert!(of(&transfer, 1_000) > of(&transfer, 100));
+        let enclave = |kind: &str| Action::RegisterEnclave {
+            kind: kind.into(),
+            enclave_key: [0; 32],
+            nonce_height: 1,
+            report: vec![],
+            collateral: vec![],
+            certs: vec![],
+        };
+        assert!(of(&enclave("snp"), 0) > of(&enclave("tdx"), 0));
+        assert!(of(&enclave("tdx"), 0) > of(&enclave("dev"), 0));
+        let cancel = Action::CancelTask {
+            task_id: Hash::ZERO,
+        };
+        assert!(of(&cancel, MAX_TX_BYTES) <= MAX_TX_WEIGHT);
+    }
+}
