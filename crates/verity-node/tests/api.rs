@@ -12,7 +12,7 @@ use verity_state::{Genesis, GenesisAccount, Params};
 use verity_types::{AccountKey, Action, Address, SignedTx, TxBody, ONE_TOKEN};
 
 const CHAIN_ID: &str = "verity-api-test";
-const FEE: u128 = 10;
+const FEE: u128 = 1_000;
 
 fn transfer(key: &AccountKey, chain_id: &str, nonce: u64, to: Address, amount: u128) -> SignedTx {
     TxBody {

@@ -143,7 +143,7 @@ fn honest_validators_agree_despite_a_crash_and_lossy_links() {
             let tx = TxBody {
                 chain_id: CHAIN.into(),
                 nonce: nonce as u64,
-                fee: 1,
+                fee: 1_000,
                 action: Action::Transfer {
                     to: *to,
                     amount: 100,
@@ -179,6 +179,6 @@ fn honest_validators_agree_despite_a_crash_and_lossy_links() {
         }
         let user_account = honest[0].chain.account(&user.address()).unwrap();
         assert_eq!(user_account.nonce, 20);
-        assert_eq!(user_account.balance, 1_000_000 - 20 * 101);
+        assert_eq!(user_account.balance, 1_000_000 - 20 * (100 + 1_000));
     });
 }

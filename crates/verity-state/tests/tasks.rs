@@ -32,7 +32,7 @@ impl Net {
                 min_fee: 1,
                 fee_collector: Address([0xfe; 20]),
                 max_block_txs: 1000,
-                fee_per_weight: 1,
+                fee_per_weight: 0,
                 max_block_weight: 2_000_000,
                 governance: Some(funded[0]),
                 tasks: TaskParams {
