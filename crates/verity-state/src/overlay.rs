@@ -49,6 +49,40 @@ impl<'a> Overlay<'a> {
         }
     }
 
+    /// Up to `limit` entries whose keys start with `prefix`, in key order, as this overlay sees
+    /// them: the store's, with this block's pending writes and deletions applied.
+    pub fn scan_prefix(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+        let pending = self
+            .block
+            .writes
+            .range((table, prefix.to_vec())..)
+            .chain(
+                self.tx
+                    .iter()
+                    .flat_map(|tx| tx.range((table, prefix.to_vec())..)),
+            )
+            .take_while(|((t, k), _)| *t == table && k.starts_with(prefix));
+        let pending: std::collections::BTreeMap<&Vec<u8>, &Option<Vec<u8>>> =
+            pending.map(|((_, k), v)| (k, v)).collect();
+        let deleted = pending.values().filter(|v| v.is_none()).count();
+        let stored = self
+            .store
+            .scan(table, prefix, prefix, limit.saturating_add(deleted))?;
+        let mut merged: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = stored.into_iter().collect();
+        for (key, value) in pending {
+            match value {
+                Some(v) => merged.insert(key.clone(), v.clone()),
+                None => merged.remove(key),
+            };
+        }
+        Ok(merged.into_iter().take(limit).collect())
+    }
+
     /// Reads a JSON record.
     pub fn get_json<T: serde::de::DeserializeOwned>(
         &self,

@@ -213,6 +213,16 @@ pub struct MemStore {
 
 type Committed = BTreeMap<(Table, Vec<u8>), Vec<u8>>;
 
+impl MemStore {
+    /// An independent copy: two chains from one state, to compare what different blocks do.
+    pub fn fork(&self) -> Result<MemStore, StoreError> {
+        let data = self.data.read().map_err(backend)?.clone();
+        Ok(MemStore {
+            data: RwLock::new(data),
+        })
+    }
+}
+
 impl Store for MemStore {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let data = self.data.read().map_err(backend)?;

@@ -261,6 +261,11 @@ fn tasks_are_assigned_verified_settled_and_scored() {
         user_before - 20 * (FEE + 1),
         "escrow and fees taken"
     );
+    for tx in &submits {
+        let task = net.chain.task(&tx.hash()).unwrap().unwrap();
+        assert_eq!(task.status, TaskStatus::Pending, "drawn in the next block");
+    }
+    net.ok(&[]);
     let mut per_worker = [Vec::new(), Vec::new()];
     for tx in &submits {
         let task = net.chain.task(&tx.hash()).unwrap().unwrap();
@@ -399,6 +404,7 @@ fn timeouts_reassign_penalise_and_deadlines_refund() {
     // Four tasks: with a penalty of 20, nobody reaches the ban at -100 in the first round.
     let submits: Vec<_> = (0..4).map(|n| submit(&mut net, &user, n)).collect();
     net.ok(&submits);
+    net.ok(&[]);
     // Nobody answers: after the timeout every task moves to the other worker.
     let first: Vec<Address> = submits
         .iter()
@@ -609,4 +615,80 @@ fn evidence_must_bind_a_recent_chain_nonce_whose_block_bounds_its_age() {
     assert!(failure.contains("s old"), "{failure}");
     let fresh = net.height;
     assert_eq!(register(&mut net, fresh, fresh), None);
+}
+
+/// A proposer controls its block's transaction order and timestamp, not the seed: the same
+/// submissions in another order, at another time, land on the same workers.
+#[test]
+fn order_and_timestamp_do_not_steer_assignment() {
+    let owner = AccountKey::generate();
+    let user = AccountKey::generate();
+    let mut net = Net::new(&[owner.address(), user.address()]);
+    let (_, txs) = funded_workers_and_model(&mut net, &owner, [b"m1", b"m2", b"m3"]);
+    net.ok(&txs);
+    // One submission per user: a proposer may reorder senders, not one sender's nonces.
+    let users: Vec<AccountKey> = (0..30).map(|_| AccountKey::generate()).collect();
+    let funding: Vec<SignedTx> = users
+        .iter()
+        .map(|u| {
+            net.tx(
+                &user,
+                Action::Transfer {
+                    to: u.address(),
+                    amount: ONE_TOKEN,
+                },
+            )
+        })
+        .collect();
+    net.ok(&funding);
+    let submits: Vec<_> = users
+        .iter()
+        .enumerate()
+        .map(|(n, u)| submit(&mut net, u, n as u8))
+        .collect();
+    let fork = Chain::open(
+        net.chain.store().fork().unwrap(),
+        net.chain.genesis().clone(),
+    )
+    .unwrap();
+    let height = net.height + 1;
+    let seed = Hash([0x5e; 32]);
+    let run = |chain: &Chain<MemStore>, txs: Vec<SignedTx>, timestamp_ms: u64| {
+        for (h, txs, ts) in [
+            (height, txs, timestamp_ms),
+            (height + 1, vec![], timestamp_ms + 1_000),
+        ] {
+            let raw: Vec<Vec<u8>> = txs.iter().map(SignedTx::encode).collect();
+            chain
+                .apply_block(
+                    &BlockInput {
+                        height: h,
+                        hash: Hash([h as u8; 32]),
+                        parent: Hash::ZERO,
+                        timestamp_ms: ts,
+                        seed,
+                        txs: &raw,
+                    },
+                    recover,
+                )
+                .unwrap()
+                .unwrap();
+        }
+    };
+    let mut reversed = submits.clone();
+    reversed.reverse();
+    run(&net.chain, submits.clone(), T0 + height * 1000);
+    run(&fork, reversed, T0 + height * 1000 + 700);
+    let workers = |chain: &Chain<MemStore>| -> Vec<Address> {
+        submits
+            .iter()
+            .map(|tx| chain.task(&tx.hash()).unwrap().unwrap().worker.unwrap())
+            .collect()
+    };
+    let (a, b) = (workers(&net.chain), workers(&fork));
+    assert_eq!(a, b);
+    assert!(
+        a.iter().collect::<std::collections::BTreeSet<_>>().len() > 1,
+        "the draw spreads the tasks"
+    );
 }

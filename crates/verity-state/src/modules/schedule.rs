@@ -1,7 +1,9 @@
-//! Work due at a height (assignment timeouts, task deadlines, unbonding releases), kept as one
-//! list per (kind, height) so a block reads exactly what is due and nothing else.
+//! Work due at a height (first assignments, assignment timeouts, task deadlines, unbonding
+//! releases), one entry per item under a (kind, height) prefix: scheduling is one write, and a
+//! block reads exactly what is due and nothing else.
 
 use serde::{de::DeserializeOwned, Serialize};
+use verity_types::sha256;
 
 use crate::overlay::Overlay;
 use crate::store::Table;
@@ -9,6 +11,8 @@ use crate::StateError;
 
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
+    /// A task submitted in the previous block, drawn with this block's seed.
+    Assign,
     Timeout,
     Deadline,
     Unbond,
@@ -17,6 +21,7 @@ pub enum Kind {
 impl Kind {
     fn tag(self) -> u8 {
         match self {
+            Kind::Assign => b'a',
             Kind::Timeout => b't',
             Kind::Deadline => b'd',
             Kind::Unbond => b'u',
@@ -24,24 +29,24 @@ impl Kind {
     }
 }
 
-fn key(kind: Kind, height: u64) -> Vec<u8> {
+fn prefix(kind: Kind, height: u64) -> Vec<u8> {
     let mut key = vec![kind.tag()];
     key.extend_from_slice(&height.to_be_bytes());
     key
 }
 
-pub fn push<T: Serialize + DeserializeOwned>(
+/// Schedules `item` at `height`: one write of its own, whatever else is due then. An item
+/// scheduled twice for one height is due once.
+pub fn push<T: Serialize>(
     state: &mut Overlay<'_>,
     kind: Kind,
     height: u64,
     item: &T,
 ) -> Result<(), StateError> {
-    let key = key(kind, height);
-    let mut items: Vec<serde_json::Value> = state
-        .get_json(Table::Schedule, &key, "schedule")?
-        .unwrap_or_default();
-    items.push(serde_json::to_value(item).expect("schedule items serialize"));
-    state.put_json(Table::Schedule, key, &items);
+    let value = serde_json::to_vec(item).expect("schedule items serialize");
+    let mut key = prefix(kind, height);
+    key.extend_from_slice(&sha256(&value).0);
+    state.put(Table::Schedule, key, value);
     Ok(())
 }
 
@@ -51,10 +56,11 @@ pub fn take<T: DeserializeOwned>(
     kind: Kind,
     height: u64,
 ) -> Result<Vec<T>, StateError> {
-    let key = key(kind, height);
-    let items: Option<Vec<T>> = state.get_json(Table::Schedule, &key, "schedule")?;
-    if items.is_some() {
+    let entries = state.scan_prefix(Table::Schedule, &prefix(kind, height), usize::MAX)?;
+    let mut items = Vec::with_capacity(entries.len());
+    for (key, value) in entries {
+        items.push(serde_json::from_slice(&value).map_err(|_| StateError::Corrupt("schedule"))?);
         state.delete(Table::Schedule, key);
     }
-    Ok(items.unwrap_or_default())
+    Ok(items)
 }

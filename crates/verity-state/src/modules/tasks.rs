@@ -63,7 +63,7 @@ pub const TASK_PREFIX: &[u8] = b"t";
 /// Index entries: by submission height (every task) and by worker (current assignments).
 pub const BY_HEIGHT_PREFIX: &[u8] = b"h";
 pub const ASSIGNED_PREFIX: &[u8] = b"a";
-const PENDING: &[u8] = b"pending";
+const PENDING_PREFIX: &[u8] = b"p";
 
 fn task_key(id: &Hash) -> Vec<u8> {
     [TASK_PREFIX, &id.0].concat()
@@ -141,7 +141,7 @@ pub fn submit(
         });
     }
     accounts::debit(state, submitter, max_fee)?;
-    let mut task = Task {
+    let task = Task {
         task_id,
         submitter: *submitter,
         model_id: *model_id,
@@ -168,7 +168,14 @@ pub fn submit(
         task.deadline_height,
         &task_id,
     )?;
-    assign(state, ctx, &mut task)?;
+    // Drawn in the next block, from a seed that did not exist when this block's transactions
+    // were chosen: no proposer can pick which submissions to include by where they would land.
+    schedule::push(
+        state,
+        schedule::Kind::Assign,
+        ctx.height.saturating_add(1),
+        &task_id,
+    )?;
     put(state, &task);
     Ok(task)
 }
@@ -221,11 +228,7 @@ fn assign(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>, task: &mut Task) -> Resul
         task.worker = None;
         task.assigned_height = None;
         task.timeout_height = None;
-        let mut pending = pending(state)?;
-        if !pending.contains(&task.task_id) {
-            pending.push(task.task_id);
-            state.put_json(Table::Tasks, PENDING.to_vec(), &pending);
-        }
+        state.put(Table::Tasks, pending_key(task), Vec::new());
         return Ok(());
     }
     let mut draw_input = ASSIGN_DOMAIN.to_vec();
@@ -258,10 +261,12 @@ fn assign(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>, task: &mut Task) -> Resul
     Ok(())
 }
 
-fn pending(state: &Overlay<'_>) -> Result<Vec<Hash>, StateError> {
-    Ok(state
-        .get_json(Table::Tasks, PENDING, "pending tasks")?
-        .unwrap_or_default())
+/// A task waiting for an eligible worker, oldest submission first.
+fn pending_key(task: &Task) -> Vec<u8> {
+    let mut key = PENDING_PREFIX.to_vec();
+    key.extend_from_slice(&task.submitted_height.to_be_bytes());
+    key.extend_from_slice(&task.task_id.0);
+    key
 }
 
 /// Ends a task's assignment (result delivered, timed out, cancelled or expired).
@@ -341,23 +346,34 @@ pub fn begin_block(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>) -> Result<(), St
         assign(state, ctx, &mut task)?;
         put(state, &task);
     }
-    let waiting = pending(state)?;
-    if !waiting.is_empty() {
-        state.put_json(Table::Tasks, PENDING.to_vec(), &Vec::<Hash>::new());
-        let (retry, later) = waiting.split_at(waiting.len().min(PENDING_RETRIES_PER_BLOCK));
-        if !later.is_empty() {
-            state.put_json(Table::Tasks, PENDING.to_vec(), &later.to_vec());
+    for id in schedule::take::<Hash>(state, schedule::Kind::Assign, ctx.height)? {
+        let Some(mut task) = get(state, &id)? else {
+            continue;
+        };
+        if task.status != TaskStatus::Pending {
+            continue;
         }
-        for id in retry {
-            let Some(mut task) = get(state, id)? else {
-                continue;
-            };
-            if task.status != TaskStatus::Pending {
-                continue;
-            }
-            assign(state, ctx, &mut task)?;
-            put(state, &task);
+        assign(state, ctx, &mut task)?;
+        put(state, &task);
+    }
+    // Tasks that found no eligible worker before, oldest first, a bounded number per block.
+    let waiting = state.scan_prefix(Table::Tasks, PENDING_PREFIX, PENDING_RETRIES_PER_BLOCK)?;
+    for (key, _) in waiting {
+        let id = Hash(
+            key[key.len() - 32..]
+                .try_into()
+                .map_err(|_| StateError::Corrupt("pending index"))?,
+        );
+        let task = get(state, &id)?;
+        let Some(mut task) = task.filter(|t| t.status == TaskStatus::Pending) else {
+            state.delete(Table::Tasks, key);
+            continue;
+        };
+        assign(state, ctx, &mut task)?;
+        if task.status != TaskStatus::Pending {
+            state.delete(Table::Tasks, key);
         }
+        put(state, &task);
     }
     Ok(())
 }
