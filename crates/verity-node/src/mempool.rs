@@ -86,6 +86,8 @@ struct Pending {
     hash: Hash,
     bytes: Bytes,
     fee: Amount,
+    /// The fee plus what the action spends: what the sender's balance must cover.
+    cost: Amount,
     weight: u64,
     /// Fee per weight unit, scaled by [`PRIORITY_SCALE`]: what eviction orders by.
     priority: u128,
@@ -185,6 +187,7 @@ impl Mempool {
             hash,
             bytes,
             fee: tx.body.fee,
+            cost,
             weight,
             priority,
         };
@@ -232,8 +235,8 @@ impl Mempool {
     }
 
     /// Picks transactions that can apply in order, within `limits`: for each sender, consecutive
-    /// nonces from its committed nonce whose fees its balance covers, skipping those already in
-    /// unfinalized ancestors.
+    /// nonces from its committed nonce whose fees and spending its balance covers, skipping those
+    /// already in unfinalized ancestors.
     pub fn select<S: Store>(
         &self,
         chain: &Chain<S>,
@@ -277,12 +280,12 @@ impl Mempool {
                 if *nonce != turn.expected
                     || bytes + pending.bytes.len() > MAX_BLOCK_BYTES
                     || weight + tx_weight > limits.weight
-                    || pending.fee > turn.balance
+                    || pending.cost > turn.balance
                 {
                     return false;
                 }
                 turn.expected += 1;
-                turn.balance -= pending.fee;
+                turn.balance -= pending.cost;
                 if !in_ancestors.contains(&pending.hash) {
                     bytes += pending.bytes.len();
                     weight += tx_weight;
@@ -295,8 +298,8 @@ impl Mempool {
     }
 
     /// Drops what a finalized block made stale or unpayable: every pending nonce below the
-    /// sender's new one, and from its next nonce on, every transaction whose fee (with those
-    /// before it) the sender's balance no longer covers. A later transaction with an evicted
+    /// sender's new one, and from its next nonce on, every transaction whose fee and spending
+    /// (with those before it) the sender's balance no longer covers. A later transaction with an evicted
     /// one's nonce is then admitted afresh.
     pub fn prune<S: Store>(&mut self, chain: &Chain<S>, senders: &BTreeSet<Address>) {
         for sender in senders {
@@ -313,7 +316,7 @@ impl Mempool {
                     if **nonce < account.nonce {
                         return true;
                     }
-                    match balance.checked_sub(pending.fee) {
+                    match balance.checked_sub(pending.cost) {
                         Some(rest) => {
                             balance = rest;
                             false
@@ -335,4 +338,189 @@ impl Mempool {
 pub struct BlockLimits {
     pub txs: usize,
     pub weight: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use verity_state::{BlockInput, Genesis, GenesisAccount, MemStore, Params, TxStatus};
+    use verity_types::{AccountKey, Action, TxBody};
+
+    const CHAIN: &str = "verity-mempool-test";
+
+    fn chain(funded: &[(&AccountKey, u128)]) -> Chain<MemStore> {
+        let genesis = Genesis {
+            chain_id: CHAIN.into(),
+            genesis_time_ms: 0,
+            params: Params {
+                min_fee: 1,
+                fee_collector: Address([0xfe; 20]),
+                max_block_txs: 1_000,
+                fee_per_weight: 1,
+                max_block_weight: 2_000_000,
+                governance: None,
+                tasks: Default::default(),
+            },
+            accounts: funded
+                .iter()
+                .map(|(k, balance)| GenesisAccount {
+                    address: k.address(),
+                    balance: *balance,
+                })
+                .collect(),
+            attestation_policy: None,
+        };
+        Chain::open(MemStore::default(), genesis).unwrap()
+    }
+
+    fn transfer(key: &AccountKey, nonce: u64, amount: u128, fee: u128) -> Bytes {
+        TxBody {
+            chain_id: CHAIN.into(),
+            nonce,
+            fee,
+            action: Action::Transfer {
+                to: Address([9; 20]),
+                amount,
+            },
+        }
+        .sign(key)
+        .encode()
+        .into()
+    }
+
+    fn apply(chain: &Chain<MemStore>, txs: &[Bytes]) {
+        let height = chain.height().unwrap() + 1;
+        let raw: Vec<Vec<u8>> = txs.iter().map(|t| t.to_vec()).collect();
+        chain
+            .apply_block(
+                &BlockInput {
+                    height,
+                    hash: Hash([height as u8; 32]),
+                    parent: Hash::ZERO,
+                    timestamp_ms: height * 1_000,
+                    seed: Hash::ZERO,
+                    txs: &raw,
+                },
+                verity_state::recover,
+            )
+            .unwrap()
+            .unwrap();
+    }
+
+    fn limits() -> BlockLimits {
+        BlockLimits {
+            txs: 1_000,
+            weight: 2_000_000,
+        }
+    }
+
+    /// Found in review: tx0 spends the whole balance, tx1 was admitted against the old one. Once
+    /// tx1 cannot execute it must leave the pool, so a new transaction with its nonce gets in.
+    #[test]
+    fn an_unpayable_transaction_is_evicted_and_its_nonce_reused() {
+        let alice = AccountKey::generate();
+        let bob = AccountKey::generate();
+        let chain = chain(&[(&alice, 10_000), (&bob, 100_000)]);
+        let cache = SenderCache::default();
+        let mut pool = Mempool::new(100);
+        let tx0 = transfer(&alice, 0, 10_000 - 500, 500);
+        let tx1 = transfer(&alice, 1, 1, 500);
+        pool.admit(&chain, &cache, tx0.clone()).unwrap();
+        pool.admit(&chain, &cache, tx1.clone()).unwrap();
+        // The proposer's selection already stops at what the balance covers.
+        assert_eq!(
+            pool.select(&chain, &HashSet::new(), limits()),
+            vec![tx0.clone()]
+        );
+        // A proposer that includes tx1 anyway gains nothing: it is dropped without a receipt.
+        apply(&chain, &[tx0.clone(), tx1.clone()]);
+        assert_eq!(chain.receipt(&sha256(&tx1)).unwrap(), None);
+        assert_eq!(chain.account(&alice.address()).unwrap().nonce, 1);
+        pool.prune(&chain, &BTreeSet::from([alice.address()]));
+        assert!(pool.is_empty(), "tx0 is used and tx1 unpayable");
+        // Alice is paid again; a new transaction with tx1's nonce is admitted and finalizes.
+        let refill = TxBody {
+            chain_id: CHAIN.into(),
+            nonce: 0,
+            fee: 500,
+            action: Action::Transfer {
+                to: alice.address(),
+                amount: 5_000,
+            },
+        }
+        .sign(&bob)
+        .encode();
+        apply(&chain, &[refill.into()]);
+        let again = transfer(&alice, 1, 7, 600);
+        pool.admit(&chain, &cache, again.clone()).unwrap();
+        let block = pool.select(&chain, &HashSet::new(), limits());
+        assert_eq!(block, vec![again.clone()]);
+        apply(&chain, &block);
+        let receipt = chain.receipt(&sha256(&again)).unwrap().unwrap();
+        assert_eq!(receipt.status, TxStatus::Success);
+    }
+
+    #[test]
+    fn a_replacement_must_pay_more() {
+        let alice = AccountKey::generate();
+        let chain = chain(&[(&alice, 1_000_000)]);
+        let cache = SenderCache::default();
+        let mut pool = Mempool::new(100);
+        pool.admit(&chain, &cache, transfer(&alice, 0, 1, 500))
+            .unwrap();
+        assert!(matches!(
+            pool.admit(&chain, &cache, transfer(&alice, 0, 2, 500)),
+            Err(AdmitError::Underpriced { pending: 500 })
+        ));
+        let better = transfer(&alice, 0, 3, 501);
+        pool.admit(&chain, &cache, better.clone()).unwrap();
+        assert_eq!(pool.len(), 1);
+        assert_eq!(pool.select(&chain, &HashSet::new(), limits()), vec![better]);
+    }
+
+    #[test]
+    fn one_sender_cannot_hold_more_than_its_share() {
+        let alice = AccountKey::generate();
+        let bob = AccountKey::generate();
+        let chain = chain(&[(&alice, 1_000_000_000), (&bob, 1_000_000)]);
+        let cache = SenderCache::default();
+        let mut pool = Mempool::new(10_000);
+        for nonce in 0..MAX_PER_SENDER as u64 {
+            pool.admit(&chain, &cache, transfer(&alice, nonce, 1, 200))
+                .unwrap();
+        }
+        assert!(matches!(
+            pool.admit(
+                &chain,
+                &cache,
+                transfer(&alice, MAX_PER_SENDER as u64, 1, 200)
+            ),
+            Err(AdmitError::SenderFull(_) | AdmitError::NonceTooFarAhead { .. })
+        ));
+        pool.admit(&chain, &cache, transfer(&bob, 0, 1, 200))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_full_pool_evicts_the_lowest_fee_per_weight() {
+        let keys: Vec<AccountKey> = (0..4).map(|_| AccountKey::generate()).collect();
+        let funded: Vec<(&AccountKey, u128)> = keys.iter().map(|k| (k, 1_000_000)).collect();
+        let chain = chain(&funded);
+        let cache = SenderCache::default();
+        let mut pool = Mempool::new(3);
+        let cheapest = transfer(&keys[0], 0, 1, 200);
+        pool.admit(&chain, &cache, cheapest.clone()).unwrap();
+        pool.admit(&chain, &cache, transfer(&keys[1], 0, 1, 300))
+            .unwrap();
+        pool.admit(&chain, &cache, transfer(&keys[2], 0, 1, 400))
+            .unwrap();
+        assert!(matches!(
+            pool.admit(&chain, &cache, transfer(&keys[3], 0, 1, 150)),
+            Err(AdmitError::Full(3))
+        ));
+        pool.admit(&chain, &cache, transfer(&keys[3], 0, 1, 250))
+            .unwrap();
+        assert_eq!(pool.len(), 3);
+        assert!(!pool.contains(&sha256(&cheapest)));
+    }
 }
