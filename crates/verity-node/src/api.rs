@@ -437,7 +437,11 @@ fn worker_view(state: &ApiState, address: &Address) -> Result<serde_json::Value,
 }
 
 async fn list_workers(State(state): State<ApiState>) -> ApiResult<serde_json::Value> {
-    let workers = state.node.chain.workers().map_err(ApiError::internal)?;
+    let workers = state
+        .node
+        .chain
+        .workers(MAX_PAGE)
+        .map_err(ApiError::internal)?;
     let views = workers
         .iter()
         .map(|w| worker_view(&state, w))

@@ -438,7 +438,7 @@ impl<R: Reporter<Activity = ConsensusActivity>> Reporter for Observer<R> {
                 kind,
                 view: view.get(),
                 signer: signer.get(),
-                encoded: encoded.into(),
+                encoded,
             });
         }
         self.inner.report(activity)

@@ -583,8 +583,9 @@ impl<S: Store> Chain<S> {
         modules::records::get(&self.view(), task_id)
     }
 
-    pub fn workers(&self) -> Result<Vec<Address>, StateError> {
-        modules::staking::workers(&self.view())
+    /// Up to `limit` workers, in address order.
+    pub fn workers(&self, limit: usize) -> Result<Vec<Address>, StateError> {
+        modules::staking::workers(&self.view(), limit)
     }
 
     pub fn worker(&self, worker: &Address) -> Result<Option<Worker>, StateError> {
@@ -768,7 +769,15 @@ impl<S: Store> Chain<S> {
         }
         receipt.fee_paid = tx.body.fee;
         state.begin_scope();
-        let result = self.apply_action(state, ctx, tx_hash, &sender, &tx.body.action);
+        let result = self
+            .apply_action(state, ctx, tx_hash, &sender, &tx.body.action)
+            .and_then(|()| {
+                // Stake, served models and enclave decide the sender's draw weight.
+                if tx.body.action.changes_worker() {
+                    modules::sortition::refresh(state, ctx, &sender)?;
+                }
+                Ok(())
+            });
         match result {
             Ok(()) => state.commit_scope(),
             // A storage failure is the node's, not the transaction's: halt rather than record it.

@@ -1,7 +1,7 @@
 //! Pending writes over the store: a block's batch, with a nested scope per transaction so a
 //! failed transaction's writes can be dropped while its fee stays charged.
 
-use crate::store::{Batch, Entries, Store, Table};
+use crate::store::{Batch, Entries, KeyValues, Store, Table};
 use crate::StateError;
 
 pub struct Overlay<'a> {
@@ -56,7 +56,7 @@ impl<'a> Overlay<'a> {
         table: Table,
         prefix: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+    ) -> Result<KeyValues, StateError> {
         let pending = self
             .block
             .writes

@@ -231,7 +231,8 @@ fn a_block_past_its_weight_limit_drops_the_rest() {
 
 #[test]
 fn genesis_parameters_are_range_checked() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut Genesis)>)> = vec![
+    type Breaks = Box<dyn Fn(&mut Genesis)>;
+    let cases: Vec<(&str, Breaks)> = vec![
         (
             "unbonding_blocks",
             Box::new(|g| g.params.tasks.unbonding_blocks = 0),

@@ -97,6 +97,20 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// Whether the action changes what makes its sender eligible as a worker: stake, served
+    /// models or enclave.
+    pub fn changes_worker(&self) -> bool {
+        matches!(
+            self,
+            Action::Stake { .. }
+                | Action::Unstake { .. }
+                | Action::ServeModels { .. }
+                | Action::RegisterEnclave { .. }
+        )
+    }
+}
+
 /// A registered asset's kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

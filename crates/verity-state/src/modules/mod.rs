@@ -7,6 +7,7 @@ pub mod registry;
 pub mod reputation;
 pub mod schedule;
 pub mod settlement;
+pub mod sortition;
 pub mod staking;
 pub mod tasks;
 pub mod verifier;

@@ -26,30 +26,31 @@ impl Worker {
     }
 }
 
-/// Every address that ever staked, sorted: the candidates for assignment.
-const INDEX: &[u8] = b"index";
+const PREFIX: &[u8] = b"w";
 
 fn key(worker: &Address) -> Vec<u8> {
-    [b"w".as_slice(), &worker.0].concat()
+    [PREFIX, &worker.0].concat()
 }
 
 pub fn get(state: &Overlay<'_>, worker: &Address) -> Result<Option<Worker>, StateError> {
     state.get_json(Table::Staking, &key(worker), "worker stake")
 }
 
-/// All workers, in address order.
-pub fn workers(state: &Overlay<'_>) -> Result<Vec<Address>, StateError> {
-    Ok(state
-        .get_json(Table::Staking, INDEX, "worker index")?
-        .unwrap_or_default())
+/// Up to `limit` workers, in address order.
+pub fn workers(state: &Overlay<'_>, limit: usize) -> Result<Vec<Address>, StateError> {
+    state
+        .scan_prefix(Table::Staking, PREFIX, limit)?
+        .into_iter()
+        .map(|(key, _)| {
+            key[PREFIX.len()..]
+                .try_into()
+                .map(Address)
+                .map_err(|_| StateError::Corrupt("worker key"))
+        })
+        .collect()
 }
 
 fn put(state: &mut Overlay<'_>, worker: &Address, record: &Worker) -> Result<(), StateError> {
-    let mut index = workers(state)?;
-    if let Err(at) = index.binary_search(worker) {
-        index.insert(at, *worker);
-        state.put_json(Table::Staking, INDEX.to_vec(), &index);
-    }
     state.put_json(Table::Staking, key(worker), record);
     Ok(())
 }

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use verity_types::{sha256, Address, Amount, DataRef, Hash, Mode};
 
-use crate::modules::{accounts, enclaves, registry, reputation, schedule, staking};
+use crate::modules::{accounts, enclaves, registry, reputation, schedule, sortition, staking};
 use crate::overlay::Overlay;
 use crate::store::Table;
 use crate::{BlockCtx, StateError, TxFailure};
@@ -180,18 +180,15 @@ pub fn submit(
     Ok(task)
 }
 
-/// A worker may take a task when it has enough stake, is not banned, serves the model and has a
-/// live enclave (every mode verified here needs one).
-fn eligible(
+/// A worker's draw weight, when it may take tasks: enough stake, not banned, and a live enclave
+/// (every mode verified here needs one). Which models it serves decides its pools, not this.
+pub(crate) fn draw_weight(
     state: &Overlay<'_>,
     ctx: &BlockCtx<'_>,
     worker: &Address,
-    model: &Hash,
+    stake: &staking::Worker,
 ) -> Result<Option<u128>, StateError> {
-    let Some(stake) = staking::get(state, worker)? else {
-        return Ok(None);
-    };
-    if stake.stake < ctx.genesis.params.tasks.min_worker_stake || !stake.serves(model) {
+    if stake.stake < ctx.genesis.params.tasks.min_worker_stake {
         return Ok(None);
     }
     let rep = reputation::get(state, worker)?;
@@ -207,44 +204,45 @@ fn eligible(
     Ok(Some(units.saturating_mul(rep.factor_percent())))
 }
 
-/// Draws a worker for `task` from the block seed, preferring workers that have not let it time
-/// out; leaves it Pending when nobody is eligible.
+/// Draws for one task before it stays Pending: a drawn worker can turn out ineligible (its
+/// enclave expired since its weight was set) or be one that let this task time out.
+const MAX_DRAWS: u32 = 8;
+
+/// Draws a worker for `task` from the block seed, weighted by stake × reputation among workers
+/// serving its model, preferring those that have not let it time out; leaves it Pending when
+/// nobody is eligible. Costs at most [`MAX_DRAWS`] tree walks, whatever the number of workers.
 fn assign(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>, task: &mut Task) -> Result<(), StateError> {
-    let mut candidates = Vec::new();
-    for worker in staking::workers(state)? {
-        if let Some(weight) = eligible(state, ctx, &worker, &task.model_id)? {
-            candidates.push((worker, weight));
+    let mut chosen = None;
+    let mut timed_out_before = None;
+    for attempt in 0..MAX_DRAWS {
+        let mut draw_input = ASSIGN_DOMAIN.to_vec();
+        draw_input.extend_from_slice(&ctx.seed.0);
+        draw_input.extend_from_slice(&task.task_id.0);
+        draw_input.extend_from_slice(&(task.timed_out.len() as u32).to_le_bytes());
+        draw_input.extend_from_slice(&attempt.to_le_bytes());
+        let Some(worker) = sortition::draw(state, &task.model_id, &sha256(&draw_input))? else {
+            break;
+        };
+        let stake = staking::get(state, &worker)?.unwrap_or_default();
+        if !stake.serves(&task.model_id) || draw_weight(state, ctx, &worker, &stake)?.is_none() {
+            sortition::refresh(state, ctx, &worker)?;
+            continue;
         }
+        if task.timed_out.contains(&worker) {
+            timed_out_before.get_or_insert(worker);
+            continue;
+        }
+        chosen = Some(worker);
+        break;
     }
-    let fresh: Vec<_> = candidates
-        .iter()
-        .filter(|(w, _)| !task.timed_out.contains(w))
-        .copied()
-        .collect();
-    let pool = if fresh.is_empty() { candidates } else { fresh };
-    let total: u128 = pool.iter().fold(0u128, |t, (_, w)| t.saturating_add(*w));
-    if total == 0 {
+    let Some(chosen) = chosen.or(timed_out_before) else {
         task.status = TaskStatus::Pending;
         task.worker = None;
         task.assigned_height = None;
         task.timeout_height = None;
         state.put(Table::Tasks, pending_key(task), Vec::new());
         return Ok(());
-    }
-    let mut draw_input = ASSIGN_DOMAIN.to_vec();
-    draw_input.extend_from_slice(&ctx.seed.0);
-    draw_input.extend_from_slice(&task.task_id.0);
-    draw_input.extend_from_slice(&(task.timed_out.len() as u32).to_le_bytes());
-    let digest = sha256(&draw_input);
-    let mut point = u128::from_le_bytes(digest.0[..16].try_into().expect("16 bytes")) % total;
-    let mut chosen = pool[pool.len() - 1].0;
-    for (worker, weight) in &pool {
-        if point < *weight {
-            chosen = *worker;
-            break;
-        }
-        point -= weight;
-    }
+    };
     let timeout = ctx
         .height
         .saturating_add(ctx.genesis.params.tasks.assignment_timeout_blocks);
@@ -341,6 +339,7 @@ pub fn begin_block(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>) -> Result<(), St
             .worker
             .ok_or(StateError::Corrupt("assigned task without worker"))?;
         reputation::record_timeout(state, &worker, penalty)?;
+        sortition::refresh(state, ctx, &worker)?;
         unassign(state, &task);
         task.timed_out.push(worker);
         assign(state, ctx, &mut task)?;

@@ -6,7 +6,7 @@ use verity_types::{verify_receipts, Address, TaskReceipt};
 
 use crate::modules::records::{ExecutionRecord, RecordStatus};
 use crate::modules::tasks::TaskStatus;
-use crate::modules::{enclaves, records, registry, reputation, settlement, tasks};
+use crate::modules::{enclaves, records, registry, reputation, settlement, sortition, tasks};
 use crate::overlay::Overlay;
 use crate::{BlockCtx, TxFailure};
 
@@ -88,6 +88,7 @@ fn apply_one(
     let split = ctx.genesis.params.tasks.fee_split.split(task.max_fee);
     settlement::pay(state, &split, &assigned, &model.owner, protocol)?;
     reputation::record_success(state, &assigned)?;
+    sortition::refresh(state, ctx, &assigned)?;
     records::put(
         state,
         &ExecutionRecord {

@@ -1,0 +1,320 @@
+//! Weighted draws among eligible workers whose cost does not grow with their number.
+//!
+//! Each pool (one per model, plus one for workers that serve every model) is a Fenwick tree of
+//! draw weights (stake × reputation factor, zero when ineligible) over slots that workers take
+//! on first use. A tree has a fixed capacity of 2^[`DEPTH`] slots, so updating a weight writes
+//! at most [`DEPTH`] nodes and a draw reads at most [`DEPTH`] nodes per pool, whether ten or a
+//! million workers have staked. Nodes that sum to zero are not stored.
+//!
+//! Weights are refreshed whenever what they depend on changes (stake, served models, enclave,
+//! reputation). Enclave expiry depends on time alone, so a drawn worker is checked again in
+//! full; one found ineligible is refreshed to zero and the draw retried.
+
+use serde::{Deserialize, Serialize};
+use verity_types::{Address, Hash};
+
+use crate::modules::tasks;
+use crate::overlay::Overlay;
+use crate::store::Table;
+use crate::{BlockCtx, StateError};
+
+/// log2 of a tree's slot capacity.
+const DEPTH: u32 = 32;
+const CAPACITY: u64 = 1 << DEPTH;
+
+/// Key prefixes under [`Table::Staking`].
+const NODE: u8 = b'f';
+const SLOT: u8 = b's';
+const OWNER: u8 = b'o';
+const SLOTS_USED: u8 = b'n';
+const ENTRY: u8 = b'r';
+
+/// A pool: the workers of one model, or those serving every model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Pool {
+    Model(Hash),
+    Every,
+}
+
+impl Pool {
+    fn id(&self) -> [u8; 33] {
+        let mut id = [0u8; 33];
+        match self {
+            Pool::Model(model) => {
+                id[0] = b'm';
+                id[1..].copy_from_slice(&model.0);
+            }
+            Pool::Every => id[0] = b'*',
+        }
+        id
+    }
+}
+
+fn key(prefix: u8, pool: &Pool, rest: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + 33 + rest.len());
+    key.push(prefix);
+    key.extend_from_slice(&pool.id());
+    key.extend_from_slice(rest);
+    key
+}
+
+fn read_u128(state: &Overlay<'_>, key: &[u8]) -> Result<u128, StateError> {
+    match state.get(Table::Staking, key)? {
+        None => Ok(0),
+        Some(raw) => Ok(u128::from_le_bytes(
+            raw.try_into()
+                .map_err(|_| StateError::Corrupt("sortition node"))?,
+        )),
+    }
+}
+
+fn read_u64(state: &Overlay<'_>, key: &[u8]) -> Result<Option<u64>, StateError> {
+    state
+        .get(Table::Staking, key)?
+        .map(|raw| {
+            raw.try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| StateError::Corrupt("sortition slot"))
+        })
+        .transpose()
+}
+
+fn node_key(pool: &Pool, index: u64) -> Vec<u8> {
+    key(NODE, pool, &index.to_be_bytes())
+}
+
+/// Adds `delta` (or subtracts, when `add` is false) at `slot`.
+fn update(
+    state: &mut Overlay<'_>,
+    pool: &Pool,
+    slot: u64,
+    delta: u128,
+    add: bool,
+) -> Result<(), StateError> {
+    let mut index = slot;
+    while index <= CAPACITY {
+        let node = node_key(pool, index);
+        let value = read_u128(state, &node)?;
+        let value = if add {
+            value
+                .checked_add(delta)
+                .ok_or(StateError::Corrupt("sortition weights overflow"))?
+        } else {
+            value
+                .checked_sub(delta)
+                .ok_or(StateError::Corrupt("sortition weight below zero"))?
+        };
+        if value == 0 {
+            state.delete(Table::Staking, node);
+        } else {
+            state.put(Table::Staking, node, value.to_le_bytes().to_vec());
+        }
+        index += index & index.wrapping_neg();
+    }
+    Ok(())
+}
+
+/// The sum of every weight in `pool`.
+fn total(state: &Overlay<'_>, pool: &Pool) -> Result<u128, StateError> {
+    read_u128(state, &node_key(pool, CAPACITY))
+}
+
+/// The worker whose weight interval holds `point` (< the pool's total).
+fn find(state: &Overlay<'_>, pool: &Pool, mut point: u128) -> Result<Address, StateError> {
+    let mut position = 0u64;
+    for bit in (0..DEPTH).rev() {
+        let next = position + (1u64 << bit);
+        let value = read_u128(state, &node_key(pool, next))?;
+        if value <= point {
+            position = next;
+            point -= value;
+        }
+    }
+    let raw = state
+        .get(
+            Table::Staking,
+            &key(OWNER, pool, &(position + 1).to_be_bytes()),
+        )?
+        .ok_or(StateError::Corrupt("sortition slot without owner"))?;
+    Ok(Address(
+        raw.try_into()
+            .map_err(|_| StateError::Corrupt("sortition owner"))?,
+    ))
+}
+
+/// Sets `worker`'s weight in `pool`, taking a slot on first use.
+fn set(
+    state: &mut Overlay<'_>,
+    pool: &Pool,
+    worker: &Address,
+    old: u128,
+    new: u128,
+) -> Result<(), StateError> {
+    if old == new {
+        return Ok(());
+    }
+    let slot_key = key(SLOT, pool, &worker.0);
+    let slot = match read_u64(state, &slot_key)? {
+        Some(slot) => slot,
+        None => {
+            let used_key = key(SLOTS_USED, pool, &[]);
+            let slot = read_u64(state, &used_key)?.unwrap_or(0) + 1;
+            if slot > CAPACITY {
+                return Err(StateError::Corrupt("sortition pool is full"));
+            }
+            state.put(Table::Staking, used_key, slot.to_be_bytes().to_vec());
+            state.put(Table::Staking, slot_key, slot.to_be_bytes().to_vec());
+            state.put(
+                Table::Staking,
+                key(OWNER, pool, &slot.to_be_bytes()),
+                worker.0.to_vec(),
+            );
+            slot
+        }
+    };
+    if new > old {
+        update(state, pool, slot, new - old, true)
+    } else {
+        update(state, pool, slot, old - new, false)
+    }
+}
+
+/// What a worker last contributed: its weight and the pools it is in.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Entry {
+    weight: u128,
+    pools: Vec<Pool>,
+}
+
+fn entry_key(worker: &Address) -> Vec<u8> {
+    let mut key = vec![ENTRY];
+    key.extend_from_slice(&worker.0);
+    key
+}
+
+/// Recomputes `worker`'s draw weight from its stake, models, enclave and reputation, and moves it
+/// between pools when its served models changed.
+pub fn refresh(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    worker: &Address,
+) -> Result<(), StateError> {
+    let Some(record) = crate::modules::staking::get(state, worker)? else {
+        return Ok(());
+    };
+    let old: Entry = state
+        .get_json(Table::Staking, &entry_key(worker), "sortition entry")?
+        .unwrap_or_default();
+    let weight = tasks::draw_weight(state, ctx, worker, &record)?.unwrap_or(0);
+    let pools: Vec<Pool> = if record.models.is_empty() {
+        vec![Pool::Every]
+    } else {
+        record.models.iter().map(|m| Pool::Model(*m)).collect()
+    };
+    for pool in &old.pools {
+        if !pools.contains(pool) {
+            set(state, pool, worker, old.weight, 0)?;
+        }
+    }
+    for pool in &pools {
+        let before = if old.pools.contains(pool) {
+            old.weight
+        } else {
+            0
+        };
+        set(state, pool, worker, before, weight)?;
+    }
+    state.put_json(Table::Staking, entry_key(worker), &Entry { weight, pools });
+    Ok(())
+}
+
+/// Draws a worker for `model` with probability proportional to its weight, from `entropy`;
+/// None when no worker has weight.
+pub fn draw(
+    state: &Overlay<'_>,
+    model: &Hash,
+    entropy: &Hash,
+) -> Result<Option<Address>, StateError> {
+    let own = Pool::Model(*model);
+    let (in_model, in_every) = (total(state, &own)?, total(state, &Pool::Every)?);
+    let Some(sum) = in_model.checked_add(in_every).filter(|s| *s > 0) else {
+        return Ok(None);
+    };
+    let point = u128::from_le_bytes(entropy.0[..16].try_into().expect("16 bytes")) % sum;
+    Ok(Some(if point < in_model {
+        find(state, &own, point)?
+    } else {
+        find(state, &Pool::Every, point - in_model)?
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemStore;
+    use verity_types::sha256;
+
+    fn counts(
+        state: &Overlay<'_>,
+        model: &Hash,
+        draws: u32,
+    ) -> std::collections::BTreeMap<Address, u32> {
+        let mut counts = std::collections::BTreeMap::new();
+        for i in 0..draws {
+            let worker = draw(state, model, &sha256(&i.to_le_bytes()))
+                .unwrap()
+                .unwrap();
+            *counts.entry(worker).or_default() += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn draws_follow_weights_across_both_pools_and_zero_is_never_drawn() {
+        let store = MemStore::default();
+        let mut state = Overlay::new(&store);
+        let model = Hash([7; 32]);
+        let pool = Pool::Model(model);
+        let (a, b, c, d) = (
+            Address([1; 20]),
+            Address([2; 20]),
+            Address([3; 20]),
+            Address([4; 20]),
+        );
+        assert_eq!(draw(&state, &model, &Hash::ZERO).unwrap(), None);
+        set(&mut state, &pool, &a, 0, 100).unwrap();
+        set(&mut state, &pool, &b, 0, 300).unwrap();
+        set(&mut state, &Pool::Every, &c, 0, 600).unwrap();
+        // Another model's workers never take this model's tasks.
+        set(&mut state, &Pool::Model(Hash([8; 32])), &d, 0, 10_000).unwrap();
+        let seen = counts(&state, &model, 10_000);
+        assert!(!seen.contains_key(&d));
+        let share = |w: &Address| f64::from(seen[w]) / 10_000.0;
+        assert!((share(&a) - 0.1).abs() < 0.02, "{seen:?}");
+        assert!((share(&b) - 0.3).abs() < 0.03, "{seen:?}");
+        assert!((share(&c) - 0.6).abs() < 0.03, "{seen:?}");
+        // Lowering a weight to zero takes the worker out; its slot stays for later.
+        set(&mut state, &pool, &b, 300, 0).unwrap();
+        let seen = counts(&state, &model, 2_000);
+        assert!(!seen.contains_key(&b), "{seen:?}");
+        set(&mut state, &pool, &b, 0, 50).unwrap();
+        assert!(counts(&state, &model, 2_000).contains_key(&b));
+        assert_eq!(total(&state, &pool).unwrap(), 150);
+    }
+
+    #[test]
+    fn many_slots_still_find_the_right_owner() {
+        let store = MemStore::default();
+        let mut state = Overlay::new(&store);
+        let pool = Pool::Every;
+        for i in 0..1_000u32 {
+            let mut worker = [0u8; 20];
+            worker[..4].copy_from_slice(&i.to_be_bytes());
+            set(&mut state, &pool, &Address(worker), 0, 1).unwrap();
+        }
+        for i in [0u32, 1, 511, 512, 999] {
+            let owner = find(&state, &pool, u128::from(i)).unwrap();
+            assert_eq!(owner.0[..4], i.to_be_bytes());
+        }
+    }
+}
