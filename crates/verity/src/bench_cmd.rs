@@ -42,10 +42,10 @@ pub struct TransfersArgs {
     /// Offered load in transfers per second; 0 submits as fast as the APIs accept them.
     #[arg(long, default_value_t = 0)]
     rate: u64,
-    /// Give each validator its own signature cache, so that each recovers every signature as
-    /// separate machines would; by default they share one, as in `verity devnet`.
+    /// Let the validators share one signature cache, as in `verity devnet`. By default each has
+    /// its own and recovers every signature, as separate machines would.
     #[arg(long)]
-    separate_caches: bool,
+    shared_cache: bool,
     /// Where the devnet lives; a fresh temporary directory when absent.
     #[arg(long)]
     home: Option<PathBuf>,
@@ -110,9 +110,9 @@ fn transfers(args: TransfersArgs) -> Result<()> {
         let shared = SenderCache::default();
         let mut started = Vec::new();
         for config in run::NodeConfig::load_all(&layout.nodes)? {
-            let cache = match args.separate_caches {
-                true => SenderCache::default(),
-                false => shared.clone(),
+            let cache = match args.shared_cache {
+                true => shared.clone(),
+                false => SenderCache::default(),
             };
             started.extend(run::start_nodes(&context, vec![config], cache).await?);
         }
@@ -132,9 +132,9 @@ fn transfers(args: TransfersArgs) -> Result<()> {
             args.concurrency
         );
         let report = measure(&started[0].node, &clients, txs, args.concurrency, args.rate).await?;
-        let caches = match args.separate_caches {
-            true => "a signature cache each",
-            false => "one shared signature cache",
+        let caches = match args.shared_cache {
+            true => "one shared signature cache",
+            false => "a signature cache each",
         };
         outln!(
             "verity bench transfers: {} validators ({caches}), {} transfers, {} senders, offered load {pace}",

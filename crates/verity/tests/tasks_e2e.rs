@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use verity_client::Client;
 use verity_types::{
-    sha256, AccountKey, Action, Address, DataRef, EnclaveKey, Hash, Mode, SignedTx, TaskReceipt,
-    TxBody, ONE_TOKEN,
+    sha256, weight, AccountKey, Action, Address, DataRef, EnclaveKey, Hash, Mode, SignedTx,
+    TaskReceipt, TxBody, ONE_TOKEN,
 };
 
 const TASKS: usize = 100;
@@ -168,7 +168,8 @@ async fn hundred_tasks_with_a_killed_worker() {
     // Balances and nonces before the tasks.
     let owner = dev.address();
     let mut before = BTreeMap::new();
-    for a in workers.iter().chain([&owner, &user.address()]) {
+    let collector = Address([0xfe; 20]);
+    for a in workers.iter().chain([&owner, &user.address(), &collector]) {
         before.insert(*a, (balance(&client, a).await, nonce(&client, a).await));
     }
 
@@ -305,16 +306,28 @@ async fn hundred_tasks_with_a_killed_worker() {
         balance(&client, &owner).await,
         owner_before + TASKS as u128 * MAX_FEE * 2 / 10
     );
+    // Workers pay each transaction's weight at the chain's price: at least a one-receipt
+    // batch's, at most the heaviest transaction's. The fee collector, which also takes the
+    // protocol share, received exactly what everyone paid.
+    let prices = client.fee_schedule().await.unwrap();
+    let mut worker_fees = 0;
     for w in &workers {
         let (b, n) = before[w];
-        let receipt_txs = (nonce(&client, w).await - n) as u128;
-        assert_eq!(
-            balance(&client, w).await,
-            // Workers pay one base unit per receipt transaction.
-            b + earned.get(w).copied().unwrap_or(0) - receipt_txs,
-            "worker {w}"
+        let txs = (nonce(&client, w).await - n) as u128;
+        let paid = b + earned.get(w).copied().unwrap_or(0) - balance(&client, w).await;
+        let lightest = u128::from(weight::BASE + weight::PER_RECEIPT) * prices.fee_per_weight;
+        let heaviest = u128::from(weight::MAX_TX_WEIGHT) * prices.fee_per_weight;
+        assert!(
+            txs * lightest <= paid && paid <= txs * heaviest,
+            "worker {w}: {txs} transactions paid {paid}"
         );
+        worker_fees += paid;
     }
+    let (collector_before, _) = before[&collector];
+    assert_eq!(
+        balance(&client, &collector).await - collector_before,
+        TASKS as u128 * (TX_FEE + MAX_FEE / 10) + worker_fees
+    );
 
     // Reputation: +10 per result, -20 per timeout.
     let mut total_successes = 0;

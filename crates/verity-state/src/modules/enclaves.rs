@@ -199,7 +199,16 @@ pub fn register(
         attested_at_ms: ctx.timestamp_ms,
         expires_at_ms: ctx.timestamp_ms.saturating_add(ttl_ms),
     };
-    state.put_json(Table::Enclaves, key_entry(key), &enclave);
-    state.put(Table::Enclaves, worker_entry(worker), key.to_vec());
+    insert(state, &enclave);
     Ok(enclave)
+}
+
+/// Records a verified enclave as its worker's current one.
+pub fn insert(state: &mut Overlay<'_>, enclave: &Enclave) {
+    state.put_json(Table::Enclaves, key_entry(&enclave.key), enclave);
+    state.put(
+        Table::Enclaves,
+        worker_entry(&enclave.worker),
+        enclave.key.to_vec(),
+    );
 }

@@ -12,8 +12,9 @@ use crate::{BlockCtx, StateError, TxFailure};
 
 /// Domain tag of the per-task assignment draw.
 const ASSIGN_DOMAIN: &[u8] = b"verity/assign/v1";
-/// Most tasks waiting for a worker that one block retries.
-const PENDING_RETRIES_PER_BLOCK: usize = 1_000;
+/// Most tasks waiting for a worker that one block retries: a block costs the same whether ten
+/// or a hundred thousand tasks wait. A failed retry goes to the back of the queue.
+const PENDING_RETRIES_PER_BLOCK: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -240,7 +241,11 @@ fn assign(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>, task: &mut Task) -> Resul
         task.worker = None;
         task.assigned_height = None;
         task.timeout_height = None;
-        state.put(Table::Tasks, pending_key(task), Vec::new());
+        state.put(
+            Table::Tasks,
+            pending_key(ctx.height, &task.task_id),
+            Vec::new(),
+        );
         return Ok(());
     };
     let timeout = ctx
@@ -259,11 +264,11 @@ fn assign(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>, task: &mut Task) -> Resul
     Ok(())
 }
 
-/// A task waiting for an eligible worker, oldest submission first.
-fn pending_key(task: &Task) -> Vec<u8> {
+/// A task waiting for an eligible worker, ordered by when it last found none.
+fn pending_key(height: u64, task_id: &Hash) -> Vec<u8> {
     let mut key = PENDING_PREFIX.to_vec();
-    key.extend_from_slice(&task.submitted_height.to_be_bytes());
-    key.extend_from_slice(&task.task_id.0);
+    key.extend_from_slice(&height.to_be_bytes());
+    key.extend_from_slice(&task_id.0);
     key
 }
 
@@ -345,17 +350,8 @@ pub fn begin_block(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>) -> Result<(), St
         assign(state, ctx, &mut task)?;
         put(state, &task);
     }
-    for id in schedule::take::<Hash>(state, schedule::Kind::Assign, ctx.height)? {
-        let Some(mut task) = get(state, &id)? else {
-            continue;
-        };
-        if task.status != TaskStatus::Pending {
-            continue;
-        }
-        assign(state, ctx, &mut task)?;
-        put(state, &task);
-    }
-    // Tasks that found no eligible worker before, oldest first, a bounded number per block.
+    // Tasks that found no eligible worker before, oldest first, a bounded number per block;
+    // those that fail their first draw below wait for the next block.
     let waiting = state.scan_prefix(Table::Tasks, PENDING_PREFIX, PENDING_RETRIES_PER_BLOCK)?;
     for (key, _) in waiting {
         let id = Hash(
@@ -368,10 +364,19 @@ pub fn begin_block(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>) -> Result<(), St
             state.delete(Table::Tasks, key);
             continue;
         };
+        // Assigned, or queued again behind the others under this height.
+        state.delete(Table::Tasks, key);
         assign(state, ctx, &mut task)?;
+        put(state, &task);
+    }
+    for id in schedule::take::<Hash>(state, schedule::Kind::Assign, ctx.height)? {
+        let Some(mut task) = get(state, &id)? else {
+            continue;
+        };
         if task.status != TaskStatus::Pending {
-            state.delete(Table::Tasks, key);
+            continue;
         }
+        assign(state, ctx, &mut task)?;
         put(state, &task);
     }
     Ok(())
