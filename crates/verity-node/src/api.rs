@@ -235,6 +235,7 @@ async fn status(State(state): State<ApiState>) -> ApiResult<serde_json::Value> {
         "max_block_weight": chain.genesis().params.max_block_weight,
         "halted": state.node.halted.load(Ordering::Relaxed),
         "equivocations": state.node.evidence.lock().expect("evidence lock").len(),
+        "refused_proposals": state.node.refused_proposals.load(Ordering::Relaxed),
     })))
 }
 

@@ -70,6 +70,8 @@ pub struct NodeState {
     pub seeds: Mutex<BTreeMap<View, Seed>>,
     /// Set when execution stopped: on a storage error, or when this node's state diverged.
     pub halted: std::sync::atomic::AtomicBool,
+    /// Proposals this node refused to vote for.
+    pub refused_proposals: AtomicU64,
     /// Equivocation evidence from consensus, kept until validators stake and it can be slashed.
     pub evidence: Mutex<VecDeque<Equivocation>>,
 }
@@ -106,6 +108,7 @@ impl NodeState {
             label,
             seeds: Mutex::new(BTreeMap::new()),
             halted: Default::default(),
+            refused_proposals: AtomicU64::new(0),
             evidence: Mutex::new(VecDeque::new()),
         });
         (node, gossip)
@@ -236,15 +239,16 @@ impl App {
         }
     }
 
-    /// The seed a block built on `parent_view` must carry, or why the block is wrong.
+    /// The block carries the seed of its parent's view (none only on genesis's child).
     fn check_seed(&self, context: &Context<Digest, ed25519::PublicKey>, block: &Block) -> bool {
         let (parent_view, _) = context.parent;
         match &block.parent_seed {
             None => parent_view == View::zero() && block.height == 1,
-            Some(seed) => {
-                seed.round == Round::new(context.round.epoch(), parent_view)
-                    && seed.verify(&self.scheme)
-            }
+            Some(seed) => seed_is_valid(
+                seed,
+                Round::new(context.round.epoch(), parent_view),
+                &self.scheme,
+            ),
         }
     }
 
@@ -376,6 +380,8 @@ where
             return false;
         }
         if !self.check_seed(&context, block) || !self.check_txs(block) {
+            self.node.refused_proposals.fetch_add(1, Ordering::Relaxed);
+            warn!(node = %self.node.label, height = block.height, "refusing a proposal with a wrong seed or transactions that cannot be charged");
             return false;
         }
         // A timestamp a little ahead of our clock is skew; wait it out rather than reject.
@@ -383,8 +389,18 @@ where
         if ahead > runtime.current() + MAX_CLOCK_SKEW {
             runtime.sleep_until(ahead - MAX_CLOCK_SKEW).await;
         }
-        self.check_committed(&runtime, block, parent).await
+        let committed = self.check_committed(&runtime, block, parent).await;
+        if !committed {
+            self.node.refused_proposals.fetch_add(1, Ordering::Relaxed);
+        }
+        committed
     }
+}
+
+/// Whether `seed` is the committee's threshold-VRF signature for `round`: another view's seed,
+/// or one signed by anyone else, is refused.
+pub fn seed_is_valid(seed: &Seed, round: Round, scheme: &Scheme) -> bool {
+    seed.round == round && seed.verify(scheme)
 }
 
 /// Wraps the reporter consensus drives: records every view's seed from its certificates, and

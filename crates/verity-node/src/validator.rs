@@ -244,7 +244,9 @@ where
             fetch_timeout: NZDuration!(Duration::from_secs(1)),
             fetch_retry_delay: Duration::from_millis(100),
             forward: ForwardPolicy::Disabled,
-            track_historical_votes: false,
+            // Keep votes after their certificate so that an equivocation arriving late is still
+            // caught and kept as evidence.
+            track_historical_votes: true,
         },
     );
     handles.push(engine.start(channels.votes, channels.certificates, channels.resolver));

@@ -3,7 +3,7 @@
 //!
 //! Each case executes, through `Chain::apply_block`, the block that includes the submissions and
 //! the next one, which draws their workers. Signatures are recovered before timing, as a
-//! validator's admission cache does. States:
+//! validator's admission cache does. The store is redb on disk, as on a validator. States:
 //! - `small`: 10 staked workers, 10 waiting tasks (the baseline);
 //! - `workers`: 100,000 staked workers serving the model;
 //! - `pending`: 100,000 tasks waiting for a model nobody serves.
@@ -17,8 +17,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use verity_state::modules::{accounts, enclaves, registry, sortition, staking};
 use verity_state::verity_tee::TeeKind;
 use verity_state::{
-    recover, Account, BlockCtx, BlockInput, Chain, Enclave, Genesis, GenesisAccount, MemStore,
-    Overlay, Params, Recovered, Store,
+    recover, Account, BlockCtx, BlockInput, Chain, Enclave, Genesis, GenesisAccount, Overlay,
+    Params, Recovered, RedbStore, Store,
 };
 use verity_types::{
     sha256, AccountKey, Action, Address, DataRef, Hash, Mode, ModelSpec, SignedTx, TxBody,
@@ -30,7 +30,8 @@ const T0: u64 = 1_700_000_000_000;
 const USERS: usize = 1_000;
 
 struct Bench {
-    chain: Chain<MemStore>,
+    chain: Chain<RedbStore>,
+    _dir: tempfile::TempDir,
     users: Vec<AccountKey>,
     nonces: Vec<u64>,
     model: Hash,
@@ -76,7 +77,9 @@ impl Bench {
                 .collect(),
             attestation_policy: None,
         };
-        let chain = Chain::open(MemStore::default(), genesis).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("state.redb")).unwrap();
+        let chain = Chain::open(store, genesis).unwrap();
         let model = Hash([0x11; 32]);
         let orphan = Hash([0x33; 32]);
         // Workers are written straight into the state: attesting 100,000 of them through
@@ -126,6 +129,7 @@ impl Bench {
         chain.store().commit(&state.into_batch()).unwrap();
         let mut bench = Self {
             chain,
+            _dir: dir,
             nonces: vec![0; users.len()],
             users,
             model,
