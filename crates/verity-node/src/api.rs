@@ -507,10 +507,13 @@ async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     let mut body = (state.metrics)();
     let node = &state.node;
     body.push_str(&format!(
-        "# TYPE verity_height gauge\nverity_height {}\n# TYPE verity_finalized_height gauge\nverity_finalized_height {}\n# TYPE verity_mempool_size gauge\nverity_mempool_size {}\n",
+        "# TYPE verity_height gauge\nverity_height {}\n# TYPE verity_finalized_height gauge\nverity_finalized_height {}\n# TYPE verity_mempool_size gauge\nverity_mempool_size {}\n# TYPE verity_halted gauge\nverity_halted {}\n# TYPE verity_refused_proposals counter\nverity_refused_proposals {}\n# TYPE verity_equivocation_evidence gauge\nverity_equivocation_evidence {}\n",
         node.chain.height().unwrap_or(0),
         node.finalized_tip.load(Ordering::Relaxed),
         node.mempool.lock().expect("mempool lock").len(),
+        u8::from(node.halted.load(Ordering::Relaxed)),
+        node.refused_proposals.load(Ordering::Relaxed),
+        node.evidence.lock().expect("evidence lock").len(),
     ));
     ([("content-type", "text/plain; version=0.0.4")], body)
 }
@@ -551,7 +554,7 @@ pub fn openapi_document() -> serde_json::Value {
                 "summary": "A finalized block",
                 "parameters": path_param("height", "integer"),
                 "responses": { "200": { "description": "the block record" }, "400": errors["400"], "404": errors["404"] } } },
-            "/v1/status": { "get": { "summary": "Chain status", "responses": { "200": { "description": "height, finalized height, state root, validators, connected peers" } } } },
+            "/v1/status": { "get": { "summary": "Chain status", "responses": { "200": { "description": "height, finalized height, state root, validators, connected peers, fees (fee_per_weight, min_fee), max_block_weight, halted, equivocations, refused_proposals" } } } },
             "/v1/blobs": { "put": {
                 "summary": "Store a blob (request body: the raw bytes); answers its CIDv1",
                 "responses": { "201": { "description": "the blob's CID and size" }, "400": errors["400"], "413": { "description": "larger than the node accepts" } } } },

@@ -493,7 +493,11 @@ impl Reporter for Finalized {
 
 /// Applies finalized blocks to the state machine; acknowledges each only once it is committed,
 /// so a crash redelivers it (and the state machine skips what it already holds).
-pub async fn execute(node: Arc<NodeState>, mut updates: mpsc::UnboundedReceiver<Update<Block>>) {
+pub async fn execute(
+    node: Arc<NodeState>,
+    scheme: Scheme,
+    mut updates: mpsc::UnboundedReceiver<Update<Block>>,
+) {
     while let Some(update) = updates.next().await {
         let Update::Block(digested, ack) = update else {
             continue;
@@ -504,6 +508,16 @@ pub async fn execute(node: Arc<NodeState>, mut updates: mpsc::UnboundedReceiver<
         if block.height == 0 {
             ack.acknowledge();
             continue;
+        }
+        // A block reached through backfill was never verified here: its seed, which the draws
+        // below depend on, is checked from the block as stored. Its round was checked by the
+        // quorum that finalized it.
+        if let Some(seed) = &block.parent_seed {
+            if !seed.verify(&scheme) {
+                error!(node = %node.label, height = block.height, "a finalized block carries a seed the committee did not sign; halting execution");
+                node.halted.store(true, Ordering::Relaxed);
+                return;
+            }
         }
         // Finalized by a quorum that checked it against its own execution: a different root
         // here means this node's execution diverged. Going on would fork it silently.

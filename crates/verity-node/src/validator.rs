@@ -194,10 +194,11 @@ where
     let (finalized, updates) = Finalized::new(config.node.clone());
     handles.push(marshal_actor.start(finalized, buffer, resolver));
     let executor_node = config.node.clone();
+    let executor_scheme = config.scheme.clone();
     handles.push(
         context
             .child("executor")
-            .spawn(move |_| app::execute(executor_node, updates)),
+            .spawn(move |_| app::execute(executor_node, executor_scheme, updates)),
     );
 
     let wrapper = Inline::new(

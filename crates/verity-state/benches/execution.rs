@@ -18,7 +18,7 @@ use verity_state::modules::{accounts, enclaves, registry, sortition, staking};
 use verity_state::verity_tee::TeeKind;
 use verity_state::{
     recover, Account, BlockCtx, BlockInput, Chain, Enclave, Genesis, GenesisAccount, Overlay,
-    Params, Recovered, RedbStore, Store,
+    Params, Recovered, RedbStore, Store, TaskParams,
 };
 use verity_types::{
     sha256, AccountKey, Action, Address, DataRef, Hash, Mode, ModelSpec, SignedTx, TxBody,
@@ -28,6 +28,7 @@ use verity_types::{
 const CHAIN: &str = "verity-bench";
 const T0: u64 = 1_700_000_000_000;
 const USERS: usize = 1_000;
+const HORIZON: u64 = 100_000_000;
 
 struct Bench {
     chain: Chain<RedbStore>,
@@ -66,7 +67,13 @@ impl Bench {
                 fee_per_weight: 1,
                 max_block_weight: 10_000_000,
                 governance: None,
-                tasks: Default::default(),
+                // No timeout or deadline falls inside a run: this measures submissions and
+                // their draws, not the timeouts of tasks nobody works on.
+                tasks: TaskParams {
+                    assignment_timeout_blocks: HORIZON,
+                    max_deadline_blocks: HORIZON,
+                    ..Default::default()
+                },
             },
             accounts: users
                 .iter()
@@ -160,7 +167,7 @@ impl Bench {
                 input: DataRef::of(&salt.to_le_bytes()),
                 mode: Mode::Tee,
                 max_fee: 1_000,
-                deadline_blocks: 1_000,
+                deadline_blocks: HORIZON,
             },
         }
         .sign(&self.users[user])

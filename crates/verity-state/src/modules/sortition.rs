@@ -228,6 +228,11 @@ pub fn refresh(
     Ok(())
 }
 
+/// Whether any worker can be drawn for `model`.
+pub fn has_weight(state: &Overlay<'_>, model: &Hash) -> Result<bool, StateError> {
+    Ok(total(state, &Pool::Model(*model))? > 0 || total(state, &Pool::Every)? > 0)
+}
+
 /// Draws a worker for `model` with probability proportional to its weight, from `entropy`;
 /// None when no worker has weight.
 pub fn draw(

@@ -243,7 +243,7 @@ fn assign(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>, task: &mut Task) -> Resul
         task.timeout_height = None;
         state.put(
             Table::Tasks,
-            pending_key(ctx.height, &task.task_id),
+            pending_key(ctx.height, &task.model_id, &task.task_id),
             Vec::new(),
         );
         return Ok(());
@@ -265,11 +265,22 @@ fn assign(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>, task: &mut Task) -> Resul
 }
 
 /// A task waiting for an eligible worker, ordered by when it last found none.
-fn pending_key(height: u64, task_id: &Hash) -> Vec<u8> {
+fn pending_key(height: u64, model: &Hash, task_id: &Hash) -> Vec<u8> {
     let mut key = PENDING_PREFIX.to_vec();
     key.extend_from_slice(&height.to_be_bytes());
+    key.extend_from_slice(&model.0);
     key.extend_from_slice(&task_id.0);
     key
+}
+
+/// The model and task of a pending entry.
+fn parse_pending_key(key: &[u8]) -> Result<(Hash, Hash), StateError> {
+    let rest = key
+        .get(PENDING_PREFIX.len() + 8..)
+        .filter(|rest| rest.len() == 64)
+        .ok_or(StateError::Corrupt("pending index"))?;
+    let hash = |bytes: &[u8]| Hash(bytes.try_into().expect("32 bytes"));
+    Ok((hash(&rest[..32]), hash(&rest[32..])))
 }
 
 /// Ends a task's assignment (result delivered, timed out, cancelled or expired).
@@ -353,19 +364,32 @@ pub fn begin_block(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>) -> Result<(), St
     // Tasks that found no eligible worker before, oldest first, a bounded number per block;
     // those that fail their first draw below wait for the next block.
     let waiting = state.scan_prefix(Table::Tasks, PENDING_PREFIX, PENDING_RETRIES_PER_BLOCK)?;
+    let mut served = std::collections::BTreeMap::new();
     for (key, _) in waiting {
-        let id = Hash(
-            key[key.len() - 32..]
-                .try_into()
-                .map_err(|_| StateError::Corrupt("pending index"))?,
-        );
+        let (model, id) = parse_pending_key(&key)?;
+        state.delete(Table::Tasks, key);
+        // Nobody can take it yet: back of the queue, without reading the task.
+        let live = match served.get(&model) {
+            Some(live) => *live,
+            None => {
+                let live = sortition::has_weight(state, &model)?;
+                served.insert(model, live);
+                live
+            }
+        };
+        if !live {
+            state.put(
+                Table::Tasks,
+                pending_key(ctx.height, &model, &id),
+                Vec::new(),
+            );
+            continue;
+        }
         let task = get(state, &id)?;
         let Some(mut task) = task.filter(|t| t.status == TaskStatus::Pending) else {
-            state.delete(Table::Tasks, key);
             continue;
         };
         // Assigned, or queued again behind the others under this height.
-        state.delete(Table::Tasks, key);
         assign(state, ctx, &mut task)?;
         put(state, &task);
     }
