@@ -692,3 +692,89 @@ fn order_and_timestamp_do_not_steer_assignment() {
         "the draw spreads the tasks"
     );
 }
+
+/// Tasks that found no worker wait without cost; once one can serve them they are taken, even
+/// behind a long queue of tasks for a model nobody serves.
+#[test]
+fn waiting_tasks_are_taken_once_a_worker_can_serve_them() {
+    let owner = AccountKey::generate();
+    let user = AccountKey::generate();
+    let mut net = Net::new(&[owner.address(), user.address()]);
+    let nobody = ModelSpec {
+        model_id: Hash([0x99; 32]),
+        name: "unserved".into(),
+        ..model_spec()
+    };
+    let register = [
+        net.tx(&owner, Action::RegisterModel(model_spec())),
+        net.tx(&owner, Action::RegisterModel(nobody.clone())),
+    ];
+    net.ok(&register);
+    // 40 tasks for a model nobody will serve, then one for the model workers will serve.
+    let dead: Vec<SignedTx> = (0..40u8)
+        .map(|n| {
+            net.tx(
+                &user,
+                Action::SubmitTask {
+                    model_id: nobody.model_id,
+                    input: DataRef::of(&[n]),
+                    mode: Mode::Tee,
+                    max_fee: FEE,
+                    deadline_blocks: 500,
+                },
+            )
+        })
+        .collect();
+    net.ok(&dead);
+    let live = submit(&mut net, &user, 200);
+    net.ok(std::slice::from_ref(&live));
+    for _ in 0..5 {
+        net.ok(&[]);
+    }
+    assert_eq!(
+        net.chain.task(&live.hash()).unwrap().unwrap().status,
+        TaskStatus::Pending
+    );
+    // Workers arrive, serving only the first model.
+    let mut txs = Vec::new();
+    let mut workers = Vec::new();
+    for measurement in [b"m1", b"m2"] {
+        let (w, registration) = register_worker(&mut net, measurement);
+        txs.extend(registration);
+        workers.push(w);
+    }
+    let funding: Vec<SignedTx> = workers
+        .iter()
+        .map(|w| {
+            net.tx(
+                &owner,
+                Action::Transfer {
+                    to: w.account.address(),
+                    amount: 200 * ONE_TOKEN,
+                },
+            )
+        })
+        .collect();
+    net.ok(&funding);
+    for w in &workers {
+        txs.push(net.tx(
+            &w.account,
+            Action::ServeModels {
+                models: vec![model_spec().model_id],
+            },
+        ));
+    }
+    net.ok(&txs);
+    let mut blocks = 0;
+    while net.chain.task(&live.hash()).unwrap().unwrap().status == TaskStatus::Pending {
+        net.ok(&[]);
+        blocks += 1;
+        assert!(blocks <= 3, "the queue of unservable tasks held it back");
+    }
+    for tx in &dead {
+        assert_eq!(
+            net.chain.task(&tx.hash()).unwrap().unwrap().status,
+            TaskStatus::Pending
+        );
+    }
+}
