@@ -382,3 +382,82 @@ fn bench_transfers_reports_rate_and_latency() {
     assert!(stdout.contains("400 in"), "{stdout}");
     assert!(stdout.contains("p50") && stdout.contains("p99"), "{stdout}");
 }
+
+/// Sends SIGTERM to `child` and returns its exit status and stderr once it ends (30 s at most).
+fn terminate(child: std::process::Child, what: &str) -> (std::process::ExitStatus, String) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut child = child;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{what} ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Process managers stop services with SIGTERM: `verity devnet` and `verity worker` finish
+/// cleanly on it, as on Ctrl-C.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devnet_and_worker_stop_cleanly_on_sigterm() {
+    let home = tempfile::tempdir().unwrap();
+    let api = common::free_ports(4, 3_331);
+    let p2p = common::free_ports(4, 5_557);
+    let devnet = Command::new(env!("CARGO_BIN_EXE_verity"))
+        .args(["devnet", "--workers", "1", "--home"])
+        .arg(home.path().join("devnet"))
+        .args([
+            "--api-port",
+            &api.to_string(),
+            "--p2p-port",
+            &p2p.to_string(),
+        ])
+        .env("VERITY_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn verity devnet");
+    let client = Client::new(&format!("127.0.0.1:{api}"));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let height = client
+            .status()
+            .await
+            .ok()
+            .and_then(|s| s["height"].as_u64());
+        if height.is_some_and(|h| h >= 1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the devnet finalized no block");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A worker of its own, staking from the devnet's funded dev account.
+    let worker = Command::new(env!("CARGO_BIN_EXE_verity"))
+        .args(["worker", "--key"])
+        .arg(home.path().join("devnet").join("dev-account.key"))
+        .arg("--home")
+        .arg(home.path().join("worker"))
+        .args(["--node", &format!("http://127.0.0.1:{api}")])
+        .env("VERITY_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn verity worker");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (status, stderr) = terminate(worker, "the worker");
+    assert!(status.success(), "worker exited with {status}: {stderr}");
+    assert!(stderr.contains("SIGTERM: stopping the worker"), "{stderr}");
+    let (status, stderr) = terminate(devnet, "the devnet");
+    assert!(status.success(), "devnet exited with {status}: {stderr}");
+    assert!(stderr.contains("SIGTERM: stopping"), "{stderr}");
+}
