@@ -2,7 +2,7 @@
 //! others, and executing finalized blocks on the state machine.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -69,7 +69,7 @@ pub struct NodeState {
     /// Seeds of recent views, from the certificates consensus reports.
     pub seeds: Mutex<BTreeMap<View, Seed>>,
     /// Set when execution stopped: on a storage error, or when this node's state diverged.
-    pub halted: std::sync::atomic::AtomicBool,
+    pub halted: AtomicBool,
     /// Proposals this node refused to vote for.
     pub refused_proposals: AtomicU64,
     /// Equivocation evidence from consensus, kept until validators stake and it can be slashed.
@@ -174,8 +174,8 @@ impl NodeState {
     }
 
     /// The state root this node computed at `height`, if it has executed that far.
-    pub fn root_at(&self, height: u64) -> Option<Hash> {
-        self.chain.root_at(height).ok().flatten()
+    pub fn root_at(&self, height: u64) -> Result<Option<Hash>, verity_state::StateError> {
+        self.chain.root_at(height)
     }
 
     /// What a block proposed now commits to: the newest executed root.
@@ -183,7 +183,7 @@ impl NodeState {
         let height = self.chain.height().ok()?;
         Some(Committed {
             height,
-            root: self.root_at(height)?,
+            root: self.root_at(height).ok()??,
         })
     }
 
@@ -286,8 +286,12 @@ impl App {
             return false;
         }
         match self.node.root_at(committed.height) {
-            Some(ours) if ours == committed.root => true,
-            ours => {
+            Ok(Some(ours)) if ours == committed.root => true,
+            Err(e) => {
+                error!(node = %self.node.label, error = %e, "cannot read our own state root");
+                false
+            }
+            Ok(ours) => {
                 warn!(node = %self.node.label, height = committed.height, proposed = %committed.root, ours = ?ours, "a proposal commits to a state root we did not compute; refusing it");
                 false
             }
@@ -523,8 +527,13 @@ pub async fn execute(
         // here means this node's execution diverged. Going on would fork it silently.
         let committed = block.committed;
         match node.root_at(committed.height) {
-            Some(ours) if ours == committed.root => {}
-            ours => {
+            Ok(Some(ours)) if ours == committed.root => {}
+            Err(e) => {
+                error!(node = %node.label, height = block.height, error = %e, "cannot read our own state root; halting execution");
+                node.halted.store(true, Ordering::Relaxed);
+                return;
+            }
+            Ok(ours) => {
                 error!(node = %node.label, height = committed.height, finalized = %committed.root, ours = ?ours, "this node's state diverged from the finalized chain's; halting execution. Its state must be rebuilt from a healthy validator's");
                 node.halted.store(true, Ordering::Relaxed);
                 return;

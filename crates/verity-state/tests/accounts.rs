@@ -1,8 +1,9 @@
 //! The accounts module through whole blocks: transfers, every rejection, determinism, restart.
 
+use verity_state::store::KeyValues;
 use verity_state::{
-    recover, BlockInput, Chain, Genesis, GenesisAccount, MemStore, Params, RedbStore, TxFailure,
-    TxStatus,
+    recover, Batch, BlockInput, Chain, Genesis, GenesisAccount, MemStore, Params, RedbStore, Store,
+    StoreError, Table, TxFailure, TxStatus,
 };
 use verity_types::{weight, AccountKey, Action, Address, FeeSchedule, Hash, SignedTx, TxBody};
 
@@ -355,4 +356,80 @@ fn same_blocks_give_same_roots_and_redelivery_is_skipped() {
 fn genesis_supply_must_fit_u128() {
     let g = genesis(&[(Address([1; 20]), u128::MAX), (Address([2; 20]), 1)]);
     assert!(Chain::open(MemStore::default(), g).is_err());
+}
+
+/// A store whose reads of one table fail once armed, as a failing disk would.
+struct FailingStore {
+    inner: MemStore,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl Store for FailingStore {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if table == Table::Staking && self.fail.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(StoreError::Backend("read error on sector 7".into()));
+        }
+        self.inner.get(table, key)
+    }
+
+    fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+        self.inner.commit(batch)
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<KeyValues, StoreError> {
+        self.inner.scan(table, prefix, start, limit)
+    }
+}
+
+#[test]
+fn a_storage_error_halts_execution_instead_of_failing_the_transaction() {
+    let alice = AccountKey::generate();
+    let store = FailingStore {
+        inner: MemStore::default(),
+        fail: false.into(),
+    };
+    let chain = Chain::open(store, genesis(&[(alice.address(), 1_000)])).unwrap();
+    let stake = TxBody {
+        chain_id: CHAIN.into(),
+        nonce: 0,
+        fee: 2,
+        action: Action::Stake { amount: 10 },
+    }
+    .sign(&alice);
+    let root = chain.state_root().unwrap();
+    chain
+        .store()
+        .fail
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let raw = vec![stake.encode()];
+    let result = chain.apply_block(
+        &BlockInput {
+            height: 1,
+            hash: Hash([1; 32]),
+            parent: Hash::ZERO,
+            timestamp_ms: 1_000,
+            seed: Hash::ZERO,
+            txs: &raw,
+        },
+        recover,
+    );
+    let error = result.err().expect("the block does not apply").to_string();
+    assert!(error.contains("read error on sector 7"), "{error}");
+    // Nothing was committed: no receipt blaming the transaction, same height and root.
+    chain
+        .store()
+        .fail
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(chain.receipt(&stake.hash()).unwrap(), None);
+    assert_eq!(chain.height().unwrap(), 0);
+    assert_eq!(chain.state_root().unwrap(), root);
+    // Once the disk reads again, the same block applies and the stake succeeds.
+    apply(&chain, 1, std::slice::from_ref(&stake));
+    assert_eq!(failure(&chain, &stake), None);
 }

@@ -778,3 +778,49 @@ fn waiting_tasks_are_taken_once_a_worker_can_serve_them() {
         );
     }
 }
+
+/// What a verifying library says (here serde's parse error, or a policy that does not parse)
+/// goes to logs, never into the receipt, which enters the state root: upgrading a dependency
+/// must not fork the chain.
+#[test]
+fn receipts_keep_our_reasons_and_leave_dependency_text_out() {
+    let gov = AccountKey::generate();
+    let mut net = Net::new(&[gov.address()]);
+    let worker = funded_account(&mut net, &gov);
+    let (nonce_height, _) = net.nonce();
+    let garbage = net.tx(
+        &worker,
+        Action::RegisterEnclave {
+            kind: "dev".into(),
+            enclave_key: [7; 32],
+            nonce_height,
+            report: b"{not json".to_vec(),
+            collateral: vec![],
+            certs: vec![],
+        },
+    );
+    let bad_policy = net.tx(
+        &gov,
+        Action::SetAttestationPolicy {
+            policy: b"kinds = [".to_vec(),
+        },
+    );
+    net.block(&[garbage.clone(), bad_policy.clone()]);
+    let stored = |tx: &SignedTx| {
+        let receipt = net.chain.receipt(&tx.hash()).unwrap().unwrap();
+        serde_json::to_string(&receipt).unwrap()
+    };
+    let (garbage, bad_policy) = (stored(&garbage), stored(&bad_policy));
+    assert!(
+        garbage.contains(r#""reason":"malformed dev report""#),
+        "{garbage}"
+    );
+    assert!(
+        bad_policy.contains(r#""reason":"the attestation policy does not parse""#),
+        "{bad_policy}"
+    );
+    for receipt in [&garbage, &bad_policy] {
+        assert!(!receipt.contains("line 1"), "{receipt}");
+        assert!(!receipt.contains("detail"), "{receipt}");
+    }
+}
