@@ -168,6 +168,7 @@ impl Mempool {
             }
             Err(e) => return Err(e.into()),
         }
+        chain.precheck(&view, &tx.body.action)?;
         let cost = tx
             .body
             .fee

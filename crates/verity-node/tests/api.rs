@@ -146,6 +146,22 @@ fn bad_transactions_get_4xx_json_errors_and_change_nothing() {
         .sign(&alice);
         rejected(&client, &cheap.encode(), "fee_too_low").await;
         refused.push(cheap.hash());
+        // Tasks a block would refuse: an unknown model (none is registered here).
+        let task = TxBody {
+            chain_id: CHAIN_ID.into(),
+            nonce: 1,
+            fee: FEE,
+            action: Action::SubmitTask {
+                model_id: verity_types::Hash([0x42; 32]),
+                input: verity_types::DataRef::of(b"input"),
+                mode: verity_types::Mode::Tee,
+                max_fee: ONE_TOKEN,
+                deadline_blocks: 100,
+            },
+        }
+        .sign(&alice);
+        rejected(&client, &task.encode(), "not_found").await;
+        refused.push(task.hash());
 
         // The HTTP layer itself: not JSON, not hex, bad path parameters, unknown routes.
         let http = reqwest::Client::new();

@@ -170,6 +170,11 @@ impl Params {
         at_least("unbonding_blocks", t.unbonding_blocks, 1)?;
         at_least("assignment_timeout_blocks", t.assignment_timeout_blocks, 1)?;
         at_least("attestation_nonce_blocks", t.attestation_nonce_blocks, 1)?;
+        at_least(
+            "timeout_forgiven_after_blocks",
+            t.timeout_forgiven_after_blocks,
+            1,
+        )?;
         at_least("enclave_ttl_secs", t.enclave_ttl_secs, MIN_ENCLAVE_TTL_SECS)?;
         at_least(
             "max_deadline_blocks",
@@ -221,6 +226,8 @@ pub struct TaskParams {
     pub assignment_timeout_blocks: u64,
     /// Reputation lost on a timeout.
     pub timeout_penalty: i64,
+    /// Blocks after which a timeout's penalty is given back (a ban from timeouts lifts with it).
+    pub timeout_forgiven_after_blocks: u64,
     /// Longest deadline a task may ask for.
     pub max_deadline_blocks: u64,
     /// Smallest task fee (escrow).
@@ -244,6 +251,7 @@ impl Default for TaskParams {
             unbonding_blocks: 100,
             assignment_timeout_blocks: 20,
             timeout_penalty: 20,
+            timeout_forgiven_after_blocks: 10_000,
             max_deadline_blocks: 100_000,
             min_task_fee: 1,
             max_input_bytes: 16 * 1024 * 1024,
@@ -338,6 +346,9 @@ pub struct Receipt {
     pub fee_paid: Amount,
     #[serde(flatten)]
     pub status: TxStatus,
+    /// Receipts of a SubmitReceipts batch that were passed over, with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<modules::verifier::Skipped>,
 }
 
 /// A finalized block as the state machine saw it.
@@ -753,6 +764,7 @@ impl<S: Store> Chain<S> {
             action: Some(tx.body.action.name().to_string()),
             fee_paid: 0,
             status: TxStatus::Success,
+            skipped: Vec::new(),
         };
         // From here the fee is charged and the nonce consumed, whatever the action does.
         let mut account = modules::accounts::get(state, &sender)?;
@@ -771,15 +783,18 @@ impl<S: Store> Chain<S> {
         state.begin_scope();
         let result = self
             .apply_action(state, ctx, tx_hash, &sender, &tx.body.action)
-            .and_then(|()| {
+            .and_then(|skipped| {
                 // Stake, served models and enclave decide the sender's draw weight.
                 if tx.body.action.changes_worker() {
                     modules::sortition::refresh(state, ctx, &sender)?;
                 }
-                Ok(())
+                Ok(skipped)
             });
         match result {
-            Ok(()) => state.commit_scope(),
+            Ok(skipped) => {
+                state.commit_scope();
+                receipt.skipped = skipped;
+            }
             // A storage failure is the node's, not the transaction's: halt rather than record it.
             Err(TxFailure::Internal { reason }) => return Err(StateError::Halted(reason)),
             Err(error) => {
@@ -797,9 +812,9 @@ impl<S: Store> Chain<S> {
         tx_hash: Hash,
         sender: &Address,
         action: &Action,
-    ) -> Result<(), TxFailure> {
+    ) -> Result<Vec<modules::verifier::Skipped>, TxFailure> {
         use modules::{enclaves, registry, staking, tasks, verifier};
-        match action {
+        let applied = match action {
             Action::Transfer { to, amount } => {
                 modules::accounts::transfer(state, sender, to, *amount)
             }
@@ -847,21 +862,22 @@ impl<S: Store> Chain<S> {
                 mode,
                 max_fee,
                 deadline_blocks,
-            } => tasks::submit(
-                state,
-                ctx,
-                tx_hash,
-                sender,
-                model_id,
-                input,
-                *mode,
-                *max_fee,
-                *deadline_blocks,
-            )
-            .map(|_| ()),
-            Action::SubmitReceipts { receipts } => verifier::submit_receipts(state, ctx, receipts),
+            } => {
+                let request = tasks::Request {
+                    model_id,
+                    input,
+                    mode: *mode,
+                    max_fee: *max_fee,
+                    deadline_blocks: *deadline_blocks,
+                };
+                tasks::submit(state, ctx, tx_hash, sender, &request).map(|_| ())
+            }
+            Action::SubmitReceipts { receipts } => {
+                return verifier::submit_receipts(state, ctx, receipts)
+            }
             Action::CancelTask { task_id } => tasks::cancel(state, ctx, sender, task_id),
-        }
+        };
+        applied.map(|()| Vec::new())
     }
 
     /// The checks a transaction must pass before it can be charged, against `state`.
@@ -887,6 +903,32 @@ impl<S: Store> Chain<S> {
             });
         }
         Ok(())
+    }
+
+    /// Checks an action against committed state before it is admitted to the mempool, so that
+    /// a client learns at once what a block would refuse. Only checks that cannot pass later
+    /// are made here: a SubmitTask's model, mode, deadline, escrow and input size.
+    pub fn precheck(&self, state: &Overlay<'_>, action: &Action) -> Result<(), TxFailure> {
+        match action {
+            Action::SubmitTask {
+                model_id,
+                input,
+                mode,
+                max_fee,
+                deadline_blocks,
+            } => modules::tasks::check(
+                state,
+                &self.genesis.params.tasks,
+                &modules::tasks::Request {
+                    model_id,
+                    input,
+                    mode: *mode,
+                    max_fee: *max_fee,
+                    deadline_blocks: *deadline_blocks,
+                },
+            ),
+            _ => Ok(()),
+        }
     }
 
     /// The checks that need no state: the chain id and a fee that covers the weight's price.

@@ -11,6 +11,8 @@ use verity_types::{
     TxBody, ONE_TOKEN,
 };
 
+/// Blocks after which a timeout penalty is given back, in these tests.
+const FORGIVEN_AFTER: u64 = 100;
 const CHAIN: &str = "verity-test";
 const T0: u64 = 1_700_000_000_000;
 const FEE: u128 = 1_000_000;
@@ -38,6 +40,7 @@ impl Net {
                 tasks: TaskParams {
                     min_worker_stake: 10 * ONE_TOKEN,
                     assignment_timeout_blocks: 3,
+                    timeout_forgiven_after_blocks: FORGIVEN_AFTER,
                     protocol_treasury: Some(Address([0xee; 20])),
                     attestation_nonce_blocks: NONCE_BLOCKS,
                     ..Default::default()
@@ -449,8 +452,14 @@ fn timeouts_reassign_penalise_and_deadlines_refund() {
         },
     );
     let before = net.balance(&user.address());
-    net.ok(&[deliver, cancel]);
-    assert_eq!(net.balance(&user.address()), before + FEE - 1);
+    let failures = net.block(&[deliver, cancel]);
+    assert_eq!(failures[0], None);
+    // An assigned task cannot be withdrawn once its worker may have computed it.
+    assert!(
+        matches!(&failures[1], Some(TxFailure::Invalid { reason }) if reason.contains("assigned")),
+        "{failures:?}"
+    );
+    assert_eq!(net.balance(&user.address()), before - 1, "only the fee");
     assert_eq!(
         net.chain.task(&id).unwrap().unwrap().status,
         TaskStatus::Finalized
@@ -459,7 +468,7 @@ fn timeouts_reassign_penalise_and_deadlines_refund() {
         net.ok(&[]);
     }
     assert_eq!(net.balance(&user.address()), before + 3 * FEE - 1);
-    for tx in &submits[2..] {
+    for tx in &submits[1..] {
         assert_eq!(
             net.chain.task(&tx.hash()).unwrap().unwrap().status,
             TaskStatus::Expired
@@ -470,6 +479,21 @@ fn timeouts_reassign_penalise_and_deadlines_refund() {
         let rep = net.chain.reputation(&w.account.address()).unwrap();
         assert!(rep.banned && rep.score <= -100, "{rep:?}");
     }
+    // Penalties are forgiven after FORGIVEN_AFTER blocks: the bans lift and tasks flow again.
+    while net.height < 60 + FORGIVEN_AFTER {
+        net.ok(&[]);
+    }
+    for w in [&w1, &w2] {
+        let rep = net.chain.reputation(&w.account.address()).unwrap();
+        assert!(!rep.banned && rep.score > -100, "{rep:?}");
+    }
+    let again = submit(&mut net, &user, 9);
+    net.ok(std::slice::from_ref(&again));
+    net.ok(&[]);
+    assert_eq!(
+        net.chain.task(&again.hash()).unwrap().unwrap().status,
+        TaskStatus::Assigned
+    );
 }
 
 /// A new account with one token from `funder`, for transaction fees.
@@ -823,4 +847,78 @@ fn receipts_keep_our_reasons_and_leave_dependency_text_out() {
         assert!(!receipt.contains("line 1"), "{receipt}");
         assert!(!receipt.contains("detail"), "{receipt}");
     }
+}
+
+/// A batch in flight when one of its tasks closed still applies: that receipt is skipped with
+/// its reason and paid nothing, the others settle.
+#[test]
+fn a_receipt_for_a_task_that_closed_meanwhile_is_skipped_and_the_batch_applies() {
+    let owner = AccountKey::generate();
+    let user = AccountKey::generate();
+    let mut net = Net::new(&[owner.address(), user.address()]);
+    let ([w], txs) = funded_workers_and_model(&mut net, &owner, [b"m1"]);
+    net.ok(&txs);
+    let (x, y) = (submit(&mut net, &user, 1), submit(&mut net, &user, 2));
+    net.ok(&[x.clone(), y.clone()]);
+    net.ok(&[]);
+    let first = net.tx(
+        &w.account,
+        Action::SubmitReceipts {
+            receipts: vec![receipt(&net, &w, x.hash())],
+        },
+    );
+    net.ok(&[first]);
+    let paid_once = net.balance(&w.account.address());
+    let batch = net.tx(
+        &w.account,
+        Action::SubmitReceipts {
+            receipts: vec![receipt(&net, &w, x.hash()), receipt(&net, &w, y.hash())],
+        },
+    );
+    net.ok(std::slice::from_ref(&batch));
+    let stored = net.chain.receipt(&batch.hash()).unwrap().unwrap();
+    assert_eq!(stored.skipped.len(), 1, "{stored:?}");
+    assert_eq!(stored.skipped[0].index, 0);
+    assert_eq!(stored.skipped[0].task_id, x.hash());
+    assert!(stored.skipped[0].reason.contains("Finalized"));
+    assert_eq!(
+        net.chain.task(&y.hash()).unwrap().unwrap().status,
+        TaskStatus::Finalized
+    );
+    // Paid for y only (70 % of the fee), less the batch's transaction fee.
+    assert_eq!(
+        net.balance(&w.account.address()),
+        paid_once + FEE * 7 / 10 - 1
+    );
+}
+
+/// A pending task can be withdrawn, with its whole escrow back.
+#[test]
+fn a_pending_task_is_cancelled_for_free() {
+    let owner = AccountKey::generate();
+    let user = AccountKey::generate();
+    let mut net = Net::new(&[owner.address(), user.address()]);
+    let register = net.tx(&owner, Action::RegisterModel(model_spec()));
+    net.ok(&[register]);
+    let task = submit(&mut net, &user, 1);
+    net.ok(std::slice::from_ref(&task));
+    net.ok(&[]);
+    assert_eq!(
+        net.chain.task(&task.hash()).unwrap().unwrap().status,
+        TaskStatus::Pending,
+        "no worker yet"
+    );
+    let before = net.balance(&user.address());
+    let cancel = net.tx(
+        &user,
+        Action::CancelTask {
+            task_id: task.hash(),
+        },
+    );
+    net.ok(&[cancel]);
+    assert_eq!(net.balance(&user.address()), before + FEE - 1);
+    assert_eq!(
+        net.chain.task(&task.hash()).unwrap().unwrap().status,
+        TaskStatus::Cancelled
+    );
 }

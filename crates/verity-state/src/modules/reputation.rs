@@ -1,9 +1,11 @@
-//! `reputation`: a score per worker. +10 per verified result, penalties for timeouts; a worker
-//! whose score reaches -100 is banned from assignment.
+//! `reputation`: a score per worker. +10 per verified result, penalties for timeouts that are
+//! forgiven after a period; a worker whose score reaches -100 is banned from assignment until
+//! enough of its penalties are forgiven.
 
 use serde::{Deserialize, Serialize};
 use verity_types::Address;
 
+use crate::modules::schedule;
 use crate::overlay::Overlay;
 use crate::store::Table;
 use crate::StateError;
@@ -47,17 +49,44 @@ pub fn record_success(state: &mut Overlay<'_>, worker: &Address) -> Result<(), S
     Ok(())
 }
 
+/// A timeout costs `penalty` now and is forgiven `forgive_after` blocks later: a worker that
+/// went offline for a while recovers, and a ban it earned that way lifts once enough penalties
+/// are forgiven.
 pub fn record_timeout(
     state: &mut Overlay<'_>,
     worker: &Address,
     penalty: i64,
+    height: u64,
+    forgive_after: u64,
 ) -> Result<(), StateError> {
+    let penalty = penalty.max(0);
     let mut rep = get(state, worker)?;
-    rep.score = rep.score.saturating_sub(penalty.max(0));
+    rep.score = rep.score.saturating_sub(penalty);
     rep.timeouts += 1;
     if rep.score <= BAN_THRESHOLD {
         rep.banned = true;
     }
     put(state, worker, &rep);
-    Ok(())
+    schedule::push(
+        state,
+        schedule::Kind::Forgive,
+        height.saturating_add(forgive_after),
+        &(*worker, penalty),
+    )
+}
+
+/// Gives back the timeout penalties due at `height`; returns the workers whose score changed.
+pub fn forgive_due(state: &mut Overlay<'_>, height: u64) -> Result<Vec<Address>, StateError> {
+    let due: Vec<(Address, i64)> = schedule::take(state, schedule::Kind::Forgive, height)?;
+    let mut forgiven = Vec::with_capacity(due.len());
+    for (worker, penalty) in due {
+        let mut rep = get(state, &worker)?;
+        rep.score = rep.score.saturating_add(penalty).min(MAX_SCORE);
+        if rep.banned && rep.score > BAN_THRESHOLD {
+            rep.banned = false;
+        }
+        put(state, &worker, &rep);
+        forgiven.push(worker);
+    }
+    Ok(forgiven)
 }

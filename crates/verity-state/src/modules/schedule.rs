@@ -16,6 +16,8 @@ pub enum Kind {
     Timeout,
     Deadline,
     Unbond,
+    /// A timeout penalty given back.
+    Forgive,
 }
 
 impl Kind {
@@ -25,6 +27,7 @@ impl Kind {
             Kind::Timeout => b't',
             Kind::Deadline => b'd',
             Kind::Unbond => b'u',
+            Kind::Forgive => b'f',
         }
     }
 }

@@ -8,7 +8,7 @@ use verity_types::{sha256, Address, Amount, DataRef, Hash, Mode};
 use crate::modules::{accounts, enclaves, registry, reputation, schedule, sortition, staking};
 use crate::overlay::Overlay;
 use crate::store::Table;
-use crate::{BlockCtx, StateError, TxFailure};
+use crate::{BlockCtx, StateError, TaskParams, TxFailure};
 
 /// Domain tag of the per-task assignment draw.
 const ASSIGN_DOMAIN: &[u8] = b"verity/assign/v1";
@@ -93,19 +93,30 @@ pub fn changed(batch: &crate::Batch) -> Vec<Task> {
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn submit(
-    state: &mut Overlay<'_>,
-    ctx: &BlockCtx<'_>,
-    task_id: Hash,
-    submitter: &Address,
-    model_id: &Hash,
-    input: &DataRef,
-    mode: Mode,
-    max_fee: Amount,
-    deadline_blocks: u64,
-) -> Result<Task, TxFailure> {
-    let params = &ctx.genesis.params.tasks;
+/// What a SubmitTask asks for.
+pub struct Request<'a> {
+    pub model_id: &'a Hash,
+    pub input: &'a DataRef,
+    pub mode: Mode,
+    pub max_fee: Amount,
+    pub deadline_blocks: u64,
+}
+
+/// The checks a SubmitTask must pass, without writing anything: the model exists and allows
+/// the mode, which this chain can verify; the deadline, escrow and input size are in range. The
+/// mempool runs them too, so a client hears about a bad task at once, as a 4xx.
+pub fn check(
+    state: &Overlay<'_>,
+    params: &TaskParams,
+    request: &Request<'_>,
+) -> Result<(), TxFailure> {
+    let Request {
+        model_id,
+        input,
+        mode,
+        max_fee,
+        deadline_blocks,
+    } = *request;
     let model = registry::model(state, model_id)?.ok_or_else(|| TxFailure::NotFound {
         what: format!("model {model_id}"),
     })?;
@@ -141,6 +152,24 @@ pub fn submit(
             ),
         });
     }
+    Ok(())
+}
+
+pub fn submit(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    task_id: Hash,
+    submitter: &Address,
+    request: &Request<'_>,
+) -> Result<Task, TxFailure> {
+    check(state, &ctx.genesis.params.tasks, request)?;
+    let Request {
+        model_id,
+        input,
+        mode,
+        max_fee,
+        deadline_blocks,
+    } = *request;
     accounts::debit(state, submitter, max_fee)?;
     let task = Task {
         task_id,
@@ -315,10 +344,24 @@ pub fn cancel(
             reason: format!("only the submitter {} may cancel {task_id}", task.submitter),
         });
     }
-    if task.status.is_final() {
-        return Err(TxFailure::Invalid {
-            reason: format!("task {task_id} is already {:?}", task.status),
-        });
+    match task.status {
+        TaskStatus::Pending => {}
+        // Its worker may be computing, or done: a submitter who could withdraw now would
+        // cancel once it has seen the output and pay nothing. The deadline refunds a task that
+        // never gets a result.
+        TaskStatus::Assigned => {
+            return Err(TxFailure::Invalid {
+                reason: format!(
+                    "task {task_id} is assigned; only a pending task can be cancelled, and an assigned one is refunded at its deadline (height {}) if no result comes",
+                    task.deadline_height
+                ),
+            })
+        }
+        status => {
+            return Err(TxFailure::Invalid {
+                reason: format!("task {task_id} is already {status:?}"),
+            })
+        }
     }
     refund(state, &task)?;
     close(state, &mut task, TaskStatus::Cancelled, ctx.height);
@@ -330,6 +373,9 @@ pub fn cancel(
 /// and tasks still waiting for a worker try again.
 pub fn begin_block(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>) -> Result<(), StateError> {
     let penalty = ctx.genesis.params.tasks.timeout_penalty;
+    for worker in reputation::forgive_due(state, ctx.height)? {
+        sortition::refresh(state, ctx, &worker)?;
+    }
     for id in schedule::take::<Hash>(state, schedule::Kind::Deadline, ctx.height)? {
         let Some(mut task) = get(state, &id)? else {
             continue;
@@ -354,7 +400,13 @@ pub fn begin_block(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>) -> Result<(), St
         let worker = task
             .worker
             .ok_or(StateError::Corrupt("assigned task without worker"))?;
-        reputation::record_timeout(state, &worker, penalty)?;
+        reputation::record_timeout(
+            state,
+            &worker,
+            penalty,
+            ctx.height,
+            ctx.genesis.params.tasks.timeout_forgiven_after_blocks,
+        )?;
         sortition::refresh(state, ctx, &worker)?;
         unassign(state, &task);
         task.timed_out.push(worker);

@@ -2,7 +2,8 @@
 //! unexpired enclave of the task's assigned worker, over this task, model and input. Signatures
 //! of a batch are verified together; a batch applies whole or not at all.
 
-use verity_types::{verify_receipts, Address, TaskReceipt};
+use serde::{Deserialize, Serialize};
+use verity_types::{verify_receipts, Address, Hash, TaskReceipt};
 
 use crate::modules::records::{ExecutionRecord, RecordStatus};
 use crate::modules::tasks::TaskStatus;
@@ -14,7 +15,7 @@ pub fn submit_receipts(
     state: &mut Overlay<'_>,
     ctx: &BlockCtx<'_>,
     receipts: &[TaskReceipt],
-) -> Result<(), TxFailure> {
+) -> Result<Vec<Skipped>, TxFailure> {
     if receipts.is_empty() {
         return Err(TxFailure::Invalid {
             reason: "no receipts".into(),
@@ -27,30 +28,58 @@ pub fn submit_receipts(
         }
     })?;
     let protocol = ctx.genesis.params.protocol_account();
+    let mut skipped = Vec::new();
     for (index, receipt) in receipts.iter().enumerate() {
-        apply_one(state, ctx, receipt, &protocol).map_err(|e| match e {
+        let outcome = apply_one(state, ctx, receipt, &protocol).map_err(|e| match e {
             TxFailure::ReceiptRejected { reason, .. } => TxFailure::ReceiptRejected {
                 index: index as u32,
                 reason,
             },
             other => other,
         })?;
+        if let Some(reason) = outcome {
+            skipped.push(Skipped {
+                index: index as u32,
+                task_id: receipt.task_id,
+                reason,
+            });
+        }
     }
-    Ok(())
+    Ok(skipped)
+}
+
+/// A receipt of a batch that was passed over: its task moved on while the batch was in flight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub index: u32,
+    pub task_id: Hash,
+    pub reason: String,
 }
 
 fn reject(reason: String) -> TxFailure {
     TxFailure::ReceiptRejected { index: 0, reason }
 }
 
+/// Settles one receipt; `Ok(Some(reason))` when it is skipped because its task closed or moved
+/// to another worker while the batch travelled. A receipt that is wrong in itself rejects the
+/// whole batch.
 fn apply_one(
     state: &mut Overlay<'_>,
     ctx: &BlockCtx<'_>,
     receipt: &TaskReceipt,
     protocol: &Address,
-) -> Result<(), TxFailure> {
+) -> Result<Option<String>, TxFailure> {
     let id = receipt.task_id;
     let mut task = tasks::get(state, &id)?.ok_or_else(|| reject(format!("no task {id}")))?;
+    if task.status.is_final() {
+        return Ok(Some(format!("task {id} is already {:?}", task.status)));
+    }
+    if task.timed_out.contains(&receipt.worker) && task.worker != Some(receipt.worker) {
+        return Ok(Some(format!(
+            "task {id} timed out for {} and moved on",
+            receipt.worker
+        )));
+    }
     if task.status != TaskStatus::Assigned {
         return Err(reject(format!(
             "task {id} is {:?}, not assigned",
@@ -116,5 +145,5 @@ fn apply_one(
     task.status = TaskStatus::Finalized;
     task.closed_height = Some(ctx.height);
     tasks::put(state, &task);
-    Ok(())
+    Ok(None)
 }
