@@ -38,10 +38,13 @@ impl Client {
         } else {
             format!("http://{}", base.trim_end_matches('/'))
         };
-        Self {
-            base,
-            http: reqwest::Client::new(),
-        }
+        // No call may hang a worker or a command forever on a node that stopped answering.
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .unwrap_or_default();
+        Self { base, http }
     }
 
     async fn send(
@@ -161,6 +164,16 @@ impl Client {
         let status = self.status().await?;
         serde_json::from_value(status["fees"].clone())
             .map_err(|e| ClientError::Decode(format!("status fees: {e}")))
+    }
+
+    /// The nonce the account's next transaction should carry: its committed nonce, past every
+    /// consecutive transaction the node already holds pending.
+    pub async fn pending_nonce(&self, address: &Address) -> Result<u64, ClientError> {
+        let account = self.account(address).await?;
+        account["pending_nonce"]
+            .as_u64()
+            .or_else(|| account["nonce"].as_u64())
+            .ok_or_else(|| ClientError::Decode("account without a nonce".into()))
     }
 
     /// The account's next nonce as the node's committed state has it.

@@ -190,10 +190,17 @@ async fn get_account(
         .chain
         .account(&address)
         .map_err(ApiError::internal)?;
+    let pending_nonce = state
+        .node
+        .mempool
+        .lock()
+        .expect("mempool lock")
+        .pending_nonce(&address, account.nonce);
     Ok(Json(json!({
         "address": address,
         "balance": account.balance.to_string(),
         "nonce": account.nonce,
+        "pending_nonce": pending_nonce,
     })))
 }
 

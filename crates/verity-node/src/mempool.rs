@@ -222,6 +222,22 @@ impl Mempool {
         Ok(hash)
     }
 
+    /// The nonce a sender's next transaction should carry: after its committed nonce and every
+    /// consecutive one already pending here (Ethereum's "pending" nonce).
+    pub fn pending_nonce(&self, sender: &Address, committed: u64) -> u64 {
+        let Some(queue) = self.by_sender.get(sender) else {
+            return committed;
+        };
+        let mut next = committed;
+        for nonce in queue.range(committed..).map(|(nonce, _)| *nonce) {
+            if nonce != next {
+                break;
+            }
+            next += 1;
+        }
+        next
+    }
+
     fn remove(&mut self, sender: &Address, nonce: u64) {
         let Some(queue) = self.by_sender.get_mut(sender) else {
             return;
@@ -459,6 +475,25 @@ mod tests {
         apply(&chain, &block);
         let receipt = chain.receipt(&sha256(&again)).unwrap().unwrap();
         assert_eq!(receipt.status, TxStatus::Success);
+    }
+
+    /// Clients number their next transaction after the ones still pending, so a command run
+    /// while others are in flight does not collide with them.
+    #[test]
+    fn the_pending_nonce_counts_consecutive_pending_transactions() {
+        let alice = AccountKey::generate();
+        let chain = chain(&[(&alice, 1_000_000)]);
+        let cache = SenderCache::default();
+        let mut pool = Mempool::new(100);
+        assert_eq!(pool.pending_nonce(&alice.address(), 0), 0);
+        for nonce in [0, 1, 2, 4] {
+            pool.admit(&chain, &cache, transfer(&alice, nonce, 1, 500))
+                .unwrap();
+        }
+        assert_eq!(pool.pending_nonce(&alice.address(), 0), 3, "4 waits for 3");
+        apply(&chain, &pool.select(&chain, &HashSet::new(), limits()));
+        pool.prune(&chain, &BTreeSet::from([alice.address()]));
+        assert_eq!(pool.pending_nonce(&alice.address(), 3), 3);
     }
 
     #[test]

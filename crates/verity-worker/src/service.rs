@@ -30,6 +30,8 @@ const DEV_MEASUREMENT: &[u8] = concat!("verity-worker ", env!("CARGO_PKG_VERSION
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Re-attest when less than this fraction of the attestation's life is left.
 const REATTEST_WHEN_LEFT: f64 = 0.5;
+/// Longest wait between failed rounds.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 pub struct WorkerConfig {
     /// The node API the worker talks to.
@@ -133,17 +135,25 @@ pub async fn run(
 ) -> Result<()> {
     let mut worker = Worker::start(config, stats).await?;
     tokio::pin!(stop);
+    let mut failures: u32 = 0;
     loop {
         let busy = tokio::select! {
             _ = &mut stop => return Ok(()),
             busy = worker.round() => busy,
         };
         match busy {
-            Ok(true) => {}
-            Ok(false) => tokio::time::sleep(worker.config.poll).await,
+            Ok(true) => failures = 0,
+            Ok(false) => {
+                failures = 0;
+                tokio::time::sleep(worker.config.poll).await
+            }
             Err(e) => {
-                warn!(worker = %worker.config.label, error = %format!("{e:#}"), "worker round failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                // Back off while the node is unreachable or failing: 0.5 s, doubling to 30 s.
+                let wait = Duration::from_millis(500u64.saturating_mul(1 << failures.min(6)))
+                    .min(MAX_BACKOFF);
+                failures += 1;
+                warn!(worker = %worker.config.label, error = %format!("{e:#}"), retry_in_ms = wait.as_millis() as u64, "worker round failed; retrying");
+                tokio::time::sleep(wait).await;
             }
         }
     }
@@ -165,7 +175,8 @@ impl Worker {
         let enclave = crate::load_or_create_enclave_key(&config.home.join("enclave.key"))?;
         let journal = Journal::open(&config.home.join("receipts.journal"))?;
         let address = config.account.address();
-        let nonce = client.nonce(&address).await?;
+        // Pending, not committed: transactions it sent before a restart may still be waiting.
+        let nonce = client.pending_nonce(&address).await?;
         let fees = client.fee_schedule().await?;
         let mut worker = Self {
             fees,
@@ -193,10 +204,19 @@ impl Worker {
                     self.nonce += 1;
                     return Ok(tx.hash());
                 }
+                // Our count drifted from the chain's: a transaction was lost, or one we sent
+                // before a restart is still pending. Take the node's pending nonce and retry.
                 Err(ClientError::Api { code, .. })
-                    if attempt == 0 && (code == "bad_nonce" || code == "duplicate_transaction") =>
+                    if attempt == 0
+                        && matches!(
+                            code.as_str(),
+                            "bad_nonce"
+                                | "duplicate_transaction"
+                                | "replacement_underpriced"
+                                | "nonce_too_far_ahead"
+                        ) =>
                 {
-                    self.nonce = self.client.nonce(&self.address).await?;
+                    self.nonce = self.client.pending_nonce(&self.address).await?;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -328,8 +348,13 @@ impl Worker {
                     self.journal.forget(&tx)?;
                 }
                 Ok(_) => {}
-                // Neither pending nor finalized: lost (a node restart); redo its tasks.
-                Err(ClientError::Api { status: 404, .. }) => self.journal.forget(&tx)?,
+                // Neither pending nor finalized: lost (a node restart). Redo its tasks, and
+                // count nonces from the chain again: ours ran ahead of the lost one.
+                Err(ClientError::Api { status: 404, .. }) => {
+                    warn!(worker = %self.config.label, %tx, "receipt batch lost; resubmitting its tasks");
+                    self.journal.forget(&tx)?;
+                    self.nonce = self.client.pending_nonce(&self.address).await?;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -365,8 +390,13 @@ impl Worker {
             let id: Hash = serde_json::from_value(task["task_id"].clone())?;
             let model_id: Hash = serde_json::from_value(task["model_id"].clone())?;
             let input_hash: Hash = serde_json::from_value(task["input"]["hash"].clone())?;
-            let model = self.model(&model_id).await?;
-            jobs.push((id, model_id, input_hash, model));
+            // One model that cannot be fetched must not hold up tasks on the others.
+            match self.model(&model_id).await {
+                Ok(model) => jobs.push((id, model_id, input_hash, model)),
+                Err(e) => {
+                    warn!(task = %id, model = %model_id, error = %format!("{e:#}"), "model unavailable; skipping the task for now")
+                }
+            }
         }
         let cids: Vec<String> = jobs.iter().map(|(_, _, input, _)| cid_of(input)).collect();
         let inputs =

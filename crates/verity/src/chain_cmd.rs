@@ -13,7 +13,7 @@ use verity_node::{
     run::{self},
 };
 use verity_state::{Genesis, GenesisAccount, Params};
-use verity_types::{AccountKey, Action, Address, Hash, TxBody, ONE_TOKEN};
+use verity_types::{AccountKey, Action, Address, Hash, ONE_TOKEN};
 
 pub(crate) use verity_types::write_secret;
 
@@ -527,25 +527,12 @@ pub fn transfer(args: TransferArgs) -> Result<()> {
     let key = load_key(&args.from, &keys_dir(args.keys_dir))?;
     runtime()?.block_on(async {
         let client = Client::new(&args.node);
-        let status = client.status().await?;
-        let chain_id = status["chain_id"]
-            .as_str()
-            .context("status has no chain_id")?
-            .to_string();
-        let account = client.account(&key.address()).await?;
-        let nonce = account["nonce"].as_u64().context("account has no nonce")?;
-        let tx = TxBody {
-            chain_id,
-            nonce,
-            fee: args.fee,
-            action: Action::Transfer {
-                to: args.to,
-                amount: args.amount,
-            },
-        }
-        .sign(&key);
+        let action = Action::Transfer {
+            to: args.to,
+            amount: args.amount,
+        };
+        let tx = crate::task_cmd::submit_next(&client, &key, action, args.fee).await?;
         let hash = tx.hash();
-        client.submit(&tx).await?;
         outln!("submitted {hash}");
         if args.wait {
             let deadline = std::time::Instant::now() + Duration::from_secs(60);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context as _, Result};
 use clap::{Args, Subcommand};
 use serde_json::Value;
-use verity_client::Client;
+use verity_client::{Client, ClientError};
 use verity_infer::Model;
 use verity_types::{
     AccountKey, Action, Amount, DataRef, Hash, Mode, ModelSpec, SignedTx, TxBody, ONE_TOKEN,
@@ -240,26 +240,48 @@ pub async fn register_model(
     Ok(id)
 }
 
-/// Signs `action` for the node's chain with the account's next nonce.
-async fn sign_next(client: &Client, key: &AccountKey, action: Action) -> Result<SignedTx> {
+/// Signs `action` for the node's chain with the account's next nonce, counting its pending
+/// transactions, and a fee of at least what its weight costs (`min_fee` when higher), and
+/// submits it. A race with another transaction of the same sender (one that took the nonce
+/// between our read and our submission) is retried once with a fresh nonce.
+pub async fn submit_next(
+    client: &Client,
+    key: &AccountKey,
+    action: Action,
+    min_fee: Amount,
+) -> Result<SignedTx> {
     let status = client.status().await?;
     let chain_id = status["chain_id"]
         .as_str()
-        .context("status has no chain_id")?;
-    let mut body = TxBody {
-        chain_id: chain_id.to_string(),
-        nonce: client.nonce(&key.address()).await?,
-        fee: 0,
-        action,
-    };
-    body.fee = body.required_fee(&client.fee_schedule().await?);
-    Ok(body.sign(key))
+        .context("status has no chain_id")?
+        .to_string();
+    let prices = client.fee_schedule().await?;
+    for attempt in 0..2 {
+        let mut body = TxBody {
+            chain_id: chain_id.clone(),
+            nonce: client.pending_nonce(&key.address()).await?,
+            fee: 0,
+            action: action.clone(),
+        };
+        body.fee = body.required_fee(&prices).max(min_fee);
+        let tx = body.sign(key);
+        match client.submit(&tx).await {
+            Ok(_) => return Ok(tx),
+            Err(ClientError::Api { code, .. })
+                if attempt == 0
+                    && matches!(
+                        code.as_str(),
+                        "bad_nonce" | "duplicate_transaction" | "replacement_underpriced"
+                    ) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bail!("another transaction of this account keeps taking the next nonce; try again")
 }
 
-/// Signs `action` with the account's next nonce, submits it and waits for its receipt.
+/// Submits `action` with the account's next nonce and waits for its receipt.
 pub async fn send(client: &Client, key: &AccountKey, action: Action) -> Result<Value> {
-    let tx = sign_next(client, key, action).await?;
-    client.submit(&tx).await?;
+    let tx = submit_next(client, key, action, 0).await?;
     Ok(client
         .wait_for_tx(&tx.hash(), Duration::from_secs(60))
         .await?)
@@ -357,9 +379,8 @@ async fn submit(args: SubmitArgs) -> Result<()> {
         max_fee: args.max_fee,
         deadline_blocks: args.deadline_blocks,
     };
-    let tx = sign_next(&client, &key, action).await?;
+    let tx = submit_next(&client, &key, action, 0).await?;
     let id = tx.hash();
-    client.submit(&tx).await?;
     outln!("task {id}");
     if !args.wait {
         return Ok(());
