@@ -922,3 +922,68 @@ fn a_pending_task_is_cancelled_for_free() {
         TaskStatus::Cancelled
     );
 }
+
+/// Governance retires a measurement: enclaves registered with it stop at once. Their receipts
+/// are refused and their workers are no longer drawn.
+#[test]
+fn a_retired_measurement_stops_its_enclaves_at_once() {
+    let owner = AccountKey::generate();
+    let user = AccountKey::generate();
+    let mut net = Net::new(&[owner.address(), user.address()]);
+    let ([old], txs) = funded_workers_and_model(&mut net, &owner, [b"retired"]);
+    net.ok(&txs);
+    let task = submit(&mut net, &user, 1);
+    net.ok(std::slice::from_ref(&task));
+    net.ok(&[]);
+    assert_eq!(
+        net.chain.task(&task.hash()).unwrap().unwrap().worker,
+        Some(old.account.address())
+    );
+    // A second worker, whose measurement stays accepted.
+    let (current, registration) = register_worker(&mut net, b"current");
+    let fund = net.tx(
+        &owner,
+        Action::Transfer {
+            to: current.account.address(),
+            amount: 200 * ONE_TOKEN,
+        },
+    );
+    let mut policy = Policy::devnet();
+    policy
+        .kinds
+        .get_mut(&verity_tee::TeeKind::Dev)
+        .unwrap()
+        .measurements = Some(vec![verity_tee::HexBytes(b"current".to_vec())]);
+    let retire = net.tx(
+        &owner,
+        Action::SetAttestationPolicy {
+            policy: serde_json::to_vec(&policy).unwrap(),
+        },
+    );
+    // One block, so that the task has not timed out yet: funding, registration, retirement.
+    let mut block = vec![fund];
+    block.extend(registration);
+    block.push(retire);
+    net.ok(&block);
+    let late = net.tx(
+        &old.account,
+        Action::SubmitReceipts {
+            receipts: vec![receipt(&net, &old, task.hash())],
+        },
+    );
+    let failures = net.block(&[late]);
+    assert!(
+        matches!(&failures[0], Some(TxFailure::ReceiptRejected { reason, .. }) if reason.contains("no longer accepted")),
+        "{failures:?}"
+    );
+    let later: Vec<SignedTx> = (10..30).map(|n| submit(&mut net, &user, n)).collect();
+    net.ok(&later);
+    net.ok(&[]);
+    for tx in &later {
+        assert_eq!(
+            net.chain.task(&tx.hash()).unwrap().unwrap().worker,
+            Some(current.account.address()),
+            "only the current measurement's worker is drawn"
+        );
+    }
+}

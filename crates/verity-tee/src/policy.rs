@@ -128,6 +128,42 @@ impl Policy {
         }
     }
 
+    /// Whether an enclave registered earlier with this kind and measurement is still accepted:
+    /// governance may have removed its measurement or kind since.
+    pub fn accepts(&self, kind: TeeKind, measurement: &[u8]) -> bool {
+        let Some(rule) = self.kinds.get(&kind) else {
+            return false;
+        };
+        if kind == TeeKind::Dev && !self.allow_dev {
+            return false;
+        }
+        rule.measurements
+            .as_ref()
+            .is_none_or(|allowed| allowed.iter().any(|m| m.0 == measurement))
+    }
+
+    /// Whether any kind this policy accepts takes any measurement at all.
+    pub fn accepts_any_measurement(&self) -> bool {
+        self.kinds.values().any(|rule| rule.measurements.is_none())
+    }
+
+    /// Hardware kinds with only the given measurements: what a production network runs with.
+    pub fn strict(measurements: &[(TeeKind, Vec<u8>)]) -> Self {
+        let mut kinds: BTreeMap<TeeKind, KindRule> = BTreeMap::new();
+        for (kind, measurement) in measurements {
+            kinds
+                .entry(*kind)
+                .or_default()
+                .measurements
+                .get_or_insert_with(Vec::new)
+                .push(HexBytes(measurement.clone()));
+        }
+        Self {
+            kinds,
+            ..Self::permissive()
+        }
+    }
+
     /// Applies the policy to evidence that verified.
     pub fn check(&self, enclave: &VerifiedEnclave) -> Result<(), AttestationError> {
         let rule = self

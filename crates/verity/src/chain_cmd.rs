@@ -174,7 +174,14 @@ pub struct GenesisArgs {
     /// Accept dev (software) enclaves: for test networks only.
     #[arg(long)]
     allow_dev: bool,
-    /// The account that may change the attestation policy.
+    /// An enclave measurement this network accepts, as KIND=HEX with KIND one of tdx, sgx, snp,
+    /// nitro (repeatable). Only the kinds named are accepted.
+    #[arg(long = "measurement", value_name = "KIND=HEX")]
+    measurements: Vec<String>,
+    /// Accept any code in any hardware TEE: every hardware kind, any measurement.
+    #[arg(long)]
+    allow_any_measurement: bool,
+    /// The account that may change the attestation policy; required without --allow-dev.
     #[arg(long)]
     governance: Option<Address>,
     #[arg(long, default_value_t = 8545)]
@@ -398,6 +405,7 @@ pub fn node(args: NodeArgs) -> Result<()> {
 
 /// `verity genesis`: deals a committee and writes every validator's files.
 pub fn genesis(args: GenesisArgs) -> Result<()> {
+    let policy = genesis_policy(&args)?;
     let mut accounts = Vec::new();
     for fund in &args.funds {
         let (address, tokens) = fund
@@ -423,11 +431,7 @@ pub fn genesis(args: GenesisArgs) -> Result<()> {
             ..default_params()
         },
         accounts,
-        attestation_policy: Some(if args.allow_dev {
-            verity_tee::Policy::devnet()
-        } else {
-            verity_tee::Policy::permissive()
-        }),
+        attestation_policy: Some(policy),
     };
     let layout = run::write_network(
         &args.home,
@@ -445,6 +449,42 @@ pub fn genesis(args: GenesisArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The attestation policy `verity genesis` writes. Outside a devnet it names the measurements it
+/// accepts and who may change them: a network that accepts any code in any TEE verifies
+/// nothing, so that takes an explicit flag.
+fn genesis_policy(args: &GenesisArgs) -> Result<verity_tee::Policy> {
+    if args.allow_dev {
+        return Ok(verity_tee::Policy::devnet());
+    }
+    if args.governance.is_none() {
+        bail!("a network without dev enclaves needs --governance ADDRESS: the account that may change its attestation policy (add or retire measurements)");
+    }
+    let mut measurements = Vec::new();
+    for m in &args.measurements {
+        let (kind, hex) = m
+            .split_once('=')
+            .with_context(|| format!("--measurement {m:?}: expected KIND=HEX"))?;
+        let kind: verity_tee::TeeKind = kind
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--measurement {m:?}: {e}"))?;
+        if kind == verity_tee::TeeKind::Dev {
+            bail!("--measurement {m:?}: dev enclaves are for devnets; use --allow-dev");
+        }
+        let bytes = hex::decode(hex.trim_start_matches("0x"))
+            .with_context(|| format!("--measurement {m:?}: the measurement is not hex"))?;
+        if bytes.is_empty() {
+            bail!("--measurement {m:?}: the measurement is empty");
+        }
+        measurements.push((kind, bytes));
+    }
+    match (measurements.is_empty(), args.allow_any_measurement) {
+        (true, true) => Ok(verity_tee::Policy::permissive()),
+        (false, false) => Ok(verity_tee::Policy::strict(&measurements)),
+        (true, false) => bail!("name the enclave measurements this network accepts with --measurement KIND=HEX (repeatable), or pass --allow-any-measurement to accept any code in any TEE"),
+        (false, true) => bail!("--measurement and --allow-any-measurement contradict each other"),
+    }
 }
 
 pub(crate) fn keys_dir(dir: Option<PathBuf>) -> PathBuf {

@@ -207,6 +207,10 @@ fn genesis(home: &Path, funded: &Address, api: u16, p2p: u16) {
         CHAIN_ID,
         "--fund",
         &format!("{funded}=1000"),
+        "--governance",
+        &funded.to_string(),
+        "--measurement",
+        &format!("tdx={}", "ab".repeat(48)),
         "--api-port",
         &api.to_string(),
         "--p2p-port",
@@ -460,4 +464,53 @@ async fn devnet_and_worker_stop_cleanly_on_sigterm() {
     let (status, stderr) = terminate(devnet, "the devnet");
     assert!(status.success(), "devnet exited with {status}: {stderr}");
     assert!(stderr.contains("SIGTERM: stopping"), "{stderr}");
+}
+
+/// Outside a devnet, `verity genesis` writes the measurements it accepts and who governs them,
+/// and will not write a policy that accepts any code in any TEE unless told so.
+#[test]
+fn genesis_writes_a_strict_attestation_policy() {
+    let run = |extra: &[&str]| {
+        let home = tempfile::tempdir().unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_verity"))
+            .args(["genesis", "--validators", "1", "--home"])
+            .arg(home.path())
+            .args(extra)
+            .output()
+            .unwrap();
+        let policy = std::fs::read(home.path().join("genesis.json"))
+            .ok()
+            .map(|raw| {
+                serde_json::from_slice::<Value>(&raw).unwrap()["chain"]["attestation_policy"]
+                    .clone()
+            });
+        (output, policy)
+    };
+    let gov = AccountKey::generate().address().to_string();
+    let measurement = format!("snp={}", "cd".repeat(48));
+
+    let (output, policy) = run(&["--measurement", &measurement]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--governance"));
+    assert!(policy.is_none(), "nothing written");
+
+    let (output, policy) = run(&["--governance", &gov]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--allow-any-measurement"), "{stderr}");
+    assert!(policy.is_none());
+
+    let (output, policy) = run(&["--governance", &gov, "--measurement", &measurement]);
+    assert!(output.status.success(), "{output:?}");
+    let policy = policy.unwrap();
+    assert_eq!(policy["kinds"].as_object().unwrap().len(), 1, "{policy}");
+    assert_eq!(policy["kinds"]["snp"]["measurements"][0], "cd".repeat(48));
+    assert_eq!(policy["allow_dev"], false);
+
+    let (output, policy) = run(&["--governance", &gov, "--allow-any-measurement"]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(policy.unwrap()["kinds"]["tdx"]["measurements"].is_null());
+
+    let (output, _) = run(&["--governance", &gov, "--measurement", "dev=00"]);
+    assert!(!output.status.success(), "dev needs --allow-dev");
 }

@@ -62,6 +62,15 @@ pub fn by_key(state: &Overlay<'_>, key: &[u8; 32]) -> Result<Option<Enclave>, St
 }
 
 /// The worker's most recently registered enclave.
+/// Whether `enclave` may sign results now: unexpired, and its kind and measurement still
+/// accepted by the chain's policy (governance may have removed them since it registered).
+pub fn is_usable(state: &Overlay<'_>, enclave: &Enclave, now_ms: u64) -> Result<bool, StateError> {
+    if !enclave.is_live(now_ms) {
+        return Ok(false);
+    }
+    Ok(policy(state)?.is_some_and(|p| p.accepts(enclave.kind, &enclave.measurement)))
+}
+
 pub fn current(state: &Overlay<'_>, worker: &Address) -> Result<Option<Enclave>, StateError> {
     let Some(raw) = state.get(Table::Enclaves, &worker_entry(worker))? else {
         return Ok(None);

@@ -226,7 +226,7 @@ pub(crate) fn draw_weight(
         return Ok(None);
     }
     match enclaves::current(state, worker)? {
-        Some(enclave) if enclave.is_live(ctx.timestamp_ms) => {}
+        Some(enclave) if enclaves::is_usable(state, &enclave, ctx.timestamp_ms)? => {}
         _ => return Ok(None),
     }
     // Weight in whole micro-tokens so that stake × factor cannot overflow.

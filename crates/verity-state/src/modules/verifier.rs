@@ -112,6 +112,11 @@ fn apply_one(
             "the signing enclave's attestation has expired".into(),
         ));
     }
+    if !enclaves::is_usable(state, &enclave, ctx.timestamp_ms)? {
+        return Err(reject(
+            "the signing enclave's kind or measurement is no longer accepted by the policy".into(),
+        ));
+    }
     let model = registry::model(state, &task.model_id)?
         .ok_or_else(|| reject(format!("model {} is gone", task.model_id)))?;
     let split = ctx.genesis.params.tasks.fee_split.split(task.max_fee);
