@@ -185,6 +185,12 @@ impl Params {
         if t.min_task_fee == 0 {
             return Err("min_task_fee must be at least 1".into());
         }
+        if t.failure_fee_bps > 10_000 {
+            return Err(format!(
+                "failure_fee_bps must be at most 10000, got {}",
+                t.failure_fee_bps
+            ));
+        }
         if t.timeout_penalty < 0 {
             return Err(format!(
                 "timeout_penalty must not be negative, got {}",
@@ -228,6 +234,9 @@ pub struct TaskParams {
     pub timeout_penalty: i64,
     /// Blocks after which a timeout's penalty is given back (a ban from timeouts lifts with it).
     pub timeout_forgiven_after_blocks: u64,
+    /// Share of the escrow, in basis points, a worker gets for a task its enclave reported it
+    /// could not run; the submitter gets the rest back.
+    pub failure_fee_bps: u32,
     /// Longest deadline a task may ask for.
     pub max_deadline_blocks: u64,
     /// Smallest task fee (escrow).
@@ -252,6 +261,7 @@ impl Default for TaskParams {
             assignment_timeout_blocks: 20,
             timeout_penalty: 20,
             timeout_forgiven_after_blocks: 10_000,
+            failure_fee_bps: 500,
             max_deadline_blocks: 100_000,
             min_task_fee: 1,
             max_input_bytes: 16 * 1024 * 1024,
@@ -876,6 +886,9 @@ impl<S: Store> Chain<S> {
                 return verifier::submit_receipts(state, ctx, receipts)
             }
             Action::CancelTask { task_id } => tasks::cancel(state, ctx, sender, task_id),
+            Action::ReportFailures { failures } => {
+                return verifier::report_failures(state, ctx, failures)
+            }
         };
         applied.map(|()| Vec::new())
     }

@@ -7,8 +7,8 @@ use verity_state::{
 };
 use verity_tee::{Binding, DevReport, Policy};
 use verity_types::{
-    AccountKey, Action, Address, DataRef, EnclaveKey, Hash, Mode, ModelSpec, SignedTx, TaskReceipt,
-    TxBody, ONE_TOKEN,
+    AccountKey, Action, Address, DataRef, EnclaveKey, FailureReason, FailureReceipt, Hash, Mode,
+    ModelSpec, SignedTx, TaskReceipt, TxBody, ONE_TOKEN,
 };
 
 /// Blocks after which a timeout penalty is given back, in these tests.
@@ -986,4 +986,95 @@ fn a_retired_measurement_stops_its_enclaves_at_once() {
             "only the current measurement's worker is drawn"
         );
     }
+}
+
+fn failure(net: &Net, w: &Worker, task_id: Hash, reason: FailureReason) -> FailureReceipt {
+    let task = net.chain.task(&task_id).unwrap().unwrap();
+    let mut f = FailureReceipt {
+        task_id,
+        model_id: task.model_id,
+        input_hash: task.input.hash,
+        worker: w.account.address(),
+        reason,
+        enclave_key: [0; 32],
+        signature: [0; 64],
+    };
+    w.enclave.sign_failure(CHAIN, &mut f);
+    f
+}
+
+/// A task whose input was never uploaded: the worker's enclave says so, the task fails, the
+/// submitter is refunded less the worker's fee, and nobody's reputation moves. A report for a
+/// task assigned to somebody else, or with a forged signature, is refused.
+#[test]
+fn a_task_that_cannot_run_fails_without_punishing_its_worker() {
+    let owner = AccountKey::generate();
+    let user = AccountKey::generate();
+    let mut net = Net::new(&[owner.address(), user.address()]);
+    let ([w], txs) = funded_workers_and_model(&mut net, &owner, [b"m1"]);
+    net.ok(&txs);
+    let task = submit(&mut net, &user, 1);
+    net.ok(std::slice::from_ref(&task));
+    net.ok(&[]);
+    let stranger = Worker {
+        account: AccountKey::generate(),
+        enclave: EnclaveKey::generate(),
+    };
+    let mut forged = failure(&net, &w, task.hash(), FailureReason::InputUnavailable);
+    forged.reason = FailureReason::ModelInvalid;
+    let not_theirs = failure(
+        &net,
+        &stranger,
+        task.hash(),
+        FailureReason::InputUnavailable,
+    );
+    let bad = [
+        net.tx(
+            &w.account,
+            Action::ReportFailures {
+                failures: vec![forged],
+            },
+        ),
+        net.tx(
+            &w.account,
+            Action::ReportFailures {
+                failures: vec![not_theirs],
+            },
+        ),
+    ];
+    for failure in net.block(&bad) {
+        assert!(
+            matches!(failure, Some(TxFailure::ReceiptRejected { .. })),
+            "{failure:?}"
+        );
+    }
+    let (user_before, worker_before) = (
+        net.balance(&user.address()),
+        net.balance(&w.account.address()),
+    );
+    let report = net.tx(
+        &w.account,
+        Action::ReportFailures {
+            failures: vec![failure(
+                &net,
+                &w,
+                task.hash(),
+                FailureReason::InputUnavailable,
+            )],
+        },
+    );
+    net.ok(&[report]);
+    let closed = net.chain.task(&task.hash()).unwrap().unwrap();
+    assert_eq!(closed.status, TaskStatus::Failed);
+    assert_eq!(closed.failure, Some(FailureReason::InputUnavailable));
+    let worker_fee = FEE * 500 / 10_000;
+    assert_eq!(net.balance(&user.address()), user_before + FEE - worker_fee);
+    assert_eq!(
+        net.balance(&w.account.address()),
+        worker_before + worker_fee - 1,
+        "the fee for its trouble, less the report's transaction fee"
+    );
+    let rep = net.chain.reputation(&w.account.address()).unwrap();
+    assert_eq!((rep.score, rep.timeouts, rep.banned), (0, 0, false));
+    assert!(net.chain.record(&task.hash()).unwrap().is_none());
 }

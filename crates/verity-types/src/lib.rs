@@ -19,8 +19,8 @@ pub use amount::{Amount, ONE_TOKEN};
 pub use hash::{sha256, Hash, HashParseError};
 pub use secret_file::write_secret;
 pub use task::{
-    verify_receipts, DataRef, EnclaveKey, Mode, ReceiptError, TaskReceipt, RECEIPT_BYTES,
-    RECEIPT_DOMAIN,
+    verify_receipts, DataRef, EnclaveKey, FailureReason, FailureReceipt, Mode, ReceiptError,
+    TaskReceipt, FAILURE_DOMAIN, RECEIPT_BYTES, RECEIPT_DOMAIN,
 };
 pub use tx::{
     Action, Asset, FeeSchedule, ModelSpec, SignedTx, TxBody, MAX_CHAIN_ID_LEN, MAX_LABEL_LEN,

@@ -152,6 +152,12 @@ impl EnclaveKey {
         let digest = receipt.signing_digest(chain_id);
         receipt.signature = self.key.sign(&digest.0).to_bytes();
     }
+
+    pub fn sign_failure(&self, chain_id: &str, failure: &mut FailureReceipt) {
+        failure.enclave_key = self.public();
+        let digest = failure.signing_digest(chain_id);
+        failure.signature = self.key.sign(&digest.0).to_bytes();
+    }
 }
 
 impl std::fmt::Debug for EnclaveKey {
@@ -241,6 +247,110 @@ impl TaskReceipt {
     }
 }
 
+/// Domain tag of failure receipts.
+pub const FAILURE_DOMAIN: &[u8] = b"verity/task-failure/v1";
+
+/// Why a worker's enclave could not run a task. Stable codes: they enter the chain's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureReason {
+    /// The input blob could not be fetched.
+    InputUnavailable,
+    /// The fetched input does not hash to the task's input hash.
+    InputMismatch,
+    /// The model file could not be fetched.
+    ModelUnavailable,
+    /// The model file does not hash to its id, or does not load.
+    ModelInvalid,
+    /// The input does not fit the model (wrong shape, type or encoding).
+    InputDoesNotFit,
+}
+
+impl FailureReason {
+    pub const ALL: [FailureReason; 5] = [
+        FailureReason::InputUnavailable,
+        FailureReason::InputMismatch,
+        FailureReason::ModelUnavailable,
+        FailureReason::ModelInvalid,
+        FailureReason::InputDoesNotFit,
+    ];
+
+    fn tag(self) -> u8 {
+        self as u8 + 1
+    }
+
+    fn from_tag(tag: u8) -> Result<Self, DecodeError> {
+        Self::ALL
+            .get(usize::from(tag).wrapping_sub(1))
+            .copied()
+            .ok_or(DecodeError::UnknownTag {
+                what: "failure reason",
+                tag,
+            })
+    }
+}
+
+/// What a worker's enclave attests when it could not run a task: the task closes as Failed, the
+/// submitter gets the escrow back less a fee for the worker's trouble, and nobody's reputation
+/// changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureReceipt {
+    pub task_id: Hash,
+    pub model_id: Hash,
+    pub input_hash: Hash,
+    pub worker: Address,
+    pub reason: FailureReason,
+    #[serde(with = "crate::serde_hex::array")]
+    pub enclave_key: [u8; 32],
+    #[serde(with = "crate::serde_hex::array")]
+    pub signature: [u8; 64],
+}
+
+impl FailureReceipt {
+    fn encode_fields(&self, w: &mut Writer) {
+        w.fixed(&self.task_id.0)
+            .fixed(&self.model_id.0)
+            .fixed(&self.input_hash.0)
+            .fixed(&self.worker.0)
+            .u8(self.reason.tag())
+            .fixed(&self.enclave_key);
+    }
+
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        self.encode_fields(w);
+        w.fixed(&self.signature);
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            task_id: Hash(r.array("failure task id")?),
+            model_id: Hash(r.array("failure model id")?),
+            input_hash: Hash(r.array("failure input hash")?),
+            worker: Address(r.array("failure worker")?),
+            reason: FailureReason::from_tag(r.u8("failure reason")?)?,
+            enclave_key: r.array("failure enclave key")?,
+            signature: r.array("failure signature")?,
+        })
+    }
+
+    /// SHA-256(domain ‖ chain id ‖ fields): what the enclave signs.
+    pub fn signing_digest(&self, chain_id: &str) -> Hash {
+        let mut w = Writer::new();
+        w.fixed(FAILURE_DOMAIN).str(chain_id);
+        self.encode_fields(&mut w);
+        sha256(&w.finish())
+    }
+
+    pub fn verify(&self, chain_id: &str) -> Result<(), ReceiptError> {
+        let key = VerifyingKey::from_bytes(&self.enclave_key).map_err(|_| ReceiptError::BadKey)?;
+        key.verify(
+            &self.signing_digest(chain_id).0,
+            &Signature::from_bytes(&self.signature),
+        )
+        .map_err(|_| ReceiptError::BadSignature)
+    }
+}
+
 /// Verifies every receipt's enclave signature. All valid: one batched check (about twice as fast
 /// per signature as one by one). Otherwise the index of the first bad receipt and why.
 pub fn verify_receipts(
@@ -310,6 +420,35 @@ mod tests {
         assert_eq!(bytes.len(), RECEIPT_BYTES);
         let mut reader = Reader::new(&bytes);
         assert_eq!(TaskReceipt::decode(&mut reader).unwrap(), r);
+    }
+
+    #[test]
+    fn a_failure_receipt_binds_its_reason_and_round_trips() {
+        let key = EnclaveKey::generate();
+        for reason in FailureReason::ALL {
+            let mut f = FailureReceipt {
+                task_id: Hash([1; 32]),
+                model_id: Hash([2; 32]),
+                input_hash: Hash([3; 32]),
+                worker: Address([4; 20]),
+                reason,
+                enclave_key: [0; 32],
+                signature: [0; 64],
+            };
+            key.sign_failure("verity-test", &mut f);
+            f.verify("verity-test").unwrap();
+            let mut w = Writer::new();
+            f.encode(&mut w);
+            let bytes = w.finish();
+            assert_eq!(FailureReceipt::decode(&mut Reader::new(&bytes)).unwrap(), f);
+            let mut other = f.clone();
+            other.reason = FailureReason::ALL[(reason.tag() as usize) % 5];
+            assert_eq!(other.verify("verity-test"), Err(ReceiptError::BadSignature));
+        }
+        let mut bad = Vec::new();
+        bad.extend_from_slice(&[0u8; 32 * 3 + 20]);
+        bad.push(9);
+        assert!(FailureReceipt::decode(&mut Reader::new(&bad)).is_err());
     }
 
     #[test]

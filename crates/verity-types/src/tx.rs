@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::address::{keccak256, recover_signer, AccountKey, Address, SignatureError};
 use crate::codec::{DecodeError, Reader, Writer};
-use crate::task::{DataRef, Mode, TaskReceipt};
+use crate::task::{DataRef, FailureReceipt, Mode, TaskReceipt};
 use crate::{sha256, Amount, Hash};
 
 /// Domain tag for transaction signatures: a signature for anything else never verifies here.
@@ -91,9 +91,13 @@ pub enum Action {
     SubmitReceipts {
         receipts: Vec<TaskReceipt>,
     },
-    /// Withdraw a task that has no result yet; its escrow is refunded.
+    /// Withdraw a task that has no worker yet; its escrow is refunded.
     CancelTask {
         task_id: Hash,
+    },
+    /// Tasks the worker's enclave could not run, each with its reason.
+    ReportFailures {
+        failures: Vec<FailureReceipt>,
     },
 }
 
@@ -277,6 +281,12 @@ impl Action {
             Action::CancelTask { task_id } => {
                 w.u8(11).fixed(&task_id.0);
             }
+            Action::ReportFailures { failures } => {
+                w.u8(12).u32(failures.len() as u32);
+                for f in failures {
+                    f.encode(w);
+                }
+            }
         }
     }
 
@@ -370,6 +380,13 @@ impl Action {
             11 => Action::CancelTask {
                 task_id: Hash(r.array("task id")?),
             },
+            12 => {
+                let n = count(r, "failures", MAX_RECEIPTS_PER_TX)?;
+                let failures = (0..n)
+                    .map(|_| FailureReceipt::decode(r))
+                    .collect::<Result<_, _>>()?;
+                Action::ReportFailures { failures }
+            }
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "action",
@@ -393,6 +410,7 @@ impl Action {
             Action::SubmitTask { .. } => "submit_task",
             Action::SubmitReceipts { .. } => "submit_receipts",
             Action::CancelTask { .. } => "cancel_task",
+            Action::ReportFailures { .. } => "report_failures",
         }
     }
 

@@ -15,6 +15,9 @@ pub const BYTES_PER_UNIT: u64 = 64;
 /// record, settlement and reputation writes.
 pub const PER_RECEIPT: u64 = 60;
 
+/// One failure report: its own ed25519 check, the refund and the task's close.
+pub const PER_FAILURE: u64 = 100;
+
 /// Attestation verification by TEE kind (`cargo bench -p verity-tee --bench verify`: dev 205 µs,
 /// tdx 640 µs, sgx 725 µs, snp 3.62 ms, nitro 4.22 ms), rounded up. Unknown kinds are refused
 /// by the chain, but still pay for the lookup at the largest price.
@@ -43,6 +46,8 @@ pub fn of(action: &Action, tx_bytes: usize) -> u64 {
         Action::SubmitTask { .. } => 100,
         Action::SubmitReceipts { receipts } => 30 + PER_RECEIPT * receipts.len() as u64,
         Action::CancelTask { .. } => 50,
+        // One signature check and a refund each: failures are rare, so no batching.
+        Action::ReportFailures { failures } => 30 + PER_FAILURE * failures.len() as u64,
     };
     BASE + action_weight + (tx_bytes as u64).div_ceil(BYTES_PER_UNIT)
 }
@@ -51,7 +56,7 @@ pub fn of(action: &Action, tx_bytes: usize) -> u64 {
 pub const MAX_TX_WEIGHT: u64 = BASE
     + 4_300
     + 30
-    + PER_RECEIPT * MAX_RECEIPTS_PER_TX as u64
+    + PER_FAILURE * MAX_RECEIPTS_PER_TX as u64
     + (MAX_TX_BYTES as u64).div_ceil(BYTES_PER_UNIT);
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! cancellation, and expiry.
 
 use serde::{Deserialize, Serialize};
-use verity_types::{sha256, Address, Amount, DataRef, Hash, Mode};
+use verity_types::{sha256, Address, Amount, DataRef, FailureReason, Hash, Mode};
 
 use crate::modules::{accounts, enclaves, registry, reputation, schedule, sortition, staking};
 use crate::overlay::Overlay;
@@ -27,13 +27,19 @@ pub enum TaskStatus {
     Cancelled,
     /// The deadline passed without a result; the escrow went back.
     Expired,
+    /// The worker's enclave reported it could not run the task; the escrow went back, less the
+    /// worker's fee.
+    Failed,
 }
 
 impl TaskStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            TaskStatus::Finalized | TaskStatus::Cancelled | TaskStatus::Expired
+            TaskStatus::Finalized
+                | TaskStatus::Cancelled
+                | TaskStatus::Expired
+                | TaskStatus::Failed
         )
     }
 }
@@ -58,6 +64,9 @@ pub struct Task {
     /// Workers that let this task time out, in order.
     pub timed_out: Vec<Address>,
     pub closed_height: Option<u64>,
+    /// Why the worker could not run it, when it Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureReason>,
 }
 
 pub const TASK_PREFIX: &[u8] = b"t";
@@ -186,6 +195,7 @@ pub fn submit(
         timeout_height: None,
         timed_out: Vec::new(),
         closed_height: None,
+        failure: None,
     };
     let mut by_height = BY_HEIGHT_PREFIX.to_vec();
     // Inverted height: a forward scan lists the newest tasks first.

@@ -3,11 +3,13 @@
 //! of a batch are verified together; a batch applies whole or not at all.
 
 use serde::{Deserialize, Serialize};
-use verity_types::{verify_receipts, Address, Hash, TaskReceipt};
+use verity_types::{verify_receipts, Address, FailureReceipt, Hash, TaskReceipt};
 
 use crate::modules::records::{ExecutionRecord, RecordStatus};
 use crate::modules::tasks::TaskStatus;
-use crate::modules::{enclaves, records, registry, reputation, settlement, sortition, tasks};
+use crate::modules::{
+    accounts, enclaves, records, registry, reputation, settlement, sortition, tasks,
+};
 use crate::overlay::Overlay;
 use crate::{BlockCtx, TxFailure};
 
@@ -60,24 +62,33 @@ fn reject(reason: String) -> TxFailure {
     TxFailure::ReceiptRejected { index: 0, reason }
 }
 
-/// Settles one receipt; `Ok(Some(reason))` when it is skipped because its task closed or moved
-/// to another worker while the batch travelled. A receipt that is wrong in itself rejects the
-/// whole batch.
-fn apply_one(
-    state: &mut Overlay<'_>,
+/// What a receipt or a failure report claims about one task.
+struct Claim<'a> {
+    task_id: Hash,
+    model_id: &'a Hash,
+    input_hash: &'a Hash,
+    worker: &'a Address,
+    enclave_key: &'a [u8; 32],
+}
+
+/// The task and signing enclave behind a claim, once everything checks: the task is assigned to
+/// the claiming worker, the model and input match, and the enclave is that worker's, unexpired
+/// and still accepted by the policy. `Ok(Err(reason))`: the task closed or moved to another
+/// worker while the claim travelled, so it is skipped. `Err`: the claim is wrong in itself.
+fn check_claim(
+    state: &Overlay<'_>,
     ctx: &BlockCtx<'_>,
-    receipt: &TaskReceipt,
-    protocol: &Address,
-) -> Result<Option<String>, TxFailure> {
-    let id = receipt.task_id;
-    let mut task = tasks::get(state, &id)?.ok_or_else(|| reject(format!("no task {id}")))?;
+    claim: &Claim<'_>,
+) -> Result<Result<(tasks::Task, enclaves::Enclave), String>, TxFailure> {
+    let id = claim.task_id;
+    let task = tasks::get(state, &id)?.ok_or_else(|| reject(format!("no task {id}")))?;
     if task.status.is_final() {
-        return Ok(Some(format!("task {id} is already {:?}", task.status)));
+        return Ok(Err(format!("task {id} is already {:?}", task.status)));
     }
-    if task.timed_out.contains(&receipt.worker) && task.worker != Some(receipt.worker) {
-        return Ok(Some(format!(
+    if task.timed_out.contains(claim.worker) && task.worker != Some(*claim.worker) {
+        return Ok(Err(format!(
             "task {id} timed out for {} and moved on",
-            receipt.worker
+            claim.worker
         )));
     }
     if task.status != TaskStatus::Assigned {
@@ -89,20 +100,20 @@ fn apply_one(
     let assigned = task
         .worker
         .ok_or_else(|| reject(format!("task {id} has no worker")))?;
-    if assigned != receipt.worker {
+    if assigned != *claim.worker {
         return Err(reject(format!(
             "task {id} is assigned to {assigned}, not {}",
-            receipt.worker
+            claim.worker
         )));
     }
-    if receipt.model_id != task.model_id || receipt.input_hash != task.input.hash {
+    if *claim.model_id != task.model_id || *claim.input_hash != task.input.hash {
         return Err(reject(format!(
             "receipt's model or input does not match task {id}"
         )));
     }
-    let enclave = enclaves::by_key(state, &receipt.enclave_key)?
+    let enclave = enclaves::by_key(state, claim.enclave_key)?
         .ok_or_else(|| reject("the signing enclave key is not registered".into()))?;
-    if enclave.worker != receipt.worker {
+    if enclave.worker != *claim.worker {
         return Err(reject(
             "the signing enclave key belongs to another worker".into(),
         ));
@@ -117,6 +128,30 @@ fn apply_one(
             "the signing enclave's kind or measurement is no longer accepted by the policy".into(),
         ));
     }
+    Ok(Ok((task, enclave)))
+}
+
+/// Settles one receipt; `Ok(Some(reason))` when it is skipped because its task closed or moved
+/// to another worker while the batch travelled. A receipt that is wrong in itself rejects the
+/// whole batch.
+fn apply_one(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    receipt: &TaskReceipt,
+    protocol: &Address,
+) -> Result<Option<String>, TxFailure> {
+    let claim = Claim {
+        task_id: receipt.task_id,
+        model_id: &receipt.model_id,
+        input_hash: &receipt.input_hash,
+        worker: &receipt.worker,
+        enclave_key: &receipt.enclave_key,
+    };
+    let (mut task, enclave) = match check_claim(state, ctx, &claim)? {
+        Ok(found) => found,
+        Err(skip) => return Ok(Some(skip)),
+    };
+    let (id, assigned) = (receipt.task_id, receipt.worker);
     let model = registry::model(state, &task.model_id)?
         .ok_or_else(|| reject(format!("model {} is gone", task.model_id)))?;
     let split = ctx.genesis.params.tasks.fee_split.split(task.max_fee);
@@ -151,4 +186,60 @@ fn apply_one(
     task.closed_height = Some(ctx.height);
     tasks::put(state, &task);
     Ok(None)
+}
+
+/// ReportFailures: tasks the worker's enclave could not run (input or model unavailable or
+/// wrong, input that does not fit). Each closes as Failed: the worker gets `failure_fee_bps` of
+/// the escrow for its trouble, the submitter the rest, and no reputation changes. Like receipts,
+/// a report for a task that moved on is skipped and one that is wrong in itself rejects the
+/// whole transaction.
+pub fn report_failures(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    failures: &[FailureReceipt],
+) -> Result<Vec<Skipped>, TxFailure> {
+    if failures.is_empty() {
+        return Err(TxFailure::Invalid {
+            reason: "no failures".into(),
+        });
+    }
+    let mut skipped = Vec::new();
+    for (index, failure) in failures.iter().enumerate() {
+        let index = index as u32;
+        let rejected = |reason: String| TxFailure::ReceiptRejected { index, reason };
+        failure
+            .verify(&ctx.genesis.chain_id)
+            .map_err(|e| rejected(e.to_string()))?;
+        let claim = Claim {
+            task_id: failure.task_id,
+            model_id: &failure.model_id,
+            input_hash: &failure.input_hash,
+            worker: &failure.worker,
+            enclave_key: &failure.enclave_key,
+        };
+        let mut task = match check_claim(state, ctx, &claim).map_err(|e| match e {
+            TxFailure::ReceiptRejected { reason, .. } => rejected(reason),
+            other => other,
+        })? {
+            Ok((task, _)) => task,
+            Err(reason) => {
+                skipped.push(Skipped {
+                    index,
+                    task_id: failure.task_id,
+                    reason,
+                });
+                continue;
+            }
+        };
+        let bps = u128::from(ctx.genesis.params.tasks.failure_fee_bps);
+        let worker_fee = task.max_fee / 10_000 * bps + task.max_fee % 10_000 * bps / 10_000;
+        accounts::credit(state, &failure.worker, worker_fee)?;
+        accounts::credit(state, &task.submitter, task.max_fee - worker_fee)?;
+        tasks::unassign(state, &task);
+        task.status = TaskStatus::Failed;
+        task.failure = Some(failure.reason);
+        task.closed_height = Some(ctx.height);
+        tasks::put(state, &task);
+    }
+    Ok(skipped)
 }
