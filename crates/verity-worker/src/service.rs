@@ -16,8 +16,8 @@ use verity_infer::{Engine, Model};
 use verity_tee::produce::{produce, EvidenceRequest, Host, TeeSource};
 use verity_tee::Binding;
 use verity_types::{
-    sha256, AccountKey, Action, Address, Amount, EnclaveKey, Hash, SignedTx, TaskReceipt, TxBody,
-    MAX_RECEIPTS_PER_TX,
+    sha256, AccountKey, Action, Address, Amount, EnclaveKey, FailureReason, FailureReceipt, Hash,
+    SignedTx, TaskReceipt, TxBody, MAX_RECEIPTS_PER_TX,
 };
 
 use crate::journal::Journal;
@@ -30,6 +30,8 @@ const DEV_MEASUREMENT: &[u8] = concat!("verity-worker ", env!("CARGO_PKG_VERSION
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Re-attest when less than this fraction of the attestation's life is left.
 const REATTEST_WHEN_LEFT: f64 = 0.5;
+/// How long an assigned task waits for a missing input or model before it is reported.
+const MISSING_BLOB_GRACE: Duration = Duration::from_secs(2);
 /// Longest wait between failed rounds.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -322,19 +324,32 @@ impl Worker {
         Ok(())
     }
 
-    async fn model(&mut self, id: &Hash) -> Result<Arc<Model>> {
+    /// The model, or why it cannot be had: a network error (retry), or a reason to report.
+    async fn model(&mut self, id: &Hash) -> Result<Result<Arc<Model>, FailureReason>> {
         if let Some(model) = self.models.get(id) {
-            return Ok(model.clone());
+            return Ok(Ok(model.clone()));
         }
-        let bytes = self
-            .client
-            .get_blob(&cid_of(id))
-            .await?
-            .with_context(|| format!("model file {} is not in the blob store", cid_of(id)))?;
-        ensure!(sha256(&bytes) == *id, "model blob does not hash to {id}");
-        let model = Arc::new(Model::from_bytes(&bytes)?);
+        let Some(bytes) = self.client.get_blob(&cid_of(id)).await? else {
+            return Ok(Err(FailureReason::ModelUnavailable));
+        };
+        if sha256(&bytes) != *id {
+            return Ok(Err(FailureReason::ModelInvalid));
+        }
+        let Ok(model) = Model::from_bytes(&bytes) else {
+            return Ok(Err(FailureReason::ModelInvalid));
+        };
+        let model = Arc::new(model);
         self.models.insert(*id, model.clone());
-        Ok(model)
+        Ok(Ok(model))
+    }
+
+    /// Whether a task has waited long enough for a missing blob to give up on it. Inputs and
+    /// models are uploaded before tasks name them, so one still missing is missing for good;
+    /// the grace only covers a store that is slow to show a fresh upload.
+    fn gave_up_waiting(&self, task: &Hash) -> bool {
+        self.first_seen
+            .get(task)
+            .is_some_and(|seen| seen.elapsed() >= MISSING_BLOB_GRACE)
     }
 
     /// Settles journal entries whose transactions have a verdict; forgets lost ones.
@@ -384,7 +399,9 @@ impl Worker {
         if todo.is_empty() {
             return Ok(false);
         }
-        // Fetch models and inputs concurrently, compute on every core, upload outputs.
+        // Fetch models and inputs concurrently, compute on every core, upload outputs. A task
+        // that cannot run is reported, not left to time out.
+        let mut unrunnable: Vec<(Hash, Hash, Hash, FailureReason)> = Vec::new();
         let mut jobs = Vec::new();
         for task in &todo {
             let id: Hash = serde_json::from_value(task["task_id"].clone())?;
@@ -392,9 +409,13 @@ impl Worker {
             let input_hash: Hash = serde_json::from_value(task["input"]["hash"].clone())?;
             // One model that cannot be fetched must not hold up tasks on the others.
             match self.model(&model_id).await {
-                Ok(model) => jobs.push((id, model_id, input_hash, model)),
+                Ok(Ok(model)) => jobs.push((id, model_id, input_hash, model)),
+                Ok(Err(FailureReason::ModelUnavailable)) if !self.gave_up_waiting(&id) => {
+                    warn!(task = %id, model = %model_id, "model not in the blob store yet; will retry")
+                }
+                Ok(Err(reason)) => unrunnable.push((id, model_id, input_hash, reason)),
                 Err(e) => {
-                    warn!(task = %id, model = %model_id, error = %format!("{e:#}"), "model unavailable; skipping the task for now")
+                    warn!(task = %id, model = %model_id, error = %format!("{e:#}"), "cannot reach the blob store for the model; will retry")
                 }
             }
         }
@@ -405,7 +426,10 @@ impl Worker {
         for (job, input) in jobs.into_iter().zip(inputs) {
             match input? {
                 Some(bytes) if sha256(&bytes) == job.2 => work.push((job, bytes)),
-                Some(_) => warn!(task = %job.0, "input blob does not match its hash; skipping"),
+                Some(_) => unrunnable.push((job.0, job.1, job.2, FailureReason::InputMismatch)),
+                None if self.gave_up_waiting(&job.0) => {
+                    unrunnable.push((job.0, job.1, job.2, FailureReason::InputUnavailable))
+                }
                 None => warn!(task = %job.0, "input blob not found yet; will retry"),
             }
         }
@@ -425,7 +449,8 @@ impl Worker {
             let computed = match result {
                 Ok(c) => c,
                 Err(e) => {
-                    warn!(task = %id, error = %format!("{e:#}"), "task failed to run; leaving it to time out");
+                    warn!(task = %id, error = %format!("{e:#}"), "the input does not fit the model; reporting it");
+                    unrunnable.push((id, model_id, input_hash, FailureReason::InputDoesNotFit));
                     continue;
                 }
             };
@@ -451,31 +476,75 @@ impl Worker {
         {
             stored.context("uploading an output")?;
         }
-        for batch in receipts.chunks(self.config.max_batch.clamp(1, MAX_RECEIPTS_PER_TX)) {
-            self.submit_batch(batch.to_vec()).await?;
+        let chunk = self.config.max_batch.clamp(1, MAX_RECEIPTS_PER_TX);
+        for batch in receipts.chunks(chunk) {
+            let ids: Vec<Hash> = batch.iter().map(|r| r.task_id).collect();
+            let action = Action::SubmitReceipts {
+                receipts: batch.to_vec(),
+            };
+            if self.submit_batch(&ids, action).await? {
+                self.count_done(&ids);
+            }
+        }
+        let failures: Vec<FailureReceipt> = unrunnable
+            .into_iter()
+            .map(|(task_id, model_id, input_hash, reason)| {
+                warn!(task = %task_id, ?reason, "reporting a task that cannot run");
+                let mut failure = FailureReceipt {
+                    task_id,
+                    model_id,
+                    input_hash,
+                    worker: self.address,
+                    reason,
+                    enclave_key: [0; 32],
+                    signature: [0; 64],
+                };
+                self.enclave.sign_failure(&self.chain_id, &mut failure);
+                failure
+            })
+            .collect();
+        for batch in failures.chunks(chunk) {
+            let ids: Vec<Hash> = batch.iter().map(|f| f.task_id).collect();
+            let action = Action::ReportFailures {
+                failures: batch.to_vec(),
+            };
+            self.submit_batch(&ids, action).await?;
         }
         Ok(true)
     }
 
-    async fn submit_batch(&mut self, receipts: Vec<TaskReceipt>) -> Result<()> {
-        let ids: Vec<Hash> = receipts.iter().map(|r| r.task_id).collect();
-        let tx = self.sign(Action::SubmitReceipts { receipts });
+    /// Submits receipts or failure reports for `ids`; false when the node refused the nonce
+    /// (the tasks are retried next round, with the nonce counted again).
+    async fn submit_batch(&mut self, ids: &[Hash], action: Action) -> Result<bool> {
+        let tx = self.sign(action);
         // Journal first: a crash after sending must not lead to a second submission.
-        self.journal.record(&ids, tx.hash())?;
+        self.journal.record(ids, tx.hash())?;
         match self.client.submit(&tx).await {
-            Ok(_) => self.nonce += 1,
+            Ok(_) => {
+                self.nonce += 1;
+                Ok(true)
+            }
             Err(ClientError::Api { code, .. })
-                if code == "bad_nonce" || code == "duplicate_transaction" =>
+                if matches!(
+                    code.as_str(),
+                    "bad_nonce"
+                        | "duplicate_transaction"
+                        | "replacement_underpriced"
+                        | "nonce_too_far_ahead"
+                ) =>
             {
                 self.journal.forget(&tx.hash())?;
-                self.nonce = self.client.nonce(&self.address).await?;
-                return Ok(());
+                self.nonce = self.client.pending_nonce(&self.address).await?;
+                Ok(false)
             }
             Err(e) => {
                 self.journal.forget(&tx.hash())?;
-                return Err(e.into());
+                Err(e.into())
             }
         }
+    }
+
+    fn count_done(&self, ids: &[Hash]) {
         let now = Instant::now();
         let latency: u64 = ids
             .iter()
@@ -491,8 +560,7 @@ impl Worker {
             .fetch_add(ids.len() as u64, Ordering::Relaxed);
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.latency_ms_total.fetch_add(latency, Ordering::Relaxed);
-        info!(worker = %self.config.label, receipts = ids.len(), tx = %tx.hash(), mean_ms = latency / ids.len().max(1) as u64, "receipts submitted");
-        Ok(())
+        info!(worker = %self.config.label, receipts = ids.len(), mean_ms = latency / ids.len().max(1) as u64, "receipts submitted");
     }
 
     fn sign(&self, action: Action) -> SignedTx {

@@ -402,7 +402,7 @@ async fn submit(args: SubmitArgs) -> Result<()> {
                     Some(w) => format!("worker {w}"),
                     None => "waiting for an eligible worker".into(),
                 };
-                if ["finalized", "cancelled", "expired"].contains(&status.as_str()) {
+                if ["finalized", "cancelled", "expired", "failed"].contains(&status.as_str()) {
                     eprintln!();
                     let output = fetch_output(&client, &view).await?;
                     return print_task(&view, output.as_deref(), false);
@@ -452,6 +452,9 @@ fn print_task(view: &Value, output: Option<&[u8]>, json: bool) -> Result<()> {
     outln!("worker       {}", task["worker"].as_str().unwrap_or("-"));
     outln!("input        {}", text(&view["input_cid"]));
     outln!("submitted    height {}", task["submitted_height"]);
+    if let Some(reason) = task["failure"].as_str() {
+        outln!("failure      {reason} (reported by the worker's enclave; escrow refunded less the worker's fee)");
+    }
     if !record.is_null() {
         outln!("result hash  {}", text(&record["output_hash"]));
         outln!("output       {}", text(&view["output_cid"]));
