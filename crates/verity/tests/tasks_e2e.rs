@@ -384,3 +384,125 @@ async fn hundred_tasks_with_a_killed_worker() {
     let after: Value = client.get(&format!("/v1/tasks/{id}")).await.unwrap();
     assert_eq!(after["record"], views[0]["record"]);
 }
+
+/// Tasks naming an input blob that was never uploaded, with the longest deadline: the workers'
+/// enclaves report them, they fail at once, the submitter gets the escrow back less the worker
+/// fee, no worker loses reputation, and a good task after them still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_that_cannot_run_fail_without_punishing_workers() {
+    const FAILING: u64 = 5;
+    let home = tempfile::tempdir().unwrap();
+    let api = common::free_ports(4, 11);
+    let p2p = common::free_ports(4, 17);
+    let devnet_home = home.path().join("devnet");
+    let _devnet = spawn(
+        &[
+            "devnet",
+            "--home",
+            devnet_home.to_str().unwrap(),
+            "--workers",
+            "2",
+            "--api-port",
+            &api.to_string(),
+            "--p2p-port",
+            &p2p.to_string(),
+        ],
+        &home.path().join("devnet.log"),
+    );
+    let client = Client::new(&format!("127.0.0.1:{api}"));
+    let model: Hash = wait_for("the bundled model", 120, async || {
+        let models: Value = client.get("/v1/models").await.ok()?;
+        serde_json::from_value(models["models"][0]["model_id"].clone()).ok()
+    })
+    .await;
+    let workers: Vec<Address> = wait_for("two workers with enclaves", 120, async || {
+        let list: Value = client.get("/v1/workers").await.ok()?;
+        let ready: Vec<Address> = list["workers"]
+            .as_array()?
+            .iter()
+            .filter(|w| w["enclave"].is_object())
+            .filter_map(|w| serde_json::from_value(w["address"].clone()).ok())
+            .collect();
+        (ready.len() == 2).then_some(ready)
+    })
+    .await;
+    let dev = AccountKey::from_hex(
+        &std::fs::read_to_string(devnet_home.join("dev-account.key")).unwrap(),
+    )
+    .unwrap();
+    let user = AccountKey::generate();
+    let fund = sign(
+        &dev,
+        client.pending_nonce(&dev.address()).await.unwrap(),
+        Action::Transfer {
+            to: user.address(),
+            amount: 1_000 * ONE_TOKEN,
+        },
+    );
+    client.submit(&fund).await.unwrap();
+    client
+        .wait_for_tx(&fund.hash(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let user_before = balance(&client, &user.address()).await;
+
+    let mut ids = Vec::new();
+    for i in 0..FAILING {
+        let never_uploaded = format!("an input nobody uploaded, #{i}");
+        let tx = sign(
+            &user,
+            i,
+            Action::SubmitTask {
+                model_id: model,
+                input: DataRef::of(never_uploaded.as_bytes()),
+                mode: Mode::Tee,
+                max_fee: MAX_FEE,
+                deadline_blocks: 100_000,
+            },
+        );
+        client.submit(&tx).await.unwrap();
+        ids.push(tx.hash());
+    }
+    for id in &ids {
+        let view: Value = wait_for("the task to fail", 120, async || {
+            let view: Value = client.get(&format!("/v1/tasks/{id}")).await.ok()?;
+            (view["task"]["status"] == "failed").then_some(view)
+        })
+        .await;
+        assert_eq!(view["task"]["failure"], "input_unavailable", "{view}");
+    }
+    let worker_fee = MAX_FEE * 500 / 10_000;
+    assert_eq!(
+        balance(&client, &user.address()).await,
+        user_before - FAILING as u128 * (TX_FEE + worker_fee)
+    );
+    for w in &workers {
+        let view: Value = client.get(&format!("/v1/workers/{w}")).await.unwrap();
+        let rep = &view["reputation"];
+        assert_eq!(rep["score"], 0, "{view}");
+        assert_eq!(rep["timeouts"], 0, "{view}");
+        assert_eq!(rep["banned"], false, "{view}");
+    }
+
+    // The same workers still run a task whose input exists.
+    let input = serde_json::to_vec(&serde_json::json!([vec![0.0f32; 64]])).unwrap();
+    client.put_blob(input.clone()).await.unwrap();
+    let good = sign(
+        &user,
+        FAILING,
+        Action::SubmitTask {
+            model_id: model,
+            input: DataRef::of(&input),
+            mode: Mode::Tee,
+            max_fee: MAX_FEE,
+            deadline_blocks: 100,
+        },
+    );
+    client.submit(&good).await.unwrap();
+    let id = good.hash();
+    wait_for("the good task to finalize", 120, async || {
+        let view: Value = client.get(&format!("/v1/tasks/{id}")).await.ok()?;
+        (view["task"]["status"] == "finalized").then_some(())
+    })
+    .await;
+}

@@ -81,6 +81,15 @@ fn check_claim(
     claim: &Claim<'_>,
 ) -> Result<Result<(tasks::Task, enclaves::Enclave), String>, TxFailure> {
     let id = claim.task_id;
+    // Authentic first, whatever became of the task: signed by an enclave registered to the
+    // claiming worker.
+    let enclave = enclaves::by_key(state, claim.enclave_key)?
+        .ok_or_else(|| reject("the signing enclave key is not registered".into()))?;
+    if enclave.worker != *claim.worker {
+        return Err(reject(
+            "the signing enclave key belongs to another worker".into(),
+        ));
+    }
     let task = tasks::get(state, &id)?.ok_or_else(|| reject(format!("no task {id}")))?;
     if task.status.is_final() {
         return Ok(Err(format!("task {id} is already {:?}", task.status)));
@@ -110,13 +119,6 @@ fn check_claim(
         return Err(reject(format!(
             "receipt's model or input does not match task {id}"
         )));
-    }
-    let enclave = enclaves::by_key(state, claim.enclave_key)?
-        .ok_or_else(|| reject("the signing enclave key is not registered".into()))?;
-    if enclave.worker != *claim.worker {
-        return Err(reject(
-            "the signing enclave key belongs to another worker".into(),
-        ));
     }
     if !enclave.is_live(ctx.timestamp_ms) {
         return Err(reject(
