@@ -238,13 +238,23 @@ impl TaskReceipt {
 
     /// Checks the enclave signature on its own (batched checks use [`verify_receipts`]).
     pub fn verify(&self, chain_id: &str) -> Result<(), ReceiptError> {
-        let key = VerifyingKey::from_bytes(&self.enclave_key).map_err(|_| ReceiptError::BadKey)?;
-        key.verify(
-            &self.signing_digest(chain_id).0,
-            &Signature::from_bytes(&self.signature),
+        verify_enclave_signature(
+            &self.enclave_key,
+            &self.signing_digest(chain_id),
+            &self.signature,
         )
-        .map_err(|_| ReceiptError::BadSignature)
     }
+}
+
+/// One ed25519 signature by an enclave key over a digest.
+fn verify_enclave_signature(
+    key: &[u8; 32],
+    digest: &Hash,
+    signature: &[u8; 64],
+) -> Result<(), ReceiptError> {
+    let key = VerifyingKey::from_bytes(key).map_err(|_| ReceiptError::BadKey)?;
+    key.verify(&digest.0, &Signature::from_bytes(signature))
+        .map_err(|_| ReceiptError::BadSignature)
 }
 
 /// Domain tag of failure receipts.
@@ -342,12 +352,11 @@ impl FailureReceipt {
     }
 
     pub fn verify(&self, chain_id: &str) -> Result<(), ReceiptError> {
-        let key = VerifyingKey::from_bytes(&self.enclave_key).map_err(|_| ReceiptError::BadKey)?;
-        key.verify(
-            &self.signing_digest(chain_id).0,
-            &Signature::from_bytes(&self.signature),
+        verify_enclave_signature(
+            &self.enclave_key,
+            &self.signing_digest(chain_id),
+            &self.signature,
         )
-        .map_err(|_| ReceiptError::BadSignature)
     }
 }
 

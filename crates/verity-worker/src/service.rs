@@ -208,16 +208,7 @@ impl Worker {
                 }
                 // Our count drifted from the chain's: a transaction was lost, or one we sent
                 // before a restart is still pending. Take the node's pending nonce and retry.
-                Err(ClientError::Api { code, .. })
-                    if attempt == 0
-                        && matches!(
-                            code.as_str(),
-                            "bad_nonce"
-                                | "duplicate_transaction"
-                                | "replacement_underpriced"
-                                | "nonce_too_far_ahead"
-                        ) =>
-                {
+                Err(ClientError::Api { code, .. }) if attempt == 0 && is_nonce_race(&code) => {
                     self.nonce = self.client.pending_nonce(&self.address).await?;
                 }
                 Err(e) => return Err(e.into()),
@@ -524,15 +515,7 @@ impl Worker {
                 self.nonce += 1;
                 Ok(true)
             }
-            Err(ClientError::Api { code, .. })
-                if matches!(
-                    code.as_str(),
-                    "bad_nonce"
-                        | "duplicate_transaction"
-                        | "replacement_underpriced"
-                        | "nonce_too_far_ahead"
-                ) =>
-            {
+            Err(ClientError::Api { code, .. }) if is_nonce_race(&code) => {
                 self.journal.forget(&tx.hash())?;
                 self.nonce = self.client.pending_nonce(&self.address).await?;
                 Ok(false)
@@ -573,6 +556,15 @@ impl Worker {
         body.fee = body.required_fee(&self.fees);
         body.sign(&self.config.account)
     }
+}
+
+/// API error codes that mean our nonce count drifted from the chain's: a transaction was lost,
+/// or one sent before a restart is still pending.
+fn is_nonce_race(code: &str) -> bool {
+    matches!(
+        code,
+        "bad_nonce" | "duplicate_transaction" | "replacement_underpriced" | "nonce_too_far_ahead"
+    )
 }
 
 /// The local key that signs dev attestation reports, created on first use.

@@ -76,20 +76,8 @@ impl Network {
     /// Sends SIGTERM, as a process manager stops a service, and expects a clean exit (status 0)
     /// that says why it stopped.
     fn terminates_cleanly(&mut self, i: usize) {
-        let mut child = self.children.lock().unwrap()[i].take().expect("running");
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let exit = loop {
-            if let Some(exit) = child.try_wait().unwrap() {
-                break exit;
-            }
-            assert!(Instant::now() < deadline, "validator {i} ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        let child = self.children.lock().unwrap()[i].take().expect("running");
+        let (exit, _) = terminate(child, &format!("validator {i}"));
         let log = std::fs::read_to_string(self.log(i)).unwrap();
         assert!(
             exit.success(),

@@ -78,25 +78,35 @@ fn sign(key: &AccountKey, nonce: u64, action: Action) -> SignedTx {
     .sign(key)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hundred_tasks_with_a_killed_worker() {
-    let home = tempfile::tempdir().unwrap();
-    let api = common::free_ports(4, 1);
-    let p2p = common::free_ports(4, 7);
-    let devnet_home = home.path().join("devnet");
-    let _devnet = spawn(
+/// A running `verity devnet` process, once its bundled model is registered.
+struct Devnet {
+    _process: Killed,
+    /// A client of validator 0.
+    client: Client,
+    model: Hash,
+    home: std::path::PathBuf,
+    /// Validator 0's API port; validator i's is `api + i`.
+    api: u16,
+}
+
+/// Starts `verity devnet` with `workers` workers under `home/devnet`.
+async fn start_devnet(home: &Path, port_seed: u16, workers: u32) -> Devnet {
+    let api = common::free_ports(4, port_seed);
+    let p2p = common::free_ports(4, port_seed + 6);
+    let devnet_home = home.join("devnet");
+    let devnet = spawn(
         &[
             "devnet",
             "--home",
             devnet_home.to_str().unwrap(),
             "--workers",
-            "2",
+            &workers.to_string(),
             "--api-port",
             &api.to_string(),
             "--p2p-port",
             &p2p.to_string(),
         ],
-        &home.path().join("devnet.log"),
+        &home.join("devnet.log"),
     );
     let client = Client::new(&format!("127.0.0.1:{api}"));
     let model: Hash = wait_for("the bundled model", 120, async || {
@@ -104,6 +114,40 @@ async fn hundred_tasks_with_a_killed_worker() {
         serde_json::from_value(models["models"][0]["model_id"].clone()).ok()
     })
     .await;
+    Devnet {
+        _process: devnet,
+        client,
+        model,
+        home: devnet_home,
+        api,
+    }
+}
+
+/// The workers with a registered enclave, once there are `n`.
+async fn workers_with_enclaves(client: &Client, n: usize) -> Vec<Address> {
+    wait_for("workers with enclaves", 120, async || {
+        let list: Value = client.get("/v1/workers").await.ok()?;
+        let ready: Vec<Address> = list["workers"]
+            .as_array()?
+            .iter()
+            .filter(|w| w["enclave"].is_object())
+            .filter_map(|w| serde_json::from_value(w["address"].clone()).ok())
+            .collect();
+        (ready.len() == n).then_some(ready)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_tasks_with_a_killed_worker() {
+    let home = tempfile::tempdir().unwrap();
+    let devnet = start_devnet(home.path(), 1, 2).await;
+    let (client, model, devnet_home, api) = (
+        devnet.client.clone(),
+        devnet.model,
+        devnet.home.clone(),
+        devnet.api,
+    );
     let dev = AccountKey::from_hex(
         &std::fs::read_to_string(devnet_home.join("dev-account.key")).unwrap(),
     )
@@ -152,17 +196,7 @@ async fn hundred_tasks_with_a_killed_worker() {
         ],
         &home.path().join("third.log"),
     );
-    let workers: Vec<Address> = wait_for("three workers with enclaves", 120, async || {
-        let list: Value = client.get("/v1/workers").await.ok()?;
-        let ready: Vec<Address> = list["workers"]
-            .as_array()?
-            .iter()
-            .filter(|w| w["enclave"].is_object())
-            .filter_map(|w| serde_json::from_value(w["address"].clone()).ok())
-            .collect();
-        (ready.len() == 3).then_some(ready)
-    })
-    .await;
+    let workers = workers_with_enclaves(&client, 3).await;
     assert!(workers.contains(&third.address()));
 
     // Balances and nonces before the tasks.
@@ -392,40 +426,9 @@ async fn hundred_tasks_with_a_killed_worker() {
 async fn tasks_that_cannot_run_fail_without_punishing_workers() {
     const FAILING: u64 = 5;
     let home = tempfile::tempdir().unwrap();
-    let api = common::free_ports(4, 11);
-    let p2p = common::free_ports(4, 17);
-    let devnet_home = home.path().join("devnet");
-    let _devnet = spawn(
-        &[
-            "devnet",
-            "--home",
-            devnet_home.to_str().unwrap(),
-            "--workers",
-            "2",
-            "--api-port",
-            &api.to_string(),
-            "--p2p-port",
-            &p2p.to_string(),
-        ],
-        &home.path().join("devnet.log"),
-    );
-    let client = Client::new(&format!("127.0.0.1:{api}"));
-    let model: Hash = wait_for("the bundled model", 120, async || {
-        let models: Value = client.get("/v1/models").await.ok()?;
-        serde_json::from_value(models["models"][0]["model_id"].clone()).ok()
-    })
-    .await;
-    let workers: Vec<Address> = wait_for("two workers with enclaves", 120, async || {
-        let list: Value = client.get("/v1/workers").await.ok()?;
-        let ready: Vec<Address> = list["workers"]
-            .as_array()?
-            .iter()
-            .filter(|w| w["enclave"].is_object())
-            .filter_map(|w| serde_json::from_value(w["address"].clone()).ok())
-            .collect();
-        (ready.len() == 2).then_some(ready)
-    })
-    .await;
+    let devnet = start_devnet(home.path(), 11, 2).await;
+    let (client, model, devnet_home) = (devnet.client.clone(), devnet.model, devnet.home.clone());
+    let workers = workers_with_enclaves(&client, 2).await;
     let dev = AccountKey::from_hex(
         &std::fs::read_to_string(devnet_home.join("dev-account.key")).unwrap(),
     )

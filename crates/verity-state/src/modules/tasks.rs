@@ -172,25 +172,19 @@ pub fn submit(
     request: &Request<'_>,
 ) -> Result<Task, TxFailure> {
     check(state, &ctx.genesis.params.tasks, request)?;
-    let Request {
-        model_id,
-        input,
-        mode,
-        max_fee,
-        deadline_blocks,
-    } = *request;
+    let max_fee = request.max_fee;
     accounts::debit(state, submitter, max_fee)?;
     let task = Task {
         task_id,
         submitter: *submitter,
-        model_id: *model_id,
-        input: *input,
-        mode,
+        model_id: *request.model_id,
+        input: *request.input,
+        mode: request.mode,
         max_fee,
         status: TaskStatus::Pending,
         worker: None,
         submitted_height: ctx.height,
-        deadline_height: ctx.height.saturating_add(deadline_blocks),
+        deadline_height: ctx.height.saturating_add(request.deadline_blocks),
         assigned_height: None,
         timeout_height: None,
         timed_out: Vec::new(),
