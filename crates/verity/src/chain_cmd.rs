@@ -39,6 +39,10 @@ pub struct DevnetArgs {
     /// Workers started in this process, each with a dev (software) enclave.
     #[arg(long, default_value_t = 2)]
     workers: u32,
+    /// Show the validators' and workers' logs instead of a status line every few seconds
+    /// (`VERITY_LOG` also brings them back, with its own filter).
+    #[arg(long)]
+    log: bool,
 }
 
 /// The model every devnet registers: the digits MLP (64 inputs, 10 classes).
@@ -300,7 +304,8 @@ pub(crate) fn create_worker_accounts(home: &Path, count: u32) -> Result<Vec<Addr
 
 /// `verity devnet`: creates the network on first run, then starts every validator in-process.
 pub fn devnet(args: DevnetArgs) -> Result<()> {
-    init_logs(DEFAULT_LOGS);
+    let quiet = !args.log && std::env::var_os("VERITY_LOG").is_none();
+    init_logs(if quiet { "warn" } else { DEFAULT_LOGS });
     let home = args.home;
     let genesis_path = home.join("genesis.json");
     let dev_key_path = home.join("dev-account.key");
@@ -334,6 +339,9 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
         let client = Client::new(&apis[0].to_string());
         let model_id = register_bundled_model(&client, &dev).await?;
         spawn_workers(&home, &apis, args.workers)?;
+        // The banner says "ready" only once the setup is final: the dev account's setup
+        // transactions are finalized and the workers can take tasks.
+        wait_for_workers(&client, args.workers as usize).await;
         outln!(
             "  workers:     {} (dev TEE, not hardware-backed)",
             args.workers
@@ -352,8 +360,67 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
         outln!(
             "Ctrl-C (or SIGTERM) stops the network; run the same command to start it again where it left off."
         );
+        if quiet {
+            let node = started[0].node.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(STATUS_EVERY).await;
+                    outln!("{}", status_line(&node));
+                }
+            });
+        }
         shutdown_on_signal(context).await
     })
+}
+
+/// How often a quiet devnet prints its status line.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
+/// Waits until `count` workers have staked and registered an enclave (2 minutes at most).
+async fn wait_for_workers(client: &Client, count: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    eprintln!("waiting for {count} workers to stake and attest…");
+    while std::time::Instant::now() < deadline {
+        let ready = client
+            .get::<serde_json::Value>("/v1/workers")
+            .await
+            .ok()
+            .and_then(|list| {
+                list["workers"]
+                    .as_array()
+                    .map(|ws| ws.iter().filter(|w| w["enclave"].is_object()).count())
+            });
+        if ready.is_some_and(|n| n >= count) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("warning: the workers are not ready after 2 minutes; see `verity devnet --log`");
+}
+
+/// One line of what the devnet is doing: height, mempool, recent tasks by status, workers.
+fn status_line(node: &verity_node::app::NodeState) -> String {
+    let chain = &node.chain;
+    let height = chain.height().unwrap_or(0);
+    let pending = node.mempool.lock().map(|m| m.len()).unwrap_or(0);
+    let mut finalized = 0;
+    let mut open = 0;
+    for task in chain.recent_tasks(1_000).unwrap_or_default() {
+        match task.status {
+            verity_state::TaskStatus::Finalized => finalized += 1,
+            status if !status.is_final() => open += 1,
+            _ => {}
+        }
+    }
+    let workers = chain
+        .workers(1_000)
+        .unwrap_or_default()
+        .iter()
+        .filter(|w| chain.enclave(w).ok().flatten().is_some())
+        .count();
+    format!(
+        "height {height}  mempool {pending}  tasks: {open} open, {finalized} finalized (last 1,000)  workers {workers}"
+    )
 }
 
 fn node_configs(home: &Path) -> Result<Vec<PathBuf>> {

@@ -405,6 +405,8 @@ async fn devnet_and_worker_stop_cleanly_on_sigterm() {
     let home = tempfile::tempdir().unwrap();
     let api = common::free_ports(4, 3_331);
     let p2p = common::free_ports(4, 5_557);
+    // Without --log or VERITY_LOG a devnet is quiet: its banner, then a status line.
+    let banner = home.path().join("devnet.out");
     let devnet = Command::new(env!("CARGO_BIN_EXE_verity"))
         .args(["devnet", "--workers", "1", "--home"])
         .arg(home.path().join("devnet"))
@@ -414,8 +416,8 @@ async fn devnet_and_worker_stop_cleanly_on_sigterm() {
             "--p2p-port",
             &p2p.to_string(),
         ])
-        .env("VERITY_LOG", "warn")
-        .stdout(Stdio::null())
+        .env_remove("VERITY_LOG")
+        .stdout(Stdio::from(std::fs::File::create(&banner).unwrap()))
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn verity devnet");
@@ -431,6 +433,21 @@ async fn devnet_and_worker_stop_cleanly_on_sigterm() {
             break;
         }
         assert!(Instant::now() < deadline, "the devnet finalized no block");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let out = std::fs::read_to_string(&banner).unwrap();
+        // The banner's "try:" line comes once the workers can take tasks; a status line follows.
+        if out.contains("try:") && out.lines().any(|l| l.starts_with("height ")) {
+            let workers: Value = client.get("/v1/workers").await.unwrap();
+            assert!(workers["workers"][0]["enclave"].is_object(), "{workers}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no banner and status line: {out}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // A worker of its own, staking from the devnet's funded dev account.
@@ -452,6 +469,10 @@ async fn devnet_and_worker_stop_cleanly_on_sigterm() {
     let (status, stderr) = terminate(devnet, "the devnet");
     assert!(status.success(), "devnet exited with {status}: {stderr}");
     assert!(stderr.contains("SIGTERM: stopping"), "{stderr}");
+    assert!(
+        !stderr.contains(" INFO "),
+        "a quiet devnet logs no info lines: {stderr}"
+    );
 }
 
 /// Outside a devnet, `verity genesis` writes the measurements it accepts and who governs them,
