@@ -444,11 +444,20 @@ fn worker_view(state: &ApiState, address: &Address) -> Result<serde_json::Value,
     }))
 }
 
-async fn list_workers(State(state): State<ApiState>) -> ApiResult<serde_json::Value> {
+async fn list_workers(
+    State(state): State<ApiState>,
+    axum::extract::Query(page): axum::extract::Query<Page>,
+) -> ApiResult<serde_json::Value> {
+    let after: Option<Address> = page
+        .after
+        .as_deref()
+        .map(|a| parse(a, "address"))
+        .transpose()?;
+    let limit = page.limit.unwrap_or(100).min(MAX_PAGE);
     let workers = state
         .node
         .chain
-        .workers(MAX_PAGE)
+        .workers(after.as_ref(), limit)
         .map_err(ApiError::internal)?;
     let views = workers
         .iter()

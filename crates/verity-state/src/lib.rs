@@ -604,9 +604,13 @@ impl<S: Store> Chain<S> {
         modules::records::get(&self.view(), task_id)
     }
 
-    /// Up to `limit` workers, in address order.
-    pub fn workers(&self, limit: usize) -> Result<Vec<Address>, StateError> {
-        modules::staking::workers(&self.view(), limit)
+    /// Up to `limit` workers in address order, after `after` when given.
+    pub fn workers(
+        &self,
+        after: Option<&Address>,
+        limit: usize,
+    ) -> Result<Vec<Address>, StateError> {
+        modules::staking::workers(&self.view(), after, limit)
     }
 
     pub fn worker(&self, worker: &Address) -> Result<Option<Worker>, StateError> {

@@ -57,27 +57,39 @@ impl<'a> Overlay<'a> {
         prefix: &[u8],
         limit: usize,
     ) -> Result<KeyValues, StateError> {
-        let pending = self
-            .block
-            .writes
-            .range((table, prefix.to_vec())..)
-            .chain(
-                self.tx
-                    .iter()
-                    .flat_map(|tx| tx.range((table, prefix.to_vec())..)),
-            )
-            .take_while(|((t, k), _)| *t == table && k.starts_with(prefix));
-        let pending: std::collections::BTreeMap<&Vec<u8>, &Option<Vec<u8>>> =
-            pending.map(|((_, k), v)| (k, v)).collect();
+        self.scan_from(table, prefix, prefix, limit)
+    }
+
+    /// Like [`Overlay::scan_prefix`], from `start` (a key under `prefix`) on.
+    pub fn scan_from(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<KeyValues, StateError> {
+        let within = |entries: &'_ Entries| {
+            entries
+                .range((table, start.to_vec())..)
+                .take_while(|((t, k), _)| *t == table && k.starts_with(prefix))
+                .map(|((_, k), v)| (k.clone(), v.clone()))
+                .collect::<Vec<_>>()
+        };
+        // The open scope's writes come last, so they override the block's.
+        let mut pending: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> =
+            within(&self.block.writes).into_iter().collect();
+        if let Some(tx) = &self.tx {
+            pending.extend(within(tx));
+        }
         let deleted = pending.values().filter(|v| v.is_none()).count();
         let stored = self
             .store
-            .scan(table, prefix, prefix, limit.saturating_add(deleted))?;
+            .scan(table, prefix, start, limit.saturating_add(deleted))?;
         let mut merged: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = stored.into_iter().collect();
         for (key, value) in pending {
             match value {
-                Some(v) => merged.insert(key.clone(), v.clone()),
-                None => merged.remove(key),
+                Some(v) => merged.insert(key, v),
+                None => merged.remove(&key),
             };
         }
         Ok(merged.into_iter().take(limit).collect())
@@ -128,5 +140,49 @@ impl<'a> Overlay<'a> {
     pub fn into_batch(mut self) -> Batch {
         self.commit_scope();
         self.block
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemStore;
+
+    fn keys(entries: KeyValues) -> Vec<Vec<u8>> {
+        entries.into_iter().map(|(k, _)| k).collect()
+    }
+
+    /// A scan sees the store with the block's and the open scope's writes applied, whatever
+    /// other keys those writes hold, and pages on from a start key.
+    #[test]
+    fn scans_merge_pending_writes_and_page_from_a_start() {
+        let store = MemStore::default();
+        let mut batch = Batch::default();
+        for k in [b"a1", b"a2", b"a3", b"b1"] {
+            batch.put(Table::Tasks, k.to_vec(), vec![1]);
+        }
+        store.commit(&batch).unwrap();
+        let mut state = Overlay::new(&store);
+        state.delete(Table::Tasks, b"a2".to_vec());
+        state.put(Table::Tasks, b"b0".to_vec(), vec![2]);
+        state.begin_scope();
+        state.put(Table::Tasks, b"a0".to_vec(), vec![3]);
+        assert_eq!(
+            keys(state.scan_prefix(Table::Tasks, b"a", 10).unwrap()),
+            vec![b"a0".to_vec(), b"a1".to_vec(), b"a3".to_vec()]
+        );
+        assert_eq!(
+            keys(state.scan_prefix(Table::Tasks, b"a", 2).unwrap()),
+            vec![b"a0".to_vec(), b"a1".to_vec()]
+        );
+        assert_eq!(
+            keys(state.scan_from(Table::Tasks, b"a", b"a10", 10).unwrap()),
+            vec![b"a3".to_vec()]
+        );
+        state.revert_scope();
+        assert_eq!(
+            keys(state.scan_prefix(Table::Tasks, b"b", 10).unwrap()),
+            vec![b"b0".to_vec(), b"b1".to_vec()]
+        );
     }
 }

@@ -413,7 +413,7 @@ fn status_line(node: &verity_node::app::NodeState) -> String {
         }
     }
     let workers = chain
-        .workers(1_000)
+        .workers(None, 1_000)
         .unwrap_or_default()
         .iter()
         .filter(|w| chain.enclave(w).ok().flatten().is_some())

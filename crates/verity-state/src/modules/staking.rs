@@ -36,10 +36,23 @@ pub fn get(state: &Overlay<'_>, worker: &Address) -> Result<Option<Worker>, Stat
     state.get_json(Table::Staking, &key(worker), "worker stake")
 }
 
-/// Up to `limit` workers, in address order.
-pub fn workers(state: &Overlay<'_>, limit: usize) -> Result<Vec<Address>, StateError> {
-    state
-        .scan_prefix(Table::Staking, PREFIX, limit)?
+/// Up to `limit` workers in address order, after `after` when given.
+pub fn workers(
+    state: &Overlay<'_>,
+    after: Option<&Address>,
+    limit: usize,
+) -> Result<Vec<Address>, StateError> {
+    let entries = match after {
+        // The smallest key above `after`'s own.
+        Some(after) => state.scan_from(
+            Table::Staking,
+            PREFIX,
+            &[key(after), vec![0]].concat(),
+            limit,
+        )?,
+        None => state.scan_prefix(Table::Staking, PREFIX, limit)?,
+    };
+    entries
         .into_iter()
         .map(|(key, _)| {
             key[PREFIX.len()..]
