@@ -24,6 +24,21 @@ pub enum ClientError {
     Decode(String),
 }
 
+impl ClientError {
+    /// Whether the node refused a transaction because its nonce raced another of the same
+    /// sender's (used, taken by a pending one, or far ahead after a lost one): signing again
+    /// with the account's pending nonce is the remedy.
+    pub fn is_nonce_race(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Api { code, .. } if matches!(
+                code.as_str(),
+                "bad_nonce" | "duplicate_transaction" | "replacement_underpriced" | "nonce_too_far_ahead"
+            )
+        )
+    }
+}
+
 #[derive(Clone)]
 pub struct Client {
     base: String,

@@ -211,12 +211,12 @@ pub struct App {
 }
 
 impl App {
-    /// The seed of `view`, waiting for consensus to report its certificate.
-    async fn wait_for_seed<E: Clock>(&self, runtime: &E, view: View) -> Option<Seed> {
+    /// Polls `probe` until it answers, for at most [`WAIT_FOR_STATE`].
+    async fn wait_for<E: Clock, T>(runtime: &E, probe: impl Fn() -> Option<T>) -> Option<T> {
         let deadline = runtime.current() + WAIT_FOR_STATE;
         loop {
-            if let Some(seed) = self.node.seed(view) {
-                return Some(seed);
+            if let Some(found) = probe() {
+                return Some(found);
             }
             if runtime.current() >= deadline {
                 return None;
@@ -225,18 +225,21 @@ impl App {
         }
     }
 
+    /// The seed of `view`, waiting for consensus to report its certificate.
+    async fn wait_for_seed<E: Clock>(&self, runtime: &E, view: View) -> Option<Seed> {
+        Self::wait_for(runtime, || self.node.seed(view)).await
+    }
+
     /// Waits until this node has executed `height`.
     async fn wait_for_height<E: Clock>(&self, runtime: &E, height: u64) -> bool {
-        let deadline = runtime.current() + WAIT_FOR_STATE;
-        loop {
-            if self.node.chain.height().is_ok_and(|h| h >= height) {
-                return true;
-            }
-            if runtime.current() >= deadline {
-                return false;
-            }
-            runtime.sleep(Duration::from_millis(10)).await;
-        }
+        let executed = || {
+            self.node
+                .chain
+                .height()
+                .is_ok_and(|h| h >= height)
+                .then_some(())
+        };
+        Self::wait_for(runtime, executed).await.is_some()
     }
 
     /// The block carries the seed of its parent's view (none only on genesis's child).

@@ -119,14 +119,6 @@ impl Block {
         };
         verity_types::sha256(&[SEED_DOMAIN, &material].concat())
     }
-
-    /// Total weight of the transactions, and whether each decodes.
-    pub fn weight(&self) -> Option<u64> {
-        self.txs.iter().try_fold(0u64, |total, tx| {
-            let decoded = verity_types::SignedTx::decode(tx).ok()?;
-            total.checked_add(verity_types::weight::of(&decoded.body.action, tx.len()))
-        })
-    }
 }
 
 pub fn to_hash(digest: &Digest) -> verity_types::Hash {

@@ -316,8 +316,8 @@ impl Mempool {
 
     /// Drops what a finalized block made stale or unpayable: every pending nonce below the
     /// sender's new one, and from its next nonce on, every transaction whose fee and spending
-    /// (with those before it) the sender's balance no longer covers. A later transaction with an evicted
-    /// one's nonce is then admitted afresh.
+    /// (with those before it) the sender's balance no longer covers. A later transaction with an
+    /// evicted one's nonce is then admitted afresh.
     pub fn prune<S: Store>(&mut self, chain: &Chain<S>, senders: &BTreeSet<Address>) {
         for sender in senders {
             let Ok(account) = chain.account(sender) else {

@@ -230,10 +230,7 @@ impl TaskReceipt {
 
     /// SHA-256(domain ‖ chain id ‖ fields): what the enclave signs.
     pub fn signing_digest(&self, chain_id: &str) -> Hash {
-        let mut w = Writer::new();
-        w.fixed(RECEIPT_DOMAIN).str(chain_id);
-        self.encode_fields(&mut w);
-        sha256(&w.finish())
+        enclave_digest(RECEIPT_DOMAIN, chain_id, |w| self.encode_fields(w))
     }
 
     /// Checks the enclave signature on its own (batched checks use [`verify_receipts`]).
@@ -244,6 +241,14 @@ impl TaskReceipt {
             &self.signature,
         )
     }
+}
+
+/// SHA-256(domain ‖ chain id ‖ fields): what an enclave signs for a task.
+fn enclave_digest(domain: &[u8], chain_id: &str, fields: impl FnOnce(&mut Writer)) -> Hash {
+    let mut w = Writer::new();
+    w.fixed(domain).str(chain_id);
+    fields(&mut w);
+    sha256(&w.finish())
 }
 
 /// One ed25519 signature by an enclave key over a digest.
@@ -345,10 +350,7 @@ impl FailureReceipt {
 
     /// SHA-256(domain ‖ chain id ‖ fields): what the enclave signs.
     pub fn signing_digest(&self, chain_id: &str) -> Hash {
-        let mut w = Writer::new();
-        w.fixed(FAILURE_DOMAIN).str(chain_id);
-        self.encode_fields(&mut w);
-        sha256(&w.finish())
+        enclave_digest(FAILURE_DOMAIN, chain_id, |w| self.encode_fields(w))
     }
 
     pub fn verify(&self, chain_id: &str) -> Result<(), ReceiptError> {

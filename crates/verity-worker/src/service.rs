@@ -208,7 +208,7 @@ impl Worker {
                 }
                 // Our count drifted from the chain's: a transaction was lost, or one we sent
                 // before a restart is still pending. Take the node's pending nonce and retry.
-                Err(ClientError::Api { code, .. }) if attempt == 0 && is_nonce_race(&code) => {
+                Err(e) if attempt == 0 && e.is_nonce_race() => {
                     self.nonce = self.client.pending_nonce(&self.address).await?;
                 }
                 Err(e) => return Err(e.into()),
@@ -515,7 +515,7 @@ impl Worker {
                 self.nonce += 1;
                 Ok(true)
             }
-            Err(ClientError::Api { code, .. }) if is_nonce_race(&code) => {
+            Err(e) if e.is_nonce_race() => {
                 self.journal.forget(&tx.hash())?;
                 self.nonce = self.client.pending_nonce(&self.address).await?;
                 Ok(false)
@@ -556,15 +556,6 @@ impl Worker {
         body.fee = body.required_fee(&self.fees);
         body.sign(&self.config.account)
     }
-}
-
-/// API error codes that mean our nonce count drifted from the chain's: a transaction was lost,
-/// or one sent before a restart is still pending.
-fn is_nonce_race(code: &str) -> bool {
-    matches!(
-        code,
-        "bad_nonce" | "duplicate_transaction" | "replacement_underpriced" | "nonce_too_far_ahead"
-    )
 }
 
 /// The local key that signs dev attestation reports, created on first use.

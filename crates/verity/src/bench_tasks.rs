@@ -16,6 +16,7 @@ use verity_types::{AccountKey, Action, DataRef, Hash, Mode, TxBody, ONE_TOKEN};
 use crate::bench_cmd::{spawn_submitter, Latency, SubmitTimes};
 use crate::chain_cmd::{
     create_worker_accounts, devnet_genesis, init_logs, register_bundled_model, spawn_workers,
+    wait_for_workers,
 };
 
 #[derive(Args)]
@@ -184,21 +185,4 @@ pub fn tasks(args: TasksArgs) -> Result<()> {
         let _ = context.stop(0, Some(Duration::from_secs(10))).await;
         Ok(())
     })
-}
-
-async fn wait_for_workers(client: &Client, n: usize) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let list: serde_json::Value = client.get("/v1/workers").await?;
-        let ready = list["workers"]
-            .as_array()
-            .map_or(0, |w| w.iter().filter(|w| w["enclave"].is_object()).count());
-        if ready >= n {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("only {ready} of {n} workers registered an enclave within 120 s");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }

@@ -341,7 +341,10 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
         spawn_workers(&home, &apis, args.workers)?;
         // The banner says "ready" only once the setup is final: the dev account's setup
         // transactions are finalized and the workers can take tasks.
-        wait_for_workers(&client, args.workers as usize).await;
+        eprintln!("waiting for {} workers to stake and attest…", args.workers);
+        if let Err(e) = wait_for_workers(&client, args.workers as usize).await {
+            eprintln!("warning: {e:#}; see `verity devnet --log`");
+        }
         outln!(
             "  workers:     {} (dev TEE, not hardware-backed)",
             args.workers
@@ -376,11 +379,11 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
 /// How often a quiet devnet prints its status line.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
-/// Waits until `count` workers have staked and registered an enclave (2 minutes at most).
-async fn wait_for_workers(client: &Client, count: usize) {
+/// Waits until `count` workers have staked and registered an enclave (2 minutes at most); a
+/// node that does not answer yet is asked again.
+pub(crate) async fn wait_for_workers(client: &Client, count: usize) -> Result<()> {
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    eprintln!("waiting for {count} workers to stake and attest…");
-    while std::time::Instant::now() < deadline {
+    loop {
         let ready = client
             .get::<serde_json::Value>("/v1/workers")
             .await
@@ -389,13 +392,16 @@ async fn wait_for_workers(client: &Client, count: usize) {
                 list["workers"]
                     .as_array()
                     .map(|ws| ws.iter().filter(|w| w["enclave"].is_object()).count())
-            });
-        if ready.is_some_and(|n| n >= count) {
-            return;
+            })
+            .unwrap_or(0);
+        if ready >= count {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("only {ready} of {count} workers registered an enclave within 120 s");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    eprintln!("warning: the workers are not ready after 2 minutes; see `verity devnet --log`");
 }
 
 /// One line of what the devnet is doing: height, mempool, recent tasks by status, workers.

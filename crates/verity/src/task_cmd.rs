@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context as _, Result};
 use clap::{Args, Subcommand};
 use serde_json::Value;
-use verity_client::{Client, ClientError};
+use verity_client::Client;
 use verity_infer::Model;
 use verity_types::{
     AccountKey, Action, Amount, DataRef, Hash, Mode, ModelSpec, SignedTx, TxBody, ONE_TOKEN,
@@ -267,12 +267,7 @@ pub async fn submit_next(
         let tx = body.sign(key);
         match client.submit(&tx).await {
             Ok(_) => return Ok(tx),
-            Err(ClientError::Api { code, .. })
-                if attempt == 0
-                    && matches!(
-                        code.as_str(),
-                        "bad_nonce" | "duplicate_transaction" | "replacement_underpriced"
-                    ) => {}
+            Err(e) if attempt == 0 && e.is_nonce_race() => {}
             Err(e) => return Err(e.into()),
         }
     }
