@@ -1,9 +1,16 @@
-//! A typed client for a Verity node's `/v1` HTTP API.
+//! A typed client for a Verity node's `/v1` HTTP API: every method takes and returns the
+//! `verity_api` types the node itself serves.
 
 use serde::de::DeserializeOwned;
-use serde_json::{json, Value};
 use thiserror::Error;
-use verity_types::{Address, SignedTx};
+use verity_api::{
+    AccountView, Assignments, ErrorBody, ErrorCode, ModelList, PolicyView, StatusView,
+    StoredBlob, SubmitTx, TaskList, TaskView, TxState, TxView, UploadAuth, WorkerList,
+    WorkerView, UPLOAD_HEADER,
+};
+use verity_types::{AccountKey, Address, Hash, SignedTx};
+
+pub use verity_api as api;
 
 #[derive(Debug, Error)]
 pub enum ClientError {
@@ -17,11 +24,16 @@ pub enum ClientError {
     #[error("{code}: {message}")]
     Api {
         status: u16,
-        code: String,
+        code: ErrorCode,
         message: String,
     },
     #[error("unexpected response from the node: {0}")]
     Decode(String),
+    #[error("transaction {hash} was not finalized within {waited:?}")]
+    NotFinalized {
+        hash: Hash,
+        waited: std::time::Duration,
+    },
 }
 
 impl ClientError {
@@ -31,11 +43,46 @@ impl ClientError {
     pub fn is_nonce_race(&self) -> bool {
         matches!(
             self,
-            ClientError::Api { code, .. } if matches!(
-                code.as_str(),
-                "bad_nonce" | "duplicate_transaction" | "replacement_underpriced" | "nonce_too_far_ahead"
-            )
+            ClientError::Api {
+                code: ErrorCode::BadNonce
+                    | ErrorCode::DuplicateTransaction
+                    | ErrorCode::ReplacementUnderpriced
+                    | ErrorCode::NonceTooFarAhead,
+                ..
+            }
         )
+    }
+
+    /// The API error code, when the node answered with one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Api { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// One page of a list: at most `limit` items after the cursor `after`.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest<C> {
+    pub after: Option<C>,
+    pub limit: Option<u32>,
+}
+
+impl<C: std::fmt::Display> PageRequest<C> {
+    fn query(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(after) = &self.after {
+            parts.push(format!("after={after}"));
+        }
+        if let Some(limit) = self.limit {
+            parts.push(format!("limit={limit}"));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", parts.join("&"))
+        }
     }
 }
 
@@ -62,6 +109,10 @@ impl Client {
         Self { base, http }
     }
 
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     async fn send(
         &self,
         request: reqwest::RequestBuilder,
@@ -75,68 +126,39 @@ impl Client {
             })
     }
 
+    /// The API error a non-success response carries.
+    async fn api_error(response: reqwest::Response) -> ClientError {
+        let status = response.status().as_u16();
+        match response.json::<ErrorBody>().await {
+            Ok(body) => ClientError::Api {
+                status,
+                code: body.error.code,
+                message: body.error.message,
+            },
+            Err(e) => ClientError::Decode(format!("HTTP {status} without an error body: {e}")),
+        }
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<T, ClientError> {
         let response = self.send(request).await?;
-        let status = response.status();
-        let body: Value = response
+        if !response.status().is_success() {
+            return Err(Self::api_error(response).await);
+        }
+        response
             .json()
             .await
-            .map_err(|e| ClientError::Decode(e.to_string()))?;
-        if !status.is_success() {
-            let error = &body["error"];
-            return Err(ClientError::Api {
-                status: status.as_u16(),
-                code: error["code"].as_str().unwrap_or("unknown").to_string(),
-                message: error["message"].as_str().unwrap_or("").to_string(),
-            });
-        }
-        serde_json::from_value(body).map_err(|e| ClientError::Decode(e.to_string()))
+            .map_err(|e| ClientError::Decode(e.to_string()))
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Submits a signed transaction; returns the node's answer (hash and status).
-    pub async fn submit(&self, tx: &SignedTx) -> Result<Value, ClientError> {
-        self.submit_raw(&tx.encode()).await
-    }
-
-    pub async fn submit_raw(&self, bytes: &[u8]) -> Result<Value, ClientError> {
-        let body = json!({ "tx": format!("0x{}", hex::encode(bytes)) });
-        self.call(self.http.post(self.url("/v1/txs")).json(&body))
-            .await
-    }
-
-    pub async fn tx(&self, hash: &verity_types::Hash) -> Result<Value, ClientError> {
-        self.call(self.http.get(self.url(&format!("/v1/txs/{hash}"))))
-            .await
-    }
-
-    pub async fn account(&self, address: &Address) -> Result<Value, ClientError> {
-        self.call(self.http.get(self.url(&format!("/v1/accounts/{address}"))))
-            .await
-    }
-
-    pub async fn block(&self, height: u64) -> Result<Value, ClientError> {
-        self.call(self.http.get(self.url(&format!("/v1/blocks/{height}"))))
-            .await
-    }
-
-    pub async fn status(&self) -> Result<Value, ClientError> {
-        self.call(self.http.get(self.url("/v1/status"))).await
-    }
-
-    /// GET of any `/v1` path, decoded as `T`.
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.call(self.http.get(self.url(path))).await
     }
 
     /// GET that answers `None` for a 404.
-    pub async fn find<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, ClientError> {
+    async fn find<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, ClientError> {
         match self.get(path).await {
             Ok(v) => Ok(Some(v)),
             Err(ClientError::Api { status: 404, .. }) => Ok(None),
@@ -144,10 +166,138 @@ impl Client {
         }
     }
 
-    /// Uploads a blob; returns the node's answer (`cid`, `hash`, `size`).
-    pub async fn put_blob(&self, bytes: Vec<u8>) -> Result<Value, ClientError> {
-        self.call(self.http.put(self.url("/v1/blobs")).body(bytes))
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Submits a signed transaction to the node's mempool.
+    pub async fn submit(&self, tx: &SignedTx) -> Result<TxView, ClientError> {
+        self.submit_raw(&tx.encode()).await
+    }
+
+    pub async fn submit_raw(&self, bytes: &[u8]) -> Result<TxView, ClientError> {
+        let body = SubmitTx {
+            tx: format!("0x{}", hex::encode(bytes)),
+        };
+        self.call(self.http.post(self.url("/v1/txs")).json(&body))
             .await
+    }
+
+    pub async fn tx(&self, hash: &Hash) -> Result<TxView, ClientError> {
+        self.get(&format!("/v1/txs/{hash}")).await
+    }
+
+    pub async fn account(&self, address: &Address) -> Result<AccountView, ClientError> {
+        self.get(&format!("/v1/accounts/{address}")).await
+    }
+
+    /// A finalized block; `None` before it is finalized.
+    pub async fn block(&self, height: u64) -> Result<Option<api::BlockRecord>, ClientError> {
+        self.find(&format!("/v1/blocks/{height}")).await
+    }
+
+    pub async fn status(&self) -> Result<StatusView, ClientError> {
+        self.get("/v1/status").await
+    }
+
+    pub async fn models(&self, page: &PageRequest<Hash>) -> Result<ModelList, ClientError> {
+        self.get(&format!("/v1/models{}", page.query())).await
+    }
+
+    pub async fn model(&self, id: &Hash) -> Result<Option<api::Model>, ClientError> {
+        self.find(&format!("/v1/models/{id}")).await
+    }
+
+    /// Tasks, newest first.
+    pub async fn tasks(&self, page: &PageRequest<Hash>) -> Result<TaskList, ClientError> {
+        self.get(&format!("/v1/tasks{}", page.query())).await
+    }
+
+    pub async fn task(&self, id: &Hash) -> Result<Option<TaskView>, ClientError> {
+        self.find(&format!("/v1/tasks/{id}")).await
+    }
+
+    pub async fn workers(&self, page: &PageRequest<Address>) -> Result<WorkerList, ClientError> {
+        self.get(&format!("/v1/workers{}", page.query())).await
+    }
+
+    pub async fn worker(&self, address: &Address) -> Result<WorkerView, ClientError> {
+        self.get(&format!("/v1/workers/{address}")).await
+    }
+
+    pub async fn assignments(
+        &self,
+        worker: &Address,
+        page: &PageRequest<Hash>,
+    ) -> Result<Assignments, ClientError> {
+        self.get(&format!("/v1/workers/{worker}/assignments{}", page.query()))
+            .await
+    }
+
+    pub async fn attestation_policy(&self) -> Result<PolicyView, ClientError> {
+        self.get("/v1/attestation-policy").await
+    }
+
+    /// The newest attestation nonce; `None` before the first block.
+    pub async fn attestation_nonce(&self) -> Result<Option<api::AttestationNonce>, ClientError> {
+        match self.get("/v1/attestation-nonce").await {
+            Ok(nonce) => Ok(Some(nonce)),
+            Err(ClientError::Api {
+                code: ErrorCode::NoBlocksYet,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Uploads a blob, signed by `key`'s account against the node's chain and height.
+    pub async fn put_blob(&self, bytes: Vec<u8>, key: &AccountKey) -> Result<StoredBlob, ClientError> {
+        let status = self.status().await?;
+        let auth = UploadAuth::sign(
+            key,
+            &status.chain_id,
+            verity_types::sha256(&bytes),
+            status.height,
+        );
+        self.put_blob_with(bytes, &auth.to_header()).await
+    }
+
+    /// Uploads several blobs at once, each signed by `key`'s account.
+    pub async fn put_blobs(
+        &self,
+        blobs: Vec<Vec<u8>>,
+        key: &AccountKey,
+    ) -> Result<Vec<StoredBlob>, ClientError> {
+        if blobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let status = self.status().await?;
+        futures::future::try_join_all(blobs.into_iter().map(|bytes| {
+            let auth = UploadAuth::sign(
+                key,
+                &status.chain_id,
+                verity_types::sha256(&bytes),
+                status.height,
+            );
+            async move { self.put_blob_with(bytes, &auth.to_header()).await }
+        }))
+        .await
+    }
+
+    /// Uploads a blob with a ready-made authorisation header.
+    pub async fn put_blob_with(
+        &self,
+        bytes: Vec<u8>,
+        authorization: &str,
+    ) -> Result<StoredBlob, ClientError> {
+        self.call(
+            self.http
+                .put(self.url("/v1/blobs"))
+                .header(UPLOAD_HEADER, authorization)
+                .header("content-type", "application/octet-stream")
+                .body(bytes),
+        )
+        .await
     }
 
     /// Downloads a blob by CID; `None` when the node does not hold it.
@@ -159,13 +309,7 @@ impl Client {
             return Ok(None);
         }
         if !response.status().is_success() {
-            let status = response.status().as_u16();
-            let body: Value = response.json().await.unwrap_or_default();
-            return Err(ClientError::Api {
-                status,
-                code: body["error"]["code"].as_str().unwrap_or("unknown").into(),
-                message: body["error"]["message"].as_str().unwrap_or("").into(),
-            });
+            return Err(Self::api_error(response).await);
         }
         let bytes = response
             .bytes()
@@ -176,46 +320,42 @@ impl Client {
 
     /// The chain's transaction prices, from its status.
     pub async fn fee_schedule(&self) -> Result<verity_types::FeeSchedule, ClientError> {
-        let status = self.status().await?;
-        serde_json::from_value(status["fees"].clone())
-            .map_err(|e| ClientError::Decode(format!("status fees: {e}")))
+        Ok(self.status().await?.fees)
     }
 
     /// The nonce the account's next transaction should carry: its committed nonce, past every
     /// consecutive transaction the node already holds pending.
     pub async fn pending_nonce(&self, address: &Address) -> Result<u64, ClientError> {
-        let account = self.account(address).await?;
-        account["pending_nonce"]
-            .as_u64()
-            .or_else(|| account["nonce"].as_u64())
-            .ok_or_else(|| ClientError::Decode("account without a nonce".into()))
+        Ok(self.account(address).await?.pending_nonce)
     }
 
     /// The account's next nonce as the node's committed state has it.
     pub async fn nonce(&self, address: &Address) -> Result<u64, ClientError> {
-        let account = self.account(address).await?;
-        account["nonce"]
-            .as_u64()
-            .ok_or_else(|| ClientError::Decode("account without a nonce".into()))
+        Ok(self.account(address).await?.nonce)
     }
 
     /// Waits until a transaction is finalized; returns its receipt.
     pub async fn wait_for_tx(
         &self,
-        hash: &verity_types::Hash,
+        hash: &Hash,
         timeout: std::time::Duration,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<api::Receipt, ClientError> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             match self.tx(hash).await {
-                Ok(v) if v["status"] == "finalized" => return Ok(v["receipt"].clone()),
+                Ok(TxView {
+                    status: TxState::Finalized,
+                    receipt: Some(receipt),
+                    ..
+                }) => return Ok(receipt),
                 Ok(_) | Err(ClientError::Api { status: 404, .. }) => {}
                 Err(e) => return Err(e),
             }
             if std::time::Instant::now() >= deadline {
-                return Err(ClientError::Decode(format!(
-                    "transaction {hash} not finalized within {timeout:?}"
-                )));
+                return Err(ClientError::NotFinalized {
+                    hash: *hash,
+                    waited: timeout,
+                });
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }

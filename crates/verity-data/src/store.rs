@@ -18,6 +18,8 @@ pub enum BlobError {
     TooLarge { limit: u64 },
     #[error("blob content does not match the expected hash {expected}")]
     HashMismatch { expected: Hash },
+    #[error("only {free} bytes of disk are free; this node keeps {floor} free for its chain")]
+    DiskFull { free: u64, floor: u64 },
     #[error("reading the upload: {0}")]
     Upload(String),
     #[error("blob store at {path}: {source}")]
@@ -41,6 +43,8 @@ pub struct StoredBlob {
 pub struct BlobStore {
     dir: PathBuf,
     max_bytes: u64,
+    /// Free disk, in bytes, that blobs never eat into: the chain's own storage shares the disk.
+    disk_floor: u64,
 }
 
 impl BlobStore {
@@ -54,7 +58,38 @@ impl BlobStore {
         Ok(Self {
             dir: dir.to_path_buf(),
             max_bytes,
+            disk_floor: 0,
         })
+    }
+
+    /// Refuses uploads that would leave less than `bytes` free on the store's disk.
+    pub fn with_disk_floor(mut self, bytes: u64) -> Self {
+        self.disk_floor = bytes;
+        self
+    }
+
+    /// Bytes free to unprivileged writers on the store's filesystem.
+    pub fn free_bytes(&self) -> Result<u64, BlobError> {
+        let stat = rustix::fs::statvfs(&self.dir).map_err(|e| BlobError::Io {
+            path: self.dir.clone(),
+            source: e.into(),
+        })?;
+        Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+    }
+
+    /// Whether `incoming` more bytes fit above the disk floor.
+    pub fn check_space(&self, incoming: u64) -> Result<(), BlobError> {
+        if self.disk_floor == 0 {
+            return Ok(());
+        }
+        let free = self.free_bytes()?;
+        if free < self.disk_floor.saturating_add(incoming) {
+            return Err(BlobError::DiskFull {
+                free,
+                floor: self.disk_floor,
+            });
+        }
+        Ok(())
     }
 
     pub fn max_bytes(&self) -> u64 {
@@ -100,6 +135,7 @@ impl BlobStore {
         S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        self.check_space(0)?;
         let tmp = self.dir.join("tmp").join(format!(
             "{}-{}",
             std::process::id(),
@@ -181,6 +217,13 @@ mod tests {
             store.put_stream(stream, Some(sha256(b"abd"))).await,
             Err(BlobError::HashMismatch { .. })
         ));
+        // Nothing is stored when the disk is below the floor.
+        let floored = store.clone().with_disk_floor(u64::MAX);
+        assert!(matches!(
+            floored.put(b"x").await,
+            Err(BlobError::DiskFull { floor: u64::MAX, .. })
+        ));
+        assert!(store.free_bytes().unwrap() > 0);
         // Refused uploads leave nothing behind.
         assert_eq!(
             std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),

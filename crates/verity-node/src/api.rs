@@ -1,13 +1,20 @@
 //! The HTTP API under `/v1` (DESIGN §7): JSON in and out, `{ "error": { "code", "message" } }`
-//! with a 4xx status for bad input, server-sent events for finalized blocks, Prometheus metrics.
+//! with a 4xx status for bad input, server-sent events for finalized blocks and task changes,
+//! Prometheus metrics. Every body is a `verity_api` type, and the OpenAPI document is generated
+//! from those types and the handlers' annotations.
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::{
-    extract::{Path, State},
-    http::StatusCode,
+    extract::{
+        rejection::{JsonRejection, QueryRejection},
+        Path, Query, Request, State,
+    },
+    http::{HeaderMap, StatusCode},
+    middleware::Next,
     response::{
         sse::{Event, KeepAlive, Sse},
         IntoResponse, Response,
@@ -18,18 +25,16 @@ use axum::{
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::{IntoParams, OpenApi};
+use verity_api::{
+    AccountView, Assignments, ErrorBody, ErrorCode, ErrorDetail, ModelList, PolicyView,
+    StatusView, StoredBlob, SubmitTx, TaskList, TaskView, TxState, TxView, UploadAuth,
+    ValidatorInfo, WorkerList, WorkerView, DEV_TEE_LABEL, MAX_PAGE, UPLOAD_HEADER,
+};
 use verity_types::{Address, Hash};
 
 use crate::app::NodeState;
-
-/// A validator as the status endpoint lists it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ValidatorInfo {
-    pub public_key: String,
-    pub p2p: String,
-    pub api: String,
-}
+use crate::uploads::{Quotas, UploadPolicy};
 
 /// Everything the handlers read.
 #[derive(Clone)]
@@ -37,6 +42,8 @@ pub struct ApiState {
     pub node: Arc<NodeState>,
     /// Task inputs, outputs and model files, by CID.
     pub blobs: verity_data::BlobStore,
+    pub uploads: UploadPolicy,
+    pub quotas: Arc<Quotas>,
     pub validators: Arc<Vec<ValidatorInfo>>,
     /// Renders the runtime's Prometheus registry.
     pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
@@ -44,46 +51,90 @@ pub struct ApiState {
     pub index: usize,
 }
 
+/// Limits on the API's own resources (`[api_limits]` in `node.toml`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiLimits {
+    /// Longest a request may take to produce its response, uploads included.
+    pub request_timeout_secs: u64,
+    /// Most open connections; further ones wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        Self {
+            request_timeout_secs: 60,
+            max_connections: 512,
+        }
+    }
+}
+
+#[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
+    retry_after: Option<Duration>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
+    }
+
     fn internal(e: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            e.to_string(),
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({ "error": { "code": self.code, "message": self.message } })),
-        )
-            .into_response()
+        let body = Json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+            },
+        });
+        let mut response = (self.status, body).into_response();
+        if let Some(after) = self.retry_after {
+            response.headers_mut().insert(
+                "retry-after",
+                after.as_secs().max(1).to_string().parse().expect("digits"),
+            );
+        }
+        response
     }
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
-pub fn router(state: ApiState) -> Router {
+pub fn router(state: ApiState, limits: &ApiLimits) -> Router {
+    let timeout = Duration::from_secs(limits.request_timeout_secs.max(1));
     Router::new()
         .route("/v1/txs", post(submit_tx))
         .route("/v1/txs/{hash}", get(get_tx))
         .route("/v1/accounts/{address}", get(get_account))
         .route("/v1/blocks/{height}", get(get_block))
         .route("/v1/status", get(status))
-        .route("/v1/blobs", put(put_blob).post(put_blob))
+        .route("/v1/blobs", put(put_blob))
         .route("/v1/blobs/{cid}", get(get_blob))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{id}", get(get_model))
@@ -97,28 +148,109 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/events", get(events))
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::BadRequest,
+                "this endpoint does not take that method",
+            )
         })
+        .layer(axum::middleware::from_fn_with_state(timeout, time_limit))
         .with_state(state)
 }
 
-#[derive(Deserialize)]
-struct SubmitTx {
-    /// The encoded signed transaction, hex with or without 0x.
-    tx: String,
+/// Ends a request that has not produced its response in time: a slow client cannot hold a
+/// handler (and an upload's disk space) forever.
+async fn time_limit(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::Timeout,
+            format!("the request took longer than {} s", limit.as_secs()),
+        )
+        .into_response(),
+    }
 }
 
+fn parse<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    raw.parse()
+        .map_err(|e: T::Err| ApiError::bad_request(format!("invalid {what}: {e}")))
+}
+
+fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+/// A page size from `limit`, refused outside 1..=MAX_PAGE rather than silently clamped.
+fn page_size(limit: Option<u32>, default: u32) -> Result<usize, ApiError> {
+    match limit.unwrap_or(default) {
+        n @ 1..=MAX_PAGE => Ok(n as usize),
+        n => Err(ApiError::bad_request(format!(
+            "limit must be 1 to {MAX_PAGE}, got {n}"
+        ))),
+    }
+}
+
+/// The cursor of the next page: the last item's, when the page came back full.
+fn next_cursor<T, C>(items: &[T], limit: usize, cursor: impl Fn(&T) -> C) -> Option<C> {
+    (items.len() == limit).then(|| items.last().map(cursor)).flatten()
+}
+
+/// A list's query when its cursor is an id.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct IdPage {
+    /// Page size, 1 to 1000.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    /// The previous page's `next`.
+    #[param(value_type = Option<Hash>)]
+    after: Option<Hash>,
+}
+
+/// A list's query when its cursor is an address.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct AddressPage {
+    /// Page size, 1 to 1000.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    /// The previous page's `next`.
+    #[param(value_type = Option<Address>)]
+    after: Option<Address>,
+}
+
+#[utoipa::path(post, path = "/v1/txs", tag = "transactions",
+    request_body = SubmitTx,
+    responses(
+        (status = 202, description = "admitted to the mempool", body = TxView),
+        (status = 400, description = "malformed, invalid, or unpayable", body = ErrorBody),
+        (status = 409, description = "this sender and nonce are already pending", body = ErrorBody),
+        (status = 415, description = "the body is not JSON", body = ErrorBody),
+        (status = 503, description = "the mempool is full", body = ErrorBody),
+    ))]
 async fn submit_tx(
     State(state): State<ApiState>,
-    body: Result<Json<SubmitTx>, axum::extract::rejection::JsonRejection>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let Json(body) =
-        body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    body: Result<Json<SubmitTx>, JsonRejection>,
+) -> Result<(StatusCode, Json<TxView>), ApiError> {
+    let Json(body) = body.map_err(|e| {
+        let status = match e {
+            JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, ErrorCode::BadRequest, e.body_text())
+    })?;
     let raw = hex::decode(body.tx.trim().trim_start_matches("0x")).map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "malformed_transaction",
+            ErrorCode::MalformedTransaction,
             "tx must be hex-encoded transaction bytes",
         )
     })?;
@@ -132,27 +264,22 @@ async fn submit_tx(
     })?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "hash": hash, "status": "pending" })),
+        Json(TxView {
+            hash,
+            status: TxState::Pending,
+            receipt: None,
+        }),
     ))
 }
 
-fn parse<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError>
-where
-    T::Err: std::fmt::Display,
-{
-    raw.parse().map_err(|e: T::Err| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("invalid {what}: {e}"),
-        )
-    })
-}
-
-async fn get_tx(
-    State(state): State<ApiState>,
-    Path(hash): Path<String>,
-) -> ApiResult<serde_json::Value> {
+#[utoipa::path(get, path = "/v1/txs/{hash}", tag = "transactions",
+    params(("hash" = Hash, Path, description = "the transaction's hash")),
+    responses(
+        (status = 200, description = "pending, or finalized with its receipt", body = TxView),
+        (status = 400, body = ErrorBody),
+        (status = 404, description = "neither pending nor finalized here", body = ErrorBody),
+    ))]
+async fn get_tx(State(state): State<ApiState>, Path(hash): Path<String>) -> ApiResult<TxView> {
     let hash: Hash = parse(&hash, "transaction hash")?;
     if let Some(receipt) = state
         .node
@@ -160,9 +287,11 @@ async fn get_tx(
         .receipt(&hash)
         .map_err(ApiError::internal)?
     {
-        return Ok(Json(
-            json!({ "hash": hash, "status": "finalized", "receipt": receipt }),
-        ));
+        return Ok(Json(TxView {
+            hash,
+            status: TxState::Finalized,
+            receipt: Some(receipt),
+        }));
     }
     if state
         .node
@@ -171,19 +300,27 @@ async fn get_tx(
         .expect("mempool lock")
         .contains(&hash)
     {
-        return Ok(Json(json!({ "hash": hash, "status": "pending" })));
+        return Ok(Json(TxView {
+            hash,
+            status: TxState::Pending,
+            receipt: None,
+        }));
     }
-    Err(ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no transaction {hash} is pending or finalized here"),
-    ))
+    Err(ApiError::not_found(format!(
+        "no transaction {hash} is pending or finalized here"
+    )))
 }
 
+#[utoipa::path(get, path = "/v1/accounts/{address}", tag = "accounts",
+    params(("address" = Address, Path)),
+    responses(
+        (status = 200, description = "balance and nonces; an unknown account is empty", body = AccountView),
+        (status = 400, body = ErrorBody),
+    ))]
 async fn get_account(
     State(state): State<ApiState>,
     Path(address): Path<String>,
-) -> ApiResult<serde_json::Value> {
+) -> ApiResult<AccountView> {
     let address: Address = parse(&address, "address")?;
     let account = state
         .node
@@ -196,14 +333,21 @@ async fn get_account(
         .lock()
         .expect("mempool lock")
         .pending_nonce(&address, account.nonce);
-    Ok(Json(json!({
-        "address": address,
-        "balance": account.balance.to_string(),
-        "nonce": account.nonce,
-        "pending_nonce": pending_nonce,
-    })))
+    Ok(Json(AccountView {
+        address,
+        balance: account.balance,
+        nonce: account.nonce,
+        pending_nonce,
+    }))
 }
 
+#[utoipa::path(get, path = "/v1/blocks/{height}", tag = "chain",
+    params(("height" = u64, Path)),
+    responses(
+        (status = 200, body = verity_api::BlockRecord),
+        (status = 400, body = ErrorBody),
+        (status = 404, description = "not finalized yet", body = ErrorBody),
+    ))]
 async fn get_block(
     State(state): State<ApiState>,
     Path(height): Path<String>,
@@ -215,35 +359,32 @@ async fn get_block(
         .block(height)
         .map_err(ApiError::internal)?
         .map(Json)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("block {height} is not finalized yet"),
-            )
-        })
+        .ok_or_else(|| ApiError::not_found(format!("block {height} is not finalized yet")))
 }
 
-async fn status(State(state): State<ApiState>) -> ApiResult<serde_json::Value> {
+#[utoipa::path(get, path = "/v1/status", tag = "chain",
+    responses((status = 200, body = StatusView)))]
+async fn status(State(state): State<ApiState>) -> ApiResult<StatusView> {
     let chain = &state.node.chain;
-    Ok(Json(json!({
-        "chain_id": chain.genesis().chain_id,
-        "node": state.node.label,
-        "height": chain.height().map_err(ApiError::internal)?,
-        "finalized_height": state.node.finalized_tip.load(Ordering::Relaxed),
-        "state_root": chain.state_root().map_err(ApiError::internal)?,
-        "mempool": state.node.mempool.lock().expect("mempool lock").len(),
-        "validators": *state.validators,
-        "peers": connected_peers(&(state.metrics)(), state.index),
-        "fees": verity_types::FeeSchedule {
-            fee_per_weight: chain.genesis().params.fee_per_weight,
-            min_fee: chain.genesis().params.min_fee,
+    let params = &chain.genesis().params;
+    Ok(Json(StatusView {
+        chain_id: chain.genesis().chain_id.clone(),
+        node: state.node.label.clone(),
+        height: chain.height().map_err(ApiError::internal)?,
+        finalized_height: state.node.finalized_tip.load(Ordering::Relaxed),
+        state_root: chain.state_root().map_err(ApiError::internal)?,
+        mempool: state.node.mempool.lock().expect("mempool lock").len() as u64,
+        validators: (*state.validators).clone(),
+        peers: connected_peers(&(state.metrics)(), state.index),
+        fees: verity_types::FeeSchedule {
+            fee_per_weight: params.fee_per_weight,
+            min_fee: params.min_fee,
         },
-        "max_block_weight": chain.genesis().params.max_block_weight,
-        "halted": state.node.halted.load(Ordering::Relaxed),
-        "equivocations": state.node.evidence.lock().expect("evidence lock").len(),
-        "refused_proposals": state.node.refused_proposals.load(Ordering::Relaxed),
-    })))
+        max_block_weight: params.max_block_weight,
+        halted: state.node.halted.load(Ordering::Relaxed),
+        equivocations: state.node.evidence.lock().expect("evidence lock").len() as u64,
+        refused_proposals: state.node.refused_proposals.load(Ordering::Relaxed),
+    }))
 }
 
 /// Peers the p2p layer reports connected to validator `index`. The tracker publishes them only
@@ -264,6 +405,10 @@ fn connected_peers(metrics: &str, index: usize) -> Vec<String> {
         .collect()
 }
 
+#[utoipa::path(get, path = "/v1/events", tag = "chain",
+    responses((status = 200,
+        description = "Server-sent events: `event: block` with a BlockRecord per finalized block, `event: task` with a Task per task change (schema Event)",
+        content_type = "text/event-stream", body = String)))]
 async fn events(
     State(state): State<ApiState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
@@ -282,46 +427,179 @@ async fn events(
     Sse::new(futures::stream::select(blocks, tasks)).keep_alive(KeepAlive::default())
 }
 
-fn not_found(what: String) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", what)
+/// Checks an upload's authorisation and charges its declared size to the signer's quota;
+/// answers the signer and the bytes charged.
+fn authorize_upload(
+    state: &ApiState,
+    headers: &HeaderMap,
+    declared: u64,
+) -> Result<(UploadAuth, Address), ApiError> {
+    let unauthorized =
+        |message: String| ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::UploadUnauthorized, message);
+    let header = headers
+        .get(UPLOAD_HEADER)
+        .ok_or_else(|| {
+            unauthorized(format!(
+                "an upload needs an {UPLOAD_HEADER} header signed by a funded account"
+            ))
+        })?
+        .to_str()
+        .map_err(|_| unauthorized(format!("the {UPLOAD_HEADER} header is not text")))?;
+    let auth = UploadAuth::parse(header).map_err(|e| unauthorized(e.to_string()))?;
+    let chain = &state.node.chain;
+    let signer = auth
+        .signer(&chain.genesis().chain_id)
+        .map_err(|e| unauthorized(e.to_string()))?;
+    let height = chain.height().map_err(ApiError::internal)?;
+    if auth.height > height.saturating_add(1) {
+        return Err(unauthorized(format!(
+            "the upload signs height {}, ahead of this node's {height}",
+            auth.height
+        )));
+    }
+    if height - auth.height.min(height) > state.uploads.max_age_blocks {
+        return Err(unauthorized(format!(
+            "the upload signs height {}, more than {} blocks before {height}; sign a recent one",
+            auth.height, state.uploads.max_age_blocks
+        )));
+    }
+    let balance = chain.account(&signer).map_err(ApiError::internal)?.balance;
+    if balance < state.uploads.min_balance {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::BalanceTooLow,
+            format!(
+                "{signer} holds {balance} base units; uploading needs {}",
+                state.uploads.min_balance
+            ),
+        ));
+    }
+    state
+        .quotas
+        .charge(
+            signer,
+            declared,
+            state.uploads.quota_bytes,
+            Duration::from_secs(state.uploads.window_secs),
+            Instant::now(),
+        )
+        .map_err(|over| ApiError {
+            retry_after: Some(over.retry_after),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "{signer} uploaded {} of its {} bytes per {} s",
+                    over.used, state.uploads.quota_bytes, state.uploads.window_secs
+                ),
+            )
+        })?;
+    Ok((auth, signer))
 }
 
+#[utoipa::path(put, path = "/v1/blobs", tag = "blobs",
+    params(("x-verity-upload" = String, Header,
+        description = "`<content hash>:<height>:<signature>`: an account's signature over (`verity/blob-upload/v1`, chain id, height, content hash), with a height at most `max_age_blocks` old",
+        pattern = "^(0x)?[0-9a-fA-F]{64}:[0-9]{1,20}:(0x)?[0-9a-fA-F]{130}$")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the blob's bytes"),
+    responses(
+        (status = 201, description = "stored; its CIDv1", body = StoredBlob),
+        (status = 400, description = "the bytes do not hash to the signed content hash", body = ErrorBody),
+        (status = 401, description = "no valid, recent upload signature", body = ErrorBody),
+        (status = 403, description = "the signer holds less than the node's minimum balance", body = ErrorBody),
+        (status = 408, description = "the upload took too long", body = ErrorBody),
+        (status = 413, description = "larger than the node accepts", body = ErrorBody),
+        (status = 429, description = "the signer's quota is used up; see Retry-After", body = ErrorBody),
+        (status = 507, description = "the node's free disk is below its floor", body = ErrorBody),
+    ))]
 async fn put_blob(
     State(state): State<ApiState>,
+    headers: HeaderMap,
     body: axum::body::Body,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<StoredBlob>), ApiError> {
     use verity_data::BlobError;
-    let blob = state
+    let declared: u64 = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let blob_error = |e: BlobError| match e {
+        BlobError::TooLarge { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::BlobTooLarge,
+            e.to_string(),
+        ),
+        BlobError::DiskFull { .. } => ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            ErrorCode::InsufficientStorage,
+            e.to_string(),
+        ),
+        BlobError::HashMismatch { .. } => {
+            ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::HashMismatch, e.to_string())
+        }
+        BlobError::Upload(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadUpload, e.to_string())
+        }
+        other => ApiError::internal(other),
+    };
+    if declared > state.blobs.max_bytes() {
+        return Err(blob_error(BlobError::TooLarge {
+            limit: state.blobs.max_bytes(),
+        }));
+    }
+    state.blobs.check_space(declared).map_err(blob_error)?;
+    let (auth, signer) = authorize_upload(&state, &headers, declared)?;
+    match state
         .blobs
-        .put_stream(body.into_data_stream(), None)
+        .put_stream(body.into_data_stream(), Some(auth.content))
         .await
-        .map_err(|e| match e {
-            BlobError::TooLarge { .. } => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "blob_too_large",
-                e.to_string(),
-            ),
-            BlobError::Upload(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "bad_upload", e.to_string())
+    {
+        Ok(blob) => {
+            // Charge what arrived, not what the header claimed.
+            if blob.size < declared {
+                state.quotas.refund(signer, declared - blob.size);
+            } else if blob.size > declared {
+                let _ = state.quotas.charge(
+                    signer,
+                    blob.size - declared,
+                    u64::MAX,
+                    Duration::from_secs(state.uploads.window_secs),
+                    Instant::now(),
+                );
             }
-            other => ApiError::internal(other),
-        })?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "cid": blob.cid, "hash": blob.hash, "size": blob.size })),
-    ))
+            Ok((
+                StatusCode::CREATED,
+                Json(StoredBlob {
+                    cid: blob.cid,
+                    hash: blob.hash,
+                    size: blob.size,
+                }),
+            ))
+        }
+        Err(e) => {
+            state.quotas.refund(signer, declared);
+            Err(blob_error(e))
+        }
+    }
 }
 
+#[utoipa::path(get, path = "/v1/blobs/{cid}", tag = "blobs",
+    params(("cid" = String, Path, description = "CIDv1, raw codec, SHA-256, base32", pattern = "^b[a-z2-7]{58}$")),
+    responses(
+        (status = 200, description = "the blob's bytes", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
 async fn get_blob(
     State(state): State<ApiState>,
     Path(cid): Path<String>,
 ) -> Result<Response, ApiError> {
     let hash = verity_data::parse_cid(&cid)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_cid", e.to_string()))?;
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadCid, e.to_string()))?;
     let path = state
         .blobs
         .locate(&hash)
-        .ok_or_else(|| not_found(format!("no blob {cid} here")))?;
+        .ok_or_else(|| ApiError::not_found(format!("no blob {cid} here")))?;
     let file = tokio::fs::File::open(&path)
         .await
         .map_err(ApiError::internal)?;
@@ -337,32 +615,34 @@ async fn get_blob(
         .into_response())
 }
 
-#[derive(Deserialize)]
-struct Page {
-    limit: Option<usize>,
-    after: Option<String>,
-}
-
-const MAX_PAGE: usize = 1_000;
-
+#[utoipa::path(get, path = "/v1/models", tag = "models",
+    params(IdPage),
+    responses(
+        (status = 200, description = "registered models in id order", body = ModelList),
+        (status = 400, body = ErrorBody),
+    ))]
 async fn list_models(
     State(state): State<ApiState>,
-    axum::extract::Query(page): axum::extract::Query<Page>,
-) -> ApiResult<serde_json::Value> {
-    let after: Option<Hash> = page
-        .after
-        .as_deref()
-        .map(|a| parse(a, "model id"))
-        .transpose()?;
-    let limit = page.limit.unwrap_or(100).min(MAX_PAGE);
+    page: Result<Query<IdPage>, QueryRejection>,
+) -> ApiResult<ModelList> {
+    let page = query(page)?;
+    let limit = page_size(page.limit, 100)?;
     let models = state
         .node
         .chain
-        .models(after.as_ref(), limit)
+        .models(page.after.as_ref(), limit)
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "models": models })))
+    let next = next_cursor(&models, limit, |m| m.spec.model_id);
+    Ok(Json(ModelList { models, next }))
 }
 
+#[utoipa::path(get, path = "/v1/models/{id}", tag = "models",
+    params(("id" = Hash, Path, description = "the model id: SHA-256 of its ONNX file")),
+    responses(
+        (status = 200, body = verity_api::Model),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
 async fn get_model(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -374,151 +654,189 @@ async fn get_model(
         .model(&id)
         .map_err(ApiError::internal)?
         .map(Json)
-        .ok_or_else(|| not_found(format!("no model {id}")))
+        .ok_or_else(|| ApiError::not_found(format!("no model {id}")))
 }
 
-/// A task as the API shows it: its state, its verified record once there is one, and the
-/// output's CID.
-fn task_view(
-    task: &verity_state::Task,
-    record: Option<verity_state::ExecutionRecord>,
-) -> serde_json::Value {
-    let mut view = json!({ "task": task, "input_cid": verity_data::cid_of(&task.input.hash) });
-    if let Some(record) = record {
-        view["output_cid"] = json!(verity_data::cid_of(&record.output_hash));
-        if record.dev_tee {
-            view["attestation"] = json!("dev TEE, not hardware-backed");
-        } else {
-            view["attestation"] = json!(record.tee_kind);
-        }
-        view["record"] = json!(record);
-    }
-    view
-}
-
-async fn get_task(
-    State(state): State<ApiState>,
-    Path(id): Path<String>,
-) -> ApiResult<serde_json::Value> {
+#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks",
+    params(("id" = Hash, Path, description = "the task id: its SubmitTask's hash")),
+    responses(
+        (status = 200, description = "the task, its record once verified, the CIDs; dev-TEE results are labelled", body = TaskView),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+async fn get_task(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<TaskView> {
     let id: Hash = parse(&id, "task id")?;
     let chain = &state.node.chain;
     let task = chain
         .task(&id)
         .map_err(ApiError::internal)?
-        .ok_or_else(|| not_found(format!("no task {id}")))?;
+        .ok_or_else(|| ApiError::not_found(format!("no task {id}")))?;
     let record = chain.record(&id).map_err(ApiError::internal)?;
-    Ok(Json(task_view(&task, record)))
-}
-
-async fn list_tasks(
-    State(state): State<ApiState>,
-    axum::extract::Query(page): axum::extract::Query<Page>,
-) -> ApiResult<serde_json::Value> {
-    let limit = page.limit.unwrap_or(50).min(MAX_PAGE);
-    let tasks = state
-        .node
-        .chain
-        .recent_tasks(limit)
-        .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "tasks": tasks })))
-}
-
-fn worker_view(state: &ApiState, address: &Address) -> Result<serde_json::Value, ApiError> {
-    let chain = &state.node.chain;
-    let stake = chain.worker(address).map_err(ApiError::internal)?;
-    let reputation = chain.reputation(address).map_err(ApiError::internal)?;
-    let enclave = chain.enclave(address).map_err(ApiError::internal)?;
-    let attestation = enclave.as_ref().map(|e| {
-        if e.is_dev() {
-            "dev TEE, not hardware-backed".to_string()
-        } else {
-            e.kind.to_string()
-        }
-    });
-    Ok(json!({
-        "address": address,
-        "stake": stake,
-        "reputation": reputation,
-        "enclave": enclave,
-        "attestation": attestation,
+    Ok(Json(TaskView {
+        input_cid: verity_data::cid_of(&task.input.hash),
+        output_cid: record
+            .as_ref()
+            .map(|r| verity_data::cid_of(&r.output_hash)),
+        attestation: record.as_ref().map(|r| {
+            if r.dev_tee {
+                DEV_TEE_LABEL.to_string()
+            } else {
+                r.tee_kind.to_string()
+            }
+        }),
+        record,
+        task,
     }))
 }
 
+#[utoipa::path(get, path = "/v1/tasks", tag = "tasks",
+    params(IdPage),
+    responses(
+        (status = 200, description = "tasks, newest first", body = TaskList),
+        (status = 400, description = "bad limit, or `after` names no task", body = ErrorBody),
+    ))]
+async fn list_tasks(
+    State(state): State<ApiState>,
+    page: Result<Query<IdPage>, QueryRejection>,
+) -> ApiResult<TaskList> {
+    let page = query(page)?;
+    let limit = page_size(page.limit, 50)?;
+    let chain = &state.node.chain;
+    let after = match &page.after {
+        Some(id) => Some(
+            chain
+                .task(id)
+                .map_err(ApiError::internal)?
+                .ok_or_else(|| ApiError::bad_request(format!("after: no task {id}")))?,
+        ),
+        None => None,
+    };
+    let tasks = chain
+        .recent_tasks(after.as_ref(), limit)
+        .map_err(ApiError::internal)?;
+    let next = next_cursor(&tasks, limit, |t| t.task_id);
+    Ok(Json(TaskList { tasks, next }))
+}
+
+fn worker_view(state: &ApiState, address: &Address) -> Result<WorkerView, ApiError> {
+    let chain = &state.node.chain;
+    let enclave = chain.enclave(address).map_err(ApiError::internal)?;
+    Ok(WorkerView {
+        address: *address,
+        stake: chain.worker(address).map_err(ApiError::internal)?,
+        reputation: chain.reputation(address).map_err(ApiError::internal)?,
+        attestation: enclave.as_ref().map(|e| {
+            if e.is_dev() {
+                DEV_TEE_LABEL.to_string()
+            } else {
+                e.kind.to_string()
+            }
+        }),
+        enclave,
+    })
+}
+
+#[utoipa::path(get, path = "/v1/workers", tag = "workers",
+    params(AddressPage),
+    responses(
+        (status = 200, description = "staked workers in address order", body = WorkerList),
+        (status = 400, body = ErrorBody),
+    ))]
 async fn list_workers(
     State(state): State<ApiState>,
-    axum::extract::Query(page): axum::extract::Query<Page>,
-) -> ApiResult<serde_json::Value> {
-    let after: Option<Address> = page
-        .after
-        .as_deref()
-        .map(|a| parse(a, "address"))
-        .transpose()?;
-    let limit = page.limit.unwrap_or(100).min(MAX_PAGE);
-    let workers = state
+    page: Result<Query<AddressPage>, QueryRejection>,
+) -> ApiResult<WorkerList> {
+    let page = query(page)?;
+    let limit = page_size(page.limit, 100)?;
+    let addresses = state
         .node
         .chain
-        .workers(after.as_ref(), limit)
+        .workers(page.after.as_ref(), limit)
         .map_err(ApiError::internal)?;
-    let views = workers
+    let workers = addresses
         .iter()
         .map(|w| worker_view(&state, w))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(json!({ "workers": views })))
+    let next = next_cursor(&addresses, limit, |a| *a);
+    Ok(Json(WorkerList { workers, next }))
 }
 
+#[utoipa::path(get, path = "/v1/workers/{address}", tag = "workers",
+    params(("address" = Address, Path)),
+    responses(
+        (status = 200, description = "stake, reputation and enclave; empty for an address that never staked", body = WorkerView),
+        (status = 400, body = ErrorBody),
+    ))]
 async fn get_worker(
     State(state): State<ApiState>,
     Path(address): Path<String>,
-) -> ApiResult<serde_json::Value> {
+) -> ApiResult<WorkerView> {
     let address: Address = parse(&address, "address")?;
     Ok(Json(worker_view(&state, &address)?))
 }
 
+#[utoipa::path(get, path = "/v1/workers/{address}/assignments", tag = "workers",
+    params(("address" = Address, Path), IdPage),
+    responses(
+        (status = 200, description = "tasks assigned to the worker and not yet answered, in id order", body = Assignments),
+        (status = 400, body = ErrorBody),
+    ))]
 async fn get_assignments(
     State(state): State<ApiState>,
     Path(address): Path<String>,
-    axum::extract::Query(page): axum::extract::Query<Page>,
-) -> ApiResult<serde_json::Value> {
+    page: Result<Query<IdPage>, QueryRejection>,
+) -> ApiResult<Assignments> {
     let address: Address = parse(&address, "address")?;
-    let limit = page.limit.unwrap_or(MAX_PAGE).min(MAX_PAGE);
-    let tasks = state
-        .node
-        .chain
-        .assignments(&address, limit)
+    let page = query(page)?;
+    let limit = page_size(page.limit, MAX_PAGE)?;
+    let chain = &state.node.chain;
+    // The height first: the tasks are at least as new as the height the answer claims.
+    let height = chain.height().map_err(ApiError::internal)?;
+    let tasks = chain
+        .assignments(&address, page.after.as_ref(), limit)
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({
-        "height": state.node.chain.height().map_err(ApiError::internal)?,
-        "tasks": tasks,
-    })))
+    let next = next_cursor(&tasks, limit, |t| t.task_id);
+    Ok(Json(Assignments {
+        height,
+        tasks,
+        next,
+    }))
 }
 
-async fn get_policy(State(state): State<ApiState>) -> ApiResult<serde_json::Value> {
+#[utoipa::path(get, path = "/v1/attestation-policy", tag = "attestation",
+    responses((status = 200, body = PolicyView)))]
+async fn get_policy(State(state): State<ApiState>) -> ApiResult<PolicyView> {
     let policy = state
         .node
         .chain
         .attestation_policy()
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "policy": policy })))
+    Ok(Json(PolicyView { policy }))
 }
 
-async fn get_nonce(State(state): State<ApiState>) -> ApiResult<serde_json::Value> {
-    let nonce = state
+#[utoipa::path(get, path = "/v1/attestation-nonce", tag = "attestation",
+    responses(
+        (status = 200, description = "the newest block's attestation nonce, which RegisterEnclave evidence binds", body = verity_api::AttestationNonce),
+        (status = 503, description = "no block finalized yet", body = ErrorBody),
+    ))]
+async fn get_nonce(State(state): State<ApiState>) -> ApiResult<verity_state::AttestationNonce> {
+    state
         .node
         .chain
         .attestation_nonce()
         .map_err(ApiError::internal)?
+        .map(Json)
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "no_blocks_yet",
+                ErrorCode::NoBlocksYet,
                 "no block has been finalized yet; the first nonce comes with block 1",
             )
-        })?;
-    Ok(Json(
-        serde_json::to_value(nonce).map_err(ApiError::internal)?,
-    ))
+        })
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "chain",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     let mut body = (state.metrics)();
     let node = &state.node;
@@ -534,83 +852,26 @@ async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     ([("content-type", "text/plain; version=0.0.4")], body)
 }
 
-async fn openapi() -> Json<serde_json::Value> {
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "chain",
+    responses((status = 200, description = "this document, OpenAPI 3.1", body = Object)))]
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(openapi_document())
 }
 
-/// The OpenAPI 3.1 description of this API.
-pub fn openapi_document() -> serde_json::Value {
-    let error = json!({ "$ref": "#/components/schemas/Error" });
-    let errors = json!({
-        "400": { "description": "bad input", "content": { "application/json": { "schema": error } } },
-        "404": { "description": "not found", "content": { "application/json": { "schema": error } } }
-    });
-    let path_param = |name: &str, kind: &str| json!([ { "name": name, "in": "path", "required": true, "schema": { "type": kind } } ]);
-    json!({
-        "openapi": "3.1.0",
-        "info": { "title": "Verity node API", "version": "1" },
-        "paths": {
-            "/v1/txs": { "post": {
-                "summary": "Submit a signed transaction",
-                "requestBody": { "required": true, "content": { "application/json": { "schema": {
-                    "type": "object", "required": ["tx"],
-                    "properties": { "tx": { "type": "string", "description": "hex of the encoded signed transaction" } } } } } },
-                "responses": { "202": { "description": "admitted to the mempool" },
-                    "400": errors["400"], "409": { "description": "already pending" } } } },
-            "/v1/txs/{hash}": { "get": {
-                "summary": "A transaction's status and receipt",
-                "parameters": path_param("hash", "string"),
-                "responses": { "200": { "description": "pending or finalized with its receipt" },
-                    "400": errors["400"], "404": errors["404"] } } },
-            "/v1/accounts/{address}": { "get": {
-                "summary": "Balance and nonce of an account",
-                "parameters": path_param("address", "string"),
-                "responses": { "200": { "description": "the account" }, "400": errors["400"] } } },
-            "/v1/blocks/{height}": { "get": {
-                "summary": "A finalized block",
-                "parameters": path_param("height", "integer"),
-                "responses": { "200": { "description": "the block record" }, "400": errors["400"], "404": errors["404"] } } },
-            "/v1/status": { "get": { "summary": "Chain status", "responses": { "200": { "description": "height, finalized height, state root, validators, connected peers, fees (fee_per_weight, min_fee), max_block_weight, halted, equivocations, refused_proposals" } } } },
-            "/v1/blobs": { "put": {
-                "summary": "Store a blob (request body: the raw bytes); answers its CIDv1",
-                "responses": { "201": { "description": "the blob's CID and size" }, "400": errors["400"], "413": { "description": "larger than the node accepts" } } } },
-            "/v1/blobs/{cid}": { "get": {
-                "summary": "A stored blob's bytes",
-                "parameters": path_param("cid", "string"),
-                "responses": { "200": { "description": "application/octet-stream" }, "400": errors["400"], "404": errors["404"] } } },
-            "/v1/models": { "get": { "summary": "Registered models, in id order", "responses": { "200": { "description": "the models" } } } },
-            "/v1/models/{id}": { "get": {
-                "summary": "One registered model",
-                "parameters": path_param("id", "string"),
-                "responses": { "200": { "description": "the model" }, "400": errors["400"], "404": errors["404"] } } },
-            "/v1/tasks": { "get": { "summary": "The most recent tasks", "responses": { "200": { "description": "the tasks" } } } },
-            "/v1/tasks/{id}": { "get": {
-                "summary": "A task, its execution record and output CID; dev-TEE results are labelled",
-                "parameters": path_param("id", "string"),
-                "responses": { "200": { "description": "the task" }, "400": errors["400"], "404": errors["404"] } } },
-            "/v1/workers": { "get": { "summary": "Staked workers", "responses": { "200": { "description": "the workers" } } } },
-            "/v1/workers/{address}": { "get": {
-                "summary": "A worker's stake, reputation and enclave",
-                "parameters": path_param("address", "string"),
-                "responses": { "200": { "description": "the worker" }, "400": errors["400"] } } },
-            "/v1/workers/{address}/assignments": { "get": {
-                "summary": "Tasks assigned to a worker and not yet answered",
-                "parameters": path_param("address", "string"),
-                "responses": { "200": { "description": "the assignments" }, "400": errors["400"] } } },
-            "/v1/attestation-policy": { "get": { "summary": "The chain's attestation policy", "responses": { "200": { "description": "the policy, or null" } } } },
-            "/v1/attestation-nonce": { "get": {
-                "summary": "The newest block's attestation nonce, which RegisterEnclave evidence binds",
-                "responses": { "200": { "description": "height, nonce, block time and the last height it is usable at" },
-                    "503": { "description": "no block finalized yet", "content": { "application/json": { "schema": error } } } } } },
-            "/v1/events": { "get": { "summary": "Server-sent events: `block` per finalized block, `task` per task change", "responses": { "200": { "description": "text/event-stream" } } } },
-            "/v1/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.1" } } } },
-            "/metrics": { "get": { "summary": "Prometheus metrics", "responses": { "200": { "description": "text exposition format" } } } }
-        },
-        "components": { "schemas": { "Error": {
-            "type": "object", "required": ["error"],
-            "properties": { "error": { "type": "object", "required": ["code", "message"],
-                "properties": { "code": { "type": "string" }, "message": { "type": "string" } } } } } } }
-    })
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Verity node API", version = "1",
+        description = "A Verity validator's HTTP API. Errors are `{\"error\": {\"code\", \"message\"}}` with a stable `code`. Lists page with `limit` (1 to 1000) and `after` (the previous page's `next`)."),
+    paths(submit_tx, get_tx, get_account, get_block, status, put_blob, get_blob, list_models,
+        get_model, list_tasks, get_task, list_workers, get_worker, get_assignments, get_policy,
+        get_nonce, events, openapi, metrics),
+    components(schemas(ErrorBody, ErrorCode, verity_api::Event)),
+)]
+struct ApiDoc;
+
+/// The OpenAPI 3.1 description of this API, generated from its types and handlers.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
 }
 
 #[cfg(test)]
@@ -629,5 +890,38 @@ validator_p2p_tracker_directory_reserved{index=\"0\"} 2
         assert_eq!(connected_peers(metrics, 0), ["aa", "cc"]);
         assert_eq!(connected_peers(metrics, 1), ["bb"]);
         assert!(connected_peers(metrics, 2).is_empty());
+    }
+
+    #[test]
+    fn the_document_covers_every_route() {
+        let doc = serde_json::to_value(super::openapi_document()).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        for path in [
+            "/v1/txs",
+            "/v1/txs/{hash}",
+            "/v1/accounts/{address}",
+            "/v1/blocks/{height}",
+            "/v1/status",
+            "/v1/blobs",
+            "/v1/blobs/{cid}",
+            "/v1/models",
+            "/v1/models/{id}",
+            "/v1/tasks",
+            "/v1/tasks/{id}",
+            "/v1/workers",
+            "/v1/workers/{address}",
+            "/v1/workers/{address}/assignments",
+            "/v1/attestation-policy",
+            "/v1/attestation-nonce",
+            "/v1/events",
+            "/v1/openapi.json",
+            "/metrics",
+        ] {
+            assert!(paths.contains_key(path), "{path} missing");
+        }
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for schema in ["ErrorBody", "ErrorCode", "Event", "Task", "Receipt", "TxFailure"] {
+            assert!(schemas.contains_key(schema), "{schema} missing");
+        }
     }
 }

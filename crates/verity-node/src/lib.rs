@@ -2,6 +2,8 @@ pub mod api;
 pub mod app;
 pub mod block;
 pub mod committee;
+pub mod listener;
 pub mod mempool;
 pub mod run;
+pub mod uploads;
 pub mod validator;

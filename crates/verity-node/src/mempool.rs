@@ -1,5 +1,6 @@
 //! Pending transactions: admission checks, per-sender nonce order, and selection for blocks.
 
+use verity_api::ErrorCode;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -58,26 +59,14 @@ pub enum AdmitError {
 
 impl AdmitError {
     /// Stable machine-readable code for API errors.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            AdmitError::Invalid(TxFailure::Malformed { .. }) => "malformed_transaction",
-            AdmitError::Invalid(TxFailure::WrongChain { .. }) => "wrong_chain_id",
-            AdmitError::Invalid(TxFailure::BadSignature { .. }) => "bad_signature",
-            AdmitError::Invalid(TxFailure::BadNonce { .. }) => "bad_nonce",
-            AdmitError::Invalid(TxFailure::FeeTooLow { .. }) => "fee_too_low",
-            AdmitError::Invalid(TxFailure::InsufficientBalance { .. }) => "insufficient_balance",
-            AdmitError::Invalid(TxFailure::Overflow) => "overflow",
-            AdmitError::Invalid(TxFailure::Internal { .. }) => "internal",
-            AdmitError::Invalid(TxFailure::NotFound { .. }) => "not_found",
-            AdmitError::Invalid(TxFailure::Unauthorized { .. }) => "unauthorized",
-            AdmitError::Invalid(TxFailure::Invalid { .. }) => "invalid_action",
-            AdmitError::Invalid(TxFailure::Attestation { .. }) => "attestation_rejected",
-            AdmitError::Invalid(TxFailure::ReceiptRejected { .. }) => "receipt_rejected",
-            AdmitError::NonceTooFarAhead { .. } => "nonce_too_far_ahead",
-            AdmitError::Duplicate => "duplicate_transaction",
-            AdmitError::Full(_) => "mempool_full",
-            AdmitError::Underpriced { .. } => "replacement_underpriced",
-            AdmitError::SenderFull(_) => "sender_pending_limit",
+            AdmitError::Invalid(failure) => ErrorCode::of_failure(failure),
+            AdmitError::NonceTooFarAhead { .. } => ErrorCode::NonceTooFarAhead,
+            AdmitError::Duplicate => ErrorCode::DuplicateTransaction,
+            AdmitError::Full(_) => ErrorCode::MempoolFull,
+            AdmitError::Underpriced { .. } => ErrorCode::ReplacementUnderpriced,
+            AdmitError::SenderFull(_) => ErrorCode::SenderPendingLimit,
         }
     }
 }

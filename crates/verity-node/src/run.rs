@@ -21,7 +21,10 @@ use serde::{Deserialize, Serialize};
 use verity_state::{Chain, Genesis, RedbStore, Store};
 use verity_types::write_secret;
 
-use crate::api::{self, ApiState, ValidatorInfo};
+use crate::api::{self, ApiLimits, ApiState};
+use crate::listener::LimitedListener;
+use crate::uploads::{Quotas, UploadPolicy};
+use verity_api::ValidatorInfo;
 use crate::app::NodeState;
 use crate::block::Block;
 use crate::committee;
@@ -62,6 +65,11 @@ pub struct NodeConfig {
     /// Largest blob the API accepts.
     #[serde(default = "default_max_blob_bytes")]
     pub max_blob_bytes: u64,
+    /// Who may upload blobs, how much, and the disk floor they never eat into.
+    #[serde(default)]
+    pub uploads: UploadPolicy,
+    #[serde(default)]
+    pub api_limits: ApiLimits,
 }
 
 fn default_max_blob_bytes() -> u64 {
@@ -153,6 +161,8 @@ pub fn write_network(
             leader_timeout_ms: default_leader_timeout_ms(),
             blobs: Some(PathBuf::from("../blobs")),
             max_blob_bytes: default_max_blob_bytes(),
+            uploads: UploadPolicy::default(),
+            api_limits: ApiLimits::default(),
         };
         let path = dir.join("node.toml");
         fs::write(&path, toml::to_string_pretty(&config)?)?;
@@ -320,10 +330,13 @@ async fn start_one(
         .clone()
         .unwrap_or_else(|| config.data.join("blobs"));
     let blobs = verity_data::BlobStore::open(&blob_dir, config.max_blob_bytes)
-        .context("opening the blob store")?;
+        .context("opening the blob store")?
+        .with_disk_floor(config.uploads.disk_floor_bytes);
     let metrics_context = context.child("api");
     let state = ApiState {
         blobs,
+        uploads: config.uploads.clone(),
+        quotas: Arc::new(Quotas::default()),
         node: node.clone(),
         validators: Arc::new(genesis.validators.clone()),
         metrics: Arc::new(move || metrics_context.encode()),
@@ -333,8 +346,10 @@ async fn start_one(
         .await
         .with_context(|| format!("binding the API to {}", config.api_listen))?;
     let api_addr = listener.local_addr()?;
+    let router = api::router(state, &config.api_limits);
+    let listener = LimitedListener::new(listener, config.api_limits.max_connections);
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, api::router(state)).await {
+        if let Err(e) = axum::serve(listener, router).await {
             tracing::error!(error = %e, "API server stopped");
         }
     });

@@ -49,7 +49,7 @@ pub enum StateError {
 }
 
 /// Why one transaction failed. Recorded in its receipt; the block still applies.
-#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum TxFailure {
     #[error("transaction bytes are malformed: {reason}")]
@@ -63,15 +63,19 @@ pub enum TxFailure {
     #[error("fee {offered} is below the minimum {minimum}")]
     FeeTooLow {
         #[serde(with = "verity_types::amount")]
+        #[schema(schema_with = verity_types::schema::amount)]
         offered: Amount,
         #[serde(with = "verity_types::amount")]
+        #[schema(schema_with = verity_types::schema::amount)]
         minimum: Amount,
     },
     #[error("insufficient balance: needs {needed}, has {available}")]
     InsufficientBalance {
         #[serde(with = "verity_types::amount")]
+        #[schema(schema_with = verity_types::schema::amount)]
         needed: Amount,
         #[serde(with = "verity_types::amount")]
+        #[schema(schema_with = verity_types::schema::amount)]
         available: Amount,
     },
     #[error("amount overflows a balance")]
@@ -336,7 +340,7 @@ impl Genesis {
 }
 
 /// Outcome of one transaction.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum TxStatus {
     Success,
@@ -344,7 +348,7 @@ pub enum TxStatus {
 }
 
 /// What a finalized transaction did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Receipt {
     pub tx_hash: Hash,
     pub height: u64,
@@ -353,6 +357,7 @@ pub struct Receipt {
     pub sender: Option<Address>,
     pub action: Option<String>,
     #[serde(with = "verity_types::amount")]
+    #[schema(schema_with = verity_types::schema::amount)]
     pub fee_paid: Amount,
     #[serde(flatten)]
     pub status: TxStatus,
@@ -362,7 +367,7 @@ pub struct Receipt {
 }
 
 /// A finalized block as the state machine saw it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BlockRecord {
     pub height: u64,
     pub hash: Hash,
@@ -375,7 +380,7 @@ pub struct BlockRecord {
 }
 
 /// A block's attestation nonce, for RegisterEnclave evidence to bind.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttestationNonce {
     pub height: u64,
     pub nonce: Hash,
@@ -565,11 +570,19 @@ impl<S: Store> Chain<S> {
         modules::tasks::get(&self.view(), id)
     }
 
-    /// The most recent tasks, newest first, up to `limit`.
-    pub fn recent_tasks(&self, limit: usize) -> Result<Vec<Task>, StateError> {
+    /// The most recent tasks, newest first, up to `limit`; after the task `after` when given (a
+    /// page's last task is the next page's cursor).
+    pub fn recent_tasks(&self, after: Option<&Task>, limit: usize) -> Result<Vec<Task>, StateError> {
         let prefix = modules::tasks::BY_HEIGHT_PREFIX;
+        let start = match after {
+            Some(task) => successor(&modules::tasks::by_height_key(
+                task.submitted_height,
+                &task.task_id,
+            )),
+            None => prefix.to_vec(),
+        };
         let mut out = Vec::new();
-        for (key, _) in self.store.scan(Table::Tasks, prefix, prefix, limit)? {
+        for (key, _) in self.store.scan(Table::Tasks, prefix, &start, limit)? {
             let id = Hash(
                 key[key.len().saturating_sub(32)..]
                     .try_into()
@@ -582,12 +595,21 @@ impl<S: Store> Chain<S> {
         Ok(out)
     }
 
-    /// Tasks currently assigned to `worker`, up to `limit`.
-    pub fn assignments(&self, worker: &Address, limit: usize) -> Result<Vec<Task>, StateError> {
+    /// Tasks currently assigned to `worker` in id order, up to `limit`, after `after` when given.
+    pub fn assignments(
+        &self,
+        worker: &Address,
+        after: Option<&Hash>,
+        limit: usize,
+    ) -> Result<Vec<Task>, StateError> {
         let mut prefix = modules::tasks::ASSIGNED_PREFIX.to_vec();
         prefix.extend_from_slice(&worker.0);
+        let start = match after {
+            Some(id) => successor(&modules::tasks::assigned_key(worker, id)),
+            None => prefix.clone(),
+        };
         let mut out = Vec::new();
-        for (key, _) in self.store.scan(Table::Tasks, &prefix, &prefix, limit)? {
+        for (key, _) in self.store.scan(Table::Tasks, &prefix, &start, limit)? {
             let id = Hash(
                 key[prefix.len()..]
                     .try_into()

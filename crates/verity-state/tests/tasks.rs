@@ -283,7 +283,7 @@ fn tasks_are_assigned_verified_settled_and_scored() {
     );
     assert_eq!(
         net.chain
-            .assignments(&w1.account.address(), 100)
+            .assignments(&w1.account.address(), None, 100)
             .unwrap()
             .len(),
         per_worker[0].len()
@@ -323,10 +323,16 @@ fn tasks_are_assigned_verified_settled_and_scored() {
     assert_eq!(rep.score, 10 * n1 as i64);
     assert!(net
         .chain
-        .assignments(&w1.account.address(), 100)
+        .assignments(&w1.account.address(), None, 100)
         .unwrap()
         .is_empty());
-    assert_eq!(net.chain.recent_tasks(5).unwrap().len(), 5);
+    let first = net.chain.recent_tasks(None, 5).unwrap();
+    assert_eq!(first.len(), 5);
+    // Pages follow on from their last task, newest first, without repeats.
+    let second = net.chain.recent_tasks(first.last(), 5).unwrap();
+    assert_eq!(second.len(), 5);
+    assert!(second.iter().all(|t| !first.contains(t)));
+    assert!(first.last().unwrap().submitted_height >= second.first().map_or(0, |t| t.submitted_height));
 }
 
 #[test]

@@ -23,7 +23,7 @@ pub use policy::{KindRule, Policy, SnpTcb};
 pub use snp::Snp;
 
 /// The kinds of evidence Verity understands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TeeKind {
     /// Intel TDX, a DCAP quote (v4/v5) over a TD report.
@@ -217,6 +217,14 @@ pub fn verify(
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct HexBytes(#[serde(with = "hex_bytes")] pub Vec<u8>);
+
+impl utoipa::PartialSchema for HexBytes {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        verity_types::schema::hex_bytes().into()
+    }
+}
+
+impl utoipa::ToSchema for HexBytes {}
 
 mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::{AttestationError, HexBytes, TeeKind, VerifiedEnclave};
 
 /// An attestation policy, as a TOML/JSON file or as the chain stores it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// Accepted kinds. A kind that is absent is rejected; `dev` also needs `allow_dev`.
@@ -44,7 +44,7 @@ pub struct Policy {
 }
 
 /// The rule for one kind of evidence.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KindRule {
     /// Allowed measurements, hex. Absent means any measurement of this kind.
@@ -53,7 +53,7 @@ pub struct KindRule {
 }
 
 /// Minimum security patch levels of the SEV-SNP firmware components.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SnpTcb {
     #[serde(default)]

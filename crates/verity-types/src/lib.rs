@@ -7,6 +7,7 @@ pub mod amount;
 pub mod codec;
 mod hash;
 mod secret_file;
+pub mod schema;
 pub mod serde_hex;
 mod task;
 mod tx;

@@ -16,7 +16,7 @@ use crate::{sha256, Address, Hash};
 pub const RECEIPT_DOMAIN: &[u8] = b"verity/receipt/v1";
 
 /// Off-chain data, named by the SHA-256 of its bytes (its CIDv1 follows from that digest).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DataRef {
     pub hash: Hash,
     pub size: u64,
@@ -58,7 +58,7 @@ impl DataRef {
 }
 
 /// How a task's result is verified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// An attested enclave key signs the result.
@@ -266,7 +266,7 @@ fn verify_enclave_signature(
 pub const FAILURE_DOMAIN: &[u8] = b"verity/task-failure/v1";
 
 /// Why a worker's enclave could not run a task. Stable codes: they enter the chain's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureReason {
     /// The input blob could not be fetched.

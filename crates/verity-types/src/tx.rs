@@ -124,7 +124,7 @@ pub enum Asset {
 }
 
 /// What RegisterModel records (the Model fields of the seeds).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelSpec {
     /// SHA-256 of the ONNX file; the file's CID follows from it.
     pub model_id: Hash,
@@ -425,11 +425,13 @@ impl Action {
 }
 
 /// A chain's transaction prices, fixed at genesis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FeeSchedule {
     #[serde(with = "crate::amount")]
+    #[schema(schema_with = crate::schema::amount)]
     pub fee_per_weight: Amount,
     #[serde(with = "crate::amount")]
+    #[schema(schema_with = crate::schema::amount)]
     pub min_fee: Amount,
 }
 

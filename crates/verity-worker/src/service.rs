@@ -8,9 +8,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use rayon::prelude::*;
-use serde_json::Value;
 use tracing::{info, warn};
-use verity_client::{Client, ClientError};
+use verity_client::api::{AttestationNonce, TxStatus, TxView, WorkerView};
+use verity_client::{Client, ClientError, PageRequest};
 use verity_data::cid_of;
 use verity_infer::{Engine, Model};
 use verity_tee::produce::{produce, EvidenceRequest, Host, TeeSource};
@@ -62,13 +62,6 @@ pub struct WorkerStats {
     pub batches: AtomicU64,
     /// Sum of milliseconds from first seeing an assignment to submitting its receipt.
     pub latency_ms_total: AtomicU64,
-}
-
-/// What `/v1/attestation-nonce` answers, as far as the worker needs it.
-#[derive(serde::Deserialize)]
-struct NonceView {
-    height: u64,
-    nonce: Hash,
 }
 
 /// A computed result, ready to be signed into a receipt.
@@ -125,10 +118,6 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn amount(v: &Value) -> Amount {
-    v.as_str().and_then(|s| s.parse().ok()).unwrap_or(0)
-}
-
 /// Starts the worker and runs until `stop` resolves.
 pub async fn run(
     config: WorkerConfig,
@@ -168,10 +157,7 @@ impl Worker {
             .status()
             .await
             .with_context(|| format!("reaching the node at {}", config.api))?;
-        let chain_id = status["chain_id"]
-            .as_str()
-            .context("the node did not report a chain id")?
-            .to_string();
+        let chain_id = status.chain_id;
         std::fs::create_dir_all(&config.home)
             .with_context(|| format!("creating {}", config.home.display()))?;
         let enclave = crate::load_or_create_enclave_key(&config.home.join("enclave.key"))?;
@@ -221,19 +207,16 @@ impl Worker {
         let name = action.name();
         let hash = self.send(action).await?;
         let receipt = self.client.wait_for_tx(&hash, SETUP_TIMEOUT).await?;
-        if receipt["status"] != "success" {
-            bail!("{name} failed: {}", receipt["error"]);
+        if let TxStatus::Failed { error } = receipt.status {
+            bail!("{name} failed: {error}");
         }
         Ok(())
     }
 
     /// Stake, models and enclave, each only when the chain does not already have them.
     async fn setup(&mut self) -> Result<()> {
-        let view: Value = self
-            .client
-            .get(&format!("/v1/workers/{}", self.address))
-            .await?;
-        let staked = amount(&view["stake"]["stake"]);
+        let view = self.client.worker(&self.address).await?;
+        let staked = view.stake.as_ref().map_or(0, |s| s.stake);
         if staked < self.config.stake {
             self.send_and_wait(Action::Stake {
                 amount: self.config.stake - staked,
@@ -245,9 +228,8 @@ impl Worker {
         if !self.config.models.is_empty() {
             let mut wanted = self.config.models.clone();
             wanted.sort();
-            let current: Vec<Hash> =
-                serde_json::from_value(view["stake"]["models"].clone()).unwrap_or_default();
-            if current != wanted {
+            let current = view.stake.as_ref().map(|s| s.models.clone());
+            if current.as_ref() != Some(&wanted) {
                 self.send_and_wait(Action::ServeModels { models: wanted })
                     .await
                     .context("declaring served models")?;
@@ -257,25 +239,29 @@ impl Worker {
     }
 
     /// The chain's newest attestation nonce, waiting for block 1 on a chain that just started.
-    async fn attestation_nonce(&self) -> Result<NonceView> {
+    async fn attestation_nonce(&self) -> Result<AttestationNonce> {
         let started = Instant::now();
         loop {
-            match self.client.get("/v1/attestation-nonce").await {
-                Err(ClientError::Api { code, .. })
-                    if code == "no_blocks_yet" && started.elapsed() < SETUP_TIMEOUT =>
-                {
+            match self
+                .client
+                .attestation_nonce()
+                .await
+                .context("fetching the chain's attestation nonce")?
+            {
+                Some(nonce) => return Ok(nonce),
+                None if started.elapsed() < SETUP_TIMEOUT => {
                     tokio::time::sleep(Duration::from_millis(200)).await
                 }
-                result => return result.context("fetching the chain's attestation nonce"),
+                None => bail!("no block was finalized within {SETUP_TIMEOUT:?}"),
             }
         }
     }
 
-    async fn attest_if_needed(&mut self, view: &Value) -> Result<()> {
-        let enclave = &view["enclave"];
-        let ours = enclave["key"].as_str() == Some(hex::encode(self.enclave.public()).as_str());
-        let attested = enclave["attested_at_ms"].as_u64().unwrap_or(0);
-        let expires = enclave["expires_at_ms"].as_u64().unwrap_or(0);
+    async fn attest_if_needed(&mut self, view: &WorkerView) -> Result<()> {
+        let enclave = view.enclave.as_ref();
+        let ours = enclave.is_some_and(|e| e.key == self.enclave.public());
+        let attested = enclave.map_or(0, |e| e.attested_at_ms);
+        let expires = enclave.map_or(0, |e| e.expires_at_ms);
         let life = expires.saturating_sub(attested) as f64;
         let left = expires.saturating_sub(now_ms()) as f64;
         if ours && left > life * REATTEST_WHEN_LEFT {
@@ -347,9 +333,12 @@ impl Worker {
     async fn reconcile(&mut self) -> Result<()> {
         for tx in self.journal.transactions() {
             match self.client.tx(&tx).await {
-                Ok(v) if v["status"] == "finalized" => {
-                    if v["receipt"]["status"] != "success" {
-                        warn!(worker = %self.config.label, %tx, error = %v["receipt"]["error"], "receipt batch rejected");
+                Ok(TxView {
+                    receipt: Some(receipt),
+                    ..
+                }) => {
+                    if let TxStatus::Failed { error } = receipt.status {
+                        warn!(worker = %self.config.label, %tx, %error, "receipt batch rejected");
                     }
                     self.journal.forget(&tx)?;
                 }
@@ -371,15 +360,15 @@ impl Worker {
     /// found work.
     async fn round(&mut self) -> Result<bool> {
         self.reconcile().await?;
-        let assigned: Value = self
+        let tasks = self
             .client
-            .get(&format!("/v1/workers/{}/assignments", self.address))
-            .await?;
-        let tasks = assigned["tasks"].as_array().cloned().unwrap_or_default();
+            .assignments(&self.address, &PageRequest::default())
+            .await?
+            .tasks;
         let mut assigned_ids = std::collections::HashSet::new();
         let mut todo = Vec::new();
         for task in &tasks {
-            let id: Hash = serde_json::from_value(task["task_id"].clone())?;
+            let id = task.task_id;
             self.first_seen.entry(id).or_insert_with(Instant::now);
             assigned_ids.insert(id);
             if !self.journal.contains(&id) {
@@ -395,9 +384,7 @@ impl Worker {
         let mut unrunnable: Vec<(Hash, Hash, Hash, FailureReason)> = Vec::new();
         let mut jobs = Vec::new();
         for task in &todo {
-            let id: Hash = serde_json::from_value(task["task_id"].clone())?;
-            let model_id: Hash = serde_json::from_value(task["model_id"].clone())?;
-            let input_hash: Hash = serde_json::from_value(task["input"]["hash"].clone())?;
+            let (id, model_id, input_hash) = (task.task_id, task.model_id, task.input.hash);
             // One model that cannot be fetched must not hold up tasks on the others.
             match self.model(&model_id).await {
                 Ok(Ok(model)) => jobs.push((id, model_id, input_hash, model)),
@@ -461,12 +448,10 @@ impl Worker {
             receipts.push(receipt);
             uploads.push(computed.output);
         }
-        for stored in
-            futures::future::join_all(uploads.into_iter().map(|bytes| self.client.put_blob(bytes)))
-                .await
-        {
-            stored.context("uploading an output")?;
-        }
+        self.client
+            .put_blobs(uploads, &self.config.account)
+            .await
+            .context("uploading outputs")?;
         let chunk = self.config.max_batch.clamp(1, MAX_RECEIPTS_PER_TX);
         for batch in receipts.chunks(chunk) {
             let ids: Vec<Hash> = batch.iter().map(|r| r.task_id).collect();

@@ -178,7 +178,7 @@ async fn wait_for_first_block(client: &Client) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(status) = client.status().await {
-            if status["height"].as_u64().unwrap_or(0) >= 1 {
+            if status.height >= 1 {
                 return Ok(());
             }
         }

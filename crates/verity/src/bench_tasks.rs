@@ -95,9 +95,7 @@ pub fn tasks(args: TasksArgs) -> Result<()> {
         let model = register_bundled_model(&clients[0], &dev).await?;
         let stats = spawn_workers(&home, &apis, args.workers)?;
         wait_for_workers(&clients[0], args.workers as usize).await?;
-        for input in &inputs {
-            clients[0].put_blob(input.clone()).await?;
-        }
+        clients[0].put_blobs(inputs.clone(), &dev).await?;
         eprintln!(
             "{} validators, {} workers ready; signing {} tasks",
             apis.len(),

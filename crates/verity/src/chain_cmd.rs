@@ -7,13 +7,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand};
-use verity_client::Client;
+use verity_client::api::TxStatus;
+use verity_client::{Client, PageRequest};
 use verity_node::{
     mempool::SenderCache,
     run::{self},
 };
 use verity_state::{Genesis, GenesisAccount, Params};
 use verity_types::{AccountKey, Action, Address, Hash, ONE_TOKEN};
+
+use crate::tokens;
 
 pub(crate) use verity_types::write_secret;
 
@@ -222,11 +225,15 @@ pub struct TransferArgs {
     from: String,
     #[arg(long)]
     to: Address,
-    /// Amount in base units (10^18 per token).
+    /// Amount in tokens, e.g. 1.5 (base units with --base-units).
     #[arg(long)]
-    amount: u128,
-    #[arg(long, default_value_t = 1_000_000_000)]
-    fee: u128,
+    amount: String,
+    /// Fee in tokens; the chain's price for the transfer's weight when absent.
+    #[arg(long)]
+    fee: Option<String>,
+    /// Read --amount and --fee as base units (10^18 per token).
+    #[arg(long)]
+    base_units: bool,
     #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]
     node: String,
     #[arg(long, env = "VERITY_KEYS")]
@@ -241,6 +248,9 @@ pub struct AccountArgs {
     address: Address,
     #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]
     node: String,
+    /// The node's answer as JSON, amounts in base units.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -385,14 +395,12 @@ pub(crate) async fn wait_for_workers(client: &Client, count: usize) -> Result<()
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
         let ready = client
-            .get::<serde_json::Value>("/v1/workers")
-            .await
-            .ok()
-            .and_then(|list| {
-                list["workers"]
-                    .as_array()
-                    .map(|ws| ws.iter().filter(|w| w["enclave"].is_object()).count())
+            .workers(&PageRequest {
+                after: None,
+                limit: Some(verity_client::api::MAX_PAGE),
             })
+            .await
+            .map(|list| list.workers.iter().filter(|w| w.enclave.is_some()).count())
             .unwrap_or(0);
         if ready >= count {
             return Ok(());
@@ -411,7 +419,7 @@ fn status_line(node: &verity_node::app::NodeState) -> String {
     let pending = node.mempool.lock().map(|m| m.len()).unwrap_or(0);
     let mut finalized = 0;
     let mut open = 0;
-    for task in chain.recent_tasks(1_000).unwrap_or_default() {
+    for task in chain.recent_tasks(None, 1_000).unwrap_or_default() {
         match task.status {
             verity_state::TaskStatus::Finalized => finalized += 1,
             status if !status.is_final() => open += 1,
@@ -481,19 +489,15 @@ pub fn genesis(args: GenesisArgs) -> Result<()> {
     let policy = genesis_policy(&args)?;
     let mut accounts = Vec::new();
     for fund in &args.funds {
-        let (address, tokens) = fund
+        let (address, amount) = fund
             .split_once('=')
             .with_context(|| format!("--fund {fund:?}: expected ADDRESS=TOKENS"))?;
-        let tokens: u128 = tokens
-            .parse()
-            .with_context(|| format!("--fund {fund:?}: tokens must be a whole number"))?;
+        let balance = tokens::parse(amount, false).with_context(|| format!("--fund {fund:?}"))?;
         accounts.push(GenesisAccount {
             address: address
                 .parse()
                 .with_context(|| format!("--fund {fund:?}"))?,
-            balance: tokens
-                .checked_mul(ONE_TOKEN)
-                .context("--fund amount overflows")?,
+            balance,
         });
     }
     let chain = Genesis {
@@ -642,23 +646,23 @@ pub fn transfer(args: TransferArgs) -> Result<()> {
         let client = Client::new(&args.node);
         let action = Action::Transfer {
             to: args.to,
-            amount: args.amount,
+            amount: tokens::parse(&args.amount, args.base_units).context("--amount")?,
         };
-        let tx = crate::task_cmd::submit_next(&client, &key, action, args.fee).await?;
+        let fee = match &args.fee {
+            Some(fee) => tokens::parse(fee, args.base_units).context("--fee")?,
+            None => 0,
+        };
+        let tx = crate::task_cmd::submit_next(&client, &key, action, fee).await?;
         let hash = tx.hash();
         outln!("submitted {hash}");
         if args.wait {
-            let deadline = std::time::Instant::now() + Duration::from_secs(60);
-            loop {
-                let answer = client.tx(&hash).await?;
-                if answer["status"] == "finalized" {
-                    outln!("{}", serde_json::to_string_pretty(&answer["receipt"])?);
-                    break;
-                }
-                if std::time::Instant::now() > deadline {
-                    bail!("not finalized after 60 s; check `verity status`");
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            let receipt = client
+                .wait_for_tx(&hash, Duration::from_secs(60))
+                .await
+                .context("check `verity status`")?;
+            outln!("{}", crate::task_cmd::receipt_line(&receipt));
+            if let TxStatus::Failed { error } = receipt.status {
+                bail!("the transfer failed: {error}");
             }
         }
         Ok(())
@@ -667,8 +671,15 @@ pub fn transfer(args: TransferArgs) -> Result<()> {
 
 pub fn account(args: AccountArgs) -> Result<()> {
     runtime()?.block_on(async {
-        let answer = Client::new(&args.node).account(&args.address).await?;
-        outln!("{}", serde_json::to_string_pretty(&answer)?);
+        let account = Client::new(&args.node).account(&args.address).await?;
+        if args.json {
+            outln!("{}", serde_json::to_string_pretty(&account)?);
+        } else {
+            outln!("address        {}", account.address);
+            outln!("balance        {}", tokens::format(account.balance));
+            outln!("nonce          {}", account.nonce);
+            outln!("pending nonce  {}", account.pending_nonce);
+        }
         Ok(())
     })
 }

@@ -10,6 +10,7 @@ mod chain_cmd;
 mod infer_cmd;
 mod shutdown;
 mod task_cmd;
+mod tokens;
 
 use std::process::ExitCode;
 

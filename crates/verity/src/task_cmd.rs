@@ -7,22 +7,30 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context as _, Result};
 use clap::{Args, Subcommand};
 use serde_json::Value;
-use verity_client::Client;
+use verity_client::api::{Receipt, TaskStatus, TaskView, TxStatus, TxView};
+use verity_client::{Client, PageRequest};
 use verity_infer::Model;
 use verity_types::{
-    AccountKey, Action, Amount, DataRef, Hash, Mode, ModelSpec, SignedTx, TxBody, ONE_TOKEN,
+    AccountKey, Action, Amount, DataRef, Hash, Mode, ModelSpec, SignedTx, TxBody,
 };
 use verity_worker::TeeSource;
 
+use crate::tokens;
 use crate::chain_cmd::{init_logs, keys_dir, load_key, runtime, DEFAULT_NODE};
 
 #[derive(Subcommand)]
 pub enum BlobCommand {
-    /// Upload a file to the node's blob store; prints its CID.
+    /// Upload a file to the node's blob store; prints its CID. The upload is signed by an
+    /// account that holds the node's minimum balance, and counts against its quota.
     Put {
         file: PathBuf,
+        /// Key name in the keys directory, or a key file path.
+        #[arg(long)]
+        from: String,
         #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]
         node: String,
+        #[arg(long, env = "VERITY_KEYS")]
+        keys_dir: Option<PathBuf>,
     },
     /// Download a blob by CID to a file (or standard output).
     Get {
@@ -86,10 +94,13 @@ pub enum TaskCommand {
         #[arg(long)]
         json: bool,
     },
-    /// The most recent tasks.
+    /// The most recent tasks, newest first.
     List {
         #[arg(long, default_value_t = 20)]
-        limit: usize,
+        limit: u32,
+        /// Tasks older than this one: the last id of the previous page.
+        #[arg(long)]
+        after: Option<Hash>,
         #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]
         node: String,
         #[arg(long)]
@@ -109,9 +120,12 @@ pub struct SubmitArgs {
     /// Key name in the keys directory, or a key file path; pays the fee.
     #[arg(long)]
     from: String,
-    /// Task fee escrowed until the result settles, in base units.
-    #[arg(long, default_value_t = ONE_TOKEN / 100)]
-    max_fee: Amount,
+    /// Task fee escrowed until the result settles, in tokens (base units with --base-units).
+    #[arg(long, default_value = "0.01")]
+    max_fee: String,
+    /// Read --max-fee as base units (10^18 per token).
+    #[arg(long)]
+    base_units: bool,
     /// Blocks before an unfinished task expires and is refunded.
     #[arg(long, default_value_t = 600)]
     deadline_blocks: u64,
@@ -140,9 +154,9 @@ pub struct WorkerArgs {
     /// ARK), DER or PEM.
     #[arg(long = "tee-cert")]
     tee_certs: Vec<PathBuf>,
-    /// Stake to hold, in whole tokens.
-    #[arg(long, default_value_t = 1_000)]
-    stake: u128,
+    /// Stake to hold, in tokens.
+    #[arg(long, default_value = "1000")]
+    stake: String,
     /// Serve only these models (repeatable); every model when absent.
     #[arg(long = "model")]
     models: Vec<Hash>,
@@ -157,11 +171,17 @@ pub struct WorkerArgs {
 pub fn blob(cmd: BlobCommand) -> Result<()> {
     runtime()?.block_on(async {
         match cmd {
-            BlobCommand::Put { file, node } => {
+            BlobCommand::Put {
+                file,
+                from,
+                node,
+                keys_dir: dir,
+            } => {
+                let key = load_key(&from, &keys_dir(dir))?;
                 let bytes =
                     std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-                let answer = Client::new(&node).put_blob(bytes).await?;
-                outln!("{}", text(&answer["cid"]));
+                let stored = Client::new(&node).put_blob(bytes, &key).await?;
+                outln!("{}", stored.cid);
             }
             BlobCommand::Get { cid, output, node } => {
                 let bytes = Client::new(&node)
@@ -221,22 +241,16 @@ pub async fn register_model(
 ) -> Result<Hash> {
     let id = spec.model_id;
     client
-        .put_blob(bytes)
+        .put_blob(bytes, key)
         .await
         .context("uploading the model")?;
-    if client
-        .find::<Value>(&format!("/v1/models/{id}"))
-        .await?
-        .is_some()
-    {
+    if client.model(&id).await?.is_some() {
         return Ok(id);
     }
     let receipt = send(client, key, Action::RegisterModel(spec)).await?;
-    ensure!(
-        receipt["status"] == "success",
-        "RegisterModel failed: {}",
-        receipt["error"]
-    );
+    if let TxStatus::Failed { error } = receipt.status {
+        bail!("RegisterModel failed: {error}");
+    }
     Ok(id)
 }
 
@@ -251,11 +265,7 @@ pub async fn submit_next(
     min_fee: Amount,
 ) -> Result<SignedTx> {
     let status = client.status().await?;
-    let chain_id = status["chain_id"]
-        .as_str()
-        .context("status has no chain_id")?
-        .to_string();
-    let prices = client.fee_schedule().await?;
+    let (chain_id, prices) = (status.chain_id, status.fees);
     for attempt in 0..2 {
         let mut body = TxBody {
             chain_id: chain_id.clone(),
@@ -275,7 +285,7 @@ pub async fn submit_next(
 }
 
 /// Submits `action` with the account's next nonce and waits for its receipt.
-pub async fn send(client: &Client, key: &AccountKey, action: Action) -> Result<Value> {
+pub async fn send(client: &Client, key: &AccountKey, action: Action) -> Result<Receipt> {
     let tx = submit_next(client, key, action, 0).await?;
     Ok(client
         .wait_for_tx(&tx.hash(), Duration::from_secs(60))
@@ -300,25 +310,36 @@ pub fn model(cmd: ModelCommand) -> Result<()> {
                 outln!("{id}");
             }
             ModelCommand::List { node, json } => {
-                let answer: Value = Client::new(&node).get("/v1/models").await?;
-                if json {
-                    outln!("{}", serde_json::to_string_pretty(&answer)?);
-                } else {
-                    for m in answer["models"].as_array().into_iter().flatten() {
-                        outln!(
-                            "{}  {} v{}  {} params  owner {}",
-                            text(&m["model_id"]),
-                            text(&m["name"]),
-                            text(&m["version"]),
-                            m["param_count"],
-                            text(&m["owner"]),
-                        );
+                let client = Client::new(&node);
+                let mut page = PageRequest::default();
+                loop {
+                    let list = client.models(&page).await?;
+                    for m in &list.models {
+                        if json {
+                            outln!("{}", serde_json::to_string(m)?);
+                        } else {
+                            outln!(
+                                "{}  {} v{}  {} params  owner {}",
+                                m.spec.model_id,
+                                m.spec.name,
+                                m.spec.version,
+                                m.spec.param_count,
+                                m.owner,
+                            );
+                        }
+                    }
+                    match list.next {
+                        Some(next) => page.after = Some(next),
+                        None => break,
                     }
                 }
             }
             ModelCommand::Show { id, node } => {
-                let answer: Value = Client::new(&node).get(&format!("/v1/models/{id}")).await?;
-                outln!("{}", serde_json::to_string_pretty(&answer)?);
+                let model = Client::new(&node)
+                    .model(&id)
+                    .await?
+                    .with_context(|| format!("no model {id} on {node}"))?;
+                outln!("{}", serde_json::to_string_pretty(&model)?);
             }
         }
         Ok(())
@@ -331,25 +352,39 @@ pub fn task(cmd: TaskCommand) -> Result<()> {
             TaskCommand::Submit(args) => submit(args).await,
             TaskCommand::Show { id, node, json } => {
                 let client = Client::new(&node);
-                let view: Value = client.get(&format!("/v1/tasks/{id}")).await?;
+                let view = client
+                    .task(&id)
+                    .await?
+                    .with_context(|| format!("no task {id} on {node}"))?;
                 let output = fetch_output(&client, &view).await?;
                 print_task(&view, output.as_deref(), json)
             }
-            TaskCommand::List { limit, node, json } => {
-                let answer: Value = Client::new(&node)
-                    .get(&format!("/v1/tasks?limit={limit}"))
+            TaskCommand::List {
+                limit,
+                after,
+                node,
+                json,
+            } => {
+                let list = Client::new(&node)
+                    .tasks(&PageRequest {
+                        after,
+                        limit: Some(limit),
+                    })
                     .await?;
                 if json {
-                    outln!("{}", serde_json::to_string_pretty(&answer)?);
+                    outln!("{}", serde_json::to_string_pretty(&list)?);
                 } else {
-                    for t in answer["tasks"].as_array().into_iter().flatten() {
+                    for t in &list.tasks {
                         outln!(
                             "{}  {:<9}  worker {}  submitted at {}",
-                            text(&t["task_id"]),
-                            text(&t["status"]),
-                            t["worker"].as_str().unwrap_or("-"),
-                            t["submitted_height"],
+                            t.task_id,
+                            status_name(t.status),
+                            t.worker.map_or("-".to_string(), |w| w.to_string()),
+                            t.submitted_height,
                         );
+                    }
+                    if let Some(next) = list.next {
+                        outln!("more: --after {next}");
                     }
                 }
                 Ok(())
@@ -363,15 +398,16 @@ async fn submit(args: SubmitArgs) -> Result<()> {
     let input =
         std::fs::read(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
     let client = Client::new(&args.node);
+    let max_fee = tokens::parse(&args.max_fee, args.base_units).context("--max-fee")?;
     client
-        .put_blob(input.clone())
+        .put_blob(input.clone(), &key)
         .await
         .context("uploading the input")?;
     let action = Action::SubmitTask {
         model_id: args.model,
         input: DataRef::of(&input),
         mode: args.mode,
-        max_fee: args.max_fee,
+        max_fee,
         deadline_blocks: args.deadline_blocks,
     };
     let tx = submit_next(&client, &key, action, 0).await?;
@@ -383,26 +419,29 @@ async fn submit(args: SubmitArgs) -> Result<()> {
     let started = Instant::now();
     let mut last = String::new();
     loop {
-        let (status, detail) = match client.find::<Value>(&format!("/v1/tasks/{id}")).await? {
+        let (status, detail) = match client.task(&id).await? {
             None => match client.tx(&id).await {
-                Ok(v) if v["status"] == "finalized" && v["receipt"]["status"] != "success" => {
-                    bail!("the task was refused: {}", v["receipt"]["error"]);
-                }
-                _ => ("submitted".to_string(), "waiting for a block".to_string()),
+                Ok(TxView {
+                    receipt:
+                        Some(Receipt {
+                            status: TxStatus::Failed { error },
+                            ..
+                        }),
+                    ..
+                }) => bail!("the task was refused: {error}"),
+                _ => ("submitted", "waiting for a block".to_string()),
             },
             Some(view) => {
-                let task = &view["task"];
-                let status = task["status"].as_str().unwrap_or("?").to_string();
-                let detail = match task["worker"].as_str() {
-                    Some(w) => format!("worker {w}"),
-                    None => "waiting for an eligible worker".into(),
-                };
-                if ["finalized", "cancelled", "expired", "failed"].contains(&status.as_str()) {
+                if view.task.status.is_final() {
                     eprintln!();
                     let output = fetch_output(&client, &view).await?;
                     return print_task(&view, output.as_deref(), false);
                 }
-                (status, detail)
+                let detail = match view.task.worker {
+                    Some(w) => format!("worker {w}"),
+                    None => "waiting for an eligible worker".into(),
+                };
+                (status_name(view.task.status), detail)
             }
         };
         let line = format!(
@@ -421,69 +460,97 @@ async fn submit(args: SubmitArgs) -> Result<()> {
 }
 
 /// The output document of a task view, once the task has a verified result.
-async fn fetch_output(client: &Client, view: &Value) -> Result<Option<Vec<u8>>> {
-    Ok(match view["output_cid"].as_str() {
+async fn fetch_output(client: &Client, view: &TaskView) -> Result<Option<Vec<u8>>> {
+    Ok(match &view.output_cid {
         Some(cid) => client.get_blob(cid).await?,
         None => None,
     })
 }
 
-fn print_task(view: &Value, output: Option<&[u8]>, json: bool) -> Result<()> {
+fn status_name(status: TaskStatus) -> &'static str {
+    match status {
+        TaskStatus::Pending => "pending",
+        TaskStatus::Assigned => "assigned",
+        TaskStatus::Finalized => "finalized",
+        TaskStatus::Cancelled => "cancelled",
+        TaskStatus::Expired => "expired",
+        TaskStatus::Failed => "failed",
+    }
+}
+
+/// One line for a finalized transaction: where, whether it succeeded, what it cost.
+pub fn receipt_line(receipt: &Receipt) -> String {
+    let outcome = match &receipt.status {
+        TxStatus::Success => "success".to_string(),
+        TxStatus::Failed { error } => format!("failed: {error}"),
+    };
+    format!(
+        "finalized in block {}: {outcome}; fee paid {}",
+        receipt.height,
+        tokens::format(receipt.fee_paid)
+    )
+}
+
+fn print_task(view: &TaskView, output: Option<&[u8]>, json: bool) -> Result<()> {
     let output_doc: Option<Value> = output.and_then(|b| serde_json::from_slice(b).ok());
     if json {
-        let mut doc = view.clone();
+        let mut doc = serde_json::to_value(view)?;
         if let Some(out) = output_doc {
             doc["output"] = out;
         }
         outln!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
-    let task = &view["task"];
-    let record = &view["record"];
-    outln!("task         {}", text(&task["task_id"]));
-    outln!("status       {}", text(&task["status"]));
-    outln!("model        {}", text(&task["model_id"]));
-    outln!("mode         {}", text(&task["mode"]));
-    outln!("worker       {}", task["worker"].as_str().unwrap_or("-"));
-    outln!("input        {}", text(&view["input_cid"]));
-    outln!("submitted    height {}", task["submitted_height"]);
-    if let Some(reason) = task["failure"].as_str() {
-        outln!("failure      {reason} (reported by the worker's enclave; escrow refunded less the worker's fee)");
+    let task = &view.task;
+    outln!("task         {}", task.task_id);
+    outln!("status       {}", status_name(task.status));
+    outln!("model        {}", task.model_id);
+    outln!("mode         {}", task.mode);
+    outln!(
+        "worker       {}",
+        task.worker.map_or("-".to_string(), |w| w.to_string())
+    );
+    outln!("input        {}", view.input_cid);
+    outln!("max fee      {}", tokens::format(task.max_fee));
+    outln!("submitted    height {}", task.submitted_height);
+    if let Some(reason) = task.failure {
+        outln!("failure      {} (reported by the worker's enclave; escrow refunded less the worker's fee)", serde_json::to_value(reason)?.as_str().unwrap_or("?"));
     }
-    if !record.is_null() {
-        outln!("result hash  {}", text(&record["output_hash"]));
-        outln!("output       {}", text(&view["output_cid"]));
+    if let Some(record) = &view.record {
+        outln!("result hash  {}", record.output_hash);
+        outln!(
+            "output       {}",
+            view.output_cid.as_deref().unwrap_or_default()
+        );
         outln!(
             "trace        {} ({} steps)",
-            text(&record["trace_root"]),
-            record["trace_len"]
+            record.trace_root,
+            record.trace_len
         );
-        outln!("finalized    height {}", record["finalized_height"]);
-        outln!("attestation  {}", text(&view["attestation"]));
-        let s = &record["settlement"];
+        outln!("finalized    height {}", record.finalized_height);
+        outln!(
+            "attestation  {}",
+            view.attestation.as_deref().unwrap_or_default()
+        );
+        let s = &record.settlement;
         outln!(
             "fee split    worker {}  owner {}  protocol {}",
-            text(&s["worker"]),
-            text(&s["owner"]),
-            text(&s["protocol"])
+            tokens::format(s.worker),
+            tokens::format(s.owner),
+            tokens::format(s.protocol)
         );
     }
     if let Some(out) = output_doc {
         for o in out["outputs"].as_array().into_iter().flatten() {
             outln!(
                 "output       {}: {} {}",
-                text(&o["name"]),
-                text(&o["dtype"]),
+                o["name"].as_str().unwrap_or_default(),
+                o["dtype"].as_str().unwrap_or_default(),
                 o["data"]
             );
         }
     }
     Ok(())
-}
-
-/// A string field of an API document, empty when absent.
-fn text(value: &Value) -> &str {
-    value.as_str().unwrap_or_default()
 }
 
 pub fn parse_tee(text: &str) -> Result<TeeSource> {
@@ -507,10 +574,7 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
             .iter()
             .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
             .collect::<Result<_>>()?,
-        stake: args
-            .stake
-            .checked_mul(ONE_TOKEN)
-            .context("--stake overflows")?,
+        stake: tokens::parse(&args.stake, false).context("--stake")?,
         models: args.models,
         max_batch: args.max_batch,
         poll: Duration::from_millis(100),

@@ -13,13 +13,15 @@ use crate::overlay::Overlay;
 use crate::store::Table;
 use crate::{BlockCtx, BlockRecord, StateError, TxFailure};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Enclave {
     pub worker: Address,
     #[serde(with = "verity_types::serde_hex::array")]
+    #[schema(schema_with = verity_types::schema::hex_bytes)]
     pub key: [u8; 32],
     pub kind: TeeKind,
     #[serde(with = "verity_types::serde_hex::bytes")]
+    #[schema(schema_with = verity_types::schema::hex_bytes)]
     pub measurement: Vec<u8>,
     pub tcb_status: String,
     pub registered_height: u64,

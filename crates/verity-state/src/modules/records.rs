@@ -9,14 +9,14 @@ use crate::overlay::Overlay;
 use crate::store::Table;
 use crate::StateError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordStatus {
     /// Verified and settled. TEE results are verified, recorded and settled in one step.
     Finalized,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExecutionRecord {
     pub task_id: Hash,
     pub model_id: Hash,
@@ -29,6 +29,7 @@ pub struct ExecutionRecord {
     pub trace_root: Hash,
     pub trace_len: u32,
     #[serde(with = "verity_types::serde_hex::array")]
+    #[schema(schema_with = verity_types::schema::hex_bytes)]
     pub enclave_key: [u8; 32],
     pub tee_kind: TeeKind,
     /// True when the enclave was a dev enclave: "dev TEE, not hardware-backed".

@@ -7,7 +7,7 @@ use crate::overlay::Overlay;
 use crate::store::Table;
 use crate::{StateError, TxFailure};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Model {
     #[serde(flatten)]
     pub spec: ModelSpec,

@@ -15,7 +15,7 @@ pub const BAN_THRESHOLD: i64 = -100;
 /// Scores are kept within these bounds so no history can make a worker unbannable.
 const MAX_SCORE: i64 = 1_000;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Reputation {
     pub score: i64,
     pub successes: u64,

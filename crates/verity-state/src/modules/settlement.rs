@@ -49,13 +49,16 @@ impl FeeSplit {
 }
 
 /// Where one task's fee went.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Split {
     #[serde(with = "verity_types::amount")]
+    #[schema(schema_with = verity_types::schema::amount)]
     pub worker: Amount,
     #[serde(with = "verity_types::amount")]
+    #[schema(schema_with = verity_types::schema::amount)]
     pub owner: Amount,
     #[serde(with = "verity_types::amount")]
+    #[schema(schema_with = verity_types::schema::amount)]
     pub protocol: Amount,
 }
 

@@ -9,12 +9,14 @@ use crate::store::Table;
 use crate::{BlockCtx, StateError, TxFailure};
 
 /// A worker's stake record.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Worker {
     #[serde(with = "verity_types::amount")]
+    #[schema(schema_with = verity_types::schema::amount)]
     pub stake: Amount,
     /// Stake on its way back to the worker's balance.
     #[serde(with = "verity_types::amount")]
+    #[schema(schema_with = verity_types::schema::amount)]
     pub unbonding: Amount,
     /// Models served; empty means every model.
     pub models: Vec<Hash>,

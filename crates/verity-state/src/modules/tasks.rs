@@ -16,7 +16,7 @@ const ASSIGN_DOMAIN: &[u8] = b"verity/assign/v1";
 /// or a hundred thousand tasks wait. A failed retry goes to the back of the queue.
 const PENDING_RETRIES_PER_BLOCK: usize = 32;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     /// Waiting for an eligible worker.
@@ -44,7 +44,7 @@ impl TaskStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Task {
     /// The hash of the SubmitTask transaction.
     pub task_id: Hash,
@@ -53,6 +53,7 @@ pub struct Task {
     pub input: DataRef,
     pub mode: Mode,
     #[serde(with = "verity_types::amount")]
+    #[schema(schema_with = verity_types::schema::amount)]
     pub max_fee: Amount,
     pub status: TaskStatus,
     pub worker: Option<Address>,
@@ -77,6 +78,11 @@ const PENDING_PREFIX: &[u8] = b"p";
 
 fn task_key(id: &Hash) -> Vec<u8> {
     [TASK_PREFIX, &id.0].concat()
+}
+
+/// Inverted height: a forward scan lists the newest tasks first.
+pub fn by_height_key(height: u64, id: &Hash) -> Vec<u8> {
+    [BY_HEIGHT_PREFIX, &(u64::MAX - height).to_be_bytes(), &id.0].concat()
 }
 
 pub fn assigned_key(worker: &Address, id: &Hash) -> Vec<u8> {
@@ -191,11 +197,11 @@ pub fn submit(
         closed_height: None,
         failure: None,
     };
-    let mut by_height = BY_HEIGHT_PREFIX.to_vec();
-    // Inverted height: a forward scan lists the newest tasks first.
-    by_height.extend_from_slice(&(u64::MAX - ctx.height).to_be_bytes());
-    by_height.extend_from_slice(&task_id.0);
-    state.put(Table::Tasks, by_height, Vec::new());
+    state.put(
+        Table::Tasks,
+        by_height_key(ctx.height, &task_id),
+        Vec::new(),
+    );
     schedule::push(
         state,
         schedule::Kind::Deadline,

@@ -51,7 +51,7 @@ pub fn submit_receipts(
 }
 
 /// A receipt of a batch that was passed over: its task moved on while the batch was in flight.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Skipped {
     pub index: u32,
     pub task_id: Hash,

@@ -1,0 +1,341 @@
+//! The node's `/v1` HTTP API as types: every request and response body, the error codes, the
+//! events, and the blob-upload authorisation. The node's handlers, `verity-client` and the CLI
+//! all speak these, and the OpenAPI document is generated from them, so the three cannot drift.
+
+mod upload;
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use verity_types::{Address, Amount, FeeSchedule, Hash};
+
+pub use upload::{UploadAuth, UploadAuthError, UPLOAD_DOMAIN, UPLOAD_HEADER};
+pub use verity_state::{
+    AttestationNonce, BlockRecord, ExecutionRecord, Model, Receipt, Reputation, Task, TaskStatus,
+    TxFailure, TxStatus, Worker,
+};
+pub use verity_tee::Policy;
+
+/// Largest page any list endpoint returns.
+pub const MAX_PAGE: u32 = 1_000;
+
+/// Every error the API answers with: `{ "error": { "code", "message" } }`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    /// For people; may change between releases. Programs match on `code`.
+    pub message: String,
+}
+
+/// The stable, machine-readable error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// A path or query parameter, or the request body, is not what the endpoint takes.
+    BadRequest,
+    NotFound,
+    /// The node failed; not the client's fault.
+    Internal,
+    /// The request took longer than the node allows.
+    Timeout,
+    // Transactions (`POST /v1/txs`).
+    MalformedTransaction,
+    WrongChainId,
+    BadSignature,
+    BadNonce,
+    FeeTooLow,
+    InsufficientBalance,
+    Overflow,
+    Unauthorized,
+    InvalidAction,
+    AttestationRejected,
+    ReceiptRejected,
+    NonceTooFarAhead,
+    DuplicateTransaction,
+    MempoolFull,
+    ReplacementUnderpriced,
+    SenderPendingLimit,
+    // Blobs.
+    BadCid,
+    BlobTooLarge,
+    BadUpload,
+    /// The upload's bytes do not hash to the content hash its authorisation signed.
+    HashMismatch,
+    /// The upload carries no valid authorisation header.
+    UploadUnauthorized,
+    /// The uploading account holds less than the node's minimum balance.
+    BalanceTooLow,
+    /// The uploading account used its quota for the current window.
+    QuotaExceeded,
+    /// The node's free disk is below its floor.
+    InsufficientStorage,
+    /// No block is finalized yet.
+    NoBlocksYet,
+    /// A code this client does not know (a newer node).
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    /// The code a transaction failure answers with at admission.
+    pub fn of_failure(failure: &TxFailure) -> Self {
+        match failure {
+            TxFailure::Malformed { .. } => Self::MalformedTransaction,
+            TxFailure::WrongChain { .. } => Self::WrongChainId,
+            TxFailure::BadSignature { .. } => Self::BadSignature,
+            TxFailure::BadNonce { .. } => Self::BadNonce,
+            TxFailure::FeeTooLow { .. } => Self::FeeTooLow,
+            TxFailure::InsufficientBalance { .. } => Self::InsufficientBalance,
+            TxFailure::Overflow => Self::Overflow,
+            TxFailure::Internal { .. } => Self::Internal,
+            TxFailure::NotFound { .. } => Self::NotFound,
+            TxFailure::Unauthorized { .. } => Self::Unauthorized,
+            TxFailure::Invalid { .. } => Self::InvalidAction,
+            TxFailure::Attestation { .. } => Self::AttestationRejected,
+            TxFailure::ReceiptRejected { .. } => Self::ReceiptRejected,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::NotFound => "not_found",
+            Self::Internal => "internal",
+            Self::Timeout => "timeout",
+            Self::MalformedTransaction => "malformed_transaction",
+            Self::WrongChainId => "wrong_chain_id",
+            Self::BadSignature => "bad_signature",
+            Self::BadNonce => "bad_nonce",
+            Self::FeeTooLow => "fee_too_low",
+            Self::InsufficientBalance => "insufficient_balance",
+            Self::Overflow => "overflow",
+            Self::Unauthorized => "unauthorized",
+            Self::InvalidAction => "invalid_action",
+            Self::AttestationRejected => "attestation_rejected",
+            Self::ReceiptRejected => "receipt_rejected",
+            Self::NonceTooFarAhead => "nonce_too_far_ahead",
+            Self::DuplicateTransaction => "duplicate_transaction",
+            Self::MempoolFull => "mempool_full",
+            Self::ReplacementUnderpriced => "replacement_underpriced",
+            Self::SenderPendingLimit => "sender_pending_limit",
+            Self::BadCid => "bad_cid",
+            Self::BlobTooLarge => "blob_too_large",
+            Self::BadUpload => "bad_upload",
+            Self::HashMismatch => "hash_mismatch",
+            Self::UploadUnauthorized => "upload_unauthorized",
+            Self::BalanceTooLow => "balance_too_low",
+            Self::QuotaExceeded => "quota_exceeded",
+            Self::InsufficientStorage => "insufficient_storage",
+            Self::NoBlocksYet => "no_blocks_yet",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `POST /v1/txs`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SubmitTx {
+    /// The encoded signed transaction, hex with or without 0x.
+    #[schema(pattern = "^(0x)?([0-9a-fA-F]{2})+$")]
+    pub tx: String,
+}
+
+/// Where a transaction is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TxState {
+    /// In this node's mempool.
+    Pending,
+    /// In a finalized block; the receipt says whether it succeeded.
+    Finalized,
+}
+
+/// `POST /v1/txs` (202) and `GET /v1/txs/{hash}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TxView {
+    pub hash: Hash,
+    pub status: TxState,
+    /// Present once finalized.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<Receipt>,
+}
+
+/// `GET /v1/accounts/{address}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AccountView {
+    pub address: Address,
+    #[serde(with = "verity_types::amount")]
+    #[schema(schema_with = verity_types::schema::amount)]
+    pub balance: Amount,
+    /// The next nonce in committed state.
+    pub nonce: u64,
+    /// The next nonce counting this node's pending transactions from the account: what its
+    /// next transaction should carry.
+    pub pending_nonce: u64,
+}
+
+/// A validator as the status endpoint lists it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ValidatorInfo {
+    pub public_key: String,
+    pub p2p: String,
+    pub api: String,
+}
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StatusView {
+    pub chain_id: String,
+    pub node: String,
+    /// Height of this node's executed state.
+    pub height: u64,
+    pub finalized_height: u64,
+    pub state_root: Hash,
+    /// Transactions in this node's mempool.
+    pub mempool: u64,
+    pub validators: Vec<ValidatorInfo>,
+    /// Validators this node is connected to, by public key.
+    pub peers: Vec<String>,
+    pub fees: FeeSchedule,
+    pub max_block_weight: u64,
+    /// Set when this node's state diverged from the finalized chain and it stopped executing.
+    pub halted: bool,
+    /// Equivocations this node has evidence of.
+    pub equivocations: u64,
+    /// Proposals this node refused to vote for.
+    pub refused_proposals: u64,
+}
+
+/// `PUT /v1/blobs` (201).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StoredBlob {
+    /// CIDv1 (raw codec, SHA-256).
+    pub cid: String,
+    pub hash: Hash,
+    pub size: u64,
+}
+
+/// Query of every list endpoint: at most `limit` items (capped at [`MAX_PAGE`]) after the
+/// cursor `after`, which is the previous page's `next`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// The previous page's `next`.
+    pub after: Option<String>,
+}
+
+/// `GET /v1/models`, in id order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ModelList {
+    pub models: Vec<Model>,
+    /// The cursor of the next page; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<Hash>,
+}
+
+/// `GET /v1/tasks`, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TaskList {
+    pub tasks: Vec<Task>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<Hash>,
+}
+
+/// `GET /v1/workers/{address}/assignments`: tasks assigned and not yet answered, in id order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Assignments {
+    /// The height this answer reflects.
+    pub height: u64,
+    pub tasks: Vec<Task>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<Hash>,
+}
+
+/// How a result or an enclave is attested, as people read it.
+pub const DEV_TEE_LABEL: &str = "dev TEE, not hardware-backed";
+
+/// `GET /v1/tasks/{id}`: a task, its verified record once there is one, and the CIDs.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TaskView {
+    pub task: Task,
+    pub input_cid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_cid: Option<String>,
+    /// The TEE kind of the result, or "dev TEE, not hardware-backed".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<ExecutionRecord>,
+}
+
+/// `GET /v1/workers/{address}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WorkerView {
+    pub address: Address,
+    /// Absent for an address that never staked.
+    pub stake: Option<Worker>,
+    pub reputation: Reputation,
+    pub enclave: Option<verity_state::Enclave>,
+    /// The enclave's TEE kind, or "dev TEE, not hardware-backed".
+    pub attestation: Option<String>,
+}
+
+/// `GET /v1/workers`, in address order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WorkerList {
+    pub workers: Vec<WorkerView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<Address>,
+}
+
+/// `GET /v1/attestation-policy`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PolicyView {
+    /// Absent when the chain accepts no enclave at all.
+    pub policy: Option<Policy>,
+}
+
+/// What `GET /v1/events` streams: one server-sent event per item, its `event:` field naming the
+/// variant and its `data:` the JSON payload.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "event", content = "data", rename_all = "snake_case")]
+pub enum Event {
+    /// A block was finalized and executed.
+    Block(BlockRecord),
+    /// A task changed state.
+    Task(Task),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_serialize_as_their_names() {
+        for code in [
+            ErrorCode::BadRequest,
+            ErrorCode::NonceTooFarAhead,
+            ErrorCode::InsufficientStorage,
+            ErrorCode::UploadUnauthorized,
+        ] {
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                serde_json::Value::String(code.as_str().into())
+            );
+        }
+        let unknown: ErrorCode = serde_json::from_str("\"from_the_future\"").unwrap();
+        assert_eq!(unknown, ErrorCode::Unknown);
+    }
+}
