@@ -110,8 +110,17 @@ mod tests {
 
     #[test]
     fn malformed_headers_are_refused() {
-        for bad in ["", "a:b:c", "0x00:1:00", &format!("{}:x:{}", Hash::ZERO, "00".repeat(65))] {
-            assert_eq!(UploadAuth::parse(bad), Err(UploadAuthError::Format), "{bad}");
+        for bad in [
+            "",
+            "a:b:c",
+            "0x00:1:00",
+            &format!("{}:x:{}", Hash::ZERO, "00".repeat(65)),
+        ] {
+            assert_eq!(
+                UploadAuth::parse(bad),
+                Err(UploadAuthError::Format),
+                "{bad}"
+            );
         }
     }
 }

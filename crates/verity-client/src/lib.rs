@@ -4,9 +4,9 @@
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 use verity_api::{
-    AccountView, Assignments, ErrorBody, ErrorCode, ModelList, PolicyView, StatusView,
-    StoredBlob, SubmitTx, TaskList, TaskView, TxState, TxView, UploadAuth, WorkerList,
-    WorkerView, UPLOAD_HEADER,
+    AccountView, Assignments, ErrorBody, ErrorCode, ModelList, PolicyView, StatusView, StoredBlob,
+    SubmitTx, TaskList, TaskView, TxState, TxView, UploadAuth, WorkerList, WorkerView,
+    UPLOAD_HEADER,
 };
 use verity_types::{AccountKey, Address, Hash, SignedTx};
 
@@ -251,7 +251,11 @@ impl Client {
     }
 
     /// Uploads a blob, signed by `key`'s account against the node's chain and height.
-    pub async fn put_blob(&self, bytes: Vec<u8>, key: &AccountKey) -> Result<StoredBlob, ClientError> {
+    pub async fn put_blob(
+        &self,
+        bytes: Vec<u8>,
+        key: &AccountKey,
+    ) -> Result<StoredBlob, ClientError> {
         let status = self.status().await?;
         let auth = UploadAuth::sign(
             key,

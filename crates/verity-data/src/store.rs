@@ -221,7 +221,10 @@ mod tests {
         let floored = store.clone().with_disk_floor(u64::MAX);
         assert!(matches!(
             floored.put(b"x").await,
-            Err(BlobError::DiskFull { floor: u64::MAX, .. })
+            Err(BlobError::DiskFull {
+                floor: u64::MAX,
+                ..
+            })
         ));
         assert!(store.free_bytes().unwrap() > 0);
         // Refused uploads leave nothing behind.

@@ -27,9 +27,9 @@ use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi};
 use verity_api::{
-    AccountView, Assignments, ErrorBody, ErrorCode, ErrorDetail, ModelList, PolicyView,
-    StatusView, StoredBlob, SubmitTx, TaskList, TaskView, TxState, TxView, UploadAuth,
-    ValidatorInfo, WorkerList, WorkerView, DEV_TEE_LABEL, MAX_PAGE, UPLOAD_HEADER,
+    AccountView, Assignments, ErrorBody, ErrorCode, ErrorDetail, ModelList, PolicyView, StatusView,
+    StoredBlob, SubmitTx, TaskList, TaskView, TxState, TxView, UploadAuth, ValidatorInfo,
+    WorkerList, WorkerView, DEV_TEE_LABEL, MAX_PAGE, UPLOAD_HEADER,
 };
 use verity_types::{Address, Hash};
 
@@ -200,7 +200,9 @@ fn page_size(limit: Option<u32>, default: u32) -> Result<usize, ApiError> {
 
 /// The cursor of the next page: the last item's, when the page came back full.
 fn next_cursor<T, C>(items: &[T], limit: usize, cursor: impl Fn(&T) -> C) -> Option<C> {
-    (items.len() == limit).then(|| items.last().map(cursor)).flatten()
+    (items.len() == limit)
+        .then(|| items.last().map(cursor))
+        .flatten()
 }
 
 /// A list's query when its cursor is an id.
@@ -434,8 +436,13 @@ fn authorize_upload(
     headers: &HeaderMap,
     declared: u64,
 ) -> Result<(UploadAuth, Address), ApiError> {
-    let unauthorized =
-        |message: String| ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::UploadUnauthorized, message);
+    let unauthorized = |message: String| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::UploadUnauthorized,
+            message,
+        )
+    };
     let header = headers
         .get(UPLOAD_HEADER)
         .ok_or_else(|| {
@@ -463,7 +470,15 @@ fn authorize_upload(
             auth.height, state.uploads.max_age_blocks
         )));
     }
-    let balance = chain.account(&signer).map_err(ApiError::internal)?.balance;
+    let account = chain.account(&signer).map_err(ApiError::internal)?;
+    // A signature over other content, another chain or another height recovers some address
+    // the chain has never seen: that is a bad signature, not a poor account.
+    if account.balance == 0 && account.nonce == 0 {
+        return Err(unauthorized(format!(
+            "the upload signature recovers {signer}, an account this chain does not know; sign this chain's id, the content's SHA-256 and a recent height"
+        )));
+    }
+    let balance = account.balance;
     if balance < state.uploads.min_balance {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -534,9 +549,11 @@ async fn put_blob(
             ErrorCode::InsufficientStorage,
             e.to_string(),
         ),
-        BlobError::HashMismatch { .. } => {
-            ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::HashMismatch, e.to_string())
-        }
+        BlobError::HashMismatch { .. } => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::HashMismatch,
+            e.to_string(),
+        ),
         BlobError::Upload(_) => {
             ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadUpload, e.to_string())
         }
@@ -674,9 +691,7 @@ async fn get_task(State(state): State<ApiState>, Path(id): Path<String>) -> ApiR
     let record = chain.record(&id).map_err(ApiError::internal)?;
     Ok(Json(TaskView {
         input_cid: verity_data::cid_of(&task.input.hash),
-        output_cid: record
-            .as_ref()
-            .map(|r| verity_data::cid_of(&r.output_hash)),
+        output_cid: record.as_ref().map(|r| verity_data::cid_of(&r.output_hash)),
         attestation: record.as_ref().map(|r| {
             if r.dev_tee {
                 DEV_TEE_LABEL.to_string()
@@ -860,12 +875,33 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Verity node API", version = "1",
-        description = "A Verity validator's HTTP API. Errors are `{\"error\": {\"code\", \"message\"}}` with a stable `code`. Lists page with `limit` (1 to 1000) and `after` (the previous page's `next`)."),
-    paths(submit_tx, get_tx, get_account, get_block, status, put_blob, get_blob, list_models,
-        get_model, list_tasks, get_task, list_workers, get_worker, get_assignments, get_policy,
-        get_nonce, events, openapi, metrics),
-    components(schemas(ErrorBody, ErrorCode, verity_api::Event)),
+    info(
+        title = "Verity node API",
+        version = "1",
+        description = "A Verity validator's HTTP API. Errors are `{\"error\": {\"code\", \"message\"}}` with a stable `code`. Lists page with `limit` (1 to 1000) and `after` (the previous page's `next`)."
+    ),
+    paths(
+        submit_tx,
+        get_tx,
+        get_account,
+        get_block,
+        status,
+        put_blob,
+        get_blob,
+        list_models,
+        get_model,
+        list_tasks,
+        get_task,
+        list_workers,
+        get_worker,
+        get_assignments,
+        get_policy,
+        get_nonce,
+        events,
+        openapi,
+        metrics
+    ),
+    components(schemas(ErrorBody, ErrorCode, verity_api::Event))
 )]
 struct ApiDoc;
 
@@ -920,7 +956,14 @@ validator_p2p_tracker_directory_reserved{index=\"0\"} 2
             assert!(paths.contains_key(path), "{path} missing");
         }
         let schemas = doc["components"]["schemas"].as_object().unwrap();
-        for schema in ["ErrorBody", "ErrorCode", "Event", "Task", "Receipt", "TxFailure"] {
+        for schema in [
+            "ErrorBody",
+            "ErrorCode",
+            "Event",
+            "Task",
+            "Receipt",
+            "TxFailure",
+        ] {
             assert!(schemas.contains_key(schema), "{schema} missing");
         }
     }

@@ -121,7 +121,8 @@ mod tests {
         let _b = TcpStream::connect(addr).await.unwrap();
         let (first, _) = listener.accept().await;
         // The second connection is not accepted while the first is open...
-        let waiting = tokio::time::timeout(std::time::Duration::from_millis(200), listener.accept());
+        let waiting =
+            tokio::time::timeout(std::time::Duration::from_millis(200), listener.accept());
         assert!(waiting.await.is_err());
         // ...and is once it closes.
         drop(first);

@@ -1,8 +1,8 @@
 //! Pending transactions: admission checks, per-sender nonce order, and selection for blocks.
 
-use verity_api::ErrorCode;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use verity_api::ErrorCode;
 
 use bytes::Bytes;
 use verity_state::{Chain, Recovered, Store, TxFailure};

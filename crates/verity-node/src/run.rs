@@ -22,14 +22,14 @@ use verity_state::{Chain, Genesis, RedbStore, Store};
 use verity_types::write_secret;
 
 use crate::api::{self, ApiLimits, ApiState};
-use crate::listener::LimitedListener;
-use crate::uploads::{Quotas, UploadPolicy};
-use verity_api::ValidatorInfo;
 use crate::app::NodeState;
 use crate::block::Block;
 use crate::committee;
+use crate::listener::LimitedListener;
 use crate::mempool::SenderCache;
+use crate::uploads::{Quotas, UploadPolicy};
 use crate::validator::{self, channel, Channels, ValidatorConfig};
+use verity_api::ValidatorInfo;
 
 /// What every validator of one chain shares.
 #[derive(Clone, Debug, Serialize, Deserialize)]

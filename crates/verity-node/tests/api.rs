@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use commonware_runtime::Spawner as _;
 use serde_json::{json, Value};
+use verity_client::api::{Receipt, TxStatus};
 use verity_client::{Client, ClientError};
 use verity_node::{mempool::SenderCache, run};
 use verity_state::{Genesis, GenesisAccount, Params};
@@ -33,7 +34,7 @@ async fn rejected(client: &Client, bytes: &[u8], code: &str) -> String {
             message,
         }) => {
             assert!((400..500).contains(&status), "{code}: status {status}");
-            assert_eq!(got, code, "{message}");
+            assert_eq!(got.as_str(), code, "{message}");
             assert!(!message.is_empty());
             message
         }
@@ -41,24 +42,16 @@ async fn rejected(client: &Client, bytes: &[u8], code: &str) -> String {
     }
 }
 
-async fn wait_finalized(client: &Client, tx: &SignedTx) -> Value {
-    for _ in 0..300 {
-        if let Ok(answer) = client.tx(&tx.hash()).await {
-            if answer["status"] == "finalized" {
-                return answer["receipt"].clone();
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("transaction {} was not finalized in 15 s", tx.hash());
+async fn wait_finalized(client: &Client, tx: &SignedTx) -> Receipt {
+    client
+        .wait_for_tx(&tx.hash(), Duration::from_secs(15))
+        .await
+        .expect("finalized")
 }
 
 async fn balance(client: &Client, address: &Address) -> (u128, u64) {
     let account = client.account(address).await.expect("account");
-    (
-        account["balance"].as_str().unwrap().parse().unwrap(),
-        account["nonce"].as_u64().unwrap(),
-    )
+    (account.balance, account.nonce)
 }
 
 #[test]
@@ -105,7 +98,7 @@ fn bad_transactions_get_4xx_json_errors_and_change_nothing() {
             .await
             .expect("a valid transfer is accepted");
         let receipt = wait_finalized(&client, &first).await;
-        assert_eq!(receipt["status"], "success", "{receipt}");
+        assert_eq!(receipt.status, TxStatus::Success, "{receipt:?}");
 
         let mut refused = Vec::new();
         // Malformed bytes: truncated, trailing garbage, empty.
@@ -193,6 +186,30 @@ fn bad_transactions_get_4xx_json_errors_and_change_nothing() {
                 "not_found",
             ),
             (http.get(format!("http://{api}/v1/nope")), 404, "not_found"),
+            // Pages are 1 to 1000 items; cursors must name what they page after.
+            (
+                http.get(format!("http://{api}/v1/tasks?limit=0")),
+                400,
+                "bad_request",
+            ),
+            (
+                http.get(format!("http://{api}/v1/models?limit=1001")),
+                400,
+                "bad_request",
+            ),
+            (
+                http.get(format!("http://{api}/v1/workers?after=0x12")),
+                400,
+                "bad_request",
+            ),
+            (
+                http.get(format!(
+                    "http://{api}/v1/tasks?after={}",
+                    verity_types::Hash([7; 32])
+                )),
+                400,
+                "bad_request",
+            ),
         ] {
             let response = request.send().await.unwrap();
             assert_eq!(response.status().as_u16(), status);
@@ -216,36 +233,41 @@ fn bad_transactions_get_4xx_json_errors_and_change_nothing() {
         assert_eq!(alice_balance, funded - 3 * ONE_TOKEN - 2 * FEE);
         assert_eq!(balance(&client, &bob).await, (3 * ONE_TOKEN, 0));
         let status = client.status().await.unwrap();
-        let height = status["height"].as_u64().unwrap();
+        let height = status.height;
         let mut included = Vec::new();
         for h in 1..=height {
-            let block = client.block(h).await.unwrap();
-            included.extend(block["tx_hashes"].as_array().unwrap().iter().cloned());
+            let block = client.block(h).await.unwrap().expect("finalized");
+            included.extend(block.tx_hashes);
         }
         assert_eq!(
             included,
-            vec![json!(first.hash()), json!(second.hash())],
+            vec![first.hash(), second.hash()],
             "only the two valid transfers are on chain"
         );
 
         // The attestation nonce is the newest block's, derived from its hash.
-        let nonce: Value = client.get("/v1/attestation-nonce").await.unwrap();
-        let nonce_height = nonce["height"].as_u64().unwrap();
-        assert!(nonce_height >= height, "{nonce}");
-        let block = client.block(nonce_height).await.unwrap();
-        let block_hash: verity_types::Hash = serde_json::from_value(block["hash"].clone()).unwrap();
-        let expected = verity_tee::attestation_nonce(CHAIN_ID, nonce_height, &block_hash.0);
+        let nonce = client.attestation_nonce().await.unwrap().expect("a block");
+        assert!(nonce.height >= height, "{nonce:?}");
+        let block = client
+            .block(nonce.height)
+            .await
+            .unwrap()
+            .expect("finalized");
+        let expected = verity_tee::attestation_nonce(CHAIN_ID, nonce.height, &block.hash.0);
+        assert_eq!(nonce.nonce, verity_types::Hash(expected));
+        assert_eq!(nonce.timestamp_ms, block.timestamp_ms);
         assert_eq!(
-            nonce["nonce"],
-            json!(verity_types::Hash(expected)),
-            "{nonce}"
+            nonce.usable_until_height,
+            nonce.height + verity_state::TaskParams::default().attestation_nonce_blocks
         );
-        assert_eq!(nonce["timestamp_ms"], block["timestamp_ms"]);
-        assert_eq!(
-            nonce["usable_until_height"].as_u64(),
-            Some(nonce_height + verity_state::TaskParams::default().attestation_nonce_blocks)
-        );
-        let openapi: Value = client.get("/v1/openapi.json").await.unwrap();
+        let openapi: Value = http
+            .get(format!("http://{api}/v1/openapi.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         for path in ["/v1/attestation-nonce", "/v1/tasks/{id}", "/v1/blobs"] {
             assert!(openapi["paths"].get(path).is_some(), "OpenAPI lacks {path}");
         }

@@ -572,7 +572,11 @@ impl<S: Store> Chain<S> {
 
     /// The most recent tasks, newest first, up to `limit`; after the task `after` when given (a
     /// page's last task is the next page's cursor).
-    pub fn recent_tasks(&self, after: Option<&Task>, limit: usize) -> Result<Vec<Task>, StateError> {
+    pub fn recent_tasks(
+        &self,
+        after: Option<&Task>,
+        limit: usize,
+    ) -> Result<Vec<Task>, StateError> {
         let prefix = modules::tasks::BY_HEIGHT_PREFIX;
         let start = match after {
             Some(task) => successor(&modules::tasks::by_height_key(

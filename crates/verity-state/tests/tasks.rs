@@ -332,7 +332,9 @@ fn tasks_are_assigned_verified_settled_and_scored() {
     let second = net.chain.recent_tasks(first.last(), 5).unwrap();
     assert_eq!(second.len(), 5);
     assert!(second.iter().all(|t| !first.contains(t)));
-    assert!(first.last().unwrap().submitted_height >= second.first().map_or(0, |t| t.submitted_height));
+    assert!(
+        first.last().unwrap().submitted_height >= second.first().map_or(0, |t| t.submitted_height)
+    );
 }
 
 #[test]

@@ -23,7 +23,19 @@ pub use policy::{KindRule, Policy, SnpTcb};
 pub use snp::Snp;
 
 /// The kinds of evidence Verity understands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TeeKind {
     /// Intel TDX, a DCAP quote (v4/v5) over a TD report.

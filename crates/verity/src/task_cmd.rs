@@ -10,13 +10,11 @@ use serde_json::Value;
 use verity_client::api::{Receipt, TaskStatus, TaskView, TxStatus, TxView};
 use verity_client::{Client, PageRequest};
 use verity_infer::Model;
-use verity_types::{
-    AccountKey, Action, Amount, DataRef, Hash, Mode, ModelSpec, SignedTx, TxBody,
-};
+use verity_types::{AccountKey, Action, Amount, DataRef, Hash, Mode, ModelSpec, SignedTx, TxBody};
 use verity_worker::TeeSource;
 
-use crate::tokens;
 use crate::chain_cmd::{init_logs, keys_dir, load_key, runtime, DEFAULT_NODE};
+use crate::tokens;
 
 #[derive(Subcommand)]
 pub enum BlobCommand {

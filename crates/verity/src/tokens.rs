@@ -71,7 +71,15 @@ mod tests {
         assert_eq!(parse("0.000000000000000001", false).unwrap(), 1);
         assert_eq!(parse("1_000", false).unwrap(), 1_000 * ONE_TOKEN);
         assert_eq!(parse("1500", true).unwrap(), 1_500);
-        for bad in ["", ".", "-1", "1.2.3", "1e18", "0.0000000000000000001", "abc"] {
+        for bad in [
+            "",
+            ".",
+            "-1",
+            "1.2.3",
+            "1e18",
+            "0.0000000000000000001",
+            "abc",
+        ] {
             assert!(parse(bad, false).is_err(), "{bad:?}");
         }
         assert!(parse("1.5", true).is_err());

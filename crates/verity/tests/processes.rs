@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use verity_client::api::{AccountView, TxState};
 use verity_client::Client;
 use verity_types::{AccountKey, Action, Address, SignedTx, TxBody, ONE_TOKEN};
 
@@ -107,7 +108,7 @@ impl Network {
                 Some(Err(e)) => format!("unknown: {e}"),
             };
             let status = match self.clients[i].status().await {
-                Ok(s) => format!("height {} peers {}", s["height"], s["peers"]),
+                Ok(s) => format!("height {} peers {:?}", s.height, s.peers),
                 Err(e) => format!("API unreachable: {e}"),
             };
             let text = std::fs::read_to_string(self.log(i)).unwrap_or_default();
@@ -152,12 +153,12 @@ impl Network {
 
     async fn peers(&self, i: usize) -> Option<usize> {
         let status = self.clients[i].status().await.ok()?;
-        status["peers"].as_array().map(Vec::len)
+        Some(status.peers.len())
     }
 
     async fn height(&self, i: usize) -> Option<u64> {
         let status = self.clients[i].status().await.ok()?;
-        status["height"].as_u64()
+        Some(status.height)
     }
 }
 
@@ -220,10 +221,10 @@ fn transfer(key: &AccountKey, nonce: u64, to: Address) -> SignedTx {
 }
 
 async fn finalized(client: &Client, tx: &SignedTx) -> bool {
-    matches!(client.tx(&tx.hash()).await, Ok(v) if v["status"] == "finalized")
+    matches!(client.tx(&tx.hash()).await, Ok(v) if v.status == TxState::Finalized)
 }
 
-async fn account(client: &Client, address: &Address) -> Option<Value> {
+async fn account(client: &Client, address: &Address) -> Option<AccountView> {
     client.account(address).await.ok()
 }
 
@@ -319,8 +320,12 @@ async fn four_processes_survive_a_killed_validator_and_it_catches_up() {
     .await;
     let mut roots = Vec::new();
     for i in 0..VALIDATORS {
-        let block = net.clients[i].block(target).await.unwrap();
-        roots.push((block["hash"].clone(), block["state_root"].clone()));
+        let block = net.clients[i]
+            .block(target)
+            .await
+            .unwrap()
+            .expect("finalized");
+        roots.push((block.hash, block.state_root));
     }
     assert!(roots.iter().all(|r| *r == roots[0]), "{roots:?}");
 
@@ -335,8 +340,8 @@ async fn four_processes_survive_a_killed_validator_and_it_catches_up() {
     for i in 0..VALIDATORS {
         let bob_account = account(&net.clients[i], &bob).await.unwrap();
         assert_eq!(
-            bob_account["balance"],
-            (sent.len() as u128 * ONE_TOKEN).to_string(),
+            bob_account.balance,
+            sent.len() as u128 * ONE_TOKEN,
             "validator {i}"
         );
         for tx in &sent {
@@ -424,11 +429,7 @@ async fn devnet_and_worker_stop_cleanly_on_sigterm() {
     let client = Client::new(&format!("127.0.0.1:{api}"));
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let height = client
-            .status()
-            .await
-            .ok()
-            .and_then(|s| s["height"].as_u64());
+        let height = client.status().await.ok().map(|s| s.height);
         if height.is_some_and(|h| h >= 1) {
             break;
         }
@@ -440,8 +441,8 @@ async fn devnet_and_worker_stop_cleanly_on_sigterm() {
         let out = std::fs::read_to_string(&banner).unwrap();
         // The banner's "try:" line comes once the workers can take tasks; a status line follows.
         if out.contains("try:") && out.lines().any(|l| l.starts_with("height ")) {
-            let workers: Value = client.get("/v1/workers").await.unwrap();
-            assert!(workers["workers"][0]["enclave"].is_object(), "{workers}");
+            let workers = client.workers(&Default::default()).await.unwrap();
+            assert!(workers.workers[0].enclave.is_some(), "{workers:?}");
             break;
         }
         assert!(

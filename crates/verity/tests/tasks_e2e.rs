@@ -12,10 +12,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use verity_client::api::{TaskStatus, TaskView, TxFailure, TxStatus};
 use verity_client::Client;
 use verity_types::{
-    sha256, weight, AccountKey, Action, Address, DataRef, EnclaveKey, Hash, Mode, SignedTx,
-    TaskReceipt, TxBody, ONE_TOKEN,
+    sha256, weight, AccountKey, Action, Address, DataRef, EnclaveKey, FailureReason, Hash, Mode,
+    SignedTx, TaskReceipt, TxBody, ONE_TOKEN,
 };
 
 const TASKS: usize = 100;
@@ -56,12 +57,8 @@ async fn wait_for<T>(what: &str, secs: u64, mut probe: impl AsyncFnMut() -> Opti
     }
 }
 
-fn amount(v: &Value) -> u128 {
-    v.as_str().unwrap().parse().unwrap()
-}
-
 async fn balance(client: &Client, a: &Address) -> u128 {
-    amount(&client.account(a).await.unwrap()["balance"])
+    client.account(a).await.unwrap().balance
 }
 
 async fn nonce(client: &Client, a: &Address) -> u64 {
@@ -110,8 +107,8 @@ async fn start_devnet(home: &Path, port_seed: u16, workers: u32) -> Devnet {
     );
     let client = Client::new(&format!("127.0.0.1:{api}"));
     let model: Hash = wait_for("the bundled model", 120, async || {
-        let models: Value = client.get("/v1/models").await.ok()?;
-        serde_json::from_value(models["models"][0]["model_id"].clone()).ok()
+        let models = client.models(&Default::default()).await.ok()?;
+        models.models.first().map(|m| m.spec.model_id)
     })
     .await;
     Devnet {
@@ -126,12 +123,12 @@ async fn start_devnet(home: &Path, port_seed: u16, workers: u32) -> Devnet {
 /// The workers with a registered enclave, once there are `n`.
 async fn workers_with_enclaves(client: &Client, n: usize) -> Vec<Address> {
     wait_for("workers with enclaves", 120, async || {
-        let list: Value = client.get("/v1/workers").await.ok()?;
-        let ready: Vec<Address> = list["workers"]
-            .as_array()?
+        let list = client.workers(&Default::default()).await.ok()?;
+        let ready: Vec<Address> = list
+            .workers
             .iter()
-            .filter(|w| w["enclave"].is_object())
-            .filter_map(|w| serde_json::from_value(w["address"].clone()).ok())
+            .filter(|w| w.enclave.is_some())
+            .map(|w| w.address)
             .collect();
         (ready.len() == n).then_some(ready)
     })
@@ -227,7 +224,7 @@ async fn hundred_tasks_with_a_killed_worker() {
         .enumerate()
     {
         let bytes = serde_json::to_vec(&serde_json::json!([pixels])).unwrap();
-        client.put_blob(bytes.clone()).await.unwrap();
+        client.put_blob(bytes.clone(), &user).await.unwrap();
         let tx = sign(
             &user,
             i as u64,
@@ -249,11 +246,11 @@ async fn hundred_tasks_with_a_killed_worker() {
 
     // All reach Finalized.
     let started = Instant::now();
-    let views: Vec<Value> = wait_for("all tasks finalized", 240, async || {
+    let views: Vec<TaskView> = wait_for("all tasks finalized", 240, async || {
         let mut views = Vec::new();
         for id in &ids {
-            let view: Value = client.find(&format!("/v1/tasks/{id}")).await.ok()??;
-            if view["task"]["status"] != "finalized" {
+            let view = client.task(id).await.ok()??;
+            if view.task.status != TaskStatus::Finalized {
                 return None;
             }
             views.push(view);
@@ -269,12 +266,7 @@ async fn hundred_tasks_with_a_killed_worker() {
     // Reassignment: tasks drawn for the dead worker timed out and were finished by others.
     let reassigned = views
         .iter()
-        .filter(|v| {
-            v["task"]["timed_out"]
-                .as_array()
-                .unwrap()
-                .contains(&serde_json::json!(third.address()))
-        })
+        .filter(|v| v.task.timed_out.contains(&third.address()))
         .count();
     assert!(
         reassigned > 0,
@@ -286,15 +278,17 @@ async fn hundred_tasks_with_a_killed_worker() {
     std::fs::create_dir_all(&dir).unwrap();
     let model_file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/digits_mlp.onnx");
     for (i, (view, input)) in views.iter().zip(&inputs).enumerate() {
-        let record = &view["record"];
-        assert_eq!(view["attestation"], "dev TEE, not hardware-backed");
+        let record = view.record.as_ref().expect("a finalized task has a record");
+        assert_eq!(
+            view.attestation.as_deref(),
+            Some("dev TEE, not hardware-backed")
+        );
         let output = client
-            .get_blob(view["output_cid"].as_str().unwrap())
+            .get_blob(view.output_cid.as_deref().unwrap())
             .await
             .unwrap()
             .unwrap();
-        let output_hash: Hash = serde_json::from_value(record["output_hash"].clone()).unwrap();
-        assert_eq!(sha256(&output), output_hash);
+        assert_eq!(sha256(&output), record.output_hash);
         let output: Value = serde_json::from_slice(&output).unwrap();
         let path = dir.join(format!("{i}.json"));
         std::fs::write(&path, input).unwrap();
@@ -317,17 +311,17 @@ async fn hundred_tasks_with_a_killed_worker() {
             output, local,
             "task {i}: the worker's output differs from verity infer run"
         );
-        assert_eq!(record["trace_root"], local["trace"]["root"]);
+        assert_eq!(serde_json::json!(record.trace_root), local["trace"]["root"]);
     }
 
     // Balances moved exactly per the fee split (70 % worker, 20 % owner, 10 % protocol).
     let mut earned: BTreeMap<Address, u128> = BTreeMap::new();
     for view in &views {
-        let split = &view["record"]["settlement"];
-        assert_eq!(amount(&split["worker"]), MAX_FEE * 7 / 10);
-        assert_eq!(amount(&split["owner"]), MAX_FEE * 2 / 10);
-        assert_eq!(amount(&split["protocol"]), MAX_FEE / 10);
-        let worker: Address = serde_json::from_value(view["task"]["worker"].clone()).unwrap();
+        let split = &view.record.as_ref().unwrap().settlement;
+        assert_eq!(split.worker, MAX_FEE * 7 / 10);
+        assert_eq!(split.owner, MAX_FEE * 2 / 10);
+        assert_eq!(split.protocol, MAX_FEE / 10);
+        let worker = view.task.worker.unwrap();
         *earned.entry(worker).or_default() += MAX_FEE * 7 / 10;
     }
     let (user_before, _) = before[&user.address()];
@@ -366,17 +360,13 @@ async fn hundred_tasks_with_a_killed_worker() {
     // Reputation: +10 per result, -20 per timeout.
     let mut total_successes = 0;
     for w in &workers {
-        let view: Value = client.get(&format!("/v1/workers/{w}")).await.unwrap();
-        let rep = &view["reputation"];
-        let (score, successes, timeouts) = (
-            rep["score"].as_i64().unwrap(),
-            rep["successes"].as_u64().unwrap(),
-            rep["timeouts"].as_u64().unwrap(),
-        );
+        let view = client.worker(w).await.unwrap();
+        let rep = &view.reputation;
+        let (score, successes, timeouts) = (rep.score, rep.successes, rep.timeouts);
         assert_eq!(
             score,
             10 * successes as i64 - 20 * timeouts as i64,
-            "{view}"
+            "{view:?}"
         );
         total_successes += successes;
         if *w == third.address() {
@@ -413,10 +403,17 @@ async fn hundred_tasks_with_a_killed_worker() {
         .wait_for_tx(&tx.hash(), Duration::from_secs(60))
         .await
         .unwrap();
-    assert_eq!(verdict["status"], "failed");
-    assert_eq!(verdict["error"]["code"], "receipt_rejected");
-    let after: Value = client.get(&format!("/v1/tasks/{id}")).await.unwrap();
-    assert_eq!(after["record"], views[0]["record"]);
+    assert!(
+        matches!(
+            verdict.status,
+            TxStatus::Failed {
+                error: TxFailure::ReceiptRejected { .. }
+            }
+        ),
+        "{verdict:?}"
+    );
+    let after = client.task(&id).await.unwrap().unwrap();
+    assert_eq!(after.record, views[0].record);
 }
 
 /// Tasks naming an input blob that was never uploaded, with the longest deadline: the workers'
@@ -467,12 +464,16 @@ async fn tasks_that_cannot_run_fail_without_punishing_workers() {
         ids.push(tx.hash());
     }
     for id in &ids {
-        let view: Value = wait_for("the task to fail", 120, async || {
-            let view: Value = client.get(&format!("/v1/tasks/{id}")).await.ok()?;
-            (view["task"]["status"] == "failed").then_some(view)
+        let view = wait_for("the task to fail", 120, async || {
+            let view = client.task(id).await.ok()??;
+            (view.task.status == TaskStatus::Failed).then_some(view)
         })
         .await;
-        assert_eq!(view["task"]["failure"], "input_unavailable", "{view}");
+        assert_eq!(
+            view.task.failure,
+            Some(FailureReason::InputUnavailable),
+            "{view:?}"
+        );
     }
     let worker_fee = MAX_FEE * 500 / 10_000;
     assert_eq!(
@@ -480,16 +481,17 @@ async fn tasks_that_cannot_run_fail_without_punishing_workers() {
         user_before - FAILING as u128 * (TX_FEE + worker_fee)
     );
     for w in &workers {
-        let view: Value = client.get(&format!("/v1/workers/{w}")).await.unwrap();
-        let rep = &view["reputation"];
-        assert_eq!(rep["score"], 0, "{view}");
-        assert_eq!(rep["timeouts"], 0, "{view}");
-        assert_eq!(rep["banned"], false, "{view}");
+        let rep = client.worker(w).await.unwrap().reputation;
+        assert_eq!(
+            (rep.score, rep.timeouts, rep.banned),
+            (0, 0, false),
+            "{rep:?}"
+        );
     }
 
     // The same workers still run a task whose input exists.
     let input = serde_json::to_vec(&serde_json::json!([vec![0.0f32; 64]])).unwrap();
-    client.put_blob(input.clone()).await.unwrap();
+    client.put_blob(input.clone(), &user).await.unwrap();
     let good = sign(
         &user,
         FAILING,
@@ -504,8 +506,8 @@ async fn tasks_that_cannot_run_fail_without_punishing_workers() {
     client.submit(&good).await.unwrap();
     let id = good.hash();
     wait_for("the good task to finalize", 120, async || {
-        let view: Value = client.get(&format!("/v1/tasks/{id}")).await.ok()?;
-        (view["task"]["status"] == "finalized").then_some(())
+        let view = client.task(&id).await.ok()??;
+        (view.task.status == TaskStatus::Finalized).then_some(())
     })
     .await;
 }

@@ -1,0 +1,226 @@
+//! Blob uploads tried as an attacker would: without a signature, with a forged, stale or
+//! future one, from an account without funds, past the quota, with bytes other than those
+//! signed, and onto a disk below its floor. Each is refused with its own status, nothing is
+//! stored, and the chain keeps finalizing throughout. Runs one real validator.
+
+use std::time::Duration;
+
+use commonware_runtime::Spawner as _;
+use verity_client::api::{ErrorCode, UploadAuth};
+use verity_client::{Client, ClientError};
+use verity_node::uploads::UploadPolicy;
+use verity_node::{mempool::SenderCache, run};
+use verity_state::{Genesis, GenesisAccount, Params};
+use verity_types::{sha256, AccountKey, Address, ONE_TOKEN};
+
+const CHAIN_ID: &str = "verity-upload-test";
+
+fn genesis(accounts: &[(Address, u128)]) -> Genesis {
+    Genesis {
+        chain_id: CHAIN_ID.into(),
+        genesis_time_ms: 0,
+        params: Params {
+            min_fee: 1_000,
+            fee_collector: Address([0xfe; 20]),
+            max_block_txs: 1_000,
+            fee_per_weight: 1,
+            max_block_weight: 2_000_000,
+            governance: None,
+            tasks: Default::default(),
+        },
+        accounts: accounts
+            .iter()
+            .map(|&(address, balance)| GenesisAccount { address, balance })
+            .collect(),
+        attestation_policy: None,
+    }
+}
+
+/// Runs `test` against one validator whose uploads follow `policy`.
+fn with_node<F, Fut>(genesis: Genesis, policy: UploadPolicy, test: F)
+where
+    F: FnOnce(Client, String) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let home = tempfile::tempdir().unwrap();
+    let layout = run::write_network(home.path(), genesis, 1, 0, 0).unwrap();
+    let blob_dir = home.path().join("blobs");
+    let storage = home.path().join("consensus");
+    commonware_runtime::Runner::start(run::runner(&storage), |context| async move {
+        let mut configs = run::NodeConfig::load_all(&layout.nodes).unwrap();
+        configs[0].uploads = policy;
+        let started = run::start_nodes(&context, configs, SenderCache::default())
+            .await
+            .unwrap();
+        let client = Client::new(&started[0].api.to_string());
+        wait_for_height(&client, 1).await;
+        test(client, blob_dir.display().to_string()).await;
+        context.stop(0, Some(Duration::from_secs(5))).await.ok();
+    });
+}
+
+async fn wait_for_height(client: &Client, height: u64) -> u64 {
+    for _ in 0..600 {
+        if let Ok(status) = client.status().await {
+            if status.height >= height {
+                return status.height;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("height {height} not reached in 30 s");
+}
+
+fn refused(result: Result<impl std::fmt::Debug, ClientError>, status: u16, code: ErrorCode) {
+    match result {
+        Err(ClientError::Api {
+            status: got,
+            code: got_code,
+            message,
+        }) => {
+            assert_eq!((got, got_code), (status, code), "{message}");
+            assert!(!message.is_empty());
+        }
+        other => panic!("expected {status} {code}, got {other:?}"),
+    }
+}
+
+/// Blobs stored under the store directory (not counting its temporary folder).
+fn stored(dir: &str) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().is_file())
+        .count()
+}
+
+#[test]
+fn uploads_need_a_recent_signature_from_a_funded_account_within_its_quota() {
+    let rich = AccountKey::generate();
+    let other = AccountKey::generate();
+    let poor = AccountKey::generate();
+    let genesis = genesis(&[
+        (rich.address(), 100 * ONE_TOKEN),
+        (other.address(), 100 * ONE_TOKEN),
+        (poor.address(), ONE_TOKEN / 2),
+    ]);
+    let policy = UploadPolicy {
+        min_balance: ONE_TOKEN,
+        quota_bytes: 1_000,
+        window_secs: 3_600,
+        max_age_blocks: 3,
+        disk_floor_bytes: 0,
+    };
+    with_node(genesis, policy, move |client, blobs| async move {
+        let bytes = vec![7u8; 600];
+        let hash = sha256(&bytes);
+        let height = client.status().await.unwrap().height;
+
+        // No header, a malformed one, a forged signature, another chain's.
+        refused(
+            client.put_blob_with(bytes.clone(), "").await,
+            401,
+            ErrorCode::UploadUnauthorized,
+        );
+        refused(
+            client.put_blob_with(bytes.clone(), "not a header").await,
+            401,
+            ErrorCode::UploadUnauthorized,
+        );
+        let forged = format!("{hash}:{height}:{}", "00".repeat(65));
+        refused(
+            client.put_blob_with(bytes.clone(), &forged).await,
+            401,
+            ErrorCode::UploadUnauthorized,
+        );
+        let elsewhere = UploadAuth::sign(&rich, "another-chain", hash, height);
+        refused(
+            client
+                .put_blob_with(bytes.clone(), &elsewhere.to_header())
+                .await,
+            401,
+            ErrorCode::UploadUnauthorized,
+        );
+        // A height from the future.
+        let ahead = UploadAuth::sign(&rich, CHAIN_ID, hash, height + 50);
+        refused(
+            client
+                .put_blob_with(bytes.clone(), &ahead.to_header())
+                .await,
+            401,
+            ErrorCode::UploadUnauthorized,
+        );
+        // An account below the minimum balance.
+        refused(
+            client.put_blob(bytes.clone(), &poor).await,
+            403,
+            ErrorCode::BalanceTooLow,
+        );
+        // Bytes other than those signed.
+        let swapped = UploadAuth::sign(&rich, CHAIN_ID, sha256(b"something else"), height);
+        refused(
+            client
+                .put_blob_with(bytes.clone(), &swapped.to_header())
+                .await,
+            400,
+            ErrorCode::HashMismatch,
+        );
+        assert_eq!(stored(&blobs), 0, "refused uploads store nothing");
+
+        // A good upload is stored, and a captured header is useless for other bytes.
+        let auth = UploadAuth::sign(&rich, CHAIN_ID, hash, height);
+        let blob = client
+            .put_blob_with(bytes.clone(), &auth.to_header())
+            .await
+            .expect("a signed upload is stored");
+        assert_eq!(blob.hash, hash);
+        assert_eq!(client.get_blob(&blob.cid).await.unwrap().unwrap(), bytes);
+        refused(
+            client.put_blob_with(vec![8u8; 10], &auth.to_header()).await,
+            400,
+            ErrorCode::HashMismatch,
+        );
+
+        // Past the quota: 600 + 600 > 1000 bytes. Another account has its own.
+        refused(
+            client.put_blob(vec![9u8; 600], &rich).await,
+            429,
+            ErrorCode::QuotaExceeded,
+        );
+        client
+            .put_blob(vec![9u8; 600], &other)
+            .await
+            .expect("another account's quota is its own");
+        assert_eq!(stored(&blobs), 2);
+
+        // A header signed at an old height goes stale.
+        let now = wait_for_height(&client, height + 5).await;
+        let stale = UploadAuth::sign(&other, CHAIN_ID, sha256(&[1]), now - 5);
+        refused(
+            client.put_blob_with(vec![1], &stale.to_header()).await,
+            401,
+            ErrorCode::UploadUnauthorized,
+        );
+        // The chain kept finalizing through all of it.
+        wait_for_height(&client, now + 2).await;
+    });
+}
+
+#[test]
+fn a_node_below_its_disk_floor_answers_507_and_keeps_finalizing() {
+    let key = AccountKey::generate();
+    let genesis = genesis(&[(key.address(), 100 * ONE_TOKEN)]);
+    let policy = UploadPolicy {
+        disk_floor_bytes: u64::MAX / 2,
+        ..UploadPolicy::default()
+    };
+    with_node(genesis, policy, move |client, blobs| async move {
+        refused(
+            client.put_blob(vec![1, 2, 3], &key).await,
+            507,
+            ErrorCode::InsufficientStorage,
+        );
+        assert_eq!(stored(&blobs), 0);
+        let height = client.status().await.unwrap().height;
+        wait_for_height(&client, height + 2).await;
+    });
+}
