@@ -601,7 +601,7 @@ async fn put_blob(
 }
 
 #[utoipa::path(get, path = "/v1/blobs/{cid}", tag = "blobs",
-    params(("cid" = String, Path, description = "CIDv1, raw codec, SHA-256, base32", pattern = "^b[a-z2-7]{58}$")),
+    params(("cid" = String, Path, description = "CIDv1, raw codec, SHA-256, base32", pattern = "^bafkrei[a-h][a-z2-7]{50}[aeimquy4]$")),
     responses(
         (status = 200, description = "the blob's bytes", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 400, body = ErrorBody),
@@ -708,7 +708,8 @@ async fn get_task(State(state): State<ApiState>, Path(id): Path<String>) -> ApiR
     params(IdPage),
     responses(
         (status = 200, description = "tasks, newest first", body = TaskList),
-        (status = 400, description = "bad limit, or `after` names no task", body = ErrorBody),
+        (status = 400, body = ErrorBody),
+        (status = 404, description = "`after` names no task", body = ErrorBody),
     ))]
 async fn list_tasks(
     State(state): State<ApiState>,
@@ -717,15 +718,13 @@ async fn list_tasks(
     let page = query(page)?;
     let limit = page_size(page.limit, 50)?;
     let chain = &state.node.chain;
-    let after = match &page.after {
-        Some(id) => Some(
-            chain
-                .task(id)
-                .map_err(ApiError::internal)?
-                .ok_or_else(|| ApiError::bad_request(format!("after: no task {id}")))?,
-        ),
-        None => None,
-    };
+    let after =
+        match &page.after {
+            Some(id) => Some(chain.task(id).map_err(ApiError::internal)?.ok_or_else(|| {
+                ApiError::not_found(format!("after: no task {id} to page after"))
+            })?),
+            None => None,
+        };
     let tasks = chain
         .recent_tasks(after.as_ref(), limit)
         .map_err(ApiError::internal)?;

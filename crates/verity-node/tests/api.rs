@@ -161,7 +161,7 @@ fn bad_transactions_get_4xx_json_errors_and_change_nothing() {
         for (request, status, code) in [
             (
                 http.post(format!("http://{api}/v1/txs")).body("not json"),
-                400,
+                415,
                 "bad_request",
             ),
             (
@@ -207,8 +207,8 @@ fn bad_transactions_get_4xx_json_errors_and_change_nothing() {
                     "http://{api}/v1/tasks?after={}",
                     verity_types::Hash([7; 32])
                 )),
-                400,
-                "bad_request",
+                404,
+                "not_found",
             ),
         ] {
             let response = request.send().await.unwrap();
