@@ -124,19 +124,26 @@ pub async fn run(
     stats: Arc<WorkerStats>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
-    let mut worker = Worker::start(config, stats).await?;
     tokio::pin!(stop);
+    // A stop request is honoured at every await: during setup, a round, or a back-off.
+    let mut worker = tokio::select! {
+        _ = &mut stop => return Ok(()),
+        worker = Worker::start(config, stats) => worker?,
+    };
     let mut failures: u32 = 0;
     loop {
         let busy = tokio::select! {
             _ = &mut stop => return Ok(()),
             busy = worker.round() => busy,
         };
-        match busy {
-            Ok(true) => failures = 0,
+        let wait = match busy {
+            Ok(true) => {
+                failures = 0;
+                continue;
+            }
             Ok(false) => {
                 failures = 0;
-                tokio::time::sleep(worker.config.poll).await
+                worker.config.poll
             }
             Err(e) => {
                 // Back off while the node is unreachable or failing: 0.5 s, doubling to 30 s.
@@ -144,8 +151,12 @@ pub async fn run(
                     .min(MAX_BACKOFF);
                 failures += 1;
                 warn!(worker = %worker.config.label, error = %format!("{e:#}"), retry_in_ms = wait.as_millis() as u64, "worker round failed; retrying");
-                tokio::time::sleep(wait).await;
+                wait
             }
+        };
+        tokio::select! {
+            _ = &mut stop => return Ok(()),
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }

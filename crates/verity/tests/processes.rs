@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use verity_client::api::{AccountView, TxState};
+use verity_client::api::{AccountView, TaskStatus, TxState};
 use verity_client::Client;
 use verity_types::{AccountKey, Action, Address, SignedTx, TxBody, ONE_TOKEN};
 
@@ -31,6 +31,33 @@ impl Network {
             .path()
             .join(format!("validator-{i}"))
             .join("node.toml")
+    }
+
+    /// Starts every validator of the network under `home` and waits for each to finalize a
+    /// block.
+    async fn start_all(home: tempfile::TempDir, api: u16) -> Self {
+        let mut net = Network {
+            home,
+            children: Mutex::new((0..VALIDATORS).map(|_| None).collect()),
+            clients: (0..VALIDATORS)
+                .map(|i| Client::new(&format!("127.0.0.1:{}", api + i as u16)))
+                .collect(),
+        };
+        for i in 0..VALIDATORS {
+            net.start(i);
+        }
+        for i in 0..VALIDATORS {
+            net.wait_for(
+                &format!("validator {i} to finalize a block"),
+                Duration::from_secs(90),
+                || {
+                    let net = &net;
+                    async move { net.height(i).await.filter(|h| *h >= 1).map(|_| ()) }
+                },
+            )
+            .await;
+        }
+        net
     }
 
     fn log(&self, i: usize) -> PathBuf {
@@ -185,26 +212,24 @@ fn verity_ok(args: &[&str]) -> String {
     stdout
 }
 
-fn genesis(home: &Path, funded: &Address, api: u16, p2p: u16) {
-    verity_ok(&[
+/// `verity genesis` for the four validators, with `policy` (funds and attestation flags).
+fn genesis(home: &Path, api: u16, p2p: u16, policy: &[&str]) {
+    let (api, p2p, validators) = (api.to_string(), p2p.to_string(), VALIDATORS.to_string());
+    let mut args = vec![
         "genesis",
         "--home",
         home.to_str().unwrap(),
         "--validators",
-        &VALIDATORS.to_string(),
+        &validators,
         "--chain-id",
         CHAIN_ID,
-        "--fund",
-        &format!("{funded}=1000"),
-        "--governance",
-        &funded.to_string(),
-        "--measurement",
-        &format!("tdx={}", "ab".repeat(48)),
         "--api-port",
-        &api.to_string(),
+        &api,
         "--p2p-port",
-        &p2p.to_string(),
-    ]);
+        &p2p,
+    ];
+    args.extend_from_slice(policy);
+    verity_ok(&args);
 }
 
 fn transfer(key: &AccountKey, nonce: u64, to: Address) -> SignedTx {
@@ -235,28 +260,20 @@ async fn four_processes_survive_a_killed_validator_and_it_catches_up() {
     let api = common::free_ports(VALIDATORS as u16, 0);
     let p2p = common::free_ports(VALIDATORS as u16, 7_919);
     let home = tempfile::tempdir().unwrap();
-    genesis(home.path(), &alice.address(), api, p2p);
-    let mut net = Network {
-        home,
-        children: Mutex::new((0..VALIDATORS).map(|_| None).collect()),
-        clients: (0..VALIDATORS)
-            .map(|i| Client::new(&format!("127.0.0.1:{}", api + i as u16)))
-            .collect(),
-    };
-    for i in 0..VALIDATORS {
-        net.start(i);
-    }
-    for i in 0..VALIDATORS {
-        net.wait_for(
-            &format!("validator {i} to finalize a block"),
-            Duration::from_secs(90),
-            || {
-                let net = &net;
-                async move { net.height(i).await.filter(|h| *h >= 1).map(|_| ()) }
-            },
-        )
-        .await;
-    }
+    genesis(
+        home.path(),
+        api,
+        p2p,
+        &[
+            "--fund",
+            &format!("{}=1000", alice.address()),
+            "--governance",
+            &alice.address().to_string(),
+            "--measurement",
+            &format!("tdx={}", "ab".repeat(48)),
+        ],
+    );
+    let mut net = Network::start_all(home, api).await;
 
     // A peer that resets a connection makes the next write to it raise SIGPIPE; a validator
     // must survive it (one died of it at startup once).
@@ -523,4 +540,194 @@ fn genesis_writes_a_strict_attestation_policy() {
 
     let (output, _) = run(&["--governance", &gov, "--measurement", "dev=00"]);
     assert!(!output.status.success(), "dev needs --allow-dev");
+}
+
+/// A `verity worker` (dev enclave) for `key`, talking to `node`, logging to `log`.
+fn spawn_worker(key: &Path, home: &Path, node: &str, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_verity"))
+        .args(["worker", "--key"])
+        .arg(key)
+        .arg("--home")
+        .arg(home)
+        .args(["--node", node])
+        .env("VERITY_LOG", "info")
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("spawn verity worker")
+}
+
+/// A worker's receipt batch is dropped: it sits in the mempool of the only validator left
+/// running (no quorum, so no block), and that validator restarts with an empty mempool. The
+/// worker finds its transaction gone, takes its nonce from the chain again, resubmits, and
+/// every task finalizes once the network is back, with the worker's nonce where the chain
+/// has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_batch_a_restarted_node_dropped_resumes_with_the_right_nonce() {
+    const TASKS: usize = 3;
+    let operator = AccountKey::generate();
+    let user = AccountKey::generate();
+    let api = common::free_ports(VALIDATORS as u16, 13_001);
+    let p2p = common::free_ports(VALIDATORS as u16, 17_011);
+    let home = tempfile::tempdir().unwrap();
+    genesis(
+        home.path(),
+        api,
+        p2p,
+        &[
+            "--allow-dev",
+            "--fund",
+            &format!("{}=100000", operator.address()),
+            "--fund",
+            &format!("{}=1000", user.address()),
+        ],
+    );
+    let keys = home.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let (operator_key, user_key) = (keys.join("operator.key"), keys.join("user.key"));
+    verity_types::write_secret(&operator_key, operator.secret_hex().as_bytes()).unwrap();
+    verity_types::write_secret(&user_key, user.secret_hex().as_bytes()).unwrap();
+    let worker_home = home.path().join("worker");
+    let worker_log = home.path().join("worker.log");
+    let mut net = Network::start_all(home, api).await;
+    let node = format!("http://127.0.0.1:{api}");
+    let client = net.clients[0].clone();
+
+    let model_file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/digits_mlp.onnx");
+    let model: verity_types::Hash = verity_ok(&[
+        "model",
+        "register",
+        model_file,
+        "--from",
+        user_key.to_str().unwrap(),
+        "--node",
+        &node,
+    ])
+    .trim()
+    .parse()
+    .unwrap();
+
+    // The worker stakes and attests, then goes away; tasks submitted meanwhile are assigned to
+    // it, the only worker.
+    let worker = spawn_worker(&operator_key, &worker_home, &node, &worker_log);
+    net.wait_for("the worker to attest", Duration::from_secs(90), || {
+        let client = &client;
+        let operator = operator.address();
+        async move { client.worker(&operator).await.ok()?.enclave.map(|_| ()) }
+    })
+    .await;
+    let (exit, _) = terminate(worker, "the worker");
+    assert!(
+        exit.success(),
+        "the worker exited with {exit}:\n{}",
+        std::fs::read_to_string(&worker_log).unwrap()
+    );
+    let mut ids = Vec::new();
+    for i in 0..TASKS {
+        let input = serde_json::to_vec(&serde_json::json!([vec![i as f32 / 4.0; 64]])).unwrap();
+        client.put_blob(input.clone(), &user).await.unwrap();
+        let tx = TxBody {
+            chain_id: CHAIN_ID.into(),
+            nonce: client.pending_nonce(&user.address()).await.unwrap(),
+            fee: 100_000,
+            action: Action::SubmitTask {
+                model_id: model,
+                input: verity_types::DataRef::of(&input),
+                mode: verity_types::Mode::Tee,
+                max_fee: ONE_TOKEN / 100,
+                deadline_blocks: 10_000,
+            },
+        }
+        .sign(&user);
+        client.submit(&tx).await.unwrap();
+        ids.push(tx.hash());
+    }
+    net.wait_for("the tasks to be assigned", Duration::from_secs(60), || {
+        let (client, ids) = (&client, &ids);
+        async move {
+            for id in ids {
+                if client.task(id).await.ok()??.task.status != TaskStatus::Assigned {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    })
+    .await;
+
+    // Without validators 1 to 3 there is no quorum: the worker's batch waits in validator 0's
+    // mempool, and is lost when validator 0 restarts.
+    for i in 1..VALIDATORS {
+        net.kill(i);
+    }
+    let committed_nonce = client.nonce(&operator.address()).await.unwrap();
+    let worker = spawn_worker(&operator_key, &worker_home, &node, &worker_log);
+    net.wait_for(
+        "the worker's batch in the mempool",
+        Duration::from_secs(60),
+        || {
+            let (client, operator) = (&client, operator.address());
+            async move {
+                let pending = client.pending_nonce(&operator).await.ok()?;
+                (pending > committed_nonce).then_some(())
+            }
+        },
+    )
+    .await;
+    net.kill(0);
+    net.start(0);
+    net.wait_for(
+        "validator 0 to answer again",
+        Duration::from_secs(60),
+        || {
+            let client = &client;
+            async move { client.status().await.ok().map(|_| ()) }
+        },
+    )
+    .await;
+    for i in 1..VALIDATORS {
+        net.start(i);
+    }
+
+    // Every task finalizes, by this worker, and its nonce is the chain's.
+    let operator_address = operator.address();
+    net.wait_for("every task to finalize", Duration::from_secs(120), || {
+        let (client, ids) = (&client, &ids);
+        async move {
+            for id in ids {
+                let view = client.task(id).await.ok()??;
+                if view.task.status != TaskStatus::Finalized {
+                    return None;
+                }
+                assert_eq!(view.task.worker, Some(operator_address));
+                assert!(view.task.timed_out.is_empty(), "{view:?}");
+            }
+            Some(())
+        }
+    })
+    .await;
+    let log = std::fs::read_to_string(&worker_log).unwrap();
+    assert!(
+        log.contains("receipt batch lost; resubmitting its tasks"),
+        "the worker never saw its batch lost:\n{log}"
+    );
+    net.wait_for(
+        "the worker's nonce to settle",
+        Duration::from_secs(30),
+        || {
+            let (client, operator) = (&client, operator.address());
+            async move {
+                let account = client.account(&operator).await.ok()?;
+                (account.pending_nonce == account.nonce).then_some(())
+            }
+        },
+    )
+    .await;
+    let (exit, _) = terminate(worker, "the worker");
+    assert!(exit.success(), "the worker exited with {exit}:\n{log}");
 }
