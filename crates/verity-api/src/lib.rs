@@ -5,7 +5,7 @@
 mod upload;
 
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use verity_types::{Address, Amount, FeeSchedule, Hash};
 
 pub use upload::{UploadAuth, UploadAuthError, UPLOAD_DOMAIN, UPLOAD_HEADER};
@@ -223,17 +223,6 @@ pub struct StoredBlob {
     pub cid: String,
     pub hash: Hash,
     pub size: u64,
-}
-
-/// Query of every list endpoint: at most `limit` items (capped at [`MAX_PAGE`]) after the
-/// cursor `after`, which is the previous page's `next`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct Page {
-    #[param(minimum = 1, maximum = 1000)]
-    pub limit: Option<u32>,
-    /// The previous page's `next`.
-    pub after: Option<String>,
 }
 
 /// `GET /v1/models`, in id order.

@@ -430,7 +430,7 @@ async fn events(
 }
 
 /// Checks an upload's authorisation and charges its declared size to the signer's quota;
-/// answers the signer and the bytes charged.
+/// answers the authorisation and its signer.
 fn authorize_upload(
     state: &ApiState,
     headers: &HeaderMap,
