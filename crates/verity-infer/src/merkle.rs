@@ -104,6 +104,74 @@ impl MerkleProof {
     }
 }
 
+/// A node of the tree: the leaves `[start, start + len)`, as the split recursion from the root
+/// produces them. Its hash is `root(&leaves[start..start + len])`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Span {
+    pub start: u64,
+    pub len: u64,
+}
+
+impl Span {
+    /// The whole tree over `len` leaves.
+    pub fn all(len: u64) -> Self {
+        Span { start: 0, len }
+    }
+
+    /// The descendants `depth` binary levels below this node, left to right; a leaf on the way
+    /// stands for itself. These are what a dissection move reveals: at most 2^depth of them.
+    pub fn descendants(self, depth: u32) -> Vec<Span> {
+        let mut out = Vec::new();
+        self.collect(depth, &mut out);
+        out
+    }
+
+    fn collect(self, depth: u32, out: &mut Vec<Span>) {
+        if depth == 0 || self.len <= 1 {
+            out.push(self);
+            return;
+        }
+        let k = split_point(self.len as usize) as u64;
+        Span {
+            start: self.start,
+            len: k,
+        }
+        .collect(depth - 1, out);
+        Span {
+            start: self.start + k,
+            len: self.len - k,
+        }
+        .collect(depth - 1, out);
+    }
+
+    /// The hash of this node from the hashes of its [`Span::descendants`] at `depth`, or `None`
+    /// when their number is wrong. A reveal is accepted only if this gives the hash its side
+    /// committed for the node.
+    pub fn fold(self, depth: u32, hashes: &[Hash]) -> Option<Hash> {
+        let mut next = hashes.iter();
+        let hash = self.fold_from(depth, &mut next)?;
+        next.next().is_none().then_some(hash)
+    }
+
+    fn fold_from<'a>(self, depth: u32, next: &mut impl Iterator<Item = &'a Hash>) -> Option<Hash> {
+        if depth == 0 || self.len <= 1 {
+            return next.next().copied();
+        }
+        let k = split_point(self.len as usize) as u64;
+        let left = Span {
+            start: self.start,
+            len: k,
+        }
+        .fold_from(depth - 1, next)?;
+        let right = Span {
+            start: self.start + k,
+            len: self.len - k,
+        }
+        .fold_from(depth - 1, next)?;
+        Some(node(&left, &right))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +193,34 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn descendants_fold_back_to_their_node(n in 1u64..300, depth in 0u32..6, path in prop::collection::vec(any::<prop::sample::Index>(), 0..6)) {
+            let l = leaves(n as usize);
+            // Walk down from the root along random descendants; at every node, the hashes of
+            // its descendants fold back to its hash, and any change or any count is refused.
+            let mut span = Span::all(n);
+            for pick in path {
+                let parts = span.descendants(depth);
+                prop_assert!(parts.len() <= 1 << depth);
+                prop_assert_eq!(parts.iter().map(|p| p.len).sum::<u64>(), span.len);
+                let hashes: Vec<Hash> = parts
+                    .iter()
+                    .map(|p| root(&l[p.start as usize..(p.start + p.len) as usize]))
+                    .collect();
+                let expected = root(&l[span.start as usize..(span.start + span.len) as usize]);
+                prop_assert_eq!(span.fold(depth, &hashes), Some(expected));
+                let mut bent = hashes.clone();
+                let i = pick.index(bent.len());
+                bent[i] = verity_types::sha256(b"bent");
+                prop_assert_ne!(span.fold(depth, &bent), Some(expected));
+                prop_assert_eq!(span.fold(depth, &hashes[1..]), None);
+                let mut longer = hashes.clone();
+                longer.push(expected);
+                prop_assert_eq!(span.fold(depth, &longer), None);
+                span = parts[i];
+            }
+        }
+
         #[test]
         fn every_leaf_proves_and_nothing_else_does(n in 1usize..70, pick in any::<prop::sample::Index>()) {
             let l = leaves(n);

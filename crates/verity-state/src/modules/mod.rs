@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod enclaves;
+pub mod game;
 pub mod records;
 pub mod registry;
 pub mod reputation;
