@@ -20,6 +20,7 @@
 
 mod engine;
 mod error;
+mod input;
 mod kernels;
 pub mod merkle;
 mod model;
@@ -30,6 +31,7 @@ mod tensor;
 
 pub use engine::{step_leaf, Engine, RunOutput, Trace, TraceStep};
 pub use error::InferError;
+pub use input::{read_tensor, InputError};
 pub use merkle::MerkleProof;
 pub use model::{initializer_leaf, Dim, Model, ModelSummary, UnsupportedNode, ValueSpec};
 pub use ops::SUPPORTED_OPS;

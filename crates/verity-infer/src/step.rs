@@ -7,6 +7,7 @@
 //! check the evidence, run the single node and return its output hashes and leaf, to compare with
 //! what each party claimed.
 
+use verity_types::codec::{DecodeError, Reader, Writer};
 use verity_types::Hash;
 
 use crate::engine::{step_leaf, Engine};
@@ -14,7 +15,7 @@ use crate::error::InferError;
 use crate::merkle::MerkleProof;
 use crate::model::{initializer_leaf, Model, Source};
 use crate::ops::Ctx;
-use crate::tensor::Tensor;
+use crate::tensor::{decode_raw, element_count, DataType, Tensor};
 
 /// What the chain holds about one execution.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,5 +250,180 @@ impl Model {
             .collect();
         let leaf = step_leaf(witness.step, &node.op_type, &outputs);
         Ok(StepOutcome { outputs, leaf })
+    }
+}
+
+/// Most dimensions of a witness tensor and most elements in one, so that decoding bytes from the
+/// network can never allocate past what a one-step could need.
+const MAX_RANK: usize = 8;
+const MAX_ELEMENTS: usize = 1 << 24;
+/// Most node inputs and Merkle siblings in a witness.
+const MAX_ITEMS: usize = 64;
+
+fn write_tensor(w: &mut Writer, t: &Tensor) {
+    w.u32(t.dtype().onnx_code() as u32)
+        .u32(t.shape().len() as u32);
+    for &d in t.shape() {
+        w.u64(d as u64);
+    }
+    let mut raw = Vec::with_capacity(t.len() * t.dtype().size_of());
+    t.data().write_le_bytes(&mut |b| raw.extend_from_slice(b));
+    w.fixed(&raw);
+}
+
+fn read_tensor(r: &mut Reader<'_>) -> Result<Tensor, DecodeError> {
+    let invalid = |reason| DecodeError::Invalid {
+        what: "witness tensor",
+        reason,
+    };
+    let dtype = DataType::from_onnx(r.u32("tensor dtype")? as i32)
+        .map_err(|_| invalid("unsupported dtype"))?;
+    let rank = r.u32("tensor rank")? as usize;
+    if rank > MAX_RANK {
+        return Err(invalid("too many dimensions"));
+    }
+    let mut shape = Vec::with_capacity(rank);
+    for _ in 0..rank {
+        shape.push(
+            usize::try_from(r.u64("tensor dimension")?)
+                .map_err(|_| invalid("dimension too large"))?,
+        );
+    }
+    let count = element_count(&shape)
+        .filter(|&n| n <= MAX_ELEMENTS)
+        .ok_or(invalid("too many elements"))?;
+    let raw = r.fixed("tensor data", count * dtype.size_of())?;
+    let data = decode_raw(dtype, raw, count).map_err(|_| invalid("data does not fit the shape"))?;
+    Tensor::new(shape, data).map_err(|_| invalid("data does not fit the shape"))
+}
+
+fn write_hashes(w: &mut Writer, hashes: &[Hash]) {
+    w.u32(hashes.len() as u32);
+    for h in hashes {
+        w.fixed(&h.0);
+    }
+}
+
+fn read_hashes(r: &mut Reader<'_>, what: &'static str) -> Result<Vec<Hash>, DecodeError> {
+    let n = r.u32(what)? as usize;
+    if n > MAX_ITEMS {
+        return Err(DecodeError::TooLong {
+            what,
+            len: n,
+            limit: MAX_ITEMS,
+        });
+    }
+    (0..n).map(|_| Ok(Hash(r.array(what)?))).collect()
+}
+
+fn write_proof(w: &mut Writer, p: &MerkleProof) {
+    w.u64(p.index).u64(p.leaf_count);
+    write_hashes(w, &p.siblings);
+}
+
+fn read_proof(r: &mut Reader<'_>) -> Result<MerkleProof, DecodeError> {
+    Ok(MerkleProof {
+        index: r.u64("proof index")?,
+        leaf_count: r.u64("proof size")?,
+        siblings: read_hashes(r, "proof siblings")?,
+    })
+}
+
+impl StepWitness {
+    /// The canonical bytes of a witness, as a OneStep transaction carries them: each tensor as
+    /// its hash preimage (dtype, rank, dimensions, little-endian data), each proof as its index,
+    /// tree size and siblings.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u64(self.step as u64).u32(self.inputs.len() as u32);
+        for input in &self.inputs {
+            let Some(input) = input else {
+                w.u8(0);
+                continue;
+            };
+            write_tensor(w.u8(1), &input.tensor);
+            match &input.proof {
+                InputProof::GraphInput => {
+                    w.u8(0);
+                }
+                InputProof::Initializer(proof) => write_proof(w.u8(1), proof),
+                InputProof::StepOutput { outputs, proof } => {
+                    write_hashes(w.u8(2), outputs);
+                    write_proof(&mut w, proof);
+                }
+            }
+        }
+        w.finish()
+    }
+
+    /// Decodes [`StepWitness::encode`]'s bytes; anything else is refused.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let step = usize::try_from(r.u64("step")?).map_err(|_| DecodeError::Invalid {
+            what: "step",
+            reason: "too large",
+        })?;
+        let n = r.u32("input count")? as usize;
+        if n > MAX_ITEMS {
+            return Err(DecodeError::TooLong {
+                what: "inputs",
+                len: n,
+                limit: MAX_ITEMS,
+            });
+        }
+        let mut inputs = Vec::with_capacity(n);
+        for _ in 0..n {
+            match r.u8("input presence")? {
+                0 => inputs.push(None),
+                1 => {
+                    let tensor = read_tensor(&mut r)?;
+                    let proof = match r.u8("proof kind")? {
+                        0 => InputProof::GraphInput,
+                        1 => InputProof::Initializer(read_proof(&mut r)?),
+                        2 => InputProof::StepOutput {
+                            outputs: read_hashes(&mut r, "step outputs")?,
+                            proof: read_proof(&mut r)?,
+                        },
+                        tag => {
+                            return Err(DecodeError::UnknownTag {
+                                what: "proof kind",
+                                tag,
+                            })
+                        }
+                    };
+                    inputs.push(Some(InputWitness { tensor, proof }));
+                }
+                tag => {
+                    return Err(DecodeError::UnknownTag {
+                        what: "input presence",
+                        tag,
+                    })
+                }
+            }
+        }
+        r.finish()?;
+        Ok(StepWitness { step, inputs })
+    }
+}
+
+impl Model {
+    /// The graph inputs a task's input file gives. A task carries one input, read as JSON or
+    /// `.npy` in the model's declared input type.
+    pub fn task_inputs(&self, bytes: &[u8]) -> Result<Vec<Tensor>, InferError> {
+        let [spec] = self.inputs() else {
+            return Err(InferError::InputCount {
+                expected: 1,
+                actual: self.inputs().len(),
+            });
+        };
+        let dtype = spec.dtype.clone().map_err(|t| InferError::Input {
+            name: spec.name.clone(),
+            reason: format!("unsupported type {t}"),
+        })?;
+        let tensor = crate::read_tensor(bytes, dtype).map_err(|e| InferError::Input {
+            name: spec.name.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(vec![tensor])
     }
 }

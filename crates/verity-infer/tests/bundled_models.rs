@@ -4,7 +4,7 @@
 mod common;
 
 use common::{bundled, digit, digits_test, model, model_bytes};
-use verity_infer::{Commitments, Data, Engine, InferError, InputProof, Model, Tensor};
+use verity_infer::{Commitments, Data, Engine, InferError, InputProof, Model, StepWitness, Tensor};
 
 fn reference() -> Option<serde_json::Value> {
     match std::env::var_os("VERITY_ORT_REFERENCE") {
@@ -146,6 +146,7 @@ fn trace_roots_are_pinned() {
 #[test]
 fn every_step_re_executes_to_its_leaf() {
     let engine = Engine::new(1).unwrap();
+    let mut largest = (0, "", 0);
     for (name, model, input) in bundled() {
         let input_hash = input.hash();
         for step in 0..model.step_count() {
@@ -158,7 +159,13 @@ fn every_step_re_executes_to_its_leaf() {
                 weights_root: model.weights_root(),
                 input_hashes: vec![input_hash],
             };
-            let outcome = model.verify_step(&engine, &commitments, &witness).unwrap();
+            // The witness travels as bytes: it decodes to itself, and a cut is refused.
+            let bytes = witness.encode();
+            let decoded = StepWitness::decode(&bytes).unwrap();
+            assert_eq!(decoded, witness, "{name} step {step}");
+            assert!(StepWitness::decode(&bytes[..bytes.len() - 1]).is_err());
+            largest = largest.max((bytes.len(), name, step));
+            let outcome = model.verify_step(&engine, &commitments, &decoded).unwrap();
             assert_eq!(outcome.leaf, trace.leaves()[step], "{name} step {step}");
             assert_eq!(
                 outcome.outputs,
@@ -167,6 +174,10 @@ fn every_step_re_executes_to_its_leaf() {
             );
         }
     }
+    eprintln!(
+        "largest one-step witness: {} bytes ({} step {})",
+        largest.0, largest.1, largest.2
+    );
 }
 
 #[test]

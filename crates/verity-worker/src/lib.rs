@@ -6,7 +6,6 @@
 mod journal;
 mod output;
 mod service;
-pub mod tensor_file;
 
 pub use output::output_document;
 pub use service::{compute, run, Computed, WorkerConfig, WorkerStats};

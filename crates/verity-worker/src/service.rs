@@ -22,7 +22,7 @@ use verity_types::{
 
 use crate::journal::Journal;
 use crate::output::output_document;
-use crate::tensor_file::read_tensor;
+use verity_infer::read_tensor;
 
 /// What the software measurement of a dev enclave names.
 const DEV_MEASUREMENT: &[u8] = concat!("verity-worker ", env!("CARGO_PKG_VERSION")).as_bytes();

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use verity_infer::{with_data, Engine, Model, Tensor, SUPPORTED_OPS};
 
-use verity_worker::tensor_file::read_tensor;
+use verity_infer::read_tensor;
 
 #[derive(Subcommand)]
 pub enum InferCommand {

@@ -1,7 +1,47 @@
-//! Reading input tensors from files: a JSON (nested) array or a NumPy `.npy` file.
+//! Reading input tensors from files: a JSON (nested) array or a NumPy `.npy` file. Workers
+//! read task inputs with it, and validators read them the same way in a one-step, so both give
+//! the same tensor, bit for bit.
 
-use anyhow::{bail, ensure, Context, Result};
-use verity_infer::{decode_raw, Data, DataType, Tensor};
+use crate::tensor::{decode_raw, Data, DataType, Tensor};
+
+/// Why an input file is not a tensor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InputError(String);
+
+type Result<T> = std::result::Result<T, InputError>;
+
+macro_rules! bail {
+    ($($t:tt)*) => { return Err(InputError(format!($($t)*))) };
+}
+
+macro_rules! ensure {
+    ($cond:expr, $($t:tt)*) => { if !$cond { bail!($($t)*) } };
+}
+
+/// `.context(...)` for the parser's options and results, as anyhow spells it.
+trait Context<T> {
+    fn context(self, what: &str) -> Result<T>;
+    fn with_context(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> Context<T> for Option<T> {
+    fn context(self, what: &str) -> Result<T> {
+        self.ok_or_else(|| InputError(what.to_string()))
+    }
+    fn with_context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.ok_or_else(|| InputError(what()))
+    }
+}
+
+impl<T, E: std::fmt::Display> Context<T> for std::result::Result<T, E> {
+    fn context(self, what: &str) -> Result<T> {
+        self.map_err(|e| InputError(format!("{what}: {e}")))
+    }
+    fn with_context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| InputError(format!("{}: {e}", what())))
+    }
+}
 
 /// Reads `bytes` as `.npy` if they start with NumPy's magic, else as JSON. JSON numbers are
 /// converted to `dtype` (the model's declared input type); a value that does not fit is an error.
@@ -53,7 +93,7 @@ fn from_json(value: &serde_json::Value, dtype: DataType) -> Result<Tensor> {
         DataType::U8 => Data::U8(ints(0.0, 255.0)?.into_iter().map(|x| x as u8).collect()),
         other => bail!("JSON input for {other} tensors is not supported; use .npy"),
     };
-    Ok(Tensor::new(shape, data)?)
+    Tensor::new(shape, data).context("tensor")
 }
 
 fn flatten(v: &serde_json::Value, shape: &[usize], depth: usize, out: &mut Vec<f64>) -> Result<()> {
@@ -88,7 +128,10 @@ fn read_npy(bytes: &[u8]) -> Result<Tensor> {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
         2 | 3 => {
             ensure!(bytes.len() >= 12, "truncated header");
-            (u32::from_le_bytes(bytes[8..12].try_into()?) as usize, 12)
+            (
+                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+                12,
+            )
         }
         v => bail!("unsupported .npy version {v}"),
     };
@@ -148,8 +191,8 @@ fn read_npy(bytes: &[u8]) -> Result<Tensor> {
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .context("shape too large")?;
-    let data = decode_raw(dtype, &bytes[end..], count)?;
-    Ok(Tensor::new(shape, data)?)
+    let data = decode_raw(dtype, &bytes[end..], count).context("data")?;
+    Tensor::new(shape, data).context("tensor")
 }
 
 #[cfg(test)]
