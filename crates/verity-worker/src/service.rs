@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
+use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use tracing::{info, warn};
 use verity_client::api::{AttestationNonce, TxStatus, TxView, WorkerView};
@@ -22,7 +22,6 @@ use verity_types::{
 
 use crate::journal::Journal;
 use crate::output::output_document;
-use verity_infer::read_tensor;
 
 /// What the software measurement of a dev enclave names.
 const DEV_MEASUREMENT: &[u8] = concat!("verity-worker ", env!("CARGO_PKG_VERSION")).as_bytes();
@@ -73,18 +72,10 @@ pub struct Computed {
 
 /// Runs `model` on one input blob: the task's output document and trace commitment.
 pub fn compute(engine: &Engine, model: &Model, input: &[u8]) -> Result<Computed> {
-    ensure!(
-        model.inputs().len() == 1,
-        "the model takes {} inputs; tasks carry exactly one",
-        model.inputs().len()
-    );
-    let spec = &model.inputs()[0];
-    let dtype = spec
-        .dtype
-        .clone()
-        .map_err(|t| anyhow!("input {:?} has unsupported type {t}", spec.name))?;
-    let tensor = read_tensor(input, dtype).context("decoding the task input")?;
-    let out = engine.run(model, vec![tensor], true)?;
+    let inputs = model
+        .task_inputs(input)
+        .context("decoding the task input")?;
+    let out = engine.run(model, inputs, true)?;
     let trace = out.trace.as_ref().context("the engine returned no trace")?;
     let (trace_root, trace_len) = (trace.root(), trace.len() as u32);
     let output = serde_json::to_vec(&output_document(model, &out))?;
