@@ -9,9 +9,10 @@ use utoipa::ToSchema;
 use verity_types::{Address, Amount, FeeSchedule, Hash};
 
 pub use upload::{UploadAuth, UploadAuthError, UPLOAD_DOMAIN, UPLOAD_HEADER};
+pub use verity_state::modules::records::RecordStatus;
 pub use verity_state::{
-    AttestationNonce, BlockRecord, ExecutionRecord, Model, Receipt, Reputation, Task, TaskStatus,
-    TxFailure, TxStatus, Worker,
+    AttestationNonce, BlockRecord, Challenger, Dispute, ExecutionRecord, Model, Receipt,
+    Reputation, Task, TaskStatus, TxFailure, TxStatus, Worker,
 };
 pub use verity_tee::Policy;
 

@@ -97,6 +97,7 @@ impl Bench {
             timestamp_ms: T0,
             seed: Hash::ZERO,
             genesis: &genesis,
+            models: chain.model_source(),
         };
         let mut state = Overlay::new(chain.store());
         registry::register_model(&mut state, &Address([0xaa; 20]), 0, &spec(model, "m")).unwrap();

@@ -5,6 +5,7 @@
 //! transactions in order; a failing transaction is recorded as failed with its reason and the
 //! block still applies.
 
+pub mod models;
 pub mod modules;
 mod overlay;
 pub mod store;
@@ -13,7 +14,10 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use verity_types::{sha256, Action, Address, Amount, Hash, SignedTx};
 
+pub use models::ModelSource;
 pub use modules::accounts::Account;
+pub use modules::challengers::Challenger;
+pub use modules::disputes::Dispute;
 pub use modules::enclaves::Enclave;
 pub use modules::records::ExecutionRecord;
 pub use modules::registry::{Dataset, Model};
@@ -195,6 +199,27 @@ impl Params {
                 t.failure_fee_bps
             ));
         }
+        at_least("challenge_window_blocks", t.challenge_window_blocks, 1)?;
+        at_least("dispute_clock_blocks", t.dispute_clock_blocks, 1)?;
+        at_least("max_open_disputes", t.max_open_disputes.into(), 1)?;
+        if t.dispute_bond == 0 || t.dispute_bond > t.min_challenger_bond {
+            return Err(format!(
+                "dispute_bond must be 1 to min_challenger_bond ({}), got {}",
+                t.min_challenger_bond, t.dispute_bond
+            ));
+        }
+        if t.slash_bps > 10_000 {
+            return Err(format!(
+                "slash_bps must be at most 10000, got {}",
+                t.slash_bps
+            ));
+        }
+        if t.fraud_penalty < 0 {
+            return Err(format!(
+                "fraud_penalty must not be negative, got {}",
+                t.fraud_penalty
+            ));
+        }
         if t.timeout_penalty < 0 {
             return Err(format!(
                 "timeout_penalty must not be negative, got {}",
@@ -255,6 +280,23 @@ pub struct TaskParams {
     pub enclave_ttl_secs: u64,
     /// How many blocks an attestation nonce stays usable: older nonces are stale.
     pub attestation_nonce_blocks: u64,
+    /// OP results: blocks after the receipt in which a dispute may be opened.
+    pub challenge_window_blocks: u64,
+    /// Least bond that registers a challenger.
+    #[serde(with = "verity_types::amount")]
+    pub min_challenger_bond: Amount,
+    /// Bond an open dispute locks.
+    #[serde(with = "verity_types::amount")]
+    pub dispute_bond: Amount,
+    /// Most disputes one challenger has open at once.
+    pub max_open_disputes: u32,
+    /// Blocks each side of a dispute has for all its moves.
+    pub dispute_clock_blocks: u64,
+    /// Share of the loser's stake or bond, in basis points, a dispute takes: half to the
+    /// winner, half burned.
+    pub slash_bps: u32,
+    /// Reputation a worker loses for a disproven result.
+    pub fraud_penalty: i64,
 }
 
 impl Default for TaskParams {
@@ -273,6 +315,13 @@ impl Default for TaskParams {
             protocol_treasury: None,
             enclave_ttl_secs: 24 * 3600,
             attestation_nonce_blocks: 256,
+            challenge_window_blocks: 20,
+            min_challenger_bond: 100 * verity_types::ONE_TOKEN,
+            dispute_bond: 10 * verity_types::ONE_TOKEN,
+            max_open_disputes: 4,
+            dispute_clock_blocks: 40,
+            slash_bps: 500,
+            fraud_penalty: 50,
         }
     }
 }
@@ -284,6 +333,8 @@ pub struct BlockCtx<'g> {
     /// The block's seed: worker assignment draws from it.
     pub seed: Hash,
     pub genesis: &'g Genesis,
+    /// Model files, for the re-executions that end disputes.
+    pub models: &'g ModelSource,
 }
 
 /// A genesis balance.
@@ -430,6 +481,7 @@ pub fn recover(bytes: &[u8]) -> Recovered {
 pub struct Chain<S: Store> {
     store: S,
     genesis: Genesis,
+    models: ModelSource,
 }
 
 impl<S: Store> Chain<S> {
@@ -479,7 +531,11 @@ impl<S: Store> Chain<S> {
                 store.commit(&batch)?;
             }
         }
-        Ok(Self { store, genesis })
+        Ok(Self {
+            store,
+            genesis,
+            models: ModelSource::none(),
+        })
     }
 
     pub fn genesis(&self) -> &Genesis {
@@ -488,6 +544,16 @@ impl<S: Store> Chain<S> {
 
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// Reads model files from `models` when disputes need them (none by default).
+    pub fn with_models(mut self, models: ModelSource) -> Self {
+        self.models = models;
+        self
+    }
+
+    pub fn model_source(&self) -> &ModelSource {
+        &self.models
     }
 
     /// The last applied height (0 = genesis only).
@@ -639,6 +705,33 @@ impl<S: Store> Chain<S> {
         modules::staking::workers(&self.view(), after, limit)
     }
 
+    pub fn challenger(&self, address: &Address) -> Result<Option<Challenger>, StateError> {
+        modules::challengers::get(&self.view(), address)
+    }
+
+    /// Up to `limit` challengers in address order, after `after` when given.
+    pub fn challengers(
+        &self,
+        after: Option<&Address>,
+        limit: usize,
+    ) -> Result<Vec<(Address, Challenger)>, StateError> {
+        modules::challengers::list(&self.view(), after, limit)
+    }
+
+    pub fn dispute(&self, id: &Hash) -> Result<Option<Dispute>, StateError> {
+        modules::disputes::get(&self.view(), id)
+    }
+
+    /// Up to `limit` disputes in id order, after `after` when given.
+    pub fn disputes(&self, after: Option<&Hash>, limit: usize) -> Result<Vec<Dispute>, StateError> {
+        modules::disputes::list(&self.view(), after, limit)
+    }
+
+    /// The disputes of a task that are still being played.
+    pub fn open_disputes(&self, task: &Hash) -> Result<Vec<Hash>, StateError> {
+        modules::disputes::open_for_task(&self.view(), task)
+    }
+
     pub fn worker(&self, worker: &Address) -> Result<Option<Worker>, StateError> {
         modules::staking::get(&self.view(), worker)
     }
@@ -692,8 +785,11 @@ impl<S: Store> Chain<S> {
             timestamp_ms: block.timestamp_ms,
             seed: block.seed,
             genesis: &self.genesis,
+            models: &self.models,
         };
         modules::staking::release_due(&mut state, block.height)?;
+        modules::challengers::release_due(&mut state, block.height)?;
+        modules::disputes::begin_block(&mut state, &ctx)?;
         modules::tasks::begin_block(&mut state, &ctx)?;
         let mut tx_hashes = Vec::with_capacity(block.txs.len());
         let mut failed_txs = 0;
@@ -919,6 +1015,25 @@ impl<S: Store> Chain<S> {
             Action::ReportFailures { failures } => {
                 return verifier::report_failures(state, ctx, failures)
             }
+            Action::RegisterChallenger { amount } => {
+                modules::challengers::register(state, ctx, sender, *amount)
+            }
+            Action::UnbondChallenger { amount } => {
+                modules::challengers::unbond(state, ctx, sender, *amount)
+            }
+            Action::OpenDispute {
+                task_id,
+                trace_root,
+                trace_len,
+            } => modules::disputes::open(state, ctx, sender, task_id, *trace_root, *trace_len),
+            Action::RevealChildren { dispute_id, hashes } => {
+                modules::disputes::reveal(state, ctx, sender, dispute_id, hashes)
+            }
+            Action::OneStep {
+                dispute_id,
+                witness,
+                input,
+            } => modules::disputes::one_step(state, ctx, dispute_id, witness, input),
         };
         applied.map(|()| Vec::new())
     }

@@ -22,10 +22,12 @@ pub enum Table {
     Reputation,
     /// Work due at a height: assignment timeouts, deadlines, unbonding releases.
     Schedule,
+    /// OP-mode disputes and their indexes.
+    Disputes,
 }
 
 impl Table {
-    pub const ALL: [Table; 11] = [
+    pub const ALL: [Table; 12] = [
         Table::Meta,
         Table::Accounts,
         Table::Receipts,
@@ -37,6 +39,7 @@ impl Table {
         Table::Records,
         Table::Reputation,
         Table::Schedule,
+        Table::Disputes,
     ];
 
     fn name(self) -> &'static str {
@@ -52,6 +55,7 @@ impl Table {
             Table::Records => "records",
             Table::Reputation => "reputation",
             Table::Schedule => "schedule",
+            Table::Disputes => "disputes",
         }
     }
 

@@ -15,7 +15,7 @@ use crate::{sha256, Amount, Hash};
 /// Domain tag for transaction signatures: a signature for anything else never verifies here.
 pub const TX_DOMAIN: &[u8] = b"verity/tx/v1";
 /// Largest encoded transaction accepted anywhere.
-pub const MAX_TX_BYTES: usize = 64 * 1024;
+pub const MAX_TX_BYTES: usize = 256 * 1024;
 /// Longest chain id.
 pub const MAX_CHAIN_ID_LEN: usize = 64;
 
@@ -99,6 +99,36 @@ pub enum Action {
     ReportFailures {
         failures: Vec<FailureReceipt>,
     },
+    /// Bond `amount` more as a challenger of OP results.
+    RegisterChallenger {
+        #[serde(with = "crate::amount")]
+        amount: Amount,
+    },
+    /// Start unbonding `amount` of the challenger bond; it returns after the unbonding delay.
+    UnbondChallenger {
+        #[serde(with = "crate::amount")]
+        amount: Amount,
+    },
+    /// Dispute an OP result inside its window with the challenger's own trace root and length.
+    OpenDispute {
+        task_id: Hash,
+        trace_root: Hash,
+        trace_len: u32,
+    },
+    /// One dissection move: the hashes of the disputed span's descendants.
+    RevealChildren {
+        dispute_id: Hash,
+        hashes: Vec<Hash>,
+    },
+    /// The last move: the disputed step's inputs with their proofs (`verity_infer::StepWitness`
+    /// bytes) and the task's input file, for the validators to re-execute that step.
+    OneStep {
+        dispute_id: Hash,
+        #[serde(with = "crate::serde_hex::bytes")]
+        witness: Vec<u8>,
+        #[serde(with = "crate::serde_hex::bytes")]
+        input: Vec<u8>,
+    },
 }
 
 impl Action {
@@ -142,6 +172,12 @@ pub struct ModelSpec {
     /// Allowed deviation of outputs in parts per million; 0 means bit-exact.
     pub tolerance_ppm: u32,
 }
+
+/// Most hashes one dissection move reveals (k = 16).
+pub const MAX_REVEALED: usize = 16;
+/// Largest one-step witness and task input a OneStep carries.
+pub const MAX_WITNESS_BYTES: usize = 192 * 1024;
+pub const MAX_ONE_STEP_INPUT_BYTES: usize = 60 * 1024;
 
 /// Longest name, version, license or architecture string.
 pub const MAX_LABEL_LEN: usize = 128;
@@ -287,6 +323,35 @@ impl Action {
                     f.encode(w);
                 }
             }
+            Action::RegisterChallenger { amount } => {
+                w.u8(13).u128(*amount);
+            }
+            Action::UnbondChallenger { amount } => {
+                w.u8(14).u128(*amount);
+            }
+            Action::OpenDispute {
+                task_id,
+                trace_root,
+                trace_len,
+            } => {
+                w.u8(15)
+                    .fixed(&task_id.0)
+                    .fixed(&trace_root.0)
+                    .u32(*trace_len);
+            }
+            Action::RevealChildren { dispute_id, hashes } => {
+                w.u8(16).fixed(&dispute_id.0).u32(hashes.len() as u32);
+                for h in hashes {
+                    w.fixed(&h.0);
+                }
+            }
+            Action::OneStep {
+                dispute_id,
+                witness,
+                input,
+            } => {
+                w.u8(17).fixed(&dispute_id.0).bytes(witness).bytes(input);
+            }
         }
     }
 
@@ -387,6 +452,30 @@ impl Action {
                     .collect::<Result<_, _>>()?;
                 Action::ReportFailures { failures }
             }
+            13 => Action::RegisterChallenger {
+                amount: r.u128("bond amount")?,
+            },
+            14 => Action::UnbondChallenger {
+                amount: r.u128("unbond amount")?,
+            },
+            15 => Action::OpenDispute {
+                task_id: Hash(r.array("task id")?),
+                trace_root: Hash(r.array("trace root")?),
+                trace_len: r.u32("trace length")?,
+            },
+            16 => {
+                let dispute_id = Hash(r.array("dispute id")?);
+                let n = count(r, "revealed hashes", MAX_REVEALED)?;
+                let hashes = (0..n)
+                    .map(|_| r.array("revealed hash").map(Hash))
+                    .collect::<Result<_, _>>()?;
+                Action::RevealChildren { dispute_id, hashes }
+            }
+            17 => Action::OneStep {
+                dispute_id: Hash(r.array("dispute id")?),
+                witness: r.bytes("witness", MAX_WITNESS_BYTES)?.to_vec(),
+                input: r.bytes("task input", MAX_ONE_STEP_INPUT_BYTES)?.to_vec(),
+            },
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "action",
@@ -411,13 +500,20 @@ impl Action {
             Action::SubmitReceipts { .. } => "submit_receipts",
             Action::CancelTask { .. } => "cancel_task",
             Action::ReportFailures { .. } => "report_failures",
+            Action::RegisterChallenger { .. } => "register_challenger",
+            Action::UnbondChallenger { .. } => "unbond_challenger",
+            Action::OpenDispute { .. } => "open_dispute",
+            Action::RevealChildren { .. } => "reveal_children",
+            Action::OneStep { .. } => "one_step",
         }
     }
 
     /// What the action takes from the signer's balance beyond the fee.
     pub fn spend(&self) -> Amount {
         match self {
-            Action::Transfer { amount, .. } | Action::Stake { amount } => *amount,
+            Action::Transfer { amount, .. }
+            | Action::Stake { amount }
+            | Action::RegisterChallenger { amount } => *amount,
             Action::SubmitTask { max_fee, .. } => *max_fee,
             _ => 0,
         }
@@ -574,6 +670,53 @@ mod tests {
         assert_eq!(back, tx);
         assert_eq!(back.sender().unwrap(), key.address());
         assert_eq!(back.hash(), sha256(&bytes));
+    }
+
+    #[test]
+    fn dispute_actions_round_trip_and_respect_their_limits() {
+        let key = AccountKey::generate();
+        let id = crate::sha256(b"dispute");
+        for action in [
+            Action::RegisterChallenger { amount: 7 },
+            Action::UnbondChallenger { amount: 3 },
+            Action::OpenDispute {
+                task_id: id,
+                trace_root: crate::sha256(b"root"),
+                trace_len: 7,
+            },
+            Action::RevealChildren {
+                dispute_id: id,
+                hashes: vec![id; MAX_REVEALED],
+            },
+            Action::OneStep {
+                dispute_id: id,
+                witness: vec![1; MAX_WITNESS_BYTES],
+                input: vec![2; MAX_ONE_STEP_INPUT_BYTES],
+            },
+        ] {
+            let tx = TxBody {
+                chain_id: "verity-a".into(),
+                nonce: 1,
+                fee: 1,
+                action,
+            }
+            .sign(&key);
+            let bytes = tx.encode();
+            assert!(bytes.len() <= MAX_TX_BYTES);
+            assert_eq!(SignedTx::decode(&bytes).unwrap(), tx);
+        }
+        // One hash too many is refused.
+        let tx = TxBody {
+            chain_id: "verity-a".into(),
+            nonce: 1,
+            fee: 1,
+            action: Action::RevealChildren {
+                dispute_id: id,
+                hashes: vec![id; MAX_REVEALED + 1],
+            },
+        }
+        .sign(&key);
+        assert!(SignedTx::decode(&tx.encode()).is_err());
     }
 
     #[test]

@@ -18,6 +18,11 @@ pub const PER_RECEIPT: u64 = 60;
 /// One failure report: its own ed25519 check, the refund and the task's close.
 pub const PER_FAILURE: u64 = 100;
 
+/// Re-executing one step of a dispute: checking its inputs' proofs and running one node. The
+/// bundled models' largest step runs in well under this (`every_step_re_executes_to_its_leaf`);
+/// the bytes are paid for apart.
+pub const ONE_STEP: u64 = 5_000;
+
 /// Attestation verification by TEE kind (`cargo bench -p verity-tee --bench verify`: dev 205 µs,
 /// tdx 640 µs, sgx 725 µs, snp 3.62 ms, nitro 4.22 ms), rounded up. Unknown kinds are refused
 /// by the chain, but still pay for the lookup at the largest price.
@@ -48,16 +53,29 @@ pub fn of(action: &Action, tx_bytes: usize) -> u64 {
         Action::CancelTask { .. } => 50,
         // One signature check and a refund each: failures are rare, so no batching.
         Action::ReportFailures { failures } => 30 + PER_FAILURE * failures.len() as u64,
+        Action::RegisterChallenger { .. } | Action::UnbondChallenger { .. } => 50,
+        Action::OpenDispute { .. } => 100,
+        // Folding at most 16 hashes back to their node.
+        Action::RevealChildren { .. } => 60,
+        Action::OneStep { .. } => ONE_STEP,
     };
     BASE + action_weight + (tx_bytes as u64).div_ceil(BYTES_PER_UNIT)
 }
 
 /// No transaction weighs more than this: a block limit below it could refuse a valid one.
-pub const MAX_TX_WEIGHT: u64 = BASE
-    + 4_300
-    + 30
-    + PER_FAILURE * MAX_RECEIPTS_PER_TX as u64
-    + (MAX_TX_BYTES as u64).div_ceil(BYTES_PER_UNIT);
+pub const MAX_TX_WEIGHT: u64 =
+    BASE + max(
+        4_300 + 30 + PER_FAILURE * MAX_RECEIPTS_PER_TX as u64,
+        ONE_STEP,
+    ) + (MAX_TX_BYTES as u64).div_ceil(BYTES_PER_UNIT);
+
+const fn max(a: u64, b: u64) -> u64 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context as _, Result};
 use clap::{Args, Subcommand};
 use serde_json::Value;
-use verity_client::api::{Receipt, TaskStatus, TaskView, TxStatus, TxView};
+use verity_client::api::{Receipt, RecordStatus, TaskStatus, TaskView, TxStatus, TxView};
 use verity_client::{Client, PageRequest};
 use verity_infer::Model;
 use verity_types::{AccountKey, Action, Amount, DataRef, Hash, Mode, ModelSpec, SignedTx, TxBody};
@@ -473,6 +473,7 @@ fn status_name(status: TaskStatus) -> &'static str {
         TaskStatus::Cancelled => "cancelled",
         TaskStatus::Expired => "expired",
         TaskStatus::Failed => "failed",
+        TaskStatus::Challengeable => "challengeable",
     }
 }
 
@@ -525,7 +526,13 @@ fn print_task(view: &TaskView, output: Option<&[u8]>, json: bool) -> Result<()> 
             record.trace_root,
             record.trace_len
         );
-        outln!("finalized    height {}", record.finalized_height);
+        match (record.status, record.challenge_until) {
+            (RecordStatus::Submitted, Some(until)) => outln!(
+                "op result    submitted; disputes may open until height {until}, and it settles after"
+            ),
+            (RecordStatus::Rejected, _) => outln!("op result    disproven in a dispute; the task runs again"),
+            _ => outln!("finalized    height {}", record.finalized_height),
+        }
         outln!(
             "attestation  {}",
             view.attestation.as_deref().unwrap_or_default()

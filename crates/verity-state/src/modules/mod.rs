@@ -1,6 +1,8 @@
 //! State machine modules. Each owns its tables and its transactions (DESIGN §3).
 
 pub mod accounts;
+pub mod challengers;
+pub mod disputes;
 pub mod enclaves;
 pub mod game;
 pub mod records;

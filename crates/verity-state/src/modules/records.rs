@@ -12,8 +12,12 @@ use crate::StateError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordStatus {
+    /// An OP result inside its challenge window or under dispute: not settled yet.
+    Submitted,
     /// Verified and settled. TEE results are verified, recorded and settled in one step.
     Finalized,
+    /// Disproven in a dispute: never settled; the task was drawn again.
+    Rejected,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -37,8 +41,13 @@ pub struct ExecutionRecord {
     pub submitted_height: u64,
     pub assigned_height: u64,
     pub verified_height: u64,
+    /// 0 until the result is finalized.
     pub finalized_height: u64,
+    /// All zero until the result is finalized.
     pub settlement: Split,
+    /// OP results: the last height at which a dispute may be opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge_until: Option<u64>,
 }
 
 pub fn get(state: &Overlay<'_>, task_id: &Hash) -> Result<Option<ExecutionRecord>, StateError> {

@@ -21,6 +21,11 @@ pub struct Reputation {
     pub successes: u64,
     pub timeouts: u64,
     pub banned: bool,
+    /// Results disproven in a dispute. A ban that fraud brought is never lifted.
+    #[serde(default)]
+    pub frauds: u64,
+    #[serde(default)]
+    pub banned_for_fraud: bool,
 }
 
 impl Reputation {
@@ -45,6 +50,24 @@ pub fn record_success(state: &mut Overlay<'_>, worker: &Address) -> Result<(), S
     let mut rep = get(state, worker)?;
     rep.score = (rep.score + SUCCESS_REWARD).min(MAX_SCORE);
     rep.successes += 1;
+    put(state, worker, &rep);
+    Ok(())
+}
+
+/// A disproven result costs `penalty` for good; below the ban line the worker is banned for
+/// fraud, which no forgiveness lifts.
+pub fn record_fraud(
+    state: &mut Overlay<'_>,
+    worker: &Address,
+    penalty: i64,
+) -> Result<(), StateError> {
+    let mut rep = get(state, worker)?;
+    rep.score = rep.score.saturating_sub(penalty.max(0));
+    rep.frauds += 1;
+    if rep.score <= BAN_THRESHOLD {
+        rep.banned = true;
+        rep.banned_for_fraud = true;
+    }
     put(state, worker, &rep);
     Ok(())
 }
@@ -82,7 +105,7 @@ pub fn forgive_due(state: &mut Overlay<'_>, height: u64) -> Result<Vec<Address>,
     for (worker, penalty) in due {
         let mut rep = get(state, &worker)?;
         rep.score = rep.score.saturating_add(penalty).min(MAX_SCORE);
-        if rep.banned && rep.score > BAN_THRESHOLD {
+        if rep.banned && !rep.banned_for_fraud && rep.score > BAN_THRESHOLD {
             rep.banned = false;
         }
         put(state, &worker, &rep);

@@ -18,6 +18,12 @@ pub enum Kind {
     Unbond,
     /// A timeout penalty given back.
     Forgive,
+    /// An OP result's challenge window has ended.
+    Window,
+    /// A dispute's clock may have run out.
+    DisputeClock,
+    /// A challenger's unbonded bond returns.
+    ChallengerUnbond,
 }
 
 impl Kind {
@@ -28,6 +34,9 @@ impl Kind {
             Kind::Deadline => b'd',
             Kind::Unbond => b'u',
             Kind::Forgive => b'f',
+            Kind::Window => b'w',
+            Kind::DisputeClock => b'c',
+            Kind::ChallengerUnbond => b'b',
         }
     }
 }

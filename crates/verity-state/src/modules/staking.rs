@@ -102,6 +102,11 @@ pub fn unstake(
             reason: format!("can unstake 1 to {} base units, not {amount}", record.stake),
         });
     }
+    if crate::modules::disputes::has_open_against(state, worker)? {
+        return Err(TxFailure::Invalid {
+            reason: format!("a dispute against {worker} is open; its stake stays until it ends"),
+        });
+    }
     record.stake -= amount;
     record.unbonding = record
         .unbonding
@@ -133,6 +138,18 @@ pub fn serve_models(
     record.models = models;
     put(state, worker, &record)?;
     Ok(())
+}
+
+/// Takes `bps` of a worker's stake for a disproven result; returns what it took.
+pub fn slash(state: &mut Overlay<'_>, worker: &Address, bps: u32) -> Result<Amount, StateError> {
+    let Some(mut record) = get(state, worker)? else {
+        return Ok(0);
+    };
+    let bps = Amount::from(bps);
+    let slashed = record.stake / 10_000 * bps + record.stake % 10_000 * bps / 10_000;
+    record.stake -= slashed;
+    put(state, worker, &record)?;
+    Ok(slashed)
 }
 
 /// Returns unbonded stake that is due at this height.

@@ -30,6 +30,8 @@ pub enum TaskStatus {
     /// The worker's enclave reported it could not run the task; the escrow went back, less the
     /// worker's fee.
     Failed,
+    /// An OP result is in: its challenge window is open, or a dispute is being played.
+    Challengeable,
 }
 
 impl TaskStatus {
@@ -68,6 +70,9 @@ pub struct Task {
     /// Why the worker could not run it, when it Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<FailureReason>,
+    /// Workers whose result for this task a dispute disproved: never drawn for it again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disproven: Vec<Address>,
 }
 
 pub const TASK_PREFIX: &[u8] = b"t";
@@ -140,10 +145,23 @@ pub fn check(
             reason: format!("model {model_id} does not allow mode {mode}"),
         });
     }
-    if mode != Mode::Tee {
-        return Err(TxFailure::Invalid {
-            reason: format!("mode {mode} is not verifiable on this chain yet; use tee"),
-        });
+    match mode {
+        Mode::Tee => {}
+        // Disputes end in a bit-exact re-execution; tolerant models need a third run instead.
+        Mode::Op if model.spec.tolerance_ppm == 0 => {}
+        Mode::Op => {
+            return Err(TxFailure::Invalid {
+                reason: format!(
+                "model {model_id} tolerates {} ppm; op mode needs a bit-exact model on this chain",
+                model.spec.tolerance_ppm
+            ),
+            })
+        }
+        _ => {
+            return Err(TxFailure::Invalid {
+                reason: format!("mode {mode} is not verifiable on this chain yet; use tee or op"),
+            })
+        }
     }
     if deadline_blocks == 0 || deadline_blocks > params.max_deadline_blocks {
         return Err(TxFailure::Invalid {
@@ -196,6 +214,7 @@ pub fn submit(
         timed_out: Vec::new(),
         closed_height: None,
         failure: None,
+        disproven: Vec::new(),
     };
     state.put(
         Table::Tasks,
@@ -266,6 +285,9 @@ fn assign(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>, task: &mut Task) -> Resul
         let stake = staking::get(state, &worker)?.unwrap_or_default();
         if !stake.serves(&task.model_id) || draw_weight(state, ctx, &worker, &stake)?.is_none() {
             sortition::refresh(state, ctx, &worker)?;
+            continue;
+        }
+        if task.disproven.contains(&worker) {
             continue;
         }
         if task.timed_out.contains(&worker) {
@@ -379,6 +401,37 @@ pub fn cancel(
     Ok(())
 }
 
+/// A task whose OP result was disproven: drawn again from the same escrow, without that
+/// worker, in the next block; or expired and refunded if its deadline has passed meanwhile.
+pub fn reopen(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    task: &mut Task,
+    disproven: Address,
+) -> Result<(), StateError> {
+    unassign(state, task);
+    task.disproven.push(disproven);
+    if ctx.height >= task.deadline_height {
+        if refund(state, task).is_err() {
+            return Err(StateError::Corrupt("escrow refund overflows a balance"));
+        }
+        close(state, task, TaskStatus::Expired, ctx.height);
+    } else {
+        task.status = TaskStatus::Pending;
+        task.worker = None;
+        task.assigned_height = None;
+        task.timeout_height = None;
+        schedule::push(
+            state,
+            schedule::Kind::Assign,
+            ctx.height.saturating_add(1),
+            &task.task_id,
+        )?;
+    }
+    put(state, task);
+    Ok(())
+}
+
 /// Start-of-block work for tasks: timeouts reassign and penalise, deadlines expire and refund,
 /// and tasks still waiting for a worker try again.
 pub fn begin_block(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>) -> Result<(), StateError> {
@@ -390,7 +443,8 @@ pub fn begin_block(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>) -> Result<(), St
         let Some(mut task) = get(state, &id)? else {
             continue;
         };
-        if task.status.is_final() {
+        // An OP result in its window settles there, or is disproven and expires then.
+        if task.status.is_final() || task.status == TaskStatus::Challengeable {
             continue;
         }
         if refund(state, &task).is_err() {

@@ -3,12 +3,12 @@
 //! of a batch are verified together; a batch applies whole or not at all.
 
 use serde::{Deserialize, Serialize};
-use verity_types::{verify_receipts, Address, FailureReceipt, Hash, TaskReceipt};
+use verity_types::{verify_receipts, Address, FailureReceipt, Hash, Mode, TaskReceipt};
 
 use crate::modules::records::{ExecutionRecord, RecordStatus};
 use crate::modules::tasks::TaskStatus;
 use crate::modules::{
-    accounts, enclaves, records, registry, reputation, settlement, sortition, tasks,
+    accounts, enclaves, records, registry, reputation, schedule, settlement, sortition, tasks,
 };
 use crate::overlay::Overlay;
 use crate::{BlockCtx, TxFailure};
@@ -29,10 +29,9 @@ pub fn submit_receipts(
             reason: e.to_string(),
         }
     })?;
-    let protocol = ctx.genesis.params.protocol_account();
     let mut skipped = Vec::new();
     for (index, receipt) in receipts.iter().enumerate() {
-        let outcome = apply_one(state, ctx, receipt, &protocol).map_err(|e| match e {
+        let outcome = apply_one(state, ctx, receipt).map_err(|e| match e {
             TxFailure::ReceiptRejected { reason, .. } => TxFailure::ReceiptRejected {
                 index: index as u32,
                 reason,
@@ -91,8 +90,14 @@ fn check_claim(
         ));
     }
     let task = tasks::get(state, &id)?.ok_or_else(|| reject(format!("no task {id}")))?;
-    if task.status.is_final() {
+    if task.status.is_final() || task.status == TaskStatus::Challengeable {
         return Ok(Err(format!("task {id} is already {:?}", task.status)));
+    }
+    if task.disproven.contains(claim.worker) {
+        return Ok(Err(format!(
+            "{}'s result for task {id} was disproven; the task moved on",
+            claim.worker
+        )));
     }
     if task.timed_out.contains(claim.worker) && task.worker != Some(*claim.worker) {
         return Ok(Err(format!(
@@ -140,7 +145,6 @@ fn apply_one(
     state: &mut Overlay<'_>,
     ctx: &BlockCtx<'_>,
     receipt: &TaskReceipt,
-    protocol: &Address,
 ) -> Result<Option<String>, TxFailure> {
     let claim = Claim {
         task_id: receipt.task_id,
@@ -153,41 +157,79 @@ fn apply_one(
         Ok(found) => found,
         Err(skip) => return Ok(Some(skip)),
     };
-    let (id, assigned) = (receipt.task_id, receipt.worker);
-    let model = registry::model(state, &task.model_id)?
-        .ok_or_else(|| reject(format!("model {} is gone", task.model_id)))?;
+    let record = ExecutionRecord {
+        task_id: receipt.task_id,
+        model_id: task.model_id,
+        mode: task.mode,
+        status: RecordStatus::Submitted,
+        worker: receipt.worker,
+        input_hash: receipt.input_hash,
+        output_hash: receipt.output_hash,
+        output_size: receipt.output_size,
+        trace_root: receipt.trace_root,
+        trace_len: receipt.trace_len,
+        enclave_key: receipt.enclave_key,
+        tee_kind: enclave.kind,
+        dev_tee: enclave.is_dev(),
+        submitted_height: task.submitted_height,
+        assigned_height: task.assigned_height.unwrap_or(task.submitted_height),
+        verified_height: ctx.height,
+        finalized_height: 0,
+        settlement: Default::default(),
+        challenge_until: None,
+    };
+    if task.mode == Mode::Op {
+        // Recorded, not settled: anyone bonded may dispute it until the window closes.
+        let until = ctx
+            .height
+            .saturating_add(ctx.genesis.params.tasks.challenge_window_blocks);
+        records::put(
+            state,
+            &ExecutionRecord {
+                challenge_until: Some(until),
+                ..record
+            },
+        );
+        tasks::unassign(state, &task);
+        task.status = TaskStatus::Challengeable;
+        tasks::put(state, &task);
+        schedule::push(
+            state,
+            schedule::Kind::Window,
+            until.saturating_add(1),
+            &task.task_id,
+        )?;
+        return Ok(None);
+    }
+    settle(state, ctx, task, record)?;
+    Ok(None)
+}
+
+/// Pays a verified result and closes its task: the fee split, +10 reputation, the record
+/// finalized. TEE results settle on receipt, OP results when their window closes undisputed.
+pub(crate) fn settle(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    mut task: tasks::Task,
+    mut record: ExecutionRecord,
+) -> Result<(), TxFailure> {
+    let model = registry::model(state, &task.model_id)?.ok_or_else(|| TxFailure::NotFound {
+        what: format!("model {}", task.model_id),
+    })?;
+    let protocol = ctx.genesis.params.protocol_account();
     let split = ctx.genesis.params.tasks.fee_split.split(task.max_fee);
-    settlement::pay(state, &split, &assigned, &model.owner, protocol)?;
-    reputation::record_success(state, &assigned)?;
-    sortition::refresh(state, ctx, &assigned)?;
-    records::put(
-        state,
-        &ExecutionRecord {
-            task_id: id,
-            model_id: task.model_id,
-            mode: task.mode,
-            status: RecordStatus::Finalized,
-            worker: assigned,
-            input_hash: receipt.input_hash,
-            output_hash: receipt.output_hash,
-            output_size: receipt.output_size,
-            trace_root: receipt.trace_root,
-            trace_len: receipt.trace_len,
-            enclave_key: receipt.enclave_key,
-            tee_kind: enclave.kind,
-            dev_tee: enclave.is_dev(),
-            submitted_height: task.submitted_height,
-            assigned_height: task.assigned_height.unwrap_or(task.submitted_height),
-            verified_height: ctx.height,
-            finalized_height: ctx.height,
-            settlement: split,
-        },
-    );
+    settlement::pay(state, &split, &record.worker, &model.owner, &protocol)?;
+    reputation::record_success(state, &record.worker)?;
+    sortition::refresh(state, ctx, &record.worker)?;
+    record.status = RecordStatus::Finalized;
+    record.finalized_height = ctx.height;
+    record.settlement = split;
+    records::put(state, &record);
     tasks::unassign(state, &task);
     task.status = TaskStatus::Finalized;
     task.closed_height = Some(ctx.height);
     tasks::put(state, &task);
-    Ok(None)
+    Ok(())
 }
 
 /// ReportFailures: tasks the worker's enclave could not run (input or model unavailable or

@@ -1,0 +1,166 @@
+//! `challengers`: the Challenger Registry. A challenger bonds tokens to dispute OP results; each
+//! open dispute locks `dispute_bond` of the bond, lost disputes are slashed from it, and unbonding
+//! returns it after the unbonding delay (`docs/protocol.md` §12).
+
+use serde::{Deserialize, Serialize};
+use verity_types::{Address, Amount};
+
+use crate::modules::{accounts, schedule};
+use crate::overlay::Overlay;
+use crate::store::Table;
+use crate::{BlockCtx, StateError, TxFailure};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Challenger {
+    #[serde(with = "verity_types::amount")]
+    #[schema(schema_with = verity_types::schema::amount)]
+    pub bond: Amount,
+    /// Part of the bond that open disputes hold.
+    #[serde(with = "verity_types::amount")]
+    #[schema(schema_with = verity_types::schema::amount)]
+    pub locked: Amount,
+    /// Bond on its way back to the balance.
+    #[serde(with = "verity_types::amount")]
+    #[schema(schema_with = verity_types::schema::amount)]
+    pub unbonding: Amount,
+    pub open_disputes: u32,
+    pub disputes_opened: u64,
+    pub disputes_won: u64,
+    pub disputes_lost: u64,
+    /// Slashed stake and bonds this challenger won.
+    #[serde(with = "verity_types::amount")]
+    #[schema(schema_with = verity_types::schema::amount)]
+    pub rewards: Amount,
+}
+
+const PREFIX: &[u8] = b"c";
+
+fn key(challenger: &Address) -> Vec<u8> {
+    [PREFIX, &challenger.0].concat()
+}
+
+pub fn get(state: &Overlay<'_>, challenger: &Address) -> Result<Option<Challenger>, StateError> {
+    state.get_json(Table::Staking, &key(challenger), "challenger")
+}
+
+pub fn put(state: &mut Overlay<'_>, challenger: &Address, record: &Challenger) {
+    state.put_json(Table::Staking, key(challenger), record);
+}
+
+/// Up to `limit` challengers in address order, after `after` when given.
+pub fn list(
+    state: &Overlay<'_>,
+    after: Option<&Address>,
+    limit: usize,
+) -> Result<Vec<(Address, Challenger)>, StateError> {
+    let entries = match after {
+        Some(after) => state.scan_from(
+            Table::Staking,
+            PREFIX,
+            &[key(after), vec![0]].concat(),
+            limit,
+        )?,
+        None => state.scan_prefix(Table::Staking, PREFIX, limit)?,
+    };
+    entries
+        .into_iter()
+        .map(|(key, value)| {
+            let address = key[PREFIX.len()..]
+                .try_into()
+                .map(Address)
+                .map_err(|_| StateError::Corrupt("challenger key"))?;
+            let record =
+                serde_json::from_slice(&value).map_err(|_| StateError::Corrupt("challenger"))?;
+            Ok((address, record))
+        })
+        .collect()
+}
+
+/// RegisterChallenger: moves `amount` from the balance into the bond, which must reach the
+/// chain's minimum.
+pub fn register(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    challenger: &Address,
+    amount: Amount,
+) -> Result<(), TxFailure> {
+    if amount == 0 {
+        return Err(TxFailure::Invalid {
+            reason: "bond amount must be positive".into(),
+        });
+    }
+    let mut record = get(state, challenger)?.unwrap_or_default();
+    record.bond = record.bond.checked_add(amount).ok_or(TxFailure::Overflow)?;
+    let minimum = ctx.genesis.params.tasks.min_challenger_bond;
+    if record.bond < minimum {
+        return Err(TxFailure::Invalid {
+            reason: format!(
+                "a challenger bonds at least {minimum} base units; this makes {}",
+                record.bond
+            ),
+        });
+    }
+    accounts::debit(state, challenger, amount)?;
+    put(state, challenger, &record);
+    Ok(())
+}
+
+/// UnbondChallenger: `amount` of the free bond (not locked by an open dispute) stops counting at
+/// once and returns to the balance after the unbonding delay.
+pub fn unbond(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    challenger: &Address,
+    amount: Amount,
+) -> Result<(), TxFailure> {
+    let mut record = get(state, challenger)?.ok_or_else(|| TxFailure::NotFound {
+        what: format!("challenger {challenger}"),
+    })?;
+    let free = record.bond - record.locked;
+    if amount == 0 || amount > free {
+        return Err(TxFailure::Invalid {
+            reason: format!(
+                "can unbond 1 to {free} base units (open disputes lock {}), not {amount}",
+                record.locked
+            ),
+        });
+    }
+    record.bond -= amount;
+    record.unbonding = record
+        .unbonding
+        .checked_add(amount)
+        .ok_or(TxFailure::Overflow)?;
+    put(state, challenger, &record);
+    let due = ctx
+        .height
+        .saturating_add(ctx.genesis.params.tasks.unbonding_blocks);
+    schedule::push(
+        state,
+        schedule::Kind::ChallengerUnbond,
+        due,
+        &(*challenger, amount.to_string()),
+    )?;
+    Ok(())
+}
+
+/// Returns unbonded bonds that are due at this height.
+pub fn release_due(state: &mut Overlay<'_>, height: u64) -> Result<(), StateError> {
+    let due: Vec<(Address, String)> =
+        schedule::take(state, schedule::Kind::ChallengerUnbond, height)?;
+    for (challenger, amount) in due {
+        let amount: Amount = amount
+            .parse()
+            .map_err(|_| StateError::Corrupt("unbonding amount"))?;
+        let mut record =
+            get(state, &challenger)?.ok_or(StateError::Corrupt("unbonding challenger"))?;
+        record.unbonding = record
+            .unbonding
+            .checked_sub(amount)
+            .ok_or(StateError::Corrupt("unbonding exceeds record"))?;
+        if accounts::credit(state, &challenger, amount).is_err() {
+            record.unbonding += amount;
+        }
+        put(state, &challenger, &record);
+    }
+    Ok(())
+}

@@ -1,0 +1,529 @@
+//! `disputes`: OP results under challenge (`docs/protocol.md` §12). A registered challenger
+//! opens a dispute inside the result's window; the worker and the challenger play the `game`
+//! (dissection with clocks); the last step is re-executed here from the model file; the loser
+//! is slashed. Every challenger plays its own game, all at once, so sybils cannot stretch the
+//! time to a verdict past one game's clocks.
+
+use serde::{Deserialize, Serialize};
+use verity_infer::{Commitments, StepWitness};
+use verity_types::{sha256, Address, Amount, Hash};
+
+use crate::models::Loaded;
+use crate::modules::game::{Game, GameError, Side};
+use crate::modules::records::{self, RecordStatus};
+use crate::modules::tasks::{self, TaskStatus};
+use crate::modules::{accounts, challengers, reputation, schedule, sortition, staking, verifier};
+use crate::overlay::Overlay;
+use crate::store::Table;
+use crate::{BlockCtx, StateError, TxFailure};
+
+/// Domain tag of dispute ids.
+pub const DISPUTE_DOMAIN: &[u8] = b"verity/dispute/v1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DisputeStatus {
+    Open,
+    WorkerWon,
+    ChallengerWon,
+    /// Another dispute disproved the result first: this one ended without slashing anyone.
+    Moot,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Dispute {
+    pub dispute_id: Hash,
+    pub task_id: Hash,
+    pub worker: Address,
+    pub challenger: Address,
+    pub worker_root: Hash,
+    pub challenger_root: Hash,
+    pub trace_len: u32,
+    pub opened_height: u64,
+    #[schema(value_type = Object)]
+    pub game: Game,
+    pub status: DisputeStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_height: Option<u64>,
+    /// How it ended, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+    /// What the loser lost.
+    #[serde(with = "verity_types::amount", default)]
+    #[schema(schema_with = verity_types::schema::amount)]
+    pub slashed: Amount,
+}
+
+const DISPUTE: &[u8] = b"d";
+const BY_TASK: &[u8] = b"t";
+const BY_WORKER: &[u8] = b"w";
+
+pub fn dispute_id(task: &Hash, challenger: &Address) -> Hash {
+    sha256(&[DISPUTE_DOMAIN, &task.0, &challenger.0].concat())
+}
+
+fn key(id: &Hash) -> Vec<u8> {
+    [DISPUTE, &id.0].concat()
+}
+
+pub fn get(state: &Overlay<'_>, id: &Hash) -> Result<Option<Dispute>, StateError> {
+    state.get_json(Table::Disputes, &key(id), "dispute")
+}
+
+fn put(state: &mut Overlay<'_>, dispute: &Dispute) {
+    state.put_json(Table::Disputes, key(&dispute.dispute_id), dispute);
+}
+
+/// Up to `limit` disputes in id order, after `after` when given.
+pub fn list(
+    state: &Overlay<'_>,
+    after: Option<&Hash>,
+    limit: usize,
+) -> Result<Vec<Dispute>, StateError> {
+    let start = match after {
+        Some(id) => [key(id), vec![0]].concat(),
+        None => DISPUTE.to_vec(),
+    };
+    state
+        .scan_from(Table::Disputes, DISPUTE, &start, limit)?
+        .into_iter()
+        .map(|(_, v)| serde_json::from_slice(&v).map_err(|_| StateError::Corrupt("dispute")))
+        .collect()
+}
+
+/// The open disputes of a task.
+pub fn open_for_task(state: &Overlay<'_>, task: &Hash) -> Result<Vec<Hash>, StateError> {
+    let prefix = [BY_TASK, &task.0].concat();
+    state
+        .scan_prefix(Table::Disputes, &prefix, usize::MAX)?
+        .into_iter()
+        .map(|(k, _)| {
+            k[prefix.len()..]
+                .try_into()
+                .map(Hash)
+                .map_err(|_| StateError::Corrupt("dispute index"))
+        })
+        .collect()
+}
+
+/// Whether a dispute against `worker` is open: its stake cannot leave meanwhile.
+pub fn has_open_against(state: &Overlay<'_>, worker: &Address) -> Result<bool, StateError> {
+    let prefix = [BY_WORKER, &worker.0].concat();
+    Ok(!state.scan_prefix(Table::Disputes, &prefix, 1)?.is_empty())
+}
+
+fn index(state: &mut Overlay<'_>, d: &Dispute, open: bool) {
+    let keys = [
+        [BY_TASK, &d.task_id.0, &d.dispute_id.0].concat(),
+        [BY_WORKER, &d.worker.0, &d.dispute_id.0].concat(),
+    ];
+    for k in keys {
+        if open {
+            state.put(Table::Disputes, k, Vec::new());
+        } else {
+            state.delete(Table::Disputes, k);
+        }
+    }
+}
+
+fn invalid(reason: impl Into<String>) -> TxFailure {
+    TxFailure::Invalid {
+        reason: reason.into(),
+    }
+}
+
+fn game_error(e: GameError) -> TxFailure {
+    invalid(e.to_string())
+}
+
+/// The model's own node count, from its file.
+fn model_steps(ctx: &BlockCtx<'_>, model: &Hash) -> Result<Option<u64>, StateError> {
+    Ok(match ctx.models.get(model)? {
+        Loaded::Model(m) => Some(m.step_count() as u64),
+        Loaded::Invalid(_) => None,
+    })
+}
+
+/// OpenDispute: a registered challenger disputes an OP result inside its window.
+pub fn open(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    sender: &Address,
+    task_id: &Hash,
+    trace_root: Hash,
+    trace_len: u32,
+) -> Result<(), TxFailure> {
+    let params = &ctx.genesis.params.tasks;
+    let mut challenger = challengers::get(state, sender)?.ok_or_else(|| TxFailure::NotFound {
+        what: format!("challenger {sender}; bond with RegisterChallenger first"),
+    })?;
+    if challenger.open_disputes >= params.max_open_disputes {
+        return Err(invalid(format!(
+            "{sender} has {} disputes open, the most a challenger may",
+            challenger.open_disputes
+        )));
+    }
+    if challenger.bond - challenger.locked < params.dispute_bond {
+        return Err(invalid(format!(
+            "a dispute locks {} of the bond; {} is free",
+            params.dispute_bond,
+            challenger.bond - challenger.locked
+        )));
+    }
+    let record = records::get(state, task_id)?.ok_or_else(|| TxFailure::NotFound {
+        what: format!("result of task {task_id}"),
+    })?;
+    let until = match (record.status, record.challenge_until) {
+        (RecordStatus::Submitted, Some(until)) => until,
+        _ => {
+            return Err(invalid(format!(
+                "task {task_id}'s result is {:?}, not an OP result in its window",
+                record.status
+            )))
+        }
+    };
+    if ctx.height > until {
+        return Err(invalid(format!(
+            "task {task_id}'s window closed at height {until}"
+        )));
+    }
+    if *sender == record.worker {
+        return Err(TxFailure::Unauthorized {
+            reason: "a worker cannot dispute its own result".into(),
+        });
+    }
+    if trace_root == record.trace_root {
+        return Err(invalid(
+            "this is the worker's own trace root; there is nothing to dispute",
+        ));
+    }
+    let id = dispute_id(task_id, sender);
+    if get(state, &id)?.is_some() {
+        return Err(invalid(format!("{sender} already disputed task {task_id}")));
+    }
+    let mut dispute = Dispute {
+        dispute_id: id,
+        task_id: *task_id,
+        worker: record.worker,
+        challenger: *sender,
+        worker_root: record.trace_root,
+        challenger_root: trace_root,
+        trace_len,
+        opened_height: ctx.height,
+        game: Game::open(
+            u64::from(record.trace_len.max(1)),
+            record.trace_root,
+            trace_root,
+            ctx.height,
+            params.dispute_clock_blocks,
+        )
+        .map_err(game_error)?,
+        status: DisputeStatus::Open,
+        resolved_height: None,
+        verdict: None,
+        slashed: 0,
+    };
+    challenger.locked += params.dispute_bond;
+    challenger.open_disputes += 1;
+    challenger.disputes_opened += 1;
+    challengers::put(state, sender, &challenger);
+    index(state, &dispute, true);
+    // Lengths that differ are settled at once by the model's own node count.
+    if trace_len != record.trace_len {
+        let steps = model_steps(ctx, &record.model_id)?;
+        let (winner, why) = if steps != Some(u64::from(record.trace_len)) {
+            (
+                Side::Challenger,
+                "the worker's trace length is not the model's node count",
+            )
+        } else {
+            (
+                Side::Worker,
+                "the challenger's trace length is not the model's node count",
+            )
+        };
+        resolve(state, ctx, &mut dispute, winner, why)?;
+        return Ok(());
+    }
+    put(state, &dispute);
+    watch(state, &dispute)?;
+    Ok(())
+}
+
+/// Schedules a look at the dispute when the next clock would run out.
+fn watch(state: &mut Overlay<'_>, dispute: &Dispute) -> Result<(), StateError> {
+    if let Some(deadline) = dispute.game.deadline() {
+        schedule::push(
+            state,
+            schedule::Kind::DisputeClock,
+            deadline,
+            &dispute.dispute_id,
+        )?;
+    }
+    Ok(())
+}
+
+fn open_dispute(state: &Overlay<'_>, id: &Hash) -> Result<Dispute, TxFailure> {
+    let dispute = get(state, id)?.ok_or_else(|| TxFailure::NotFound {
+        what: format!("dispute {id}"),
+    })?;
+    if dispute.status != DisputeStatus::Open {
+        return Err(invalid(format!("dispute {id} is over")));
+    }
+    Ok(dispute)
+}
+
+/// RevealChildren: a side's dissection move.
+pub fn reveal(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    sender: &Address,
+    id: &Hash,
+    hashes: &[Hash],
+) -> Result<(), TxFailure> {
+    let mut dispute = open_dispute(state, id)?;
+    let side = if *sender == dispute.worker {
+        Side::Worker
+    } else if *sender == dispute.challenger {
+        Side::Challenger
+    } else {
+        return Err(TxFailure::Unauthorized {
+            reason: format!("only the worker and the challenger of dispute {id} move in it"),
+        });
+    };
+    dispute
+        .game
+        .reveal(side, hashes.to_vec(), ctx.height)
+        .map_err(game_error)?;
+    put(state, &dispute);
+    watch(state, &dispute)?;
+    Ok(())
+}
+
+/// OneStep: the disputed step's inputs, proven, and the task's input file; anyone may send it.
+/// The validators re-execute that one node from the model file and the game ends.
+pub fn one_step(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    id: &Hash,
+    witness: &[u8],
+    input: &[u8],
+) -> Result<(), TxFailure> {
+    let mut dispute = open_dispute(state, id)?;
+    let task = tasks::get(state, &dispute.task_id)?.ok_or(StateError::Corrupt("disputed task"))?;
+    let step = dispute.game.start;
+    let witness = StepWitness::decode(witness).map_err(|e| invalid(format!("witness: {e}")))?;
+    if witness.step as u64 != step {
+        return Err(invalid(format!(
+            "the dispute is about step {step}, the witness about step {}",
+            witness.step
+        )));
+    }
+    if sha256(input) != task.input.hash {
+        return Err(invalid("the input file does not hash to the task's input"));
+    }
+    let model = match ctx.models.get(&task.model_id)? {
+        Loaded::Model(model) => model,
+        Loaded::Invalid(why) => {
+            return Err(invalid(format!(
+                "model {} cannot be re-executed: {why}",
+                task.model_id
+            )))
+        }
+    };
+    let inputs = model
+        .task_inputs(input)
+        .map_err(|e| invalid(format!("task input: {e}")))?;
+    // Every leaf before the disputed step is agreed (each round took the leftmost difference),
+    // so earlier outputs may be proven against either side's root: each side can then prove
+    // from its own tree.
+    let commitments = |trace_root| Commitments {
+        trace_root,
+        trace_len: u64::from(dispute.trace_len),
+        weights_root: model.weights_root(),
+        input_hashes: inputs.iter().map(|t| t.hash()).collect(),
+    };
+    let engine = ctx.models.engine();
+    let outcome = model
+        .verify_step(engine, &commitments(dispute.worker_root), &witness)
+        .or_else(|_| model.verify_step(engine, &commitments(dispute.challenger_root), &witness))
+        .map_err(|e| invalid(e.to_string()))?;
+    let winner = dispute
+        .game
+        .one_step(outcome.leaf, ctx.height)
+        .map_err(game_error)?;
+    let why = match winner {
+        Side::Worker => format!("step {step} re-executed to the worker's leaf"),
+        Side::Challenger => format!("step {step} re-executed to a leaf other than the worker's"),
+    };
+    resolve(state, ctx, &mut dispute, winner, &why)?;
+    Ok(())
+}
+
+/// Slashes `bps` of `amount`: the share the winner gets, and what is burned.
+fn slash_of(amount: Amount, bps: u32) -> (Amount, Amount) {
+    let bps = Amount::from(bps);
+    let slashed = amount / 10_000 * bps + amount % 10_000 * bps / 10_000;
+    let to_winner = slashed / 2;
+    (slashed, to_winner)
+}
+
+/// Ends a dispute: the loser is slashed, half to the winner; a losing worker's result is
+/// rejected and its task drawn again, and the task's other disputes end without slashing.
+fn resolve(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    dispute: &mut Dispute,
+    winner: Side,
+    why: &str,
+) -> Result<(), StateError> {
+    let params = &ctx.genesis.params.tasks;
+    let mut challenger = challengers::get(state, &dispute.challenger)?
+        .ok_or(StateError::Corrupt("dispute without challenger"))?;
+    challenger.locked = challenger.locked.saturating_sub(params.dispute_bond);
+    challenger.open_disputes = challenger.open_disputes.saturating_sub(1);
+    dispute.resolved_height = Some(ctx.height);
+    dispute.verdict = Some(why.to_string());
+    index(state, dispute, false);
+    match winner {
+        Side::Worker => {
+            let (slashed, reward) = slash_of(challenger.bond, params.slash_bps);
+            challenger.bond -= slashed;
+            challenger.disputes_lost += 1;
+            challengers::put(state, &dispute.challenger, &challenger);
+            credit_or_burn(state, &dispute.worker, reward)?;
+            dispute.status = DisputeStatus::WorkerWon;
+            dispute.slashed = slashed;
+            put(state, dispute);
+            finalize_if_settled(state, ctx, &dispute.task_id)?;
+        }
+        Side::Challenger => {
+            let slashed = staking::slash(state, &dispute.worker, params.slash_bps)?;
+            let reward = slashed / 2;
+            challenger.disputes_won += 1;
+            challenger.rewards = challenger.rewards.saturating_add(reward);
+            challengers::put(state, &dispute.challenger, &challenger);
+            credit_or_burn(state, &dispute.challenger, reward)?;
+            reputation::record_fraud(state, &dispute.worker, params.fraud_penalty)?;
+            sortition::refresh(state, ctx, &dispute.worker)?;
+            dispute.status = DisputeStatus::ChallengerWon;
+            dispute.slashed = slashed;
+            put(state, dispute);
+            reject_result(state, ctx, dispute)?;
+        }
+    }
+    Ok(())
+}
+
+/// A reward that would overflow its receiver's balance is burned with the rest.
+fn credit_or_burn(state: &mut Overlay<'_>, to: &Address, amount: Amount) -> Result<(), StateError> {
+    match accounts::credit(state, to, amount) {
+        Ok(()) | Err(TxFailure::Overflow) => Ok(()),
+        Err(TxFailure::Internal { reason }) => Err(StateError::Halted(reason)),
+        Err(_) => Ok(()),
+    }
+}
+
+/// The worker's result is disproven: the record is rejected, the task drawn again, and every
+/// other open dispute of the task ends, its bond returned.
+fn reject_result(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    dispute: &Dispute,
+) -> Result<(), StateError> {
+    let dispute_bond = ctx.genesis.params.tasks.dispute_bond;
+    for other in open_for_task(state, &dispute.task_id)? {
+        let Some(mut moot) = get(state, &other)? else {
+            continue;
+        };
+        let mut challenger = challengers::get(state, &moot.challenger)?
+            .ok_or(StateError::Corrupt("dispute without challenger"))?;
+        challenger.locked = challenger.locked.saturating_sub(dispute_bond);
+        challenger.open_disputes = challenger.open_disputes.saturating_sub(1);
+        challengers::put(state, &moot.challenger, &challenger);
+        moot.status = DisputeStatus::Moot;
+        moot.resolved_height = Some(ctx.height);
+        moot.verdict = Some(format!(
+            "dispute {} disproved the result first",
+            dispute.dispute_id
+        ));
+        index(state, &moot, false);
+        put(state, &moot);
+    }
+    let mut record =
+        records::get(state, &dispute.task_id)?.ok_or(StateError::Corrupt("disputed record"))?;
+    record.status = RecordStatus::Rejected;
+    records::put(state, &record);
+    let mut task =
+        tasks::get(state, &dispute.task_id)?.ok_or(StateError::Corrupt("disputed task"))?;
+    tasks::reopen(state, ctx, &mut task, dispute.worker)
+}
+
+/// Settles an OP result once its window has passed and no dispute is open.
+fn finalize_if_settled(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    task_id: &Hash,
+) -> Result<(), StateError> {
+    let Some(record) = records::get(state, task_id)? else {
+        return Ok(());
+    };
+    let past_window = record
+        .challenge_until
+        .is_some_and(|until| ctx.height > until);
+    if record.status != RecordStatus::Submitted
+        || !past_window
+        || !open_for_task(state, task_id)?.is_empty()
+    {
+        return Ok(());
+    }
+    let task = tasks::get(state, task_id)?.ok_or(StateError::Corrupt("recorded task"))?;
+    if task.status != TaskStatus::Challengeable {
+        return Ok(());
+    }
+    verifier::settle(state, ctx, task, record).map_err(|e| match e {
+        TxFailure::Internal { reason } => StateError::Halted(reason),
+        other => StateError::Halted(format!("settling an OP result: {other}")),
+    })
+}
+
+/// Start-of-block work: clocks that ran out end their games, and windows that closed settle
+/// their results.
+pub fn begin_block(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>) -> Result<(), StateError> {
+    for id in schedule::take::<Hash>(state, schedule::Kind::DisputeClock, ctx.height)? {
+        let Some(mut dispute) = get(state, &id)? else {
+            continue;
+        };
+        if dispute.status != DisputeStatus::Open {
+            continue;
+        }
+        match dispute.game.expire(ctx.height) {
+            Some(winner) => {
+                let why = match winner {
+                    Side::Worker => "the challenger's clock ran out",
+                    Side::Challenger => "the worker's clock ran out",
+                };
+                resolve(state, ctx, &mut dispute, winner, why)?;
+            }
+            None => watch(state, &dispute)?,
+        }
+    }
+    for id in schedule::take::<Hash>(state, schedule::Kind::Window, ctx.height)? {
+        finalize_if_settled(state, ctx, &id)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slashing_splits_exactly() {
+        assert_eq!(slash_of(10_000, 500), (500, 250));
+        assert_eq!(slash_of(0, 500), (0, 0));
+        let (slashed, reward) = slash_of(u128::MAX, 10_000);
+        assert_eq!(slashed, u128::MAX);
+        assert_eq!(reward, u128::MAX / 2);
+    }
+}
