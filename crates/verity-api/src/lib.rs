@@ -268,6 +268,33 @@ pub struct TaskView {
     pub attestation: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record: Option<ExecutionRecord>,
+    /// Disputes of an OP result, open or over.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disputes: Vec<Dispute>,
+}
+
+/// `GET /v1/challengers/{address}` and the entries of `GET /v1/challengers`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChallengerView {
+    pub address: Address,
+    /// Absent for an address that never bonded.
+    pub challenger: Option<Challenger>,
+}
+
+/// `GET /v1/challengers`, in address order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChallengerList {
+    pub challengers: Vec<ChallengerView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<Address>,
+}
+
+/// `GET /v1/disputes`, in id order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DisputeList {
+    pub disputes: Vec<Dispute>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<Hash>,
 }
 
 /// `GET /v1/workers/{address}`.
@@ -306,6 +333,8 @@ pub enum Event {
     Block(BlockRecord),
     /// A task changed state.
     Task(Task),
+    /// A dispute opened, moved or ended.
+    Dispute(Dispute),
 }
 
 #[cfg(test)]

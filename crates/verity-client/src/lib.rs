@@ -234,6 +234,28 @@ impl Client {
             .await
     }
 
+    pub async fn challengers(
+        &self,
+        page: &PageRequest<Address>,
+    ) -> Result<api::ChallengerList, ClientError> {
+        self.get(&format!("/v1/challengers{}", page.query())).await
+    }
+
+    pub async fn challenger(&self, address: &Address) -> Result<api::ChallengerView, ClientError> {
+        self.get(&format!("/v1/challengers/{address}")).await
+    }
+
+    pub async fn disputes(
+        &self,
+        page: &PageRequest<Hash>,
+    ) -> Result<api::DisputeList, ClientError> {
+        self.get(&format!("/v1/disputes{}", page.query())).await
+    }
+
+    pub async fn dispute(&self, id: &Hash) -> Result<Option<api::Dispute>, ClientError> {
+        self.find(&format!("/v1/disputes/{id}")).await
+    }
+
     pub async fn attestation_policy(&self) -> Result<PolicyView, ClientError> {
         self.get("/v1/attestation-policy").await
     }

@@ -27,9 +27,10 @@ use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi};
 use verity_api::{
-    AccountView, Assignments, ErrorBody, ErrorCode, ErrorDetail, ModelList, PolicyView, StatusView,
-    StoredBlob, SubmitTx, TaskList, TaskView, TxState, TxView, UploadAuth, ValidatorInfo,
-    WorkerList, WorkerView, DEV_TEE_LABEL, MAX_PAGE, UPLOAD_HEADER,
+    AccountView, Assignments, ChallengerList, ChallengerView, DisputeList, ErrorBody, ErrorCode,
+    ErrorDetail, ModelList, PolicyView, StatusView, StoredBlob, SubmitTx, TaskList, TaskView,
+    TxState, TxView, UploadAuth, ValidatorInfo, WorkerList, WorkerView, DEV_TEE_LABEL, MAX_PAGE,
+    UPLOAD_HEADER,
 };
 use verity_types::{Address, Hash};
 
@@ -143,6 +144,10 @@ pub fn router(state: ApiState, limits: &ApiLimits) -> Router {
         .route("/v1/workers", get(list_workers))
         .route("/v1/workers/{address}", get(get_worker))
         .route("/v1/workers/{address}/assignments", get(get_assignments))
+        .route("/v1/challengers", get(list_challengers))
+        .route("/v1/challengers/{address}", get(get_challenger))
+        .route("/v1/disputes", get(list_disputes))
+        .route("/v1/disputes/{id}", get(get_dispute))
         .route("/v1/attestation-policy", get(get_policy))
         .route("/v1/attestation-nonce", get(get_nonce))
         .route("/v1/events", get(events))
@@ -409,7 +414,7 @@ fn connected_peers(metrics: &str, index: usize) -> Vec<String> {
 
 #[utoipa::path(get, path = "/v1/events", tag = "chain",
     responses((status = 200,
-        description = "Server-sent events: `event: block` with a BlockRecord per finalized block, `event: task` with a Task per task change (schema Event)",
+        description = "Server-sent events: `event: block` with a BlockRecord per finalized block, `event: task` with a Task per task change, `event: dispute` with a Dispute per dispute move (schema Event)",
         content_type = "text/event-stream", body = String)))]
 async fn events(
     State(state): State<ApiState>,
@@ -426,7 +431,14 @@ async fn events(
             .json_data(&*task)
             .unwrap_or_else(|_| Event::default().event("task")))
     });
-    Sse::new(futures::stream::select(blocks, tasks)).keep_alive(KeepAlive::default())
+    let disputes = state.node.dispute_updates().map(|dispute| {
+        Ok(Event::default()
+            .event("dispute")
+            .json_data(&*dispute)
+            .unwrap_or_else(|_| Event::default().event("dispute")))
+    });
+    let all = futures::stream::select(futures::stream::select(blocks, tasks), disputes);
+    Sse::new(all).keep_alive(KeepAlive::default())
 }
 
 /// Checks an upload's authorisation and charges its declared size to the signer's quota;
@@ -689,7 +701,11 @@ async fn get_task(State(state): State<ApiState>, Path(id): Path<String>) -> ApiR
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found(format!("no task {id}")))?;
     let record = chain.record(&id).map_err(ApiError::internal)?;
+    let disputes = chain
+        .task_disputes(&id, MAX_PAGE as usize)
+        .map_err(ApiError::internal)?;
     Ok(Json(TaskView {
+        disputes,
         input_cid: verity_data::cid_of(&task.input.hash),
         output_cid: record.as_ref().map(|r| verity_data::cid_of(&r.output_hash)),
         attestation: record.as_ref().map(|r| {
@@ -817,6 +833,98 @@ async fn get_assignments(
     }))
 }
 
+#[utoipa::path(get, path = "/v1/challengers", tag = "disputes",
+    params(AddressPage),
+    responses(
+        (status = 200, description = "bonded challengers in address order, with their bonds and records", body = ChallengerList),
+        (status = 400, body = ErrorBody),
+    ))]
+async fn list_challengers(
+    State(state): State<ApiState>,
+    page: Result<Query<AddressPage>, QueryRejection>,
+) -> ApiResult<ChallengerList> {
+    let page = query(page)?;
+    let limit = page_size(page.limit, 100)?;
+    let found = state
+        .node
+        .chain
+        .challengers(page.after.as_ref(), limit)
+        .map_err(ApiError::internal)?;
+    let next = next_cursor(&found, limit, |(a, _)| *a);
+    let challengers = found
+        .into_iter()
+        .map(|(address, record)| ChallengerView {
+            address,
+            challenger: Some(record),
+        })
+        .collect();
+    Ok(Json(ChallengerList { challengers, next }))
+}
+
+#[utoipa::path(get, path = "/v1/challengers/{address}", tag = "disputes",
+    params(("address" = Address, Path)),
+    responses(
+        (status = 200, description = "bond, locked part, open disputes, wins, losses, rewards; empty for an address that never bonded", body = ChallengerView),
+        (status = 400, body = ErrorBody),
+    ))]
+async fn get_challenger(
+    State(state): State<ApiState>,
+    Path(address): Path<String>,
+) -> ApiResult<ChallengerView> {
+    let address: Address = parse(&address, "address")?;
+    let challenger = state
+        .node
+        .chain
+        .challenger(&address)
+        .map_err(ApiError::internal)?;
+    Ok(Json(ChallengerView {
+        address,
+        challenger,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/disputes", tag = "disputes",
+    params(IdPage),
+    responses(
+        (status = 200, description = "disputes of OP results in id order", body = DisputeList),
+        (status = 400, body = ErrorBody),
+    ))]
+async fn list_disputes(
+    State(state): State<ApiState>,
+    page: Result<Query<IdPage>, QueryRejection>,
+) -> ApiResult<DisputeList> {
+    let page = query(page)?;
+    let limit = page_size(page.limit, 100)?;
+    let disputes = state
+        .node
+        .chain
+        .disputes(page.after.as_ref(), limit)
+        .map_err(ApiError::internal)?;
+    let next = next_cursor(&disputes, limit, |d| d.dispute_id);
+    Ok(Json(DisputeList { disputes, next }))
+}
+
+#[utoipa::path(get, path = "/v1/disputes/{id}", tag = "disputes",
+    params(("id" = Hash, Path, description = "SHA-256 of `verity/dispute/v1`, the task id and the challenger")),
+    responses(
+        (status = 200, description = "the dispute: both roots, the game (span, revealed hashes, clocks, phase), status and verdict", body = verity_api::Dispute),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+async fn get_dispute(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<verity_state::Dispute> {
+    let id: Hash = parse(&id, "dispute id")?;
+    state
+        .node
+        .chain
+        .dispute(&id)
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no dispute {id}")))
+}
+
 #[utoipa::path(get, path = "/v1/attestation-policy", tag = "attestation",
     responses((status = 200, body = PolicyView)))]
 async fn get_policy(State(state): State<ApiState>) -> ApiResult<PolicyView> {
@@ -894,6 +1002,10 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
         list_workers,
         get_worker,
         get_assignments,
+        list_challengers,
+        get_challenger,
+        list_disputes,
+        get_dispute,
         get_policy,
         get_nonce,
         events,
@@ -946,6 +1058,10 @@ validator_p2p_tracker_directory_reserved{index=\"0\"} 2
             "/v1/workers",
             "/v1/workers/{address}",
             "/v1/workers/{address}/assignments",
+            "/v1/challengers",
+            "/v1/challengers/{address}",
+            "/v1/disputes",
+            "/v1/disputes/{id}",
             "/v1/attestation-policy",
             "/v1/attestation-nonce",
             "/v1/events",

@@ -52,6 +52,22 @@ const EMPTY_BLOCK_WAIT: Duration = Duration::from_millis(400);
 /// How far ahead of our clock a proposer's timestamp may be before we wait for it.
 const MAX_CLOCK_SKEW: Duration = Duration::from_millis(500);
 
+/// A broadcast as a stream; a subscriber that falls behind skips ahead.
+fn updates<T: Clone + Send + 'static>(
+    receiver: tokio::sync::broadcast::Receiver<T>,
+) -> impl futures::Stream<Item = T> {
+    use tokio::sync::broadcast::error::RecvError;
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(item) => return Some((item, receiver)),
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    })
+}
+
 /// What a validator shares between consensus, the executor, gossip and the API.
 pub struct NodeState {
     pub chain: Chain<Arc<dyn Store>>,
@@ -61,6 +77,8 @@ pub struct NodeState {
     pub events: tokio::sync::broadcast::Sender<Arc<BlockRecord>>,
     /// Tasks whose status changed in a finalized block.
     pub task_events: tokio::sync::broadcast::Sender<Arc<Task>>,
+    /// Disputes that opened, moved or ended in a finalized block.
+    pub dispute_events: tokio::sync::broadcast::Sender<Arc<verity_state::Dispute>>,
     /// Highest height consensus has finalized (execution may trail it briefly).
     pub finalized_tip: AtomicU64,
     /// Transactions admitted through the API, waiting to be gossiped to peers.
@@ -103,6 +121,7 @@ impl NodeState {
             cache,
             events: tokio::sync::broadcast::channel(1024).0,
             task_events: tokio::sync::broadcast::channel(16 * 1024).0,
+            dispute_events: tokio::sync::broadcast::channel(1024).0,
             finalized_tip: AtomicU64::new(height),
             outbound,
             label,
@@ -127,30 +146,17 @@ impl NodeState {
 
     /// Finalized blocks as they execute; a subscriber that falls behind skips ahead.
     pub fn finalized_blocks(&self) -> impl futures::Stream<Item = Arc<BlockRecord>> {
-        use tokio::sync::broadcast::error::RecvError;
-        futures::stream::unfold(self.events.subscribe(), |mut receiver| async move {
-            loop {
-                match receiver.recv().await {
-                    Ok(item) => return Some((item, receiver)),
-                    Err(RecvError::Lagged(_)) => continue,
-                    Err(RecvError::Closed) => return None,
-                }
-            }
-        })
+        updates(self.events.subscribe())
     }
 
     /// Tasks whose status changed, as blocks execute; a subscriber that falls behind skips ahead.
     pub fn task_updates(&self) -> impl futures::Stream<Item = Arc<Task>> {
-        use tokio::sync::broadcast::error::RecvError;
-        futures::stream::unfold(self.task_events.subscribe(), |mut receiver| async move {
-            loop {
-                match receiver.recv().await {
-                    Ok(item) => return Some((item, receiver)),
-                    Err(RecvError::Lagged(_)) => continue,
-                    Err(RecvError::Closed) => return None,
-                }
-            }
-        })
+        updates(self.task_events.subscribe())
+    }
+
+    /// Disputes that opened, moved or ended, as blocks execute.
+    pub fn dispute_updates(&self) -> impl futures::Stream<Item = Arc<verity_state::Dispute>> {
+        updates(self.dispute_events.subscribe())
     }
 
     pub fn block_limits(&self) -> BlockLimits {
@@ -559,6 +565,7 @@ pub async fn execute(
             Ok(Some(verity_state::Applied {
                 record,
                 tasks,
+                disputes,
                 failures,
                 dropped,
             })) => {
@@ -589,6 +596,9 @@ pub async fn execute(
                 let _ = node.events.send(Arc::new(record));
                 for task in tasks {
                     let _ = node.task_events.send(Arc::new(task));
+                }
+                for dispute in disputes {
+                    let _ = node.dispute_events.send(Arc::new(dispute));
                 }
             }
             Ok(None) => {}

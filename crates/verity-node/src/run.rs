@@ -256,7 +256,21 @@ async fn start_one(
     let store: Arc<dyn Store> = Arc::new(
         RedbStore::open(&config.data.join("state.redb")).context("opening the state store")?,
     );
-    let chain = Chain::open(store, genesis.chain.clone())?;
+    let blob_dir = config
+        .blobs
+        .clone()
+        .unwrap_or_else(|| config.data.join("blobs"));
+    let blobs = verity_data::BlobStore::open(&blob_dir, config.max_blob_bytes)
+        .context("opening the blob store")?
+        .with_disk_floor(config.uploads.disk_floor_bytes);
+    // Disputes re-execute a step from the model file itself, read from the blob store.
+    let model_files = blobs.clone();
+    let models = verity_state::ModelSource::new(move |id| {
+        model_files
+            .locate(id)
+            .and_then(|path| std::fs::read(path).ok())
+    });
+    let chain = Chain::open(store, genesis.chain.clone())?.with_models(models);
     let label = format!("v{index}");
     let (node, gossip) = NodeState::new(chain, cache, label.clone());
 
@@ -325,13 +339,6 @@ async fn start_one(
     )
     .await;
 
-    let blob_dir = config
-        .blobs
-        .clone()
-        .unwrap_or_else(|| config.data.join("blobs"));
-    let blobs = verity_data::BlobStore::open(&blob_dir, config.max_blob_bytes)
-        .context("opening the blob store")?
-        .with_disk_floor(config.uploads.disk_floor_bytes);
     let metrics_context = context.child("api");
     let state = ApiState {
         blobs,

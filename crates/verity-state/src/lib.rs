@@ -456,6 +456,8 @@ pub struct BlockInput<'a> {
 pub struct Applied {
     pub record: BlockRecord,
     pub tasks: Vec<Task>,
+    /// Disputes that opened, moved or ended.
+    pub disputes: Vec<Dispute>,
     /// Transactions that failed, with the detail their receipts leave out, for logs.
     pub failures: Vec<(Hash, TxFailure)>,
     /// Transactions dropped without a receipt: they could not be charged (see `admit`).
@@ -727,6 +729,11 @@ impl<S: Store> Chain<S> {
         modules::disputes::list(&self.view(), after, limit)
     }
 
+    /// Up to `limit` disputes of a task, open or over.
+    pub fn task_disputes(&self, task: &Hash, limit: usize) -> Result<Vec<Dispute>, StateError> {
+        modules::disputes::of_task(&self.view(), task, limit)
+    }
+
     /// The disputes of a task that are still being played.
     pub fn open_disputes(&self, task: &Hash) -> Result<Vec<Hash>, StateError> {
         modules::disputes::open_for_task(&self.view(), task)
@@ -831,6 +838,7 @@ impl<S: Store> Chain<S> {
         }
         let mut batch = state.into_batch();
         let tasks = modules::tasks::changed(&batch);
+        let disputes = modules::disputes::changed(&batch);
         let root = chain_root(&self.state_root()?, block.height, &batch);
         let record = BlockRecord {
             height: block.height,
@@ -856,6 +864,7 @@ impl<S: Store> Chain<S> {
         Ok(Some(Applied {
             record,
             tasks,
+            disputes,
             failures,
             dropped,
         }))

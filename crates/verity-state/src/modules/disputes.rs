@@ -57,6 +57,8 @@ pub struct Dispute {
 const DISPUTE: &[u8] = b"d";
 const BY_TASK: &[u8] = b"t";
 const BY_WORKER: &[u8] = b"w";
+/// Every dispute of a task, open or over.
+const OF_TASK: &[u8] = b"a";
 
 pub fn dispute_id(task: &Hash, challenger: &Address) -> Hash {
     sha256(&[DISPUTE_DOMAIN, &task.0, &challenger.0].concat())
@@ -103,6 +105,32 @@ pub fn open_for_task(state: &Overlay<'_>, task: &Hash) -> Result<Vec<Hash>, Stat
                 .map(Hash)
                 .map_err(|_| StateError::Corrupt("dispute index"))
         })
+        .collect()
+}
+
+/// Up to `limit` disputes of a task, open or over, in id order.
+pub fn of_task(state: &Overlay<'_>, task: &Hash, limit: usize) -> Result<Vec<Dispute>, StateError> {
+    let prefix = [OF_TASK, &task.0].concat();
+    let mut out = Vec::new();
+    for (k, _) in state.scan_prefix(Table::Disputes, &prefix, limit)? {
+        let id = Hash(
+            k[prefix.len()..]
+                .try_into()
+                .map_err(|_| StateError::Corrupt("dispute index"))?,
+        );
+        out.extend(get(state, &id)?);
+    }
+    Ok(out)
+}
+
+/// The disputes a block's writes changed, decoded from those writes.
+pub fn changed(batch: &crate::Batch) -> Vec<Dispute> {
+    batch
+        .writes
+        .iter()
+        .filter(|((table, key), _)| *table == Table::Disputes && key.first() == Some(&DISPUTE[0]))
+        .filter_map(|(_, value)| value.as_ref())
+        .filter_map(|raw| serde_json::from_slice(raw).ok())
         .collect()
 }
 
@@ -228,6 +256,11 @@ pub fn open(
     challenger.disputes_opened += 1;
     challengers::put(state, sender, &challenger);
     index(state, &dispute, true);
+    state.put(
+        Table::Disputes,
+        [OF_TASK, &task_id.0, &id.0].concat(),
+        Vec::new(),
+    );
     // Lengths that differ are settled at once by the model's own node count.
     if trace_len != record.trace_len {
         let steps = model_steps(ctx, &record.model_id)?;
