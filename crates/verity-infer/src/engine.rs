@@ -56,7 +56,21 @@ impl Engine {
         inputs: Vec<Tensor>,
         with_trace: bool,
     ) -> Result<RunOutput, InferError> {
-        self.execute(model, inputs, with_trace, None)
+        self.execute(model, inputs, with_trace, None, None)
+            .map(|(out, _)| out)
+    }
+
+    /// Runs the model as a lying worker would: node `step`'s first output has its first element
+    /// changed, so that step and everything after it differ from an honest run. Fault injection
+    /// for testing disputes only (`verity worker --dishonest STEP`); never used to answer a task
+    /// honestly.
+    pub fn run_corrupted(
+        &self,
+        model: &Model,
+        inputs: Vec<Tensor>,
+        step: usize,
+    ) -> Result<RunOutput, InferError> {
+        self.execute(model, inputs, true, None, Some(step))
             .map(|(out, _)| out)
     }
 
@@ -67,6 +81,7 @@ impl Engine {
         inputs: Vec<Tensor>,
         with_trace: bool,
         capture_step: Option<usize>,
+        corrupt_step: Option<usize>,
     ) -> Result<(RunOutput, Option<StepInputs>), InferError> {
         check_inputs(model, &inputs)?;
         let ctx = Ctx {
@@ -101,10 +116,15 @@ impl Engine {
             if capture_step == Some(step) {
                 captured = Some(args.iter().map(|t| t.cloned()).collect());
             }
-            let outs = op.run(ctx, &args).map_err(|e| match e {
+            let mut outs = op.run(ctx, &args).map_err(|e| match e {
                 OpError::Invalid(r) => fail(r),
                 OpError::Unsupported(_) => unsupported(&e),
             })?;
+            if corrupt_step == Some(step) {
+                if let Some(first) = outs.first_mut() {
+                    *first = first.perturbed();
+                }
+            }
             if outs.len() < node.outputs.iter().filter(|o| o.is_some()).count() {
                 return Err(fail(format!(
                     "produced {} outputs, the node declares {}",

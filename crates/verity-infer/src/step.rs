@@ -81,7 +81,7 @@ impl Model {
                 self.nodes.len().saturating_sub(1)
             ))
         })?;
-        let (run, captured) = engine.execute(self, inputs, true, Some(step))?;
+        let (run, captured) = engine.execute(self, inputs, true, Some(step), None)?;
         let trace = run.trace.expect("traced run");
         let captured = captured.expect("the step ran");
         let mut witness_inputs = Vec::with_capacity(node.inputs.len());

@@ -272,3 +272,26 @@ fn bad_models_and_inputs_are_errors_with_reasons() {
         }
     ));
 }
+
+#[test]
+fn a_corrupted_run_differs_from_its_step_on() {
+    let engine = Engine::new(1).unwrap();
+    for (name, model, input) in bundled() {
+        let honest = engine.run(&model, vec![input.clone()], true).unwrap();
+        let honest = honest.trace.unwrap();
+        for step in [0, model.step_count() / 2, model.step_count() - 1] {
+            let lie = engine
+                .run_corrupted(&model, vec![input.clone()], step)
+                .unwrap()
+                .trace
+                .unwrap();
+            assert_eq!(
+                lie.leaves()[..step],
+                honest.leaves()[..step],
+                "{name} {step}"
+            );
+            assert_ne!(lie.leaves()[step], honest.leaves()[step], "{name} {step}");
+            assert_ne!(lie.root(), honest.root());
+        }
+    }
+}
