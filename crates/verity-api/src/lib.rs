@@ -9,6 +9,8 @@ use utoipa::ToSchema;
 use verity_types::{Address, Amount, FeeSchedule, Hash};
 
 pub use upload::{UploadAuth, UploadAuthError, UPLOAD_DOMAIN, UPLOAD_HEADER};
+pub use verity_state::modules::disputes::{dispute_id, DisputeStatus};
+pub use verity_state::modules::game::{Game, Phase, Side, DEPTH};
 pub use verity_state::modules::records::RecordStatus;
 pub use verity_state::{
     AttestationNonce, BlockRecord, Challenger, Dispute, ExecutionRecord, Model, Receipt,

@@ -252,6 +252,20 @@ impl Client {
         self.get(&format!("/v1/disputes{}", page.query())).await
     }
 
+    /// The open disputes in which `party` is the worker or the challenger.
+    pub async fn open_disputes_of(
+        &self,
+        party: &Address,
+    ) -> Result<Vec<api::Dispute>, ClientError> {
+        let list: api::DisputeList = self
+            .get(&format!(
+                "/v1/disputes?party={party}&limit={}",
+                api::MAX_PAGE
+            ))
+            .await?;
+        Ok(list.disputes)
+    }
+
     pub async fn dispute(&self, id: &Hash) -> Result<Option<api::Dispute>, ClientError> {
         self.find(&format!("/v1/disputes/{id}")).await
     }
@@ -342,6 +356,36 @@ impl Client {
             .await
             .map_err(|e| ClientError::Decode(e.to_string()))?;
         Ok(Some(bytes.to_vec()))
+    }
+
+    /// Signs `action` for the node's chain with the account's pending nonce (counting its
+    /// transactions already pending) and a fee of at least what its weight costs (`min_fee` when
+    /// higher), and submits it. A race with another transaction of the same sender, one that
+    /// took the nonce between the read and the submission, is retried once with a fresh nonce.
+    pub async fn submit_action(
+        &self,
+        key: &AccountKey,
+        action: verity_types::Action,
+        min_fee: verity_types::Amount,
+    ) -> Result<SignedTx, ClientError> {
+        let status = self.status().await?;
+        let mut last = None;
+        for _ in 0..2 {
+            let mut body = verity_types::TxBody {
+                chain_id: status.chain_id.clone(),
+                nonce: self.pending_nonce(&key.address()).await?,
+                fee: 0,
+                action: action.clone(),
+            };
+            body.fee = body.required_fee(&status.fees).max(min_fee);
+            let tx = body.sign(key);
+            match self.submit(&tx).await {
+                Ok(_) => return Ok(tx),
+                Err(e) if e.is_nonce_race() => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("two attempts failed"))
     }
 
     /// The chain's transaction prices, from its status.

@@ -222,6 +222,22 @@ struct IdPage {
     after: Option<Hash>,
 }
 
+/// `GET /v1/disputes`: a page of every dispute, or the open ones of one party.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct DisputeQuery {
+    /// Page size, 1 to 1000.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    /// The previous page's `next`.
+    #[param(value_type = Option<Hash>)]
+    after: Option<Hash>,
+    /// Only the open disputes in which this address is the worker or the challenger (what it
+    /// owes moves in); `after` does not apply.
+    #[param(value_type = Option<Address>)]
+    party: Option<Address>,
+}
+
 /// A list's query when its cursor is an address.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -884,20 +900,28 @@ async fn get_challenger(
 }
 
 #[utoipa::path(get, path = "/v1/disputes", tag = "disputes",
-    params(IdPage),
+    params(DisputeQuery),
     responses(
         (status = 200, description = "disputes of OP results in id order", body = DisputeList),
         (status = 400, body = ErrorBody),
     ))]
 async fn list_disputes(
     State(state): State<ApiState>,
-    page: Result<Query<IdPage>, QueryRejection>,
+    page: Result<Query<DisputeQuery>, QueryRejection>,
 ) -> ApiResult<DisputeList> {
     let page = query(page)?;
     let limit = page_size(page.limit, 100)?;
-    let disputes = state
-        .node
-        .chain
+    let chain = &state.node.chain;
+    if let Some(party) = page.party {
+        let disputes = chain
+            .open_disputes_of(&party, limit)
+            .map_err(ApiError::internal)?;
+        return Ok(Json(DisputeList {
+            disputes,
+            next: None,
+        }));
+    }
+    let disputes = chain
         .disputes(page.after.as_ref(), limit)
         .map_err(ApiError::internal)?;
     let next = next_cursor(&disputes, limit, |d| d.dispute_id);

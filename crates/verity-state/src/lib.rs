@@ -729,6 +729,15 @@ impl<S: Store> Chain<S> {
         modules::disputes::list(&self.view(), after, limit)
     }
 
+    /// Up to `limit` open disputes in which `party` is the worker or the challenger.
+    pub fn open_disputes_of(
+        &self,
+        party: &Address,
+        limit: usize,
+    ) -> Result<Vec<Dispute>, StateError> {
+        modules::disputes::open_of(&self.view(), party, limit)
+    }
+
     /// Up to `limit` disputes of a task, open or over.
     pub fn task_disputes(&self, task: &Hash, limit: usize) -> Result<Vec<Dispute>, StateError> {
         modules::disputes::of_task(&self.view(), task, limit)

@@ -3,10 +3,13 @@
 //! uploads the output, and submits enclave-signed receipts in batches. Its coordinator duties
 //! (dispatch across cores, latency tracking, batching receipts into transactions) live here too.
 
+mod challenger;
+pub mod disputes;
 mod journal;
 mod output;
 mod service;
 
+pub use challenger::{run_challenger, ChallengerConfig, ChallengerStats};
 pub use output::output_document;
 pub use service::{compute, run, Computed, WorkerConfig, WorkerStats};
 pub use verity_tee::produce::TeeSource;

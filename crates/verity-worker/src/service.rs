@@ -51,6 +51,9 @@ pub struct WorkerConfig {
     pub max_batch: usize,
     pub poll: Duration,
     pub label: String,
+    /// Fault injection for testing disputes only: corrupt graph node N's output in every run,
+    /// sign that result, and defend it. `None` for every real worker.
+    pub dishonest: Option<usize>,
 }
 
 /// Counters the worker keeps, shared with whoever started it.
@@ -70,12 +73,25 @@ pub struct Computed {
     pub trace_len: u32,
 }
 
-/// Runs `model` on one input blob: the task's output document and trace commitment.
-pub fn compute(engine: &Engine, model: &Model, input: &[u8]) -> Result<Computed> {
+/// Runs `model` on one input blob: the task's output document and trace commitment. With
+/// `corrupt`, node N's output is changed first (fault injection, `--dishonest`).
+pub fn compute(
+    engine: &Engine,
+    model: &Model,
+    input: &[u8],
+    corrupt: Option<usize>,
+) -> Result<Computed> {
     let inputs = model
         .task_inputs(input)
         .context("decoding the task input")?;
-    let out = engine.run(model, inputs, true)?;
+    let out = match corrupt {
+        Some(step) => engine.run_corrupted(
+            model,
+            inputs,
+            step.min(model.step_count().saturating_sub(1)),
+        )?,
+        None => engine.run(model, inputs, true)?,
+    };
     let trace = out.trace.as_ref().context("the engine returned no trace")?;
     let (trace_root, trace_len) = (trace.root(), trace.len() as u32);
     let output = serde_json::to_vec(&output_document(model, &out))?;
@@ -100,6 +116,9 @@ struct Worker {
     engine: Arc<Engine>,
     first_seen: HashMap<Hash, Instant>,
     stats: Arc<WorkerStats>,
+    /// Runs of tasks whose results are under dispute, and the rounds already answered.
+    defending: HashMap<Hash, crate::disputes::Run>,
+    answered: std::collections::HashSet<(Hash, u64, u64, bool)>,
 }
 
 fn now_ms() -> u64 {
@@ -181,6 +200,8 @@ impl Worker {
             models: HashMap::new(),
             first_seen: HashMap::new(),
             stats,
+            defending: HashMap::new(),
+            answered: Default::default(),
         };
         worker.setup().await?;
         Ok(worker)
@@ -362,6 +383,7 @@ impl Worker {
     /// found work.
     async fn round(&mut self) -> Result<bool> {
         self.reconcile().await?;
+        self.defend().await?;
         let tasks = self
             .client
             .assignments(&self.address, &PageRequest::default())
@@ -414,10 +436,11 @@ impl Worker {
             }
         }
         let engine = self.engine.clone();
+        let corrupt = self.config.dishonest;
         let results = tokio::task::spawn_blocking(move || {
             work.into_par_iter()
                 .map(|(job, input)| {
-                    let result = compute(&engine, &job.3, &input);
+                    let result = compute(&engine, &job.3, &input, corrupt);
                     (job, result)
                 })
                 .collect::<Vec<_>>()
@@ -531,6 +554,67 @@ impl Worker {
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.latency_ms_total.fetch_add(latency, Ordering::Relaxed);
         info!(worker = %self.config.label, receipts = ids.len(), mean_ms = latency / ids.len().max(1) as u64, "receipts submitted");
+    }
+
+    /// Answers every open dispute against this worker's results with the move it owes: the
+    /// span's hashes from its own run, then the one-step.
+    async fn defend(&mut self) -> Result<()> {
+        let open = self.client.open_disputes_of(&self.address).await?;
+        let open: Vec<_> = open
+            .into_iter()
+            .filter(|d| d.worker == self.address)
+            .collect();
+        self.defending
+            .retain(|task, _| open.iter().any(|d| d.task_id == *task));
+        self.answered
+            .retain(|(id, ..)| open.iter().any(|d| d.dispute_id == *id));
+        for dispute in open {
+            let round = (
+                dispute.dispute_id,
+                dispute.game.start,
+                dispute.game.len,
+                dispute.game.phase == crate::disputes::ONE_STEP,
+            );
+            if self.answered.contains(&round) {
+                continue;
+            }
+            if !self.defending.contains_key(&dispute.task_id) {
+                let task = self
+                    .client
+                    .task(&dispute.task_id)
+                    .await?
+                    .context("a disputed task")?
+                    .task;
+                let model = match self.model(&task.model_id).await? {
+                    Ok(model) => model,
+                    Err(reason) => {
+                        bail!("cannot load model {} to defend: {reason:?}", task.model_id)
+                    }
+                };
+                let input = crate::disputes::fetch(&self.client, &task.input.hash).await?;
+                let engine = self.engine.clone();
+                let corrupt = self.config.dishonest;
+                let run = tokio::task::spawn_blocking(move || {
+                    crate::disputes::run(&engine, model, input, corrupt)
+                })
+                .await??;
+                self.defending.insert(dispute.task_id, run);
+            }
+            let run = &self.defending[&dispute.task_id];
+            let Some(action) = crate::disputes::next_move(
+                &self.engine,
+                &dispute,
+                verity_client::api::Side::Worker,
+                run,
+            )?
+            else {
+                continue;
+            };
+            info!(worker = %self.config.label, dispute = %dispute.dispute_id, action = action.name(), "defending a result");
+            self.send(action).await?;
+            self.answered.insert(round);
+        }
+        Ok(())
     }
 
     fn sign(&self, action: Action) -> SignedTx {

@@ -93,7 +93,7 @@ pub fn tasks(args: TasksArgs) -> Result<()> {
         let apis: Vec<_> = started.iter().map(|s| s.api).collect();
         let clients: Vec<Client> = apis.iter().map(|a| Client::new(&a.to_string())).collect();
         let model = register_bundled_model(&clients[0], &dev).await?;
-        let stats = spawn_workers(&home, &apis, args.workers)?;
+        let stats = spawn_workers(&home, &apis, args.workers, 0)?;
         wait_for_workers(&clients[0], args.workers as usize).await?;
         clients[0].put_blobs(inputs.clone(), &dev).await?;
         eprintln!(

@@ -14,7 +14,7 @@ use verity_node::{
     run::{self},
 };
 use verity_state::{Genesis, GenesisAccount, Params};
-use verity_types::{AccountKey, Action, Address, Hash, ONE_TOKEN};
+use verity_types::{AccountKey, Action, Address, Hash, Mode, ONE_TOKEN};
 
 use crate::tokens;
 
@@ -42,6 +42,14 @@ pub struct DevnetArgs {
     /// Workers started in this process, each with a dev (software) enclave.
     #[arg(long, default_value_t = 2)]
     workers: u32,
+    /// Challengers started in this process: they re-execute every OP result in its window and
+    /// dispute the wrong ones.
+    #[arg(long, default_value_t = 1)]
+    challengers: u32,
+    /// FOR TESTING DISPUTES ONLY: the first N workers lie about graph node 1 of every task
+    /// (`verity worker --dishonest 1`).
+    #[arg(long, default_value_t = 0)]
+    dishonest_workers: u32,
     /// Show the validators' and workers' logs instead of a status line every few seconds
     /// (`VERITY_LOG` also brings them back, with its own filter).
     #[arg(long)]
@@ -84,6 +92,7 @@ pub(crate) fn spawn_workers(
     home: &Path,
     apis: &[std::net::SocketAddr],
     count: u32,
+    dishonest: u32,
 ) -> Result<Vec<Arc<verity_worker::WorkerStats>>> {
     let mut all = Vec::new();
     for i in 0..count as usize {
@@ -101,6 +110,8 @@ pub(crate) fn spawn_workers(
             max_batch: 128,
             poll: Duration::from_millis(100),
             label: format!("w{i}"),
+            // Fault injection: the first `dishonest` workers lie about graph node 1.
+            dishonest: (i < dishonest as usize).then_some(1),
         };
         let s = stats.clone();
         tokio::spawn(async move {
@@ -293,10 +304,69 @@ pub(crate) async fn register_bundled_model(client: &Client, owner: &AccountKey) 
         "1".into(),
         "MIT".into(),
         "mlp".into(),
+        vec![Mode::Tee, Mode::Op],
     )?;
     crate::task_cmd::register_model(client, owner, BUNDLED_MODEL.to_vec(), spec)
         .await
         .context("registering the bundled model")
+}
+
+/// Starts `count` in-process challengers, keys under `home/challenger-i`; an account with less
+/// than its bond and fees is funded from the dev account first.
+pub(crate) async fn spawn_challengers(
+    home: &Path,
+    apis: &[std::net::SocketAddr],
+    dev: &AccountKey,
+    count: u32,
+    frivolous: bool,
+) -> Result<Vec<Arc<verity_worker::ChallengerStats>>> {
+    let client = Client::new(&apis[0].to_string());
+    let bond = verity_state::TaskParams::default().min_challenger_bond;
+    let mut all = Vec::new();
+    for i in 0..count as usize {
+        let path = home.join(format!("challenger-{i}")).join("account.key");
+        let account = if path.exists() {
+            load_key_file(&path)?
+        } else {
+            let key = AccountKey::generate();
+            write_secret(&path, key.secret_hex().as_bytes())?;
+            key
+        };
+        if client.account(&account.address()).await?.balance < bond {
+            let tx = client
+                .submit_action(
+                    dev,
+                    Action::Transfer {
+                        to: account.address(),
+                        amount: 10 * bond,
+                    },
+                    0,
+                )
+                .await
+                .context("funding a challenger")?;
+            client
+                .wait_for_tx(&tx.hash(), Duration::from_secs(60))
+                .await?;
+        }
+        let stats = Arc::new(verity_worker::ChallengerStats::default());
+        let config = verity_worker::ChallengerConfig {
+            api: apis[i % apis.len()].to_string(),
+            account,
+            bond,
+            models: Vec::new(),
+            frivolous,
+            poll: Duration::from_millis(200),
+            label: format!("c{i}"),
+        };
+        let s = stats.clone();
+        tokio::spawn(async move {
+            if let Err(e) = verity_worker::run_challenger(config, s, std::future::pending()).await {
+                tracing::error!(error = %format!("{e:#}"), "challenger stopped");
+            }
+        });
+        all.push(stats);
+    }
+    Ok(all)
 }
 
 /// Creates `count` worker account keys, `worker-i/account.key` under `home`, where
@@ -348,7 +418,8 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
         let apis: Vec<_> = started.iter().map(|s| s.api).collect();
         let client = Client::new(&apis[0].to_string());
         let model_id = register_bundled_model(&client, &dev).await?;
-        spawn_workers(&home, &apis, args.workers)?;
+        spawn_workers(&home, &apis, args.workers, args.dishonest_workers)?;
+        spawn_challengers(&home, &apis, &dev, args.challengers, false).await?;
         // The banner says "ready" only once the setup is final: the dev account's setup
         // transactions are finalized and the workers can take tasks.
         eprintln!("waiting for {} workers to stake and attest…", args.workers);
@@ -356,8 +427,20 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
             eprintln!("warning: {e:#}; see `verity devnet --log`");
         }
         outln!(
-            "  workers:     {} (dev TEE, not hardware-backed)",
-            args.workers
+            "  workers:     {} (dev TEE, not hardware-backed){}",
+            args.workers,
+            if args.dishonest_workers > 0 {
+                format!(
+                    "; {} DISHONEST, for testing disputes",
+                    args.dishonest_workers
+                )
+            } else {
+                String::new()
+            }
+        );
+        outln!(
+            "  challengers: {} (re-execute OP results and dispute wrong ones)",
+            args.challengers
         );
         outln!("  model:       {model_id} (digits-mlp, bundled)");
         outln!("  genesis:     {}", home.join("genesis.json").display());

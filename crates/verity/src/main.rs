@@ -7,6 +7,7 @@ mod attest_cmd;
 mod bench_cmd;
 mod bench_tasks;
 mod chain_cmd;
+mod dispute_cmd;
 mod infer_cmd;
 mod shutdown;
 mod task_cmd;
@@ -61,6 +62,11 @@ enum Command {
     Task(task_cmd::TaskCommand),
     /// Run a worker: stake, attest, run assigned tasks, submit receipts.
     Worker(task_cmd::WorkerArgs),
+    /// Run a challenger: bond, re-execute OP results in their windows, dispute wrong ones.
+    Challenger(dispute_cmd::ChallengerArgs),
+    /// Disputes of OP results.
+    #[command(subcommand)]
+    Dispute(dispute_cmd::DisputeCommand),
     /// Measure a local network.
     #[command(subcommand)]
     Bench(bench_cmd::BenchCommand),
@@ -83,6 +89,8 @@ fn main() -> ExitCode {
         Command::Model(cmd) => task_cmd::model(cmd),
         Command::Task(cmd) => task_cmd::task(cmd),
         Command::Worker(args) => task_cmd::worker(args),
+        Command::Challenger(args) => dispute_cmd::challenger(args),
+        Command::Dispute(cmd) => dispute_cmd::dispute(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,7 +10,7 @@ use serde_json::Value;
 use verity_client::api::{Receipt, RecordStatus, TaskStatus, TaskView, TxStatus, TxView};
 use verity_client::{Client, PageRequest};
 use verity_infer::Model;
-use verity_types::{AccountKey, Action, Amount, DataRef, Hash, Mode, ModelSpec, SignedTx, TxBody};
+use verity_types::{AccountKey, Action, Amount, DataRef, Hash, Mode, ModelSpec, SignedTx};
 use verity_worker::TeeSource;
 
 use crate::chain_cmd::{init_logs, keys_dir, load_key, runtime, DEFAULT_NODE};
@@ -74,6 +74,9 @@ pub struct RegisterModelArgs {
     license: String,
     #[arg(long, default_value = "onnx")]
     architecture: String,
+    /// Verification modes the model allows, comma-separated: tee, op (tee_zk is not built yet).
+    #[arg(long, value_delimiter = ',', default_value = "tee,op")]
+    modes: Vec<Mode>,
     #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]
     node: String,
     #[arg(long, env = "VERITY_KEYS")]
@@ -158,6 +161,11 @@ pub struct WorkerArgs {
     /// Serve only these models (repeatable); every model when absent.
     #[arg(long = "model")]
     models: Vec<Hash>,
+    /// FOR TESTING DISPUTES ONLY: corrupt the output of graph node STEP in every task, sign
+    /// that wrong result, and defend it. Such a worker loses every dispute and 5 % of its stake
+    /// each time.
+    #[arg(long, value_name = "STEP")]
+    dishonest: Option<usize>,
     #[arg(long, default_value_t = 128)]
     max_batch: usize,
     #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]
@@ -204,6 +212,7 @@ pub fn model_spec(
     version: String,
     license: String,
     architecture: String,
+    modes: Vec<Mode>,
 ) -> Result<ModelSpec> {
     let summary = Model::parse(bytes)?.summary();
     ensure!(
@@ -224,8 +233,8 @@ pub fn model_spec(
         param_count: summary.parameters,
         size: bytes.len() as u64,
         license,
-        tee_required: true,
-        allowed_modes: vec![Mode::Tee],
+        tee_required: modes == [Mode::Tee],
+        allowed_modes: modes,
         tolerance_ppm: 0,
     })
 }
@@ -252,34 +261,23 @@ pub async fn register_model(
     Ok(id)
 }
 
-/// Signs `action` for the node's chain with the account's next nonce, counting its pending
-/// transactions, and a fee of at least what its weight costs (`min_fee` when higher), and
-/// submits it. A race with another transaction of the same sender (one that took the nonce
-/// between our read and our submission) is retried once with a fresh nonce.
+/// Submits `action` from `key` with the account's pending nonce and a fee of at least its
+/// weight's price (`min_fee` when higher); one nonce race is retried.
 pub async fn submit_next(
     client: &Client,
     key: &AccountKey,
     action: Action,
     min_fee: Amount,
 ) -> Result<SignedTx> {
-    let status = client.status().await?;
-    let (chain_id, prices) = (status.chain_id, status.fees);
-    for attempt in 0..2 {
-        let mut body = TxBody {
-            chain_id: chain_id.clone(),
-            nonce: client.pending_nonce(&key.address()).await?,
-            fee: 0,
-            action: action.clone(),
-        };
-        body.fee = body.required_fee(&prices).max(min_fee);
-        let tx = body.sign(key);
-        match client.submit(&tx).await {
-            Ok(_) => return Ok(tx),
-            Err(e) if attempt == 0 && e.is_nonce_race() => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    bail!("another transaction of this account keeps taking the next nonce; try again")
+    client
+        .submit_action(key, action, min_fee)
+        .await
+        .map_err(|e| match e.is_nonce_race() {
+            true => anyhow::anyhow!(
+                "another transaction of this account keeps taking the next nonce; try again ({e})"
+            ),
+            false => e.into(),
+        })
 }
 
 /// Submits `action` with the account's next nonce and waits for its receipt.
@@ -303,7 +301,14 @@ pub fn model(cmd: ModelCommand) -> Result<()> {
                         .map(|s| s.to_string_lossy().into_owned())
                         .unwrap_or_else(|| "model".into())
                 });
-                let spec = model_spec(&bytes, name, args.version, args.license, args.architecture)?;
+                let spec = model_spec(
+                    &bytes,
+                    name,
+                    args.version,
+                    args.license,
+                    args.architecture,
+                    args.modes,
+                )?;
                 let id = register_model(&Client::new(&args.node), &key, bytes, spec).await?;
                 outln!("{id}");
             }
@@ -545,6 +550,18 @@ fn print_task(view: &TaskView, output: Option<&[u8]>, json: bool) -> Result<()> 
             tokens::format(s.protocol)
         );
     }
+    for d in &view.disputes {
+        outln!(
+            "dispute      {} by {}: {:?}{}",
+            d.dispute_id,
+            d.challenger,
+            d.status,
+            d.verdict
+                .as_deref()
+                .map(|v| format!(" ({v})"))
+                .unwrap_or_default()
+        );
+    }
     if let Some(out) = output_doc {
         for o in out["outputs"].as_array().into_iter().flatten() {
             outln!(
@@ -584,6 +601,7 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
         max_batch: args.max_batch,
         poll: Duration::from_millis(100),
         label: "worker".into(),
+        dishonest: args.dishonest,
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

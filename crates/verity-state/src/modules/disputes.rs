@@ -57,6 +57,7 @@ pub struct Dispute {
 const DISPUTE: &[u8] = b"d";
 const BY_TASK: &[u8] = b"t";
 const BY_WORKER: &[u8] = b"w";
+const BY_CHALLENGER: &[u8] = b"x";
 /// Every dispute of a task, open or over.
 const OF_TASK: &[u8] = b"a";
 
@@ -134,6 +135,29 @@ pub fn changed(batch: &crate::Batch) -> Vec<Dispute> {
         .collect()
 }
 
+/// Up to `limit` open disputes in which `party` is the worker or the challenger: what it owes
+/// moves in.
+pub fn open_of(
+    state: &Overlay<'_>,
+    party: &Address,
+    limit: usize,
+) -> Result<Vec<Dispute>, StateError> {
+    let mut out = Vec::new();
+    for side in [BY_WORKER, BY_CHALLENGER] {
+        let prefix = [side, &party.0].concat();
+        for (k, _) in state.scan_prefix(Table::Disputes, &prefix, limit)? {
+            let id = Hash(
+                k[prefix.len()..]
+                    .try_into()
+                    .map_err(|_| StateError::Corrupt("dispute index"))?,
+            );
+            out.extend(get(state, &id)?);
+        }
+    }
+    out.truncate(limit);
+    Ok(out)
+}
+
 /// Whether a dispute against `worker` is open: its stake cannot leave meanwhile.
 pub fn has_open_against(state: &Overlay<'_>, worker: &Address) -> Result<bool, StateError> {
     let prefix = [BY_WORKER, &worker.0].concat();
@@ -144,6 +168,7 @@ fn index(state: &mut Overlay<'_>, d: &Dispute, open: bool) {
     let keys = [
         [BY_TASK, &d.task_id.0, &d.dispute_id.0].concat(),
         [BY_WORKER, &d.worker.0, &d.dispute_id.0].concat(),
+        [BY_CHALLENGER, &d.challenger.0, &d.dispute_id.0].concat(),
     ];
     for k in keys {
         if open {

@@ -1,0 +1,271 @@
+//! The challenger (`verity challenger`): bonds, follows OP results while their windows are
+//! open, re-executes each with verity-infer, and on a mismatch opens a dispute and plays it to
+//! the end. It keeps nothing but a cache: what it checked, ran and answered is found again on
+//! the chain after a restart, and its runs are recomputed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tracing::{info, warn};
+use verity_client::api::{dispute_id, Phase, Side, TaskStatus};
+use verity_client::{Client, PageRequest};
+use verity_infer::Engine;
+use verity_types::{AccountKey, Action, Address, Amount, Hash, Mode};
+
+use crate::disputes::{fetch, next_move, run, Blobs, Run};
+
+pub struct ChallengerConfig {
+    pub api: String,
+    pub account: AccountKey,
+    /// Bond to hold, in base units.
+    pub bond: Amount,
+    /// Models to watch; empty watches every model.
+    pub models: Vec<Hash>,
+    /// Fault injection for testing disputes only: challenge honest results too, with a made-up
+    /// trace, and defend it.
+    pub frivolous: bool,
+    pub poll: Duration,
+    pub label: String,
+}
+
+/// What the challenger has done, shared with whoever started it.
+#[derive(Default)]
+pub struct ChallengerStats {
+    pub checked: std::sync::atomic::AtomicU64,
+    pub disputes_opened: std::sync::atomic::AtomicU64,
+    pub moves: std::sync::atomic::AtomicU64,
+}
+
+struct Challenger {
+    config: ChallengerConfig,
+    client: Client,
+    address: Address,
+    engine: Arc<Engine>,
+    blobs: Blobs,
+    checked: HashSet<Hash>,
+    runs: HashMap<Hash, Run>,
+    answered: HashSet<(Hash, u64, u64, bool)>,
+    stats: Arc<ChallengerStats>,
+}
+
+/// Runs the challenger until `stop` resolves.
+pub async fn run_challenger(
+    config: ChallengerConfig,
+    stats: Arc<ChallengerStats>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    tokio::pin!(stop);
+    let client = Client::new(&config.api);
+    let mut challenger = Challenger {
+        address: config.account.address(),
+        engine: Arc::new(Engine::new(1)?),
+        config,
+        client,
+        blobs: Blobs::default(),
+        checked: HashSet::new(),
+        runs: HashMap::new(),
+        answered: HashSet::new(),
+        stats,
+    };
+    tokio::select! {
+        _ = &mut stop => return Ok(()),
+        bonded = challenger.bond() => bonded?,
+    }
+    let mut failures: u32 = 0;
+    loop {
+        let wait = match tokio::select! {
+            _ = &mut stop => return Ok(()),
+            result = challenger.round() => result,
+        } {
+            Ok(()) => {
+                failures = 0;
+                challenger.config.poll
+            }
+            Err(e) => {
+                let wait = Duration::from_millis(500u64.saturating_mul(1 << failures.min(6)))
+                    .min(Duration::from_secs(30));
+                failures += 1;
+                warn!(challenger = %challenger.config.label, error = %format!("{e:#}"), "challenger round failed; retrying");
+                wait
+            }
+        };
+        tokio::select! {
+            _ = &mut stop => return Ok(()),
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+impl Challenger {
+    /// Bonds up to the configured amount, waiting for the chain to have a block first.
+    async fn bond(&mut self) -> Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            match self.client.challenger(&self.address).await {
+                Ok(view) => {
+                    let bonded = view.challenger.map_or(0, |c| c.bond);
+                    if bonded >= self.config.bond {
+                        return Ok(());
+                    }
+                    let tx = self
+                        .client
+                        .submit_action(
+                            &self.config.account,
+                            Action::RegisterChallenger {
+                                amount: self.config.bond - bonded,
+                            },
+                            0,
+                        )
+                        .await?;
+                    let receipt = self
+                        .client
+                        .wait_for_tx(&tx.hash(), Duration::from_secs(60))
+                        .await?;
+                    if let verity_client::api::TxStatus::Failed { error } = receipt.status {
+                        anyhow::bail!("bonding failed: {error}");
+                    }
+                    info!(challenger = %self.config.label, bond = %self.config.bond, "bonded");
+                    return Ok(());
+                }
+                Err(e) if std::time::Instant::now() < deadline => {
+                    warn!(error = %e, "waiting for the node");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn round(&mut self) -> Result<()> {
+        self.watch().await?;
+        self.play().await
+    }
+
+    /// Re-executes OP results in their windows; disputes those whose trace differs from its own.
+    async fn watch(&mut self) -> Result<()> {
+        let height = self.client.status().await?.height;
+        let recent = self
+            .client
+            .tasks(&PageRequest {
+                after: None,
+                limit: Some(200),
+            })
+            .await?
+            .tasks;
+        for task in recent {
+            if task.mode != Mode::Op
+                || task.status != TaskStatus::Challengeable
+                || self.checked.contains(&task.task_id)
+                || (!self.config.models.is_empty() && !self.config.models.contains(&task.model_id))
+            {
+                continue;
+            }
+            let Some(view) = self.client.task(&task.task_id).await? else {
+                continue;
+            };
+            let Some(record) = view.record else {
+                continue;
+            };
+            if record.challenge_until.is_none_or(|until| height > until) {
+                self.checked.insert(task.task_id);
+                continue;
+            }
+            let model = self.blobs.model(&self.client, &task.model_id).await?;
+            let input = fetch(&self.client, &task.input.hash).await?;
+            let engine = self.engine.clone();
+            // A frivolous challenger stands by a made-up trace it can defend consistently.
+            let corrupt = self
+                .config
+                .frivolous
+                .then(|| model.step_count().saturating_sub(1));
+            let mine =
+                tokio::task::spawn_blocking(move || run(&engine, model, input, corrupt)).await??;
+            self.checked.insert(task.task_id);
+            self.stats
+                .checked
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if mine.root() == record.trace_root {
+                continue;
+            }
+            let id = dispute_id(&task.task_id, &self.address);
+            if self.client.dispute(&id).await?.is_none() {
+                info!(challenger = %self.config.label, task = %task.task_id, "result differs from re-execution; disputing");
+                self.client
+                    .submit_action(
+                        &self.config.account,
+                        Action::OpenDispute {
+                            task_id: task.task_id,
+                            trace_root: mine.root(),
+                            trace_len: mine.leaves.len() as u32,
+                        },
+                        0,
+                    )
+                    .await
+                    .context("opening a dispute")?;
+                self.stats
+                    .disputes_opened
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            self.runs.insert(task.task_id, mine);
+        }
+        Ok(())
+    }
+
+    /// Makes the move owed in each of its open disputes.
+    async fn play(&mut self) -> Result<()> {
+        let open: Vec<_> = self
+            .client
+            .open_disputes_of(&self.address)
+            .await?
+            .into_iter()
+            .filter(|d| d.challenger == self.address)
+            .collect();
+        self.answered
+            .retain(|(id, ..)| open.iter().any(|d| d.dispute_id == *id));
+        for dispute in open {
+            let round = (
+                dispute.dispute_id,
+                dispute.game.start,
+                dispute.game.len,
+                dispute.game.phase == Phase::OneStep,
+            );
+            if self.answered.contains(&round) {
+                continue;
+            }
+            if !self.runs.contains_key(&dispute.task_id) {
+                // After a restart: run again what it stood by.
+                let task = self
+                    .client
+                    .task(&dispute.task_id)
+                    .await?
+                    .context("a disputed task")?
+                    .task;
+                let model = self.blobs.model(&self.client, &task.model_id).await?;
+                let input = fetch(&self.client, &task.input.hash).await?;
+                let engine = self.engine.clone();
+                let corrupt = self
+                    .config
+                    .frivolous
+                    .then(|| model.step_count().saturating_sub(1));
+                let mine = tokio::task::spawn_blocking(move || run(&engine, model, input, corrupt))
+                    .await??;
+                self.runs.insert(dispute.task_id, mine);
+            }
+            let run = &self.runs[&dispute.task_id];
+            let Some(action) = next_move(&self.engine, &dispute, Side::Challenger, run)? else {
+                continue;
+            };
+            info!(challenger = %self.config.label, dispute = %dispute.dispute_id, action = action.name(), "playing a dispute");
+            self.client
+                .submit_action(&self.config.account, action, 0)
+                .await?;
+            self.stats
+                .moves
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.answered.insert(round);
+        }
+        Ok(())
+    }
+}
