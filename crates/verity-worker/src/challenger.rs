@@ -138,12 +138,14 @@ impl Challenger {
         }
     }
 
+    /// Moves owed in open disputes come first: their clocks are running.
     async fn round(&mut self) -> Result<()> {
-        self.watch().await?;
-        self.play().await
+        self.play().await?;
+        self.watch().await
     }
 
-    /// Re-executes OP results in their windows; disputes those whose trace differs from its own.
+    /// Re-executes OP results in their windows, those whose window closes first first, all at
+    /// once on every core; disputes those whose trace differs from its own.
     async fn watch(&mut self) -> Result<()> {
         let height = self.client.status().await?.height;
         let recent = self
@@ -154,6 +156,7 @@ impl Challenger {
             })
             .await?
             .tasks;
+        let mut due = Vec::new();
         for task in recent {
             if task.mode != Mode::Op
                 || task.status != TaskStatus::Challengeable
@@ -168,47 +171,96 @@ impl Challenger {
             let Some(record) = view.record else {
                 continue;
             };
-            if record.challenge_until.is_none_or(|until| height > until) {
-                self.checked.insert(task.task_id);
+            match record.challenge_until {
+                Some(until) if height <= until => due.push((until, task, record.trace_root)),
+                _ => {
+                    self.checked.insert(task.task_id);
+                }
+            }
+        }
+        due.sort_by_key(|(until, ..)| *until);
+        // The most urgent first, a few at a time: a dispute goes out as soon as its run is done.
+        for chunk in due.chunks(rayon::current_num_threads().max(1) * 2) {
+            self.run_missing(chunk).await?;
+            for (_, task, root) in chunk {
+                self.dispute_if_wrong(task, *root).await?;
+            }
+            self.play().await?;
+        }
+        Ok(())
+    }
+
+    /// Runs the tasks of `due` it has not run yet, on every core.
+    async fn run_missing(&mut self, due: &[(u64, verity_client::api::Task, Hash)]) -> Result<()> {
+        let mut work = Vec::new();
+        for (_, task, _) in due {
+            if self.runs.contains_key(&task.task_id) {
                 continue;
             }
             let model = self.blobs.model(&self.client, &task.model_id).await?;
             let input = fetch(&self.client, &task.input.hash).await?;
-            let engine = self.engine.clone();
             // A frivolous challenger stands by a made-up trace it can defend consistently.
             let corrupt = self
                 .config
                 .frivolous
                 .then(|| model.step_count().saturating_sub(1));
-            let mine =
-                tokio::task::spawn_blocking(move || run(&engine, model, input, corrupt)).await??;
-            self.checked.insert(task.task_id);
+            work.push((task.task_id, model, input, corrupt));
+        }
+        let engine = self.engine.clone();
+        let runs = tokio::task::spawn_blocking(move || {
+            use rayon::prelude::*;
+            work.into_par_iter()
+                .map(|(id, model, input, corrupt)| (id, run(&engine, model, input, corrupt)))
+                .collect::<Vec<_>>()
+        })
+        .await?;
+        for (task_id, mine) in runs {
+            self.runs.insert(task_id, mine?);
             self.stats
                 .checked
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if mine.root() == record.trace_root {
-                continue;
-            }
-            let id = dispute_id(&task.task_id, &self.address);
-            if self.client.dispute(&id).await?.is_none() {
-                info!(challenger = %self.config.label, task = %task.task_id, "result differs from re-execution; disputing");
-                self.client
-                    .submit_action(
-                        &self.config.account,
-                        Action::OpenDispute {
-                            task_id: task.task_id,
-                            trace_root: mine.root(),
-                            trace_len: mine.leaves.len() as u32,
-                        },
-                        0,
-                    )
-                    .await
-                    .context("opening a dispute")?;
+        }
+        Ok(())
+    }
+
+    /// Opens a dispute when its own run's root is not the result's.
+    async fn dispute_if_wrong(
+        &mut self,
+        task: &verity_client::api::Task,
+        root: Hash,
+    ) -> Result<()> {
+        let mine = &self.runs[&task.task_id];
+        if mine.root() == root {
+            self.checked.insert(task.task_id);
+            self.runs.remove(&task.task_id);
+            return Ok(());
+        }
+        // Checked once the dispute is on chain; until then (or the window's end) it is opened
+        // again, so a refused or lost transaction is not the end of it.
+        let id = dispute_id(&task.task_id, &self.address);
+        if self.client.dispute(&id).await?.is_some() {
+            self.checked.insert(task.task_id);
+            return Ok(());
+        }
+        info!(challenger = %self.config.label, task = %task.task_id, "result differs from re-execution; disputing");
+        let action = Action::OpenDispute {
+            task_id: task.task_id,
+            trace_root: mine.root(),
+            trace_len: mine.leaves.len() as u32,
+        };
+        match self
+            .client
+            .submit_action(&self.config.account, action, 0)
+            .await
+        {
+            Ok(_) => {
                 self.stats
                     .disputes_opened
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            self.runs.insert(task.task_id, mine);
+            Err(e) => {
+                warn!(challenger = %self.config.label, task = %task.task_id, error = %e, "could not open a dispute; trying again")
+            }
         }
         Ok(())
     }
@@ -224,6 +276,9 @@ impl Challenger {
             .collect();
         self.answered
             .retain(|(id, ..)| open.iter().any(|d| d.dispute_id == *id));
+        let checked = &self.checked;
+        self.runs
+            .retain(|task, _| !checked.contains(task) || open.iter().any(|d| d.task_id == *task));
         for dispute in open {
             let round = (
                 dispute.dispute_id,

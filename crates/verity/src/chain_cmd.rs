@@ -77,6 +77,11 @@ pub(crate) fn devnet_genesis(chain_id: &str, dev: &Address, workers: &[Address])
             governance: Some(*dev),
             tasks: verity_state::TaskParams {
                 assignment_timeout_blocks: 20,
+                // A devnet makes several blocks a second: 60 of them give a challenger some
+                // seconds to fetch and re-execute a result, and 120 a side to answer a move,
+                // as 20 and 40 do on a slower network.
+                challenge_window_blocks: 60,
+                dispute_clock_blocks: 120,
                 ..Default::default()
             },
             ..default_params()

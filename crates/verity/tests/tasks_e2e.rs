@@ -65,6 +65,20 @@ async fn nonce(client: &Client, a: &Address) -> u64 {
     client.nonce(a).await.unwrap()
 }
 
+/// Runs the CLI to completion; fails the test with its stderr unless it succeeds.
+fn verity_ok(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_verity"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "verity {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn sign(key: &AccountKey, nonce: u64, action: Action) -> SignedTx {
     TxBody {
         chain_id: "verity-devnet".into(),
@@ -86,25 +100,25 @@ struct Devnet {
     api: u16,
 }
 
-/// Starts `verity devnet` with `workers` workers under `home/devnet`.
-async fn start_devnet(home: &Path, port_seed: u16, workers: u32) -> Devnet {
+/// Starts `verity devnet` with `workers` workers and `extra` flags under `home/devnet`.
+async fn start_devnet(home: &Path, port_seed: u16, workers: u32, extra: &[&str]) -> Devnet {
     let api = common::free_ports(4, port_seed);
     let p2p = common::free_ports(4, port_seed + 6);
     let devnet_home = home.join("devnet");
-    let devnet = spawn(
-        &[
-            "devnet",
-            "--home",
-            devnet_home.to_str().unwrap(),
-            "--workers",
-            &workers.to_string(),
-            "--api-port",
-            &api.to_string(),
-            "--p2p-port",
-            &p2p.to_string(),
-        ],
-        &home.join("devnet.log"),
-    );
+    let (workers, api_port, p2p_port) = (workers.to_string(), api.to_string(), p2p.to_string());
+    let mut args = vec![
+        "devnet",
+        "--home",
+        devnet_home.to_str().unwrap(),
+        "--workers",
+        &workers,
+        "--api-port",
+        &api_port,
+        "--p2p-port",
+        &p2p_port,
+    ];
+    args.extend_from_slice(extra);
+    let devnet = spawn(&args, &home.join("devnet.log"));
     let client = Client::new(&format!("127.0.0.1:{api}"));
     let model: Hash = wait_for("the bundled model", 120, async || {
         let models = client.models(&Default::default()).await.ok()?;
@@ -138,7 +152,7 @@ async fn workers_with_enclaves(client: &Client, n: usize) -> Vec<Address> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_tasks_with_a_killed_worker() {
     let home = tempfile::tempdir().unwrap();
-    let devnet = start_devnet(home.path(), 1, 2).await;
+    let devnet = start_devnet(home.path(), 1, 2, &[]).await;
     let (client, model, devnet_home, api) = (
         devnet.client.clone(),
         devnet.model,
@@ -423,7 +437,7 @@ async fn hundred_tasks_with_a_killed_worker() {
 async fn tasks_that_cannot_run_fail_without_punishing_workers() {
     const FAILING: u64 = 5;
     let home = tempfile::tempdir().unwrap();
-    let devnet = start_devnet(home.path(), 11, 2).await;
+    let devnet = start_devnet(home.path(), 11, 2, &[]).await;
     let (client, model, devnet_home) = (devnet.client.clone(), devnet.model, devnet.home.clone());
     let workers = workers_with_enclaves(&client, 2).await;
     let dev = AccountKey::from_hex(
@@ -510,4 +524,247 @@ async fn tasks_that_cannot_run_fail_without_punishing_workers() {
         (view.task.status == TaskStatus::Finalized).then_some(())
     })
     .await;
+}
+
+/// OP mode on a 4-validator devnet with 3 workers, one of them dishonest (it lies about graph
+/// node 1 of every task), and one challenger: 50 OP tasks on the digits MLP and 20 on the CNN.
+/// Every dishonest result is disputed and lost (its stake down exactly 5 % each time,
+/// reputation −50), its task runs again and finalizes with the honest output; honest results
+/// finalize when their window ends. Then a frivolous challenger disputes honest results and
+/// loses its bond share each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn op_results_are_disputed_by_a_challenger_and_liars_lose() {
+    const MLP_TASKS: usize = 50;
+    const CNN_TASKS: usize = 20;
+    let home = tempfile::tempdir().unwrap();
+    let devnet = start_devnet(
+        home.path(),
+        21,
+        3,
+        &["--dishonest-workers", "1", "--challengers", "1"],
+    )
+    .await;
+    let (client, mlp, devnet_home) = (devnet.client.clone(), devnet.model, devnet.home.clone());
+    workers_with_enclaves(&client, 3).await;
+    let dev_key = devnet_home.join("dev-account.key");
+    let liar = AccountKey::from_hex(
+        &std::fs::read_to_string(devnet_home.join("worker-0").join("account.key")).unwrap(),
+    )
+    .unwrap()
+    .address();
+    let node = format!("http://127.0.0.1:{}", devnet.api);
+    let models_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models");
+    let cnn: Hash = verity_ok(&[
+        "model",
+        "register",
+        &format!("{models_dir}/conv_random.onnx"),
+        "--from",
+        dev_key.to_str().unwrap(),
+        "--modes",
+        "tee,op",
+        "--node",
+        &node,
+    ])
+    .trim()
+    .parse()
+    .unwrap();
+    let dev = AccountKey::from_hex(&std::fs::read_to_string(&dev_key).unwrap()).unwrap();
+
+    // Inputs: real digit images, and the CNN's image with one pixel varied per task.
+    let samples: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{models_dir}/samples/digits_test.json")).unwrap(),
+    )
+    .unwrap();
+    let mut jobs: Vec<(Hash, Vec<u8>)> = samples["pixels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(MLP_TASKS)
+        .map(|pixels| {
+            (
+                mlp,
+                serde_json::to_vec(&serde_json::json!([pixels])).unwrap(),
+            )
+        })
+        .collect();
+    let image: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{models_dir}/samples/conv_image.json")).unwrap(),
+    )
+    .unwrap();
+    for i in 0..CNN_TASKS {
+        let mut image = image.clone();
+        image[0][0][0][0] = serde_json::json!(i as f64 / 10.0);
+        jobs.push((cnn, serde_json::to_vec(&image).unwrap()));
+    }
+    let blobs: Vec<Vec<u8>> = jobs.iter().map(|(_, input)| input.clone()).collect();
+    client.put_blobs(blobs, &dev).await.unwrap();
+    let mut ids = Vec::new();
+    for (model, input) in &jobs {
+        let tx = client
+            .submit_action(
+                &dev,
+                Action::SubmitTask {
+                    model_id: *model,
+                    input: DataRef::of(input),
+                    mode: Mode::Op,
+                    max_fee: MAX_FEE,
+                    deadline_blocks: 2_000,
+                },
+                0,
+            )
+            .await
+            .unwrap();
+        ids.push(tx.hash());
+    }
+    let started = Instant::now();
+    let views: Vec<TaskView> = wait_for("every OP task to finalize", 300, async || {
+        let mut views = Vec::new();
+        for id in &ids {
+            let view = client.task(id).await.ok()??;
+            if view.task.status != TaskStatus::Finalized {
+                return None;
+            }
+            views.push(view);
+        }
+        Some(views)
+    })
+    .await;
+    eprintln!(
+        "{} OP tasks finalized {:.1} s after the last submission",
+        ids.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    // Every result is the honest one: the output document `verity infer run` gives.
+    let engine = verity_infer::Engine::new(1).unwrap();
+    let parsed = |file: &str| {
+        verity_infer::Model::from_bytes(&std::fs::read(format!("{models_dir}/{file}")).unwrap())
+            .unwrap()
+    };
+    let (mlp_model, cnn_model) = (parsed("digits_mlp.onnx"), parsed("conv_random.onnx"));
+    let mut disputes_lost = 0;
+    for (view, (model, input)) in views.iter().zip(&jobs) {
+        let local = if *model == mlp {
+            &mlp_model
+        } else {
+            &cnn_model
+        };
+        let honest = verity_worker::compute(&engine, local, input, None).unwrap();
+        let record = view.record.as_ref().unwrap();
+        assert_eq!(
+            record.output_hash,
+            sha256(&honest.output),
+            "task {} by {:?} (liar {liar}), disputes {:?}",
+            view.task.task_id,
+            view.task.worker,
+            view.disputes
+        );
+        assert_eq!(record.trace_root, honest.trace_root);
+        assert_ne!(view.task.worker, Some(liar));
+        // Each disproven result was the liar's, lost by it in a dispute.
+        assert_eq!(
+            view.task.disproven.len(),
+            view.disputes
+                .iter()
+                .filter(|d| d.status == verity_client::api::DisputeStatus::ChallengerWon)
+                .count()
+        );
+        for d in &view.disputes {
+            assert_eq!(d.worker, liar, "only the liar's results are disputed");
+            assert_eq!(d.status, verity_client::api::DisputeStatus::ChallengerWon);
+            disputes_lost += 1;
+        }
+    }
+    assert!(disputes_lost > 0, "the liar was drawn for some task");
+    // Its stake fell by exactly 5 % per lost dispute; its reputation by 50 each.
+    let mut stake = 1_000 * ONE_TOKEN;
+    for _ in 0..disputes_lost {
+        stake -= stake / 10_000 * 500 + stake % 10_000 * 500 / 10_000;
+    }
+    let liar_view = client.worker(&liar).await.unwrap();
+    assert_eq!(liar_view.stake.unwrap().stake, stake);
+    assert_eq!(liar_view.reputation.frauds, disputes_lost as u64);
+    assert_eq!(liar_view.reputation.score, -50 * disputes_lost as i64);
+    // Below the ban line, banned for fraud: never drawn again, never forgiven.
+    assert_eq!(liar_view.reputation.banned_for_fraud, disputes_lost >= 2);
+    eprintln!("the dishonest worker lost {disputes_lost} disputes");
+
+    // A frivolous challenger disputes honest results with a made-up trace, and loses.
+    let frivolous = AccountKey::generate();
+    let key_file = home.path().join("frivolous.key");
+    verity_types::write_secret(&key_file, frivolous.secret_hex().as_bytes()).unwrap();
+    let fund = client
+        .submit_action(
+            &dev,
+            Action::Transfer {
+                to: frivolous.address(),
+                amount: 1_000 * ONE_TOKEN,
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    client
+        .wait_for_tx(&fund.hash(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let _challenger = spawn(
+        &[
+            "challenger",
+            "--key",
+            key_file.to_str().unwrap(),
+            "--frivolous",
+            "--node",
+            &node,
+        ],
+        &home.path().join("frivolous.log"),
+    );
+    wait_for("the frivolous challenger to bond", 60, async || {
+        client
+            .challenger(&frivolous.address())
+            .await
+            .ok()?
+            .challenger
+            .map(|_| ())
+    })
+    .await;
+    let (model, input) = &jobs[0];
+    let tx = client
+        .submit_action(
+            &dev,
+            Action::SubmitTask {
+                model_id: *model,
+                input: DataRef::of(input),
+                mode: Mode::Op,
+                max_fee: MAX_FEE,
+                deadline_blocks: 2_000,
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    let view = wait_for("the disputed task to finalize", 120, async || {
+        let view = client.task(&tx.hash()).await.ok()??;
+        (view.task.status == TaskStatus::Finalized).then_some(view)
+    })
+    .await;
+    let record = client
+        .challenger(&frivolous.address())
+        .await
+        .unwrap()
+        .challenger
+        .unwrap();
+    let lost = view
+        .disputes
+        .iter()
+        .find(|d| d.challenger == frivolous.address())
+        .expect("the frivolous challenger disputed the result");
+    if view.task.disproven.is_empty() {
+        // An honest worker's result: the frivolous challenger lost 5 % of its bond.
+        assert_eq!(lost.status, verity_client::api::DisputeStatus::WorkerWon);
+        assert_eq!(record.disputes_lost, 1);
+        let bond = verity_state::TaskParams::default().min_challenger_bond;
+        assert_eq!(record.bond, bond - bond / 20);
+        assert_eq!(lost.slashed, bond / 20);
+    }
 }
