@@ -676,6 +676,25 @@ async fn op_results_are_disputed_by_a_challenger_and_liars_lose() {
         }
     }
     assert!(disputes_lost > 0, "the liar was drawn for some task");
+    for (name, model) in [("digits MLP", mlp), ("CNN", cnn)] {
+        let games: Vec<_> = views
+            .iter()
+            .filter(|v| v.task.model_id == model)
+            .flat_map(|v| &v.disputes)
+            .collect();
+        if let (Some(max_moves), Some(max_blocks)) = (
+            games.iter().map(|d| d.game.moves).max(),
+            games
+                .iter()
+                .filter_map(|d| Some(d.resolved_height? - d.opened_height))
+                .max(),
+        ) {
+            eprintln!(
+                "{name}: {} disputes, at most {max_moves} moves and {max_blocks} blocks from opening to verdict",
+                games.len()
+            );
+        }
+    }
     // Its stake fell by exactly 5 % per lost dispute; its reputation by 50 each.
     let mut stake = 1_000 * ONE_TOKEN;
     for _ in 0..disputes_lost {
