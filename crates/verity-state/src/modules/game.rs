@@ -388,6 +388,24 @@ mod tests {
     }
 
     #[test]
+    fn a_10000_step_dispute_takes_four_rounds_and_nine_moves() {
+        let honest = leaves(10_000, 0);
+        let liar = corrupted_from(&honest, 5_000);
+        // Both sides answer in the block after each round starts.
+        let (winner, moves, blocks) = run(&honest, &liar, Side::Worker, &[Play::Consistent]);
+        assert_eq!(winner, Side::Challenger);
+        assert_eq!(moves, 2 * 4 + 1);
+        assert_eq!(blocks, 4);
+    }
+
+    fn corrupted_from(honest: &[Hash], from: usize) -> Vec<Hash> {
+        let fake = leaves(honest.len(), 1);
+        let mut liar = honest.to_vec();
+        liar[from..].copy_from_slice(&fake[from..]);
+        liar
+    }
+
+    #[test]
     fn no_move_after_the_game_ends_and_both_silent_keeps_the_result() {
         let honest = leaves(20, 0);
         let liar = leaves(20, 1);
