@@ -486,8 +486,13 @@ fn a_lying_worker_is_disproven_slashed_and_its_task_runs_again() {
         .unwrap()
         .unwrap();
     assert_eq!(
-        (stats.disputes_won, stats.open_disputes, stats.locked),
-        (1, 0, 0)
+        (
+            stats.disputes_won,
+            stats.open_disputes,
+            stats.locked,
+            stats.reputation
+        ),
+        (1, 0, 0, 10)
     );
     // No move after the verdict.
     let late = s.net.tx(
@@ -565,7 +570,7 @@ fn a_frivolous_challenger_loses_its_bond_share_to_the_worker() {
         .unwrap()
         .unwrap();
     assert_eq!(stats.bond, BOND - BOND / 20);
-    assert_eq!(stats.disputes_lost, 1);
+    assert_eq!((stats.disputes_lost, stats.reputation), (1, -10));
     assert_eq!(s.net.balance(&worker_address), before - 1 + BOND / 40);
     // The result stands and settles when its window ends.
     let until = s

@@ -2,6 +2,9 @@
 //! open dispute locks `dispute_bond` of the bond, lost disputes are slashed from it, and unbonding
 //! returns it after the unbonding delay (`docs/protocol.md` §12).
 
+/// Reputation a challenger gains for a dispute won, and loses for one lost.
+pub const DISPUTE_REPUTATION: i64 = 10;
+
 use serde::{Deserialize, Serialize};
 use verity_types::{Address, Amount};
 
@@ -27,6 +30,9 @@ pub struct Challenger {
     pub disputes_opened: u64,
     pub disputes_won: u64,
     pub disputes_lost: u64,
+    /// +10 per dispute won, -10 per dispute lost.
+    #[serde(default)]
+    pub reputation: i64,
     /// Slashed stake and bonds this challenger won.
     #[serde(with = "verity_types::amount")]
     #[schema(schema_with = verity_types::schema::amount)]

@@ -448,6 +448,7 @@ fn resolve(
             let (slashed, reward) = slash_of(challenger.bond, params.slash_bps);
             challenger.bond -= slashed;
             challenger.disputes_lost += 1;
+            challenger.reputation -= challengers::DISPUTE_REPUTATION;
             challengers::put(state, &dispute.challenger, &challenger);
             credit_or_burn(state, &dispute.worker, reward)?;
             dispute.status = DisputeStatus::WorkerWon;
@@ -459,6 +460,7 @@ fn resolve(
             let slashed = staking::slash(state, &dispute.worker, params.slash_bps)?;
             let reward = slashed / 2;
             challenger.disputes_won += 1;
+            challenger.reputation += challengers::DISPUTE_REPUTATION;
             challenger.rewards = challenger.rewards.saturating_add(reward);
             challengers::put(state, &dispute.challenger, &challenger);
             credit_or_burn(state, &dispute.challenger, reward)?;
