@@ -787,3 +787,92 @@ async fn op_results_are_disputed_by_a_challenger_and_liars_lose() {
         assert_eq!(lost.slashed, bond / 20);
     }
 }
+
+/// A challenger killed (SIGKILL) right after it opened a dispute, and started again, finds the
+/// dispute on the chain, recomputes its run and plays the game to the verdict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_challenger_finishes_its_dispute() {
+    let home = tempfile::tempdir().unwrap();
+    let devnet = start_devnet(
+        home.path(),
+        31,
+        1,
+        &["--dishonest-workers", "1", "--challengers", "0"],
+    )
+    .await;
+    let (client, mlp, devnet_home) = (devnet.client.clone(), devnet.model, devnet.home.clone());
+    workers_with_enclaves(&client, 1).await;
+    let dev = AccountKey::from_hex(
+        &std::fs::read_to_string(devnet_home.join("dev-account.key")).unwrap(),
+    )
+    .unwrap();
+    let challenger = AccountKey::generate();
+    let key_file = home.path().join("challenger.key");
+    verity_types::write_secret(&key_file, challenger.secret_hex().as_bytes()).unwrap();
+    let fund = client
+        .submit_action(
+            &dev,
+            Action::Transfer {
+                to: challenger.address(),
+                amount: 1_000 * ONE_TOKEN,
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    client
+        .wait_for_tx(&fund.hash(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let node = format!("http://127.0.0.1:{}", devnet.api);
+    let args = [
+        "challenger",
+        "--key",
+        key_file.to_str().unwrap(),
+        "--node",
+        &node,
+    ];
+    let first = spawn(&args, &home.path().join("challenger-1.log"));
+    let input = serde_json::to_vec(&serde_json::json!([vec![3.0f32; 64]])).unwrap();
+    client.put_blob(input.clone(), &dev).await.unwrap();
+    let task = client
+        .submit_action(
+            &dev,
+            Action::SubmitTask {
+                model_id: mlp,
+                input: DataRef::of(&input),
+                mode: Mode::Op,
+                max_fee: MAX_FEE,
+                deadline_blocks: 2_000,
+            },
+            0,
+        )
+        .await
+        .unwrap()
+        .hash();
+    let id = verity_client::api::dispute_id(&task, &challenger.address());
+    wait_for("the dispute to open", 120, async || {
+        client.dispute(&id).await.ok()?.map(|_| ())
+    })
+    .await;
+    drop(first);
+    let _second = spawn(&args, &home.path().join("challenger-2.log"));
+    let dispute = wait_for("the verdict", 120, async || {
+        let d = client.dispute(&id).await.ok()??;
+        (d.status != verity_client::api::DisputeStatus::Open).then_some(d)
+    })
+    .await;
+    assert_eq!(
+        dispute.status,
+        verity_client::api::DisputeStatus::ChallengerWon,
+        "{dispute:?}"
+    );
+    assert!(
+        !dispute
+            .verdict
+            .as_deref()
+            .unwrap_or_default()
+            .contains("clock"),
+        "{dispute:?}"
+    );
+}
