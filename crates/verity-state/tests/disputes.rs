@@ -652,6 +652,30 @@ fn a_side_that_stops_answering_loses_on_its_clock() {
 }
 
 #[test]
+fn an_op_task_too_large_to_dispute_is_refused() {
+    let mut s = setup(1);
+    let user = s.user.clone();
+    let tx = s.net.tx(
+        &user,
+        Action::SubmitTask {
+            model_id: s.model_id,
+            input: DataRef {
+                hash: sha256(b"big"),
+                size: verity_types::MAX_ONE_STEP_INPUT_BYTES as u64 + 1,
+                encrypted: false,
+            },
+            mode: Mode::Op,
+            max_fee: MAX_FEE,
+            deadline_blocks: 100,
+        },
+    );
+    assert!(matches!(
+        s.net.block(&[tx])[0],
+        Some(TxFailure::Invalid { .. })
+    ));
+}
+
+#[test]
 fn a_wrong_trace_length_is_settled_at_once_by_the_model() {
     let mut s = setup(1);
     let (task, worker) = s.op_task();

@@ -147,6 +147,16 @@ pub fn check(
     }
     match mode {
         Mode::Tee => {}
+        // A dispute's one-step carries the input file: a larger one could never be disputed.
+        Mode::Op if input.size > verity_types::MAX_ONE_STEP_INPUT_BYTES as u64 => {
+            return Err(TxFailure::Invalid {
+                reason: format!(
+                    "an op task's input is at most {} bytes (a dispute carries it), not {}",
+                    verity_types::MAX_ONE_STEP_INPUT_BYTES,
+                    input.size
+                ),
+            })
+        }
         // Disputes end in a bit-exact re-execution; tolerant models need a third run instead.
         Mode::Op if model.spec.tolerance_ppm == 0 => {}
         Mode::Op => {
