@@ -45,6 +45,8 @@ struct Challenger {
     engine: Arc<Engine>,
     blobs: Blobs,
     checked: HashSet<Hash>,
+    /// Tasks it sent an OpenDispute for, not yet seen on chain.
+    opened: HashSet<Hash>,
     runs: HashMap<Hash, Run>,
     answered: HashSet<(Hash, u64, u64, bool)>,
     stats: Arc<ChallengerStats>,
@@ -65,6 +67,7 @@ pub async fn run_challenger(
         client,
         blobs: Blobs::default(),
         checked: HashSet::new(),
+        opened: HashSet::new(),
         runs: HashMap::new(),
         answered: HashSet::new(),
         stats,
@@ -180,7 +183,7 @@ impl Challenger {
         }
         due.sort_by_key(|(until, ..)| *until);
         // The most urgent first, a few at a time: a dispute goes out as soon as its run is done.
-        for chunk in due.chunks(rayon::current_num_threads().max(1) * 2) {
+        for chunk in due.chunks(rayon::current_num_threads().max(1) * 4) {
             self.run_missing(chunk).await?;
             for (_, task, root) in chunk {
                 self.dispute_if_wrong(task, *root).await?;
@@ -238,10 +241,11 @@ impl Challenger {
         // Checked once the dispute is on chain; until then (or the window's end) it is opened
         // again, so a refused or lost transaction is not the end of it.
         let id = dispute_id(&task.task_id, &self.address);
-        if self.client.dispute(&id).await?.is_some() {
+        if self.opened.contains(&task.task_id) && self.client.dispute(&id).await?.is_some() {
             self.checked.insert(task.task_id);
             return Ok(());
         }
+        self.opened.insert(task.task_id);
         info!(challenger = %self.config.label, task = %task.task_id, "result differs from re-execution; disputing");
         let action = Action::OpenDispute {
             task_id: task.task_id,

@@ -77,11 +77,11 @@ pub(crate) fn devnet_genesis(chain_id: &str, dev: &Address, workers: &[Address])
             governance: Some(*dev),
             tasks: verity_state::TaskParams {
                 assignment_timeout_blocks: 20,
-                // A devnet makes several blocks a second: 60 of them give a challenger some
-                // seconds to fetch and re-execute a result, and 120 a side to answer a move,
-                // as 20 and 40 do on a slower network.
-                challenge_window_blocks: 60,
-                dispute_clock_blocks: 120,
+                // A devnet makes about five blocks a second: 150 of them give a challenger
+                // half a minute to fetch and re-execute a result, and 150 a side to answer a
+                // move, as 20 and 40 do on a network with blocks seconds apart.
+                challenge_window_blocks: 150,
+                dispute_clock_blocks: 150,
                 ..Default::default()
             },
             ..default_params()
@@ -431,6 +431,9 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
         if let Err(e) = wait_for_workers(&client, args.workers as usize).await {
             eprintln!("warning: {e:#}; see `verity devnet --log`");
         }
+        if let Err(e) = wait_for_challengers(&client, args.challengers as usize).await {
+            eprintln!("warning: {e:#}; see `verity devnet --log`");
+        }
         outln!(
             "  workers:     {} (dev TEE, not hardware-backed){}",
             args.workers,
@@ -495,6 +498,29 @@ pub(crate) async fn wait_for_workers(client: &Client, count: usize) -> Result<()
         }
         if std::time::Instant::now() > deadline {
             bail!("only {ready} of {count} workers registered an enclave within 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until `count` challengers have bonded (2 minutes at most): OP results submitted before
+/// would go unwatched.
+pub(crate) async fn wait_for_challengers(client: &Client, count: usize) -> Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let bonded = client
+            .challengers(&PageRequest {
+                after: None,
+                limit: Some(verity_client::api::MAX_PAGE),
+            })
+            .await
+            .map(|list| list.challengers.len())
+            .unwrap_or(0);
+        if bonded >= count {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("only {bonded} of {count} challengers bonded within 120 s");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -546,6 +546,12 @@ async fn op_results_are_disputed_by_a_challenger_and_liars_lose() {
     .await;
     let (client, mlp, devnet_home) = (devnet.client.clone(), devnet.model, devnet.home.clone());
     workers_with_enclaves(&client, 3).await;
+    // Results submitted before the challenger bonds would go unwatched.
+    wait_for("the challenger to bond", 120, async || {
+        let list = client.challengers(&Default::default()).await.ok()?;
+        (!list.challengers.is_empty()).then_some(())
+    })
+    .await;
     let dev_key = devnet_home.join("dev-account.key");
     let liar = AccountKey::from_hex(
         &std::fs::read_to_string(devnet_home.join("worker-0").join("account.key")).unwrap(),
