@@ -30,14 +30,6 @@ pub struct ChallengerConfig {
     pub label: String,
 }
 
-/// What the challenger has done, shared with whoever started it.
-#[derive(Default)]
-pub struct ChallengerStats {
-    pub checked: std::sync::atomic::AtomicU64,
-    pub disputes_opened: std::sync::atomic::AtomicU64,
-    pub moves: std::sync::atomic::AtomicU64,
-}
-
 struct Challenger {
     config: ChallengerConfig,
     client: Client,
@@ -49,13 +41,11 @@ struct Challenger {
     opened: HashSet<Hash>,
     runs: HashMap<Hash, Run>,
     answered: HashSet<(Hash, u64, u64, bool)>,
-    stats: Arc<ChallengerStats>,
 }
 
 /// Runs the challenger until `stop` resolves.
 pub async fn run_challenger(
     config: ChallengerConfig,
-    stats: Arc<ChallengerStats>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     tokio::pin!(stop);
@@ -70,7 +60,6 @@ pub async fn run_challenger(
         opened: HashSet::new(),
         runs: HashMap::new(),
         answered: HashSet::new(),
-        stats,
     };
     tokio::select! {
         _ = &mut stop => return Ok(()),
@@ -219,9 +208,6 @@ impl Challenger {
         .await?;
         for (task_id, mine) in runs {
             self.runs.insert(task_id, mine?);
-            self.stats
-                .checked
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
     }
@@ -257,11 +243,7 @@ impl Challenger {
             .submit_action(&self.config.account, action, 0)
             .await
         {
-            Ok(_) => {
-                self.stats
-                    .disputes_opened
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
+            Ok(_) => {}
             Err(e) => {
                 warn!(challenger = %self.config.label, task = %task.task_id, error = %e, "could not open a dispute; trying again")
             }
@@ -320,9 +302,6 @@ impl Challenger {
             self.client
                 .submit_action(&self.config.account, action, 0)
                 .await?;
-            self.stats
-                .moves
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.answered.insert(round);
         }
         Ok(())

@@ -324,10 +324,9 @@ pub(crate) async fn spawn_challengers(
     dev: &AccountKey,
     count: u32,
     frivolous: bool,
-) -> Result<Vec<Arc<verity_worker::ChallengerStats>>> {
+) -> Result<()> {
     let client = Client::new(&apis[0].to_string());
     let bond = verity_state::TaskParams::default().min_challenger_bond;
-    let mut all = Vec::new();
     for i in 0..count as usize {
         let path = home.join(format!("challenger-{i}")).join("account.key");
         let account = if path.exists() {
@@ -353,7 +352,6 @@ pub(crate) async fn spawn_challengers(
                 .wait_for_tx(&tx.hash(), Duration::from_secs(60))
                 .await?;
         }
-        let stats = Arc::new(verity_worker::ChallengerStats::default());
         let config = verity_worker::ChallengerConfig {
             api: apis[i % apis.len()].to_string(),
             account,
@@ -363,15 +361,13 @@ pub(crate) async fn spawn_challengers(
             poll: Duration::from_millis(200),
             label: format!("c{i}"),
         };
-        let s = stats.clone();
         tokio::spawn(async move {
-            if let Err(e) = verity_worker::run_challenger(config, s, std::future::pending()).await {
+            if let Err(e) = verity_worker::run_challenger(config, std::future::pending()).await {
                 tracing::error!(error = %format!("{e:#}"), "challenger stopped");
             }
         });
-        all.push(stats);
     }
-    Ok(all)
+    Ok(())
 }
 
 /// Creates `count` worker account keys, `worker-i/account.key` under `home`, where

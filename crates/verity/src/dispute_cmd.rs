@@ -1,7 +1,6 @@
 //! OP-mode commands: the challenger, and disputes to look at.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -163,8 +162,7 @@ pub fn challenger(args: ChallengerArgs) -> Result<()> {
         .enable_all()
         .build()?
         .block_on(async {
-            let stats = Arc::new(verity_worker::ChallengerStats::default());
-            verity_worker::run_challenger(config, stats, async {
+            verity_worker::run_challenger(config, async {
                 match crate::shutdown::requested().await {
                     Ok(signal) => eprintln!("{signal}: stopping the challenger…"),
                     Err(e) => {
