@@ -323,7 +323,6 @@ pub(crate) async fn spawn_challengers(
     apis: &[std::net::SocketAddr],
     dev: &AccountKey,
     count: u32,
-    frivolous: bool,
 ) -> Result<()> {
     let client = Client::new(&apis[0].to_string());
     let bond = verity_state::TaskParams::default().min_challenger_bond;
@@ -357,7 +356,7 @@ pub(crate) async fn spawn_challengers(
             account,
             bond,
             models: Vec::new(),
-            frivolous,
+            frivolous: false,
             poll: Duration::from_millis(200),
             label: format!("c{i}"),
         };
@@ -420,7 +419,7 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
         let client = Client::new(&apis[0].to_string());
         let model_id = register_bundled_model(&client, &dev).await?;
         spawn_workers(&home, &apis, args.workers, args.dishonest_workers)?;
-        spawn_challengers(&home, &apis, &dev, args.challengers, false).await?;
+        spawn_challengers(&home, &apis, &dev, args.challengers).await?;
         // The banner says "ready" only once the setup is final: the dev account's setup
         // transactions are finalized and the workers can take tasks.
         eprintln!("waiting for {} workers to stake and attest…", args.workers);
