@@ -51,6 +51,10 @@ pub struct ChallengerArgs {
     /// challenger loses every dispute and 5 % of its bond each time.
     #[arg(long)]
     frivolous: bool,
+    /// Instead of running: start unbonding this many tokens of the bond (not what open
+    /// disputes lock); they return after the chain's unbonding delay.
+    #[arg(long, value_name = "TOKENS", conflicts_with = "frivolous")]
+    unbond: Option<String>,
     #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]
     node: String,
     #[arg(long, env = "VERITY_KEYS")]
@@ -149,6 +153,27 @@ pub fn dispute(cmd: DisputeCommand) -> Result<()> {
 pub fn challenger(args: ChallengerArgs) -> Result<()> {
     init_logs("info");
     let account = load_key(&args.key, &keys_dir(args.keys_dir))?;
+    if let Some(amount) = &args.unbond {
+        let amount = tokens::parse(amount, false).context("--unbond")?;
+        return runtime()?.block_on(async {
+            let client = Client::new(&args.node);
+            let tx = crate::task_cmd::submit_next(
+                &client,
+                &account,
+                verity_types::Action::UnbondChallenger { amount },
+                0,
+            )
+            .await?;
+            let receipt = client
+                .wait_for_tx(&tx.hash(), Duration::from_secs(60))
+                .await?;
+            outln!("{}", crate::task_cmd::receipt_line(&receipt));
+            if let verity_client::api::TxStatus::Failed { error } = receipt.status {
+                anyhow::bail!("unbonding failed: {error}");
+            }
+            Ok(())
+        });
+    }
     let config = verity_worker::ChallengerConfig {
         api: args.node,
         account,

@@ -881,4 +881,24 @@ async fn a_restarted_challenger_finishes_its_dispute() {
             .contains("clock"),
         "{dispute:?}"
     );
+    // Half the bond starts back to the balance.
+    verity_ok(&[
+        "challenger",
+        "--key",
+        key_file.to_str().unwrap(),
+        "--unbond",
+        "50",
+        "--node",
+        &node,
+    ]);
+    let record = client
+        .challenger(&challenger.address())
+        .await
+        .unwrap()
+        .challenger
+        .unwrap();
+    assert_eq!(
+        (record.bond, record.unbonding),
+        (50 * ONE_TOKEN, 50 * ONE_TOKEN)
+    );
 }
