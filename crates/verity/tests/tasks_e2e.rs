@@ -125,6 +125,16 @@ async fn start_devnet(home: &Path, port_seed: u16, workers: u32, extra: &[&str])
         models.models.first().map(|m| m.spec.model_id)
     })
     .await;
+    // The banner's last line comes once the devnet's own setup (the dev account's transactions,
+    // workers and challengers) is final: the dev account's nonce is the tests' from then on.
+    let log = home.join("devnet.log");
+    wait_for("the devnet's setup to be final", 120, async || {
+        std::fs::read_to_string(&log)
+            .ok()?
+            .contains("Ctrl-C (or SIGTERM) stops the network")
+            .then_some(())
+    })
+    .await;
     Devnet {
         _process: devnet,
         client,
@@ -857,13 +867,13 @@ async fn a_restarted_challenger_finishes_its_dispute() {
         .unwrap()
         .hash();
     let id = verity_client::api::dispute_id(&task, &challenger.address());
-    wait_for("the dispute to open", 120, async || {
+    wait_for("the dispute to open", 300, async || {
         client.dispute(&id).await.ok()?.map(|_| ())
     })
     .await;
     drop(first);
     let _second = spawn(&args, &home.path().join("challenger-2.log"));
-    let dispute = wait_for("the verdict", 120, async || {
+    let dispute = wait_for("the verdict", 300, async || {
         let d = client.dispute(&id).await.ok()??;
         (d.status != verity_client::api::DisputeStatus::Open).then_some(d)
     })
