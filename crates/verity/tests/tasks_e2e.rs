@@ -607,10 +607,12 @@ async fn op_results_are_disputed_by_a_challenger_and_liars_lose() {
         &std::fs::read_to_string(format!("{models_dir}/samples/conv_image.json")).unwrap(),
     )
     .unwrap();
+    // The CNN's tasks first: the liar is banned for fraud after two lost disputes, and it should
+    // be caught on both models before that.
     for i in 0..CNN_TASKS {
         let mut image = image.clone();
         image[0][0][0][0] = serde_json::json!(i as f64 / 10.0);
-        jobs.push((cnn, serde_json::to_vec(&image).unwrap()));
+        jobs.insert(i, (cnn, serde_json::to_vec(&image).unwrap()));
     }
     let blobs: Vec<Vec<u8>> = jobs.iter().map(|(_, input)| input.clone()).collect();
     client.put_blobs(blobs, &dev).await.unwrap();
