@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tracing::{info, warn};
-use verity_client::api::{dispute_id, Phase, Side, TaskStatus};
+use verity_client::api::{dispute_id, Side, TaskStatus};
 use verity_client::{Client, PageRequest};
 use verity_infer::Engine;
 use verity_types::{AccountKey, Action, Address, Amount, Hash, Mode};
@@ -40,7 +40,7 @@ struct Challenger {
     /// Tasks it sent an OpenDispute for, not yet seen on chain.
     opened: HashSet<Hash>,
     runs: HashMap<Hash, Run>,
-    answered: HashSet<(Hash, u64, u64, bool)>,
+    answered: HashSet<crate::disputes::Round>,
 }
 
 /// Runs the challenger until `stop` resolves.
@@ -266,12 +266,7 @@ impl Challenger {
         self.runs
             .retain(|task, _| !checked.contains(task) || open.iter().any(|d| d.task_id == *task));
         for dispute in open {
-            let round = (
-                dispute.dispute_id,
-                dispute.game.start,
-                dispute.game.len,
-                dispute.game.phase == Phase::OneStep,
-            );
+            let round = crate::disputes::round_of(&dispute);
             if self.answered.contains(&round) {
                 continue;
             }

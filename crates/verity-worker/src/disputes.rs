@@ -14,8 +14,18 @@ use verity_infer::merkle::{self, Span};
 use verity_infer::{Engine, Model};
 use verity_types::{sha256, Action, Hash};
 
-/// The phase in which the worker owes the one-step.
-pub const ONE_STEP: Phase = Phase::OneStep;
+/// One round of one dispute: a side answers each at most once, so a move still on its way to a
+/// block is not sent again.
+pub type Round = (Hash, u64, u64, bool);
+
+pub fn round_of(dispute: &Dispute) -> Round {
+    (
+        dispute.dispute_id,
+        dispute.game.start,
+        dispute.game.len,
+        dispute.game.phase == Phase::OneStep,
+    )
+}
 
 /// The trace a side stands by for one task, and what rebuilding a step's witness needs.
 pub struct Run {

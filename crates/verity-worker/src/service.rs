@@ -118,7 +118,7 @@ struct Worker {
     stats: Arc<WorkerStats>,
     /// Runs of tasks whose results are under dispute, and the rounds already answered.
     defending: HashMap<Hash, crate::disputes::Run>,
-    answered: std::collections::HashSet<(Hash, u64, u64, bool)>,
+    answered: std::collections::HashSet<crate::disputes::Round>,
 }
 
 fn now_ms() -> u64 {
@@ -569,12 +569,7 @@ impl Worker {
         self.answered
             .retain(|(id, ..)| open.iter().any(|d| d.dispute_id == *id));
         for dispute in open {
-            let round = (
-                dispute.dispute_id,
-                dispute.game.start,
-                dispute.game.len,
-                dispute.game.phase == crate::disputes::ONE_STEP,
-            );
+            let round = crate::disputes::round_of(&dispute);
             if self.answered.contains(&round) {
                 continue;
             }
