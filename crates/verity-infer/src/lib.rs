@@ -25,6 +25,7 @@ mod kernels;
 pub mod merkle;
 mod model;
 mod ops;
+pub mod output;
 mod proto;
 mod step;
 mod tensor;
@@ -35,6 +36,7 @@ pub use input::{read_tensor, InputError};
 pub use merkle::MerkleProof;
 pub use model::{initializer_leaf, Dim, Model, ModelSummary, UnsupportedNode, ValueSpec};
 pub use ops::SUPPORTED_OPS;
+pub use output::{OutputDocument, OutputError};
 pub use step::{Commitments, InputProof, InputWitness, StepOutcome, StepWitness};
 pub use tensor::{decode_raw, Data, DataType, Tensor, TensorError};
 

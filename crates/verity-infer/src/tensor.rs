@@ -325,46 +325,23 @@ impl Tensor {
         self
     }
 
-    /// This tensor with its first element changed: fault injection for testing disputes (a
-    /// worker that lies about one step's output). An empty tensor comes back unchanged.
+    /// This tensor with every element changed (one added, booleans flipped): fault injection
+    /// for testing disputes, a worker that lies about one step's output by enough to change the
+    /// model's answer. An empty tensor comes back unchanged.
     pub fn perturbed(&self) -> Tensor {
         let mut data = self.data.clone();
         match &mut data {
-            Data::F32(v) => v.first_mut().into_iter().for_each(|x| *x += 1.0),
-            Data::F64(v) => v.first_mut().into_iter().for_each(|x| *x += 1.0),
-            Data::I8(v) => v
-                .first_mut()
-                .into_iter()
-                .for_each(|x| *x = x.wrapping_add(1)),
-            Data::U8(v) => v
-                .first_mut()
-                .into_iter()
-                .for_each(|x| *x = x.wrapping_add(1)),
-            Data::I16(v) => v
-                .first_mut()
-                .into_iter()
-                .for_each(|x| *x = x.wrapping_add(1)),
-            Data::U16(v) => v
-                .first_mut()
-                .into_iter()
-                .for_each(|x| *x = x.wrapping_add(1)),
-            Data::I32(v) => v
-                .first_mut()
-                .into_iter()
-                .for_each(|x| *x = x.wrapping_add(1)),
-            Data::U32(v) => v
-                .first_mut()
-                .into_iter()
-                .for_each(|x| *x = x.wrapping_add(1)),
-            Data::I64(v) => v
-                .first_mut()
-                .into_iter()
-                .for_each(|x| *x = x.wrapping_add(1)),
-            Data::U64(v) => v
-                .first_mut()
-                .into_iter()
-                .for_each(|x| *x = x.wrapping_add(1)),
-            Data::Bool(v) => v.first_mut().into_iter().for_each(|x| *x = !*x),
+            Data::F32(v) => v.iter_mut().for_each(|x| *x += 1.0),
+            Data::F64(v) => v.iter_mut().for_each(|x| *x += 1.0),
+            Data::I8(v) => v.iter_mut().for_each(|x| *x = x.wrapping_add(1)),
+            Data::U8(v) => v.iter_mut().for_each(|x| *x = x.wrapping_add(1)),
+            Data::I16(v) => v.iter_mut().for_each(|x| *x = x.wrapping_add(1)),
+            Data::U16(v) => v.iter_mut().for_each(|x| *x = x.wrapping_add(1)),
+            Data::I32(v) => v.iter_mut().for_each(|x| *x = x.wrapping_add(1)),
+            Data::U32(v) => v.iter_mut().for_each(|x| *x = x.wrapping_add(1)),
+            Data::I64(v) => v.iter_mut().for_each(|x| *x = x.wrapping_add(1)),
+            Data::U64(v) => v.iter_mut().for_each(|x| *x = x.wrapping_add(1)),
+            Data::Bool(v) => v.iter_mut().for_each(|x| *x = !*x),
         }
         Tensor {
             shape: self.shape.clone(),

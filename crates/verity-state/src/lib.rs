@@ -1052,6 +1052,9 @@ impl<S: Store> Chain<S> {
                 witness,
                 input,
             } => modules::disputes::one_step(state, ctx, dispute_id, witness, input),
+            Action::RevealOutput { dispute_id, output } => {
+                modules::disputes::reveal_output(state, ctx, sender, dispute_id, output)
+            }
         };
         applied.map(|()| Vec::new())
     }

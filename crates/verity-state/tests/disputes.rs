@@ -164,6 +164,11 @@ struct Setup {
 }
 
 fn setup(workers: usize) -> Setup {
+    setup_tolerant(workers, 0)
+}
+
+/// `setup` with the model registered to tolerate `tolerance_ppm`.
+fn setup_tolerant(workers: usize, tolerance_ppm: u32) -> Setup {
     let owner = AccountKey::generate();
     let user = AccountKey::generate();
     let challenger = AccountKey::generate();
@@ -195,7 +200,7 @@ fn setup(workers: usize) -> Setup {
                 license: "MIT".into(),
                 tee_required: false,
                 allowed_modes: vec![Mode::Tee, Mode::Op],
-                tolerance_ppm: 0,
+                tolerance_ppm,
             }),
         ),
         net.tx(&challenger, Action::RegisterChallenger { amount: BOND }),
@@ -266,13 +271,24 @@ impl Setup {
 
     /// The assigned worker's receipt for `leaves`.
     fn receipt(&mut self, task: Hash, worker: usize, leaves: &[Hash]) -> SignedTx {
+        self.receipt_of(task, worker, leaves, b"output")
+    }
+
+    /// The assigned worker's receipt for `leaves` and the output document `output`.
+    fn receipt_of(
+        &mut self,
+        task: Hash,
+        worker: usize,
+        leaves: &[Hash],
+        output: &[u8],
+    ) -> SignedTx {
         let w = &self.workers[worker];
         let mut receipt = TaskReceipt {
             task_id: task,
             model_id: self.model_id,
             input_hash: sha256(&input_bytes()),
-            output_hash: sha256(b"output"),
-            output_size: 6,
+            output_hash: sha256(output),
+            output_size: output.len() as u64,
             trace_root: merkle::root(leaves),
             trace_len: leaves.len() as u32,
             worker: w.account.address(),
@@ -299,7 +315,7 @@ impl Setup {
         challenger_leaves: &[Hash],
     ) -> u64 {
         loop {
-            let game = self.net.chain.dispute(&id).unwrap().unwrap().game;
+            let game = self.net.chain.dispute(&id).unwrap().unwrap().game.unwrap();
             if game.phase != Phase::Dissect {
                 return game.start;
             }
@@ -617,7 +633,7 @@ fn a_side_that_stops_answering_loses_on_its_clock() {
         s.net.ok(&[open]);
         let id = dispute_id(&task, &challenger.address());
         // Only the honest side moves; the other never does.
-        let game = s.net.chain.dispute(&id).unwrap().unwrap().game;
+        let game = s.net.chain.dispute(&id).unwrap().unwrap().game.unwrap();
         let parts = game.span().descendants(DEPTH);
         let hashes: Vec<Hash> = parts
             .iter()
@@ -702,4 +718,240 @@ fn a_wrong_trace_length_is_settled_at_once_by_the_model() {
     assert_eq!(dispute.status, DisputeStatus::WorkerWon);
     // Checking the step witness decoder is wired: garbage is refused without a panic.
     assert!(StepWitness::decode(&[1, 2, 3]).is_err());
+}
+
+/// The output document of the model on the test input: honest, or with node `corrupt` changed.
+fn output_document(s: &Setup, corrupt: Option<usize>) -> Vec<u8> {
+    let input = s.model.task_inputs(&input_bytes()).unwrap();
+    let run = match corrupt {
+        Some(step) => s.engine.run_corrupted(&s.model, input, step).unwrap(),
+        None => s.engine.run(&s.model, input, true).unwrap(),
+    };
+    serde_json::to_vec(&verity_infer::output::document(&s.model, &run)).unwrap()
+}
+
+/// A tolerant model's OP result disputed by the challenger: the task, its worker, the dispute
+/// id and the referee's index among the workers.
+fn tolerant_dispute(s: &mut Setup, worker_output: &[u8]) -> (Hash, usize, Hash, usize) {
+    let (task, worker) = s.op_task();
+    let honest = s.honest.clone();
+    let receipt = s.receipt_of(task, worker, &corrupted(&honest, 1), worker_output);
+    s.net.ok(&[receipt]);
+    let challenger = s.challenger.clone();
+    let open = s.net.tx(
+        &challenger,
+        Action::OpenDispute {
+            task_id: task,
+            trace_root: merkle::root(&honest),
+            trace_len: honest.len() as u32,
+        },
+    );
+    s.net.ok(&[open]);
+    let id = dispute_id(&task, &challenger.address());
+    let dispute = s.net.chain.dispute(&id).unwrap().unwrap();
+    assert!(
+        dispute.game.is_none(),
+        "a tolerant model's dispute has no dissection"
+    );
+    let check = dispute.referee.unwrap();
+    assert_ne!(check.referee, s.workers[worker].account.address());
+    let referee = s
+        .workers
+        .iter()
+        .position(|w| w.account.address() == check.referee)
+        .unwrap();
+    (task, worker, id, referee)
+}
+
+fn reveal(s: &mut Setup, who: &AccountKey, id: Hash, output: &[u8]) -> Option<TxFailure> {
+    let tx = s.net.tx(
+        who,
+        Action::RevealOutput {
+            dispute_id: id,
+            output: output.to_vec(),
+        },
+    );
+    s.net.block(&[tx]).remove(0)
+}
+
+#[test]
+fn a_tolerant_result_beyond_tolerance_loses_to_the_referees_run() {
+    let mut s = setup_tolerant(3, 1_000);
+    let lie = output_document(&s, Some(1));
+    let honest = output_document(&s, None);
+    let (task, liar, id, referee) = tolerant_dispute(&mut s, &lie);
+    let liar_key = s.workers[liar].account.clone();
+    let referee_key = s.workers[referee].account.clone();
+    let stake_before = s.net.stake(&liar_key.address());
+    // Only the parties reveal, each only what it committed to or ran.
+    let challenger = s.challenger.clone();
+    assert!(matches!(
+        reveal(&mut s, &challenger, id, &honest),
+        Some(TxFailure::Unauthorized { .. })
+    ));
+    assert!(matches!(
+        reveal(&mut s, &liar_key, id, &honest),
+        Some(TxFailure::Invalid { .. })
+    ));
+    assert!(matches!(
+        reveal(&mut s, &referee_key, id, b"{}"),
+        Some(TxFailure::Invalid { .. })
+    ));
+    assert_eq!(reveal(&mut s, &liar_key, id, &lie), None);
+    assert_eq!(reveal(&mut s, &referee_key, id, &honest), None);
+    let dispute = s.net.chain.dispute(&id).unwrap().unwrap();
+    assert_eq!(dispute.status, DisputeStatus::ChallengerWon);
+    assert!(dispute.verdict.unwrap().contains("differs"));
+    assert_eq!(s.net.stake(&liar_key.address()), stake_before / 100 * 95);
+    assert_eq!(
+        s.net.chain.reputation(&liar_key.address()).unwrap().score,
+        -50
+    );
+    // The referee's run counts as work done; the task runs again without the liar.
+    assert_eq!(
+        s.net
+            .chain
+            .reputation(&referee_key.address())
+            .unwrap()
+            .score,
+        10
+    );
+    s.net.ok(&[]);
+    let again = s.net.chain.task(&task).unwrap().unwrap();
+    assert_eq!(again.status, TaskStatus::Assigned);
+    assert_ne!(again.worker, Some(liar_key.address()));
+}
+
+#[test]
+fn a_result_within_tolerance_stands_and_the_challenger_pays() {
+    let mut s = setup_tolerant(3, 1_000);
+    let honest = output_document(&s, None);
+    // The worker's values differ from the referee's in the last digits only: within 1000 ppm.
+    let mut doc: serde_json::Value = serde_json::from_slice(&honest).unwrap();
+    let first = doc["outputs"][0]["data"][0].as_f64().unwrap();
+    doc["outputs"][0]["data"][0] = serde_json::json!(first * (1.0 + 1e-4));
+    let nearby = serde_json::to_vec(&doc).unwrap();
+    assert_ne!(nearby, honest);
+    let (task, worker, id, referee) = tolerant_dispute(&mut s, &nearby);
+    let worker_key = s.workers[worker].account.clone();
+    let referee_key = s.workers[referee].account.clone();
+    let bond_before = s
+        .net
+        .chain
+        .challenger(&s.challenger.address())
+        .unwrap()
+        .unwrap()
+        .bond;
+    assert_eq!(reveal(&mut s, &referee_key, id, &honest), None);
+    assert_eq!(reveal(&mut s, &worker_key, id, &nearby), None);
+    let dispute = s.net.chain.dispute(&id).unwrap().unwrap();
+    assert_eq!(
+        dispute.status,
+        DisputeStatus::WorkerWon,
+        "{:?}",
+        dispute.verdict
+    );
+    let bond = s
+        .net
+        .chain
+        .challenger(&s.challenger.address())
+        .unwrap()
+        .unwrap()
+        .bond;
+    assert_eq!(bond, bond_before / 100 * 95);
+    // No move after the end.
+    assert!(matches!(
+        reveal(&mut s, &referee_key, id, &honest),
+        Some(TxFailure::Invalid { .. })
+    ));
+    while s.net.chain.task(&task).unwrap().unwrap().status == TaskStatus::Challengeable {
+        s.net.ok(&[]);
+    }
+    assert_eq!(
+        s.net.chain.task(&task).unwrap().unwrap().status,
+        TaskStatus::Finalized
+    );
+}
+
+#[test]
+fn a_worker_that_does_not_reveal_its_output_loses_on_the_deadline() {
+    let mut s = setup_tolerant(3, 1_000);
+    let honest = output_document(&s, None);
+    let (_, worker, id, referee) = tolerant_dispute(&mut s, &honest);
+    let referee_key = s.workers[referee].account.clone();
+    assert_eq!(reveal(&mut s, &referee_key, id, &honest), None);
+    for _ in 0..CLOCK + 1 {
+        s.net.ok(&[]);
+    }
+    let dispute = s.net.chain.dispute(&id).unwrap().unwrap();
+    assert_eq!(dispute.status, DisputeStatus::ChallengerWon);
+    assert!(dispute.verdict.unwrap().contains("did not reveal"));
+    let address = s.workers[worker].account.address();
+    assert_eq!(s.net.chain.reputation(&address).unwrap().score, -50);
+}
+
+#[test]
+fn a_silent_referee_is_penalised_and_replaced() {
+    let mut s = setup_tolerant(4, 1_000);
+    let honest = output_document(&s, None);
+    let (_, worker, id, first) = tolerant_dispute(&mut s, &honest);
+    let worker_key = s.workers[worker].account.clone();
+    assert_eq!(reveal(&mut s, &worker_key, id, &honest), None);
+    for _ in 0..CLOCK + 1 {
+        s.net.ok(&[]);
+    }
+    let first_address = s.workers[first].account.address();
+    let dispute = s.net.chain.dispute(&id).unwrap().unwrap();
+    assert_eq!(dispute.status, DisputeStatus::Open);
+    let check = dispute.referee.unwrap();
+    assert_eq!(check.timed_out, vec![first_address]);
+    assert_ne!(check.referee, first_address);
+    assert!(s.net.chain.reputation(&first_address).unwrap().score < 0);
+    // The silent referee cannot answer late; the new one settles it.
+    let first_key = s.workers[first].account.clone();
+    assert!(matches!(
+        reveal(&mut s, &first_key, id, &honest),
+        Some(TxFailure::Unauthorized { .. })
+    ));
+    let second = s
+        .workers
+        .iter()
+        .position(|w| w.account.address() == check.referee)
+        .unwrap();
+    let second_key = s.workers[second].account.clone();
+    assert_eq!(reveal(&mut s, &second_key, id, &honest), None);
+    let dispute = s.net.chain.dispute(&id).unwrap().unwrap();
+    assert_eq!(dispute.status, DisputeStatus::WorkerWon);
+}
+
+#[test]
+fn a_tolerant_dispute_with_nobody_to_referee_is_refused() {
+    // One worker only: after it, nobody is left to re-run the task.
+    let mut s = setup_tolerant(1, 1_000);
+    let honest = output_document(&s, None);
+    let (task, worker) = s.op_task();
+    let leaves = s.honest.clone();
+    let receipt = s.receipt_of(task, worker, &leaves, &honest);
+    s.net.ok(&[receipt]);
+    let challenger = s.challenger.clone();
+    let open = s.net.tx(
+        &challenger,
+        Action::OpenDispute {
+            task_id: task,
+            trace_root: sha256(b"mine"),
+            trace_len: leaves.len() as u32,
+        },
+    );
+    let failure = s.net.block(&[open]).remove(0);
+    assert!(
+        matches!(&failure, Some(TxFailure::Invalid { reason }) if reason.contains("referee")),
+        "{failure:?}"
+    );
+    let record = s
+        .net
+        .chain
+        .challenger(&challenger.address())
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.locked, 0);
 }

@@ -129,6 +129,13 @@ pub enum Action {
         #[serde(with = "crate::serde_hex::bytes")]
         input: Vec<u8>,
     },
+    /// A tolerant model's dispute: the disputed worker's output document, or the referee's
+    /// (the third worker re-running the task), for the validators to compare within tolerance.
+    RevealOutput {
+        dispute_id: Hash,
+        #[serde(with = "crate::serde_hex::bytes")]
+        output: Vec<u8>,
+    },
 }
 
 impl Action {
@@ -178,6 +185,9 @@ pub const MAX_REVEALED: usize = 16;
 /// Largest one-step witness and task input a OneStep carries.
 pub const MAX_WITNESS_BYTES: usize = 192 * 1024;
 pub const MAX_ONE_STEP_INPUT_BYTES: usize = 60 * 1024;
+/// Largest output document a RevealOutput carries: a tolerant model's OP result must fit, so that
+/// a dispute can compare it.
+pub const MAX_REVEALED_OUTPUT_BYTES: usize = 192 * 1024;
 
 /// Longest name, version, license or architecture string.
 pub const MAX_LABEL_LEN: usize = 128;
@@ -352,6 +362,9 @@ impl Action {
             } => {
                 w.u8(17).fixed(&dispute_id.0).bytes(witness).bytes(input);
             }
+            Action::RevealOutput { dispute_id, output } => {
+                w.u8(18).fixed(&dispute_id.0).bytes(output);
+            }
         }
     }
 
@@ -476,6 +489,12 @@ impl Action {
                 witness: r.bytes("witness", MAX_WITNESS_BYTES)?.to_vec(),
                 input: r.bytes("task input", MAX_ONE_STEP_INPUT_BYTES)?.to_vec(),
             },
+            18 => Action::RevealOutput {
+                dispute_id: Hash(r.array("dispute id")?),
+                output: r
+                    .bytes("output document", MAX_REVEALED_OUTPUT_BYTES)?
+                    .to_vec(),
+            },
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "action",
@@ -505,6 +524,7 @@ impl Action {
             Action::OpenDispute { .. } => "open_dispute",
             Action::RevealChildren { .. } => "reveal_children",
             Action::OneStep { .. } => "one_step",
+            Action::RevealOutput { .. } => "reveal_output",
         }
     }
 
@@ -692,6 +712,10 @@ mod tests {
                 dispute_id: id,
                 witness: vec![1; MAX_WITNESS_BYTES],
                 input: vec![2; MAX_ONE_STEP_INPUT_BYTES],
+            },
+            Action::RevealOutput {
+                dispute_id: id,
+                output: vec![3; MAX_REVEALED_OUTPUT_BYTES],
             },
         ] {
             let tx = TxBody {

@@ -5,7 +5,7 @@
 //! Clients compute the same weight to price their transactions, so this table lives with the
 //! transaction types.
 
-use crate::{Action, MAX_RECEIPTS_PER_TX, MAX_TX_BYTES};
+use crate::{Action, MAX_RECEIPTS_PER_TX, MAX_REVEALED_OUTPUT_BYTES, MAX_TX_BYTES};
 
 /// Every transaction: decode, secp256k1 recovery, nonce and fee writes, the receipt.
 pub const BASE: u64 = 100;
@@ -22,6 +22,9 @@ pub const PER_FAILURE: u64 = 100;
 /// bundled models' largest step runs in well under this (`every_step_re_executes_to_its_leaf`);
 /// the bytes are paid for apart.
 pub const ONE_STEP: u64 = 5_000;
+
+/// Parsing and comparing a revealed output document: one unit per this many bytes.
+pub const PARSE_BYTES_PER_UNIT: u64 = 16;
 
 /// Attestation verification by TEE kind (`cargo bench -p verity-tee --bench verify`: dev 205 µs,
 /// tdx 640 µs, sgx 725 µs, snp 3.62 ms, nitro 4.22 ms), rounded up. Unknown kinds are refused
@@ -58,6 +61,10 @@ pub fn of(action: &Action, tx_bytes: usize) -> u64 {
         // Folding at most 16 hashes back to their node.
         Action::RevealChildren { .. } => 60,
         Action::OneStep { .. } => ONE_STEP,
+        // Parsing the document and comparing it with the other side's, if that is in.
+        Action::RevealOutput { output, .. } => {
+            100 + (output.len() as u64).div_ceil(PARSE_BYTES_PER_UNIT)
+        }
     };
     BASE + action_weight + (tx_bytes as u64).div_ceil(BYTES_PER_UNIT)
 }
@@ -65,8 +72,11 @@ pub fn of(action: &Action, tx_bytes: usize) -> u64 {
 /// No transaction weighs more than this: a block limit below it could refuse a valid one.
 pub const MAX_TX_WEIGHT: u64 =
     BASE + max(
-        4_300 + 30 + PER_FAILURE * MAX_RECEIPTS_PER_TX as u64,
-        ONE_STEP,
+        max(
+            4_300 + 30 + PER_FAILURE * MAX_RECEIPTS_PER_TX as u64,
+            ONE_STEP,
+        ),
+        100 + (MAX_REVEALED_OUTPUT_BYTES as u64).div_ceil(PARSE_BYTES_PER_UNIT),
     ) + (MAX_TX_BYTES as u64).div_ceil(BYTES_PER_UNIT);
 
 const fn max(a: u64, b: u64) -> u64 {
@@ -104,5 +114,10 @@ mod tests {
             task_id: Hash::ZERO,
         };
         assert!(of(&cancel, MAX_TX_BYTES) <= MAX_TX_WEIGHT);
+        let reveal = Action::RevealOutput {
+            dispute_id: Hash::ZERO,
+            output: vec![0; MAX_REVEALED_OUTPUT_BYTES],
+        };
+        assert!(of(&reveal, MAX_TX_BYTES) <= MAX_TX_WEIGHT);
     }
 }

@@ -6,11 +6,9 @@
 mod challenger;
 pub mod disputes;
 mod journal;
-mod output;
 mod service;
 
 pub use challenger::{run_challenger, ChallengerConfig};
-pub use output::output_document;
 pub use service::{compute, run, Computed, WorkerConfig, WorkerStats};
 pub use verity_tee::produce::TeeSource;
 

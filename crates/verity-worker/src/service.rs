@@ -21,7 +21,6 @@ use verity_types::{
 };
 
 use crate::journal::Journal;
-use crate::output::output_document;
 
 /// What the software measurement of a dev enclave names.
 const DEV_MEASUREMENT: &[u8] = concat!("verity-worker ", env!("CARGO_PKG_VERSION")).as_bytes();
@@ -94,7 +93,7 @@ pub fn compute(
     };
     let trace = out.trace.as_ref().context("the engine returned no trace")?;
     let (trace_root, trace_len) = (trace.root(), trace.len() as u32);
-    let output = serde_json::to_vec(&output_document(model, &out))?;
+    let output = serde_json::to_vec(&verity_infer::output::document(model, &out))?;
     Ok(Computed {
         output,
         trace_root,

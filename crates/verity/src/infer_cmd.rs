@@ -99,7 +99,7 @@ fn run_model(args: RunArgs) -> Result<()> {
     let engine = Engine::new(args.threads)?;
     let out = engine.run(&model, inputs, args.trace)?;
     if args.json {
-        let doc = verity_worker::output_document(&model, &out);
+        let doc = verity_infer::output::document(&model, &out);
         outln!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }

@@ -1,24 +1,32 @@
 //! `disputes`: OP results under challenge (`docs/protocol.md` §12). A registered challenger
-//! opens a dispute inside the result's window; the worker and the challenger play the `game`
-//! (dissection with clocks); the last step is re-executed here from the model file; the loser
-//! is slashed. Every challenger plays its own game, all at once, so sybils cannot stretch the
-//! time to a verdict past one game's clocks.
+//! opens a dispute inside the result's window. On a bit-exact model the worker and the
+//! challenger play the `game` (dissection with clocks) and the last step is re-executed here
+//! from the model file; on a tolerant model a third worker drawn from the seed re-runs the task
+//! and the two output documents are compared within the model's tolerance. The loser is
+//! slashed. Every challenger has its own dispute, all at once, so sybils cannot stretch the
+//! time to a verdict past one dispute's clocks.
 
 use serde::{Deserialize, Serialize};
-use verity_infer::{Commitments, StepWitness};
+use verity_infer::{output, Commitments, OutputDocument, StepWitness};
 use verity_types::{sha256, Address, Amount, Hash};
 
 use crate::models::Loaded;
 use crate::modules::game::{Game, GameError, Side};
 use crate::modules::records::{self, RecordStatus};
 use crate::modules::tasks::{self, TaskStatus};
-use crate::modules::{accounts, challengers, reputation, schedule, sortition, staking, verifier};
+use crate::modules::{
+    accounts, challengers, registry, reputation, schedule, sortition, staking, verifier,
+};
 use crate::overlay::Overlay;
 use crate::store::Table;
 use crate::{BlockCtx, StateError, TxFailure};
 
 /// Domain tag of dispute ids.
 pub const DISPUTE_DOMAIN: &[u8] = b"verity/dispute/v1";
+/// Domain tag of a referee's draw.
+pub const REFEREE_DOMAIN: &[u8] = b"verity/referee/v1";
+/// Referees drawn for one dispute at most; when that many have not answered, it ends undecided.
+pub const MAX_REFEREES: usize = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -28,6 +36,25 @@ pub enum DisputeStatus {
     ChallengerWon,
     /// Another dispute disproved the result first: this one ended without slashing anyone.
     Moot,
+    /// A tolerant model's dispute that no referee answered: it ended without slashing anyone.
+    Undecided,
+}
+
+/// A tolerant model's dispute: a third worker, drawn from the seed, re-runs the task, and the
+/// validators compare its output document with the worker's within the model's tolerance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RefereeCheck {
+    pub referee: Address,
+    /// The last height at which the worker and the referee may reveal their outputs.
+    pub deadline: u64,
+    /// SHA-256 of each output document once revealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_output: Option<Hash>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referee_output: Option<Hash>,
+    /// Earlier referees that did not answer in time; no draw picks them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timed_out: Vec<Address>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -40,8 +67,13 @@ pub struct Dispute {
     pub challenger_root: Hash,
     pub trace_len: u32,
     pub opened_height: u64,
-    #[schema(value_type = Object)]
-    pub game: Game,
+    /// A bit-exact model's dissection game.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub game: Option<Game>,
+    /// A tolerant model's third run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referee: Option<RefereeCheck>,
     pub status: DisputeStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_height: Option<u64>,
@@ -58,6 +90,9 @@ const DISPUTE: &[u8] = b"d";
 const BY_TASK: &[u8] = b"t";
 const BY_WORKER: &[u8] = b"w";
 const BY_CHALLENGER: &[u8] = b"x";
+const BY_REFEREE: &[u8] = b"r";
+/// Revealed output documents, by dispute and side, until the dispute ends.
+const OUTPUT: &[u8] = b"o";
 /// Every dispute of a task, open or over.
 const OF_TASK: &[u8] = b"a";
 
@@ -135,15 +170,15 @@ pub fn changed(batch: &crate::Batch) -> Vec<Dispute> {
         .collect()
 }
 
-/// Up to `limit` open disputes in which `party` is the worker or the challenger: what it owes
-/// moves in.
+/// Up to `limit` open disputes in which `party` is the worker, the challenger or the referee:
+/// what it owes moves in.
 pub fn open_of(
     state: &Overlay<'_>,
     party: &Address,
     limit: usize,
 ) -> Result<Vec<Dispute>, StateError> {
     let mut out = Vec::new();
-    for side in [BY_WORKER, BY_CHALLENGER] {
+    for side in [BY_WORKER, BY_CHALLENGER, BY_REFEREE] {
         let prefix = [side, &party.0].concat();
         for (k, _) in state.scan_prefix(Table::Disputes, &prefix, limit)? {
             let id = Hash(
@@ -164,12 +199,19 @@ pub fn has_open_against(state: &Overlay<'_>, worker: &Address) -> Result<bool, S
     Ok(!state.scan_prefix(Table::Disputes, &prefix, 1)?.is_empty())
 }
 
+fn referee_key(referee: &Address, id: &Hash) -> Vec<u8> {
+    [BY_REFEREE, &referee.0, &id.0].concat()
+}
+
 fn index(state: &mut Overlay<'_>, d: &Dispute, open: bool) {
-    let keys = [
+    let mut keys = vec![
         [BY_TASK, &d.task_id.0, &d.dispute_id.0].concat(),
         [BY_WORKER, &d.worker.0, &d.dispute_id.0].concat(),
         [BY_CHALLENGER, &d.challenger.0, &d.dispute_id.0].concat(),
     ];
+    if let Some(check) = &d.referee {
+        keys.push(referee_key(&check.referee, &d.dispute_id));
+    }
     for k in keys {
         if open {
             state.put(Table::Disputes, k, Vec::new());
@@ -254,6 +296,7 @@ pub fn open(
     if get(state, &id)?.is_some() {
         return Err(invalid(format!("{sender} already disputed task {task_id}")));
     }
+    let tolerance = registry::model(state, &record.model_id)?.map_or(0, |m| m.spec.tolerance_ppm);
     let mut dispute = Dispute {
         dispute_id: id,
         task_id: *task_id,
@@ -263,19 +306,38 @@ pub fn open(
         challenger_root: trace_root,
         trace_len,
         opened_height: ctx.height,
-        game: Game::open(
-            u64::from(record.trace_len.max(1)),
-            record.trace_root,
-            trace_root,
-            ctx.height,
-            params.dispute_clock_blocks,
-        )
-        .map_err(game_error)?,
+        game: None,
+        referee: None,
         status: DisputeStatus::Open,
         resolved_height: None,
         verdict: None,
         slashed: 0,
     };
+    if tolerance > 0 {
+        let referee = draw_referee(state, ctx, &dispute, &[])?.ok_or_else(|| {
+            invalid(format!(
+                "no third worker serves task {task_id}'s model to referee a dispute now"
+            ))
+        })?;
+        dispute.referee = Some(RefereeCheck {
+            referee,
+            deadline: ctx.height.saturating_add(params.dispute_clock_blocks),
+            worker_output: None,
+            referee_output: None,
+            timed_out: Vec::new(),
+        });
+    } else {
+        dispute.game = Some(
+            Game::open(
+                u64::from(record.trace_len.max(1)),
+                record.trace_root,
+                trace_root,
+                ctx.height,
+                params.dispute_clock_blocks,
+            )
+            .map_err(game_error)?,
+        );
+    }
     challenger.locked += params.dispute_bond;
     challenger.open_disputes += 1;
     challenger.disputes_opened += 1;
@@ -287,7 +349,7 @@ pub fn open(
         Vec::new(),
     );
     // Lengths that differ are settled at once by the model's own node count.
-    if trace_len != record.trace_len {
+    if dispute.game.is_some() && trace_len != record.trace_len {
         let steps = model_steps(ctx, &record.model_id)?;
         let (winner, why) = if steps != Some(u64::from(record.trace_len)) {
             (
@@ -308,9 +370,53 @@ pub fn open(
     Ok(())
 }
 
+/// Draws a referee for `dispute` from the block seed among the workers serving the task's
+/// model, weighted as for tasks, never the worker, the challenger, a worker whose result for
+/// this task was disproven, or an earlier referee; None when nobody else is eligible.
+fn draw_referee(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    dispute: &Dispute,
+    timed_out: &[Address],
+) -> Result<Option<Address>, StateError> {
+    let task = tasks::get(state, &dispute.task_id)?.ok_or(StateError::Corrupt("disputed task"))?;
+    for attempt in 0..tasks::MAX_DRAWS {
+        let entropy = sha256(
+            &[
+                REFEREE_DOMAIN,
+                &ctx.seed.0,
+                &dispute.dispute_id.0,
+                &(timed_out.len() as u32).to_le_bytes(),
+                &attempt.to_le_bytes(),
+            ]
+            .concat(),
+        );
+        let Some(worker) = sortition::draw(state, &task.model_id, &entropy)? else {
+            return Ok(None);
+        };
+        let stake = staking::get(state, &worker)?.unwrap_or_default();
+        let excluded = worker == dispute.worker
+            || worker == dispute.challenger
+            || task.disproven.contains(&worker)
+            || timed_out.contains(&worker);
+        if !excluded
+            && stake.serves(&task.model_id)
+            && tasks::draw_weight(state, ctx, &worker, &stake)?.is_some()
+        {
+            return Ok(Some(worker));
+        }
+    }
+    Ok(None)
+}
+
 /// Schedules a look at the dispute when the next clock would run out.
 fn watch(state: &mut Overlay<'_>, dispute: &Dispute) -> Result<(), StateError> {
-    if let Some(deadline) = dispute.game.deadline() {
+    let deadline = match (&dispute.game, &dispute.referee) {
+        (Some(game), _) => game.deadline(),
+        (None, Some(check)) => Some(check.deadline.saturating_add(1)),
+        (None, None) => None,
+    };
+    if let Some(deadline) = deadline {
         schedule::push(
             state,
             schedule::Kind::DisputeClock,
@@ -331,6 +437,16 @@ fn open_dispute(state: &Overlay<'_>, id: &Hash) -> Result<Dispute, TxFailure> {
     Ok(dispute)
 }
 
+/// The dissection game of a bit-exact model's dispute.
+fn game_of(dispute: &mut Dispute) -> Result<&mut Game, TxFailure> {
+    let id = dispute.dispute_id;
+    dispute.game.as_mut().ok_or_else(|| {
+        invalid(format!(
+            "dispute {id} is a tolerant model's: it is settled by a referee's run, not dissection"
+        ))
+    })
+}
+
 /// RevealChildren: a side's dissection move.
 pub fn reveal(
     state: &mut Overlay<'_>,
@@ -349,8 +465,7 @@ pub fn reveal(
             reason: format!("only the worker and the challenger of dispute {id} move in it"),
         });
     };
-    dispute
-        .game
+    game_of(&mut dispute)?
         .reveal(side, hashes.to_vec(), ctx.height)
         .map_err(game_error)?;
     put(state, &dispute);
@@ -369,7 +484,7 @@ pub fn one_step(
 ) -> Result<(), TxFailure> {
     let mut dispute = open_dispute(state, id)?;
     let task = tasks::get(state, &dispute.task_id)?.ok_or(StateError::Corrupt("disputed task"))?;
-    let step = dispute.game.start;
+    let step = game_of(&mut dispute)?.start;
     let witness = StepWitness::decode(witness).map_err(|e| invalid(format!("witness: {e}")))?;
     if witness.step as u64 != step {
         return Err(invalid(format!(
@@ -406,8 +521,7 @@ pub fn one_step(
         .verify_step(engine, &commitments(dispute.worker_root), &witness)
         .or_else(|_| model.verify_step(engine, &commitments(dispute.challenger_root), &witness))
         .map_err(|e| invalid(e.to_string()))?;
-    let winner = dispute
-        .game
+    let winner = game_of(&mut dispute)?
         .one_step(outcome.leaf, ctx.height)
         .map_err(game_error)?;
     let why = match winner {
@@ -416,6 +530,215 @@ pub fn one_step(
     };
     resolve(state, ctx, &mut dispute, winner, &why)?;
     Ok(())
+}
+
+const WORKER_SIDE: u8 = 0;
+const REFEREE_SIDE: u8 = 1;
+
+fn output_key(id: &Hash, side: u8) -> Vec<u8> {
+    [OUTPUT, &id.0, &[side]].concat()
+}
+
+/// RevealOutput: in a tolerant model's dispute, the worker reveals the output document its
+/// result committed to, and the referee the one its own run produced. Once both are in, the
+/// validators compare them within the model's tolerance and the dispute ends.
+pub fn reveal_output(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    sender: &Address,
+    id: &Hash,
+    output: &[u8],
+) -> Result<(), TxFailure> {
+    let mut dispute = open_dispute(state, id)?;
+    let mut check = dispute.referee.clone().ok_or_else(|| {
+        invalid(format!(
+            "dispute {id} is a dissection game: outputs are revealed only in a tolerant model's"
+        ))
+    })?;
+    if ctx.height > check.deadline {
+        return Err(invalid(format!(
+            "dispute {id}'s outputs were due by height {}",
+            check.deadline
+        )));
+    }
+    let task = tasks::get(state, &dispute.task_id)?.ok_or(StateError::Corrupt("disputed task"))?;
+    let hash = sha256(output);
+    if *sender == dispute.worker {
+        if check.worker_output.is_some() {
+            return Err(invalid("the worker has already revealed its output"));
+        }
+        let record =
+            records::get(state, &dispute.task_id)?.ok_or(StateError::Corrupt("disputed record"))?;
+        if hash != record.output_hash {
+            return Err(invalid(
+                "this output does not hash to the one the worker's result committed to",
+            ));
+        }
+        // The worker signed this document: if it is not one, its result cannot stand.
+        if let Err(e) = OutputDocument::parse(output) {
+            let why = format!("the worker's committed output is unreadable: {e}");
+            resolve(state, ctx, &mut dispute, Side::Challenger, &why)?;
+            return Ok(());
+        }
+        check.worker_output = Some(hash);
+        state.put(
+            Table::Disputes,
+            output_key(id, WORKER_SIDE),
+            output.to_vec(),
+        );
+    } else if *sender == check.referee {
+        if check.referee_output.is_some() {
+            return Err(invalid("the referee has already revealed its output"));
+        }
+        let doc = OutputDocument::parse(output).map_err(|e| invalid(e.to_string()))?;
+        if doc.model_id != task.model_id {
+            return Err(invalid(format!(
+                "the referee's output is of model {}, the task's is {}",
+                doc.model_id, task.model_id
+            )));
+        }
+        check.referee_output = Some(hash);
+        state.put(
+            Table::Disputes,
+            output_key(id, REFEREE_SIDE),
+            output.to_vec(),
+        );
+    } else {
+        return Err(TxFailure::Unauthorized {
+            reason: format!("only the worker and the referee of dispute {id} reveal outputs"),
+        });
+    }
+    dispute.referee = Some(check.clone());
+    if check.worker_output.is_none() || check.referee_output.is_none() {
+        put(state, &dispute);
+        return Ok(());
+    }
+    let read = |side| -> Result<OutputDocument, StateError> {
+        let bytes = state
+            .get(Table::Disputes, &output_key(id, side))?
+            .ok_or(StateError::Corrupt("revealed output"))?;
+        OutputDocument::parse(&bytes).map_err(|_| StateError::Corrupt("revealed output"))
+    };
+    let (worker, referee) = (read(WORKER_SIDE)?, read(REFEREE_SIDE)?);
+    let tolerance = registry::model(state, &task.model_id)?.map_or(0, |m| m.spec.tolerance_ppm);
+    reputation::record_success(state, &check.referee)?;
+    sortition::refresh(state, ctx, &check.referee)?;
+    let (winner, why) = match output::agree(&worker, &referee, tolerance) {
+        Ok(()) => (
+            Side::Worker,
+            format!("the referee's output agrees with the worker's within {tolerance} ppm"),
+        ),
+        Err(diff) => (
+            Side::Challenger,
+            format!("the referee's output differs from the worker's: {diff}"),
+        ),
+    };
+    resolve(state, ctx, &mut dispute, winner, &why)?;
+    Ok(())
+}
+
+/// A tolerant model's dispute past its deadline: a worker that has not revealed loses; a
+/// referee that has not answered is penalised as for a timed-out task and another is drawn, up
+/// to [`MAX_REFEREES`]; after that, or with nobody left to draw, the dispute ends undecided.
+fn referee_clock(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    dispute: &mut Dispute,
+) -> Result<(), StateError> {
+    let Some(mut check) = dispute.referee.clone() else {
+        return Ok(());
+    };
+    if ctx.height <= check.deadline {
+        return watch(state, dispute);
+    }
+    let params = &ctx.genesis.params.tasks;
+    if check.referee_output.is_none() {
+        reputation::record_timeout(
+            state,
+            &check.referee,
+            params.timeout_penalty,
+            ctx.height,
+            params.timeout_forgiven_after_blocks,
+        )?;
+        sortition::refresh(state, ctx, &check.referee)?;
+    }
+    if check.worker_output.is_none() {
+        return resolve(
+            state,
+            ctx,
+            dispute,
+            Side::Challenger,
+            "the worker did not reveal its output in time",
+        );
+    }
+    state.delete(
+        Table::Disputes,
+        referee_key(&check.referee, &dispute.dispute_id),
+    );
+    check.timed_out.push(check.referee);
+    let next = if check.timed_out.len() < MAX_REFEREES {
+        draw_referee(state, ctx, dispute, &check.timed_out)?
+    } else {
+        None
+    };
+    let Some(next) = next else {
+        let why = format!(
+            "{} referees did not answer and nobody else can referee",
+            check.timed_out.len()
+        );
+        dispute.referee = Some(check);
+        return end_undecided(state, ctx, dispute, &why);
+    };
+    check.referee = next;
+    check.deadline = ctx.height.saturating_add(params.dispute_clock_blocks);
+    dispute.referee = Some(check);
+    state.put(
+        Table::Disputes,
+        referee_key(&next, &dispute.dispute_id),
+        Vec::new(),
+    );
+    put(state, dispute);
+    watch(state, dispute)
+}
+
+/// Ends a dispute without a verdict: the bond is returned and the result stands.
+fn end_undecided(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    dispute: &mut Dispute,
+    why: &str,
+) -> Result<(), StateError> {
+    release_bond(state, ctx, &dispute.challenger)?;
+    dispute.status = DisputeStatus::Undecided;
+    dispute.resolved_height = Some(ctx.height);
+    dispute.verdict = Some(why.to_string());
+    close(state, dispute);
+    finalize_if_settled(state, ctx, &dispute.task_id)
+}
+
+/// Unlocks one dispute's bond and counts the dispute as no longer open.
+fn release_bond(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    challenger: &Address,
+) -> Result<(), StateError> {
+    let mut record = challengers::get(state, challenger)?
+        .ok_or(StateError::Corrupt("dispute without challenger"))?;
+    record.locked = record
+        .locked
+        .saturating_sub(ctx.genesis.params.tasks.dispute_bond);
+    record.open_disputes = record.open_disputes.saturating_sub(1);
+    challengers::put(state, challenger, &record);
+    Ok(())
+}
+
+/// Drops an ended dispute from the open indexes and its revealed outputs, and stores it.
+fn close(state: &mut Overlay<'_>, dispute: &Dispute) {
+    index(state, dispute, false);
+    for side in [WORKER_SIDE, REFEREE_SIDE] {
+        state.delete(Table::Disputes, output_key(&dispute.dispute_id, side));
+    }
+    put(state, dispute);
 }
 
 /// Slashes `bps` of `amount`: the share the winner gets, and what is burned.
@@ -436,13 +759,11 @@ fn resolve(
     why: &str,
 ) -> Result<(), StateError> {
     let params = &ctx.genesis.params.tasks;
+    release_bond(state, ctx, &dispute.challenger)?;
     let mut challenger = challengers::get(state, &dispute.challenger)?
         .ok_or(StateError::Corrupt("dispute without challenger"))?;
-    challenger.locked = challenger.locked.saturating_sub(params.dispute_bond);
-    challenger.open_disputes = challenger.open_disputes.saturating_sub(1);
     dispute.resolved_height = Some(ctx.height);
     dispute.verdict = Some(why.to_string());
-    index(state, dispute, false);
     match winner {
         Side::Worker => {
             let (slashed, reward) = slash_of(challenger.bond, params.slash_bps);
@@ -453,7 +774,7 @@ fn resolve(
             credit_or_burn(state, &dispute.worker, reward)?;
             dispute.status = DisputeStatus::WorkerWon;
             dispute.slashed = slashed;
-            put(state, dispute);
+            close(state, dispute);
             finalize_if_settled(state, ctx, &dispute.task_id)?;
         }
         Side::Challenger => {
@@ -468,7 +789,7 @@ fn resolve(
             sortition::refresh(state, ctx, &dispute.worker)?;
             dispute.status = DisputeStatus::ChallengerWon;
             dispute.slashed = slashed;
-            put(state, dispute);
+            close(state, dispute);
             reject_result(state, ctx, dispute)?;
         }
     }
@@ -491,24 +812,18 @@ fn reject_result(
     ctx: &BlockCtx<'_>,
     dispute: &Dispute,
 ) -> Result<(), StateError> {
-    let dispute_bond = ctx.genesis.params.tasks.dispute_bond;
     for other in open_for_task(state, &dispute.task_id)? {
         let Some(mut moot) = get(state, &other)? else {
             continue;
         };
-        let mut challenger = challengers::get(state, &moot.challenger)?
-            .ok_or(StateError::Corrupt("dispute without challenger"))?;
-        challenger.locked = challenger.locked.saturating_sub(dispute_bond);
-        challenger.open_disputes = challenger.open_disputes.saturating_sub(1);
-        challengers::put(state, &moot.challenger, &challenger);
+        release_bond(state, ctx, &moot.challenger)?;
         moot.status = DisputeStatus::Moot;
         moot.resolved_height = Some(ctx.height);
         moot.verdict = Some(format!(
             "dispute {} disproved the result first",
             dispute.dispute_id
         ));
-        index(state, &moot, false);
-        put(state, &moot);
+        close(state, &moot);
     }
     let mut record =
         records::get(state, &dispute.task_id)?.ok_or(StateError::Corrupt("disputed record"))?;
@@ -557,7 +872,12 @@ pub fn begin_block(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>) -> Result<(), St
         if dispute.status != DisputeStatus::Open {
             continue;
         }
-        match dispute.game.expire(ctx.height) {
+        if dispute.referee.is_some() {
+            referee_clock(state, ctx, &mut dispute)?;
+            continue;
+        }
+        let expired = dispute.game.as_mut().and_then(|g| g.expire(ctx.height));
+        match expired {
             Some(winner) => {
                 let why = match winner {
                     Side::Worker => "the challenger's clock ran out",

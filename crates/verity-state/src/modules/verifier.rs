@@ -3,7 +3,9 @@
 //! of a batch are verified together; a batch applies whole or not at all.
 
 use serde::{Deserialize, Serialize};
-use verity_types::{verify_receipts, Address, FailureReceipt, Hash, Mode, TaskReceipt};
+use verity_types::{
+    verify_receipts, Address, FailureReceipt, Hash, Mode, TaskReceipt, MAX_REVEALED_OUTPUT_BYTES,
+};
 
 use crate::modules::records::{ExecutionRecord, RecordStatus};
 use crate::modules::tasks::TaskStatus;
@@ -178,6 +180,16 @@ fn apply_one(
         settlement: Default::default(),
         challenge_until: None,
     };
+    if task.mode == Mode::Op && receipt.output_size > MAX_REVEALED_OUTPUT_BYTES as u64 {
+        let tolerant =
+            registry::model(state, &task.model_id)?.is_some_and(|m| m.spec.tolerance_ppm > 0);
+        if tolerant {
+            return Err(reject(format!(
+                "a tolerant model's op output is at most {MAX_REVEALED_OUTPUT_BYTES} bytes (a dispute reveals it), not {}",
+                receipt.output_size
+            )));
+        }
+    }
     if task.mode == Mode::Op {
         // Recorded, not settled: anyone bonded may dispute it until the window closes.
         let until = ctx
