@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use verity_types::{Address, Amount, FeeSchedule, Hash};
 
 pub use upload::{UploadAuth, UploadAuthError, UPLOAD_DOMAIN, UPLOAD_HEADER};
-pub use verity_state::modules::disputes::{dispute_id, DisputeStatus};
+pub use verity_state::modules::disputes::{dispute_id, DisputeStatus, RefereeCheck};
 pub use verity_state::modules::game::{Game, Phase, Side, DEPTH};
 pub use verity_state::modules::records::RecordStatus;
 pub use verity_state::{
@@ -336,7 +336,7 @@ pub enum Event {
     /// A task changed state.
     Task(Task),
     /// A dispute opened, moved or ended.
-    Dispute(Dispute),
+    Dispute(Box<Dispute>),
 }
 
 #[cfg(test)]

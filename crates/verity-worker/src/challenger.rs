@@ -1,7 +1,8 @@
 //! The challenger (`verity challenger`): bonds, follows OP results while their windows are
-//! open, re-executes each with verity-infer, and on a mismatch opens a dispute and plays it to
-//! the end. It keeps nothing but a cache: what it checked, ran and answered is found again on
-//! the chain after a restart, and its runs are recomputed.
+//! open, re-executes each with verity-infer, and on a mismatch (another trace on a bit-exact
+//! model, an output beyond the tolerance on a tolerant one) opens a dispute and plays it to the
+//! end. It keeps nothing but a cache: what it checked, ran and answered is found again on the
+//! chain after a restart, and its runs are recomputed.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -9,12 +10,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tracing::{info, warn};
-use verity_client::api::{dispute_id, Side, TaskStatus};
+use verity_client::api::{dispute_id, ExecutionRecord, Task, TaskStatus};
 use verity_client::{Client, PageRequest};
-use verity_infer::Engine;
+use verity_infer::{output, Engine, OutputDocument};
 use verity_types::{AccountKey, Action, Address, Amount, Hash, Mode};
 
-use crate::disputes::{fetch, next_move, run, Blobs, Run};
+use crate::disputes::{fetch, run, Player, Run};
 
 pub struct ChallengerConfig {
     pub api: String,
@@ -34,13 +35,14 @@ struct Challenger {
     config: ChallengerConfig,
     client: Client,
     address: Address,
-    engine: Arc<Engine>,
-    blobs: Blobs,
+    player: Player,
     checked: HashSet<Hash>,
     /// Tasks it sent an OpenDispute for, not yet seen on chain.
     opened: HashSet<Hash>,
-    runs: HashMap<Hash, Run>,
-    answered: HashSet<crate::disputes::Round>,
+    /// Its runs of results it is checking.
+    runs: HashMap<Hash, Arc<Run>>,
+    /// Each model's tolerance, in ppm.
+    tolerances: HashMap<Hash, u32>,
 }
 
 /// Runs the challenger until `stop` resolves.
@@ -50,16 +52,18 @@ pub async fn run_challenger(
 ) -> Result<()> {
     tokio::pin!(stop);
     let client = Client::new(&config.api);
+    // A frivolous challenger stands by a made-up trace it can defend consistently: its runs
+    // corrupt the last node.
+    let corrupt = config.frivolous.then_some(usize::MAX);
     let mut challenger = Challenger {
         address: config.account.address(),
-        engine: Arc::new(Engine::new(1)?),
+        player: Player::new(config.account.address(), Arc::new(Engine::new(1)?), corrupt),
         config,
         client,
-        blobs: Blobs::default(),
         checked: HashSet::new(),
         opened: HashSet::new(),
         runs: HashMap::new(),
-        answered: HashSet::new(),
+        tolerances: HashMap::new(),
     };
     tokio::select! {
         _ = &mut stop => return Ok(()),
@@ -136,8 +140,8 @@ impl Challenger {
         self.watch().await
     }
 
-    /// Re-executes OP results in their windows, those whose window closes first first, all at
-    /// once on every core; disputes those whose trace differs from its own.
+    /// Re-executes OP results in their windows, those whose window closes first first, a few
+    /// at a time on every core; disputes those that differ from its own run.
     async fn watch(&mut self) -> Result<()> {
         let height = self.client.status().await?.height;
         let recent = self
@@ -164,18 +168,18 @@ impl Challenger {
                 continue;
             };
             match record.challenge_until {
-                Some(until) if height <= until => due.push((until, task, record.trace_root)),
+                Some(until) if height <= until => due.push((until, task, record)),
                 _ => {
                     self.checked.insert(task.task_id);
                 }
             }
         }
         due.sort_by_key(|(until, ..)| *until);
-        // The most urgent first, a few at a time: a dispute goes out as soon as its run is done.
+        // The most urgent first: a dispute goes out as soon as its run is done.
         for chunk in due.chunks(rayon::current_num_threads().max(1) * 4) {
             self.run_missing(chunk).await?;
-            for (_, task, root) in chunk {
-                self.dispute_if_wrong(task, *root).await?;
+            for (_, task, record) in chunk {
+                self.dispute_if_wrong(task, record).await?;
             }
             self.play().await?;
         }
@@ -183,43 +187,65 @@ impl Challenger {
     }
 
     /// Runs the tasks of `due` it has not run yet, on every core.
-    async fn run_missing(&mut self, due: &[(u64, verity_client::api::Task, Hash)]) -> Result<()> {
+    async fn run_missing(&mut self, due: &[(u64, Task, ExecutionRecord)]) -> Result<()> {
         let mut work = Vec::new();
         for (_, task, _) in due {
-            if self.runs.contains_key(&task.task_id) {
-                continue;
+            if !self.runs.contains_key(&task.task_id) {
+                let (model, input) = self
+                    .player
+                    .inputs(&self.client, &task.model_id, &task.input.hash)
+                    .await?;
+                work.push((task.task_id, model, input));
             }
-            let model = self.blobs.model(&self.client, &task.model_id).await?;
-            let input = fetch(&self.client, &task.input.hash).await?;
-            // A frivolous challenger stands by a made-up trace it can defend consistently.
-            let corrupt = self
-                .config
-                .frivolous
-                .then(|| model.step_count().saturating_sub(1));
-            work.push((task.task_id, model, input, corrupt));
         }
-        let engine = self.engine.clone();
+        let (engine, corrupt) = self.player.runner();
         let runs = tokio::task::spawn_blocking(move || {
             use rayon::prelude::*;
             work.into_par_iter()
-                .map(|(id, model, input, corrupt)| (id, run(&engine, model, input, corrupt)))
+                .map(|(id, model, input)| (id, run(&engine, model, input, corrupt)))
                 .collect::<Vec<_>>()
         })
         .await?;
         for (task_id, mine) in runs {
-            self.runs.insert(task_id, mine?);
+            self.runs.insert(task_id, Arc::new(mine?));
         }
         Ok(())
     }
 
-    /// Opens a dispute when its own run's root is not the result's.
-    async fn dispute_if_wrong(
-        &mut self,
-        task: &verity_client::api::Task,
-        root: Hash,
-    ) -> Result<()> {
-        let mine = &self.runs[&task.task_id];
-        if mine.root() == root {
+    /// Whether its own run disagrees with the worker's result: another trace root on a
+    /// bit-exact model; an output beyond the tolerance (or none readable) on a tolerant one.
+    async fn differs(&mut self, task: &Task, record: &ExecutionRecord, mine: &Run) -> Result<bool> {
+        let tolerance = match self.tolerances.get(&task.model_id) {
+            Some(t) => *t,
+            None => {
+                let model = self
+                    .client
+                    .model(&task.model_id)
+                    .await?
+                    .with_context(|| format!("model {}", task.model_id))?;
+                self.tolerances
+                    .insert(task.model_id, model.spec.tolerance_ppm);
+                model.spec.tolerance_ppm
+            }
+        };
+        if tolerance == 0 {
+            return Ok(mine.root() != record.trace_root);
+        }
+        let theirs = match fetch(&self.client, &record.output_hash).await {
+            Ok(bytes) => OutputDocument::parse(&bytes).ok(),
+            Err(e) => {
+                warn!(challenger = %self.config.label, task = %task.task_id, error = %format!("{e:#}"), "the worker's output is not in the store; disputing makes it reveal it");
+                None
+            }
+        };
+        let mine = OutputDocument::parse(&mine.output).context("its own output document")?;
+        Ok(theirs.is_none_or(|theirs| output::agree(&theirs, &mine, tolerance).is_err()))
+    }
+
+    /// Opens a dispute when its own run disagrees with the result.
+    async fn dispute_if_wrong(&mut self, task: &Task, record: &ExecutionRecord) -> Result<()> {
+        let mine = self.runs[&task.task_id].clone();
+        if !self.differs(task, record, &mine).await? {
             self.checked.insert(task.task_id);
             self.runs.remove(&task.task_id);
             return Ok(());
@@ -229,75 +255,36 @@ impl Challenger {
         let id = dispute_id(&task.task_id, &self.address);
         if self.opened.contains(&task.task_id) && self.client.dispute(&id).await?.is_some() {
             self.checked.insert(task.task_id);
+            self.opened.remove(&task.task_id);
+            self.runs.remove(&task.task_id);
             return Ok(());
         }
         self.opened.insert(task.task_id);
+        self.player.stand_by(task.task_id, mine.clone());
         info!(challenger = %self.config.label, task = %task.task_id, "result differs from re-execution; disputing");
         let action = Action::OpenDispute {
             task_id: task.task_id,
             trace_root: mine.root(),
             trace_len: mine.leaves.len() as u32,
         };
-        match self
+        if let Err(e) = self
             .client
             .submit_action(&self.config.account, action, 0)
             .await
         {
-            Ok(_) => {}
-            Err(e) => {
-                warn!(challenger = %self.config.label, task = %task.task_id, error = %e, "could not open a dispute; trying again")
-            }
+            warn!(challenger = %self.config.label, task = %task.task_id, error = %e, "could not open a dispute; trying again");
         }
         Ok(())
     }
 
     /// Makes the move owed in each of its open disputes.
     async fn play(&mut self) -> Result<()> {
-        let open: Vec<_> = self
-            .client
-            .open_disputes_of(&self.address)
-            .await?
-            .into_iter()
-            .filter(|d| d.challenger == self.address)
-            .collect();
-        self.answered
-            .retain(|(id, ..)| open.iter().any(|d| d.dispute_id == *id));
-        let checked = &self.checked;
-        self.runs
-            .retain(|task, _| !checked.contains(task) || open.iter().any(|d| d.task_id == *task));
-        for dispute in open {
-            let round = crate::disputes::round_of(&dispute);
-            if self.answered.contains(&round) {
-                continue;
-            }
-            if !self.runs.contains_key(&dispute.task_id) {
-                // After a restart: run again what it stood by.
-                let task = self
-                    .client
-                    .task(&dispute.task_id)
-                    .await?
-                    .context("a disputed task")?
-                    .task;
-                let model = self.blobs.model(&self.client, &task.model_id).await?;
-                let input = fetch(&self.client, &task.input.hash).await?;
-                let engine = self.engine.clone();
-                let corrupt = self
-                    .config
-                    .frivolous
-                    .then(|| model.step_count().saturating_sub(1));
-                let mine = tokio::task::spawn_blocking(move || run(&engine, model, input, corrupt))
-                    .await??;
-                self.runs.insert(dispute.task_id, mine);
-            }
-            let run = &self.runs[&dispute.task_id];
-            let Some(action) = next_move(&self.engine, &dispute, Side::Challenger, run)? else {
-                continue;
-            };
-            info!(challenger = %self.config.label, dispute = %dispute.dispute_id, action = action.name(), "playing a dispute");
+        for (round, action) in self.player.owed(&self.client, &self.opened).await? {
+            info!(challenger = %self.config.label, action = action.name(), "playing a dispute");
             self.client
                 .submit_action(&self.config.account, action, 0)
                 .await?;
-            self.answered.insert(round);
+            self.player.sent(round);
         }
         Ok(())
     }

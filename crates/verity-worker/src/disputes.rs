@@ -1,9 +1,10 @@
-//! Playing OP disputes, for a worker defending its results and a challenger attacking others'
-//! (`docs/protocol.md` §12). Everything a side needs is recomputed from the chain and the blob
-//! store (the model, the task's input, its own run of them), so a restart loses no move: the
-//! next pass finds the open disputes again and makes whatever move is owed.
+//! Playing OP disputes (`docs/protocol.md` §12), for every party: a worker defending its result,
+//! a challenger attacking another's, and a referee re-running a tolerant model's task. Everything
+//! a party needs is recomputed from the chain and the blob store (the model, the task's input, its
+//! own run of them), so a restart loses no move: the next pass finds the open disputes again and
+//! makes whatever move is owed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -12,26 +13,34 @@ use verity_client::Client;
 use verity_data::cid_of;
 use verity_infer::merkle::{self, Span};
 use verity_infer::{Engine, Model};
-use verity_types::{sha256, Action, Hash};
+use verity_types::{sha256, Action, Address, Hash};
 
-/// One round of one dispute: a side answers each at most once, so a move still on its way to a
-/// block is not sent again.
+/// One round of one dispute: a party answers each at most once, so a move still on its way to a
+/// block is not sent again. A dissection round is its span and phase; a referee round its
+/// deadline, which moves when a new referee is drawn.
 pub type Round = (Hash, u64, u64, bool);
 
 pub fn round_of(dispute: &Dispute) -> Round {
-    (
-        dispute.dispute_id,
-        dispute.game.start,
-        dispute.game.len,
-        dispute.game.phase == Phase::OneStep,
-    )
+    match (&dispute.game, &dispute.referee) {
+        (Some(game), _) => (
+            dispute.dispute_id,
+            game.start,
+            game.len,
+            game.phase == Phase::OneStep,
+        ),
+        (None, Some(check)) => (dispute.dispute_id, check.deadline, 0, false),
+        (None, None) => (dispute.dispute_id, 0, 0, false),
+    }
 }
 
-/// The trace a side stands by for one task, and what rebuilding a step's witness needs.
+/// The run a party stands by for one task: its trace, its output document, and what rebuilding
+/// a step's witness needs.
 pub struct Run {
     pub model: Arc<Model>,
     pub input: Vec<u8>,
     pub leaves: Vec<Hash>,
+    /// The output document, byte for byte as a result file holds it.
+    pub output: Vec<u8>,
 }
 
 impl Run {
@@ -40,8 +49,9 @@ impl Run {
     }
 }
 
-/// Runs `model` on the task input `input` and keeps the trace's leaves: honestly, or (fault
-/// injection for tests) with node `corrupt`'s output changed.
+/// Runs `model` on the task input `input` and keeps the trace's leaves and the output document:
+/// honestly, or (fault injection for tests) with node `corrupt`'s output changed; a node past
+/// the last means the last.
 pub fn run(
     engine: &Engine,
     model: Arc<Model>,
@@ -59,6 +69,7 @@ pub fn run(
         )?,
         None => engine.run(&model, inputs, true)?,
     };
+    let output = serde_json::to_vec(&verity_infer::output::document(&model, &out))?;
     let leaves = out
         .trace
         .context("the engine returned no trace")?
@@ -68,17 +79,21 @@ pub fn run(
         model,
         input,
         leaves,
+        output,
     })
 }
 
-/// The move `side` owes in `dispute` with the trace `run`, if it owes one now.
-pub fn next_move(
+/// The dissection move `side` owes in a bit-exact model's `dispute` with the trace `run`, if it
+/// owes one now.
+fn dissection_move(
     engine: &Engine,
     dispute: &Dispute,
     side: Side,
     run: &Run,
 ) -> Result<Option<Action>> {
-    let game = &dispute.game;
+    let Some(game) = &dispute.game else {
+        return Ok(None);
+    };
     let index = match side {
         Side::Worker => 0,
         Side::Challenger => 1,
@@ -116,15 +131,137 @@ pub fn next_move(
     }
 }
 
-/// Models and inputs fetched from the blob store and checked against their hashes, kept while
-/// their disputes last.
+/// The move `party` owes in `dispute` with its run `run`, if it owes one now.
+pub fn next_move(
+    engine: &Engine,
+    dispute: &Dispute,
+    party: &Address,
+    run: &Run,
+) -> Result<Option<Action>> {
+    let reveal = || Action::RevealOutput {
+        dispute_id: dispute.dispute_id,
+        output: run.output.clone(),
+    };
+    Ok(match &dispute.referee {
+        // A tolerant model's dispute: the worker and the referee each reveal an output once.
+        Some(check) if *party == dispute.worker => check.worker_output.is_none().then(reveal),
+        Some(check) if *party == check.referee => check.referee_output.is_none().then(reveal),
+        Some(_) => None,
+        None if *party == dispute.worker => dissection_move(engine, dispute, Side::Worker, run)?,
+        None if *party == dispute.challenger => {
+            dissection_move(engine, dispute, Side::Challenger, run)?
+        }
+        None => None,
+    })
+}
+
+/// A party in disputes: its runs of the tasks it is in a dispute over, and the rounds it has
+/// answered. Both are caches; after a restart they are rebuilt from the chain.
+pub struct Player {
+    address: Address,
+    engine: Arc<Engine>,
+    /// Fault injection (`--dishonest`, `--frivolous`): the node whose output its runs corrupt.
+    corrupt: Option<usize>,
+    blobs: Blobs,
+    runs: HashMap<Hash, Arc<Run>>,
+    answered: HashSet<Round>,
+}
+
+impl Player {
+    pub fn new(address: Address, engine: Arc<Engine>, corrupt: Option<usize>) -> Self {
+        Player {
+            address,
+            engine,
+            corrupt,
+            blobs: Blobs::default(),
+            runs: HashMap::new(),
+            answered: HashSet::new(),
+        }
+    }
+
+    /// A task's model and input file, fetched and checked.
+    pub async fn inputs(
+        &mut self,
+        client: &Client,
+        model_id: &Hash,
+        input: &Hash,
+    ) -> Result<(Arc<Model>, Vec<u8>)> {
+        Ok((
+            self.blobs.model(client, model_id).await?,
+            fetch(client, input).await?,
+        ))
+    }
+
+    /// What [`run`] needs to run a task as this party does.
+    pub fn runner(&self) -> (Arc<Engine>, Option<usize>) {
+        (self.engine.clone(), self.corrupt)
+    }
+
+    /// Keeps `run` as what this party stands by for `task` (a challenger that just disputed it).
+    pub fn stand_by(&mut self, task: Hash, run: Arc<Run>) {
+        self.runs.insert(task, run);
+    }
+
+    /// The moves this party owes now in its open disputes, each with its round: send them, then
+    /// mark each [`Player::sent`]. Runs of tasks no longer disputed are dropped, except `keep`'s
+    /// (disputes sent but not yet on chain).
+    pub async fn owed(
+        &mut self,
+        client: &Client,
+        keep: &HashSet<Hash>,
+    ) -> Result<Vec<(Round, Action)>> {
+        let open = client.open_disputes_of(&self.address).await?;
+        self.answered
+            .retain(|(id, ..)| open.iter().any(|d| d.dispute_id == *id));
+        self.runs
+            .retain(|task, _| keep.contains(task) || open.iter().any(|d| d.task_id == *task));
+        let mut moves = Vec::new();
+        for dispute in open {
+            let round = round_of(&dispute);
+            if self.answered.contains(&round) {
+                continue;
+            }
+            let run = match self.runs.get(&dispute.task_id) {
+                Some(run) => run.clone(),
+                None => {
+                    let task = client
+                        .task(&dispute.task_id)
+                        .await?
+                        .context("a disputed task")?
+                        .task;
+                    let (model, input) = self
+                        .inputs(client, &task.model_id, &task.input.hash)
+                        .await?;
+                    let (engine, corrupt) = self.runner();
+                    let run = Arc::new(
+                        tokio::task::spawn_blocking(move || run(&engine, model, input, corrupt))
+                            .await??,
+                    );
+                    self.runs.insert(dispute.task_id, run.clone());
+                    run
+                }
+            };
+            if let Some(action) = next_move(&self.engine, &dispute, &self.address, &run)? {
+                moves.push((round, action));
+            }
+        }
+        Ok(moves)
+    }
+
+    /// The move of `round` went out: it is not sent again.
+    pub fn sent(&mut self, round: Round) {
+        self.answered.insert(round);
+    }
+}
+
+/// Models fetched from the blob store and checked against their hashes.
 #[derive(Default)]
-pub struct Blobs {
+struct Blobs {
     models: HashMap<Hash, Arc<Model>>,
 }
 
 impl Blobs {
-    pub async fn model(&mut self, client: &Client, id: &Hash) -> Result<Arc<Model>> {
+    async fn model(&mut self, client: &Client, id: &Hash) -> Result<Arc<Model>> {
         if let Some(model) = self.models.get(id) {
             return Ok(model.clone());
         }

@@ -115,9 +115,8 @@ struct Worker {
     engine: Arc<Engine>,
     first_seen: HashMap<Hash, Instant>,
     stats: Arc<WorkerStats>,
-    /// Runs of tasks whose results are under dispute, and the rounds already answered.
-    defending: HashMap<Hash, crate::disputes::Run>,
-    answered: std::collections::HashSet<crate::disputes::Round>,
+    /// Its part in disputes: defending its results, refereeing others'.
+    player: crate::disputes::Player,
 }
 
 fn now_ms() -> u64 {
@@ -186,9 +185,11 @@ impl Worker {
         // Pending, not committed: transactions it sent before a restart may still be waiting.
         let nonce = client.pending_nonce(&address).await?;
         let fees = client.fee_schedule().await?;
+        let engine = Arc::new(Engine::new(1)?);
+        let player = crate::disputes::Player::new(address, engine.clone(), config.dishonest);
         let mut worker = Self {
             fees,
-            engine: Arc::new(Engine::new(1)?),
+            engine,
             config,
             client,
             chain_id,
@@ -199,8 +200,7 @@ impl Worker {
             models: HashMap::new(),
             first_seen: HashMap::new(),
             stats,
-            defending: HashMap::new(),
-            answered: Default::default(),
+            player,
         };
         worker.setup().await?;
         Ok(worker)
@@ -382,7 +382,7 @@ impl Worker {
     /// found work.
     async fn round(&mut self) -> Result<bool> {
         self.reconcile().await?;
-        self.defend().await?;
+        self.play_disputes().await?;
         let tasks = self
             .client
             .assignments(&self.address, &PageRequest::default())
@@ -555,58 +555,18 @@ impl Worker {
         info!(worker = %self.config.label, receipts = ids.len(), mean_ms = latency / ids.len().max(1) as u64, "receipts submitted");
     }
 
-    /// Answers every open dispute against this worker's results with the move it owes: the
-    /// span's hashes from its own run, then the one-step.
-    async fn defend(&mut self) -> Result<()> {
-        let open = self.client.open_disputes_of(&self.address).await?;
-        let open: Vec<_> = open
-            .into_iter()
-            .filter(|d| d.worker == self.address)
-            .collect();
-        self.defending
-            .retain(|task, _| open.iter().any(|d| d.task_id == *task));
-        self.answered
-            .retain(|(id, ..)| open.iter().any(|d| d.dispute_id == *id));
-        for dispute in open {
-            let round = crate::disputes::round_of(&dispute);
-            if self.answered.contains(&round) {
-                continue;
-            }
-            if !self.defending.contains_key(&dispute.task_id) {
-                let task = self
-                    .client
-                    .task(&dispute.task_id)
-                    .await?
-                    .context("a disputed task")?
-                    .task;
-                let model = match self.model(&task.model_id).await? {
-                    Ok(model) => model,
-                    Err(reason) => {
-                        bail!("cannot load model {} to defend: {reason:?}", task.model_id)
-                    }
-                };
-                let input = crate::disputes::fetch(&self.client, &task.input.hash).await?;
-                let engine = self.engine.clone();
-                let corrupt = self.config.dishonest;
-                let run = tokio::task::spawn_blocking(move || {
-                    crate::disputes::run(&engine, model, input, corrupt)
-                })
-                .await??;
-                self.defending.insert(dispute.task_id, run);
-            }
-            let run = &self.defending[&dispute.task_id];
-            let Some(action) = crate::disputes::next_move(
-                &self.engine,
-                &dispute,
-                verity_client::api::Side::Worker,
-                run,
-            )?
-            else {
-                continue;
-            };
-            info!(worker = %self.config.label, dispute = %dispute.dispute_id, action = action.name(), "defending a result");
+    /// Makes the move it owes in each open dispute it is in: against its results (the span's
+    /// hashes from its own run, then the one-step; or its output, on a tolerant model) and as a
+    /// referee (its own run's output).
+    async fn play_disputes(&mut self) -> Result<()> {
+        let moves = self
+            .player
+            .owed(&self.client, &std::collections::HashSet::new())
+            .await?;
+        for (round, action) in moves {
+            info!(worker = %self.config.label, action = action.name(), "moving in a dispute");
             self.send(action).await?;
-            self.answered.insert(round);
+            self.player.sent(round);
         }
         Ok(())
     }

@@ -310,6 +310,7 @@ pub(crate) async fn register_bundled_model(client: &Client, owner: &AccountKey) 
         "MIT".into(),
         "mlp".into(),
         vec![Mode::Tee, Mode::Op],
+        0,
     )?;
     crate::task_cmd::register_model(client, owner, BUNDLED_MODEL.to_vec(), spec)
         .await

@@ -67,19 +67,33 @@ fn status_name(status: DisputeStatus) -> &'static str {
         DisputeStatus::WorkerWon => "worker won",
         DisputeStatus::ChallengerWon => "challenger won",
         DisputeStatus::Moot => "moot",
+        DisputeStatus::Undecided => "undecided",
     }
 }
 
 fn stage(d: &Dispute) -> String {
-    match d.game.phase {
-        Phase::Dissect => format!(
-            "dissecting steps {}..{} ({} moves)",
-            d.game.start,
-            d.game.start + d.game.len,
-            d.game.moves
-        ),
-        Phase::OneStep => format!("one-step of step {} owed", d.game.start),
-        Phase::Resolved { .. } => format!("over after {} moves", d.game.moves),
+    match (&d.game, &d.referee) {
+        (Some(game), _) => match game.phase {
+            Phase::Dissect => format!(
+                "dissecting steps {}..{} ({} moves)",
+                game.start,
+                game.start + game.len,
+                game.moves
+            ),
+            Phase::OneStep => format!("one-step of step {} owed", game.start),
+            Phase::Resolved { .. } => format!("over after {} moves", game.moves),
+        },
+        (None, Some(check)) => {
+            let shown = |revealed: bool| if revealed { "revealed" } else { "owed" };
+            format!(
+                "referee {} re-runs the task; outputs due by height {} (worker's {}, referee's {})",
+                check.referee,
+                check.deadline,
+                shown(check.worker_output.is_some()),
+                shown(check.referee_output.is_some())
+            )
+        }
+        (None, None) => "settled at opening".to_string(),
     }
 }
 
@@ -132,11 +146,18 @@ pub fn dispute(cmd: DisputeCommand) -> Result<()> {
                 outln!("opened       height {}", d.opened_height);
                 outln!("status       {}", status_name(d.status));
                 outln!("game         {}", stage(&d));
-                outln!(
-                    "clocks       worker {} blocks, challenger {} blocks left",
-                    d.game.clocks[0],
-                    d.game.clocks[1]
-                );
+                if let Some(game) = &d.game {
+                    outln!(
+                        "clocks       worker {} blocks, challenger {} blocks left",
+                        game.clocks[0],
+                        game.clocks[1]
+                    );
+                }
+                if let Some(check) = d.referee.as_ref().filter(|c| !c.timed_out.is_empty()) {
+                    let silent: Vec<String> =
+                        check.timed_out.iter().map(|a| a.to_string()).collect();
+                    outln!("silent       referees {}", silent.join(", "));
+                }
                 if let Some(verdict) = &d.verdict {
                     outln!(
                         "verdict      {verdict} (height {}; the loser lost {})",

@@ -77,6 +77,12 @@ pub struct RegisterModelArgs {
     /// Verification modes the model allows, comma-separated: tee, op (tee_zk is not built yet).
     #[arg(long, value_delimiter = ',', default_value = "tee,op")]
     modes: Vec<Mode>,
+    /// How far two honest runs' outputs may differ, in parts per million of the larger value
+    /// (at least 1). 0, the default, is a bit-exact model: its OP disputes end in one
+    /// re-executed step. Above 0, an OP dispute is settled by a third worker's run compared
+    /// within this tolerance.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    tolerance_ppm: u32,
     #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]
     node: String,
     #[arg(long, env = "VERITY_KEYS")]
@@ -213,6 +219,7 @@ pub fn model_spec(
     license: String,
     architecture: String,
     modes: Vec<Mode>,
+    tolerance_ppm: u32,
 ) -> Result<ModelSpec> {
     let summary = Model::parse(bytes)?.summary();
     ensure!(
@@ -235,7 +242,7 @@ pub fn model_spec(
         license,
         tee_required: modes == [Mode::Tee],
         allowed_modes: modes,
-        tolerance_ppm: 0,
+        tolerance_ppm,
     })
 }
 
@@ -308,6 +315,7 @@ pub fn model(cmd: ModelCommand) -> Result<()> {
                     args.license,
                     args.architecture,
                     args.modes,
+                    args.tolerance_ppm,
                 )?;
                 let id = register_model(&Client::new(&args.node), &key, bytes, spec).await?;
                 outln!("{id}");
@@ -551,8 +559,13 @@ fn print_task(view: &TaskView, output: Option<&[u8]>, json: bool) -> Result<()> 
         );
     }
     for d in &view.disputes {
+        let referee = d
+            .referee
+            .as_ref()
+            .map(|c| format!(", refereed by {}", c.referee))
+            .unwrap_or_default();
         outln!(
-            "dispute      {} by {}: {:?}{}",
+            "dispute      {} by {}{referee}: {:?}{}",
             d.dispute_id,
             d.challenger,
             d.status,

@@ -701,7 +701,10 @@ async fn op_results_are_disputed_by_a_challenger_and_liars_lose() {
             .flat_map(|v| &v.disputes)
             .collect();
         if let (Some(max_moves), Some(max_blocks)) = (
-            games.iter().map(|d| d.game.moves).max(),
+            games
+                .iter()
+                .filter_map(|d| Some(d.game.as_ref()?.moves))
+                .max(),
             games
                 .iter()
                 .filter_map(|d| Some(d.resolved_height? - d.opened_height))
@@ -804,6 +807,152 @@ async fn op_results_are_disputed_by_a_challenger_and_liars_lose() {
         assert_eq!(record.bond, bond - bond / 20);
         assert_eq!(lost.slashed, bond / 20);
     }
+}
+
+/// A tolerant model (`--tolerance-ppm`) in OP mode on a devnet with 3 workers, one of them
+/// dishonest, and one challenger: the challenger compares outputs within the tolerance, every
+/// dishonest result is disputed and settled by a third worker's run (never the liar's), the
+/// liar is slashed, and every task finalizes with the honest output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tolerant_models_disputes_are_settled_by_a_referee() {
+    const TOLERANCE_PPM: u32 = 1_000;
+    let home = tempfile::tempdir().unwrap();
+    let devnet = start_devnet(
+        home.path(),
+        41,
+        3,
+        &["--dishonest-workers", "1", "--challengers", "1"],
+    )
+    .await;
+    let (client, devnet_home) = (devnet.client.clone(), devnet.home.clone());
+    workers_with_enclaves(&client, 3).await;
+    let dev_key = devnet_home.join("dev-account.key");
+    let dev = AccountKey::from_hex(&std::fs::read_to_string(&dev_key).unwrap()).unwrap();
+    let liar = AccountKey::from_hex(
+        &std::fs::read_to_string(devnet_home.join("worker-0").join("account.key")).unwrap(),
+    )
+    .unwrap()
+    .address();
+    let node = format!("http://127.0.0.1:{}", devnet.api);
+    let models_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models");
+    let cnn: Hash = verity_ok(&[
+        "model",
+        "register",
+        &format!("{models_dir}/conv_random.onnx"),
+        "--from",
+        dev_key.to_str().unwrap(),
+        "--modes",
+        "op",
+        "--tolerance-ppm",
+        &TOLERANCE_PPM.to_string(),
+        "--node",
+        &node,
+    ])
+    .trim()
+    .parse()
+    .unwrap();
+    assert_eq!(
+        client
+            .model(&cnn)
+            .await
+            .unwrap()
+            .unwrap()
+            .spec
+            .tolerance_ppm,
+        TOLERANCE_PPM
+    );
+    let image: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{models_dir}/samples/conv_image.json")).unwrap(),
+    )
+    .unwrap();
+    let local = verity_infer::Model::from_bytes(
+        &std::fs::read(format!("{models_dir}/conv_random.onnx")).unwrap(),
+    )
+    .unwrap();
+    let engine = verity_infer::Engine::new(1).unwrap();
+    // Batches of tasks until the liar has been drawn for one (each draw is one in three).
+    let mut disputed = Vec::new();
+    for batch in 0..5 {
+        let mut jobs = Vec::new();
+        for i in 0..6 {
+            let mut image = image.clone();
+            image[0][0][0][0] = serde_json::json!((batch * 6 + i) as f64 / 10.0);
+            jobs.push(serde_json::to_vec(&image).unwrap());
+        }
+        client.put_blobs(jobs.clone(), &dev).await.unwrap();
+        let mut ids = Vec::new();
+        for input in &jobs {
+            let tx = client
+                .submit_action(
+                    &dev,
+                    Action::SubmitTask {
+                        model_id: cnn,
+                        input: DataRef::of(input),
+                        mode: Mode::Op,
+                        max_fee: MAX_FEE,
+                        deadline_blocks: 2_000,
+                    },
+                    0,
+                )
+                .await
+                .unwrap();
+            ids.push(tx.hash());
+        }
+        let views: Vec<TaskView> =
+            wait_for("every tolerant OP task to finalize", 400, async || {
+                let mut views = Vec::new();
+                for id in &ids {
+                    let view = client.task(id).await.ok()??;
+                    if view.task.status != TaskStatus::Finalized {
+                        return None;
+                    }
+                    views.push(view);
+                }
+                Some(views)
+            })
+            .await;
+        for (view, input) in views.iter().zip(&jobs) {
+            let honest = verity_worker::compute(&engine, &local, input, None).unwrap();
+            let record = view.record.as_ref().unwrap();
+            assert_eq!(record.output_hash, sha256(&honest.output), "{view:?}");
+            assert_ne!(record.worker, liar);
+            for d in &view.disputes {
+                assert_eq!(d.worker, liar, "only the liar's results are disputed");
+                assert_eq!(
+                    d.status,
+                    verity_client::api::DisputeStatus::ChallengerWon,
+                    "{d:?}"
+                );
+                assert!(d.game.is_none());
+                let check = d
+                    .referee
+                    .as_ref()
+                    .expect("a tolerant dispute has a referee");
+                assert_ne!(check.referee, liar);
+                assert!(check.worker_output.is_some() && check.referee_output.is_some());
+                assert!(
+                    d.verdict.as_deref().unwrap_or_default().contains("differs"),
+                    "{d:?}"
+                );
+                disputed.push(d.clone());
+            }
+        }
+        if !disputed.is_empty() {
+            break;
+        }
+    }
+    assert!(!disputed.is_empty(), "the liar was never drawn in 30 tasks");
+    let blocks = disputed
+        .iter()
+        .filter_map(|d| Some(d.resolved_height? - d.opened_height))
+        .max()
+        .unwrap();
+    eprintln!(
+        "{} tolerant disputes settled by a referee, at most {blocks} blocks from opening to verdict",
+        disputed.len()
+    );
+    let liar_view = client.worker(&liar).await.unwrap();
+    assert_eq!(liar_view.reputation.frauds, disputed.len() as u64);
 }
 
 /// A challenger killed (SIGKILL) right after it opened a dispute, and started again, finds the

@@ -29,6 +29,9 @@ pub struct Dataset {
 pub const MODEL_PREFIX: &[u8] = b"m";
 pub const DATASET_PREFIX: &[u8] = b"d";
 
+/// The loosest tolerance a model may declare: 100 %.
+pub const MAX_TOLERANCE_PPM: u32 = 1_000_000;
+
 pub fn model_key(id: &Hash) -> Vec<u8> {
     [MODEL_PREFIX, &id.0].concat()
 }
@@ -70,6 +73,14 @@ pub fn register_model(
     if spec.size == 0 {
         return Err(TxFailure::Invalid {
             reason: "model size must be positive".into(),
+        });
+    }
+    if spec.tolerance_ppm > MAX_TOLERANCE_PPM {
+        return Err(TxFailure::Invalid {
+            reason: format!(
+                "a tolerance of {} ppm is over 100 % ({MAX_TOLERANCE_PPM} ppm)",
+                spec.tolerance_ppm
+            ),
         });
     }
     if model(state, &spec.model_id)?.is_some() {
