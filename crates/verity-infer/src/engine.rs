@@ -83,16 +83,51 @@ impl Engine {
         capture_step: Option<usize>,
         corrupt_step: Option<usize>,
     ) -> Result<(RunOutput, Option<StepInputs>), InferError> {
+        self.execute_with(
+            model,
+            inputs,
+            with_trace,
+            capture_step,
+            corrupt_step,
+            &mut |_, _| {},
+        )
+    }
+
+    /// Runs the model, showing `observe` every value as it is set: initializers, inputs, then
+    /// each node's outputs.
+    pub(crate) fn execute_observed(
+        &self,
+        model: &Model,
+        inputs: Vec<Tensor>,
+        observe: &mut dyn FnMut(&str, &Arc<Tensor>),
+    ) -> Result<RunOutput, InferError> {
+        self.execute_with(model, inputs, false, None, None, observe)
+            .map(|(out, _)| out)
+    }
+
+    fn execute_with(
+        &self,
+        model: &Model,
+        inputs: Vec<Tensor>,
+        with_trace: bool,
+        capture_step: Option<usize>,
+        corrupt_step: Option<usize>,
+        observe: &mut dyn FnMut(&str, &Arc<Tensor>),
+    ) -> Result<(RunOutput, Option<StepInputs>), InferError> {
         check_inputs(model, &inputs)?;
         let ctx = Ctx {
             pool: self.pool.as_ref(),
         };
         let mut values: Vec<Option<Arc<Tensor>>> = vec![None; model.values.len()];
         for (i, init) in model.initializers.iter().enumerate() {
+            observe(&init.name, &init.tensor);
             values[model.initializer_values[i]] = Some(init.tensor.clone());
         }
         for (i, t) in inputs.into_iter().enumerate() {
-            values[model.input_values[i]] = Some(Arc::new(t));
+            let v = model.input_values[i];
+            let t = Arc::new(t);
+            observe(&model.values[v], &t);
+            values[v] = Some(t);
         }
         let mut steps = Vec::with_capacity(if with_trace { model.nodes.len() } else { 0 });
         let mut captured = None;
@@ -138,7 +173,9 @@ impl Engine {
                     if with_trace {
                         hashes.push(t.hash());
                     }
-                    values[*v] = Some(Arc::new(t));
+                    let t = Arc::new(t);
+                    observe(&model.values[*v], &t);
+                    values[*v] = Some(t);
                 }
             }
             if with_trace {

@@ -20,6 +20,7 @@
 
 mod engine;
 mod error;
+mod graph;
 mod input;
 mod kernels;
 pub mod merkle;
@@ -32,6 +33,7 @@ mod tensor;
 
 pub use engine::{step_leaf, Engine, RunOutput, Trace, TraceStep};
 pub use error::InferError;
+pub use graph::{GraphNode, NodeOp};
 pub use input::{read_tensor, InputError};
 pub use merkle::MerkleProof;
 pub use model::{initializer_leaf, Dim, Model, ModelSummary, UnsupportedNode, ValueSpec};

@@ -278,7 +278,7 @@ into_data!(f32 => F32, f64 => F64, i8 => I8, u8 => U8, i16 => I16, u16 => U16, i
 #[derive(Debug, Clone)]
 pub(crate) struct Clip {
     /// Bounds from attributes (opset < 11); later opsets take them as inputs 1 and 2.
-    legacy: Option<(f32, f32)>,
+    pub(crate) legacy: Option<(f32, f32)>,
 }
 
 impl Clip {

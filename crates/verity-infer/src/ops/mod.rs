@@ -5,7 +5,7 @@
 
 mod attrs;
 mod conv;
-mod elementwise;
+pub(crate) mod elementwise;
 mod matmul;
 mod nn;
 mod pool;

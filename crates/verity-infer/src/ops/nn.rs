@@ -70,9 +70,9 @@ impl Softmax {
 
 #[derive(Debug, Clone)]
 pub(crate) struct ArgMax {
-    axis: i64,
-    keepdims: bool,
-    select_last: bool,
+    pub(crate) axis: i64,
+    pub(crate) keepdims: bool,
+    pub(crate) select_last: bool,
 }
 
 impl ArgMax {

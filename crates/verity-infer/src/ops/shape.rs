@@ -295,7 +295,7 @@ impl Unsqueeze {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Cast {
-    to: DataType,
+    pub(crate) to: DataType,
 }
 
 impl Cast {

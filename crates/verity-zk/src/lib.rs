@@ -1,0 +1,31 @@
+//! Zero-knowledge proofs of quantized-model inference (`docs/protocol.md` §13): the integer
+//! part of an ONNX model compiled to an R1CS circuit over BN254 with verity-infer's exact
+//! integer semantics, proven with Groth16. A proof states, in public, the model id and
+//! Poseidon commitments to the quantized input and to the integer outputs; the tensors stay
+//! private.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use verity_infer::{Engine, Model};
+//! let model = Model::from_bytes(&std::fs::read("models/digits_mlp_int8.onnx")?)?;
+//! let engine = Engine::new(1)?;
+//! let circuit = verity_zk::ZkModel::compile(&model, &engine)?;
+//! let key = verity_zk::setup(&circuit, &mut rand_core::OsRng)?;
+//! let input = model.task_inputs(&std::fs::read("models/samples/digit_0_label_7.json")?)?;
+//! let quantized = circuit.quantized_inputs(&model, &engine, input)?;
+//! let (proof, _, public) = verity_zk::prove(&circuit, &key, quantized, &mut rand_core::OsRng)?;
+//! verity_zk::verify(&key.verifying_key().prepare(), &public, &proof)?;
+//! # Ok(()) }
+//! ```
+
+mod circuit;
+pub mod commit;
+mod error;
+mod gadgets;
+mod keys;
+
+pub use circuit::{Statement, TensorSpec, ZkModel};
+pub use error::ZkError;
+pub use keys::{
+    prove, setup, verify, PreparedKey, Proof, ProvingKey, PublicInputs, VerifyingKey, PROOF_BYTES,
+};
