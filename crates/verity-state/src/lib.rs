@@ -1055,6 +1055,19 @@ impl<S: Store> Chain<S> {
             Action::RevealOutput { dispute_id, output } => {
                 modules::disputes::reveal_output(state, ctx, sender, dispute_id, output)
             }
+            Action::SetZkKeys {
+                model_id,
+                verifying_key,
+                proving_key,
+            } => registry::set_zk_keys(
+                state,
+                sender,
+                ctx.height,
+                model_id,
+                verifying_key,
+                proving_key,
+            ),
+            Action::SubmitZkReceipt(zk) => return verifier::submit_zk_receipt(state, ctx, zk),
         };
         applied.map(|()| Vec::new())
     }

@@ -13,11 +13,13 @@ use crate::StateError;
 
 type Loader = Box<dyn Fn(&Hash) -> Option<Vec<u8>> + Send + Sync>;
 
-/// Model files by id, hash-checked and parsed once.
+/// Model files by id, hash-checked and parsed once; and models' Groth16 verifying keys,
+/// prepared once (a key never changes once set).
 pub struct ModelSource {
     load: Loader,
     parsed: Mutex<HashMap<Hash, Arc<Model>>>,
     engine: Engine,
+    zk_keys: Mutex<HashMap<Hash, verity_zk::PreparedKey>>,
 }
 
 /// What a model file turned out to be.
@@ -36,7 +38,25 @@ impl ModelSource {
             // One thread: a one-step runs a single node, and a block's execution must not
             // compete with itself.
             engine: Engine::new(1).expect("a one-thread pool starts"),
+            zk_keys: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Model `id`'s verifying key `bytes` (from its registry entry), prepared for verifying.
+    pub fn zk_key(
+        &self,
+        id: &Hash,
+        bytes: &[u8],
+    ) -> Result<verity_zk::PreparedKey, verity_zk::ZkError> {
+        if let Some(key) = self.zk_keys.lock().expect("zk key cache lock").get(id) {
+            return Ok(key.clone());
+        }
+        let key = verity_zk::VerifyingKey::from_bytes(bytes)?.prepare();
+        self.zk_keys
+            .lock()
+            .expect("zk key cache lock")
+            .insert(*id, key.clone());
+        Ok(key)
     }
 
     /// A source with no files: a chain that never re-executes (tests of other rules).

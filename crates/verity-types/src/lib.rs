@@ -21,10 +21,11 @@ pub use hash::{sha256, Hash, HashParseError};
 pub use secret_file::write_secret;
 pub use task::{
     verify_receipts, DataRef, EnclaveKey, FailureReason, FailureReceipt, Mode, ReceiptError,
-    TaskReceipt, FAILURE_DOMAIN, RECEIPT_BYTES, RECEIPT_DOMAIN,
+    TaskReceipt, ZkReceipt, FAILURE_DOMAIN, MAX_PROOF_BYTES, RECEIPT_BYTES, RECEIPT_DOMAIN,
+    ZK_RECEIPT_DOMAIN,
 };
 pub use tx::{
     Action, Asset, FeeSchedule, ModelSpec, SignedTx, TxBody, MAX_CHAIN_ID_LEN, MAX_LABEL_LEN,
     MAX_ONE_STEP_INPUT_BYTES, MAX_RECEIPTS_PER_TX, MAX_REVEALED, MAX_REVEALED_OUTPUT_BYTES,
-    MAX_SERVED_MODELS, MAX_TX_BYTES, MAX_WITNESS_BYTES, TX_DOMAIN,
+    MAX_SERVED_MODELS, MAX_TX_BYTES, MAX_VERIFYING_KEY_BYTES, MAX_WITNESS_BYTES, TX_DOMAIN,
 };

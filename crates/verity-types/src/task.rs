@@ -14,6 +14,10 @@ use crate::{sha256, Address, Hash};
 
 /// Domain tag of receipt signatures.
 pub const RECEIPT_DOMAIN: &[u8] = b"verity/receipt/v1";
+/// Domain tag of a `tee_zk` result's enclave signature: the receipt and the proof's commitments.
+pub const ZK_RECEIPT_DOMAIN: &[u8] = b"verity/zk-receipt/v1";
+/// Largest proof a ZkReceipt carries (a compressed Groth16 proof over BN254 is 128 bytes).
+pub const MAX_PROOF_BYTES: usize = 256;
 
 /// Off-chain data, named by the SHA-256 of its bytes (its CIDv1 follows from that digest).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -122,7 +126,7 @@ impl std::str::FromStr for Mode {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "tee" => Ok(Mode::Tee),
-            "tee_zk" | "tee+zk" => Ok(Mode::TeeZk),
+            "tee_zk" | "tee-zk" | "tee+zk" => Ok(Mode::TeeZk),
             "op" => Ok(Mode::Op),
             other => Err(format!(
                 "unknown mode {other:?}; expected tee, tee_zk or op"
@@ -163,6 +167,13 @@ impl EnclaveKey {
         receipt.enclave_key = self.public();
         let digest = receipt.signing_digest(chain_id);
         receipt.signature = self.key.sign(&digest.0).to_bytes();
+    }
+
+    /// Signs a `tee_zk` result: the receipt's fields and the proof's commitments together.
+    pub fn sign_zk(&self, chain_id: &str, zk: &mut ZkReceipt) {
+        zk.receipt.enclave_key = self.public();
+        let digest = zk.signing_digest(chain_id);
+        zk.receipt.signature = self.key.sign(&digest.0).to_bytes();
     }
 
     pub fn sign_failure(&self, chain_id: &str, failure: &mut FailureReceipt) {
@@ -252,6 +263,56 @@ impl TaskReceipt {
             &self.signing_digest(chain_id),
             &self.signature,
         )
+    }
+}
+
+/// A `tee_zk` task's result: the receipt, the Poseidon commitments to the quantized input and
+/// the integer outputs that the proof states in public, and the Groth16 proof. The enclave's
+/// one signature (in `receipt.signature`) covers the receipt's fields and both commitments, so
+/// it ties the proof's commitments to the files' SHA-256 hashes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ZkReceipt {
+    #[schema(value_type = Object)]
+    pub receipt: TaskReceipt,
+    pub input_commitment: Hash,
+    pub output_commitment: Hash,
+    #[serde(with = "crate::serde_hex::bytes")]
+    #[schema(schema_with = crate::schema::hex_bytes)]
+    pub proof: Vec<u8>,
+}
+
+impl ZkReceipt {
+    /// SHA-256(zk domain ‖ chain id ‖ receipt fields ‖ input commitment ‖ output commitment).
+    pub fn signing_digest(&self, chain_id: &str) -> Hash {
+        enclave_digest(ZK_RECEIPT_DOMAIN, chain_id, |w| {
+            self.receipt.encode_fields(w);
+            w.fixed(&self.input_commitment.0)
+                .fixed(&self.output_commitment.0);
+        })
+    }
+
+    pub fn verify(&self, chain_id: &str) -> Result<(), ReceiptError> {
+        verify_enclave_signature(
+            &self.receipt.enclave_key,
+            &self.signing_digest(chain_id),
+            &self.receipt.signature,
+        )
+    }
+
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        self.receipt.encode(w);
+        w.fixed(&self.input_commitment.0)
+            .fixed(&self.output_commitment.0)
+            .bytes(&self.proof);
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            receipt: TaskReceipt::decode(r)?,
+            input_commitment: Hash(r.array("input commitment")?),
+            output_commitment: Hash(r.array("output commitment")?),
+            proof: r.bytes("proof", MAX_PROOF_BYTES)?.to_vec(),
+        })
     }
 }
 

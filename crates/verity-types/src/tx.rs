@@ -136,6 +136,16 @@ pub enum Action {
         #[serde(with = "crate::serde_hex::bytes")]
         output: Vec<u8>,
     },
+    /// The model owner sets the model's Groth16 keys, once: the verifying key on chain, the
+    /// proving key as a blob (by hash) for workers. Allows `tee_zk` tasks on it.
+    SetZkKeys {
+        model_id: Hash,
+        #[serde(with = "crate::serde_hex::bytes")]
+        verifying_key: Vec<u8>,
+        proving_key: Hash,
+    },
+    /// A `tee_zk` task's result with its proof.
+    SubmitZkReceipt(crate::ZkReceipt),
 }
 
 impl Action {
@@ -188,6 +198,8 @@ pub const MAX_ONE_STEP_INPUT_BYTES: usize = 60 * 1024;
 /// Largest output document a RevealOutput carries: a tolerant model's OP result must fit, so that
 /// a dispute can compare it.
 pub const MAX_REVEALED_OUTPUT_BYTES: usize = 192 * 1024;
+/// Largest verifying key SetZkKeys carries (ours, for three public inputs, is 424 bytes).
+pub const MAX_VERIFYING_KEY_BYTES: usize = 1024;
 
 /// Longest name, version, license or architecture string.
 pub const MAX_LABEL_LEN: usize = 128;
@@ -365,6 +377,20 @@ impl Action {
             Action::RevealOutput { dispute_id, output } => {
                 w.u8(18).fixed(&dispute_id.0).bytes(output);
             }
+            Action::SetZkKeys {
+                model_id,
+                verifying_key,
+                proving_key,
+            } => {
+                w.u8(19)
+                    .fixed(&model_id.0)
+                    .bytes(verifying_key)
+                    .fixed(&proving_key.0);
+            }
+            Action::SubmitZkReceipt(zk) => {
+                w.u8(20);
+                zk.encode(w);
+            }
         }
     }
 
@@ -495,6 +521,12 @@ impl Action {
                     .bytes("output document", MAX_REVEALED_OUTPUT_BYTES)?
                     .to_vec(),
             },
+            19 => Action::SetZkKeys {
+                model_id: Hash(r.array("model id")?),
+                verifying_key: r.bytes("verifying key", MAX_VERIFYING_KEY_BYTES)?.to_vec(),
+                proving_key: Hash(r.array("proving key hash")?),
+            },
+            20 => Action::SubmitZkReceipt(crate::ZkReceipt::decode(r)?),
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "action",
@@ -525,6 +557,8 @@ impl Action {
             Action::RevealChildren { .. } => "reveal_children",
             Action::OneStep { .. } => "one_step",
             Action::RevealOutput { .. } => "reveal_output",
+            Action::SetZkKeys { .. } => "set_zk_keys",
+            Action::SubmitZkReceipt(_) => "submit_zk_receipt",
         }
     }
 
@@ -717,6 +751,28 @@ mod tests {
                 dispute_id: id,
                 output: vec![3; MAX_REVEALED_OUTPUT_BYTES],
             },
+            Action::SetZkKeys {
+                model_id: id,
+                verifying_key: vec![4; MAX_VERIFYING_KEY_BYTES],
+                proving_key: id,
+            },
+            Action::SubmitZkReceipt(crate::ZkReceipt {
+                receipt: TaskReceipt {
+                    task_id: id,
+                    model_id: id,
+                    input_hash: id,
+                    output_hash: id,
+                    output_size: 9,
+                    trace_root: id,
+                    trace_len: 13,
+                    worker: crate::Address([7; 20]),
+                    enclave_key: [1; 32],
+                    signature: [2; 64],
+                },
+                input_commitment: id,
+                output_commitment: id,
+                proof: vec![5; crate::MAX_PROOF_BYTES],
+            }),
         ] {
             let tx = TxBody {
                 chain_id: "verity-a".into(),

@@ -23,6 +23,10 @@ pub const PER_FAILURE: u64 = 100;
 /// the bytes are paid for apart.
 pub const ONE_STEP: u64 = 5_000;
 
+/// Verifying one Groth16 proof over BN254 with a prepared key: decoding, four pairings
+/// (`cargo bench -p verity-zk --bench groth16`), rounded up.
+pub const ZK_VERIFY: u64 = 3_000;
+
 /// Parsing and comparing a revealed output document: one unit per this many bytes.
 pub const PARSE_BYTES_PER_UNIT: u64 = 16;
 
@@ -65,6 +69,9 @@ pub fn of(action: &Action, tx_bytes: usize) -> u64 {
         Action::RevealOutput { output, .. } => {
             100 + (output.len() as u64).div_ceil(PARSE_BYTES_PER_UNIT)
         }
+        // Decoding and checking the key's points once.
+        Action::SetZkKeys { .. } => 2_000,
+        Action::SubmitZkReceipt(_) => PER_RECEIPT + 100 + ZK_VERIFY,
     };
     BASE + action_weight + (tx_bytes as u64).div_ceil(BYTES_PER_UNIT)
 }

@@ -167,8 +167,15 @@ pub fn prove<R: RngCore + CryptoRng>(
 
 /// Checks `proof` against the prepared key and the public inputs.
 pub fn verify(key: &PreparedKey, public: &PublicInputs, proof: &Proof) -> Result<(), ZkError> {
-    let elements = public.elements()?;
-    match Groth16::<Bn254>::verify_with_processed_vk(&key.0, &elements, &proof.0)? {
+    verify_elements(key, &public.elements()?, proof)
+}
+
+pub(crate) fn verify_elements(
+    key: &PreparedKey,
+    elements: &[Fr; 3],
+    proof: &Proof,
+) -> Result<(), ZkError> {
+    match Groth16::<Bn254>::verify_with_processed_vk(&key.0, elements, &proof.0)? {
         true => Ok(()),
         false => Err(ZkError::Rejected),
     }

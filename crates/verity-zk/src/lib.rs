@@ -23,6 +23,7 @@ pub mod commit;
 mod error;
 mod gadgets;
 mod keys;
+pub mod snarkjs;
 
 pub use circuit::{Statement, TensorSpec, ZkModel};
 pub use error::ZkError;

@@ -159,3 +159,72 @@ fn models_without_an_integer_part_are_refused_by_name() {
     let err = ZkModel::compile(&load("digits_mlp.onnx"), &engine).unwrap_err();
     assert!(matches!(err, ZkError::NoIntegerPart), "{err}");
 }
+
+/// snarkjs, from `VERITY_SNARKJS`; CI must have it.
+fn snarkjs() -> Option<std::path::PathBuf> {
+    match std::env::var_os("VERITY_SNARKJS") {
+        Some(path) => Some(path.into()),
+        None if std::env::var_os("CI").is_some() => {
+            panic!(
+                "VERITY_SNARKJS is not set; CI must check proofs with snarkjs (see scripts/test)"
+            )
+        }
+        None => None,
+    }
+}
+
+fn snarkjs_verify(tool: &std::path::Path, dir: &std::path::Path) -> bool {
+    let out = std::process::Command::new(tool)
+        .args(["groth16", "verify"])
+        .arg(dir.join("verification_key.json"))
+        .arg(dir.join("public.json"))
+        .arg(dir.join("proof.json"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("snarkjs: {text}");
+    out.status.success() && text.contains("OK")
+}
+
+#[test]
+fn snarkjs_accepts_our_proofs_and_refuses_tampered_ones() {
+    let Some(tool) = snarkjs() else {
+        eprintln!("SKIPPED: set VERITY_SNARKJS (scripts/test installs snarkjs)");
+        return;
+    };
+    let f = fixture();
+    let quantized = f
+        .circuit
+        .quantized_inputs(&f.model, &f.engine, samples()[3].clone())
+        .unwrap();
+    let (proof, _, public) = prove(&f.circuit, &f.key, quantized, &mut rand_core::OsRng).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, v: serde_json::Value| {
+        std::fs::write(
+            dir.path().join(name),
+            serde_json::to_vec_pretty(&v).unwrap(),
+        )
+        .unwrap()
+    };
+    let signals = public.elements().unwrap();
+    write("verification_key.json", f.key.verifying_key().to_snarkjs());
+    write("proof.json", proof.to_snarkjs());
+    write(
+        "public.json",
+        verity_zk::snarkjs::public_to_snarkjs(&signals),
+    );
+    assert!(snarkjs_verify(&tool, dir.path()));
+    // Our own reader takes the same files back.
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.path().join(name)).unwrap()).unwrap()
+    };
+    let vk = verity_zk::VerifyingKey::from_snarkjs(&read("verification_key.json")).unwrap();
+    let back = Proof::from_snarkjs(&read("proof.json")).unwrap();
+    let signals_back = verity_zk::snarkjs::public_from_snarkjs(&read("public.json")).unwrap();
+    verity_zk::snarkjs::verify_signals(&vk.prepare(), &signals_back, &back).unwrap();
+    // Another public signal: snarkjs refuses it too.
+    let mut other = signals;
+    other[1] += ark_bn254::Fr::from(1u64);
+    write("public.json", verity_zk::snarkjs::public_to_snarkjs(&other));
+    assert!(!snarkjs_verify(&tool, dir.path()));
+}

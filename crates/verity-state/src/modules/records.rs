@@ -48,6 +48,19 @@ pub struct ExecutionRecord {
     /// OP results: the last height at which a dispute may be opened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub challenge_until: Option<u64>,
+    /// `tee_zk` results: the proof the validators verified, and what it states.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zk: Option<ZkProof>,
+}
+
+/// A verified Groth16 proof of a result, with its public commitments (`docs/protocol.md` §13).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ZkProof {
+    #[serde(with = "verity_types::serde_hex::bytes")]
+    #[schema(schema_with = verity_types::schema::hex_bytes)]
+    pub proof: Vec<u8>,
+    pub input_commitment: Hash,
+    pub output_commitment: Hash,
 }
 
 pub fn get(state: &Overlay<'_>, task_id: &Hash) -> Result<Option<ExecutionRecord>, StateError> {

@@ -13,6 +13,21 @@ pub struct Model {
     pub spec: ModelSpec,
     pub owner: Address,
     pub registered_height: u64,
+    /// Its Groth16 keys, once the owner set them: `tee_zk` tasks need them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zk: Option<ZkKeys>,
+}
+
+/// A model's Groth16 keys (`docs/protocol.md` §13).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ZkKeys {
+    /// Compressed arkworks encoding, three public inputs.
+    #[serde(with = "verity_types::serde_hex::bytes")]
+    #[schema(schema_with = verity_types::schema::hex_bytes)]
+    pub verifying_key: Vec<u8>,
+    /// SHA-256 of the proving key's blob.
+    pub proving_key: Hash,
+    pub set_height: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,8 +107,56 @@ pub fn register_model(
         spec: spec.clone(),
         owner: *owner,
         registered_height: height,
+        zk: None,
     };
     state.put_json(Table::Registry, model_key(&spec.model_id), &record);
+    Ok(())
+}
+
+/// SetZkKeys: the owner of a model that allows `tee_zk` sets its keys, once. The verifying key
+/// must decode (its points on the curve, for three public inputs).
+pub fn set_zk_keys(
+    state: &mut Overlay<'_>,
+    sender: &Address,
+    height: u64,
+    model_id: &Hash,
+    verifying_key: &[u8],
+    proving_key: &Hash,
+) -> Result<(), TxFailure> {
+    let mut record = model(state, model_id)?.ok_or_else(|| TxFailure::NotFound {
+        what: format!("model {model_id}"),
+    })?;
+    if record.owner != *sender {
+        return Err(TxFailure::Unauthorized {
+            reason: format!(
+                "only the owner {} may set the keys of {model_id}",
+                record.owner
+            ),
+        });
+    }
+    if !record
+        .spec
+        .allowed_modes
+        .contains(&verity_types::Mode::TeeZk)
+    {
+        return Err(TxFailure::Invalid {
+            reason: format!("model {model_id} does not allow tee_zk"),
+        });
+    }
+    if record.zk.is_some() {
+        return Err(TxFailure::Invalid {
+            reason: format!("model {model_id} already has its zk keys; they never change"),
+        });
+    }
+    verity_zk::VerifyingKey::from_bytes(verifying_key).map_err(|e| TxFailure::Invalid {
+        reason: e.to_string(),
+    })?;
+    record.zk = Some(ZkKeys {
+        verifying_key: verifying_key.to_vec(),
+        proving_key: *proving_key,
+        set_height: height,
+    });
+    state.put_json(Table::Registry, model_key(model_id), &record);
     Ok(())
 }
 

@@ -160,11 +160,14 @@ pub fn check(
         // Bit-exact models' disputes end in one re-executed step; tolerant models' in a third
         // worker's run, compared within the tolerance.
         Mode::Op => {}
-        _ => {
+        Mode::TeeZk if model.zk.is_none() => {
             return Err(TxFailure::Invalid {
-                reason: format!("mode {mode} is not verifiable on this chain yet; use tee or op"),
+                reason: format!(
+                    "model {model_id} has no zk keys yet; its owner sets them with SetZkKeys"
+                ),
             })
         }
+        Mode::TeeZk => {}
     }
     if deadline_blocks == 0 || deadline_blocks > params.max_deadline_blocks {
         return Err(TxFailure::Invalid {

@@ -4,7 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 use verity_types::{
-    verify_receipts, Address, FailureReceipt, Hash, Mode, TaskReceipt, MAX_REVEALED_OUTPUT_BYTES,
+    verify_receipts, Address, FailureReceipt, Hash, Mode, TaskReceipt, ZkReceipt,
+    MAX_REVEALED_OUTPUT_BYTES,
 };
 
 use crate::modules::records::{ExecutionRecord, RecordStatus};
@@ -33,7 +34,7 @@ pub fn submit_receipts(
     })?;
     let mut skipped = Vec::new();
     for (index, receipt) in receipts.iter().enumerate() {
-        let outcome = apply_one(state, ctx, receipt).map_err(|e| match e {
+        let outcome = apply_one(state, ctx, receipt, None).map_err(|e| match e {
             TxFailure::ReceiptRejected { reason, .. } => TxFailure::ReceiptRejected {
                 index: index as u32,
                 reason,
@@ -49,6 +50,53 @@ pub fn submit_receipts(
         }
     }
     Ok(skipped)
+}
+
+/// SubmitZkReceipt: a `tee_zk` result. Everything a TEE receipt is checked for, the enclave's
+/// signature over the receipt and the proof's commitments, and the Groth16 proof against the
+/// model's verifying key with public inputs (model id, input commitment, output commitment).
+/// Any failure rejects it with nothing recorded.
+pub fn submit_zk_receipt(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    zk: &ZkReceipt,
+) -> Result<Vec<Skipped>, TxFailure> {
+    zk.verify(&ctx.genesis.chain_id)
+        .map_err(|e| reject(e.to_string()))?;
+    Ok(apply_one(state, ctx, &zk.receipt, Some(zk))?
+        .map(|reason| Skipped {
+            index: 0,
+            task_id: zk.receipt.task_id,
+            reason,
+        })
+        .into_iter()
+        .collect())
+}
+
+/// Checks a `tee_zk` result's proof.
+fn check_proof(
+    state: &Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    task: &tasks::Task,
+    zk: &ZkReceipt,
+) -> Result<(), TxFailure> {
+    let model = registry::model(state, &task.model_id)?.ok_or_else(|| TxFailure::NotFound {
+        what: format!("model {}", task.model_id),
+    })?;
+    let keys = model
+        .zk
+        .ok_or_else(|| reject(format!("model {} has no zk keys", task.model_id)))?;
+    let key = ctx
+        .models
+        .zk_key(&task.model_id, &keys.verifying_key)
+        .map_err(|e| reject(format!("the model's verifying key: {e}")))?;
+    let proof = verity_zk::Proof::from_bytes(&zk.proof).map_err(|e| reject(e.to_string()))?;
+    let public = verity_zk::PublicInputs {
+        model_id: task.model_id,
+        input_commitment: zk.input_commitment,
+        output_commitment: zk.output_commitment,
+    };
+    verity_zk::verify(&key, &public, &proof).map_err(|e| reject(format!("the zk proof: {e}")))
 }
 
 /// A receipt of a batch that was passed over: its task moved on while the batch was in flight.
@@ -147,6 +195,7 @@ fn apply_one(
     state: &mut Overlay<'_>,
     ctx: &BlockCtx<'_>,
     receipt: &TaskReceipt,
+    zk: Option<&ZkReceipt>,
 ) -> Result<Option<String>, TxFailure> {
     let claim = Claim {
         task_id: receipt.task_id,
@@ -159,6 +208,22 @@ fn apply_one(
         Ok(found) => found,
         Err(skip) => return Ok(Some(skip)),
     };
+    match (task.mode, zk) {
+        (Mode::TeeZk, Some(zk)) => check_proof(state, ctx, &task, zk)?,
+        (Mode::TeeZk, None) => {
+            return Err(reject(format!(
+                "task {} is tee_zk: its result comes with a proof (SubmitZkReceipt)",
+                task.task_id
+            )))
+        }
+        (_, Some(_)) => {
+            return Err(reject(format!(
+                "task {} is {}, not tee_zk",
+                task.task_id, task.mode
+            )))
+        }
+        (_, None) => {}
+    }
     let record = ExecutionRecord {
         task_id: receipt.task_id,
         model_id: task.model_id,
@@ -179,6 +244,11 @@ fn apply_one(
         finalized_height: 0,
         settlement: Default::default(),
         challenge_until: None,
+        zk: zk.map(|zk| records::ZkProof {
+            proof: zk.proof.clone(),
+            input_commitment: zk.input_commitment,
+            output_commitment: zk.output_commitment,
+        }),
     };
     if task.mode == Mode::Op && receipt.output_size > MAX_REVEALED_OUTPUT_BYTES as u64 {
         let tolerant =
