@@ -7,6 +7,7 @@ mod challenger;
 pub mod disputes;
 mod journal;
 mod service;
+mod zk;
 
 pub use challenger::{run_challenger, ChallengerConfig};
 pub use service::{compute, run, Computed, WorkerConfig, WorkerStats};

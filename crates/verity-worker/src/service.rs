@@ -17,7 +17,7 @@ use verity_tee::produce::{produce, EvidenceRequest, Host, TeeSource};
 use verity_tee::Binding;
 use verity_types::{
     sha256, AccountKey, Action, Address, Amount, EnclaveKey, FailureReason, FailureReceipt, Hash,
-    SignedTx, TaskReceipt, TxBody, MAX_RECEIPTS_PER_TX,
+    Mode, SignedTx, TaskReceipt, TxBody, ZkReceipt, MAX_RECEIPTS_PER_TX,
 };
 
 use crate::journal::Journal;
@@ -117,6 +117,8 @@ struct Worker {
     stats: Arc<WorkerStats>,
     /// Its part in disputes: defending its results, refereeing others'.
     player: crate::disputes::Player,
+    /// Circuits and proving keys of the `tee_zk` models it has proven for.
+    provers: HashMap<Hash, Arc<crate::zk::Prover>>,
 }
 
 fn now_ms() -> u64 {
@@ -201,6 +203,7 @@ impl Worker {
             first_seen: HashMap::new(),
             stats,
             player,
+            provers: HashMap::new(),
         };
         worker.setup().await?;
         Ok(worker)
@@ -342,6 +345,41 @@ impl Worker {
         Ok(Ok(model))
     }
 
+    /// A `tee_zk` model's prover: its circuit and proving key, the key fetched from the blob
+    /// store by the hash the chain holds.
+    async fn prover(
+        &mut self,
+        id: &Hash,
+        model: &Arc<Model>,
+    ) -> Result<Result<Arc<crate::zk::Prover>, FailureReason>> {
+        if let Some(prover) = self.provers.get(id) {
+            return Ok(Ok(prover.clone()));
+        }
+        let Some(keys) = self.client.model(id).await?.and_then(|m| m.zk) else {
+            return Ok(Err(FailureReason::ModelInvalid));
+        };
+        let Some(bytes) = self.client.get_blob(&cid_of(&keys.proving_key)).await? else {
+            return Ok(Err(FailureReason::ModelUnavailable));
+        };
+        if sha256(&bytes) != keys.proving_key {
+            return Ok(Err(FailureReason::ModelInvalid));
+        }
+        let model = model.clone();
+        let loaded =
+            tokio::task::spawn_blocking(move || crate::zk::Prover::load(&model, &bytes)).await?;
+        match loaded {
+            Ok(prover) => {
+                let prover = Arc::new(prover);
+                self.provers.insert(*id, prover.clone());
+                Ok(Ok(prover))
+            }
+            Err(e) => {
+                warn!(model = %id, error = %format!("{e:#}"), "the model's zk keys are unusable");
+                Ok(Err(FailureReason::ModelInvalid))
+            }
+        }
+    }
+
     /// Whether a task has waited long enough for a missing blob to give up on it. Inputs and
     /// models are uploaded before tasks name them, so one still missing is missing for good;
     /// the grace only covers a store that is slow to show a fresh upload.
@@ -410,7 +448,21 @@ impl Worker {
             let (id, model_id, input_hash) = (task.task_id, task.model_id, task.input.hash);
             // One model that cannot be fetched must not hold up tasks on the others.
             match self.model(&model_id).await {
-                Ok(Ok(model)) => jobs.push((id, model_id, input_hash, model)),
+                Ok(Ok(model)) if task.mode == Mode::TeeZk => {
+                    match self.prover(&model_id, &model).await {
+                        Ok(Ok(prover)) => {
+                            jobs.push((id, model_id, input_hash, model, Some(prover)))
+                        }
+                        Ok(Err(FailureReason::ModelUnavailable)) if !self.gave_up_waiting(&id) => {
+                            warn!(task = %id, model = %model_id, "proving key not in the blob store yet; will retry")
+                        }
+                        Ok(Err(reason)) => unrunnable.push((id, model_id, input_hash, reason)),
+                        Err(e) => {
+                            warn!(task = %id, model = %model_id, error = %format!("{e:#}"), "cannot load the proving key; will retry")
+                        }
+                    }
+                }
+                Ok(Ok(model)) => jobs.push((id, model_id, input_hash, model, None)),
                 Ok(Err(FailureReason::ModelUnavailable)) if !self.gave_up_waiting(&id) => {
                     warn!(task = %id, model = %model_id, "model not in the blob store yet; will retry")
                 }
@@ -420,7 +472,7 @@ impl Worker {
                 }
             }
         }
-        let cids: Vec<String> = jobs.iter().map(|(_, _, input, _)| cid_of(input)).collect();
+        let cids: Vec<String> = jobs.iter().map(|(_, _, input, ..)| cid_of(input)).collect();
         let inputs =
             futures::future::join_all(cids.iter().map(|cid| self.client.get_blob(cid))).await;
         let mut work = Vec::new();
@@ -439,16 +491,28 @@ impl Worker {
         let results = tokio::task::spawn_blocking(move || {
             work.into_par_iter()
                 .map(|(job, input)| {
-                    let result = compute(&engine, &job.3, &input, corrupt);
+                    let result = match &job.4 {
+                        Some(prover) => {
+                            crate::zk::compute_and_prove(&engine, &job.3, prover, &input, corrupt)
+                                .map(|p| {
+                                    (
+                                        p.computed,
+                                        Some((p.input_commitment, p.output_commitment, p.proof)),
+                                    )
+                                })
+                        }
+                        None => compute(&engine, &job.3, &input, corrupt).map(|c| (c, None)),
+                    };
                     (job, result)
                 })
                 .collect::<Vec<_>>()
         })
         .await?;
         let mut receipts = Vec::new();
+        let mut zk_receipts = Vec::new();
         let mut uploads = Vec::new();
-        for ((id, model_id, input_hash, _), result) in results {
-            let computed = match result {
+        for ((id, model_id, input_hash, ..), result) in results {
+            let (computed, zk) = match result {
                 Ok(c) => c,
                 Err(e) => {
                     warn!(task = %id, error = %format!("{e:#}"), "the input does not fit the model; reporting it");
@@ -468,8 +532,22 @@ impl Worker {
                 enclave_key: [0; 32],
                 signature: [0; 64],
             };
-            self.enclave.sign(&self.chain_id, &mut receipt);
-            receipts.push(receipt);
+            match zk {
+                Some((input_commitment, output_commitment, proof)) => {
+                    let mut zk = ZkReceipt {
+                        receipt,
+                        input_commitment,
+                        output_commitment,
+                        proof,
+                    };
+                    self.enclave.sign_zk(&self.chain_id, &mut zk);
+                    zk_receipts.push(zk);
+                }
+                None => {
+                    self.enclave.sign(&self.chain_id, &mut receipt);
+                    receipts.push(receipt);
+                }
+            }
             uploads.push(computed.output);
         }
         self.client
@@ -477,6 +555,13 @@ impl Worker {
             .await
             .context("uploading outputs")?;
         let chunk = self.config.max_batch.clamp(1, MAX_RECEIPTS_PER_TX);
+        // One proof per transaction: each weighs as much as a batch of fifty receipts.
+        for zk in zk_receipts {
+            let ids = [zk.receipt.task_id];
+            if self.submit_batch(&ids, Action::SubmitZkReceipt(zk)).await? {
+                self.count_done(&ids);
+            }
+        }
         for batch in receipts.chunks(chunk) {
             let ids: Vec<Hash> = batch.iter().map(|r| r.task_id).collect();
             let action = Action::SubmitReceipts {

@@ -58,6 +58,8 @@ pub struct DevnetArgs {
 
 /// The model every devnet registers: the digits MLP (64 inputs, 10 classes).
 pub(crate) const BUNDLED_MODEL: &[u8] = include_bytes!("../../../models/digits_mlp.onnx");
+/// The bundled quantized model, registered with zk keys for `tee_zk` tasks.
+pub(crate) const BUNDLED_INT8_MODEL: &[u8] = include_bytes!("../../../models/digits_mlp_int8.onnx");
 
 /// Genesis of a devnet: the dev account (also governance) and every worker funded, dev
 /// enclaves allowed, a short assignment timeout so that a dead worker's tasks move on quickly.
@@ -317,6 +319,40 @@ pub(crate) async fn register_bundled_model(client: &Client, owner: &AccountKey) 
         .context("registering the bundled model")
 }
 
+/// Registers the bundled int8 model with Groth16 keys, owned by `owner`. The keys come from a
+/// local random setup made once and kept under `home/zk-digits-int8`: a restarted devnet
+/// finds the same keys on chain.
+pub(crate) async fn register_bundled_zk_model(
+    client: &Client,
+    owner: &AccountKey,
+    home: &Path,
+) -> Result<Hash> {
+    let spec = crate::task_cmd::model_spec(
+        BUNDLED_INT8_MODEL,
+        "digits-mlp-int8".into(),
+        "1".into(),
+        "MIT".into(),
+        "mlp".into(),
+        vec![Mode::Tee, Mode::TeeZk],
+        0,
+    )?;
+    let dir = home.join("zk-digits-int8");
+    if !dir.join(crate::zk_cmd::VERIFYING_KEY).exists() {
+        let model = verity_infer::Model::from_bytes(BUNDLED_INT8_MODEL)?;
+        let out = dir.clone();
+        tokio::task::spawn_blocking(move || crate::zk_cmd::setup_keys(&model, &out))
+            .await?
+            .context("the zk setup of the bundled int8 model")?;
+    }
+    let (proving, verifying) = crate::zk_cmd::read_keys(&dir)?;
+    let id =
+        crate::task_cmd::register_model(client, owner, BUNDLED_INT8_MODEL.to_vec(), spec).await?;
+    crate::task_cmd::set_zk_keys(client, owner, &id, proving, verifying)
+        .await
+        .context("setting the bundled int8 model's zk keys")?;
+    Ok(id)
+}
+
 /// Starts `count` in-process challengers, keys under `home/challenger-i`; an account with less
 /// than its bond and fees is funded from the dev account first.
 pub(crate) async fn spawn_challengers(
@@ -419,6 +455,7 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
         let apis: Vec<_> = started.iter().map(|s| s.api).collect();
         let client = Client::new(&apis[0].to_string());
         let model_id = register_bundled_model(&client, &dev).await?;
+        let zk_model_id = register_bundled_zk_model(&client, &dev, &home).await?;
         spawn_workers(&home, &apis, args.workers, args.dishonest_workers)?;
         spawn_challengers(&home, &apis, &dev, args.challengers).await?;
         // The banner says "ready" only once the setup is final: the dev account's setup
@@ -446,7 +483,8 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
             "  challengers: {} (re-execute OP results and dispute wrong ones)",
             args.challengers
         );
-        outln!("  model:       {model_id} (digits-mlp, bundled)");
+        outln!("  model:       {model_id} (digits-mlp, bundled; tee and op)");
+        outln!("  zk model:    {zk_model_id} (digits-mlp-int8, bundled; tee and tee-zk, keys from a local setup)");
         outln!("  genesis:     {}", home.join("genesis.json").display());
         outln!(
             "  dev account: {} (key in {}, mode 0600)",

@@ -12,6 +12,7 @@ mod infer_cmd;
 mod shutdown;
 mod task_cmd;
 mod tokens;
+mod zk_cmd;
 
 use std::process::ExitCode;
 
@@ -67,6 +68,9 @@ enum Command {
     /// Disputes of OP results.
     #[command(subcommand)]
     Dispute(dispute_cmd::DisputeCommand),
+    /// Zero-knowledge proofs of quantized models: keys, proofs, independent checks.
+    #[command(subcommand)]
+    Zk(zk_cmd::ZkCommand),
     /// Measure a local network.
     #[command(subcommand)]
     Bench(bench_cmd::BenchCommand),
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
         Command::Worker(args) => task_cmd::worker(args),
         Command::Challenger(args) => dispute_cmd::challenger(args),
         Command::Dispute(cmd) => dispute_cmd::dispute(cmd),
+        Command::Zk(cmd) => zk_cmd::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

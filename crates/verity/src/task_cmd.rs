@@ -74,9 +74,14 @@ pub struct RegisterModelArgs {
     license: String,
     #[arg(long, default_value = "onnx")]
     architecture: String,
-    /// Verification modes the model allows, comma-separated: tee, op (tee_zk is not built yet).
-    #[arg(long, value_delimiter = ',', default_value = "tee,op")]
+    /// Verification modes the model allows, comma-separated: tee, op, tee-zk. Default: tee and
+    /// op, and tee-zk with --zk.
+    #[arg(long, value_delimiter = ',')]
     modes: Vec<Mode>,
+    /// A directory from `verity zk setup`: its proving key is uploaded and its verifying key set
+    /// on chain, for tee-zk tasks.
+    #[arg(long)]
+    zk: Option<PathBuf>,
     /// How far two honest runs' outputs may differ, in parts per million of the larger value
     /// (at least 1). 0, the default, is a bit-exact model: its OP disputes end in one
     /// re-executed step. Above 0, an OP dispute is settled by a third worker's run compared
@@ -268,6 +273,48 @@ pub async fn register_model(
     Ok(id)
 }
 
+/// Uploads a model's proving key and sets its keys on chain, unless they are set already. The
+/// two keys must belong together.
+pub async fn set_zk_keys(
+    client: &Client,
+    key: &AccountKey,
+    model: &Hash,
+    proving: Vec<u8>,
+    verifying: Vec<u8>,
+) -> Result<()> {
+    if client.model(model).await?.and_then(|m| m.zk).is_some() {
+        return Ok(());
+    }
+    let checked = proving.clone();
+    let paired = tokio::task::spawn_blocking(move || {
+        verity_zk::ProvingKey::from_bytes(&checked).map(|k| k.verifying_key().to_bytes())
+    })
+    .await??;
+    ensure!(
+        paired == verifying,
+        "the proving key and the verifying key come from different setups"
+    );
+    let proving_key = verity_types::sha256(&proving);
+    client
+        .put_blob(proving, key)
+        .await
+        .context("uploading the proving key")?;
+    let receipt = send(
+        client,
+        key,
+        Action::SetZkKeys {
+            model_id: *model,
+            verifying_key: verifying,
+            proving_key,
+        },
+    )
+    .await?;
+    if let TxStatus::Failed { error } = receipt.status {
+        bail!("SetZkKeys failed: {error}");
+    }
+    Ok(())
+}
+
 /// Submits `action` from `key` with the account's pending nonce and a fee of at least its
 /// weight's price (`min_fee` when higher); one nonce race is retried.
 pub async fn submit_next(
@@ -308,16 +355,30 @@ pub fn model(cmd: ModelCommand) -> Result<()> {
                         .map(|s| s.to_string_lossy().into_owned())
                         .unwrap_or_else(|| "model".into())
                 });
+                let modes = match (args.modes.is_empty(), &args.zk) {
+                    (false, _) => args.modes,
+                    (true, None) => vec![Mode::Tee, Mode::Op],
+                    (true, Some(_)) => vec![Mode::Tee, Mode::Op, Mode::TeeZk],
+                };
+                let keys = args
+                    .zk
+                    .as_deref()
+                    .map(crate::zk_cmd::read_keys)
+                    .transpose()?;
                 let spec = model_spec(
                     &bytes,
                     name,
                     args.version,
                     args.license,
                     args.architecture,
-                    args.modes,
+                    modes,
                     args.tolerance_ppm,
                 )?;
-                let id = register_model(&Client::new(&args.node), &key, bytes, spec).await?;
+                let client = Client::new(&args.node);
+                let id = register_model(&client, &key, bytes, spec).await?;
+                if let Some((proving, verifying)) = keys {
+                    set_zk_keys(&client, &key, &id, proving, verifying).await?;
+                }
                 outln!("{id}");
             }
             ModelCommand::List { node, json } => {
@@ -550,6 +611,14 @@ fn print_task(view: &TaskView, output: Option<&[u8]>, json: bool) -> Result<()> 
             "attestation  {}",
             view.attestation.as_deref().unwrap_or_default()
         );
+        if let Some(zk) = &record.zk {
+            outln!(
+                "zk proof     verified (Groth16, {} bytes); input commitment {}, output commitment {}",
+                zk.proof.len(),
+                zk.input_commitment,
+                zk.output_commitment
+            );
+        }
         let s = &record.settlement;
         outln!(
             "fee split    worker {}  owner {}  protocol {}",
