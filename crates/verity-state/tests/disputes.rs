@@ -8,18 +8,16 @@ use verity_infer::merkle::{self, Span};
 use verity_infer::{Engine, Model, StepWitness};
 use verity_state::modules::disputes::{dispute_id, DisputeStatus};
 use verity_state::modules::game::{Phase, DEPTH};
-use verity_state::{
-    recover, BlockInput, Chain, Genesis, GenesisAccount, MemStore, ModelSource, Params, TaskParams,
-    TaskStatus, TxFailure, TxStatus,
-};
-use verity_tee::{Binding, DevReport, Policy};
+use verity_state::{ModelSource, TaskParams, TaskStatus, TxFailure};
 use verity_types::{
-    sha256, AccountKey, Action, Address, DataRef, EnclaveKey, Hash, Mode, ModelSpec, SignedTx,
-    TaskReceipt, TxBody, ONE_TOKEN,
+    sha256, AccountKey, Action, Address, DataRef, Hash, Mode, ModelSpec, SignedTx, TaskReceipt,
+    ONE_TOKEN,
 };
 
-const CHAIN: &str = "verity-op-test";
-const T0: u64 = 1_700_000_000_000;
+mod common;
+
+use common::{enroll, Net, Worker, CHAIN};
+
 const WINDOW: u64 = 5;
 const CLOCK: u64 = 6;
 const STAKE: u128 = 100 * ONE_TOKEN;
@@ -42,113 +40,24 @@ fn input_bytes() -> Vec<u8> {
     .unwrap()
 }
 
-struct Net {
-    chain: Chain<MemStore>,
-    height: u64,
-    nonces: std::collections::HashMap<Address, u64>,
-}
-
-impl Net {
-    fn new(funded: &[Address]) -> Self {
-        let genesis = Genesis {
-            chain_id: CHAIN.into(),
-            genesis_time_ms: T0,
-            params: Params {
-                min_fee: 1,
-                fee_collector: Address([0xfe; 20]),
-                max_block_txs: 1000,
-                fee_per_weight: 0,
-                max_block_weight: 2_000_000,
-                governance: Some(funded[0]),
-                tasks: TaskParams {
-                    min_worker_stake: 10 * ONE_TOKEN,
-                    protocol_treasury: Some(Address([0xee; 20])),
-                    challenge_window_blocks: WINDOW,
-                    dispute_clock_blocks: CLOCK,
-                    min_challenger_bond: 10 * ONE_TOKEN,
-                    dispute_bond: ONE_TOKEN,
-                    ..Default::default()
-                },
-            },
-            accounts: funded
-                .iter()
-                .map(|a| GenesisAccount {
-                    address: *a,
-                    balance: 1_000 * ONE_TOKEN,
-                })
-                .collect(),
-            attestation_policy: Some(Policy::devnet()),
-        };
-        let bytes = model_bytes();
-        let id = sha256(&bytes);
-        let models = ModelSource::new(move |wanted| (*wanted == id).then(|| bytes.clone()));
-        Self {
-            chain: Chain::open(MemStore::default(), genesis)
-                .unwrap()
-                .with_models(models),
-            height: 0,
-            nonces: Default::default(),
-        }
-    }
-
-    fn tx(&mut self, key: &AccountKey, action: Action) -> SignedTx {
-        let nonce = self.nonces.entry(key.address()).or_default();
-        let tx = TxBody {
-            chain_id: CHAIN.into(),
-            nonce: *nonce,
-            fee: 1,
-            action,
-        }
-        .sign(key);
-        *nonce += 1;
-        tx
-    }
-
-    fn block(&mut self, txs: &[SignedTx]) -> Vec<Option<TxFailure>> {
-        self.height += 1;
-        let raw: Vec<Vec<u8>> = txs.iter().map(SignedTx::encode).collect();
-        self.chain
-            .apply_block(
-                &BlockInput {
-                    height: self.height,
-                    hash: Hash([self.height as u8; 32]),
-                    parent: Hash::ZERO,
-                    timestamp_ms: T0 + self.height * 1000,
-                    seed: sha256(&self.height.to_le_bytes()),
-                    txs: &raw,
-                },
-                recover,
-            )
-            .unwrap()
-            .unwrap();
-        txs.iter()
-            .map(
-                |tx| match self.chain.receipt(&tx.hash()).unwrap().unwrap().status {
-                    TxStatus::Success => None,
-                    TxStatus::Failed { error } => Some(error),
-                },
-            )
-            .collect()
-    }
-
-    fn ok(&mut self, txs: &[SignedTx]) {
-        for (i, failure) in self.block(txs).into_iter().enumerate() {
-            assert_eq!(failure, None, "tx {i} failed");
-        }
-    }
-
-    fn balance(&self, a: &Address) -> u128 {
-        self.chain.account(a).unwrap().balance
-    }
-
-    fn stake(&self, a: &Address) -> u128 {
-        self.chain.worker(a).unwrap().unwrap().stake
+fn params() -> TaskParams {
+    TaskParams {
+        min_worker_stake: 10 * ONE_TOKEN,
+        protocol_treasury: Some(Address([0xee; 20])),
+        challenge_window_blocks: WINDOW,
+        dispute_clock_blocks: CLOCK,
+        min_challenger_bond: 10 * ONE_TOKEN,
+        dispute_bond: ONE_TOKEN,
+        ..Default::default()
     }
 }
 
-struct Worker {
-    account: AccountKey,
-    enclave: EnclaveKey,
+/// A chain whose validators read the digits model's file.
+fn net(funded: &[Address]) -> Net {
+    let bytes = model_bytes();
+    let id = sha256(&bytes);
+    let models = ModelSource::new(move |wanted| (*wanted == id).then(|| bytes.clone()));
+    Net::with_models(funded, params(), models)
 }
 
 /// What the test's parties know: the model, the input, and the honest trace's leaves.
@@ -172,17 +81,10 @@ fn setup_tolerant(workers: usize, tolerance_ppm: u32) -> Setup {
     let owner = AccountKey::generate();
     let user = AccountKey::generate();
     let challenger = AccountKey::generate();
-    let staff: Vec<Worker> = (0..workers)
-        .map(|_| Worker {
-            account: AccountKey::generate(),
-            enclave: EnclaveKey::generate(),
-        })
-        .collect();
+    let staff: Vec<Worker> = (0..workers).map(|_| Worker::generate()).collect();
     let mut funded = vec![owner.address(), user.address(), challenger.address()];
     funded.extend(staff.iter().map(|w| w.account.address()));
-    let mut net = Net::new(&funded);
-    net.ok(&[]);
-    let nonce = net.chain.attestation_nonce().unwrap().unwrap();
+    let mut net = net(&funded);
     let bytes = model_bytes();
     let model = Arc::new(Model::from_bytes(&bytes).unwrap());
     let summary = Model::parse(&bytes).unwrap().summary();
@@ -206,26 +108,7 @@ fn setup_tolerant(workers: usize, tolerance_ppm: u32) -> Setup {
         net.tx(&challenger, Action::RegisterChallenger { amount: BOND }),
     ];
     for w in &staff {
-        let report_data = Binding {
-            chain_id: CHAIN,
-            worker: &w.account.address(),
-            enclave_key: &w.enclave.public(),
-            nonce: &nonce.nonce.0,
-        }
-        .report_data();
-        let report = DevReport::sign(&AccountKey::generate(), b"m", &report_data, T0 / 1000);
-        txs.push(net.tx(&w.account, Action::Stake { amount: STAKE }));
-        txs.push(net.tx(
-            &w.account,
-            Action::RegisterEnclave {
-                kind: "dev".into(),
-                enclave_key: w.enclave.public(),
-                nonce_height: nonce.height,
-                report: report.to_bytes(),
-                collateral: vec![],
-                certs: vec![],
-            },
-        ));
+        txs.extend(enroll(&mut net, w, STAKE, b"m"));
     }
     net.ok(&txs);
     let engine = Engine::new(1).unwrap();

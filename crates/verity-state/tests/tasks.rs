@@ -1,170 +1,37 @@
 //! Tasks through whole blocks: registration, staking, dev enclaves, assignment, receipts,
 //! settlement, reputation, timeouts and every receipt rejection.
 
-use verity_state::{
-    recover, BlockInput, Chain, Genesis, GenesisAccount, MemStore, Params, TaskParams, TaskStatus,
-    TxFailure, TxStatus,
-};
-use verity_tee::{Binding, DevReport, Policy};
+use verity_state::{recover, BlockInput, Chain, MemStore, TaskParams, TaskStatus, TxFailure};
+use verity_tee::{DevReport, Policy};
 use verity_types::{
     AccountKey, Action, Address, DataRef, EnclaveKey, FailureReason, FailureReceipt, Hash, Mode,
-    ModelSpec, SignedTx, TaskReceipt, TxBody, ONE_TOKEN,
+    ModelSpec, SignedTx, TaskReceipt, ONE_TOKEN,
 };
+
+mod common;
+
+use common::{enroll, report_data, Net, Worker, CHAIN, T0};
 
 /// Blocks after which a timeout penalty is given back, in these tests.
 const FORGIVEN_AFTER: u64 = 100;
-const CHAIN: &str = "verity-test";
-const T0: u64 = 1_700_000_000_000;
 const FEE: u128 = 1_000_000;
 /// How long an attestation nonce stays usable here.
 const NONCE_BLOCKS: u64 = 5;
 
-struct Net {
-    chain: Chain<MemStore>,
-    height: u64,
-    nonces: std::collections::HashMap<Address, u64>,
-}
-
-impl Net {
-    fn new(funded: &[Address]) -> Self {
-        let genesis = Genesis {
-            chain_id: CHAIN.into(),
-            genesis_time_ms: T0,
-            params: Params {
-                min_fee: 1,
-                fee_collector: Address([0xfe; 20]),
-                max_block_txs: 1000,
-                fee_per_weight: 0,
-                max_block_weight: 2_000_000,
-                governance: Some(funded[0]),
-                tasks: TaskParams {
-                    min_worker_stake: 10 * ONE_TOKEN,
-                    assignment_timeout_blocks: 3,
-                    timeout_forgiven_after_blocks: FORGIVEN_AFTER,
-                    protocol_treasury: Some(Address([0xee; 20])),
-                    attestation_nonce_blocks: NONCE_BLOCKS,
-                    ..Default::default()
-                },
-            },
-            accounts: funded
-                .iter()
-                .map(|a| GenesisAccount {
-                    address: *a,
-                    balance: 1_000 * ONE_TOKEN,
-                })
-                .collect(),
-            attestation_policy: Some(Policy::devnet()),
-        };
-        Self {
-            chain: Chain::open(MemStore::default(), genesis).unwrap(),
-            height: 0,
-            nonces: Default::default(),
-        }
+fn params() -> TaskParams {
+    TaskParams {
+        min_worker_stake: 10 * ONE_TOKEN,
+        assignment_timeout_blocks: 3,
+        timeout_forgiven_after_blocks: FORGIVEN_AFTER,
+        protocol_treasury: Some(Address([0xee; 20])),
+        attestation_nonce_blocks: NONCE_BLOCKS,
+        ..Default::default()
     }
-
-    fn tx(&mut self, key: &AccountKey, action: Action) -> SignedTx {
-        let nonce = self.nonces.entry(key.address()).or_default();
-        let tx = TxBody {
-            chain_id: CHAIN.into(),
-            nonce: *nonce,
-            fee: 1,
-            action,
-        }
-        .sign(key);
-        *nonce += 1;
-        tx
-    }
-
-    fn block(&mut self, txs: &[SignedTx]) -> Vec<Option<TxFailure>> {
-        self.height += 1;
-        let raw: Vec<Vec<u8>> = txs.iter().map(SignedTx::encode).collect();
-        self.chain
-            .apply_block(
-                &BlockInput {
-                    height: self.height,
-                    hash: Hash([self.height as u8; 32]),
-                    parent: Hash::ZERO,
-                    timestamp_ms: T0 + self.height * 1000,
-                    seed: verity_types::sha256(&self.height.to_le_bytes()),
-                    txs: &raw,
-                },
-                recover,
-            )
-            .unwrap()
-            .unwrap();
-        txs.iter()
-            .map(
-                |tx| match self.chain.receipt(&tx.hash()).unwrap().unwrap().status {
-                    TxStatus::Success => None,
-                    TxStatus::Failed { error } => Some(error),
-                },
-            )
-            .collect()
-    }
-
-    fn ok(&mut self, txs: &[SignedTx]) {
-        for (i, failure) in self.block(txs).into_iter().enumerate() {
-            assert_eq!(failure, None, "tx {i} failed");
-        }
-    }
-
-    /// The newest attestation nonce, finalizing block 1 first if there is none yet.
-    fn nonce(&mut self) -> (u64, [u8; 32]) {
-        if self.height == 0 {
-            self.ok(&[]);
-        }
-        let nonce = self.chain.attestation_nonce().unwrap().unwrap();
-        (nonce.height, nonce.nonce.0)
-    }
-
-    fn balance(&self, a: &Address) -> u128 {
-        self.chain.account(a).unwrap().balance
-    }
-}
-
-struct Worker {
-    account: AccountKey,
-    enclave: EnclaveKey,
-}
-
-fn report_data(worker: &Address, key: &[u8], nonce: &[u8; 32]) -> [u8; 64] {
-    Binding {
-        chain_id: CHAIN,
-        worker,
-        enclave_key: key,
-        nonce,
-    }
-    .report_data()
 }
 
 fn register_worker(net: &mut Net, measurement: &[u8]) -> (Worker, Vec<SignedTx>) {
-    let w = Worker {
-        account: AccountKey::generate(),
-        enclave: EnclaveKey::generate(),
-    };
-    let (nonce_height, nonce) = net.nonce();
-    let report_data = report_data(&w.account.address(), &w.enclave.public(), &nonce);
-    let vendor = AccountKey::generate();
-    let report = DevReport::sign(&vendor, measurement, &report_data, T0 / 1000);
-    let txs = vec![
-        net.tx(
-            &w.account,
-            Action::Stake {
-                amount: 100 * ONE_TOKEN,
-            },
-        ),
-        net.tx(
-            &w.account,
-            Action::RegisterEnclave {
-                kind: "dev".into(),
-                enclave_key: w.enclave.public(),
-                nonce_height,
-                report: report.to_bytes(),
-                collateral: vec![],
-                certs: vec![],
-            },
-        ),
-    ];
+    let w = Worker::generate();
+    let txs = enroll(net, &w, 100 * ONE_TOKEN, measurement);
     (w, txs)
 }
 
@@ -250,7 +117,7 @@ fn submit(net: &mut Net, user: &AccountKey, n: u8) -> SignedTx {
 fn tasks_are_assigned_verified_settled_and_scored() {
     let owner = AccountKey::generate();
     let user = AccountKey::generate();
-    let mut net = Net::new(&[owner.address(), user.address()]);
+    let mut net = Net::new(&[owner.address(), user.address()], params());
     let ([w1, w2], txs) = funded_workers_and_model(&mut net, &owner, [b"m1", b"m2"]);
     net.ok(&txs);
     let enclave = net.chain.enclave(&w1.account.address()).unwrap().unwrap();
@@ -341,7 +208,7 @@ fn tasks_are_assigned_verified_settled_and_scored() {
 fn bad_receipts_are_rejected_and_leave_nothing() {
     let owner = AccountKey::generate();
     let user = AccountKey::generate();
-    let mut net = Net::new(&[owner.address(), user.address()]);
+    let mut net = Net::new(&[owner.address(), user.address()], params());
     let ([w1], mut txs) = funded_workers_and_model(&mut net, &owner, [b"m1"]);
     txs.push(submit(&mut net, &user, 1));
     txs.push(submit(&mut net, &user, 2));
@@ -409,7 +276,7 @@ fn bad_receipts_are_rejected_and_leave_nothing() {
 fn timeouts_reassign_penalise_and_deadlines_refund() {
     let owner = AccountKey::generate();
     let user = AccountKey::generate();
-    let mut net = Net::new(&[owner.address(), user.address()]);
+    let mut net = Net::new(&[owner.address(), user.address()], params());
     let ([w1, w2], txs) = funded_workers_and_model(&mut net, &owner, [b"m1", b"m2"]);
     net.ok(&txs);
     // Four tasks: with a penalty of 20, nobody reaches the ban at -100 in the first round.
@@ -521,7 +388,7 @@ fn funded_account(net: &mut Net, funder: &AccountKey) -> AccountKey {
 #[test]
 fn enclave_registration_checks_binding_and_policy_is_governed() {
     let gov = AccountKey::generate();
-    let mut net = Net::new(&[gov.address()]);
+    let mut net = Net::new(&[gov.address()], params());
     let worker = funded_account(&mut net, &gov);
     let enclave = EnclaveKey::generate();
     let other = EnclaveKey::generate();
@@ -578,7 +445,7 @@ fn enclave_registration_checks_binding_and_policy_is_governed() {
 #[test]
 fn evidence_must_bind_a_recent_chain_nonce_whose_block_bounds_its_age() {
     let gov = AccountKey::generate();
-    let mut net = Net::new(&[gov.address()]);
+    let mut net = Net::new(&[gov.address()], params());
     let worker = funded_account(&mut net, &gov);
     let enclave = EnclaveKey::generate();
     let vendor = AccountKey::generate();
@@ -655,7 +522,7 @@ fn evidence_must_bind_a_recent_chain_nonce_whose_block_bounds_its_age() {
 fn order_and_timestamp_do_not_steer_assignment() {
     let owner = AccountKey::generate();
     let user = AccountKey::generate();
-    let mut net = Net::new(&[owner.address(), user.address()]);
+    let mut net = Net::new(&[owner.address(), user.address()], params());
     let (_, txs) = funded_workers_and_model(&mut net, &owner, [b"m1", b"m2", b"m3"]);
     net.ok(&txs);
     // One submission per user: a proposer may reorder senders, not one sender's nonces.
@@ -731,7 +598,7 @@ fn order_and_timestamp_do_not_steer_assignment() {
 fn waiting_tasks_are_taken_once_a_worker_can_serve_them() {
     let owner = AccountKey::generate();
     let user = AccountKey::generate();
-    let mut net = Net::new(&[owner.address(), user.address()]);
+    let mut net = Net::new(&[owner.address(), user.address()], params());
     let nobody = ModelSpec {
         model_id: Hash([0x99; 32]),
         name: "unserved".into(),
@@ -817,7 +684,7 @@ fn waiting_tasks_are_taken_once_a_worker_can_serve_them() {
 #[test]
 fn receipts_keep_our_reasons_and_leave_dependency_text_out() {
     let gov = AccountKey::generate();
-    let mut net = Net::new(&[gov.address()]);
+    let mut net = Net::new(&[gov.address()], params());
     let worker = funded_account(&mut net, &gov);
     let (nonce_height, _) = net.nonce();
     let garbage = net.tx(
@@ -863,7 +730,7 @@ fn receipts_keep_our_reasons_and_leave_dependency_text_out() {
 fn a_receipt_for_a_task_that_closed_meanwhile_is_skipped_and_the_batch_applies() {
     let owner = AccountKey::generate();
     let user = AccountKey::generate();
-    let mut net = Net::new(&[owner.address(), user.address()]);
+    let mut net = Net::new(&[owner.address(), user.address()], params());
     let ([w], txs) = funded_workers_and_model(&mut net, &owner, [b"m1"]);
     net.ok(&txs);
     let (x, y) = (submit(&mut net, &user, 1), submit(&mut net, &user, 2));
@@ -905,7 +772,7 @@ fn a_receipt_for_a_task_that_closed_meanwhile_is_skipped_and_the_batch_applies()
 fn a_pending_task_is_cancelled_for_free() {
     let owner = AccountKey::generate();
     let user = AccountKey::generate();
-    let mut net = Net::new(&[owner.address(), user.address()]);
+    let mut net = Net::new(&[owner.address(), user.address()], params());
     let register = net.tx(&owner, Action::RegisterModel(model_spec()));
     net.ok(&[register]);
     let task = submit(&mut net, &user, 1);
@@ -937,7 +804,7 @@ fn a_pending_task_is_cancelled_for_free() {
 fn a_retired_measurement_stops_its_enclaves_at_once() {
     let owner = AccountKey::generate();
     let user = AccountKey::generate();
-    let mut net = Net::new(&[owner.address(), user.address()]);
+    let mut net = Net::new(&[owner.address(), user.address()], params());
     let ([old], txs) = funded_workers_and_model(&mut net, &owner, [b"retired"]);
     net.ok(&txs);
     let task = submit(&mut net, &user, 1);
@@ -1018,7 +885,7 @@ fn failure(net: &Net, w: &Worker, task_id: Hash, reason: FailureReason) -> Failu
 fn a_task_that_cannot_run_fails_without_punishing_its_worker() {
     let owner = AccountKey::generate();
     let user = AccountKey::generate();
-    let mut net = Net::new(&[owner.address(), user.address()]);
+    let mut net = Net::new(&[owner.address(), user.address()], params());
     let ([w], txs) = funded_workers_and_model(&mut net, &owner, [b"m1"]);
     net.ok(&txs);
     let task = submit(&mut net, &user, 1);
