@@ -149,6 +149,56 @@ def quantized_model(clf, x_train):
     return digits_model("digits_mlp_int8", nodes, init)
 
 
+def quantized_deep_model(clf, x_train, name):
+    """The same integer-only scheme as `quantized_model`, for any number of hidden layers: uint8
+    activations, int8 weights, int32 accumulators, each hidden layer requantized by an integer
+    multiply, a rounding add and a divide by a power of two, then clipped to 0..255."""
+    weights = [w.astype(np.float64) for w in clf.coefs_]
+    biases = [b.astype(np.float64) for b in clf.intercepts_]
+    c = lambda v, n, dt: numpy_helper.from_array(np.array(v, dtype=dt), n)
+    s_in = 16.0 / 255.0
+    x = x_train / 16.0
+    init = [c(s_in, "x_scale", np.float32), c(0, "x_zero", np.uint8), c(0, "u8_min", np.int32), c(255, "u8_max", np.int32)]
+    nodes = [helper.make_node("QuantizeLinear", ["pixels", "x_scale", "x_zero"], ["a0"], name="quantize_input")]
+    # Units of the current uint8 activation, in the float model's units.
+    s_a = s_in / 16.0  # one unit of a0 in the float model's input units (pixels / 16)
+    prev = "a0"
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        s_w = np.abs(w).max() / 127.0
+        wq = np.clip(np.round(w / s_w), -127, 127).astype(np.int8)
+        acc_scale = s_a * s_w
+        bq = np.round(b / acc_scale).astype(np.int32)
+        init += [numpy_helper.from_array(wq, f"w{i}_q"), numpy_helper.from_array(bq, f"b{i}_q")]
+        nodes += [
+            helper.make_node("MatMulInteger", [prev, f"w{i}_q"], [f"acc{i}"], name=f"dense{i}"),
+            helper.make_node("Add", [f"acc{i}", f"b{i}_q"], [f"acc{i}_bias"], name=f"bias{i}"),
+        ]
+        x = x @ w + b
+        if i == len(weights) - 1:
+            init.append(c(acc_scale, "logit_scale", np.float32))
+            nodes += [
+                helper.make_node("ArgMax", [f"acc{i}_bias"], ["label"], name="argmax", axis=1, keepdims=0),
+                helper.make_node("DequantizeLinear", [f"acc{i}_bias", "logit_scale"], ["logits"], name="dequantize_logits"),
+                helper.make_node("Softmax", ["logits"], ["probabilities"], name="softmax", axis=1),
+            ]
+            break
+        x = np.maximum(x, 0.0)
+        s_h = x.max() / 255.0
+        bound = w.shape[0] * 255 * 127 + int(np.abs(bq).max())
+        m, shift = fixed_point(acc_scale / s_h, bound)
+        init += [c(m, f"m{i}", np.int32), c(2 ** (shift - 1), f"half{i}", np.int32), c(2**shift, f"div{i}", np.int32)]
+        nodes += [
+            helper.make_node("Mul", [f"acc{i}_bias", f"m{i}"], [f"acc{i}_scaled"], name=f"requant_mul{i}"),
+            helper.make_node("Add", [f"acc{i}_scaled", f"half{i}"], [f"acc{i}_rounded"], name=f"requant_round{i}"),
+            helper.make_node("Div", [f"acc{i}_rounded", f"div{i}"], [f"h{i}_wide"], name=f"requant_shift{i}"),
+            helper.make_node("Clip", [f"h{i}_wide", "u8_min", "u8_max"], [f"h{i}_clipped"], name=f"relu_and_saturate{i}"),
+            helper.make_node("Cast", [f"h{i}_clipped"], [f"a{i + 1}"], name=f"to_uint8_{i}", to=TensorProto.UINT8),
+        ]
+        s_a = s_h
+        prev = f"a{i + 1}"
+    return digits_model(name, nodes, init)
+
+
 def conv_model():
     rng = np.random.default_rng(0)
     he = lambda shape, fan_in: (rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(np.float32)
@@ -222,6 +272,12 @@ def main():
     save(qm, "digits_mlp_int8.onnx")
     save(conv_model(), "conv_random.onnx")
     save(unsupported_model(), "testdata/unsupported_op.onnx")
+    # A wider integer model for the zero-knowledge scaling figures: 166,400 multiply-accumulates.
+    wide = MLPClassifier(hidden_layer_sizes=(512, 256), activation="relu", max_iter=300, random_state=0)
+    wide.fit(x_train / 16.0, y_train)
+    wm = quantized_deep_model(wide, x_train, "digits_mlp_int8_wide")
+    save(wm, "digits_mlp_int8_wide.onnx")
+    print(f"digits_mlp_int8_wide.onnx test accuracy: {accuracy(wm, x_test, y_test):.4f}")
     print(f"digits_mlp.onnx test accuracy:      {accuracy(fm, x_test, y_test):.4f}")
     print(f"digits_mlp_int8.onnx test accuracy: {accuracy(qm, x_test, y_test):.4f}")
 

@@ -150,6 +150,7 @@ fn bad_transactions_get_4xx_json_errors_and_change_nothing() {
                 mode: verity_types::Mode::Tee,
                 max_fee: ONE_TOKEN,
                 deadline_blocks: 100,
+                input_commitment: None,
             },
         }
         .sign(&alice);

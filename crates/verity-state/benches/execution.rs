@@ -169,6 +169,7 @@ impl Bench {
                 mode: Mode::Tee,
                 max_fee: 1_000,
                 deadline_blocks: HORIZON,
+                input_commitment: None,
             },
         }
         .sign(&self.users[user])

@@ -1016,6 +1016,7 @@ impl<S: Store> Chain<S> {
                 mode,
                 max_fee,
                 deadline_blocks,
+                input_commitment,
             } => {
                 let request = tasks::Request {
                     model_id,
@@ -1023,6 +1024,7 @@ impl<S: Store> Chain<S> {
                     mode: *mode,
                     max_fee: *max_fee,
                     deadline_blocks: *deadline_blocks,
+                    input_commitment: *input_commitment,
                 };
                 tasks::submit(state, ctx, tx_hash, sender, &request).map(|_| ())
             }
@@ -1108,6 +1110,7 @@ impl<S: Store> Chain<S> {
                 mode,
                 max_fee,
                 deadline_blocks,
+                input_commitment,
             } => modules::tasks::check(
                 state,
                 &self.genesis.params.tasks,
@@ -1117,6 +1120,7 @@ impl<S: Store> Chain<S> {
                     mode: *mode,
                     max_fee: *max_fee,
                     deadline_blocks: *deadline_blocks,
+                    input_commitment: *input_commitment,
                 },
             ),
             _ => Ok(()),

@@ -137,6 +137,7 @@ impl Setup {
                 mode: Mode::Op,
                 max_fee: MAX_FEE,
                 deadline_blocks: 1_000,
+                input_commitment: None,
             },
         );
         self.net.ok(std::slice::from_ref(&tx));
@@ -566,6 +567,7 @@ fn an_op_task_too_large_to_dispute_is_refused() {
             mode: Mode::Op,
             max_fee: MAX_FEE,
             deadline_blocks: 100,
+            input_commitment: None,
         },
     );
     assert!(matches!(

@@ -109,6 +109,7 @@ fn submit(net: &mut Net, user: &AccountKey, n: u8) -> SignedTx {
             mode: Mode::Tee,
             max_fee: FEE,
             deadline_blocks: 50,
+            input_commitment: None,
         },
     )
 }
@@ -620,6 +621,7 @@ fn waiting_tasks_are_taken_once_a_worker_can_serve_them() {
                     mode: Mode::Tee,
                     max_fee: FEE,
                     deadline_blocks: 500,
+                    input_commitment: None,
                 },
             )
         })

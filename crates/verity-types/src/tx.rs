@@ -86,6 +86,10 @@ pub enum Action {
         max_fee: Amount,
         /// Blocks from submission after which an unfinished task expires and is refunded.
         deadline_blocks: u64,
+        /// `tee_zk` tasks: the Poseidon commitment to the quantized input that the result's
+        /// proof must state (`verity_zk::input_commitment` of the input file); none otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input_commitment: Option<Hash>,
     },
     /// Results of many tasks in one transaction; all apply or none.
     SubmitReceipts {
@@ -198,7 +202,7 @@ pub const MAX_ONE_STEP_INPUT_BYTES: usize = 60 * 1024;
 /// Largest output document a RevealOutput carries: a tolerant model's OP result must fit, so that
 /// a dispute can compare it.
 pub const MAX_REVEALED_OUTPUT_BYTES: usize = 192 * 1024;
-/// Largest verifying key SetZkKeys carries (ours, for three public inputs, is 424 bytes).
+/// Largest verifying key SetZkKeys carries (ours, for three public inputs, is 360 bytes).
 pub const MAX_VERIFYING_KEY_BYTES: usize = 1024;
 
 /// Longest name, version, license or architecture string.
@@ -325,10 +329,15 @@ impl Action {
                 mode,
                 max_fee,
                 deadline_blocks,
+                input_commitment,
             } => {
                 w.u8(9).fixed(&model_id.0);
                 input.encode(w);
                 w.u8(mode.tag()).u128(*max_fee).u64(*deadline_blocks);
+                match input_commitment {
+                    None => w.u8(0),
+                    Some(c) => w.u8(1).fixed(&c.0),
+                };
             }
             Action::SubmitReceipts { receipts } => {
                 w.u8(10).u32(receipts.len() as u32);
@@ -473,6 +482,16 @@ impl Action {
                 mode: Mode::from_tag(r.u8("mode")?)?,
                 max_fee: r.u128("max fee")?,
                 deadline_blocks: r.u64("deadline")?,
+                input_commitment: match r.u8("input commitment flag")? {
+                    0 => None,
+                    1 => Some(Hash(r.array("input commitment")?)),
+                    tag => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "input commitment flag",
+                            tag,
+                        })
+                    }
+                },
             },
             10 => {
                 let n = count(r, "receipts", MAX_RECEIPTS_PER_TX)?;

@@ -37,8 +37,7 @@ pub struct Proven {
 }
 
 /// Computes a task as [`compute`] does, then proves its integer part. The output document
-/// gains a `zk` section: the commitments, their salt (so that whoever holds the input and
-/// this document can open them) and the proof.
+/// gains a `zk` section: the commitments and the proof (the salt follows from the input file).
 pub fn compute_and_prove(
     engine: &Engine,
     model: &Model,
@@ -54,17 +53,12 @@ pub fn compute_and_prove(
         .circuit
         .quantized_inputs(model, engine, inputs)
         .context("a tee_zk task proves one sample")?;
-    let (proof, statement, public) = verity_zk::prove(
-        &prover.circuit,
-        &prover.key,
-        quantized,
-        &mut rand_core::OsRng,
-    )?;
+    let salt = verity_zk::commit::salt_of(input);
+    let (proof, _, public) = verity_zk::prove(&prover.circuit, &prover.key, quantized, salt)?;
     let mut doc: serde_json::Value = serde_json::from_slice(&computed.output)?;
     doc["zk"] = json!({
         "input_commitment": public.input_commitment,
         "output_commitment": public.output_commitment,
-        "salt": verity_zk::commit::to_hash(&statement.salt),
         "proof": hex::encode(proof.to_bytes()),
     });
     let output = serde_json::to_vec(&doc)?;

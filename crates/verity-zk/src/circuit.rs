@@ -707,6 +707,27 @@ impl ZkModel {
         })
     }
 
+    /// The commitment to a run's quantized inputs under `salt`, as the circuit computes it.
+    pub fn input_commitment(&self, inputs: &[Tensor], salt: Fr) -> Result<Hash, ZkError> {
+        let mut values = Vec::new();
+        for (spec, t) in self.inputs.iter().zip(inputs) {
+            let ints = integers(t)
+                .filter(|_| t.dtype() == spec.dtype && t.shape() == spec.shape.as_slice())
+                .ok_or_else(|| ZkError::Shape {
+                    name: spec.name.clone(),
+                    expected: spec.shape.clone(),
+                    actual: t.shape().to_vec(),
+                })?;
+            let (lo, hi) = dtype_range(spec.dtype).expect("circuit inputs are integers");
+            values.extend(ints.into_iter().map(|v| (v, lo, hi)));
+        }
+        Ok(crate::commit::to_hash(&commit_native(
+            INPUT_DOMAIN,
+            salt,
+            &values,
+        )))
+    }
+
     /// A zero input of the circuit's shape (what the setup synthesizes with).
     pub(crate) fn zero_inputs(&self) -> Vec<Tensor> {
         self.inputs

@@ -110,6 +110,16 @@ pub fn commit_circuit(
     Ok(sponge.squeeze_field_elements(1)?.remove(0))
 }
 
+/// Domain tag of the commitments' salt.
+pub const SALT_DOMAIN: &[u8] = b"verity/zk-salt/v1";
+
+/// The salt of a task's commitments, from its input file: whoever has the file can compute
+/// (and so check) the commitments, and they reveal nothing the file's SHA-256, already on
+/// chain, does not.
+pub fn salt_of(input_file: &[u8]) -> Fr {
+    Fr::from_be_bytes_mod_order(&verity_types::sha256(&[SALT_DOMAIN, input_file].concat()).0)
+}
+
 /// A field element as 32 big-endian bytes.
 pub fn to_hash(x: &Fr) -> Hash {
     let bytes = x.into_bigint().to_bytes_be();

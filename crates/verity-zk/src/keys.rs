@@ -5,7 +5,7 @@ use ark_bn254::{Bn254, Fr};
 use ark_groth16::{Groth16, PreparedVerifyingKey};
 use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
 use ark_snark::SNARK;
-use rand_core::{CryptoRng, RngCore};
+use rand_core::OsRng;
 use verity_infer::Tensor;
 use verity_types::Hash;
 
@@ -75,9 +75,22 @@ impl ProvingKey {
         encode(&self.0)
     }
 
-    /// Decodes a proving key, checking every point: slow for large keys, once per model.
+    /// Decodes a proving key without checking that its points lie on the curve: a bad key
+    /// can only make proofs that fail to verify, and the check costs seconds for a large key.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ZkError> {
-        decode("proving key", bytes).map(ProvingKey)
+        let mut reader = bytes;
+        let key = ark_groth16::ProvingKey::<Bn254>::deserialize_compressed_unchecked(&mut reader)
+            .map_err(|e| ZkError::Encoding {
+            what: "proving key",
+            reason: e.to_string(),
+        })?;
+        if !reader.is_empty() {
+            return Err(ZkError::Encoding {
+                what: "proving key",
+                reason: format!("{} bytes left over", reader.len()),
+            });
+        }
+        Ok(ProvingKey(key))
     }
 
     pub fn verifying_key(&self) -> VerifyingKey {
@@ -123,9 +136,12 @@ impl Proof {
     }
 }
 
-/// A fresh per-model setup from `rng`: whoever knows its randomness can forge proofs for this
-/// model, so on a network it must come from a ceremony (`docs/protocol.md` §13).
-pub fn setup<R: RngCore + CryptoRng>(model: &ZkModel, rng: &mut R) -> Result<ProvingKey, ZkError> {
+/// A fresh per-model setup from the operating system's randomness: whoever knows that
+/// randomness can forge proofs for this model, so on a network the setup must come from a
+/// ceremony (`docs/protocol.md` §13). Not generic over the RNG, so that the prover's code is
+/// compiled (optimized) here, whoever calls it.
+pub fn setup(model: &ZkModel) -> Result<ProvingKey, ZkError> {
+    let rng = &mut OsRng;
     let circuit = InferenceCircuit {
         model,
         inputs: model.zero_inputs(),
@@ -135,16 +151,16 @@ pub fn setup<R: RngCore + CryptoRng>(model: &ZkModel, rng: &mut R) -> Result<Pro
     Ok(ProvingKey(pk))
 }
 
-/// Proves that `model`'s integer part maps the quantized `inputs` to its outputs, under a
-/// fresh random salt; returns the proof and what it states.
-pub fn prove<R: RngCore + CryptoRng>(
+/// Proves that `model`'s integer part maps the quantized `inputs` to its outputs, with
+/// commitments under `salt` ([`crate::commit::salt_of`] the task's input file); returns the
+/// proof and what it states.
+pub fn prove(
     model: &ZkModel,
     key: &ProvingKey,
     inputs: Vec<Tensor>,
-    rng: &mut R,
+    salt: Fr,
 ) -> Result<(Proof, Statement, PublicInputs), ZkError> {
-    use ark_std::UniformRand;
-    let salt = Fr::rand(rng);
+    let rng = &mut OsRng;
     // The statement, natively, and a check that the witness satisfies it before proving.
     let cs = ark_relations::r1cs::ConstraintSystem::<Fr>::new_ref();
     let statement = model.synthesize(&cs, inputs.clone(), salt)?;

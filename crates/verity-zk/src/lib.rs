@@ -10,10 +10,12 @@
 //! let model = Model::from_bytes(&std::fs::read("models/digits_mlp_int8.onnx")?)?;
 //! let engine = Engine::new(1)?;
 //! let circuit = verity_zk::ZkModel::compile(&model, &engine)?;
-//! let key = verity_zk::setup(&circuit, &mut rand_core::OsRng)?;
-//! let input = model.task_inputs(&std::fs::read("models/samples/digit_0_label_7.json")?)?;
-//! let quantized = circuit.quantized_inputs(&model, &engine, input)?;
-//! let (proof, _, public) = verity_zk::prove(&circuit, &key, quantized, &mut rand_core::OsRng)?;
+//! let key = verity_zk::setup(&circuit)?;
+//! let file = std::fs::read("models/samples/digit_0_label_7.json")?;
+//! let quantized = circuit.quantized_inputs(&model, &engine, model.task_inputs(&file)?)?;
+//! let salt = verity_zk::commit::salt_of(&file);
+//! let (proof, _, public) =
+//!     verity_zk::prove(&circuit, &key, quantized, salt)?;
 //! verity_zk::verify(&key.verifying_key().prepare(), &public, &proof)?;
 //! # Ok(()) }
 //! ```

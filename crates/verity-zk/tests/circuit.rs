@@ -27,7 +27,7 @@ fn fixture() -> &'static Fixture {
         let model = load("digits_mlp_int8.onnx");
         let engine = Engine::new(1).unwrap();
         let circuit = ZkModel::compile(&model, &engine).unwrap();
-        let key = setup(&circuit, &mut rand_core::OsRng).unwrap();
+        let key = setup(&circuit).unwrap();
         Fixture {
             model,
             engine,
@@ -52,6 +52,10 @@ fn samples() -> Vec<Vec<Tensor>> {
             fixture().model.task_inputs(&bytes).unwrap()
         })
         .collect()
+}
+
+fn salt(i: usize) -> ark_bn254::Fr {
+    verity_zk::commit::salt_of(&i.to_le_bytes())
 }
 
 #[test]
@@ -96,7 +100,7 @@ fn a_proof_verifies_and_nothing_else_does() {
             .circuit
             .quantized_inputs(&f.model, &f.engine, samples[i].clone())
             .unwrap();
-        prove(&f.circuit, &f.key, quantized, &mut rand_core::OsRng).unwrap()
+        prove(&f.circuit, &f.key, quantized, salt(i)).unwrap()
     };
     let (proof, statement, public) = prove_sample(0);
     assert_eq!(proof.to_bytes().len(), verity_zk::PROOF_BYTES);
@@ -197,7 +201,7 @@ fn snarkjs_accepts_our_proofs_and_refuses_tampered_ones() {
         .circuit
         .quantized_inputs(&f.model, &f.engine, samples()[3].clone())
         .unwrap();
-    let (proof, _, public) = prove(&f.circuit, &f.key, quantized, &mut rand_core::OsRng).unwrap();
+    let (proof, _, public) = prove(&f.circuit, &f.key, quantized, salt(3)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, v: serde_json::Value| {
         std::fs::write(

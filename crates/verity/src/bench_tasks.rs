@@ -116,6 +116,7 @@ pub fn tasks(args: TasksArgs) -> Result<()> {
                         mode: Mode::Tee,
                         max_fee: 1_000_000,
                         deadline_blocks: 10_000,
+                        input_commitment: None,
                     },
                 }
                 .sign(user);

@@ -465,6 +465,28 @@ pub fn task(cmd: TaskCommand) -> Result<()> {
     })
 }
 
+/// The commitment a `tee_zk` task names: the model (from the node's blob store) quantizes the
+/// input here, and its circuit commits to the result under the input file's salt.
+pub async fn zk_input_commitment(client: &Client, model_id: &Hash, input: &[u8]) -> Result<Hash> {
+    let bytes = client
+        .get_blob(&verity_data::cid_of(model_id))
+        .await?
+        .with_context(|| format!("model {model_id} is not in the node's blob store"))?;
+    ensure!(
+        verity_types::sha256(&bytes) == *model_id,
+        "the node's copy of model {model_id} does not hash to it"
+    );
+    let input = input.to_vec();
+    tokio::task::spawn_blocking(move || -> Result<Hash> {
+        let model = Model::from_bytes(&bytes)?;
+        let engine = verity_infer::Engine::new(1)?;
+        let circuit = verity_zk::ZkModel::compile(&model, &engine)?;
+        let quantized = circuit.quantized_inputs(&model, &engine, model.task_inputs(&input)?)?;
+        Ok(circuit.input_commitment(&quantized, verity_zk::commit::salt_of(&input))?)
+    })
+    .await?
+}
+
 async fn submit(args: SubmitArgs) -> Result<()> {
     let key = load_key(&args.from, &keys_dir(args.keys_dir))?;
     let input =
@@ -475,12 +497,17 @@ async fn submit(args: SubmitArgs) -> Result<()> {
         .put_blob(input.clone(), &key)
         .await
         .context("uploading the input")?;
+    let input_commitment = match args.mode {
+        Mode::TeeZk => Some(zk_input_commitment(&client, &args.model, &input).await?),
+        _ => None,
+    };
     let action = Action::SubmitTask {
         model_id: args.model,
         input: DataRef::of(&input),
         mode: args.mode,
         max_fee,
         deadline_blocks: args.deadline_blocks,
+        input_commitment,
     };
     let tx = submit_next(&client, &key, action, 0).await?;
     let id = tx.hash();

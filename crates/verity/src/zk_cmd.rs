@@ -86,7 +86,7 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
 /// arkworks' compressed bytes) and `verification_key.json`. Returns the circuit.
 pub fn setup_keys(model: &Model, out: &Path) -> Result<(ZkModel, ProvingKey)> {
     let circuit = ZkModel::compile(model, &Engine::new(1)?)?;
-    let key = verity_zk::setup(&circuit, &mut rand_core::OsRng)?;
+    let key = verity_zk::setup(&circuit)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     std::fs::write(out.join(PROVING_KEY), key.to_bytes())?;
     std::fs::write(out.join(VERIFYING_KEY), key.verifying_key().to_bytes())?;
@@ -149,7 +149,12 @@ pub fn run(cmd: ZkCommand) -> Result<()> {
             let quantized = circuit.quantized_inputs(&model, &engine, inputs)?;
             let started = Instant::now();
             let (proof, statement, public) =
-                verity_zk::prove(&circuit, &key, quantized, &mut rand_core::OsRng)?;
+                verity_zk::prove(
+                    &circuit,
+                    &key,
+                    quantized,
+                    verity_zk::commit::salt_of(&bytes),
+                )?;
             let elapsed = started.elapsed();
             std::fs::create_dir_all(&out)?;
             write_json(&out, "proof.json", &proof.to_snarkjs())?;

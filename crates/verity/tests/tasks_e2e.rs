@@ -258,6 +258,7 @@ async fn hundred_tasks_with_a_killed_worker() {
                 mode: Mode::Tee,
                 max_fee: MAX_FEE,
                 deadline_blocks: 2_000,
+                input_commitment: None,
             },
         );
         client.submit(&tx).await.unwrap();
@@ -482,6 +483,7 @@ async fn tasks_that_cannot_run_fail_without_punishing_workers() {
                 mode: Mode::Tee,
                 max_fee: MAX_FEE,
                 deadline_blocks: 100_000,
+                input_commitment: None,
             },
         );
         client.submit(&tx).await.unwrap();
@@ -525,6 +527,7 @@ async fn tasks_that_cannot_run_fail_without_punishing_workers() {
             mode: Mode::Tee,
             max_fee: MAX_FEE,
             deadline_blocks: 100,
+            input_commitment: None,
         },
     );
     client.submit(&good).await.unwrap();
@@ -627,6 +630,7 @@ async fn op_results_are_disputed_by_a_challenger_and_liars_lose() {
                     mode: Mode::Op,
                     max_fee: MAX_FEE,
                     deadline_blocks: 2_000,
+                    input_commitment: None,
                 },
                 0,
             )
@@ -778,6 +782,7 @@ async fn op_results_are_disputed_by_a_challenger_and_liars_lose() {
                 mode: Mode::Op,
                 max_fee: MAX_FEE,
                 deadline_blocks: 2_000,
+                input_commitment: None,
             },
             0,
         )
@@ -891,6 +896,7 @@ async fn a_tolerant_models_disputes_are_settled_by_a_referee() {
                         mode: Mode::Op,
                         max_fee: MAX_FEE,
                         deadline_blocks: 2_000,
+                        input_commitment: None,
                     },
                     0,
                 )
@@ -1011,6 +1017,7 @@ async fn a_restarted_challenger_finishes_its_dispute() {
                 mode: Mode::Op,
                 max_fee: MAX_FEE,
                 deadline_blocks: 2_000,
+                input_commitment: None,
             },
             0,
         )

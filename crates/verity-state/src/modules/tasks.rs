@@ -54,6 +54,9 @@ pub struct Task {
     pub model_id: Hash,
     pub input: DataRef,
     pub mode: Mode,
+    /// `tee_zk` tasks: the commitment to the quantized input that the proof must state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_commitment: Option<Hash>,
     #[serde(with = "verity_types::amount")]
     #[schema(schema_with = verity_types::schema::amount)]
     pub max_fee: Amount,
@@ -120,6 +123,7 @@ pub struct Request<'a> {
     pub mode: Mode,
     pub max_fee: Amount,
     pub deadline_blocks: u64,
+    pub input_commitment: Option<Hash>,
 }
 
 /// The checks a SubmitTask must pass, without writing anything: the model exists and allows
@@ -136,6 +140,7 @@ pub fn check(
         mode,
         max_fee,
         deadline_blocks,
+        ..
     } = *request;
     let model = registry::model(state, model_id)?.ok_or_else(|| TxFailure::NotFound {
         what: format!("model {model_id}"),
@@ -167,7 +172,18 @@ pub fn check(
                 ),
             })
         }
+        // The proof must be about this input: the submitter, who has the file, commits to it.
+        Mode::TeeZk if request.input_commitment.is_none() => return Err(TxFailure::Invalid {
+            reason:
+                "a tee_zk task names the commitment to its input (verity task submit computes it)"
+                    .into(),
+        }),
         Mode::TeeZk => {}
+    }
+    if mode != Mode::TeeZk && request.input_commitment.is_some() {
+        return Err(TxFailure::Invalid {
+            reason: format!("an input commitment is for tee_zk tasks, not {mode}"),
+        });
     }
     if deadline_blocks == 0 || deadline_blocks > params.max_deadline_blocks {
         return Err(TxFailure::Invalid {
@@ -210,6 +226,7 @@ pub fn submit(
         model_id: *request.model_id,
         input: *request.input,
         mode: request.mode,
+        input_commitment: request.input_commitment,
         max_fee,
         status: TaskStatus::Pending,
         worker: None,

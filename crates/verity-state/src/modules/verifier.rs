@@ -90,6 +90,12 @@ fn check_proof(
         .models
         .zk_key(&task.model_id, &keys.verifying_key)
         .map_err(|e| reject(format!("the model's verifying key: {e}")))?;
+    if task.input_commitment != Some(zk.input_commitment) {
+        return Err(reject(format!(
+            "the proof's input commitment is not the one task {} was submitted with",
+            task.task_id
+        )));
+    }
     let proof = verity_zk::Proof::from_bytes(&zk.proof).map_err(|e| reject(e.to_string()))?;
     let public = verity_zk::PublicInputs {
         model_id: task.model_id,

@@ -152,7 +152,12 @@ pub fn report_data(worker: &Address, key: &[u8], nonce: &[u8; 32]) -> [u8; 64] {
 pub fn enroll(net: &mut Net, w: &Worker, stake: Amount, measurement: &[u8]) -> Vec<SignedTx> {
     let (nonce_height, nonce) = net.nonce();
     let report_data = report_data(&w.account.address(), &w.enclave.public(), &nonce);
-    let report = DevReport::sign(&AccountKey::generate(), measurement, &report_data, T0 / 1000);
+    let report = DevReport::sign(
+        &AccountKey::generate(),
+        measurement,
+        &report_data,
+        T0 / 1000,
+    );
     vec![
         net.tx(&w.account, Action::Stake { amount: stake }),
         net.tx(
