@@ -89,6 +89,17 @@ fn sign(key: &AccountKey, nonce: u64, action: Action) -> SignedTx {
     .sign(key)
 }
 
+/// The id of a bundled model: its file's SHA-256.
+fn model_id(file: &str) -> Hash {
+    sha256(
+        &std::fs::read(format!(
+            "{}/../../models/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+}
+
 /// A running `verity devnet` process, once its bundled model is registered.
 struct Devnet {
     _process: Killed,
@@ -120,9 +131,9 @@ async fn start_devnet(home: &Path, port_seed: u16, workers: u32, extra: &[&str])
     args.extend_from_slice(extra);
     let devnet = spawn(&args, &home.join("devnet.log"));
     let client = Client::new(&format!("127.0.0.1:{api}"));
-    let model: Hash = wait_for("the bundled model", 120, async || {
-        let models = client.models(&Default::default()).await.ok()?;
-        models.models.first().map(|m| m.spec.model_id)
+    let model = model_id("digits_mlp.onnx");
+    wait_for("the bundled model", 120, async || {
+        client.model(&model).await.ok()?.map(|_| ())
     })
     .await;
     // The banner's last line comes once the devnet's own setup (the dev account's transactions,
@@ -1069,4 +1080,170 @@ async fn a_restarted_challenger_finishes_its_dispute() {
         (record.bond, record.unbonding),
         (50 * ONE_TOKEN, 50 * ONE_TOKEN)
     );
+}
+
+/// snarkjs, from `VERITY_SNARKJS`; CI must have it.
+fn snarkjs() -> Option<std::path::PathBuf> {
+    match std::env::var_os("VERITY_SNARKJS") {
+        Some(path) => Some(path.into()),
+        None if std::env::var_os("CI").is_some() => {
+            panic!(
+                "VERITY_SNARKJS is not set; CI must check proofs with snarkjs (see scripts/test)"
+            )
+        }
+        None => None,
+    }
+}
+
+/// `tee_zk` on the devnet: 20 tasks on the bundled int8 model, submitted with the CLI, finalize
+/// with verified proofs and outputs equal to `verity infer run`; `verity zk export` writes one
+/// task's proof, which snarkjs and `verity zk verify` accept and refuse once tampered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tee_zk_tasks_finalize_with_proofs_snarkjs_accepts() {
+    const ZK_TASKS: usize = 20;
+    let home = tempfile::tempdir().unwrap();
+    let devnet = start_devnet(home.path(), 61, 2, &["--challengers", "0"]).await;
+    let (client, devnet_home) = (devnet.client.clone(), devnet.home.clone());
+    workers_with_enclaves(&client, 2).await;
+    let model = model_id("digits_mlp_int8.onnx");
+    assert!(client.model(&model).await.unwrap().unwrap().zk.is_some());
+    let node = format!("http://127.0.0.1:{}", devnet.api);
+    let key = devnet_home.join("dev-account.key");
+    let models_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models");
+    let samples: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{models_dir}/samples/digits_test.json")).unwrap(),
+    )
+    .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..ZK_TASKS {
+        let input = home.path().join(format!("digit-{i}.json"));
+        std::fs::write(
+            &input,
+            serde_json::to_vec(&serde_json::json!([samples["pixels"][i]])).unwrap(),
+        )
+        .unwrap();
+        let out = verity_ok(&[
+            "task",
+            "submit",
+            "--model",
+            &model.to_string(),
+            "--input",
+            input.to_str().unwrap(),
+            "--mode",
+            "tee-zk",
+            "--from",
+            key.to_str().unwrap(),
+            "--node",
+            &node,
+        ]);
+        let id: Hash = out
+            .lines()
+            .find_map(|l| l.strip_prefix("task "))
+            .and_then(|id| id.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no task id in {out}"));
+        tasks.push((id, input));
+    }
+    let started = Instant::now();
+    let views: Vec<TaskView> = wait_for("every tee_zk task to finalize", 300, async || {
+        let mut views = Vec::new();
+        for (id, _) in &tasks {
+            let view = client.task(id).await.ok()??;
+            if view.task.status != TaskStatus::Finalized {
+                return None;
+            }
+            views.push(view);
+        }
+        Some(views)
+    })
+    .await;
+    eprintln!(
+        "{ZK_TASKS} tee_zk tasks finalized {:.1} s after the last submission",
+        started.elapsed().as_secs_f64()
+    );
+    let local = verity_infer::Model::from_bytes(
+        &std::fs::read(format!("{models_dir}/digits_mlp_int8.onnx")).unwrap(),
+    )
+    .unwrap();
+    let engine = verity_infer::Engine::new(1).unwrap();
+    for (view, (_, input)) in views.iter().zip(&tasks) {
+        let record = view.record.as_ref().unwrap();
+        assert!(record.zk.is_some(), "{view:?}");
+        // The output is `verity infer run`'s, plus the proof's section.
+        let stored = client
+            .get_blob(&verity_data::cid_of(&record.output_hash))
+            .await
+            .unwrap()
+            .unwrap();
+        let doc: Value = serde_json::from_slice(&stored).unwrap();
+        let bytes = std::fs::read(input).unwrap();
+        let run = engine
+            .run(&local, local.task_inputs(&bytes).unwrap(), true)
+            .unwrap();
+        let expected = verity_infer::output::document(&local, &run);
+        assert_eq!(doc["outputs"], expected["outputs"]);
+        assert_eq!(
+            doc["zk"]["output_commitment"],
+            serde_json::json!(record.zk.as_ref().unwrap().output_commitment)
+        );
+    }
+    // `verity task show` says so.
+    let shown = verity_ok(&["task", "show", &tasks[0].0.to_string(), "--node", &node]);
+    assert!(shown.contains("zk proof     verified"), "{shown}");
+
+    // The proof, exported, checked independently.
+    let exported = home.path().join("export");
+    verity_ok(&[
+        "zk",
+        "export",
+        "--task",
+        &tasks[0].0.to_string(),
+        "--out",
+        exported.to_str().unwrap(),
+        "--node",
+        &node,
+    ]);
+    let file = |name: &str| exported.join(name).to_str().unwrap().to_string();
+    let ours = |proof: &str| {
+        Command::new(env!("CARGO_BIN_EXE_verity"))
+            .args([
+                "zk",
+                "verify",
+                "--vk",
+                &file("verification_key.json"),
+                "--proof",
+                proof,
+            ])
+            .args(["--public", &file("public.json")])
+            .output()
+            .unwrap()
+    };
+    assert!(ours(&file("proof.json")).status.success());
+    // Tampered: pi_a replaced by pi_c, a valid point that is not the proof's.
+    let mut proof: Value =
+        serde_json::from_slice(&std::fs::read(file("proof.json")).unwrap()).unwrap();
+    proof["pi_a"] = proof["pi_c"].clone();
+    let tampered = home.path().join("tampered.json");
+    std::fs::write(&tampered, serde_json::to_vec(&proof).unwrap()).unwrap();
+    let refused = ours(tampered.to_str().unwrap());
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("does not verify"));
+    let Some(tool) = snarkjs() else {
+        eprintln!("SKIPPED the snarkjs check: set VERITY_SNARKJS (scripts/test installs snarkjs)");
+        return;
+    };
+    let snarkjs_verify = |proof: &str| {
+        let out = Command::new(&tool)
+            .args([
+                "groth16",
+                "verify",
+                &file("verification_key.json"),
+                &file("public.json"),
+                proof,
+            ])
+            .output()
+            .unwrap();
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("OK")
+    };
+    assert!(snarkjs_verify(&file("proof.json")));
+    assert!(!snarkjs_verify(tampered.to_str().unwrap()));
 }
