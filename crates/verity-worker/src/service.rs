@@ -80,6 +80,18 @@ pub fn compute(
     input: &[u8],
     corrupt: Option<usize>,
 ) -> Result<Computed> {
+    compute_with(engine, model, input, corrupt, |_| Ok(()))
+}
+
+/// [`compute`], letting `extend` add to the output document before it is written (once: a
+/// JSON float read back and written again may not keep its last digit).
+pub fn compute_with(
+    engine: &Engine,
+    model: &Model,
+    input: &[u8],
+    corrupt: Option<usize>,
+    extend: impl FnOnce(&mut serde_json::Value) -> Result<()>,
+) -> Result<Computed> {
     let inputs = model
         .task_inputs(input)
         .context("decoding the task input")?;
@@ -93,9 +105,10 @@ pub fn compute(
     };
     let trace = out.trace.as_ref().context("the engine returned no trace")?;
     let (trace_root, trace_len) = (trace.root(), trace.len() as u32);
-    let output = serde_json::to_vec(&verity_infer::output::document(model, &out))?;
+    let mut doc = verity_infer::output::document(model, &out);
+    extend(&mut doc)?;
     Ok(Computed {
-        output,
+        output: serde_json::to_vec(&doc)?,
         trace_root,
         trace_len,
     })

@@ -9,7 +9,7 @@ use serde_json::json;
 use verity_infer::{Engine, Model};
 use verity_zk::{ProvingKey, ZkModel};
 
-use crate::service::{compute, Computed};
+use crate::service::{compute_with, Computed};
 
 /// What proving one model's results needs.
 pub struct Prover {
@@ -36,7 +36,7 @@ pub struct Proven {
     pub proof: Vec<u8>,
 }
 
-/// Computes a task as [`compute`] does, then proves its integer part. The output document
+/// Computes a task as [`crate::compute`] does, and proves its integer part. The output document
 /// gains a `zk` section: the commitments and the proof (the salt follows from the input file).
 pub fn compute_and_prove(
     engine: &Engine,
@@ -45,7 +45,6 @@ pub fn compute_and_prove(
     input: &[u8],
     corrupt: Option<usize>,
 ) -> Result<Proven> {
-    let computed = compute(engine, model, input, corrupt)?;
     let inputs = model
         .task_inputs(input)
         .context("decoding the task input")?;
@@ -55,15 +54,16 @@ pub fn compute_and_prove(
         .context("a tee_zk task proves one sample")?;
     let salt = verity_zk::commit::salt_of(input);
     let (proof, _, public) = verity_zk::prove(&prover.circuit, &prover.key, quantized, salt)?;
-    let mut doc: serde_json::Value = serde_json::from_slice(&computed.output)?;
-    doc["zk"] = json!({
-        "input_commitment": public.input_commitment,
-        "output_commitment": public.output_commitment,
-        "proof": hex::encode(proof.to_bytes()),
-    });
-    let output = serde_json::to_vec(&doc)?;
+    let computed = compute_with(engine, model, input, corrupt, |doc| {
+        doc["zk"] = json!({
+            "input_commitment": public.input_commitment,
+            "output_commitment": public.output_commitment,
+            "proof": hex::encode(proof.to_bytes()),
+        });
+        Ok(())
+    })?;
     Ok(Proven {
-        computed: Computed { output, ..computed },
+        computed,
         input_commitment: public.input_commitment,
         output_commitment: public.output_commitment,
         proof: proof.to_bytes(),
