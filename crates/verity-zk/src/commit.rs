@@ -1,8 +1,8 @@
 //! The commitments a proof publishes: Poseidon (BN254, width 3, x⁵, 8 full and 57 partial
 //! rounds, constants from the Grain LFSR as the Poseidon paper specifies) over a salt and the
 //! tensors' values packed 248 bits to a field element. Poseidon rather than SHA-256 because it
-//! costs about 240 constraints a permutation where SHA-256 costs about 27,000 a block
-//! (`docs/protocol.md` §13 has the measured counts); the enclave's signature covers the
+//! commits to the digits model's 64 input bytes in 723 constraints where SHA-256 takes 74,270
+//! (`commitment_costs`, `docs/protocol.md` §13); the enclave's signature covers the
 //! commitments beside the SHA-256 hashes of the files, which ties the two.
 
 use std::sync::OnceLock;
@@ -88,6 +88,20 @@ pub fn commit_native(domain: u64, salt: Fr, values: &[(i128, i128, i128)]) -> Fr
     sponge.squeeze_field_elements::<Fr>(1)[0]
 }
 
+/// Poseidon inside the circuit over a domain, a salt and already packed `words`.
+pub fn commit_words(
+    cs: &ConstraintSystemRef<Fr>,
+    domain: u64,
+    salt: &FpVar<Fr>,
+    words: &[FpVar<Fr>],
+) -> Result<FpVar<Fr>, SynthesisError> {
+    let mut input = vec![FpVar::Constant(Fr::from(domain)), salt.clone()];
+    input.extend_from_slice(words);
+    let mut sponge = PoseidonSpongeVar::new(cs.clone(), poseidon_config());
+    sponge.absorb(&input)?;
+    Ok(sponge.squeeze_field_elements(1)?.remove(0))
+}
+
 /// The commitment inside the circuit to `nums`, each within its bounds.
 pub fn commit_circuit(
     cs: &ConstraintSystemRef<Fr>,
@@ -95,7 +109,7 @@ pub fn commit_circuit(
     salt: &FpVar<Fr>,
     nums: &[Num],
 ) -> Result<FpVar<Fr>, SynthesisError> {
-    let mut input = vec![FpVar::Constant(Fr::from(domain)), salt.clone()];
+    let mut packed = Vec::new();
     for word in words(nums, |n| (n.lo, n.hi)) {
         let mut acc = FpVar::Constant(Fr::from(0u64));
         let mut shift = Fr::from(1u64);
@@ -103,11 +117,9 @@ pub fn commit_circuit(
             acc += (&nums[i].var - FpVar::Constant(fr(lo))) * FpVar::Constant(shift);
             shift *= Fr::from(2u64).pow([u64::from(width)]);
         }
-        input.push(acc);
+        packed.push(acc);
     }
-    let mut sponge = PoseidonSpongeVar::new(cs.clone(), poseidon_config());
-    sponge.absorb(&input)?;
-    Ok(sponge.squeeze_field_elements(1)?.remove(0))
+    commit_words(cs, domain, salt, &packed)
 }
 
 /// Domain tag of the commitments' salt.

@@ -232,3 +232,54 @@ fn snarkjs_accepts_our_proofs_and_refuses_tampered_ones() {
     write("public.json", verity_zk::snarkjs::public_to_snarkjs(&other));
     assert!(!snarkjs_verify(&tool, dir.path()));
 }
+
+/// Why the commitments are Poseidon: the constraints each costs for the digits circuit's
+/// 64-byte quantized input, beside SHA-256 of the same bytes (`docs/protocol.md` §13).
+#[test]
+fn commitment_costs() {
+    use ark_bn254::Fr;
+    use ark_crypto_primitives::crh::sha256::constraints::Sha256Gadget;
+    use ark_r1cs_std::alloc::AllocVar;
+    use ark_r1cs_std::fields::fp::FpVar;
+    use ark_r1cs_std::uint8::UInt8;
+    use ark_relations::r1cs::ConstraintSystem;
+
+    let f = fixture();
+    let quantized = f
+        .circuit
+        .quantized_inputs(&f.model, &f.engine, samples()[0].clone())
+        .unwrap();
+    let bytes: Vec<u8> = match quantized[0].data() {
+        verity_infer::Data::U8(v) => v.clone(),
+        other => panic!("{other:?}"),
+    };
+    // Poseidon over the packed bytes, as the circuit commits (its range checks apart).
+    let cs = ConstraintSystem::<Fr>::new_ref();
+    let words: Vec<FpVar<Fr>> = bytes
+        .chunks(31)
+        .map(|c| {
+            let mut be = [0u8; 32];
+            be[32 - c.len()..].copy_from_slice(c);
+            FpVar::new_witness(cs.clone(), || {
+                Ok(<Fr as ark_ff::PrimeField>::from_be_bytes_mod_order(&be))
+            })
+            .unwrap()
+        })
+        .collect();
+    let before = cs.num_constraints();
+    let salt = FpVar::new_witness(cs.clone(), || Ok(Fr::from(7u64))).unwrap();
+    let _commitment =
+        verity_zk::commit::commit_words(&cs, verity_zk::commit::INPUT_DOMAIN, &salt, &words)
+            .unwrap();
+    let poseidon = cs.num_constraints() - before;
+    // SHA-256 of the same 64 bytes.
+    let cs = ConstraintSystem::<Fr>::new_ref();
+    let vars = UInt8::new_witness_vec(cs.clone(), &bytes).unwrap();
+    let _digest = Sha256Gadget::digest(&vars).unwrap();
+    let sha = cs.num_constraints();
+    eprintln!(
+        "commitment to 64 bytes: Poseidon {poseidon} constraints, SHA-256 {sha}; the digits circuit is {}",
+        f.circuit.constraints
+    );
+    assert!(sha > 20 * poseidon, "Poseidon {poseidon}, SHA-256 {sha}");
+}
