@@ -1,4 +1,4 @@
-//! Content ids and the embedded blob store (DESIGN §7).
+//! Content ids and the embedded blob store (ARCHITECTURE.md, crate map).
 //!
 //! Task inputs, outputs and model files are named by CIDv1 with the raw codec and a sha2-256
 //! multihash: the id Kubo gives `ipfs add --cid-version 1 --raw-leaves` for a single block.

@@ -273,7 +273,7 @@ pub struct TraceStep {
     pub outputs: Vec<Hash>,
 }
 
-/// The leaf of trace step `index` (DESIGN §5):
+/// The leaf of trace step `index` (`docs/protocol.md` §12):
 /// `SHA-256(index as 8 bytes LE || op length as 4 bytes LE || op || output hashes)`.
 pub fn step_leaf(index: usize, op: &str, outputs: &[Hash]) -> Hash {
     let mut h = Sha256::new();

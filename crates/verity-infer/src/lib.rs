@@ -1,4 +1,4 @@
-//! Deterministic ONNX inference with an execution trace (DESIGN.md §5).
+//! Deterministic ONNX inference with an execution trace (ARCHITECTURE.md, invariants).
 //!
 //! The same model and inputs give the same output bytes and the same trace root on every run,
 //! thread count and machine: kernels fix their order of floating-point operations, never fuse a

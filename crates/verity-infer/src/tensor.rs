@@ -349,7 +349,8 @@ impl Tensor {
         }
     }
 
-    /// The canonical hash of DESIGN §5: `SHA-256(dtype || shape || little-endian bytes)`.
+    /// The canonical hash of a tensor (`docs/protocol.md` §12):
+    /// `SHA-256(dtype || shape || little-endian bytes)`.
     ///
     /// Encoding: dtype as its ONNX code in 4 bytes LE, the rank in 4 bytes LE, each dimension in
     /// 8 bytes LE, then the elements in row-major order, each little-endian.

@@ -1,4 +1,4 @@
-//! The HTTP API under `/v1` (DESIGN §7): JSON in and out, `{ "error": { "code", "message" } }`
+//! The HTTP API under `/v1` (`docs/protocol.md` §11): JSON in and out, `{ "error": { "code", "message" } }`
 //! with a 4xx status for bad input, server-sent events for finalized blocks and task changes,
 //! Prometheus metrics. Every body is a `verity_api` type, and the OpenAPI document is generated
 //! from those types and the handlers' annotations.

@@ -1,4 +1,4 @@
-//! Verity's deterministic state machine (DESIGN §3).
+//! Verity's deterministic state machine (ARCHITECTURE.md, invariants).
 //!
 //! Same blocks in, same state root out: no clock but the block's timestamp, no randomness, no
 //! floating point, no I/O but the [`Store`] trait, and only ordered maps. Blocks apply their

@@ -1,4 +1,4 @@
-//! Attestation (DESIGN §6): verify TEE evidence offline against a policy the chain holds, and
+//! Attestation (`docs/protocol.md` §9): verify TEE evidence offline against a policy the chain holds, and
 //! return what it proves — which code runs (the measurement), what it committed to
 //! (report_data, bound to an enclave key), and how current the platform is (TCB status).
 //!

@@ -1,4 +1,4 @@
-//! Tasks and their receipts (DESIGN §4): what a user asks for, and what a worker's enclave signs
+//! Tasks and their receipts (`docs/protocol.md` §10): what a user asks for, and what a worker's enclave signs
 //! about the result.
 //!
 //! A receipt's signature is ed25519 by the worker's enclave key over

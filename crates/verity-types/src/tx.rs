@@ -181,7 +181,7 @@ pub struct ModelSpec {
     pub model_id: Hash,
     pub name: String,
     pub version: String,
-    /// Merkle root of the initializers (DESIGN §5).
+    /// Merkle root of the initializers (`verity_infer::Model::weights_root`).
     pub weights_root: Hash,
     pub architecture: String,
     pub param_count: u64,

@@ -1,4 +1,4 @@
-//! The worker (DESIGN §1): stakes, creates its enclave key and registers it with attestation
+//! The worker (ARCHITECTURE.md, crate map): stakes, creates its enclave key and registers it with attestation
 //! evidence, watches its assignments, fetches inputs, runs the model with `verity-infer`,
 //! uploads the output, and submits enclave-signed receipts in batches. Its coordinator duties
 //! (dispatch across cores, latency tracking, batching receipts into transactions) live here too.

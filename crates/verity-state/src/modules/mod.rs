@@ -1,4 +1,4 @@
-//! State machine modules. Each owns its tables and its transactions (DESIGN §3).
+//! State machine modules. Each owns its tables and its transactions (ARCHITECTURE.md, where the rules live).
 
 pub mod accounts;
 pub mod challengers;
