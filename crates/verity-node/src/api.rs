@@ -1,5 +1,5 @@
-//! The HTTP API under `/v1` (`docs/protocol.md` §11): JSON in and out, `{ "error": { "code", "message" } }`
-//! with a 4xx status for bad input, server-sent events for finalized blocks and task changes,
+//! The HTTP API under `/v1` (`docs/protocol.md` §11): JSON in and out,
+//! `{ "error": { "code", "message" } }` with a 4xx status for bad input, server-sent events for finalized blocks and task changes,
 //! Prometheus metrics. Every body is a `verity_api` type, and the OpenAPI document is generated
 //! from those types and the handlers' annotations.
 
