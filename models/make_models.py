@@ -10,9 +10,12 @@
   activations, int8 weights, int32 accumulators, requantization by an integer multiply, a
   rounding add and an integer divide (Mul/Add/Div/Clip on int32). Only the input quantization and
   the final dequantization touch floats.
+- digits_mlp_int8_wide.onnx: the same integer scheme on a wider network (64-512-256-10,
+  166,400 multiply-accumulates), for the zero-knowledge proofs' scaling figures.
 - conv_random.onnx: a small CNN with random weights (seed 0), 1.62 M multiply-accumulates, for
   benchmarks: Conv-Relu-MaxPool-Conv-BatchNorm-Relu-GlobalAveragePool-Flatten-Gemm-Softmax.
 - testdata/unsupported_op.onnx: a valid model with an op the engine refuses (Erf), for tests.
+- testdata/unknown_attribute.onnx: a Relu with an attribute Relu does not have, for tests.
 
 Everything is deterministic (fixed seeds), needs only numpy, scikit-learn and onnx, and downloads
 nothing: the digits data ship inside scikit-learn.
@@ -246,6 +249,22 @@ def unsupported_model():
     return helper.make_model(graph, producer_name="verity-make-models", opset_imports=OPSET)
 
 
+def unknown_attribute_model():
+    """A Relu carrying an attribute no version of Relu has, for the test that such a model is
+    refused naming the node and the attribute. The checker would refuse it too, so it is
+    written without it."""
+    node = helper.make_node("Relu", ["x"], ["y"], name="relu_with_extra", bogus=1)
+    graph = helper.make_graph(
+        [node],
+        "unknown_attribute",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    model = helper.make_model(graph, producer_name="verity-make-models", opset_imports=OPSET)
+    model.ir_version = IR_VERSION
+    onnx.save(model, os.path.join(HERE, "testdata", "unknown_attribute.onnx"))
+
+
 def accuracy(model, x, y):
     """Accuracy by onnx's own reference evaluator (no onnxruntime needed here)."""
     from onnx.reference import ReferenceEvaluator
@@ -272,6 +291,7 @@ def main():
     save(qm, "digits_mlp_int8.onnx")
     save(conv_model(), "conv_random.onnx")
     save(unsupported_model(), "testdata/unsupported_op.onnx")
+    unknown_attribute_model()
     # A wider integer model for the zero-knowledge scaling figures: 166,400 multiply-accumulates.
     wide = MLPClassifier(hidden_layer_sizes=(512, 256), activation="relu", max_iter=300, random_state=0)
     wide.fit(x_train / 16.0, y_train)

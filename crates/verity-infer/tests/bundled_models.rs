@@ -327,3 +327,23 @@ fn the_digits_models_classify_at_least_96_percent_of_the_test_split() {
         assert!(accuracy >= 0.96, "{name}: accuracy {accuracy:.4}");
     }
 }
+
+/// An attribute the op does not have is refused, naming the node and the attribute, rather
+/// than ignored (it might change what the node computes).
+#[test]
+fn an_unknown_attribute_is_refused_with_the_nodes_name() {
+    let bytes = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../models/testdata/unknown_attribute.onnx"),
+    )
+    .unwrap();
+    match Model::from_bytes(&bytes) {
+        Err(InferError::Unsupported { node, op, reason }) => {
+            assert_eq!(node, "relu_with_extra");
+            assert_eq!(op, "Relu");
+            assert!(reason.contains("attribute bogus"), "{reason}");
+        }
+        Err(other) => panic!("another error: {other}"),
+        Ok(_) => panic!("a model with an unknown attribute loaded"),
+    }
+}
