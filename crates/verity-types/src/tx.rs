@@ -840,9 +840,133 @@ mod tests {
         assert!(SignedTx::decode(&vec![0u8; MAX_TX_BYTES + 1]).is_err());
     }
 
+    /// Valid transactions of many kinds, encoded: what the mutation property starts from.
+    fn valid_encodings() -> &'static [Vec<u8>] {
+        static ENCODINGS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+        ENCODINGS.get_or_init(signed_encodings)
+    }
+
+    fn signed_encodings() -> Vec<Vec<u8>> {
+        let key = AccountKey::from_hex(&"11".repeat(32)).unwrap();
+        let id = crate::sha256(b"id");
+        let receipt = TaskReceipt {
+            task_id: id,
+            model_id: id,
+            input_hash: id,
+            output_hash: id,
+            output_size: 9,
+            trace_root: id,
+            trace_len: 13,
+            worker: Address([7; 20]),
+            enclave_key: [1; 32],
+            signature: [2; 64],
+        };
+        let actions = vec![
+            Action::Transfer {
+                to: Address([3; 20]),
+                amount: 12_345,
+            },
+            Action::SubmitTask {
+                model_id: id,
+                input: DataRef::of(b"input"),
+                mode: Mode::Tee,
+                max_fee: 99,
+                deadline_blocks: 10,
+                input_commitment: None,
+            },
+            Action::SubmitTask {
+                model_id: id,
+                input: DataRef::of(b"input"),
+                mode: Mode::TeeZk,
+                max_fee: 99,
+                deadline_blocks: 10,
+                input_commitment: Some(id),
+            },
+            Action::SubmitReceipts {
+                receipts: vec![receipt.clone(), receipt.clone()],
+            },
+            Action::OpenDispute {
+                task_id: id,
+                trace_root: id,
+                trace_len: 7,
+            },
+            Action::RevealChildren {
+                dispute_id: id,
+                hashes: vec![id; 3],
+            },
+            Action::OneStep {
+                dispute_id: id,
+                witness: vec![1, 2, 3],
+                input: b"[[1]]".to_vec(),
+            },
+            Action::RevealOutput {
+                dispute_id: id,
+                output: b"{}".to_vec(),
+            },
+            Action::SetZkKeys {
+                model_id: id,
+                verifying_key: vec![4; 40],
+                proving_key: id,
+            },
+            Action::SubmitZkReceipt(crate::ZkReceipt {
+                receipt,
+                input_commitment: id,
+                output_commitment: id,
+                proof: vec![5; 128],
+            }),
+        ];
+        actions
+            .into_iter()
+            .map(|action| {
+                TxBody {
+                    chain_id: "verity-a".into(),
+                    nonce: 3,
+                    fee: 7,
+                    action,
+                }
+                .sign(&key)
+                .encode()
+            })
+            .collect()
+    }
+
+    /// One edit of an encoding: overwrite, insert or delete a byte, or cut the tail.
+    fn mutate(bytes: &mut Vec<u8>, at: u16, kind: u8, value: u8) {
+        if bytes.is_empty() {
+            bytes.push(value);
+            return;
+        }
+        let i = usize::from(at) % bytes.len();
+        match kind % 4 {
+            0 => bytes[i] = value,
+            1 => bytes.insert(i, value),
+            2 => {
+                bytes.remove(i);
+            }
+            _ => bytes.truncate(i),
+        }
+    }
+
     proptest! {
         #[test]
         fn decode_never_panics_and_is_canonical(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok(tx) = SignedTx::decode(&bytes) {
+                prop_assert_eq!(tx.encode(), bytes);
+            }
+        }
+
+        /// Random bytes rarely get past the first fields; edits of valid transactions reach
+        /// every field's decoder. Whatever still decodes must encode back to the same bytes:
+        /// one transaction, one encoding, one hash.
+        #[test]
+        fn mutated_valid_transactions_decode_canonically_or_not_at_all(
+            which in 0usize..10,
+            edits in proptest::collection::vec((any::<u16>(), any::<u8>(), any::<u8>()), 1..4),
+        ) {
+            let mut bytes = valid_encodings()[which].clone();
+            for (at, kind, value) in edits {
+                mutate(&mut bytes, at, kind, value);
+            }
             if let Ok(tx) = SignedTx::decode(&bytes) {
                 prop_assert_eq!(tx.encode(), bytes);
             }
