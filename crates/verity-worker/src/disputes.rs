@@ -49,26 +49,15 @@ impl Run {
     }
 }
 
-/// Runs `model` on the task input `input` and keeps the trace's leaves and the output document:
-/// honestly, or (fault injection for tests) with node `corrupt`'s output changed; a node past
-/// the last means the last.
+/// Runs `model` on the task input `input` as [`crate::service::run_task`] does and keeps the
+/// trace's leaves and the output document.
 pub fn run(
     engine: &Engine,
     model: Arc<Model>,
     input: Vec<u8>,
     corrupt: Option<usize>,
 ) -> Result<Run> {
-    let inputs = model
-        .task_inputs(&input)
-        .context("decoding the task input")?;
-    let out = match corrupt {
-        Some(step) => engine.run_corrupted(
-            &model,
-            inputs,
-            step.min(model.step_count().saturating_sub(1)),
-        )?,
-        None => engine.run(&model, inputs, true)?,
-    };
+    let out = crate::service::run_task(engine, &model, &input, corrupt)?;
     let output = serde_json::to_vec(&verity_infer::output::document(&model, &out))?;
     let leaves = out
         .trace

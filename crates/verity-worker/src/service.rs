@@ -83,6 +83,27 @@ pub fn compute(
     compute_with(engine, model, input, corrupt, |_| Ok(()))
 }
 
+/// Runs `model` on a task's input file with its trace: honestly, or (fault injection for
+/// tests) with node `corrupt`'s output changed; a node past the last means the last.
+pub fn run_task(
+    engine: &Engine,
+    model: &Model,
+    input: &[u8],
+    corrupt: Option<usize>,
+) -> Result<verity_infer::RunOutput> {
+    let inputs = model
+        .task_inputs(input)
+        .context("decoding the task input")?;
+    Ok(match corrupt {
+        Some(step) => engine.run_corrupted(
+            model,
+            inputs,
+            step.min(model.step_count().saturating_sub(1)),
+        )?,
+        None => engine.run(model, inputs, true)?,
+    })
+}
+
 /// [`compute`], letting `extend` add to the output document before it is written (once: a
 /// JSON float read back and written again may not keep its last digit).
 pub fn compute_with(
@@ -92,17 +113,7 @@ pub fn compute_with(
     corrupt: Option<usize>,
     extend: impl FnOnce(&mut serde_json::Value) -> Result<()>,
 ) -> Result<Computed> {
-    let inputs = model
-        .task_inputs(input)
-        .context("decoding the task input")?;
-    let out = match corrupt {
-        Some(step) => engine.run_corrupted(
-            model,
-            inputs,
-            step.min(model.step_count().saturating_sub(1)),
-        )?,
-        None => engine.run(model, inputs, true)?,
-    };
+    let out = run_task(engine, model, input, corrupt)?;
     let trace = out.trace.as_ref().context("the engine returned no trace")?;
     let (trace_root, trace_len) = (trace.root(), trace.len() as u32);
     let mut doc = verity_infer::output::document(model, &out);
