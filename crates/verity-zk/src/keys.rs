@@ -3,7 +3,7 @@
 
 use ark_bn254::{Bn254, Fr};
 use ark_groth16::{Groth16, PreparedVerifyingKey};
-use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
+use ark_serialize::{CanonicalDeserialize, CanonicalSerialize, Compress, Validate};
 use ark_snark::SNARK;
 use rand_core::OsRng;
 use verity_infer::Tensor;
@@ -55,11 +55,18 @@ fn encode(x: &impl CanonicalSerialize) -> Vec<u8> {
     out
 }
 
-fn decode<T: CanonicalDeserialize>(what: &'static str, bytes: &[u8]) -> Result<T, ZkError> {
+/// Decodes all of `bytes` (compressed), checking the points when `validate` says so.
+fn decode<T: CanonicalDeserialize>(
+    what: &'static str,
+    bytes: &[u8],
+    validate: Validate,
+) -> Result<T, ZkError> {
     let mut reader = bytes;
-    let value = T::deserialize_compressed(&mut reader).map_err(|e| ZkError::Encoding {
-        what,
-        reason: e.to_string(),
+    let value = T::deserialize_with_mode(&mut reader, Compress::Yes, validate).map_err(|e| {
+        ZkError::Encoding {
+            what,
+            reason: e.to_string(),
+        }
     })?;
     if !reader.is_empty() {
         return Err(ZkError::Encoding {
@@ -78,19 +85,7 @@ impl ProvingKey {
     /// Decodes a proving key without checking that its points lie on the curve: a bad key
     /// can only make proofs that fail to verify, and the check costs seconds for a large key.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ZkError> {
-        let mut reader = bytes;
-        let key = ark_groth16::ProvingKey::<Bn254>::deserialize_compressed_unchecked(&mut reader)
-            .map_err(|e| ZkError::Encoding {
-            what: "proving key",
-            reason: e.to_string(),
-        })?;
-        if !reader.is_empty() {
-            return Err(ZkError::Encoding {
-                what: "proving key",
-                reason: format!("{} bytes left over", reader.len()),
-            });
-        }
-        Ok(ProvingKey(key))
+        decode("proving key", bytes, Validate::No).map(ProvingKey)
     }
 
     pub fn verifying_key(&self) -> VerifyingKey {
@@ -104,7 +99,7 @@ impl VerifyingKey {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ZkError> {
-        let vk: ark_groth16::VerifyingKey<Bn254> = decode("verifying key", bytes)?;
+        let vk: ark_groth16::VerifyingKey<Bn254> = decode("verifying key", bytes, Validate::Yes)?;
         if vk.gamma_abc_g1.len() != 4 {
             return Err(ZkError::Encoding {
                 what: "verifying key",
@@ -132,7 +127,7 @@ impl Proof {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ZkError> {
-        decode("proof", bytes).map(Proof)
+        decode("proof", bytes, Validate::Yes).map(Proof)
     }
 }
 
