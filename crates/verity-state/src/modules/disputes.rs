@@ -716,18 +716,29 @@ fn end_undecided(
     finalize_if_settled(state, ctx, &dispute.task_id)
 }
 
-/// Unlocks one dispute's bond and counts the dispute as no longer open.
-fn release_bond(
-    state: &mut Overlay<'_>,
+/// The challenger of an ending dispute, its bond unlocked and the dispute no longer counted
+/// as open; the caller stores it.
+fn unlocked(
+    state: &Overlay<'_>,
     ctx: &BlockCtx<'_>,
     challenger: &Address,
-) -> Result<(), StateError> {
+) -> Result<challengers::Challenger, StateError> {
     let mut record = challengers::get(state, challenger)?
         .ok_or(StateError::Corrupt("dispute without challenger"))?;
     record.locked = record
         .locked
         .saturating_sub(ctx.genesis.params.tasks.dispute_bond);
     record.open_disputes = record.open_disputes.saturating_sub(1);
+    Ok(record)
+}
+
+/// Unlocks one dispute's bond and counts the dispute as no longer open.
+fn release_bond(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    challenger: &Address,
+) -> Result<(), StateError> {
+    let record = unlocked(state, ctx, challenger)?;
     challengers::put(state, challenger, &record);
     Ok(())
 }
@@ -759,9 +770,7 @@ fn resolve(
     why: &str,
 ) -> Result<(), StateError> {
     let params = &ctx.genesis.params.tasks;
-    release_bond(state, ctx, &dispute.challenger)?;
-    let mut challenger = challengers::get(state, &dispute.challenger)?
-        .ok_or(StateError::Corrupt("dispute without challenger"))?;
+    let mut challenger = unlocked(state, ctx, &dispute.challenger)?;
     dispute.resolved_height = Some(ctx.height);
     dispute.verdict = Some(why.to_string());
     match winner {
