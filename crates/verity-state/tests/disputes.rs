@@ -153,6 +153,19 @@ impl Setup {
         (tx.hash(), index)
     }
 
+    /// The challenger's OpenDispute of `task` with its trace root and length.
+    fn open_dispute(&mut self, task: Hash, trace_root: Hash, trace_len: u32) -> SignedTx {
+        let challenger = self.challenger.clone();
+        self.net.tx(
+            &challenger,
+            Action::OpenDispute {
+                task_id: task,
+                trace_root,
+                trace_len,
+            },
+        )
+    }
+
     /// The assigned worker's receipt for `leaves`.
     fn receipt(&mut self, task: Hash, worker: usize, leaves: &[Hash]) -> SignedTx {
         self.receipt_of(task, worker, leaves, b"output")
@@ -287,15 +300,7 @@ fn an_unchallenged_op_result_settles_when_its_window_ends() {
     assert_eq!(s.net.chain.reputation(&worker_address).unwrap().score, 10);
     assert_eq!(s.net.balance(&s.user.address()), user_before - MAX_FEE - 1);
     // Too late to dispute now.
-    let challenger = s.challenger.clone();
-    let late = s.net.tx(
-        &challenger,
-        Action::OpenDispute {
-            task_id: task,
-            trace_root: sha256(b"other"),
-            trace_len: honest.len() as u32,
-        },
-    );
+    let late = s.open_dispute(task, sha256(b"other"), honest.len() as u32);
     assert!(matches!(
         s.net.block(&[late])[0],
         Some(TxFailure::Invalid { .. })
@@ -312,14 +317,7 @@ fn a_lying_worker_is_disproven_slashed_and_its_task_runs_again() {
     s.net.ok(&[receipt]);
     let honest = s.honest.clone();
     let challenger = s.challenger.clone();
-    let open = s.net.tx(
-        &challenger,
-        Action::OpenDispute {
-            task_id: task,
-            trace_root: merkle::root(&honest),
-            trace_len: honest.len() as u32,
-        },
-    );
+    let open = s.open_dispute(task, merkle::root(&honest), honest.len() as u32);
     s.net.ok(&[open]);
     let id = dispute_id(&task, &challenger.address());
     let liar_address = s.workers[liar].account.address();
@@ -436,14 +434,7 @@ fn a_frivolous_challenger_loses_its_bond_share_to_the_worker() {
     s.net.ok(&[receipt]);
     let made_up = corrupted(&honest, 3);
     let challenger = s.challenger.clone();
-    let open = s.net.tx(
-        &challenger,
-        Action::OpenDispute {
-            task_id: task,
-            trace_root: merkle::root(&made_up),
-            trace_len: honest.len() as u32,
-        },
-    );
+    let open = s.open_dispute(task, merkle::root(&made_up), honest.len() as u32);
     s.net.ok(&[open]);
     let id = dispute_id(&task, &challenger.address());
     let step = s.dissect(id, worker, &honest, &made_up);
@@ -506,14 +497,7 @@ fn a_side_that_stops_answering_loses_on_its_clock() {
         let receipt = s.receipt(task, worker, worker_leaves);
         s.net.ok(&[receipt]);
         let challenger = s.challenger.clone();
-        let open = s.net.tx(
-            &challenger,
-            Action::OpenDispute {
-                task_id: task,
-                trace_root: merkle::root(challenger_leaves),
-                trace_len: honest.len() as u32,
-            },
-        );
+        let open = s.open_dispute(task, merkle::root(challenger_leaves), honest.len() as u32);
         s.net.ok(&[open]);
         let id = dispute_id(&task, &challenger.address());
         // Only the honest side moves; the other never does.
@@ -585,14 +569,7 @@ fn a_wrong_trace_length_is_settled_at_once_by_the_model() {
     s.net.ok(&[receipt]);
     let challenger = s.challenger.clone();
     let longer: Vec<Hash> = honest.iter().copied().chain([sha256(b"extra")]).collect();
-    let open = s.net.tx(
-        &challenger,
-        Action::OpenDispute {
-            task_id: task,
-            trace_root: merkle::root(&longer),
-            trace_len: longer.len() as u32,
-        },
-    );
+    let open = s.open_dispute(task, merkle::root(&longer), longer.len() as u32);
     s.net.ok(&[open]);
     let dispute = s
         .net
@@ -623,14 +600,7 @@ fn tolerant_dispute(s: &mut Setup, worker_output: &[u8]) -> (Hash, usize, Hash, 
     let receipt = s.receipt_of(task, worker, &corrupted(&honest, 1), worker_output);
     s.net.ok(&[receipt]);
     let challenger = s.challenger.clone();
-    let open = s.net.tx(
-        &challenger,
-        Action::OpenDispute {
-            task_id: task,
-            trace_root: merkle::root(&honest),
-            trace_len: honest.len() as u32,
-        },
-    );
+    let open = s.open_dispute(task, merkle::root(&honest), honest.len() as u32);
     s.net.ok(&[open]);
     let id = dispute_id(&task, &challenger.address());
     let dispute = s.net.chain.dispute(&id).unwrap().unwrap();
@@ -819,14 +789,7 @@ fn a_tolerant_dispute_with_nobody_to_referee_is_refused() {
     let receipt = s.receipt_of(task, worker, &leaves, &honest);
     s.net.ok(&[receipt]);
     let challenger = s.challenger.clone();
-    let open = s.net.tx(
-        &challenger,
-        Action::OpenDispute {
-            task_id: task,
-            trace_root: sha256(b"mine"),
-            trace_len: leaves.len() as u32,
-        },
-    );
+    let open = s.open_dispute(task, sha256(b"mine"), leaves.len() as u32);
     let failure = s.net.block(&[open]).remove(0);
     assert!(
         matches!(&failure, Some(TxFailure::Invalid { reason }) if reason.contains("referee")),
