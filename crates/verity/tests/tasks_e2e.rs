@@ -155,6 +155,22 @@ async fn start_devnet(home: &Path, port_seed: u16, workers: u32, extra: &[&str])
     }
 }
 
+/// The views of `ids` once every one is finalized.
+async fn all_finalized(client: &Client, ids: &[Hash], what: &str, secs: u64) -> Vec<TaskView> {
+    wait_for(what, secs, async || {
+        let mut views = Vec::new();
+        for id in ids {
+            let view = client.task(id).await.ok()??;
+            if view.task.status != TaskStatus::Finalized {
+                return None;
+            }
+            views.push(view);
+        }
+        Some(views)
+    })
+    .await
+}
+
 /// The workers with a registered enclave, once there are `n`.
 async fn workers_with_enclaves(client: &Client, n: usize) -> Vec<Address> {
     wait_for("workers with enclaves", 120, async || {
@@ -650,18 +666,7 @@ async fn op_results_are_disputed_by_a_challenger_and_liars_lose() {
         ids.push(tx.hash());
     }
     let started = Instant::now();
-    let views: Vec<TaskView> = wait_for("every OP task to finalize", 300, async || {
-        let mut views = Vec::new();
-        for id in &ids {
-            let view = client.task(id).await.ok()??;
-            if view.task.status != TaskStatus::Finalized {
-                return None;
-            }
-            views.push(view);
-        }
-        Some(views)
-    })
-    .await;
+    let views: Vec<TaskView> = all_finalized(&client, &ids, "every OP task to finalize", 300).await;
     eprintln!(
         "{} OP tasks finalized {:.1} s after the last submission",
         ids.len(),
@@ -916,18 +921,7 @@ async fn a_tolerant_models_disputes_are_settled_by_a_referee() {
             ids.push(tx.hash());
         }
         let views: Vec<TaskView> =
-            wait_for("every tolerant OP task to finalize", 400, async || {
-                let mut views = Vec::new();
-                for id in &ids {
-                    let view = client.task(id).await.ok()??;
-                    if view.task.status != TaskStatus::Finalized {
-                        return None;
-                    }
-                    views.push(view);
-                }
-                Some(views)
-            })
-            .await;
+            all_finalized(&client, &ids, "every tolerant OP task to finalize", 400).await;
         for (view, input) in views.iter().zip(&jobs) {
             let honest = verity_worker::compute(&engine, &local, input, None).unwrap();
             let record = view.record.as_ref().unwrap();
@@ -1144,17 +1138,12 @@ async fn tee_zk_tasks_finalize_with_proofs_snarkjs_accepts() {
         tasks.push((id, input));
     }
     let started = Instant::now();
-    let views: Vec<TaskView> = wait_for("every tee_zk task to finalize", 300, async || {
-        let mut views = Vec::new();
-        for (id, _) in &tasks {
-            let view = client.task(id).await.ok()??;
-            if view.task.status != TaskStatus::Finalized {
-                return None;
-            }
-            views.push(view);
-        }
-        Some(views)
-    })
+    let views: Vec<TaskView> = all_finalized(
+        &client,
+        &tasks.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        "every tee_zk task to finalize",
+        300,
+    )
     .await;
     eprintln!(
         "{ZK_TASKS} tee_zk tasks finalized {:.1} s after the last submission",
