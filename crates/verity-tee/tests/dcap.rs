@@ -62,7 +62,7 @@ fn outdated_tdx_platform_has_no_matching_tcb_level() {
         &Policy::permissive(),
         1_772_600_000,
     ));
-    assert!(reason.to_lowercase().contains("tcb"), "{reason}");
+    assert_eq!(reason, "No matching TCB level found");
 }
 
 #[test]
@@ -91,15 +91,27 @@ fn a_flipped_bit_anywhere_that_is_signed_is_rejected() {
     // Inside the PCK leaf certificate: the first PEM certificate of the chain at the end.
     let pem = b"-----BEGIN CERTIFICATE-----";
     let pck_cert_at = quote.windows(pem.len()).position(|w| w == pem).unwrap() + pem.len() + 200;
-    for (what, at) in [
-        ("report_data", report_data_at),
-        ("quote signature", signature_at),
-        ("PCK certificate", pck_cert_at),
+    for (what, at, expected) in [
+        (
+            "report_data",
+            report_data_at,
+            "ISV enclave report signature is invalid",
+        ),
+        (
+            "quote signature",
+            signature_at,
+            "ISV enclave report signature is invalid",
+        ),
+        (
+            "PCK certificate",
+            pck_cert_at,
+            "Failed to verify certificate chain: UnknownIssuer",
+        ),
     ] {
         let mut tampered = original.clone();
         tampered.report[at] ^= 0x01;
-        let result = verify(TeeKind::Tdx, &tampered, &Policy::permissive(), NOW);
-        assert!(result.is_err(), "a flipped bit in the {what} was accepted");
+        let reason = rejected(verify(TeeKind::Tdx, &tampered, &Policy::permissive(), NOW));
+        assert_eq!(reason, expected, "a flipped bit in the {what}");
     }
 }
 
@@ -143,8 +155,14 @@ fn policy_rejects_other_measurements_statuses_and_kinds() {
 
 #[test]
 fn a_quote_of_the_other_kind_is_rejected() {
-    assert!(verify(TeeKind::Sgx, &tdx(), &Policy::permissive(), NOW).is_err());
-    assert!(verify(TeeKind::Tdx, &sgx(), &Policy::permissive(), NOW).is_err());
+    assert_eq!(
+        rejected(verify(TeeKind::Sgx, &tdx(), &Policy::permissive(), NOW)),
+        "the quote is a tdx quote"
+    );
+    assert_eq!(
+        rejected(verify(TeeKind::Tdx, &sgx(), &Policy::permissive(), NOW)),
+        "the quote is a sgx quote"
+    );
 }
 
 #[test]
@@ -173,7 +191,11 @@ fn malformed_input_is_an_error_not_a_panic() {
     for len in [0, 1, 47, 48, 100, 600, 1000] {
         let mut evidence = tdx();
         evidence.report.truncate(len);
-        assert!(verify(TeeKind::Tdx, &evidence, &Policy::permissive(), NOW).is_err());
+        let reason = rejected(verify(TeeKind::Tdx, &evidence, &Policy::permissive(), NOW));
+        assert!(
+            reason.starts_with("Failed to decode quote"),
+            "{len}: {reason}"
+        );
     }
     let mut evidence = tdx();
     evidence.collateral = None;
@@ -207,12 +229,20 @@ fn chains_must_end_in_the_policy_root() {
     let mut policy = Policy::permissive();
     policy.intel_root_ca = Some(HexBytes(vector("Intel_SGX_RootCA.der")));
     assert!(verify(TeeKind::Sgx, &sgx(), &policy, NOW).is_ok());
-    // Any other root, here the Intel root with one bit of its key flipped, fails the chain.
+    // Any other root, here the Intel root with one bit of its public key flipped, signed neither
+    // the chain nor the CRL that comes with it.
     let mut other = vector("Intel_SGX_RootCA.der");
-    let at = other.len() - 100;
-    other[at] ^= 0x01;
+    let key_at = other
+        .windows(4)
+        .position(|w| w == [0x03, 0x42, 0x00, 0x04])
+        .expect("an uncompressed P-256 key")
+        + 20;
+    other[key_at] ^= 0x01;
     policy.intel_root_ca = Some(HexBytes(other));
-    assert!(verify(TeeKind::Sgx, &sgx(), &policy, NOW).is_err());
+    assert_eq!(
+        rejected(verify(TeeKind::Sgx, &sgx(), &policy, NOW)),
+        "Failed to parse root CA CRL: InvalidCrlSignatureForPublicKey"
+    );
 }
 
 #[test]
@@ -232,4 +262,26 @@ fn collateral_older_than_the_policy_minimum_is_rejected() {
             "{error}"
         );
     }
+}
+
+/// The measurements as the quotes carry them, read at the offsets of Intel's quote layouts (SGX
+/// v3: MRENCLAVE at 112; TDX v4: MRTD at 184, RTMR0..3 at 376) by a separate script.
+#[test]
+fn measurements_are_the_known_values_of_the_vectors() {
+    let sgx = verify(TeeKind::Sgx, &sgx(), &Policy::permissive(), NOW).unwrap();
+    assert_eq!(
+        hex::encode(sgx.measurement),
+        "33d8736db756ed4997e04ba358d27833188f1932ff7b1d156904d3f560452fbb"
+    );
+    let tdx = verify(TeeKind::Tdx, &tdx(), &Policy::permissive(), NOW).unwrap();
+    let (mrtd, rtmrs) = tdx.measurement.split_at(48);
+    assert_eq!(
+        hex::encode(mrtd),
+        "91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942a604a407de03ae6dc5f87f27428b2538873118b7"
+    );
+    assert_eq!(
+        hex::encode(&rtmrs[..48]),
+        "44c0197b39157fdd7a4dcc44767f9d6b0bb3977c7a8e347b8492f827fe9d9e5c48aca29b220b80b6a540cf994b9bc9c0"
+    );
+    assert_eq!(rtmrs[144..], [0; 48], "RTMR3 is unused on this guest");
 }

@@ -71,12 +71,21 @@ fn outside_the_leaf_validity_is_rejected() {
 fn flipped_bits_in_the_signature_or_payload_are_rejected() {
     let original = cose();
     let len = original.report.len();
-    for at in [len - 10, len / 2, 40] {
+    // The COSE signature's last bytes, the leaf certificate inside the payload, and PCR0.
+    for (at, expected) in [
+        (len - 10, "cose signature verification failed"),
+        (len / 2, "certificate 1 (4c2ecc4dee288943.eu-central-1.aws.nitro-enclaves) signature verification failed: signature verification error"),
+        (110, "cose signature verification failed"),
+    ] {
         let mut tampered = original.clone();
         tampered.report[at] ^= 0x01;
-        assert!(
-            verify(TeeKind::Nitro, &tampered, &policy(), COSE_NOW).is_err(),
-            "flipped bit at {at} accepted"
+        assert_eq!(
+            verify(TeeKind::Nitro, &tampered, &policy(), COSE_NOW),
+            Err(AttestationError::Rejected {
+                kind: TeeKind::Nitro,
+                reason: expected.into()
+            }),
+            "flipped bit at {at}"
         );
     }
 }
@@ -128,13 +137,18 @@ fn garbage_is_an_error_not_a_panic() {
         &[0x84, 0x40, 0xa0, 0x40, 0x40][..],
         b"hello",
     ] {
-        assert!(verify(
+        match verify(
             TeeKind::Nitro,
             &evidence(bytes.to_vec()),
             &policy(),
-            COSE_NOW
-        )
-        .is_err());
+            COSE_NOW,
+        ) {
+            Err(AttestationError::Rejected { reason, .. }) => assert!(
+                reason.starts_with("attestation document") && reason.contains("malformed"),
+                "{reason}"
+            ),
+            other => panic!("{bytes:?}: {other:?}"),
+        }
     }
 }
 
@@ -163,5 +177,25 @@ fn the_documents_public_key_must_be_the_enclave_key_being_registered() {
     assert_eq!(
         bound.check_binding(&binding(&other)),
         Err(AttestationError::PublicKeyMismatch)
+    );
+}
+
+/// PCR0, PCR1 and PCR2 of the nitro_attest document: the 48-byte strings at offsets 104, 155 and
+/// 206 of its bytes.
+#[test]
+fn the_measurement_is_the_known_value_of_the_vector() {
+    let enclave = verify(TeeKind::Nitro, &cose(), &policy(), COSE_NOW).unwrap();
+    assert!(!enclave.debug);
+    let report = cose().report;
+    for (pcr, at) in [104, 155, 206].into_iter().enumerate() {
+        assert_eq!(
+            enclave.measurement[pcr * 48..(pcr + 1) * 48],
+            report[at..at + 48],
+            "PCR{pcr}"
+        );
+    }
+    assert_eq!(
+        hex::encode(&enclave.measurement[..48]),
+        "8bb159f202bb95d6d4d98e0e103918246cea734f1d57cd263e4fd56075ed53f6fa8c68854817a32749a241e11874c26b"
     );
 }

@@ -80,11 +80,50 @@ fn certificates_outside_their_validity_are_rejected() {
 }
 
 #[test]
-fn a_flipped_bit_in_a_certificate_is_rejected() {
+fn a_flipped_bit_in_the_vceks_signature_is_rejected() {
     let mut evidence = milan();
-    let at = evidence.certs[0].len() / 2;
+    let at = evidence.certs[0].len() - 3;
     evidence.certs[0][at] ^= 0x01;
-    assert!(verify(TeeKind::Snp, &evidence, &Policy::permissive(), NOW).is_err());
+    let reason = reason(verify(TeeKind::Snp, &evidence, &Policy::permissive(), NOW));
+    assert!(
+        reason.starts_with("signature: Signer certificate does not RSA sign signee certificate"),
+        "{reason}"
+    );
+}
+
+/// reported_tcb (0x180..0x188: bootloader, TEE, reserved, SNP, microcode) must be the TCB the
+/// VCEK was issued for; that is checked before the signature, so it is the reason given.
+#[test]
+fn a_report_claiming_another_tcb_than_its_vceks_is_rejected() {
+    for (at, claims) in [
+        (0x180, "bootloader: 2, tee: 0, snp: 8, microcode: 115"),
+        (0x181, "bootloader: 3, tee: 1, snp: 8, microcode: 115"),
+        (0x187, "bootloader: 3, tee: 0, snp: 8, microcode: 114"),
+    ] {
+        let mut evidence = milan();
+        evidence.report[at] ^= 0x01;
+        let reason = reason(verify(TeeKind::Snp, &evidence, &Policy::permissive(), NOW));
+        assert!(
+            reason.starts_with(
+                "the VCEK certifies TCB TcbVersion { fmc: None, bootloader: 3, tee: 0, snp: 8, microcode: 115 }"
+            ) && reason.ends_with(&format!("claims TcbVersion {{ fmc: None, {claims} }}")),
+            "{reason}"
+        );
+    }
+}
+
+/// MEASUREMENT at 0x90..0xC0 of the report, read by a separate script.
+#[test]
+fn the_measurement_is_the_known_value_of_the_vector() {
+    let enclave = verify(TeeKind::Snp, &milan(), &Policy::permissive(), NOW).unwrap();
+    assert_eq!(
+        hex::encode(enclave.measurement),
+        "7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158d3e1a0dc39b2c60bd95b9c480cd81841f"
+    );
+    assert!(
+        !enclave.debug,
+        "the guest policy (0x30000) does not allow debugging"
+    );
 }
 
 #[test]
@@ -124,6 +163,12 @@ fn missing_or_garbage_certificates_are_clear_errors() {
     for len in [0, 10, 100, 1000] {
         let mut evidence = milan();
         evidence.report.truncate(len);
-        assert!(verify(TeeKind::Snp, &evidence, &Policy::permissive(), NOW).is_err());
+        assert_eq!(
+            verify(TeeKind::Snp, &evidence, &Policy::permissive(), NOW),
+            Err(AttestationError::Malformed {
+                what: "SEV-SNP report",
+                reason: format!("expected 1184 bytes, got {len}"),
+            })
+        );
     }
 }
