@@ -96,11 +96,10 @@ fn request(
     let report = read("outblob")?;
     // SNP puts the VCEK (and ASK/ARK) beside the report when the host supplies them.
     let certs = match kind {
-        TeeKind::Snp => read("auxblob")
-            .ok()
-            .filter(|b| !b.is_empty())
-            .into_iter()
-            .collect(),
+        TeeKind::Snp => match read("auxblob") {
+            Ok(table) if !table.is_empty() => cert_table(&table)?,
+            _ => Vec::new(),
+        },
         _ => Vec::new(),
     };
     let after = generation(read("generation")?);
@@ -115,6 +114,43 @@ fn request(
             collateral: None,
             certs,
         },
+    ))
+}
+
+/// The certificates of an SNP `auxblob`: the GHCB certificate table (entries of a 16-byte GUID,
+/// a u32 offset and a u32 length, little-endian, ended by an all-zero entry), each entry's bytes
+/// at its offset from the start of the blob.
+fn cert_table(blob: &[u8]) -> Result<Vec<Vec<u8>>, ProduceError> {
+    const ENTRY: usize = 24;
+    let malformed = |reason: String| ProduceError::Device {
+        device: "configfs-tsm auxblob",
+        reason,
+    };
+    let mut certs = Vec::new();
+    for (index, entry) in blob.chunks(ENTRY).enumerate() {
+        if entry.len() < ENTRY {
+            return Err(malformed(format!(
+                "the certificate table has no terminating entry (entry {index} is cut off)"
+            )));
+        }
+        if entry.iter().all(|&b| b == 0) {
+            return Ok(certs);
+        }
+        let word = |at: usize| u32::from_le_bytes(entry[at..at + 4].try_into().expect("4 bytes"));
+        let (offset, len) = (word(16) as usize, word(20) as usize);
+        let cert = offset
+            .checked_add(len)
+            .and_then(|end| blob.get(offset..end))
+            .ok_or_else(|| {
+                malformed(format!(
+                    "entry {index} points at {len} bytes at {offset}, outside the {} byte blob",
+                    blob.len()
+                ))
+            })?;
+        certs.push(cert.to_vec());
+    }
+    Err(malformed(
+        "the certificate table has no terminating entry".into(),
     ))
 }
 
@@ -177,7 +213,7 @@ mod tests {
                 let mut out = b"QUOTE:".to_vec();
                 out.extend_from_slice(bytes);
                 files.insert(dir.join("outblob"), out);
-                files.insert(dir.join("auxblob"), b"CERTS".to_vec());
+                files.insert(dir.join("auxblob"), table(&[b"VCEK", b"ASK"]));
                 files.insert(dir.join("generation"), b"1\n".to_vec());
             }
             Ok(())
@@ -199,6 +235,44 @@ mod tests {
 
     const ROOT: &str = CONFIGFS_TSM;
 
+    /// A GHCB certificate table holding `certs` (the GUIDs are not read).
+    fn table(certs: &[&[u8]]) -> Vec<u8> {
+        let header = 24 * (certs.len() + 1);
+        let mut entries = Vec::new();
+        let mut data = Vec::new();
+        for cert in certs {
+            entries.extend_from_slice(&[0xaa; 16]);
+            entries.extend_from_slice(&((header + data.len()) as u32).to_le_bytes());
+            entries.extend_from_slice(&(cert.len() as u32).to_le_bytes());
+            data.extend_from_slice(cert);
+        }
+        entries.extend_from_slice(&[0; 24]);
+        entries.extend_from_slice(&data);
+        entries
+    }
+
+    #[test]
+    fn the_snp_certificate_table_is_split_into_its_certificates_and_bad_tables_refused() {
+        assert_eq!(
+            cert_table(&table(&[b"VCEK", b"ASK", b"ARK"])).unwrap(),
+            [b"VCEK".to_vec(), b"ASK".to_vec(), b"ARK".to_vec()]
+        );
+        assert_eq!(cert_table(&[0; 24]).unwrap(), Vec::<Vec<u8>>::new());
+        let mut beyond = table(&[b"VCEK"]);
+        beyond[20] = 200;
+        let text = cert_table(&beyond).unwrap_err().to_string();
+        assert!(text.contains("entry 0 points at 200 bytes"), "{text}");
+        // One empty entry at offset 0, then a cut-off one.
+        let mut unterminated = vec![0xaa; 16];
+        unterminated.extend_from_slice(&[0; 8]);
+        unterminated.extend_from_slice(&[0xaa; 6]);
+        let text = cert_table(&unterminated).unwrap_err().to_string();
+        assert!(text.contains("no terminating entry"), "{text}");
+        let mut huge = table(&[b"VCEK"]);
+        huge[16..24].copy_from_slice(&[0xff; 8]);
+        assert!(cert_table(&huge).is_err());
+    }
+
     #[test]
     fn tdx_and_snp_reports_carry_the_report_data_and_the_entry_is_removed() {
         let data = [7u8; 64];
@@ -207,7 +281,7 @@ mod tests {
             let (got, evidence) = configfs_tsm(&kernel, Path::new(ROOT), &data, None).unwrap();
             assert_eq!(got, kind);
             assert_eq!(&evidence.report[6..], &data);
-            assert_eq!(evidence.certs.len(), usize::from(kind == TeeKind::Snp));
+            assert_eq!(evidence.certs.len(), 2 * usize::from(kind == TeeKind::Snp));
             assert_eq!(
                 kernel.dirs.borrow().len(),
                 1,
