@@ -18,6 +18,8 @@ pub const T0: u64 = 1_700_000_000_000;
 pub struct Net {
     pub chain: Chain<MemStore>,
     pub height: u64,
+    /// The genesis time, ms: block h is stamped `genesis_ms + h s`.
+    genesis_ms: u64,
     nonces: std::collections::HashMap<Address, u64>,
 }
 
@@ -28,9 +30,23 @@ impl Net {
 
     /// A chain whose validators read model files through `models`.
     pub fn with_models(funded: &[Address], tasks: TaskParams, models: ModelSource) -> Self {
+        Self::build(funded, tasks, models, T0)
+    }
+
+    /// A chain whose genesis is at `genesis_ms`: for evidence valid only around its own time.
+    pub fn starting_at(funded: &[Address], genesis_ms: u64) -> Self {
+        Self::build(
+            funded,
+            TaskParams::default(),
+            ModelSource::none(),
+            genesis_ms,
+        )
+    }
+
+    fn build(funded: &[Address], tasks: TaskParams, models: ModelSource, genesis_ms: u64) -> Self {
         let genesis = Genesis {
             chain_id: CHAIN.into(),
-            genesis_time_ms: T0,
+            genesis_time_ms: genesis_ms,
             params: Params {
                 min_fee: 1,
                 fee_collector: Address([0xfe; 20]),
@@ -54,6 +70,7 @@ impl Net {
                 .unwrap()
                 .with_models(models),
             height: 0,
+            genesis_ms,
             nonces: Default::default(),
         }
     }
@@ -81,7 +98,7 @@ impl Net {
                     height: self.height,
                     hash: Hash([self.height as u8; 32]),
                     parent: Hash::ZERO,
-                    timestamp_ms: T0 + self.height * 1000,
+                    timestamp_ms: self.genesis_ms + self.height * 1000,
                     seed: sha256(&self.height.to_le_bytes()),
                     txs: &raw,
                 },
