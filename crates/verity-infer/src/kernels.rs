@@ -207,6 +207,37 @@ mod tests {
         }
     }
 
+    /// Products big enough to be split across 2 to 5 threads: by rows (m ≥ 5 × MR) or, for a
+    /// single row, by columns.
+    fn threaded_shapes() -> impl Strategy<Value = (usize, usize, usize)> {
+        prop_oneof![
+            (Just(1usize), 512usize..=1024, 512usize..=1024),
+            (20usize..=40, 350usize..=512, 64usize..=128),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_threaded_split_never_changes_a_bit(
+            (m, k, n) in threaded_shapes(), threads in 2usize..=5, seed in any::<u64>()
+        ) {
+            prop_assert!(m * k * n >= PARALLEL_MIN_MACS, "the shape must reach the threaded path");
+            let mut s = seed;
+            let mut next = || {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 1e3
+            };
+            let a: Vec<f32> = (0..m * k).map(|_| next()).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| next()).collect();
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut c = vec![f32::NAN; m * n];
+            gemm_f32(Ctx { pool: Some(&pool) }, m, k, n, &a, &b, &mut c);
+            prop_assert_eq!(bits(&c), bits(&reference(m, k, n, &a, &b)));
+        }
+    }
+
     #[test]
     fn threaded_split_paths_match_the_reference() {
         let pool = rayon::ThreadPoolBuilder::new()
