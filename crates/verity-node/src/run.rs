@@ -285,6 +285,16 @@ async fn start_one(
         },
         cups::Version::V1,
     );
+    // Both listeners before any task starts: an address in use is then this error, not a panic
+    // in commonware's listener task. The p2p probe is released for commonware to bind again.
+    let listener = tokio::net::TcpListener::bind(config.api_listen)
+        .await
+        .with_context(|| format!("binding the API to {}", config.api_listen))?;
+    let api_addr = listener.local_addr()?;
+    drop(
+        std::net::TcpListener::bind(config.p2p_listen)
+            .with_context(|| format!("binding p2p to {}", config.p2p_listen))?,
+    );
     let p2p_config = lookup::Config::local(
         handshake,
         &namespace,
@@ -349,10 +359,6 @@ async fn start_one(
         metrics: Arc::new(move || metrics_context.encode()),
         index,
     };
-    let listener = tokio::net::TcpListener::bind(config.api_listen)
-        .await
-        .with_context(|| format!("binding the API to {}", config.api_listen))?;
-    let api_addr = listener.local_addr()?;
     let router = api::router(state, &config.api_limits);
     let listener = LimitedListener::new(listener, config.api_limits.max_connections);
     tokio::spawn(async move {

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -21,6 +22,8 @@ const FEE: u128 = 1_000;
 
 struct Network {
     home: tempfile::TempDir,
+    /// Validator 0's API port; validator i's is `api + i`.
+    api: u16,
     children: Mutex<Vec<Option<Child>>>,
     clients: Vec<Client>,
 }
@@ -33,31 +36,51 @@ impl Network {
             .join("node.toml")
     }
 
-    /// Starts every validator of the network under `home` and waits for each to finalize a
-    /// block.
-    async fn start_all(home: tempfile::TempDir, api: u16) -> Self {
-        let mut net = Network {
-            home,
-            children: Mutex::new((0..VALIDATORS).map(|_| None).collect()),
-            clients: (0..VALIDATORS)
-                .map(|i| Client::new(&format!("127.0.0.1:{}", api + i as u16)))
-                .collect(),
-        };
-        for i in 0..VALIDATORS {
-            net.start(i);
+    /// Writes a genesis for four validators with `flags` (funds, attestation policy) and starts
+    /// them, waiting for each to finalize a block; on other ports, with a new genesis, when one
+    /// was taken.
+    async fn launch(seed: u16, flags: &[&str]) -> Self {
+        for attempt in 0..common::PORT_ATTEMPTS {
+            let (api, p2p) = common::ports(VALIDATORS as u16, seed, attempt);
+            let home = tempfile::tempdir().unwrap();
+            genesis(home.path(), api, p2p, flags);
+            let mut net = Network {
+                home,
+                api,
+                children: Mutex::new((0..VALIDATORS).map(|_| None).collect()),
+                clients: (0..VALIDATORS)
+                    .map(|i| Client::new(&format!("127.0.0.1:{}", api + i as u16)))
+                    .collect(),
+            };
+            for i in 0..VALIDATORS {
+                net.start(i);
+            }
+            let mut up = true;
+            for i in 0..VALIDATORS {
+                up = net
+                    .wait_for(
+                        &format!("validator {i} to finalize a block"),
+                        Duration::from_secs(90),
+                        || {
+                            let net = &net;
+                            async move {
+                                if (0..VALIDATORS).any(|v| common::port_taken_in(&net.log(v))) {
+                                    return Some(false);
+                                }
+                                net.height(i).await.filter(|h| *h >= 1).map(|_| true)
+                            }
+                        },
+                    )
+                    .await;
+                if !up {
+                    break;
+                }
+            }
+            if up {
+                return net;
+            }
         }
-        for i in 0..VALIDATORS {
-            net.wait_for(
-                &format!("validator {i} to finalize a block"),
-                Duration::from_secs(90),
-                || {
-                    let net = &net;
-                    async move { net.height(i).await.filter(|h| *h >= 1).map(|_| ()) }
-                },
-            )
-            .await;
-        }
-        net
+        panic!("every set of ports tried was taken");
     }
 
     fn log(&self, i: usize) -> PathBuf {
@@ -257,13 +280,8 @@ async fn account(client: &Client, address: &Address) -> Option<AccountView> {
 async fn four_processes_survive_a_killed_validator_and_it_catches_up() {
     let alice = AccountKey::generate();
     let bob = AccountKey::generate().address();
-    let api = common::free_ports(VALIDATORS as u16, 0);
-    let p2p = common::free_ports(VALIDATORS as u16, 7_919);
-    let home = tempfile::tempdir().unwrap();
-    genesis(
-        home.path(),
-        api,
-        p2p,
+    let mut net = Network::launch(
+        0,
         &[
             "--fund",
             &format!("{}=1000", alice.address()),
@@ -272,8 +290,8 @@ async fn four_processes_survive_a_killed_validator_and_it_catches_up() {
             "--measurement",
             &format!("tdx={}", "ab".repeat(48)),
         ],
-    );
-    let mut net = Network::start_all(home, api).await;
+    )
+    .await;
 
     // A peer that resets a connection makes the next write to it raise SIGPIPE; a validator
     // must survive it (one died of it at startup once).
@@ -378,20 +396,23 @@ async fn four_processes_survive_a_killed_validator_and_it_catches_up() {
 
 #[test]
 fn bench_transfers_reports_rate_and_latency() {
-    let api = common::free_ports(VALIDATORS as u16, 101);
-    let p2p = common::free_ports(VALIDATORS as u16, 5_003);
-    let stdout = verity_ok(&[
-        "bench",
-        "transfers",
-        "--count",
-        "400",
-        "--senders",
-        "16",
-        "--api-port",
-        &api.to_string(),
-        "--p2p-port",
-        &p2p.to_string(),
-    ]);
+    let stdout = (0..common::PORT_ATTEMPTS)
+        .find_map(|attempt| {
+            let (api, p2p) = common::ports(VALIDATORS as u16, 101, attempt);
+            let output = Command::new(env!("CARGO_BIN_EXE_verity"))
+                .args(["bench", "transfers", "--count", "400", "--senders", "16"])
+                .args(["--api-port", &api.to_string()])
+                .args(["--p2p-port", &p2p.to_string()])
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            if common::port_taken(&stderr) {
+                return None;
+            }
+            assert!(output.status.success(), "verity bench transfers: {stderr}");
+            Some(String::from_utf8(output.stdout).unwrap())
+        })
+        .expect("every set of ports tried was taken");
     assert!(stdout.contains("4 validators"), "{stdout}");
     assert!(stdout.contains("400 in"), "{stdout}");
     assert!(stdout.contains("p50") && stdout.contains("p99"), "{stdout}");
@@ -425,34 +446,53 @@ fn terminate(child: std::process::Child, what: &str) -> (std::process::ExitStatu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devnet_and_worker_stop_cleanly_on_sigterm() {
     let home = tempfile::tempdir().unwrap();
-    let api = common::free_ports(4, 3_331);
-    let p2p = common::free_ports(4, 5_557);
     // Without --log or VERITY_LOG a devnet is quiet: its banner, then a status line.
     let banner = home.path().join("devnet.out");
-    let devnet = Command::new(env!("CARGO_BIN_EXE_verity"))
-        .args(["devnet", "--workers", "1", "--home"])
-        .arg(home.path().join("devnet"))
-        .args([
-            "--api-port",
-            &api.to_string(),
-            "--p2p-port",
-            &p2p.to_string(),
-        ])
-        .env_remove("VERITY_LOG")
-        .stdout(Stdio::from(std::fs::File::create(&banner).unwrap()))
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn verity devnet");
-    let client = Client::new(&format!("127.0.0.1:{api}"));
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let height = client.status().await.ok().map(|s| s.height);
-        if height.is_some_and(|h| h >= 1) {
+    let mut started = None;
+    for attempt in 0..common::PORT_ATTEMPTS {
+        let (api, p2p) = common::ports(4, 3_331, attempt);
+        let _ = std::fs::remove_dir_all(home.path().join("devnet"));
+        let mut devnet = Command::new(env!("CARGO_BIN_EXE_verity"))
+            .args(["devnet", "--workers", "1", "--home"])
+            .arg(home.path().join("devnet"))
+            .args([
+                "--api-port",
+                &api.to_string(),
+                "--p2p-port",
+                &p2p.to_string(),
+            ])
+            .env_remove("VERITY_LOG")
+            .stdout(Stdio::from(std::fs::File::create(&banner).unwrap()))
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn verity devnet");
+        let client = Client::new(&format!("127.0.0.1:{api}"));
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let up = loop {
+            if devnet.try_wait().unwrap().is_some() {
+                let mut stderr = String::new();
+                devnet
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut stderr)
+                    .unwrap();
+                assert!(common::port_taken(&stderr), "the devnet exited: {stderr}");
+                break false;
+            }
+            let height = client.status().await.ok().map(|s| s.height);
+            if height.is_some_and(|h| h >= 1) {
+                break true;
+            }
+            assert!(Instant::now() < deadline, "the devnet finalized no block");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        if up {
+            started = Some((devnet, client, api));
             break;
         }
-        assert!(Instant::now() < deadline, "the devnet finalized no block");
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let (devnet, client, api) = started.expect("every set of ports tried was taken");
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let out = std::fs::read_to_string(&banner).unwrap();
@@ -572,13 +612,8 @@ async fn a_worker_whose_batch_a_restarted_node_dropped_resumes_with_the_right_no
     const TASKS: usize = 3;
     let operator = AccountKey::generate();
     let user = AccountKey::generate();
-    let api = common::free_ports(VALIDATORS as u16, 13_001);
-    let p2p = common::free_ports(VALIDATORS as u16, 17_011);
-    let home = tempfile::tempdir().unwrap();
-    genesis(
-        home.path(),
-        api,
-        p2p,
+    let mut net = Network::launch(
+        13_001,
         &[
             "--allow-dev",
             "--fund",
@@ -586,15 +621,17 @@ async fn a_worker_whose_batch_a_restarted_node_dropped_resumes_with_the_right_no
             "--fund",
             &format!("{}=1000", user.address()),
         ],
-    );
-    let keys = home.path().join("keys");
+    )
+    .await;
+    let home = net.home.path().to_path_buf();
+    let keys = home.join("keys");
     std::fs::create_dir_all(&keys).unwrap();
     let (operator_key, user_key) = (keys.join("operator.key"), keys.join("user.key"));
     verity_types::write_secret(&operator_key, operator.secret_hex().as_bytes()).unwrap();
     verity_types::write_secret(&user_key, user.secret_hex().as_bytes()).unwrap();
-    let worker_home = home.path().join("worker");
-    let worker_log = home.path().join("worker.log");
-    let mut net = Network::start_all(home, api).await;
+    let worker_home = home.join("worker");
+    let worker_log = home.join("worker.log");
+    let api = net.api;
     let node = format!("http://127.0.0.1:{api}");
     let client = net.clients[0].clone();
 
@@ -731,4 +768,34 @@ async fn a_worker_whose_batch_a_restarted_node_dropped_resumes_with_the_right_no
     .await;
     let (exit, _) = terminate(worker, "the worker");
     assert!(exit.success(), "the worker exited with {exit}:\n{log}");
+}
+
+/// A port another process holds is a one-line error naming it, for the API and for p2p (whose
+/// listener commonware binds in a task of its own, where a failure was once a panic).
+#[test]
+fn a_taken_port_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let home = tempfile::tempdir().unwrap();
+    let (free_api, free_p2p) = common::ports(1, 29_011, 0);
+    for (flag, other_flag, other, what) in [
+        ("--api-port", "--p2p-port", free_p2p, "the API"),
+        ("--p2p-port", "--api-port", free_api, "p2p"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_verity"))
+            .args(["devnet", "--validators", "1", "--workers", "0", "--home"])
+            .arg(home.path().join(what))
+            .args([flag, &port.to_string(), other_flag, &other.to_string()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "binding {what} to 127.0.0.1:{port}: Address already in use"
+            )),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
 }
