@@ -2,6 +2,7 @@
 """Builds Verity's bundled demo models and their sample inputs.
 
     python models/make_models.py            # rewrites models/*.onnx and models/samples/
+    python models/make_models.py --out DIR  # writes them under DIR instead (the tests compare)
 
 - digits_mlp.onnx: a scikit-learn MLPClassifier (64-32-10, ReLU) trained on sklearn's bundled
   `digits` data set, exported to ONNX (float32): Div(16) -> MatMul -> Add -> Relu -> Gemm ->
@@ -17,12 +18,20 @@
 - testdata/unsupported_op.onnx: a valid model with an op the engine refuses (Erf), for tests.
 - testdata/unknown_attribute.onnx: a Relu with an attribute Relu does not have, for tests.
 
-Everything is deterministic (fixed seeds), needs only numpy, scikit-learn and onnx, and downloads
-nothing: the digits data ship inside scikit-learn.
+Everything is deterministic (fixed seeds, one BLAS thread so that sums are taken in one order),
+needs only numpy, scikit-learn and onnx, and downloads nothing: the digits data ship inside
+scikit-learn. Regenerating gives the same bytes (crates/verity-infer/tests/reproducible.rs).
 """
+import os
+
+# Before numpy loads its BLAS: several threads would split the training's matrix products in an
+# order that changes between runs, and with it the weights' last bits.
+for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[var] = "1"
+
+import argparse
 import json
 import math
-import os
 
 import numpy as np
 import onnx
@@ -33,6 +42,12 @@ from sklearn.neural_network import MLPClassifier
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SAMPLES = os.path.join(HERE, "samples")
+
+
+def set_output(directory):
+    global HERE, SAMPLES
+    HERE = os.path.abspath(directory)
+    SAMPLES = os.path.join(HERE, "samples")
 OPSET = [helper.make_opsetid("", 21)]
 IR_VERSION = 10
 
@@ -312,4 +327,9 @@ def main():
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Builds Verity's bundled models and samples.")
+    parser.add_argument("--out", help="write under this directory instead of models/")
+    args = parser.parse_args()
+    if args.out:
+        set_output(args.out)
     main()
