@@ -359,4 +359,77 @@ mod tests {
         let unknown: ErrorCode = serde_json::from_str("\"from_the_future\"").unwrap();
         assert_eq!(unknown, ErrorCode::Unknown);
     }
+
+    /// Every failure a transaction can meet at admission has its own code. The failures only a
+    /// block finds (unauthorized, attestation, receipt) are mapped too, for the checks admission
+    /// may make of them later; their receipts carry the failure itself.
+    #[test]
+    fn every_transaction_failure_has_its_code() {
+        let text = || String::from("x");
+        let cases = [
+            (
+                TxFailure::Malformed { reason: text() },
+                "malformed_transaction",
+            ),
+            (
+                TxFailure::WrongChain {
+                    expected: text(),
+                    got: text(),
+                },
+                "wrong_chain_id",
+            ),
+            (TxFailure::BadSignature { reason: text() }, "bad_signature"),
+            (
+                TxFailure::BadNonce {
+                    expected: 1,
+                    got: 0,
+                },
+                "bad_nonce",
+            ),
+            (
+                TxFailure::FeeTooLow {
+                    offered: 0,
+                    minimum: 1,
+                },
+                "fee_too_low",
+            ),
+            (
+                TxFailure::InsufficientBalance {
+                    needed: 2,
+                    available: 1,
+                },
+                "insufficient_balance",
+            ),
+            (TxFailure::Overflow, "overflow"),
+            (TxFailure::Internal { reason: text() }, "internal"),
+            (TxFailure::NotFound { what: text() }, "not_found"),
+            (TxFailure::Unauthorized { reason: text() }, "unauthorized"),
+            (TxFailure::Invalid { reason: text() }, "invalid_action"),
+            (
+                TxFailure::Attestation {
+                    reason: text(),
+                    detail: text(),
+                },
+                "attestation_rejected",
+            ),
+            (
+                TxFailure::ReceiptRejected {
+                    index: 0,
+                    reason: text(),
+                },
+                "receipt_rejected",
+            ),
+        ];
+        for (failure, code) in &cases {
+            assert_eq!(
+                ErrorCode::of_failure(failure).as_str(),
+                *code,
+                "{failure:?}"
+            );
+            assert_eq!(
+                serde_json::to_value(ErrorCode::of_failure(failure)).unwrap(),
+                *code
+            );
+        }
+    }
 }

@@ -352,6 +352,35 @@ mod tests {
     use verity_state::{BlockInput, Genesis, GenesisAccount, MemStore, Params, TxStatus};
     use verity_types::{AccountKey, Action, TxBody};
 
+    /// Each refusal answers with its own API code (the API's tests reach all but a full pool,
+    /// which needs 100,000 pending transactions; `a_full_pool_evicts_the_lowest_fee_per_weight`
+    /// fills a small one).
+    #[test]
+    fn every_refusal_has_its_api_code() {
+        for (refusal, code) in [
+            (
+                AdmitError::NonceTooFarAhead {
+                    expected: 0,
+                    got: 2_000,
+                },
+                ErrorCode::NonceTooFarAhead,
+            ),
+            (AdmitError::Duplicate, ErrorCode::DuplicateTransaction),
+            (AdmitError::Full(3), ErrorCode::MempoolFull),
+            (
+                AdmitError::Underpriced { pending: 5 },
+                ErrorCode::ReplacementUnderpriced,
+            ),
+            (AdmitError::SenderFull(1_024), ErrorCode::SenderPendingLimit),
+            (
+                AdmitError::Invalid(TxFailure::Overflow),
+                ErrorCode::Overflow,
+            ),
+        ] {
+            assert_eq!(refusal.code(), code, "{refusal}");
+        }
+    }
+
     const CHAIN: &str = "verity-mempool-test";
 
     fn chain(funded: &[(&AccountKey, u128)]) -> Chain<MemStore> {

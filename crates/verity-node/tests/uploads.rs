@@ -8,6 +8,7 @@ use std::time::Duration;
 use commonware_runtime::Spawner as _;
 use verity_client::api::{ErrorCode, UploadAuth};
 use verity_client::{Client, ClientError};
+use verity_node::run::NodeConfig;
 use verity_node::uploads::UploadPolicy;
 use verity_node::{mempool::SenderCache, run};
 use verity_state::{Genesis, GenesisAccount, Params};
@@ -36,10 +37,18 @@ fn genesis(accounts: &[(Address, u128)]) -> Genesis {
     }
 }
 
-/// Runs `test` against one validator whose uploads follow `policy`.
-fn with_node<F, Fut>(genesis: Genesis, policy: UploadPolicy, test: F)
+/// The validator a test runs against.
+struct Node {
+    client: Client,
+    api: std::net::SocketAddr,
+    /// The blob store's directory.
+    blobs: String,
+}
+
+/// Runs `test` against one validator whose settings `configure` adjusts.
+fn with_node<F, Fut>(genesis: Genesis, configure: impl FnOnce(&mut NodeConfig), test: F)
 where
-    F: FnOnce(Client, String) -> Fut + Send + 'static,
+    F: FnOnce(Node) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
     let home = tempfile::tempdir().unwrap();
@@ -48,13 +57,18 @@ where
     let storage = home.path().join("consensus");
     commonware_runtime::Runner::start(run::runner(&storage), |context| async move {
         let mut configs = run::NodeConfig::load_all(&layout.nodes).unwrap();
-        configs[0].uploads = policy;
+        configure(&mut configs[0]);
         let started = run::start_nodes(&context, configs, SenderCache::default())
             .await
             .unwrap();
         let client = Client::new(&started[0].api.to_string());
         wait_for_height(&client, 1).await;
-        test(client, blob_dir.display().to_string()).await;
+        let node = Node {
+            client,
+            api: started[0].api,
+            blobs: blob_dir.display().to_string(),
+        };
+        test(node).await;
         context.stop(0, Some(Duration::from_secs(5))).await.ok();
     });
 }
@@ -110,99 +124,104 @@ fn uploads_need_a_recent_signature_from_a_funded_account_within_its_quota() {
         max_age_blocks: 3,
         disk_floor_bytes: 0,
     };
-    with_node(genesis, policy, move |client, blobs| async move {
-        let bytes = vec![7u8; 600];
-        let hash = sha256(&bytes);
-        let height = client.status().await.unwrap().height;
+    with_node(
+        genesis,
+        |config| config.uploads = policy,
+        move |node| async move {
+            let Node { client, blobs, .. } = node;
+            let bytes = vec![7u8; 600];
+            let hash = sha256(&bytes);
+            let height = client.status().await.unwrap().height;
 
-        // No header, a malformed one, a forged signature, another chain's.
-        refused(
-            client.put_blob_with(bytes.clone(), "").await,
-            401,
-            ErrorCode::UploadUnauthorized,
-        );
-        refused(
-            client.put_blob_with(bytes.clone(), "not a header").await,
-            401,
-            ErrorCode::UploadUnauthorized,
-        );
-        let forged = format!("{hash}:{height}:{}", "00".repeat(65));
-        refused(
-            client.put_blob_with(bytes.clone(), &forged).await,
-            401,
-            ErrorCode::UploadUnauthorized,
-        );
-        let elsewhere = UploadAuth::sign(&rich, "another-chain", hash, height);
-        refused(
+            // No header, a malformed one, a forged signature, another chain's.
+            refused(
+                client.put_blob_with(bytes.clone(), "").await,
+                401,
+                ErrorCode::UploadUnauthorized,
+            );
+            refused(
+                client.put_blob_with(bytes.clone(), "not a header").await,
+                401,
+                ErrorCode::UploadUnauthorized,
+            );
+            let forged = format!("{hash}:{height}:{}", "00".repeat(65));
+            refused(
+                client.put_blob_with(bytes.clone(), &forged).await,
+                401,
+                ErrorCode::UploadUnauthorized,
+            );
+            let elsewhere = UploadAuth::sign(&rich, "another-chain", hash, height);
+            refused(
+                client
+                    .put_blob_with(bytes.clone(), &elsewhere.to_header())
+                    .await,
+                401,
+                ErrorCode::UploadUnauthorized,
+            );
+            // A height from the future.
+            let ahead = UploadAuth::sign(&rich, CHAIN_ID, hash, height + 50);
+            refused(
+                client
+                    .put_blob_with(bytes.clone(), &ahead.to_header())
+                    .await,
+                401,
+                ErrorCode::UploadUnauthorized,
+            );
+            // An account below the minimum balance.
+            refused(
+                client.put_blob(bytes.clone(), &poor).await,
+                403,
+                ErrorCode::BalanceTooLow,
+            );
+            // Bytes other than those signed.
+            let swapped = UploadAuth::sign(&rich, CHAIN_ID, sha256(b"something else"), height);
+            refused(
+                client
+                    .put_blob_with(bytes.clone(), &swapped.to_header())
+                    .await,
+                400,
+                ErrorCode::HashMismatch,
+            );
+            assert_eq!(stored(&blobs), 0, "refused uploads store nothing");
+
+            // A good upload is stored, and a captured header is useless for other bytes.
+            let auth = UploadAuth::sign(&rich, CHAIN_ID, hash, height);
+            let blob = client
+                .put_blob_with(bytes.clone(), &auth.to_header())
+                .await
+                .expect("a signed upload is stored");
+            assert_eq!(blob.hash, hash);
+            assert_eq!(client.get_blob(&blob.cid).await.unwrap().unwrap(), bytes);
+            refused(
+                client.put_blob_with(vec![8u8; 10], &auth.to_header()).await,
+                400,
+                ErrorCode::HashMismatch,
+            );
+
+            // Past the quota: 600 + 600 > 1000 bytes. Another account has its own.
+            refused(
+                client.put_blob(vec![9u8; 600], &rich).await,
+                429,
+                ErrorCode::QuotaExceeded,
+            );
             client
-                .put_blob_with(bytes.clone(), &elsewhere.to_header())
-                .await,
-            401,
-            ErrorCode::UploadUnauthorized,
-        );
-        // A height from the future.
-        let ahead = UploadAuth::sign(&rich, CHAIN_ID, hash, height + 50);
-        refused(
-            client
-                .put_blob_with(bytes.clone(), &ahead.to_header())
-                .await,
-            401,
-            ErrorCode::UploadUnauthorized,
-        );
-        // An account below the minimum balance.
-        refused(
-            client.put_blob(bytes.clone(), &poor).await,
-            403,
-            ErrorCode::BalanceTooLow,
-        );
-        // Bytes other than those signed.
-        let swapped = UploadAuth::sign(&rich, CHAIN_ID, sha256(b"something else"), height);
-        refused(
-            client
-                .put_blob_with(bytes.clone(), &swapped.to_header())
-                .await,
-            400,
-            ErrorCode::HashMismatch,
-        );
-        assert_eq!(stored(&blobs), 0, "refused uploads store nothing");
+                .put_blob(vec![9u8; 600], &other)
+                .await
+                .expect("another account's quota is its own");
+            assert_eq!(stored(&blobs), 2);
 
-        // A good upload is stored, and a captured header is useless for other bytes.
-        let auth = UploadAuth::sign(&rich, CHAIN_ID, hash, height);
-        let blob = client
-            .put_blob_with(bytes.clone(), &auth.to_header())
-            .await
-            .expect("a signed upload is stored");
-        assert_eq!(blob.hash, hash);
-        assert_eq!(client.get_blob(&blob.cid).await.unwrap().unwrap(), bytes);
-        refused(
-            client.put_blob_with(vec![8u8; 10], &auth.to_header()).await,
-            400,
-            ErrorCode::HashMismatch,
-        );
-
-        // Past the quota: 600 + 600 > 1000 bytes. Another account has its own.
-        refused(
-            client.put_blob(vec![9u8; 600], &rich).await,
-            429,
-            ErrorCode::QuotaExceeded,
-        );
-        client
-            .put_blob(vec![9u8; 600], &other)
-            .await
-            .expect("another account's quota is its own");
-        assert_eq!(stored(&blobs), 2);
-
-        // A header signed at an old height goes stale.
-        let now = wait_for_height(&client, height + 5).await;
-        let stale = UploadAuth::sign(&other, CHAIN_ID, sha256(&[1]), now - 5);
-        refused(
-            client.put_blob_with(vec![1], &stale.to_header()).await,
-            401,
-            ErrorCode::UploadUnauthorized,
-        );
-        // The chain kept finalizing through all of it.
-        wait_for_height(&client, now + 2).await;
-    });
+            // A header signed at an old height goes stale.
+            let now = wait_for_height(&client, height + 5).await;
+            let stale = UploadAuth::sign(&other, CHAIN_ID, sha256(&[1]), now - 5);
+            refused(
+                client.put_blob_with(vec![1], &stale.to_header()).await,
+                401,
+                ErrorCode::UploadUnauthorized,
+            );
+            // The chain kept finalizing through all of it.
+            wait_for_height(&client, now + 2).await;
+        },
+    );
 }
 
 #[test]
@@ -213,14 +232,140 @@ fn a_node_below_its_disk_floor_answers_507_and_keeps_finalizing() {
         disk_floor_bytes: u64::MAX / 2,
         ..UploadPolicy::default()
     };
-    with_node(genesis, policy, move |client, blobs| async move {
+    with_node(
+        genesis,
+        |config| config.uploads = policy,
+        move |node| async move {
+            let Node { client, blobs, .. } = node;
+            refused(
+                client.put_blob(vec![1, 2, 3], &key).await,
+                507,
+                ErrorCode::InsufficientStorage,
+            );
+            assert_eq!(stored(&blobs), 0);
+            let height = client.status().await.unwrap().height;
+            wait_for_height(&client, height + 2).await;
+        },
+    );
+}
+
+/// Sends `head` (request line and headers) and `body` over one connection, half-closes it, and
+/// returns the status code and the answer's error code.
+async fn raw_request(api: std::net::SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(api).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    let status = text[9..12].parse().unwrap();
+    let json = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let code = serde_json::from_str::<serde_json::Value>(json)
+        .map(|v| v["error"]["code"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default();
+    (status, code)
+}
+
+/// The codes of the HTTP edge that need a misbehaving client or a failing disk: a blob over the
+/// limit, a body cut short, a request slower than the time limit, a CID that is not one, and a
+/// store that cannot write (internal: the node's fault, said without details).
+#[test]
+fn the_http_edge_answers_each_failure_with_its_code() {
+    let key = AccountKey::generate();
+    let genesis = genesis(&[(key.address(), 100 * ONE_TOKEN)]);
+    let configure = |config: &mut NodeConfig| {
+        config.max_blob_bytes = 100;
+        config.api_limits.request_timeout_secs = 1;
+    };
+    with_node(genesis, configure, move |node| async move {
+        let Node { client, api, blobs } = node;
         refused(
-            client.put_blob(vec![1, 2, 3], &key).await,
-            507,
-            ErrorCode::InsufficientStorage,
+            client.put_blob(vec![1; 101], &key).await,
+            413,
+            ErrorCode::BlobTooLarge,
         );
-        assert_eq!(stored(&blobs), 0);
+
         let height = client.status().await.unwrap().height;
+        let auth =
+            |bytes: &[u8]| UploadAuth::sign(&key, CHAIN_ID, sha256(bytes), height).to_header();
+        let head = |len: usize, bytes: &[u8]| {
+            format!(
+                "PUT /v1/blobs HTTP/1.1\r\nhost: {api}\r\n{}: {}\r\ncontent-type: application/octet-stream\r\ncontent-length: {len}\r\n\r\n",
+                verity_api::UPLOAD_HEADER,
+                auth(bytes)
+            )
+        };
+        // Declares 50 bytes, sends 10 and closes: the body ends early.
+        let bytes = [3u8; 50];
+        assert_eq!(
+            raw_request(api, &head(50, &bytes), &bytes[..10]).await,
+            (400, "bad_upload".into())
+        );
+        // Declares 50 bytes, sends 10 and waits past the 1 s limit.
+        {
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            let mut stream = tokio::net::TcpStream::connect(api).await.unwrap();
+            stream.write_all(head(50, &bytes).as_bytes()).await.unwrap();
+            stream.write_all(&bytes[..10]).await.unwrap();
+            let mut answer = Vec::new();
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+                .await
+                .expect("answered within the limit")
+                .unwrap();
+            let text = String::from_utf8_lossy(&answer);
+            assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+            assert!(text.contains("\"code\":\"timeout\""), "{text}");
+        }
+        refused(client.get_blob("not-a-cid").await, 400, ErrorCode::BadCid);
+        assert_eq!(stored(&blobs), 0);
+
+        // The store's directory replaced by a file: writing fails, and says only that.
+        std::fs::remove_dir_all(&blobs).unwrap();
+        std::fs::write(&blobs, b"not a directory").unwrap();
+        match client.put_blob(vec![4; 10], &key).await {
+            Err(ClientError::Api {
+                status,
+                code,
+                message,
+            }) => {
+                assert_eq!((status, code), (500, ErrorCode::Internal), "{message}");
+            }
+            other => panic!("expected 500 internal, got {other:?}"),
+        }
+        // The chain does not depend on it.
         wait_for_height(&client, height + 2).await;
+    });
+}
+
+/// Before block 1 there is no attestation nonce: a validator of two, alone, finalizes nothing.
+#[test]
+fn no_nonce_before_the_first_block() {
+    let home = tempfile::tempdir().unwrap();
+    let layout = run::write_network(home.path(), genesis(&[]), 2, 0, 0).unwrap();
+    let storage = home.path().join("consensus");
+    commonware_runtime::Runner::start(run::runner(&storage), |context| async move {
+        let mut configs = run::NodeConfig::load_all(&layout.nodes).unwrap();
+        configs.truncate(1);
+        let started = run::start_nodes(&context, configs, SenderCache::default())
+            .await
+            .unwrap();
+        let api = started[0].api;
+        let head = format!(
+            "GET /v1/attestation-nonce HTTP/1.1
+host: {api}
+
+"
+        );
+        assert_eq!(
+            raw_request(api, &head, &[]).await,
+            (503, "no_blocks_yet".into())
+        );
+        // The client reads that code as "none yet".
+        let client = Client::new(&api.to_string());
+        assert!(client.attestation_nonce().await.unwrap().is_none());
+        assert_eq!(client.status().await.unwrap().height, 0);
+        context.stop(0, Some(Duration::from_secs(5))).await.ok();
     });
 }
