@@ -37,9 +37,11 @@ pub struct TasksArgs {
     /// Offered load in tasks per second; 0 submits as fast as the APIs accept them.
     #[arg(long, default_value_t = 0)]
     rate: u64,
-    #[arg(long, default_value_t = 18545)]
+    /// The throwaway network's first API port (validator i's is this + i).
+    #[arg(long, env = "VERITY_BENCH_API_PORT", default_value_t = 18545)]
     api_port: u16,
-    #[arg(long, default_value_t = 31300)]
+    /// Its first p2p port.
+    #[arg(long, env = "VERITY_BENCH_P2P_PORT", default_value_t = 31300)]
     p2p_port: u16,
 }
 
