@@ -1,8 +1,11 @@
-//! Content ids and the embedded blob store (ARCHITECTURE.md, crate map).
+//! Content ids, the embedded blob store, and the encryption of contributed data
+//! (ARCHITECTURE.md, crate map).
 //!
 //! Task inputs, outputs and model files are named by CIDv1 with the raw codec and a sha2-256
 //! multihash: the id Kubo gives `ipfs add --cid-version 1 --raw-leaves` for a single block.
 
+pub mod envelope;
+pub mod quality;
 mod store;
 
 pub use store::{BlobError, BlobStore, StoredBlob};

@@ -7,6 +7,7 @@ mod attest_cmd;
 mod bench_cmd;
 mod bench_tasks;
 mod chain_cmd;
+mod data_cmd;
 mod dispute_cmd;
 mod infer_cmd;
 mod shutdown;
@@ -68,6 +69,9 @@ enum Command {
     /// Disputes of OP results.
     #[command(subcommand)]
     Dispute(dispute_cmd::DisputeCommand),
+    /// Contributed data: encryption with your key's password.
+    #[command(subcommand)]
+    Data(data_cmd::DataCommand),
     /// Zero-knowledge proofs of quantized models: keys, proofs, independent checks.
     #[command(subcommand)]
     Zk(zk_cmd::ZkCommand),
@@ -89,6 +93,7 @@ fn main() -> ExitCode {
         Command::Status(args) => chain_cmd::status(args),
         Command::Bench(cmd) => bench_cmd::run(cmd),
         Command::Attest(cmd) => attest_cmd::run(cmd),
+        Command::Data(cmd) => data_cmd::run(cmd),
         Command::Blob(cmd) => task_cmd::blob(cmd),
         Command::Model(cmd) => task_cmd::model(cmd),
         Command::Task(cmd) => task_cmd::task(cmd),
