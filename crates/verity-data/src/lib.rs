@@ -7,6 +7,7 @@
 pub mod envelope;
 pub mod quality;
 mod store;
+pub mod unixfs;
 
 pub use store::{BlobError, BlobStore, StoredBlob};
 
