@@ -5,6 +5,7 @@
 //! multihash: the id Kubo gives `ipfs add --cid-version 1 --raw-leaves` for a single block.
 
 pub mod envelope;
+pub mod ipfs;
 pub mod quality;
 mod store;
 pub mod unixfs;
