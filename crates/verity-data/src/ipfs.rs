@@ -80,8 +80,7 @@ impl Ipfs {
         // One JSON object per line; the file's is the last.
         let last = body
             .split(|&b| b == b'\n')
-            .filter(|line| !line.is_empty())
-            .next_back()
+            .rfind(|line| !line.is_empty())
             .ok_or_else(|| IpfsError::BadAnswer("an empty answer to add".into()))?;
         let answer: serde_json::Value =
             serde_json::from_slice(last).map_err(|e| IpfsError::BadAnswer(e.to_string()))?;
