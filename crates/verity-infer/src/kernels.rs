@@ -182,18 +182,26 @@ mod tests {
         c
     }
 
+    /// An `m×k` and a `k×n` matrix of values in ±500 from a 64-bit LCG seeded with `seed`.
+    fn operands(m: usize, k: usize, n: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+        let mut s = seed;
+        let mut next = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 1e3
+        };
+        let a = (0..m * k).map(|_| next()).collect();
+        let b = (0..k * n).map(|_| next()).collect();
+        (a, b)
+    }
+
     proptest! {
         #[test]
         fn tiles_threads_and_vector_width_never_change_a_bit(
             m in 1usize..12, k in 0usize..40, n in 1usize..70, seed in any::<u64>()
         ) {
-            let mut s = seed;
-            let mut next = || {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 1e3
-            };
-            let a: Vec<f32> = (0..m * k).map(|_| next()).collect();
-            let b: Vec<f32> = (0..k * n).map(|_| next()).collect();
+            let (a, b) = operands(m, k, n, seed);
             let want = reference(m, k, n, &a, &b);
             let mut portable = vec![f32::NAN; m * n];
             block_body(m, k, n, &a, &b, n, &mut portable, n);
@@ -224,13 +232,7 @@ mod tests {
             (m, k, n) in threaded_shapes(), threads in 2usize..=5, seed in any::<u64>()
         ) {
             prop_assert!(m * k * n >= PARALLEL_MIN_MACS, "the shape must reach the threaded path");
-            let mut s = seed;
-            let mut next = || {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 1e3
-            };
-            let a: Vec<f32> = (0..m * k).map(|_| next()).collect();
-            let b: Vec<f32> = (0..k * n).map(|_| next()).collect();
+            let (a, b) = operands(m, k, n, seed);
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             let mut c = vec![f32::NAN; m * n];
             gemm_f32(Ctx { pool: Some(&pool) }, m, k, n, &a, &b, &mut c);
