@@ -20,6 +20,13 @@ pub enum DataCommand {
     /// README. Deterministic: anyone holding the file gets the same score.
     Score {
         file: PathBuf,
+        /// The CSV column holding each row's class; with --model, the score is multiplied by
+        /// the model's accuracy on the file.
+        #[arg(long, requires = "model")]
+        label: Option<String>,
+        /// An ONNX classifier taking the other columns as one row of numbers.
+        #[arg(long, requires = "label")]
+        model: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -83,11 +90,25 @@ pub fn run(cmd: DataCommand) -> Result<()> {
                 args.output.display()
             );
         }
-        DataCommand::Score { file, json } => {
+        DataCommand::Score {
+            file,
+            label,
+            model,
+            json,
+        } => {
             let data =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let quality = verity_data::quality::score(&data)
+            let mut quality = verity_data::quality::score(&data)
                 .with_context(|| format!("scoring {}", file.display()))?;
+            if let (Some(label), Some(model)) = (label, model) {
+                let correct = correct_predictions(&data, &label, &model)?;
+                eprintln!(
+                    "accuracy  {correct} of {} rows labeled right by {}",
+                    quality.rows,
+                    model.display()
+                );
+                quality.score = verity_data::quality::with_accuracy(&quality, correct);
+            }
             if json {
                 outln!("{}", serde_json::to_string_pretty(&quality)?);
             } else {
@@ -120,4 +141,47 @@ pub fn run(cmd: DataCommand) -> Result<()> {
 fn password_of(from: &str, message: &str, dir: Option<PathBuf>) -> Result<String> {
     let key = load_key(from, &keys_dir(dir))?;
     Ok(envelope::password(&key, message))
+}
+
+/// How many rows of `data` the classifier at `model` labels as their `label` column says.
+fn correct_predictions(data: &[u8], label: &str, model: &std::path::Path) -> Result<u64> {
+    use verity_infer::{Data, Engine, Model, Tensor};
+    let (rows, labels) = verity_data::quality::labeled(data, label)?;
+    let Some(width) = rows.first().map(Vec::len) else {
+        return Ok(0);
+    };
+    let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
+    let model = Model::from_bytes(&bytes).context("loading the model")?;
+    let input = Tensor::new(vec![rows.len(), width], Data::F32(rows.concat()))
+        .context("the rows as one input")?;
+    let run = Engine::new(1)?
+        .run(&model, vec![input], false)
+        .context("running the model on the rows")?;
+    let (_, output) = run
+        .outputs
+        .iter()
+        .find(|(name, _)| name == "label")
+        .or_else(|| run.outputs.first())
+        .context("the model has no output")?;
+    let predicted: Vec<i64> = match output.data() {
+        Data::I64(v) => v.clone(),
+        Data::F32(v) => {
+            let classes = v.len() / labels.len().max(1);
+            v.chunks(classes.max(1))
+                .map(|row| {
+                    (0..row.len()).fold(0, |best, i| if row[i] > row[best] { i } else { best })
+                        as i64
+                })
+                .collect()
+        }
+        other => anyhow::bail!(
+            "the model's output is {:?}, not labels or scores",
+            other.dtype()
+        ),
+    };
+    Ok(predicted
+        .iter()
+        .zip(&labels)
+        .filter(|(p, l)| p == l)
+        .count() as u64)
 }
