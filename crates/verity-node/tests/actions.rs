@@ -6,15 +6,15 @@
 //! the mempool's own refusals: a duplicate, an underpriced replacement, a nonce too far ahead and
 //! a sender over its pending limit.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use commonware_runtime::Spawner as _;
 use verity_client::api::TxStatus;
 use verity_client::{Client, ClientError};
-use verity_node::mempool::{SenderCache, MAX_NONCE_GAP, MAX_PER_SENDER};
-use verity_node::run;
+use verity_node::mempool::{MAX_NONCE_GAP, MAX_PER_SENDER};
 use verity_state::{Genesis, GenesisAccount, Params, TxFailure};
 use verity_types::{
     AccountKey, Action, Address, Asset, DataRef, EnclaveKey, FailureReason, FailureReceipt, Hash,
@@ -58,31 +58,31 @@ const KINDS: [&str; 21] = [
     "submit_zk_receipt",
 ];
 
-/// No wildcard: a new action does not compile here until it is named, and then fails the test
-/// until it is sent.
+/// `Action::name`, through a match with no wildcard: a new action does not compile here until
+/// it is listed, and then fails the test until a bad one is sent.
 fn kind(action: &Action) -> &'static str {
     match action {
-        Action::Transfer { .. } => "transfer",
-        Action::Stake { .. } => "stake",
-        Action::Unstake { .. } => "unstake",
-        Action::ServeModels { .. } => "serve_models",
-        Action::RegisterModel(_) => "register_model",
-        Action::RegisterDataset { .. } => "register_dataset",
-        Action::TransferOwnership { .. } => "transfer_ownership",
-        Action::RegisterEnclave { .. } => "register_enclave",
-        Action::SetAttestationPolicy { .. } => "set_attestation_policy",
-        Action::SubmitTask { .. } => "submit_task",
-        Action::SubmitReceipts { .. } => "submit_receipts",
-        Action::CancelTask { .. } => "cancel_task",
-        Action::ReportFailures { .. } => "report_failures",
-        Action::RegisterChallenger { .. } => "register_challenger",
-        Action::UnbondChallenger { .. } => "unbond_challenger",
-        Action::OpenDispute { .. } => "open_dispute",
-        Action::RevealChildren { .. } => "reveal_children",
-        Action::OneStep { .. } => "one_step",
-        Action::RevealOutput { .. } => "reveal_output",
-        Action::SetZkKeys { .. } => "set_zk_keys",
-        Action::SubmitZkReceipt(_) => "submit_zk_receipt",
+        Action::Transfer { .. }
+        | Action::Stake { .. }
+        | Action::Unstake { .. }
+        | Action::ServeModels { .. }
+        | Action::RegisterModel(_)
+        | Action::RegisterDataset { .. }
+        | Action::TransferOwnership { .. }
+        | Action::RegisterEnclave { .. }
+        | Action::SetAttestationPolicy { .. }
+        | Action::SubmitTask { .. }
+        | Action::SubmitReceipts { .. }
+        | Action::CancelTask { .. }
+        | Action::ReportFailures { .. }
+        | Action::RegisterChallenger { .. }
+        | Action::UnbondChallenger { .. }
+        | Action::OpenDispute { .. }
+        | Action::RevealChildren { .. }
+        | Action::OneStep { .. }
+        | Action::RevealOutput { .. }
+        | Action::SetZkKeys { .. }
+        | Action::SubmitZkReceipt(_) => action.name(),
     }
 }
 
@@ -206,7 +206,6 @@ fn receipt(task_id: Hash, worker: Address, enclave: &EnclaveKey) -> TaskReceipt 
 
 #[test]
 fn every_action_through_the_api_and_a_bad_one_of_each_fails_for_its_reason() {
-    let home = tempfile::tempdir().unwrap();
     let alice = AccountKey::generate();
     let bob = AccountKey::generate();
     let genesis = Genesis {
@@ -230,447 +229,440 @@ fn every_action_through_the_api_and_a_bad_one_of_each_fails_for_its_reason() {
             .collect(),
         attestation_policy: Some(verity_tee::Policy::devnet()),
     };
-    let layout = run::write_network(home.path(), genesis, 1, 0, 0).unwrap();
-    let storage = home.path().join("consensus");
-    commonware_runtime::Runner::start(run::runner(&storage), |context| async move {
-        let started = run::start_nodes(
-            &context,
-            run::NodeConfig::load_all(&layout.nodes).unwrap(),
-            SenderCache::default(),
-        )
-        .await
-        .unwrap();
-        let client = Client::new(&started[0].api.to_string());
-        let mut alice = Sender {
-            key: alice,
-            nonce: 0,
-        };
-        let mut bob = Sender { key: bob, nonce: 0 };
-        let (a, b) = (alice.key.address(), bob.key.address());
+    common::with_node(
+        genesis,
+        |_| {},
+        |node| async move {
+            let client = node.client;
+            let mut alice = Sender {
+                key: alice,
+                nonce: 0,
+            };
+            let mut bob = Sender { key: bob, nonce: 0 };
+            let (a, b) = (alice.key.address(), bob.key.address());
 
-        // Transfer.
-        alice
-            .ok(&client, "transfer", Action::Transfer { to: b, amount: 1 })
-            .await;
-        let outcome = alice
-            .send(
-                &client,
-                Action::Transfer {
-                    to: b,
-                    amount: u128::MAX,
-                },
-            )
-            .await;
-        refused("transfer of everything", outcome, "overflow", "overflows");
+            // Transfer.
+            alice
+                .ok(&client, "transfer", Action::Transfer { to: b, amount: 1 })
+                .await;
+            let outcome = alice
+                .send(
+                    &client,
+                    Action::Transfer {
+                        to: b,
+                        amount: u128::MAX,
+                    },
+                )
+                .await;
+            refused("transfer of everything", outcome, "overflow", "overflows");
 
-        // Stake, ServeModels, Unstake.
-        alice
-            .ok(
-                &client,
-                "stake",
-                Action::Stake {
-                    amount: 20 * ONE_TOKEN,
-                },
-            )
-            .await;
-        let outcome = bob
-            .send(
-                &client,
-                Action::Stake {
-                    amount: 1_000_000 * ONE_TOKEN,
-                },
-            )
-            .await;
-        refused(
-            "stake beyond the balance",
-            outcome,
-            "insufficient_balance",
-            "insufficient balance",
-        );
-        alice
-            .ok(
-                &client,
-                "serve every model",
-                Action::ServeModels { models: vec![] },
-            )
-            .await;
-        let outcome = bob
-            .send(
-                &client,
-                Action::ServeModels {
-                    models: vec![Hash([0x77; 32])],
-                },
-            )
-            .await;
-        failed(
-            "serve models without a stake",
-            outcome,
-            "not_found",
-            "stake before choosing models",
-        );
-        alice
-            .ok(&client, "unstake", Action::Unstake { amount: ONE_TOKEN })
-            .await;
-        let outcome = bob
-            .send(&client, Action::Unstake { amount: ONE_TOKEN })
-            .await;
-        failed(
-            "unstake without a stake",
-            outcome,
-            "not_found",
-            &format!("stake of {b}"),
-        );
+            // Stake, ServeModels, Unstake.
+            alice
+                .ok(
+                    &client,
+                    "stake",
+                    Action::Stake {
+                        amount: 20 * ONE_TOKEN,
+                    },
+                )
+                .await;
+            let outcome = bob
+                .send(
+                    &client,
+                    Action::Stake {
+                        amount: 1_000_000 * ONE_TOKEN,
+                    },
+                )
+                .await;
+            refused(
+                "stake beyond the balance",
+                outcome,
+                "insufficient_balance",
+                "insufficient balance",
+            );
+            alice
+                .ok(
+                    &client,
+                    "serve every model",
+                    Action::ServeModels { models: vec![] },
+                )
+                .await;
+            let outcome = bob
+                .send(
+                    &client,
+                    Action::ServeModels {
+                        models: vec![Hash([0x77; 32])],
+                    },
+                )
+                .await;
+            failed(
+                "serve models without a stake",
+                outcome,
+                "not_found",
+                "stake before choosing models",
+            );
+            alice
+                .ok(&client, "unstake", Action::Unstake { amount: ONE_TOKEN })
+                .await;
+            let outcome = bob
+                .send(&client, Action::Unstake { amount: ONE_TOKEN })
+                .await;
+            failed(
+                "unstake without a stake",
+                outcome,
+                "not_found",
+                &format!("stake of {b}"),
+            );
 
-        // RegisterModel, RegisterDataset, TransferOwnership.
-        let spec = model_spec(0x11, 0);
-        let model = spec.model_id;
-        alice
-            .ok(
-                &client,
-                "register a model",
-                Action::RegisterModel(spec.clone()),
-            )
-            .await;
-        let outcome = bob.send(&client, Action::RegisterModel(spec)).await;
-        failed(
-            "register a model twice",
-            outcome,
-            "invalid",
-            "is already registered",
-        );
-        let outcome = bob
-            .send(&client, Action::RegisterModel(model_spec(0x12, 1_000_001)))
-            .await;
-        failed(
-            "a tolerance over 100 %",
-            outcome,
-            "invalid",
-            "1000001 ppm is over 100 %",
-        );
-        let data = DataRef::of(b"a dataset");
-        let dataset = Action::RegisterDataset {
-            name: "d".into(),
-            data,
-            license: "CC-BY".into(),
-        };
-        alice
-            .ok(&client, "register a dataset", dataset.clone())
-            .await;
-        let outcome = bob.send(&client, dataset).await;
-        failed(
-            "register a dataset twice",
-            outcome,
-            "invalid",
-            "is already registered",
-        );
-        let give = |to| Action::TransferOwnership {
-            asset: Asset::Dataset,
-            id: data.hash,
-            to,
-        };
-        let outcome = bob.send(&client, give(b)).await;
-        failed(
-            "take someone else's dataset",
-            outcome,
-            "unauthorized",
-            &format!("only the owner {a} may transfer"),
-        );
-        alice.ok(&client, "give the dataset away", give(b)).await;
+            // RegisterModel, RegisterDataset, TransferOwnership.
+            let spec = model_spec(0x11, 0);
+            let model = spec.model_id;
+            alice
+                .ok(
+                    &client,
+                    "register a model",
+                    Action::RegisterModel(spec.clone()),
+                )
+                .await;
+            let outcome = bob.send(&client, Action::RegisterModel(spec)).await;
+            failed(
+                "register a model twice",
+                outcome,
+                "invalid",
+                "is already registered",
+            );
+            let outcome = bob
+                .send(&client, Action::RegisterModel(model_spec(0x12, 1_000_001)))
+                .await;
+            failed(
+                "a tolerance over 100 %",
+                outcome,
+                "invalid",
+                "1000001 ppm is over 100 %",
+            );
+            let data = DataRef::of(b"a dataset");
+            let dataset = Action::RegisterDataset {
+                name: "d".into(),
+                data,
+                license: "CC-BY".into(),
+            };
+            alice
+                .ok(&client, "register a dataset", dataset.clone())
+                .await;
+            let outcome = bob.send(&client, dataset).await;
+            failed(
+                "register a dataset twice",
+                outcome,
+                "invalid",
+                "is already registered",
+            );
+            let give = |to| Action::TransferOwnership {
+                asset: Asset::Dataset,
+                id: data.hash,
+                to,
+            };
+            let outcome = bob.send(&client, give(b)).await;
+            failed(
+                "take someone else's dataset",
+                outcome,
+                "unauthorized",
+                &format!("only the owner {a} may transfer"),
+            );
+            alice.ok(&client, "give the dataset away", give(b)).await;
 
-        // SetAttestationPolicy: governance only, and only a policy that parses.
-        let policy = serde_json::to_vec(&verity_tee::Policy::devnet()).unwrap();
-        alice
-            .ok(
-                &client,
-                "set the policy",
-                Action::SetAttestationPolicy {
-                    policy: policy.clone(),
-                },
-            )
-            .await;
-        let outcome = bob
-            .send(&client, Action::SetAttestationPolicy { policy })
-            .await;
-        failed(
-            "policy from a non-governor",
-            outcome,
-            "unauthorized",
-            &format!("only the governance account {a}"),
-        );
-        let outcome = alice
-            .send(
-                &client,
-                Action::SetAttestationPolicy {
-                    policy: b"{".to_vec(),
-                },
-            )
-            .await;
-        failed(
-            "a policy that does not parse",
-            outcome,
-            "attestation",
-            "the attestation policy does not parse",
-        );
+            // SetAttestationPolicy: governance only, and only a policy that parses.
+            let policy = serde_json::to_vec(&verity_tee::Policy::devnet()).unwrap();
+            alice
+                .ok(
+                    &client,
+                    "set the policy",
+                    Action::SetAttestationPolicy {
+                        policy: policy.clone(),
+                    },
+                )
+                .await;
+            let outcome = bob
+                .send(&client, Action::SetAttestationPolicy { policy })
+                .await;
+            failed(
+                "policy from a non-governor",
+                outcome,
+                "unauthorized",
+                &format!("only the governance account {a}"),
+            );
+            let outcome = alice
+                .send(
+                    &client,
+                    Action::SetAttestationPolicy {
+                        policy: b"{".to_vec(),
+                    },
+                )
+                .await;
+            failed(
+                "a policy that does not parse",
+                outcome,
+                "attestation",
+                "the attestation policy does not parse",
+            );
 
-        // RegisterEnclave: dev evidence that does not parse.
-        let nonce_height = client.status().await.unwrap().height;
-        let outcome = alice
-            .send(
-                &client,
-                Action::RegisterEnclave {
-                    kind: "dev".into(),
-                    enclave_key: [9; 32],
-                    nonce_height,
-                    report: b"not a report".to_vec(),
-                    collateral: vec![],
-                    certs: vec![],
-                },
-            )
-            .await;
-        failed(
-            "garbage evidence",
-            outcome,
-            "attestation",
-            "malformed dev report",
-        );
+            // RegisterEnclave: dev evidence that does not parse.
+            let nonce_height = client.status().await.unwrap().height;
+            let outcome = alice
+                .send(
+                    &client,
+                    Action::RegisterEnclave {
+                        kind: "dev".into(),
+                        enclave_key: [9; 32],
+                        nonce_height,
+                        report: b"not a report".to_vec(),
+                        collateral: vec![],
+                        certs: vec![],
+                    },
+                )
+                .await;
+            failed(
+                "garbage evidence",
+                outcome,
+                "attestation",
+                "malformed dev report",
+            );
 
-        // SubmitTask and CancelTask.
-        let task = |mode, deadline_blocks| Action::SubmitTask {
-            model_id: model,
-            input: DataRef::of(b"input"),
-            mode,
-            max_fee: ONE_TOKEN,
-            deadline_blocks,
-            input_commitment: None,
-        };
-        let submit = bob.sign(task(Mode::Tee, 100));
-        let task_id = submit.hash();
-        bob.ok(&client, "submit a task", task(Mode::Tee, 100)).await;
-        let outcome = bob.send(&client, task(Mode::TeeZk, 100)).await;
-        refused(
-            "a mode the model does not allow",
-            outcome,
-            "invalid_action",
-            "does not allow mode tee_zk",
-        );
-        let outcome = alice.send(&client, Action::CancelTask { task_id }).await;
-        failed(
-            "cancel someone else's task",
-            outcome,
-            "unauthorized",
-            &format!("only the submitter {b} may cancel"),
-        );
-        bob.ok(&client, "cancel the task", Action::CancelTask { task_id })
-            .await;
+            // SubmitTask and CancelTask.
+            let task = |mode, deadline_blocks| Action::SubmitTask {
+                model_id: model,
+                input: DataRef::of(b"input"),
+                mode,
+                max_fee: ONE_TOKEN,
+                deadline_blocks,
+                input_commitment: None,
+            };
+            let submit = bob.sign(task(Mode::Tee, 100));
+            let task_id = submit.hash();
+            bob.ok(&client, "submit a task", task(Mode::Tee, 100)).await;
+            let outcome = bob.send(&client, task(Mode::TeeZk, 100)).await;
+            refused(
+                "a mode the model does not allow",
+                outcome,
+                "invalid_action",
+                "does not allow mode tee_zk",
+            );
+            let outcome = alice.send(&client, Action::CancelTask { task_id }).await;
+            failed(
+                "cancel someone else's task",
+                outcome,
+                "unauthorized",
+                &format!("only the submitter {b} may cancel"),
+            );
+            bob.ok(&client, "cancel the task", Action::CancelTask { task_id })
+                .await;
 
-        // Worker results, validly signed by an enclave key that no worker registered.
-        let enclave = EnclaveKey::generate();
-        let outcome = alice
-            .send(
-                &client,
-                Action::SubmitReceipts {
-                    receipts: vec![receipt(task_id, a, &enclave)],
-                },
-            )
-            .await;
-        failed(
-            "a receipt from an unregistered enclave",
-            outcome,
-            "receipt_rejected",
-            "receipt 0 rejected: the signing enclave key is not registered",
-        );
-        let mut failure = FailureReceipt {
-            task_id,
-            model_id: model,
-            input_hash: Hash([2; 32]),
-            worker: a,
-            reason: FailureReason::InputUnavailable,
-            enclave_key: enclave.public(),
-            signature: [6; 64],
-        };
-        enclave.sign_failure(CHAIN_ID, &mut failure);
-        let outcome = alice
-            .send(
-                &client,
-                Action::ReportFailures {
-                    failures: vec![failure],
-                },
-            )
-            .await;
-        failed(
-            "a failure report from an unregistered enclave",
-            outcome,
-            "receipt_rejected",
-            "receipt 0 rejected: the signing enclave key is not registered",
-        );
-        let mut zk = ZkReceipt {
-            receipt: receipt(task_id, a, &enclave),
-            input_commitment: Hash([7; 32]),
-            output_commitment: Hash([8; 32]),
-            proof: vec![0; 128],
-        };
-        enclave.sign_zk(CHAIN_ID, &mut zk);
-        let outcome = alice.send(&client, Action::SubmitZkReceipt(zk)).await;
-        failed(
-            "a zk receipt from an unregistered enclave",
-            outcome,
-            "receipt_rejected",
-            "receipt 0 rejected: the signing enclave key is not registered",
-        );
-        let outcome = bob
-            .send(
-                &client,
-                Action::SetZkKeys {
-                    model_id: model,
-                    verifying_key: vec![1; 360],
-                    proving_key: Hash([3; 32]),
-                },
-            )
-            .await;
-        failed(
-            "zk keys for someone else's model",
-            outcome,
-            "unauthorized",
-            &format!("only the owner {a} may set the keys"),
-        );
+            // Worker results, validly signed by an enclave key that no worker registered.
+            let enclave = EnclaveKey::generate();
+            let outcome = alice
+                .send(
+                    &client,
+                    Action::SubmitReceipts {
+                        receipts: vec![receipt(task_id, a, &enclave)],
+                    },
+                )
+                .await;
+            failed(
+                "a receipt from an unregistered enclave",
+                outcome,
+                "receipt_rejected",
+                "receipt 0 rejected: the signing enclave key is not registered",
+            );
+            let mut failure = FailureReceipt {
+                task_id,
+                model_id: model,
+                input_hash: Hash([2; 32]),
+                worker: a,
+                reason: FailureReason::InputUnavailable,
+                enclave_key: enclave.public(),
+                signature: [6; 64],
+            };
+            enclave.sign_failure(CHAIN_ID, &mut failure);
+            let outcome = alice
+                .send(
+                    &client,
+                    Action::ReportFailures {
+                        failures: vec![failure],
+                    },
+                )
+                .await;
+            failed(
+                "a failure report from an unregistered enclave",
+                outcome,
+                "receipt_rejected",
+                "receipt 0 rejected: the signing enclave key is not registered",
+            );
+            let mut zk = ZkReceipt {
+                receipt: receipt(task_id, a, &enclave),
+                input_commitment: Hash([7; 32]),
+                output_commitment: Hash([8; 32]),
+                proof: vec![0; 128],
+            };
+            enclave.sign_zk(CHAIN_ID, &mut zk);
+            let outcome = alice.send(&client, Action::SubmitZkReceipt(zk)).await;
+            failed(
+                "a zk receipt from an unregistered enclave",
+                outcome,
+                "receipt_rejected",
+                "receipt 0 rejected: the signing enclave key is not registered",
+            );
+            let outcome = bob
+                .send(
+                    &client,
+                    Action::SetZkKeys {
+                        model_id: model,
+                        verifying_key: vec![1; 360],
+                        proving_key: Hash([3; 32]),
+                    },
+                )
+                .await;
+            failed(
+                "zk keys for someone else's model",
+                outcome,
+                "unauthorized",
+                &format!("only the owner {a} may set the keys"),
+            );
 
-        // Challengers and disputes.
-        let outcome = bob
-            .send(&client, Action::RegisterChallenger { amount: ONE_TOKEN })
-            .await;
-        failed(
-            "a bond under the minimum",
-            outcome,
-            "invalid",
-            "a challenger bonds at least",
-        );
-        bob.ok(
-            &client,
-            "register a challenger",
-            Action::RegisterChallenger {
-                amount: 100 * ONE_TOKEN,
-            },
-        )
-        .await;
-        bob.ok(
-            &client,
-            "unbond",
-            Action::UnbondChallenger { amount: ONE_TOKEN },
-        )
-        .await;
-        let outcome = alice
-            .send(&client, Action::UnbondChallenger { amount: ONE_TOKEN })
-            .await;
-        failed(
-            "unbond without a bond",
-            outcome,
-            "not_found",
-            &format!("challenger {a}"),
-        );
-        let outcome = bob
-            .send(
+            // Challengers and disputes.
+            let outcome = bob
+                .send(&client, Action::RegisterChallenger { amount: ONE_TOKEN })
+                .await;
+            failed(
+                "a bond under the minimum",
+                outcome,
+                "invalid",
+                "a challenger bonds at least",
+            );
+            bob.ok(
                 &client,
-                Action::OpenDispute {
-                    task_id,
-                    trace_root: Hash([1; 32]),
-                    trace_len: 5,
+                "register a challenger",
+                Action::RegisterChallenger {
+                    amount: 100 * ONE_TOKEN,
                 },
             )
             .await;
-        failed(
-            "dispute a task that has no OP result",
-            outcome,
-            "not_found",
-            &format!("result of task {task_id}"),
-        );
-        let no_dispute = Hash([0x55; 32]);
-        let outcome = bob
-            .send(
+            bob.ok(
                 &client,
-                Action::RevealChildren {
-                    dispute_id: no_dispute,
-                    hashes: vec![Hash([1; 32])],
-                },
+                "unbond",
+                Action::UnbondChallenger { amount: ONE_TOKEN },
             )
             .await;
-        failed(
-            "reveal in no dispute",
-            outcome,
-            "not_found",
-            &format!("dispute {no_dispute}"),
-        );
-        let outcome = bob
-            .send(
-                &client,
-                Action::OneStep {
-                    dispute_id: no_dispute,
-                    witness: vec![1],
-                    input: vec![],
-                },
-            )
-            .await;
-        failed(
-            "one step in no dispute",
-            outcome,
-            "not_found",
-            &format!("dispute {no_dispute}"),
-        );
-        let outcome = bob
-            .send(
-                &client,
-                Action::RevealOutput {
-                    dispute_id: no_dispute,
-                    output: b"{}".to_vec(),
-                },
-            )
-            .await;
-        failed(
-            "an output in no dispute",
-            outcome,
-            "not_found",
-            &format!("dispute {no_dispute}"),
-        );
+            let outcome = alice
+                .send(&client, Action::UnbondChallenger { amount: ONE_TOKEN })
+                .await;
+            failed(
+                "unbond without a bond",
+                outcome,
+                "not_found",
+                &format!("challenger {a}"),
+            );
+            let outcome = bob
+                .send(
+                    &client,
+                    Action::OpenDispute {
+                        task_id,
+                        trace_root: Hash([1; 32]),
+                        trace_len: 5,
+                    },
+                )
+                .await;
+            failed(
+                "dispute a task that has no OP result",
+                outcome,
+                "not_found",
+                &format!("result of task {task_id}"),
+            );
+            let no_dispute = Hash([0x55; 32]);
+            let outcome = bob
+                .send(
+                    &client,
+                    Action::RevealChildren {
+                        dispute_id: no_dispute,
+                        hashes: vec![Hash([1; 32])],
+                    },
+                )
+                .await;
+            failed(
+                "reveal in no dispute",
+                outcome,
+                "not_found",
+                &format!("dispute {no_dispute}"),
+            );
+            let outcome = bob
+                .send(
+                    &client,
+                    Action::OneStep {
+                        dispute_id: no_dispute,
+                        witness: vec![1],
+                        input: vec![],
+                    },
+                )
+                .await;
+            failed(
+                "one step in no dispute",
+                outcome,
+                "not_found",
+                &format!("dispute {no_dispute}"),
+            );
+            let outcome = bob
+                .send(
+                    &client,
+                    Action::RevealOutput {
+                        dispute_id: no_dispute,
+                        output: b"{}".to_vec(),
+                    },
+                )
+                .await;
+            failed(
+                "an output in no dispute",
+                outcome,
+                "not_found",
+                &format!("dispute {no_dispute}"),
+            );
 
-        assert_eq!(
-            *REFUSED_KINDS.lock().unwrap(),
-            BTreeSet::from(KINDS),
-            "a bad one of every kind"
-        );
+            assert_eq!(
+                *REFUSED_KINDS.lock().unwrap(),
+                BTreeSet::from(KINDS),
+                "a bad one of every kind"
+            );
 
-        // The mempool's own refusals. Bob skips a nonce, so his later ones wait in the pool.
-        let later = |ahead: u64, amount| {
-            TxBody {
-                chain_id: CHAIN_ID.into(),
-                nonce: bob.nonce + ahead,
-                fee: FEE,
-                action: Action::Transfer { to: a, amount },
+            // The mempool's own refusals. Bob skips a nonce, so his later ones wait in the pool.
+            let later = |ahead: u64, amount| {
+                TxBody {
+                    chain_id: CHAIN_ID.into(),
+                    nonce: bob.nonce + ahead,
+                    fee: FEE,
+                    action: Action::Transfer { to: a, amount },
+                }
+                .sign(&bob.key)
+            };
+            let waiting = later(1, 1);
+            client.submit(&waiting).await.unwrap();
+            api_refused(client.submit(&waiting).await, 409, "duplicate_transaction");
+            api_refused(
+                client.submit(&later(1, 2)).await,
+                400,
+                "replacement_underpriced",
+            );
+            api_refused(
+                client.submit(&later(1 + MAX_NONCE_GAP, 1)).await,
+                400,
+                "nonce_too_far_ahead",
+            );
+            for ahead in 2..=MAX_PER_SENDER as u64 {
+                client.submit(&later(ahead, 1)).await.unwrap();
             }
-            .sign(&bob.key)
-        };
-        let waiting = later(1, 1);
-        client.submit(&waiting).await.unwrap();
-        api_refused(client.submit(&waiting).await, 409, "duplicate_transaction");
-        api_refused(
-            client.submit(&later(1, 2)).await,
-            400,
-            "replacement_underpriced",
-        );
-        api_refused(
-            client.submit(&later(1 + MAX_NONCE_GAP, 1)).await,
-            400,
-            "nonce_too_far_ahead",
-        );
-        for ahead in 2..=MAX_PER_SENDER as u64 {
-            client.submit(&later(ahead, 1)).await.unwrap();
-        }
-        api_refused(
-            client.submit(&later(0, 1)).await,
-            400,
-            "sender_pending_limit",
-        );
-
-        context.stop(0, Some(Duration::from_secs(5))).await.ok();
-    });
+            api_refused(
+                client.submit(&later(0, 1)).await,
+                400,
+                "sender_pending_limit",
+            );
+        },
+    );
 }
 
 fn api_refused<T: std::fmt::Debug>(result: Result<T, ClientError>, status: u16, code: &str) {

@@ -3,8 +3,11 @@
 //! signed, and onto a disk below its floor. Each is refused with its own status, nothing is
 //! stored, and the chain keeps finalizing throughout. Runs one real validator.
 
+mod common;
+
 use std::time::Duration;
 
+use common::{wait_for_height, with_node, Node};
 use commonware_runtime::Spawner as _;
 use verity_client::api::{ErrorCode, UploadAuth};
 use verity_client::{Client, ClientError};
@@ -35,54 +38,6 @@ fn genesis(accounts: &[(Address, u128)]) -> Genesis {
             .collect(),
         attestation_policy: None,
     }
-}
-
-/// The validator a test runs against.
-struct Node {
-    client: Client,
-    api: std::net::SocketAddr,
-    /// The blob store's directory.
-    blobs: String,
-}
-
-/// Runs `test` against one validator whose settings `configure` adjusts.
-fn with_node<F, Fut>(genesis: Genesis, configure: impl FnOnce(&mut NodeConfig), test: F)
-where
-    F: FnOnce(Node) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let home = tempfile::tempdir().unwrap();
-    let layout = run::write_network(home.path(), genesis, 1, 0, 0).unwrap();
-    let blob_dir = home.path().join("blobs");
-    let storage = home.path().join("consensus");
-    commonware_runtime::Runner::start(run::runner(&storage), |context| async move {
-        let mut configs = run::NodeConfig::load_all(&layout.nodes).unwrap();
-        configure(&mut configs[0]);
-        let started = run::start_nodes(&context, configs, SenderCache::default())
-            .await
-            .unwrap();
-        let client = Client::new(&started[0].api.to_string());
-        wait_for_height(&client, 1).await;
-        let node = Node {
-            client,
-            api: started[0].api,
-            blobs: blob_dir.display().to_string(),
-        };
-        test(node).await;
-        context.stop(0, Some(Duration::from_secs(5))).await.ok();
-    });
-}
-
-async fn wait_for_height(client: &Client, height: u64) -> u64 {
-    for _ in 0..600 {
-        if let Ok(status) = client.status().await {
-            if status.height >= height {
-                return status.height;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("height {height} not reached in 30 s");
 }
 
 fn refused(result: Result<impl std::fmt::Debug, ClientError>, status: u16, code: ErrorCode) {
