@@ -395,6 +395,7 @@ mod tests {
                 max_block_weight: 2_000_000,
                 governance: None,
                 tasks: Default::default(),
+                data: Default::default(),
             },
             accounts: funded
                 .iter()

@@ -34,7 +34,7 @@ enum Outcome {
 }
 
 /// Every kind of action, as [`kind`] names it: the test must send each one.
-const KINDS: [&str; 21] = [
+const KINDS: [&str; 28] = [
     "transfer",
     "stake",
     "unstake",
@@ -56,6 +56,13 @@ const KINDS: [&str; 21] = [
     "reveal_output",
     "set_zk_keys",
     "submit_zk_receipt",
+    "serve_data",
+    "add_file",
+    "add_permission",
+    "request_proof",
+    "add_proof",
+    "request_reward",
+    "transfer_dat",
 ];
 
 /// `Action::name`, through a match with no wildcard: a new action does not compile here until
@@ -82,7 +89,14 @@ fn kind(action: &Action) -> &'static str {
         | Action::OneStep { .. }
         | Action::RevealOutput { .. }
         | Action::SetZkKeys { .. }
-        | Action::SubmitZkReceipt(_) => action.name(),
+        | Action::SubmitZkReceipt(_)
+        | Action::ServeData { .. }
+        | Action::AddFile { .. }
+        | Action::AddPermission { .. }
+        | Action::RequestProof { .. }
+        | Action::AddProof(_)
+        | Action::RequestReward { .. }
+        | Action::TransferDat { .. } => action.name(),
     }
 }
 
@@ -219,6 +233,7 @@ fn every_action_through_the_api_and_a_bad_one_of_each_fails_for_its_reason() {
             max_block_weight: 2_000_000,
             governance: Some(alice.address()),
             tasks: Default::default(),
+            data: Default::default(),
         },
         accounts: [&alice, &bob]
             .iter()
@@ -622,6 +637,129 @@ fn every_action_through_the_api_and_a_bad_one_of_each_fails_for_its_reason() {
                 outcome,
                 "not_found",
                 &format!("dispute {no_dispute}"),
+            );
+
+            // Contributed data. The full flow with a verifier runs in `crates/verity/tests/data_e2e.rs`.
+            let outcome = alice
+                .send(
+                    &client,
+                    Action::ServeData {
+                        rsa_public_key: vec![1; 294],
+                        endpoint: "http://127.0.0.1:1".into(),
+                        signature: [0; 64],
+                    },
+                )
+                .await;
+            failed(
+                "serve data without an enclave",
+                outcome,
+                "unauthorized",
+                &format!("{a} has no live attested enclave"),
+            );
+            let add_file = |encrypted| Action::AddFile {
+                data: DataRef {
+                    encrypted,
+                    ..DataRef::of(b"ciphertext")
+                },
+                url: String::new(),
+                plaintext_hash: Hash([5; 32]),
+            };
+            alice.ok(&client, "add a file", add_file(true)).await;
+            let outcome = alice.send(&client, add_file(false)).await;
+            failed(
+                "a plaintext file",
+                outcome,
+                "invalid",
+                "a contributed file must be encrypted",
+            );
+            alice
+                .ok(
+                    &client,
+                    "let bob use file 1",
+                    Action::AddPermission {
+                        file_id: 1,
+                        grantee: b,
+                    },
+                )
+                .await;
+            let outcome = bob
+                .send(
+                    &client,
+                    Action::AddPermission {
+                        file_id: 1,
+                        grantee: b,
+                    },
+                )
+                .await;
+            failed(
+                "permission on someone else's file",
+                outcome,
+                "unauthorized",
+                &format!("only the owner {a} may do this for file 1"),
+            );
+            let outcome = bob
+                .send(
+                    &client,
+                    Action::RequestProof {
+                        file_id: 1,
+                        fee: ONE_TOKEN,
+                    },
+                )
+                .await;
+            failed(
+                "a proof nobody can give",
+                outcome,
+                "invalid",
+                "no attested worker serves data verification",
+            );
+            let mut proof = verity_types::DataProof {
+                job_id: 1,
+                file_id: 1,
+                plaintext_hash: Hash([5; 32]),
+                verdict: verity_types::DataVerdict::Scored { score: 10_000 },
+                worker: a,
+                enclave_key: [0; 32],
+                signature: [0; 64],
+            };
+            enclave.sign_data_proof(CHAIN_ID, &mut proof);
+            let outcome = alice.send(&client, Action::AddProof(proof)).await;
+            failed("a proof of no job", outcome, "not_found", "data job 1");
+            let outcome = alice
+                .send(
+                    &client,
+                    Action::RequestReward {
+                        file_id: 1,
+                        job_id: 1,
+                    },
+                )
+                .await;
+            failed("a reward for no job", outcome, "not_found", "data job 1");
+            alice
+                .ok(
+                    &client,
+                    "transfer no DAT",
+                    Action::TransferDat {
+                        file_id: 1,
+                        to: b,
+                        amount: 0,
+                    },
+                )
+                .await;
+            let outcome = bob
+                .send(
+                    &client,
+                    Action::TransferDat {
+                        file_id: 1,
+                        to: a,
+                        amount: 1,
+                    },
+                )
+                .await;
+            failed(
+                "DAT bob does not hold",
+                outcome,
+                "insufficient_balance",
+                "needs 1, has 0",
             );
 
             assert_eq!(

@@ -71,6 +71,7 @@ fn bad_transactions_get_4xx_json_errors_and_change_nothing() {
             max_block_weight: 2_000_000,
             governance: None,
             tasks: Default::default(),
+            data: Default::default(),
         },
         accounts: vec![GenesisAccount {
             address: alice.address(),

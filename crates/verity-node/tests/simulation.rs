@@ -48,6 +48,7 @@ fn genesis(funded: &[Address]) -> Genesis {
             max_block_weight: 2_000_000,
             governance: None,
             tasks: Default::default(),
+            data: Default::default(),
         },
         accounts: funded
             .iter()

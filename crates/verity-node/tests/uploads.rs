@@ -31,6 +31,7 @@ fn genesis(accounts: &[(Address, u128)]) -> Genesis {
             max_block_weight: 2_000_000,
             governance: None,
             tasks: Default::default(),
+            data: Default::default(),
         },
         accounts: accounts
             .iter()

@@ -74,6 +74,7 @@ impl Bench {
                     max_deadline_blocks: HORIZON,
                     ..Default::default()
                 },
+                data: Default::default(),
             },
             accounts: users
                 .iter()

@@ -17,6 +17,9 @@ use verity_types::{sha256, Action, Address, Amount, Hash, SignedTx};
 pub use models::ModelSource;
 pub use modules::accounts::Account;
 pub use modules::challengers::Challenger;
+pub use modules::data::{
+    DataParams, DataVerifier, File as DataFile, Job as DataJob, JobStatus as DataJobStatus,
+};
 pub use modules::disputes::Dispute;
 pub use modules::enclaves::Enclave;
 pub use modules::records::ExecutionRecord;
@@ -152,6 +155,8 @@ pub struct Params {
     pub governance: Option<Address>,
     #[serde(default)]
     pub tasks: TaskParams,
+    #[serde(default)]
+    pub data: modules::data::DataParams,
 }
 
 impl Params {
@@ -638,6 +643,51 @@ impl<S: Store> Chain<S> {
         modules::tasks::get(&self.view(), id)
     }
 
+    pub fn data_file(&self, id: u64) -> Result<Option<DataFile>, StateError> {
+        modules::data::file(&self.view(), id)
+    }
+
+    /// Up to `limit` contributed files by id after `after`, one owner's when given.
+    pub fn data_files(
+        &self,
+        owner: Option<&Address>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DataFile>, StateError> {
+        modules::data::files(&self.view(), owner, after, limit)
+    }
+
+    pub fn data_job(&self, id: u64) -> Result<Option<DataJob>, StateError> {
+        modules::data::job(&self.view(), id)
+    }
+
+    /// Jobs waiting for `verifier`'s proof, oldest first.
+    pub fn open_data_jobs(
+        &self,
+        verifier: &Address,
+        limit: usize,
+    ) -> Result<Vec<DataJob>, StateError> {
+        modules::data::open_jobs(&self.view(), verifier, limit)
+    }
+
+    pub fn data_verifier(&self, worker: &Address) -> Result<Option<DataVerifier>, StateError> {
+        modules::data::verifier(&self.view(), worker)
+    }
+
+    pub fn dat_balance(&self, file_id: u64, holder: &Address) -> Result<Amount, StateError> {
+        modules::data::balance(&self.view(), file_id, holder)
+    }
+
+    /// `holder`'s DAT by file, from file `after` on.
+    pub fn dat_holdings(
+        &self,
+        holder: &Address,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Amount)>, StateError> {
+        modules::data::holdings(&self.view(), holder, after, limit)
+    }
+
     /// The most recent tasks, newest first, up to `limit`; after the task `after` when given (a
     /// page's last task is the next page's cursor).
     pub fn recent_tasks(
@@ -807,6 +857,7 @@ impl<S: Store> Chain<S> {
         modules::challengers::release_due(&mut state, block.height)?;
         modules::disputes::begin_block(&mut state, &ctx)?;
         modules::tasks::begin_block(&mut state, &ctx)?;
+        modules::data::begin_block(&mut state, &ctx)?;
         let mut tx_hashes = Vec::with_capacity(block.txs.len());
         let mut failed_txs = 0;
         let mut failures = Vec::new();
@@ -967,7 +1018,7 @@ impl<S: Store> Chain<S> {
         sender: &Address,
         action: &Action,
     ) -> Result<Vec<modules::verifier::Skipped>, TxFailure> {
-        use modules::{enclaves, registry, staking, tasks, verifier};
+        use modules::{data, enclaves, registry, staking, tasks, verifier};
         let applied = match action {
             Action::Transfer { to, amount } => {
                 modules::accounts::transfer(state, sender, to, *amount)
@@ -1070,6 +1121,31 @@ impl<S: Store> Chain<S> {
                 proving_key,
             ),
             Action::SubmitZkReceipt(zk) => return verifier::submit_zk_receipt(state, ctx, zk),
+            Action::ServeData {
+                rsa_public_key,
+                endpoint,
+                signature,
+            } => data::serve(state, ctx, sender, rsa_public_key, endpoint, signature),
+            Action::AddFile {
+                data: file,
+                url,
+                plaintext_hash,
+            } => data::add_file(state, ctx, sender, file, url, plaintext_hash).map(|_| ()),
+            Action::AddPermission { file_id, grantee } => {
+                data::add_permission(state, sender, *file_id, grantee)
+            }
+            Action::RequestProof { file_id, fee } => {
+                data::request_proof(state, ctx, sender, *file_id, *fee).map(|_| ())
+            }
+            Action::AddProof(proof) => data::add_proof(state, ctx, sender, proof),
+            Action::RequestReward { file_id, job_id } => {
+                data::request_reward(state, ctx, sender, *file_id, *job_id).map(|_| ())
+            }
+            Action::TransferDat {
+                file_id,
+                to,
+                amount,
+            } => data::transfer_dat(state, sender, *file_id, to, *amount),
         };
         applied.map(|()| Vec::new())
     }

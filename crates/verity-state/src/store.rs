@@ -24,10 +24,12 @@ pub enum Table {
     Schedule,
     /// OP-mode disputes and their indexes.
     Disputes,
+    /// Contributed files, proof jobs, data verifiers and DAT balances.
+    Data,
 }
 
 impl Table {
-    pub const ALL: [Table; 12] = [
+    pub const ALL: [Table; 13] = [
         Table::Meta,
         Table::Accounts,
         Table::Receipts,
@@ -40,6 +42,7 @@ impl Table {
         Table::Reputation,
         Table::Schedule,
         Table::Disputes,
+        Table::Data,
     ];
 
     fn name(self) -> &'static str {
@@ -56,6 +59,7 @@ impl Table {
             Table::Reputation => "reputation",
             Table::Schedule => "schedule",
             Table::Disputes => "disputes",
+            Table::Data => "data",
         }
     }
 

@@ -5,6 +5,7 @@
 mod address;
 pub mod amount;
 pub mod codec;
+mod data;
 mod hash;
 pub mod schema;
 mod secret_file;
@@ -17,6 +18,10 @@ pub use address::{
     keccak256, recover_signer, AccountKey, Address, AddressParseError, KeyError, SignatureError,
 };
 pub use amount::{Amount, ONE_TOKEN};
+pub use data::{
+    verify_data_key, DataProof, DataRejection, DataVerdict, DATA_KEY_DOMAIN, DATA_PROOF_DOMAIN,
+    MAX_RSA_KEY_BYTES, MAX_SCORE, MAX_URL_LEN,
+};
 pub use hash::{sha256, Hash, HashParseError};
 pub use secret_file::write_secret;
 pub use task::{

@@ -176,6 +176,25 @@ impl EnclaveKey {
         zk.receipt.signature = self.key.sign(&digest.0).to_bytes();
     }
 
+    /// Signs a data verifier's proof of one job.
+    pub fn sign_data_proof(&self, chain_id: &str, proof: &mut crate::DataProof) {
+        proof.enclave_key = self.public();
+        let digest = proof.signing_digest(chain_id);
+        proof.signature = self.key.sign(&digest.0).to_bytes();
+    }
+
+    /// Signs the RSA key a data verifier's enclave holds, binding it to `worker`.
+    pub fn sign_data_key(
+        &self,
+        chain_id: &str,
+        worker: &Address,
+        rsa_public_key: &[u8],
+    ) -> [u8; 64] {
+        self.key
+            .sign(&crate::data::data_key_digest(chain_id, worker, rsa_public_key).0)
+            .to_bytes()
+    }
+
     pub fn sign_failure(&self, chain_id: &str, failure: &mut FailureReceipt) {
         failure.enclave_key = self.public();
         let digest = failure.signing_digest(chain_id);
@@ -317,7 +336,11 @@ impl ZkReceipt {
 }
 
 /// SHA-256(domain ‖ chain id ‖ fields): what an enclave signs for a task.
-fn enclave_digest(domain: &[u8], chain_id: &str, fields: impl FnOnce(&mut Writer)) -> Hash {
+pub(crate) fn enclave_digest(
+    domain: &[u8],
+    chain_id: &str,
+    fields: impl FnOnce(&mut Writer),
+) -> Hash {
     let mut w = Writer::new();
     w.fixed(domain).str(chain_id);
     fields(&mut w);
@@ -325,7 +348,7 @@ fn enclave_digest(domain: &[u8], chain_id: &str, fields: impl FnOnce(&mut Writer
 }
 
 /// One ed25519 signature by an enclave key over a digest.
-fn verify_enclave_signature(
+pub(crate) fn verify_enclave_signature(
     key: &[u8; 32],
     digest: &Hash,
     signature: &[u8; 64],

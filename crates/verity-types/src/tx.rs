@@ -150,6 +150,47 @@ pub enum Action {
     },
     /// A `tee_zk` task's result with its proof.
     SubmitZkReceipt(crate::ZkReceipt),
+    /// Serve data verification: the RSA key contributors wrap passwords to and the URL of the
+    /// verifier's `POST /proof`, the key signed by the worker's registered enclave key.
+    ServeData {
+        #[serde(with = "crate::serde_hex::bytes")]
+        rsa_public_key: Vec<u8>,
+        endpoint: String,
+        #[serde(with = "crate::serde_hex::array")]
+        signature: [u8; 64],
+    },
+    /// Register an encrypted file: where it is (`data.hash` names the ciphertext in the blob
+    /// store; `url` an outside copy, may be empty) and the SHA-256 of its plaintext.
+    AddFile {
+        data: DataRef,
+        url: String,
+        plaintext_hash: Hash,
+    },
+    /// The file's owner lets `grantee` use the file in tasks.
+    AddPermission {
+        file_id: u64,
+        grantee: Address,
+    },
+    /// Ask for a quality proof of a file; `fee` is escrowed and paid to the drawn verifier.
+    RequestProof {
+        file_id: u64,
+        #[serde(with = "crate::amount")]
+        fee: Amount,
+    },
+    /// The drawn verifier's enclave-signed answer.
+    AddProof(crate::DataProof),
+    /// Mint the file's Data Anchor Tokens for a scored proof of that file, once.
+    RequestReward {
+        file_id: u64,
+        job_id: u64,
+    },
+    /// Move Data Anchor Tokens of one file's class.
+    TransferDat {
+        file_id: u64,
+        to: Address,
+        #[serde(with = "crate::amount")]
+        amount: Amount,
+    },
 }
 
 impl Action {
@@ -162,6 +203,7 @@ impl Action {
                 | Action::Unstake { .. }
                 | Action::ServeModels { .. }
                 | Action::RegisterEnclave { .. }
+                | Action::ServeData { .. }
         )
     }
 }
@@ -400,6 +442,45 @@ impl Action {
                 w.u8(20);
                 zk.encode(w);
             }
+            Action::ServeData {
+                rsa_public_key,
+                endpoint,
+                signature,
+            } => {
+                w.u8(21)
+                    .bytes(rsa_public_key)
+                    .str(endpoint)
+                    .fixed(signature);
+            }
+            Action::AddFile {
+                data,
+                url,
+                plaintext_hash,
+            } => {
+                w.u8(22);
+                data.encode(w);
+                w.str(url).fixed(&plaintext_hash.0);
+            }
+            Action::AddPermission { file_id, grantee } => {
+                w.u8(23).u64(*file_id).fixed(&grantee.0);
+            }
+            Action::RequestProof { file_id, fee } => {
+                w.u8(24).u64(*file_id).u128(*fee);
+            }
+            Action::AddProof(proof) => {
+                w.u8(25);
+                proof.encode(w);
+            }
+            Action::RequestReward { file_id, job_id } => {
+                w.u8(26).u64(*file_id).u64(*job_id);
+            }
+            Action::TransferDat {
+                file_id,
+                to,
+                amount,
+            } => {
+                w.u8(27).u64(*file_id).fixed(&to.0).u128(*amount);
+            }
         }
     }
 
@@ -546,6 +627,36 @@ impl Action {
                 proving_key: Hash(r.array("proving key hash")?),
             },
             20 => Action::SubmitZkReceipt(crate::ZkReceipt::decode(r)?),
+            21 => Action::ServeData {
+                rsa_public_key: r
+                    .bytes("RSA public key", crate::MAX_RSA_KEY_BYTES)?
+                    .to_vec(),
+                endpoint: r.string("verifier endpoint", crate::MAX_URL_LEN)?,
+                signature: r.array("data key signature")?,
+            },
+            22 => Action::AddFile {
+                data: DataRef::decode(r)?,
+                url: r.string("file url", crate::MAX_URL_LEN)?,
+                plaintext_hash: Hash(r.array("plaintext hash")?),
+            },
+            23 => Action::AddPermission {
+                file_id: r.u64("file id")?,
+                grantee: Address(r.array("grantee")?),
+            },
+            24 => Action::RequestProof {
+                file_id: r.u64("file id")?,
+                fee: r.u128("proof fee")?,
+            },
+            25 => Action::AddProof(crate::DataProof::decode(r)?),
+            26 => Action::RequestReward {
+                file_id: r.u64("file id")?,
+                job_id: r.u64("job id")?,
+            },
+            27 => Action::TransferDat {
+                file_id: r.u64("file id")?,
+                to: Address(r.array("DAT recipient")?),
+                amount: r.u128("DAT amount")?,
+            },
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "action",
@@ -578,6 +689,13 @@ impl Action {
             Action::RevealOutput { .. } => "reveal_output",
             Action::SetZkKeys { .. } => "set_zk_keys",
             Action::SubmitZkReceipt(_) => "submit_zk_receipt",
+            Action::ServeData { .. } => "serve_data",
+            Action::AddFile { .. } => "add_file",
+            Action::AddPermission { .. } => "add_permission",
+            Action::RequestProof { .. } => "request_proof",
+            Action::AddProof(_) => "add_proof",
+            Action::RequestReward { .. } => "request_reward",
+            Action::TransferDat { .. } => "transfer_dat",
         }
     }
 
@@ -588,6 +706,7 @@ impl Action {
             | Action::Stake { amount }
             | Action::RegisterChallenger { amount } => *amount,
             Action::SubmitTask { max_fee, .. } => *max_fee,
+            Action::RequestProof { fee, .. } => *fee,
             _ => 0,
         }
     }
@@ -915,6 +1034,7 @@ mod tests {
                 proof: vec![5; 128],
             }),
         ];
+        let actions = actions.into_iter().chain(data_actions(id));
         actions
             .into_iter()
             .map(|action| {
@@ -928,6 +1048,77 @@ mod tests {
                 .encode()
             })
             .collect()
+    }
+
+    /// One action of each data kind.
+    fn data_actions(id: Hash) -> Vec<Action> {
+        vec![
+            Action::ServeData {
+                rsa_public_key: vec![6; 294],
+                endpoint: "http://127.0.0.1:7100".into(),
+                signature: [7; 64],
+            },
+            Action::AddFile {
+                data: DataRef::of(b"ciphertext"),
+                url: "ipfs://bafk".into(),
+                plaintext_hash: id,
+            },
+            Action::AddPermission {
+                file_id: 4,
+                grantee: Address([8; 20]),
+            },
+            Action::RequestProof { file_id: 4, fee: 9 },
+            Action::AddProof(crate::DataProof {
+                job_id: 2,
+                file_id: 4,
+                plaintext_hash: id,
+                verdict: crate::DataVerdict::Rejected {
+                    reason: crate::DataRejection::HashMismatch,
+                },
+                worker: Address([9; 20]),
+                enclave_key: [1; 32],
+                signature: [2; 64],
+            }),
+            Action::RequestReward {
+                file_id: 4,
+                job_id: 2,
+            },
+            Action::TransferDat {
+                file_id: 4,
+                to: Address([3; 20]),
+                amount: 5,
+            },
+        ]
+    }
+
+    #[test]
+    fn data_actions_round_trip_and_bound_their_strings() {
+        let key = AccountKey::generate();
+        let sign = |action| {
+            TxBody {
+                chain_id: "verity-a".into(),
+                nonce: 1,
+                fee: 1,
+                action,
+            }
+            .sign(&key)
+        };
+        for action in data_actions(sha256(b"file")) {
+            let tx = sign(action);
+            assert_eq!(SignedTx::decode(&tx.encode()).unwrap(), tx);
+        }
+        let long_url = sign(Action::AddFile {
+            data: DataRef::of(b"x"),
+            url: "u".repeat(crate::MAX_URL_LEN + 1),
+            plaintext_hash: Hash::ZERO,
+        });
+        assert!(SignedTx::decode(&long_url.encode()).is_err());
+        let long_key = sign(Action::ServeData {
+            rsa_public_key: vec![0; crate::MAX_RSA_KEY_BYTES + 1],
+            endpoint: String::new(),
+            signature: [0; 64],
+        });
+        assert!(SignedTx::decode(&long_key.encode()).is_err());
     }
 
     /// One edit of an encoding: overwrite, insert or delete a byte, or cut the tail.

@@ -72,6 +72,14 @@ pub fn of(action: &Action, tx_bytes: usize) -> u64 {
         // Decoding and checking the key's points once.
         Action::SetZkKeys { .. } => 2_000,
         Action::SubmitZkReceipt(_) => PER_RECEIPT + 100 + ZK_VERIFY,
+        // One ed25519 check of the key's signature.
+        Action::ServeData { .. } => 150,
+        Action::AddFile { .. } | Action::AddPermission { .. } => 50,
+        // The draw among data verifiers is logarithmic in their number.
+        Action::RequestProof { .. } => 100,
+        // One ed25519 check, the job's close and the fee's payment.
+        Action::AddProof(_) => 150,
+        Action::RequestReward { .. } | Action::TransferDat { .. } => 50,
     };
     BASE + action_weight + (tx_bytes as u64).div_ceil(BYTES_PER_UNIT)
 }

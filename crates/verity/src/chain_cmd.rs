@@ -303,6 +303,7 @@ pub(crate) fn default_params() -> Params {
         max_block_weight: 2_000_000,
         governance: None,
         tasks: Default::default(),
+        data: Default::default(),
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod challengers;
+pub mod data;
 pub mod disputes;
 pub mod enclaves;
 pub mod game;

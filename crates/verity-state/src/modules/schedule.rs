@@ -24,6 +24,10 @@ pub enum Kind {
     DisputeClock,
     /// A challenger's unbonded bond returns.
     ChallengerUnbond,
+    /// A data proof job requested in the previous block, drawn with this block's seed.
+    DataAssign,
+    /// A data proof job's answer is due.
+    DataExpiry,
 }
 
 impl Kind {
@@ -37,6 +41,8 @@ impl Kind {
             Kind::Window => b'w',
             Kind::DisputeClock => b'c',
             Kind::ChallengerUnbond => b'b',
+            Kind::DataAssign => b'p',
+            Kind::DataExpiry => b'e',
         }
     }
 }

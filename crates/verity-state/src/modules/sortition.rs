@@ -29,11 +29,12 @@ const OWNER: u8 = b'o';
 const SLOTS_USED: u8 = b'n';
 const ENTRY: u8 = b'r';
 
-/// A pool: the workers of one model, or those serving every model.
+/// A pool: the workers of one model, those serving every model, or data verifiers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Pool {
     Model(Hash),
     Every,
+    Data,
 }
 
 impl Pool {
@@ -45,6 +46,7 @@ impl Pool {
                 id[1..].copy_from_slice(&model.0);
             }
             Pool::Every => id[0] = b'*',
+            Pool::Data => id[0] = b'D',
         }
         id
     }
@@ -206,11 +208,14 @@ pub fn refresh(
         .get_json(Table::Staking, &entry_key(worker), "sortition entry")?
         .unwrap_or_default();
     let weight = tasks::draw_weight(state, ctx, worker, &record)?.unwrap_or(0);
-    let pools: Vec<Pool> = if record.models.is_empty() {
+    let mut pools: Vec<Pool> = if record.models.is_empty() {
         vec![Pool::Every]
     } else {
         record.models.iter().map(|m| Pool::Model(*m)).collect()
     };
+    if crate::modules::data::verifier(state, worker)?.is_some() {
+        pools.push(Pool::Data);
+    }
     for pool in &old.pools {
         if !pools.contains(pool) {
             set(state, pool, worker, old.weight, 0)?;
@@ -231,6 +236,21 @@ pub fn refresh(
 /// Whether any worker can be drawn for `model`.
 pub fn has_weight(state: &Overlay<'_>, model: &Hash) -> Result<bool, StateError> {
     Ok(total(state, &Pool::Model(*model))? > 0 || total(state, &Pool::Every)? > 0)
+}
+
+/// Whether any data verifier can be drawn.
+pub fn has_data_weight(state: &Overlay<'_>) -> Result<bool, StateError> {
+    Ok(total(state, &Pool::Data)? > 0)
+}
+
+/// Draws a data verifier with probability proportional to its weight; None when none has any.
+pub fn draw_data(state: &Overlay<'_>, entropy: &Hash) -> Result<Option<Address>, StateError> {
+    let sum = total(state, &Pool::Data)?;
+    if sum == 0 {
+        return Ok(None);
+    }
+    let point = u128::from_le_bytes(entropy.0[..16].try_into().expect("16 bytes")) % sum;
+    find(state, &Pool::Data, point).map(Some)
 }
 
 /// Draws a worker for `model` with probability proportional to its weight, from `entropy`;

@@ -55,6 +55,7 @@ impl Net {
                 max_block_weight: 2_000_000,
                 governance: Some(funded[0]),
                 tasks,
+                data: Default::default(),
             },
             accounts: funded
                 .iter()

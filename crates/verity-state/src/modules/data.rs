@@ -1,0 +1,711 @@
+//! `data`: contributed files, quality-proof jobs and Data Anchor Tokens (`docs/protocol.md` §14).
+//!
+//! A contributor registers an encrypted file with the hash of its plaintext (AddFile) and asks
+//! for a proof with an escrowed fee (RequestProof). The next block's seed draws a verifier among
+//! attested workers that serve data verification (ServeData), weighted like task workers. Only
+//! that verifier may answer (AddProof), with its enclave's signature over the job, the file, the
+//! plaintext hash and the verdict; a score needs the registered plaintext hash. RequestReward
+//! mints the file's DAT to its owner, once per scored proof and only for the file it proves.
+//! A job left unanswered expires and its fee goes back.
+
+use serde::{Deserialize, Serialize};
+use verity_types::{
+    sha256, verify_data_key, Address, Amount, DataProof, DataRef, DataVerdict, Hash, MAX_SCORE,
+};
+
+use crate::modules::{accounts, enclaves, schedule, sortition, staking, tasks};
+use crate::overlay::Overlay;
+use crate::store::Table;
+use crate::{BlockCtx, StateError, TxFailure};
+
+/// Domain of the verifier draw's entropy.
+const DRAW_DOMAIN: &[u8] = b"verity/data-draw/v1";
+
+/// Key prefixes under [`Table::Data`].
+const NEXT_FILE: &[u8] = b"nf";
+const NEXT_JOB: &[u8] = b"nj";
+const FILE: u8 = b'f';
+const OWNER_INDEX: u8 = b'o';
+const PERMISSION: u8 = b'p';
+const JOB: u8 = b'j';
+const OPEN_JOB: u8 = b'v';
+const VERIFIER: u8 = b'k';
+const BALANCE: u8 = b'b';
+const SUPPLY: u8 = b's';
+const HOLDER_INDEX: u8 = b'h';
+
+/// Genesis parameters of the data module.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DataParams {
+    /// Blocks a drawn verifier has to answer before the job expires and its fee returns.
+    pub proof_timeout_blocks: u64,
+    /// Smallest proof fee.
+    #[serde(with = "verity_types::amount")]
+    pub min_proof_fee: Amount,
+    /// DAT base units minted per score point: a perfect score (10 000) mints 10 000 × this.
+    #[serde(with = "verity_types::amount")]
+    pub dat_per_point: Amount,
+}
+
+impl Default for DataParams {
+    fn default() -> Self {
+        Self {
+            proof_timeout_blocks: 100,
+            min_proof_fee: 1,
+            // A perfect score mints one whole DAT (18 decimals).
+            dat_per_point: verity_types::ONE_TOKEN / u128::from(MAX_SCORE),
+        }
+    }
+}
+
+/// A registered file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct File {
+    pub file_id: u64,
+    pub owner: Address,
+    /// The encrypted file in the blob store.
+    #[schema(value_type = Object)]
+    pub data: DataRef,
+    /// An outside copy (IPFS, HTTP); may be empty.
+    pub url: String,
+    /// SHA-256 of the plaintext: a proof scores only this plaintext.
+    pub plaintext_hash: Hash,
+    pub registered_height: u64,
+    /// The best score any proof gave it, once one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_score: Option<u32>,
+    /// DAT minted for it so far.
+    #[serde(with = "verity_types::amount")]
+    #[schema(schema_with = verity_types::schema::amount)]
+    pub dat_supply: Amount,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Waiting for the next block's draw.
+    Requested,
+    Assigned,
+    /// The verifier answered; see `verdict`.
+    Proven,
+    /// Nobody answered in time (or nobody could be drawn); the fee went back.
+    Expired,
+}
+
+/// One proof job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Job {
+    pub job_id: u64,
+    pub file_id: u64,
+    pub requester: Address,
+    #[serde(with = "verity_types::amount")]
+    #[schema(schema_with = verity_types::schema::amount)]
+    pub fee: Amount,
+    pub status: JobStatus,
+    pub verifier: Option<Address>,
+    pub requested_height: u64,
+    /// The answer must land before this height.
+    pub expires_height: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<DataVerdict>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proven_height: Option<u64>,
+    /// Whether its DAT was minted.
+    pub rewarded: bool,
+}
+
+/// A worker serving data verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DataVerifier {
+    pub worker: Address,
+    /// DER (SPKI) RSA public key held by its enclave: contributors wrap passwords to it.
+    #[serde(with = "verity_types::serde_hex::bytes")]
+    #[schema(schema_with = verity_types::schema::hex_bytes)]
+    pub rsa_public_key: Vec<u8>,
+    /// Where its `POST /proof` listens.
+    pub endpoint: String,
+    /// The enclave key that signed the RSA key.
+    #[serde(with = "verity_types::serde_hex::array")]
+    #[schema(schema_with = verity_types::schema::hex_bytes)]
+    pub enclave_key: [u8; 32],
+    pub registered_height: u64,
+}
+
+fn file_key(id: u64) -> Vec<u8> {
+    let mut key = vec![FILE];
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
+fn owner_key(owner: &Address, id: u64) -> Vec<u8> {
+    let mut key = vec![OWNER_INDEX];
+    key.extend_from_slice(&owner.0);
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
+fn permission_key(file: u64, grantee: &Address) -> Vec<u8> {
+    let mut key = vec![PERMISSION];
+    key.extend_from_slice(&file.to_be_bytes());
+    key.extend_from_slice(&grantee.0);
+    key
+}
+
+fn job_key(id: u64) -> Vec<u8> {
+    let mut key = vec![JOB];
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
+fn open_job_key(verifier: &Address, job: u64) -> Vec<u8> {
+    let mut key = vec![OPEN_JOB];
+    key.extend_from_slice(&verifier.0);
+    key.extend_from_slice(&job.to_be_bytes());
+    key
+}
+
+fn verifier_key(worker: &Address) -> Vec<u8> {
+    let mut key = vec![VERIFIER];
+    key.extend_from_slice(&worker.0);
+    key
+}
+
+fn balance_key(file: u64, holder: &Address) -> Vec<u8> {
+    let mut key = vec![BALANCE];
+    key.extend_from_slice(&file.to_be_bytes());
+    key.extend_from_slice(&holder.0);
+    key
+}
+
+fn supply_key(file: u64) -> Vec<u8> {
+    let mut key = vec![SUPPLY];
+    key.extend_from_slice(&file.to_be_bytes());
+    key
+}
+
+fn u64_at(state: &Overlay<'_>, key: &[u8]) -> Result<u64, StateError> {
+    match state.get(Table::Data, key)? {
+        None => Ok(0),
+        Some(raw) => Ok(u64::from_be_bytes(
+            raw.try_into()
+                .map_err(|_| StateError::Corrupt("data counter"))?,
+        )),
+    }
+}
+
+/// Takes the next id from the counter at `key`; ids start at 1.
+fn next_id(state: &mut Overlay<'_>, key: &[u8]) -> Result<u64, TxFailure> {
+    let id = u64_at(state, key)?
+        .checked_add(1)
+        .ok_or(TxFailure::Overflow)?;
+    state.put(Table::Data, key.to_vec(), id.to_be_bytes().to_vec());
+    Ok(id)
+}
+
+pub fn file(state: &Overlay<'_>, id: u64) -> Result<Option<File>, StateError> {
+    state.get_json(Table::Data, &file_key(id), "data file")
+}
+
+pub fn job(state: &Overlay<'_>, id: u64) -> Result<Option<Job>, StateError> {
+    state.get_json(Table::Data, &job_key(id), "data job")
+}
+
+pub fn verifier(state: &Overlay<'_>, worker: &Address) -> Result<Option<DataVerifier>, StateError> {
+    state.get_json(Table::Data, &verifier_key(worker), "data verifier")
+}
+
+pub fn balance(state: &Overlay<'_>, file: u64, holder: &Address) -> Result<Amount, StateError> {
+    match state.get(Table::Data, &balance_key(file, holder))? {
+        None => Ok(0),
+        Some(raw) => Ok(u128::from_le_bytes(
+            raw.try_into()
+                .map_err(|_| StateError::Corrupt("DAT balance"))?,
+        )),
+    }
+}
+
+fn holder_key(holder: &Address, file: u64) -> Vec<u8> {
+    let mut key = vec![HOLDER_INDEX];
+    key.extend_from_slice(&holder.0);
+    key.extend_from_slice(&file.to_be_bytes());
+    key
+}
+
+fn put_balance(state: &mut Overlay<'_>, file: u64, holder: &Address, amount: Amount) {
+    let key = balance_key(file, holder);
+    if amount == 0 {
+        state.delete(Table::Data, key);
+        state.delete(Table::Data, holder_key(holder, file));
+    } else {
+        state.put(Table::Data, key, amount.to_le_bytes().to_vec());
+        state.put(Table::Data, holder_key(holder, file), Vec::new());
+    }
+}
+
+pub fn may_use(state: &Overlay<'_>, file: &File, user: &Address) -> Result<bool, StateError> {
+    Ok(file.owner == *user
+        || state
+            .get(Table::Data, &permission_key(file.file_id, user))?
+            .is_some())
+}
+
+/// Files by id from `after` (exclusive), optionally one owner's, at most `limit`.
+pub fn files(
+    state: &Overlay<'_>,
+    owner: Option<&Address>,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<File>, StateError> {
+    let start = after.saturating_add(1);
+    let ids: Vec<u64> = match owner {
+        Some(owner) => state
+            .scan_from(
+                Table::Data,
+                &owner_key(owner, 0)[..21],
+                &owner_key(owner, start),
+                limit,
+            )?
+            .into_iter()
+            .filter_map(|(key, _)| key[21..].try_into().ok().map(u64::from_be_bytes))
+            .collect(),
+        None => (start..=u64_at(state, NEXT_FILE)?).take(limit).collect(),
+    };
+    ids.into_iter()
+        .filter_map(|id| file(state, id).transpose())
+        .collect()
+}
+
+/// Jobs still waiting for `verifier`'s answer, oldest first.
+pub fn open_jobs(
+    state: &Overlay<'_>,
+    verifier: &Address,
+    limit: usize,
+) -> Result<Vec<Job>, StateError> {
+    let prefix = open_job_key(verifier, 0);
+    state
+        .scan_prefix(Table::Data, &prefix[..21], limit)?
+        .into_iter()
+        .filter_map(|(key, _)| key[21..].try_into().ok().map(u64::from_be_bytes))
+        .filter_map(|id| job(state, id).transpose())
+        .collect()
+}
+
+/// ServeData: an attested worker offers data verification with an RSA key its live enclave
+/// signed. It enters the verifier pool with its task draw weight.
+pub fn serve(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    worker: &Address,
+    rsa_public_key: &[u8],
+    endpoint: &str,
+    signature: &[u8; 64],
+) -> Result<(), TxFailure> {
+    if rsa_public_key.is_empty() {
+        return Err(TxFailure::Invalid {
+            reason: "the RSA public key is empty".into(),
+        });
+    }
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        return Err(TxFailure::Invalid {
+            reason: format!("the endpoint {endpoint:?} is not an http(s) URL"),
+        });
+    }
+    let enclave = enclaves::current(state, worker)?
+        .filter(|e| enclaves::is_usable(state, e, ctx.timestamp_ms).unwrap_or(false))
+        .ok_or_else(|| TxFailure::Unauthorized {
+            reason: format!("{worker} has no live attested enclave"),
+        })?;
+    verify_data_key(
+        &ctx.genesis.chain_id,
+        worker,
+        rsa_public_key,
+        &enclave.key,
+        signature,
+    )
+    .map_err(|_| TxFailure::Unauthorized {
+        reason: "the RSA key is not signed by the worker's registered enclave key".into(),
+    })?;
+    let record = DataVerifier {
+        worker: *worker,
+        rsa_public_key: rsa_public_key.to_vec(),
+        endpoint: endpoint.to_string(),
+        enclave_key: enclave.key,
+        registered_height: ctx.height,
+    };
+    state.put_json(Table::Data, verifier_key(worker), &record);
+    Ok(())
+}
+
+/// AddFile: registers an encrypted file under a new sequential id.
+pub fn add_file(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    owner: &Address,
+    data: &DataRef,
+    url: &str,
+    plaintext_hash: &Hash,
+) -> Result<u64, TxFailure> {
+    if data.size == 0 {
+        return Err(TxFailure::Invalid {
+            reason: "a contributed file must not be empty".into(),
+        });
+    }
+    if !data.encrypted {
+        return Err(TxFailure::Invalid {
+            reason: "a contributed file must be encrypted (DataRef.encrypted)".into(),
+        });
+    }
+    let file_id = next_id(state, NEXT_FILE)?;
+    let record = File {
+        file_id,
+        owner: *owner,
+        data: *data,
+        url: url.to_string(),
+        plaintext_hash: *plaintext_hash,
+        registered_height: ctx.height,
+        best_score: None,
+        dat_supply: 0,
+    };
+    state.put_json(Table::Data, file_key(file_id), &record);
+    state.put(Table::Data, owner_key(owner, file_id), Vec::new());
+    Ok(file_id)
+}
+
+fn owned_file(state: &Overlay<'_>, sender: &Address, file_id: u64) -> Result<File, TxFailure> {
+    let record = file(state, file_id)?.ok_or_else(|| TxFailure::NotFound {
+        what: format!("data file {file_id}"),
+    })?;
+    if record.owner != *sender {
+        return Err(TxFailure::Unauthorized {
+            reason: format!(
+                "only the owner {} may do this for file {file_id}",
+                record.owner
+            ),
+        });
+    }
+    Ok(record)
+}
+
+/// AddPermission: the owner lets `grantee` use the file in tasks.
+pub fn add_permission(
+    state: &mut Overlay<'_>,
+    sender: &Address,
+    file_id: u64,
+    grantee: &Address,
+) -> Result<(), TxFailure> {
+    owned_file(state, sender, file_id)?;
+    state.put(Table::Data, permission_key(file_id, grantee), Vec::new());
+    Ok(())
+}
+
+/// RequestProof: escrows `fee` and queues the job for the next block's draw. Only the owner or
+/// a permitted user may have the file checked, so nobody can spend a verifier on another's file
+/// to grief it.
+pub fn request_proof(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    sender: &Address,
+    file_id: u64,
+    fee: Amount,
+) -> Result<u64, TxFailure> {
+    let record = file(state, file_id)?.ok_or_else(|| TxFailure::NotFound {
+        what: format!("data file {file_id}"),
+    })?;
+    if !may_use(state, &record, sender)? {
+        return Err(TxFailure::Unauthorized {
+            reason: format!("{sender} may not use file {file_id}"),
+        });
+    }
+    let min = ctx.genesis.params.data.min_proof_fee;
+    if fee < min {
+        return Err(TxFailure::Invalid {
+            reason: format!("the proof fee {fee} is below the minimum {min}"),
+        });
+    }
+    if !sortition::has_data_weight(state)? {
+        return Err(TxFailure::Invalid {
+            reason: "no attested worker serves data verification".into(),
+        });
+    }
+    accounts::debit(state, sender, fee)?;
+    let job_id = next_id(state, NEXT_JOB)?;
+    let job = Job {
+        job_id,
+        file_id,
+        requester: *sender,
+        fee,
+        status: JobStatus::Requested,
+        verifier: None,
+        requested_height: ctx.height,
+        expires_height: None,
+        verdict: None,
+        proven_height: None,
+        rewarded: false,
+    };
+    state.put_json(Table::Data, job_key(job_id), &job);
+    // Drawn with the next block's seed, which nobody knew when this transaction was chosen.
+    schedule::push(
+        state,
+        schedule::Kind::DataAssign,
+        ctx.height.saturating_add(1),
+        &job_id,
+    )?;
+    Ok(job_id)
+}
+
+/// Draws the verifier of each job requested in the previous block; expires unanswered jobs.
+pub fn begin_block(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>) -> Result<(), StateError> {
+    for job_id in schedule::take::<u64>(state, schedule::Kind::DataAssign, ctx.height)? {
+        let Some(mut job) = job(state, job_id)? else {
+            continue;
+        };
+        match draw(state, ctx, job_id)? {
+            Some(verifier) => {
+                let expires = ctx
+                    .height
+                    .saturating_add(ctx.genesis.params.data.proof_timeout_blocks);
+                job.status = JobStatus::Assigned;
+                job.verifier = Some(verifier);
+                job.expires_height = Some(expires);
+                state.put(Table::Data, open_job_key(&verifier, job_id), Vec::new());
+                schedule::push(state, schedule::Kind::DataExpiry, expires, &job_id)?;
+            }
+            None => expire(state, &mut job)?,
+        }
+        state.put_json(Table::Data, job_key(job_id), &job);
+    }
+    for job_id in schedule::take::<u64>(state, schedule::Kind::DataExpiry, ctx.height)? {
+        let Some(mut job) = job(state, job_id)? else {
+            continue;
+        };
+        if job.status != JobStatus::Assigned {
+            continue;
+        }
+        if let Some(verifier) = job.verifier {
+            state.delete(Table::Data, open_job_key(&verifier, job_id));
+        }
+        expire(state, &mut job)?;
+        state.put_json(Table::Data, job_key(job_id), &job);
+    }
+    Ok(())
+}
+
+fn expire(state: &mut Overlay<'_>, job: &mut Job) -> Result<(), StateError> {
+    job.status = JobStatus::Expired;
+    // The escrow left the requester's balance, so giving it back cannot overflow.
+    accounts::credit(state, &job.requester, job.fee)
+        .map_err(|_| StateError::Corrupt("refund of a data job overflows"))
+}
+
+/// A verifier for `job_id` from the block seed among eligible data verifiers; at most
+/// [`tasks::MAX_DRAWS`] walks.
+fn draw(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    job_id: u64,
+) -> Result<Option<Address>, StateError> {
+    for attempt in 0..tasks::MAX_DRAWS {
+        let mut input = DRAW_DOMAIN.to_vec();
+        input.extend_from_slice(&ctx.seed.0);
+        input.extend_from_slice(&job_id.to_be_bytes());
+        input.extend_from_slice(&attempt.to_le_bytes());
+        let Some(worker) = sortition::draw_data(state, &sha256(&input))? else {
+            return Ok(None);
+        };
+        let stake = staking::get(state, &worker)?.unwrap_or_default();
+        if verifier(state, &worker)?.is_some()
+            && tasks::draw_weight(state, ctx, &worker, &stake)?.is_some()
+        {
+            return Ok(Some(worker));
+        }
+        sortition::refresh(state, ctx, &worker)?;
+    }
+    Ok(None)
+}
+
+/// AddProof: the job's drawn verifier answers, signed by its live enclave. The fee is its pay
+/// for either verdict; a score must prove the registered plaintext.
+pub fn add_proof(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    sender: &Address,
+    proof: &DataProof,
+) -> Result<(), TxFailure> {
+    let mut job = job(state, proof.job_id)?.ok_or_else(|| TxFailure::NotFound {
+        what: format!("data job {}", proof.job_id),
+    })?;
+    if job.status != JobStatus::Assigned {
+        return Err(TxFailure::Invalid {
+            reason: format!("data job {} is not waiting for a proof", proof.job_id),
+        });
+    }
+    if job.verifier != Some(*sender) || proof.worker != *sender {
+        return Err(TxFailure::Unauthorized {
+            reason: format!("data job {} is not assigned to {sender}", proof.job_id),
+        });
+    }
+    if proof.file_id != job.file_id {
+        return Err(TxFailure::Invalid {
+            reason: format!(
+                "data job {} is for file {}, not {}",
+                proof.job_id, job.file_id, proof.file_id
+            ),
+        });
+    }
+    let enclave = enclaves::by_key(state, &proof.enclave_key)?
+        .filter(|e| e.worker == *sender)
+        .ok_or_else(|| TxFailure::Unauthorized {
+            reason: "the signing enclave key is not registered to the verifier".into(),
+        })?;
+    if !enclaves::is_usable(state, &enclave, ctx.timestamp_ms)? {
+        return Err(TxFailure::Unauthorized {
+            reason: "the signing enclave's attestation has expired or is no longer accepted".into(),
+        });
+    }
+    proof
+        .verify(&ctx.genesis.chain_id)
+        .map_err(|e| TxFailure::Unauthorized {
+            reason: format!("data proof: {e}"),
+        })?;
+    let mut record = file(state, job.file_id)?.ok_or(StateError::Corrupt("job without file"))?;
+    if let DataVerdict::Scored { score } = proof.verdict {
+        if score > MAX_SCORE {
+            return Err(TxFailure::Invalid {
+                reason: format!("score {score} is over {MAX_SCORE}"),
+            });
+        }
+        if proof.plaintext_hash != record.plaintext_hash {
+            return Err(TxFailure::Invalid {
+                reason: format!(
+                    "the proof scores plaintext {}, file {} registered {}",
+                    proof.plaintext_hash, job.file_id, record.plaintext_hash
+                ),
+            });
+        }
+        record.best_score = Some(record.best_score.map_or(score, |b| b.max(score)));
+        state.put_json(Table::Data, file_key(job.file_id), &record);
+    }
+    accounts::credit(state, sender, job.fee)?;
+    state.delete(Table::Data, open_job_key(sender, job.job_id));
+    job.status = JobStatus::Proven;
+    job.verdict = Some(proof.verdict);
+    job.proven_height = Some(ctx.height);
+    state.put_json(Table::Data, job_key(job.job_id), &job);
+    Ok(())
+}
+
+/// RequestReward: mints `score × dat_per_point` of file `file_id`'s DAT to its owner for one
+/// scored proof of that same file, once.
+pub fn request_reward(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    sender: &Address,
+    file_id: u64,
+    job_id: u64,
+) -> Result<Amount, TxFailure> {
+    let mut record = owned_file(state, sender, file_id)?;
+    let mut job = job(state, job_id)?.ok_or_else(|| TxFailure::NotFound {
+        what: format!("data job {job_id}"),
+    })?;
+    if job.file_id != file_id {
+        return Err(TxFailure::Invalid {
+            reason: format!(
+                "job {job_id} proves file {}, not file {file_id}",
+                job.file_id
+            ),
+        });
+    }
+    let Some(DataVerdict::Scored { score }) = job.verdict else {
+        return Err(TxFailure::Invalid {
+            reason: format!("job {job_id} has no score to reward"),
+        });
+    };
+    if job.rewarded {
+        return Err(TxFailure::Invalid {
+            reason: format!("job {job_id} was already rewarded"),
+        });
+    }
+    let amount = ctx
+        .genesis
+        .params
+        .data
+        .dat_per_point
+        .checked_mul(score.into())
+        .ok_or(TxFailure::Overflow)?;
+    let held = balance(state, file_id, sender)?;
+    let supply = u128_at(state, &supply_key(file_id))?;
+    let (held, supply) = (
+        held.checked_add(amount).ok_or(TxFailure::Overflow)?,
+        supply.checked_add(amount).ok_or(TxFailure::Overflow)?,
+    );
+    put_balance(state, file_id, sender, held);
+    state.put(
+        Table::Data,
+        supply_key(file_id),
+        supply.to_le_bytes().to_vec(),
+    );
+    record.dat_supply = supply;
+    state.put_json(Table::Data, file_key(file_id), &record);
+    job.rewarded = true;
+    state.put_json(Table::Data, job_key(job_id), &job);
+    Ok(amount)
+}
+
+fn u128_at(state: &Overlay<'_>, key: &[u8]) -> Result<u128, StateError> {
+    match state.get(Table::Data, key)? {
+        None => Ok(0),
+        Some(raw) => Ok(u128::from_le_bytes(
+            raw.try_into()
+                .map_err(|_| StateError::Corrupt("DAT supply"))?,
+        )),
+    }
+}
+
+/// TransferDat: moves DAT of one file's class.
+pub fn transfer_dat(
+    state: &mut Overlay<'_>,
+    sender: &Address,
+    file_id: u64,
+    to: &Address,
+    amount: Amount,
+) -> Result<(), TxFailure> {
+    let from_balance = balance(state, file_id, sender)?;
+    if from_balance < amount {
+        return Err(TxFailure::InsufficientBalance {
+            needed: amount,
+            available: from_balance,
+        });
+    }
+    if sender == to {
+        return Ok(());
+    }
+    let to_balance = balance(state, file_id, to)?
+        .checked_add(amount)
+        .ok_or(TxFailure::Overflow)?;
+    put_balance(state, file_id, sender, from_balance - amount);
+    put_balance(state, file_id, to, to_balance);
+    Ok(())
+}
+
+/// Every DAT class `holder` holds, as (file id, balance), from file `after` on.
+pub fn holdings(
+    state: &Overlay<'_>,
+    holder: &Address,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<(u64, Amount)>, StateError> {
+    let ids: Vec<u64> = state
+        .scan_from(
+            Table::Data,
+            &holder_key(holder, 0)[..21],
+            &holder_key(holder, after.saturating_add(1)),
+            limit,
+        )?
+        .into_iter()
+        .filter_map(|(key, _)| key[21..].try_into().ok().map(u64::from_be_bytes))
+        .collect();
+    ids.into_iter()
+        .map(|id| Ok((id, balance(state, id, holder)?)))
+        .collect()
+}

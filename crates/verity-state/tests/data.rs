@@ -1,0 +1,367 @@
+//! Contributed data through whole blocks: files, proof jobs drawn among data verifiers, proofs,
+//! DAT rewards and transfers, and every attack on them: a verifier that was not drawn, a proof
+//! signed by another enclave or moved to another file, a score of a plaintext the owner never
+//! registered, a reward claimed twice or with another file's proof, and an unanswered job.
+
+use verity_state::{DataJobStatus, TaskParams, TxFailure};
+use verity_types::{
+    sha256, AccountKey, Action, Address, DataProof, DataRef, DataRejection, DataVerdict, SignedTx,
+    ONE_TOKEN,
+};
+
+mod common;
+
+use common::{enroll, Net, Worker, CHAIN};
+
+const RSA_KEY: &[u8] = b"an RSA public key, DER";
+const FEE: u128 = 3 * ONE_TOKEN;
+
+fn params() -> TaskParams {
+    TaskParams {
+        min_worker_stake: 10 * ONE_TOKEN,
+        ..Default::default()
+    }
+}
+
+/// Two attested workers serving data verification, funded by `owner`.
+fn verifiers(net: &mut Net, owner: &AccountKey) -> [Worker; 2] {
+    let workers = [Worker::generate(), Worker::generate()];
+    let funding: Vec<SignedTx> = workers
+        .iter()
+        .map(|w| {
+            net.tx(
+                owner,
+                Action::Transfer {
+                    to: w.account.address(),
+                    amount: 200 * ONE_TOKEN,
+                },
+            )
+        })
+        .collect();
+    net.ok(&funding);
+    let enrolment: Vec<SignedTx> = workers
+        .iter()
+        .flat_map(|w| enroll(net, w, 100 * ONE_TOKEN, b"verifier"))
+        .collect();
+    net.ok(&enrolment);
+    let serve: Vec<SignedTx> = workers
+        .iter()
+        .map(|w| serve_data(net, w, &w.enclave))
+        .collect();
+    net.ok(&serve);
+    workers
+}
+
+fn serve_data(net: &mut Net, w: &Worker, signer: &verity_types::EnclaveKey) -> SignedTx {
+    let signature = signer.sign_data_key(CHAIN, &w.account.address(), RSA_KEY);
+    net.tx(
+        &w.account,
+        Action::ServeData {
+            rsa_public_key: RSA_KEY.to_vec(),
+            endpoint: "http://127.0.0.1:7400".into(),
+            signature,
+        },
+    )
+}
+
+fn add_file(net: &mut Net, owner: &AccountKey, plaintext: &[u8]) -> u64 {
+    let before = net.chain.data_files(None, 0, 1_000).unwrap().len() as u64;
+    let tx = net.tx(
+        owner,
+        Action::AddFile {
+            data: DataRef {
+                encrypted: true,
+                ..DataRef::of(&[plaintext, b" encrypted"].concat())
+            },
+            url: String::new(),
+            plaintext_hash: sha256(plaintext),
+        },
+    );
+    net.ok(&[tx]);
+    before + 1
+}
+
+/// Requests a proof of `file` and finalizes the block that draws its verifier.
+fn request(net: &mut Net, who: &AccountKey, file: u64) -> (u64, Address) {
+    let tx = net.tx(
+        who,
+        Action::RequestProof {
+            file_id: file,
+            fee: FEE,
+        },
+    );
+    net.ok(&[tx]);
+    let job_id = (1..)
+        .map(|id| net.chain.data_job(id).unwrap())
+        .take_while(Option::is_some)
+        .count() as u64;
+    assert_eq!(
+        net.chain.data_job(job_id).unwrap().unwrap().status,
+        DataJobStatus::Requested,
+        "the verifier is drawn in the next block, not this one"
+    );
+    net.ok(&[]);
+    let job = net.chain.data_job(job_id).unwrap().unwrap();
+    assert_eq!(job.status, DataJobStatus::Assigned);
+    (job_id, job.verifier.unwrap())
+}
+
+fn proof(w: &Worker, job: u64, file: u64, plaintext: &[u8], verdict: DataVerdict) -> DataProof {
+    let mut proof = DataProof {
+        job_id: job,
+        file_id: file,
+        plaintext_hash: sha256(plaintext),
+        verdict,
+        worker: w.account.address(),
+        enclave_key: [0; 32],
+        signature: [0; 64],
+    };
+    w.enclave.sign_data_proof(CHAIN, &mut proof);
+    proof
+}
+
+fn drawn<'a>(workers: &'a [Worker; 2], verifier: &Address) -> (&'a Worker, &'a Worker) {
+    if workers[0].account.address() == *verifier {
+        (&workers[0], &workers[1])
+    } else {
+        (&workers[1], &workers[0])
+    }
+}
+
+fn reason(failure: Option<TxFailure>) -> String {
+    failure.expect("the transaction must fail").to_string()
+}
+
+#[test]
+fn only_the_drawn_verifier_proves_and_a_proof_mints_once_for_its_own_file() {
+    let owner = AccountKey::generate();
+    let stranger = AccountKey::generate();
+    let mut net = Net::new(&[owner.address(), stranger.address()], params());
+    let workers = verifiers(&mut net, &owner);
+    let clean = add_file(&mut net, &owner, b"a,b\n1,2\n");
+    let other = add_file(&mut net, &owner, b"a,b\n3,4\n");
+
+    // A stranger cannot spend a verifier on someone else's file.
+    let tx = net.tx(
+        &stranger,
+        Action::RequestProof {
+            file_id: clean,
+            fee: FEE,
+        },
+    );
+    assert!(reason(net.block(&[tx]).remove(0)).contains("may not use file 1"));
+
+    let balance_before = net.balance(&owner.address());
+    let (job, verifier) = request(&mut net, &owner, clean);
+    assert_eq!(
+        net.balance(&owner.address()),
+        balance_before - FEE - 1,
+        "the fee is escrowed (and 1 paid as the transaction fee)"
+    );
+    let (chosen, passed_over) = drawn(&workers, &verifier);
+    let score = DataVerdict::Scored { score: 9_000 };
+
+    // The worker that was not drawn, with a perfectly signed proof: refused.
+    let tx = net.tx(
+        &passed_over.account,
+        Action::AddProof(proof(passed_over, job, clean, b"a,b\n1,2\n", score)),
+    );
+    assert!(reason(net.block(&[tx]).remove(0)).contains("is not assigned to"));
+    // The drawn verifier's proof signed by another enclave: refused.
+    let mut forged = proof(passed_over, job, clean, b"a,b\n1,2\n", score);
+    forged.worker = chosen.account.address();
+    let tx = net.tx(&chosen.account, Action::AddProof(forged));
+    assert!(reason(net.block(&[tx]).remove(0)).contains("not registered to the verifier"));
+    // Its own proof moved to another file: refused.
+    let tx = net.tx(
+        &chosen.account,
+        Action::AddProof(proof(chosen, job, other, b"a,b\n3,4\n", score)),
+    );
+    assert!(reason(net.block(&[tx]).remove(0)).contains("is for file 1, not 2"));
+    // A score of a plaintext the owner never registered: refused.
+    let tx = net.tx(
+        &chosen.account,
+        Action::AddProof(proof(chosen, job, clean, b"other bytes", score)),
+    );
+    assert!(reason(net.block(&[tx]).remove(0)).contains("the proof scores plaintext"));
+    // A signature over other fields than the ones sent: refused.
+    let mut tampered = proof(chosen, job, clean, b"a,b\n1,2\n", score);
+    tampered.verdict = DataVerdict::Scored { score: 10_000 };
+    let tx = net.tx(&chosen.account, Action::AddProof(tampered));
+    assert!(reason(net.block(&[tx]).remove(0)).contains("does not verify"));
+
+    let verifier_before = net.balance(&verifier);
+    let tx = net.tx(
+        &chosen.account,
+        Action::AddProof(proof(chosen, job, clean, b"a,b\n1,2\n", score)),
+    );
+    net.ok(&[tx]);
+    assert_eq!(net.balance(&verifier), verifier_before + FEE - 1);
+    assert_eq!(
+        net.chain.data_file(clean).unwrap().unwrap().best_score,
+        Some(9_000)
+    );
+    // A second answer to the same job: refused.
+    let tx = net.tx(
+        &chosen.account,
+        Action::AddProof(proof(chosen, job, clean, b"a,b\n1,2\n", score)),
+    );
+    assert!(reason(net.block(&[tx]).remove(0)).contains("is not waiting for a proof"));
+
+    // Rewards: only the owner, only with this file's proof, only once.
+    let reward = |file_id, job_id| Action::RequestReward { file_id, job_id };
+    let tx = net.tx(&stranger, reward(clean, job));
+    assert!(reason(net.block(&[tx]).remove(0)).contains("only the owner"));
+    let tx = net.tx(&owner, reward(other, job));
+    assert!(reason(net.block(&[tx]).remove(0)).contains("job 1 proves file 1, not file 2"));
+    let tx = net.tx(&owner, reward(clean, job));
+    net.ok(&[tx]);
+    let minted = 9_000 * (ONE_TOKEN / 10_000);
+    assert_eq!(
+        net.chain.dat_balance(clean, &owner.address()).unwrap(),
+        minted
+    );
+    assert_eq!(net.chain.dat_balance(other, &owner.address()).unwrap(), 0);
+    let tx = net.tx(&owner, reward(clean, job));
+    assert!(reason(net.block(&[tx]).remove(0)).contains("already rewarded"));
+    assert_eq!(
+        net.chain.data_file(clean).unwrap().unwrap().dat_supply,
+        minted
+    );
+
+    // DAT moves within its class and never beyond the balance.
+    let tx = net.tx(
+        &owner,
+        Action::TransferDat {
+            file_id: clean,
+            to: stranger.address(),
+            amount: minted / 4,
+        },
+    );
+    net.ok(&[tx]);
+    assert_eq!(
+        net.chain.dat_holdings(&stranger.address(), 0, 10).unwrap(),
+        vec![(clean, minted / 4)]
+    );
+    let tx = net.tx(
+        &stranger,
+        Action::TransferDat {
+            file_id: other,
+            to: owner.address(),
+            amount: 1,
+        },
+    );
+    assert!(matches!(
+        net.block(&[tx]).remove(0),
+        Some(TxFailure::InsufficientBalance { .. })
+    ));
+}
+
+#[test]
+fn a_rejected_file_mints_nothing_and_an_unanswered_job_refunds_its_fee() {
+    let owner = AccountKey::generate();
+    let mut net = Net::new(&[owner.address()], params());
+    let workers = verifiers(&mut net, &owner);
+    let file = add_file(&mut net, &owner, b"x,y\n");
+    let (job, verifier) = request(&mut net, &owner, file);
+    let (chosen, _) = drawn(&workers, &verifier);
+    let rejection = DataVerdict::Rejected {
+        reason: DataRejection::HashMismatch,
+    };
+    let tx = net.tx(
+        &chosen.account,
+        Action::AddProof(proof(chosen, job, file, b"not x,y", rejection)),
+    );
+    net.ok(&[tx]);
+    assert_eq!(net.chain.data_file(file).unwrap().unwrap().best_score, None);
+    let tx = net.tx(
+        &owner,
+        Action::RequestReward {
+            file_id: file,
+            job_id: job,
+        },
+    );
+    assert!(reason(net.block(&[tx]).remove(0)).contains("has no score to reward"));
+    assert_eq!(net.chain.dat_balance(file, &owner.address()).unwrap(), 0);
+
+    // A verifier that never answers: after the timeout the fee comes back and the job is shut.
+    let before = net.balance(&owner.address());
+    let (job, verifier) = request(&mut net, &owner, file);
+    let expires = net
+        .chain
+        .data_job(job)
+        .unwrap()
+        .unwrap()
+        .expires_height
+        .unwrap();
+    while net.height < expires {
+        net.ok(&[]);
+    }
+    let expired = net.chain.data_job(job).unwrap().unwrap();
+    assert_eq!(expired.status, DataJobStatus::Expired);
+    assert_eq!(
+        net.balance(&owner.address()),
+        before - 1,
+        "only the transaction fee is spent"
+    );
+    assert!(net.chain.open_data_jobs(&verifier, 10).unwrap().is_empty());
+    let (chosen, _) = drawn(&workers, &verifier);
+    let late = proof(
+        chosen,
+        job,
+        file,
+        b"x,y\n",
+        DataVerdict::Scored { score: 1 },
+    );
+    let tx = net.tx(&chosen.account, Action::AddProof(late));
+    assert!(reason(net.block(&[tx]).remove(0)).contains("is not waiting for a proof"));
+}
+
+#[test]
+fn a_data_key_must_be_signed_by_the_workers_own_live_enclave() {
+    let owner = AccountKey::generate();
+    let mut net = Net::new(&[owner.address()], params());
+    let w = Worker::generate();
+    let fund = net.tx(
+        &owner,
+        Action::Transfer {
+            to: w.account.address(),
+            amount: 200 * ONE_TOKEN,
+        },
+    );
+    net.ok(&[fund]);
+    let tx = serve_data(&mut net, &w, &w.enclave);
+    assert!(reason(net.block(&[tx]).remove(0)).contains("has no live attested enclave"));
+    let enrolment = enroll(&mut net, &w, 100 * ONE_TOKEN, b"verifier");
+    net.ok(&enrolment);
+    let impostor = verity_types::EnclaveKey::generate();
+    let tx = serve_data(&mut net, &w, &impostor);
+    assert!(reason(net.block(&[tx]).remove(0))
+        .contains("not signed by the worker's registered enclave"));
+    let tx = serve_data(&mut net, &w, &w.enclave);
+    net.ok(&[tx]);
+    let record = net
+        .chain
+        .data_verifier(&w.account.address())
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.rsa_public_key, RSA_KEY);
+    assert_eq!(record.enclave_key, w.enclave.public());
+    // A task worker that serves no data is never drawn for data.
+    let plain = Worker::generate();
+    let fund = net.tx(
+        &owner,
+        Action::Transfer {
+            to: plain.account.address(),
+            amount: 200 * ONE_TOKEN,
+        },
+    );
+    net.ok(&[fund]);
+    let enrolment = enroll(&mut net, &plain, 150 * ONE_TOKEN, b"verifier");
+    net.ok(&enrolment);
+    let file = add_file(&mut net, &owner, b"1\n");
+    for _ in 0..4 {
+        let (_, verifier) = request(&mut net, &owner, file);
+        assert_eq!(verifier, w.account.address());
+    }
+}
