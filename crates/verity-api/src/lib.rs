@@ -13,8 +13,9 @@ pub use verity_state::modules::disputes::{dispute_id, DisputeStatus, RefereeChec
 pub use verity_state::modules::game::{Game, Phase, Side, DEPTH};
 pub use verity_state::modules::records::RecordStatus;
 pub use verity_state::{
-    AttestationNonce, BlockRecord, Challenger, Dispute, ExecutionRecord, Model, Receipt,
-    Reputation, Task, TaskStatus, TxFailure, TxStatus, Worker,
+    AttestationNonce, BlockRecord, Challenger, DataFile, DataJob, DataJobStatus, DataVerifier,
+    Dispute, ExecutionRecord, Model, Receipt, Reputation, Task, TaskStatus, TxFailure, TxStatus,
+    Worker,
 };
 pub use verity_tee::Policy;
 
@@ -317,6 +318,78 @@ pub struct WorkerList {
     pub workers: Vec<WorkerView>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<Address>,
+}
+
+/// `GET /v1/data/files`, in id order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DataFileList {
+    pub files: Vec<DataFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
+}
+
+/// `GET /v1/data/files/{id}/jobs`, in id order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DataJobList {
+    pub jobs: Vec<DataJob>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
+}
+
+/// `GET /v1/data/verifiers/{address}`: its registration and the jobs it owes a proof.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DataVerifierView {
+    pub address: Address,
+    /// Absent for an address that does not serve data verification.
+    pub verifier: Option<DataVerifier>,
+    /// The height the jobs were read at.
+    pub height: u64,
+    pub open_jobs: Vec<DataJob>,
+}
+
+/// One DAT class held: the file it anchors and the balance in base units (18 decimals).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DatHolding {
+    pub file_id: u64,
+    #[serde(with = "verity_types::amount")]
+    #[schema(schema_with = verity_types::schema::amount)]
+    pub balance: Amount,
+}
+
+/// `GET /v1/dat/{address}`, in file order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DatHoldings {
+    pub address: Address,
+    pub holdings: Vec<DatHolding>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
+}
+
+/// A data verifier's `POST /proof` body: LazAI's ProofRequest. The verifier learns the job
+/// itself from the chain and checks that this request names it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProofRequest {
+    pub job_id: u64,
+    pub file_id: u64,
+    /// Where the encrypted file is (informational: the verifier reads the blob the chain names).
+    #[serde(default)]
+    pub file_url: String,
+    /// The contributor's password, RSA-wrapped to the verifier's key, hex.
+    pub encryption_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_seed: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<u64>,
+}
+
+/// `POST /proof`'s answer: `{"success": true}`, or false with the reason.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProofAnswer {
+    pub success: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// `GET /v1/attestation-policy`.

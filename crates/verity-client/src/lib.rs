@@ -29,6 +29,13 @@ pub enum ClientError {
     },
     #[error("unexpected response from the node: {0}")]
     Decode(String),
+    /// A data verifier's `POST /proof` refused the request.
+    #[error("the data verifier at {url} refused the request (HTTP {status}): {message}")]
+    VerifierRefused {
+        url: String,
+        status: u16,
+        message: String,
+    },
     #[error("transaction {hash} was not finalized within {waited:?}")]
     NotFinalized {
         hash: Hash,
@@ -107,6 +114,39 @@ impl Client {
             .build()
             .unwrap_or_default();
         Self { base, http }
+    }
+
+    /// Sends a contributor's request to a data verifier's `POST /proof` at `endpoint` (its URL
+    /// as the chain records it).
+    pub async fn send_proof_request(
+        &self,
+        endpoint: &str,
+        request: &api::ProofRequest,
+    ) -> Result<(), ClientError> {
+        let url = format!("{}/proof", endpoint.trim_end_matches('/'));
+        let response = self
+            .http
+            .post(&url)
+            .json(request)
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
+        let status = response.status().as_u16();
+        let answer: api::ProofAnswer = response
+            .json()
+            .await
+            .map_err(|e| ClientError::Decode(format!("{url}: HTTP {status}: {e}")))?;
+        if answer.success {
+            return Ok(());
+        }
+        Err(ClientError::VerifierRefused {
+            url,
+            status,
+            message: answer.error.unwrap_or_default(),
+        })
     }
 
     pub fn base(&self) -> &str {
@@ -268,6 +308,54 @@ impl Client {
 
     pub async fn dispute(&self, id: &Hash) -> Result<Option<api::Dispute>, ClientError> {
         self.find(&format!("/v1/disputes/{id}")).await
+    }
+
+    /// Contributed files in id order after `after`, one owner's when given.
+    pub async fn data_files(
+        &self,
+        owner: Option<&Address>,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<api::DataFileList, ClientError> {
+        let mut query = format!("?limit={limit}");
+        if let Some(owner) = owner {
+            query.push_str(&format!("&owner={owner}"));
+        }
+        if let Some(after) = after {
+            query.push_str(&format!("&after={after}"));
+        }
+        self.get(&format!("/v1/data/files{query}")).await
+    }
+
+    pub async fn data_file(&self, id: u64) -> Result<Option<api::DataFile>, ClientError> {
+        self.find(&format!("/v1/data/files/{id}")).await
+    }
+
+    /// File `file`'s proof jobs, oldest first (up to 1,000).
+    pub async fn data_jobs_of(&self, file: u64) -> Result<api::DataJobList, ClientError> {
+        self.get(&format!(
+            "/v1/data/files/{file}/jobs?limit={}",
+            api::MAX_PAGE
+        ))
+        .await
+    }
+
+    pub async fn data_job(&self, id: u64) -> Result<Option<api::DataJob>, ClientError> {
+        self.find(&format!("/v1/data/jobs/{id}")).await
+    }
+
+    /// A data verifier's registration and the jobs it owes a proof.
+    pub async fn data_verifier(
+        &self,
+        address: &Address,
+    ) -> Result<api::DataVerifierView, ClientError> {
+        self.get(&format!("/v1/data/verifiers/{address}")).await
+    }
+
+    /// The Data Anchor Tokens `address` holds, by file.
+    pub async fn dat(&self, address: &Address) -> Result<api::DatHoldings, ClientError> {
+        self.get(&format!("/v1/dat/{address}?limit={}", api::MAX_PAGE))
+            .await
     }
 
     pub async fn attestation_policy(&self) -> Result<PolicyView, ClientError> {

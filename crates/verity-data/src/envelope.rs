@@ -108,19 +108,82 @@ pub fn wrap_password(password: &str, public_key_pem: &str) -> Result<String, Env
     Ok(hex::encode(wrapped))
 }
 
-/// Opens a wrapped password with the verifier's private key (PEM). OAEP is tried first: its
-/// padding check cannot pass by chance, where PKCS#1 v1.5's can for a few ciphertexts in 2^16.
+/// The password wrapped (PKCS#1 v1.5) to a verifier's public key as the chain holds it (DER,
+/// SPKI), as hex.
+pub fn wrap_password_der(password: &str, public_key_der: &[u8]) -> Result<String, EnvelopeError> {
+    let key = RsaPublicKey::from_public_key_der(public_key_der)
+        .map_err(|_| EnvelopeError::NotRsaKey { what: "public" })?;
+    let wrapped = key
+        .encrypt(&mut OsRng, Pkcs1v15Encrypt, password.as_bytes())
+        .map_err(|e| EnvelopeError::Encrypt(e.to_string()))?;
+    Ok(hex::encode(wrapped))
+}
+
+/// Opens a wrapped password with the verifier's private key (PEM).
 pub fn unwrap_password(wrapped_hex: &str, private_key_pem: &str) -> Result<String, EnvelopeError> {
-    let key = RsaPrivateKey::from_pkcs8_pem(private_key_pem)
-        .or_else(|_| RsaPrivateKey::from_pkcs1_pem(private_key_pem))
-        .map_err(|_| EnvelopeError::NotRsaKey { what: "private" })?;
-    let wrapped = hex::decode(wrapped_hex.trim().trim_start_matches("0x"))
-        .map_err(|_| EnvelopeError::WrappedNotHex)?;
-    let plain = key
-        .decrypt(Oaep::new::<sha1::Sha1>(), &wrapped)
-        .or_else(|_| key.decrypt(Pkcs1v15Encrypt, &wrapped))
-        .map_err(|_| EnvelopeError::Unwrap)?;
-    String::from_utf8(plain).map_err(|_| EnvelopeError::PasswordNotText)
+    VerifierKey::from_pem(private_key_pem)?.unwrap_password(wrapped_hex)
+}
+
+/// A data verifier's RSA key: contributors wrap their passwords to its public half.
+pub struct VerifierKey {
+    key: RsaPrivateKey,
+}
+
+/// Bits of a new verifier key.
+pub const VERIFIER_KEY_BITS: usize = 2048;
+
+impl VerifierKey {
+    pub fn generate() -> Result<Self, EnvelopeError> {
+        RsaPrivateKey::new(&mut OsRng, VERIFIER_KEY_BITS)
+            .map(|key| Self { key })
+            .map_err(|e| EnvelopeError::Encrypt(e.to_string()))
+    }
+
+    /// Reads a PKCS#8 or PKCS#1 PEM private key.
+    pub fn from_pem(pem: &str) -> Result<Self, EnvelopeError> {
+        RsaPrivateKey::from_pkcs8_pem(pem)
+            .or_else(|_| RsaPrivateKey::from_pkcs1_pem(pem))
+            .map(|key| Self { key })
+            .map_err(|_| EnvelopeError::NotRsaKey { what: "private" })
+    }
+
+    /// PKCS#8 PEM, for a key file (mode 0600).
+    pub fn to_pem(&self) -> Result<String, EnvelopeError> {
+        use rsa::pkcs8::EncodePrivateKey as _;
+        self.key
+            .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
+            .map(|pem| pem.to_string())
+            .map_err(|e| EnvelopeError::Encrypt(e.to_string()))
+    }
+
+    /// The public key as DER (SPKI): what the chain records.
+    pub fn public_der(&self) -> Vec<u8> {
+        use rsa::pkcs8::EncodePublicKey as _;
+        self.key
+            .to_public_key()
+            .to_public_key_der()
+            .expect("an RSA public key encodes")
+            .into_vec()
+    }
+
+    /// Opens a wrapped password. OAEP-SHA1 is tried first: its padding check cannot pass by
+    /// chance, where PKCS#1 v1.5's can for a few ciphertexts in 2^16.
+    pub fn unwrap_password(&self, wrapped_hex: &str) -> Result<String, EnvelopeError> {
+        let wrapped = hex::decode(wrapped_hex.trim().trim_start_matches("0x"))
+            .map_err(|_| EnvelopeError::WrappedNotHex)?;
+        let plain = self
+            .key
+            .decrypt(Oaep::new::<sha1::Sha1>(), &wrapped)
+            .or_else(|_| self.key.decrypt(Pkcs1v15Encrypt, &wrapped))
+            .map_err(|_| EnvelopeError::Unwrap)?;
+        String::from_utf8(plain).map_err(|_| EnvelopeError::PasswordNotText)
+    }
+}
+
+impl std::fmt::Debug for VerifierKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VerifierKey(..)")
+    }
 }
 
 #[cfg(test)]
@@ -203,5 +266,26 @@ mod tests {
             wrap_password("x", "not a key"),
             Err(EnvelopeError::NotRsaKey { .. })
         ));
+    }
+
+    #[test]
+    fn a_verifier_key_survives_its_file_and_opens_what_is_wrapped_to_its_der() {
+        let key = VerifierKey::generate().unwrap();
+        let again = VerifierKey::from_pem(&key.to_pem().unwrap()).unwrap();
+        assert_eq!(again.public_der(), key.public_der());
+        let wrapped = wrap_password_der(ETH_ACCOUNT_PASSWORD, &key.public_der()).unwrap();
+        assert_eq!(
+            again.unwrap_password(&wrapped).unwrap(),
+            ETH_ACCOUNT_PASSWORD
+        );
+        assert!(matches!(
+            wrap_password_der("x", b"not DER"),
+            Err(EnvelopeError::NotRsaKey { .. })
+        ));
+        assert_eq!(
+            format!("{key:?}"),
+            "VerifierKey(..)",
+            "no key material in logs"
+        );
     }
 }

@@ -148,6 +148,12 @@ pub fn router(state: ApiState, limits: &ApiLimits) -> Router {
         .route("/v1/challengers/{address}", get(get_challenger))
         .route("/v1/disputes", get(list_disputes))
         .route("/v1/disputes/{id}", get(get_dispute))
+        .route("/v1/data/files", get(list_data_files))
+        .route("/v1/data/files/{id}", get(get_data_file))
+        .route("/v1/data/files/{id}/jobs", get(list_file_jobs))
+        .route("/v1/data/jobs/{id}", get(get_data_job))
+        .route("/v1/data/verifiers/{address}", get(get_data_verifier))
+        .route("/v1/dat/{address}", get(get_dat))
         .route("/v1/attestation-policy", get(get_policy))
         .route("/v1/attestation-nonce", get(get_nonce))
         .route("/v1/events", get(events))
@@ -949,6 +955,171 @@ async fn get_dispute(
         .ok_or_else(|| ApiError::not_found(format!("no dispute {id}")))
 }
 
+/// A list's query when its cursor is a sequential id, optionally one owner's.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct FilePage {
+    /// Page size, 1 to 1000.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    /// The previous page's `next`.
+    after: Option<u64>,
+    /// Only this owner's files.
+    #[param(value_type = Option<Address>)]
+    owner: Option<Address>,
+}
+
+#[utoipa::path(get, path = "/v1/data/files", tag = "data",
+    params(FilePage),
+    responses(
+        (status = 200, description = "contributed files in id order", body = verity_api::DataFileList),
+        (status = 400, body = ErrorBody),
+    ))]
+async fn list_data_files(
+    State(state): State<ApiState>,
+    page: Result<Query<FilePage>, QueryRejection>,
+) -> ApiResult<verity_api::DataFileList> {
+    let page = query(page)?;
+    let limit = page_size(page.limit, 100)?;
+    let files = state
+        .node
+        .chain
+        .data_files(page.owner.as_ref(), page.after.unwrap_or(0), limit)
+        .map_err(ApiError::internal)?;
+    let next = next_cursor(&files, limit, |f| f.file_id);
+    Ok(Json(verity_api::DataFileList { files, next }))
+}
+
+#[utoipa::path(get, path = "/v1/data/files/{id}", tag = "data",
+    params(("id" = u64, Path)),
+    responses(
+        (status = 200, description = "the file: owner, encrypted blob, plaintext hash, best score, DAT supply", body = verity_api::DataFile),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+async fn get_data_file(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<verity_api::DataFile> {
+    let id: u64 = parse(&id, "file id")?;
+    state
+        .node
+        .chain
+        .data_file(id)
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no data file {id}")))
+}
+
+#[utoipa::path(get, path = "/v1/data/files/{id}/jobs", tag = "data",
+    params(("id" = u64, Path), SeqPage),
+    responses(
+        (status = 200, description = "the file's proof jobs in id order", body = verity_api::DataJobList),
+        (status = 400, body = ErrorBody),
+    ))]
+async fn list_file_jobs(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    page: Result<Query<SeqPage>, QueryRejection>,
+) -> ApiResult<verity_api::DataJobList> {
+    let id: u64 = parse(&id, "file id")?;
+    let page = query(page)?;
+    let limit = page_size(page.limit, 100)?;
+    let jobs = state
+        .node
+        .chain
+        .data_jobs_of(id, page.after.unwrap_or(0), limit)
+        .map_err(ApiError::internal)?;
+    let next = next_cursor(&jobs, limit, |j| j.job_id);
+    Ok(Json(verity_api::DataJobList { jobs, next }))
+}
+
+#[utoipa::path(get, path = "/v1/data/jobs/{id}", tag = "data",
+    params(("id" = u64, Path)),
+    responses(
+        (status = 200, description = "the proof job: file, verifier, status and verdict", body = verity_api::DataJob),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+async fn get_data_job(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<verity_api::DataJob> {
+    let id: u64 = parse(&id, "job id")?;
+    state
+        .node
+        .chain
+        .data_job(id)
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no data job {id}")))
+}
+
+#[utoipa::path(get, path = "/v1/data/verifiers/{address}", tag = "data",
+    params(("address" = Address, Path)),
+    responses(
+        (status = 200, description = "the data verifier's RSA key and endpoint, and the jobs it owes a proof", body = verity_api::DataVerifierView),
+        (status = 400, body = ErrorBody),
+    ))]
+async fn get_data_verifier(
+    State(state): State<ApiState>,
+    Path(address): Path<String>,
+) -> ApiResult<verity_api::DataVerifierView> {
+    let address: Address = parse(&address, "address")?;
+    let chain = &state.node.chain;
+    let height = chain.height().map_err(ApiError::internal)?;
+    Ok(Json(verity_api::DataVerifierView {
+        address,
+        verifier: chain.data_verifier(&address).map_err(ApiError::internal)?,
+        height,
+        open_jobs: chain
+            .open_data_jobs(&address, MAX_PAGE as usize)
+            .map_err(ApiError::internal)?,
+    }))
+}
+
+/// `GET /v1/dat/{address}`'s query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct SeqPage {
+    /// Page size, 1 to 1000.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    /// The previous page's `next`.
+    after: Option<u64>,
+}
+
+#[utoipa::path(get, path = "/v1/dat/{address}", tag = "data",
+    params(("address" = Address, Path), SeqPage),
+    responses(
+        (status = 200, description = "the Data Anchor Tokens the address holds, by file", body = verity_api::DatHoldings),
+        (status = 400, body = ErrorBody),
+    ))]
+async fn get_dat(
+    State(state): State<ApiState>,
+    Path(address): Path<String>,
+    page: Result<Query<SeqPage>, QueryRejection>,
+) -> ApiResult<verity_api::DatHoldings> {
+    let address: Address = parse(&address, "address")?;
+    let page = query(page)?;
+    let limit = page_size(page.limit, 100)?;
+    let found = state
+        .node
+        .chain
+        .dat_holdings(&address, page.after.unwrap_or(0), limit)
+        .map_err(ApiError::internal)?;
+    let next = next_cursor(&found, limit, |(id, _)| *id);
+    let holdings = found
+        .into_iter()
+        .map(|(file_id, balance)| verity_api::DatHolding { file_id, balance })
+        .collect();
+    Ok(Json(verity_api::DatHoldings {
+        address,
+        holdings,
+        next,
+    }))
+}
+
 #[utoipa::path(get, path = "/v1/attestation-policy", tag = "attestation",
     responses((status = 200, body = PolicyView)))]
 async fn get_policy(State(state): State<ApiState>) -> ApiResult<PolicyView> {
@@ -1030,6 +1201,12 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
         get_challenger,
         list_disputes,
         get_dispute,
+        list_data_files,
+        get_data_file,
+        list_file_jobs,
+        get_data_job,
+        get_data_verifier,
+        get_dat,
         get_policy,
         get_nonce,
         events,
@@ -1086,6 +1263,12 @@ validator_p2p_tracker_directory_reserved{index=\"0\"} 2
             "/v1/challengers/{address}",
             "/v1/disputes",
             "/v1/disputes/{id}",
+            "/v1/data/files",
+            "/v1/data/files/{id}",
+            "/v1/data/files/{id}/jobs",
+            "/v1/data/jobs/{id}",
+            "/v1/data/verifiers/{address}",
+            "/v1/dat/{address}",
             "/v1/attestation-policy",
             "/v1/attestation-nonce",
             "/v1/events",

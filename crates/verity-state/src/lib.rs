@@ -661,6 +661,16 @@ impl<S: Store> Chain<S> {
         modules::data::job(&self.view(), id)
     }
 
+    /// File `file`'s proof jobs in id order after `after`.
+    pub fn data_jobs_of(
+        &self,
+        file: u64,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DataJob>, StateError> {
+        modules::data::jobs_of(&self.view(), file, after, limit)
+    }
+
     /// Jobs waiting for `verifier`'s proof, oldest first.
     pub fn open_data_jobs(
         &self,

@@ -4,12 +4,14 @@
 //! (dispatch across cores, latency tracking, batching receipts into transactions) live here too.
 
 mod challenger;
+pub mod data;
 pub mod disputes;
 mod journal;
 mod service;
 mod zk;
 
 pub use challenger::{run_challenger, ChallengerConfig};
+pub use data::DataVerifierConfig;
 pub use service::{compute, run, Computed, WorkerConfig, WorkerStats};
 pub use verity_tee::produce::TeeSource;
 

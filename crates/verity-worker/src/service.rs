@@ -53,6 +53,8 @@ pub struct WorkerConfig {
     /// Fault injection for testing disputes only: corrupt graph node N's output in every run,
     /// sign that result, and defend it. `None` for every real worker.
     pub dishonest: Option<usize>,
+    /// Serve data verification too: where its `POST /proof` listens.
+    pub data: Option<crate::data::DataVerifierConfig>,
 }
 
 /// Counters the worker keeps, shared with whoever started it.
@@ -143,6 +145,8 @@ struct Worker {
     player: crate::disputes::Player,
     /// Circuits and proving keys of the `tee_zk` models it has proven for.
     provers: HashMap<Hash, Arc<crate::zk::Prover>>,
+    /// Its data verifier role, when it serves one.
+    data: Option<crate::data::DataVerifier>,
 }
 
 fn now_ms() -> u64 {
@@ -213,6 +217,13 @@ impl Worker {
         let fees = client.fee_schedule().await?;
         let engine = Arc::new(Engine::new(1)?);
         let player = crate::disputes::Player::new(address, engine.clone(), config.dishonest);
+        let data = match &config.data {
+            Some(data) => Some(
+                crate::data::DataVerifier::start(&config.home, data, client.clone(), address)
+                    .await?,
+            ),
+            None => None,
+        };
         let mut worker = Self {
             fees,
             engine,
@@ -228,6 +239,7 @@ impl Worker {
             stats,
             player,
             provers: HashMap::new(),
+            data,
         };
         worker.setup().await?;
         Ok(worker)
@@ -284,7 +296,88 @@ impl Worker {
                     .context("declaring served models")?;
             }
         }
-        self.attest_if_needed(&view).await
+        self.attest_if_needed(&view).await?;
+        self.serve_data_if_needed().await
+    }
+
+    /// Registers the data verifier's RSA key and endpoint, signed by the enclave key, unless the
+    /// chain already has them.
+    async fn serve_data_if_needed(&mut self) -> Result<()> {
+        let (Some(data), Some(config)) = (&self.data, &self.config.data) else {
+            return Ok(());
+        };
+        let rsa_public_key = data.public_der();
+        let endpoint = config.endpoint.clone();
+        let view = self.client.data_verifier(&self.address).await?;
+        if view.verifier.is_some_and(|v| {
+            v.rsa_public_key == rsa_public_key
+                && v.endpoint == endpoint
+                && v.enclave_key == self.enclave.public()
+        }) {
+            return Ok(());
+        }
+        let signature = self
+            .enclave
+            .sign_data_key(&self.chain_id, &self.address, &rsa_public_key);
+        self.send_and_wait(Action::ServeData {
+            rsa_public_key,
+            endpoint: endpoint.clone(),
+            signature,
+        })
+        .await
+        .context("registering as a data verifier")?;
+        info!(worker = %self.config.label, %endpoint, "serving data verification");
+        Ok(())
+    }
+
+    /// Proves the data jobs whose requests have come in: fetch, open, check, score, sign, send.
+    async fn prove_data(&mut self) -> Result<bool> {
+        let Some(data) = self.data.as_mut() else {
+            return Ok(false);
+        };
+        let view = self.client.data_verifier(&self.address).await?;
+        let open: Vec<u64> = view.open_jobs.iter().map(|j| j.job_id).collect();
+        let due = data.due(&open);
+        let key = data.key();
+        let mut busy = false;
+        for (job_id, request) in due {
+            let Some(job) = view.open_jobs.iter().find(|j| j.job_id == job_id) else {
+                continue;
+            };
+            let Some(file) = self.client.data_file(job.file_id).await? else {
+                continue;
+            };
+            let ciphertext = self.client.get_blob(&cid_of(&file.data.hash)).await?;
+            let key = key.clone();
+            let started = Instant::now();
+            let (plaintext_hash, verdict) = tokio::task::spawn_blocking(move || {
+                crate::data::examine(
+                    &key,
+                    ciphertext.as_deref(),
+                    &file.data.hash,
+                    &request.encryption_key,
+                    &file.plaintext_hash,
+                )
+            })
+            .await?;
+            let mut proof = verity_types::DataProof {
+                job_id,
+                file_id: job.file_id,
+                plaintext_hash,
+                verdict,
+                worker: self.address,
+                enclave_key: [0; 32],
+                signature: [0; 64],
+            };
+            self.enclave.sign_data_proof(&self.chain_id, &mut proof);
+            self.send(Action::AddProof(proof)).await?;
+            info!(worker = %self.config.label, job = job_id, file = job.file_id, ?verdict, ms = started.elapsed().as_millis() as u64, "data proof sent");
+            if let Some(data) = self.data.as_mut() {
+                data.mark_sent(job_id);
+            }
+            busy = true;
+        }
+        Ok(busy)
     }
 
     /// The chain's newest attestation nonce, waiting for block 1 on a chain that just started.
@@ -445,6 +538,7 @@ impl Worker {
     async fn round(&mut self) -> Result<bool> {
         self.reconcile().await?;
         self.play_disputes().await?;
+        let proved_data = self.prove_data().await?;
         let tasks = self
             .client
             .assignments(&self.address, &PageRequest::default())
@@ -462,7 +556,7 @@ impl Worker {
         }
         self.first_seen.retain(|id, _| assigned_ids.contains(id));
         if todo.is_empty() {
-            return Ok(false);
+            return Ok(proved_data);
         }
         // Fetch models and inputs concurrently, compute on every core, upload outputs. A task
         // that cannot run is reported, not left to time out.

@@ -16,7 +16,7 @@ use verity_types::{AccountKey, Action, DataRef, Hash, Mode, TxBody, ONE_TOKEN};
 use crate::bench_cmd::{spawn_submitter, Latency, SubmitTimes};
 use crate::chain_cmd::{
     create_worker_accounts, devnet_genesis, init_logs, register_bundled_model, spawn_workers,
-    wait_for_workers,
+    wait_for_workers, DataVerifiers,
 };
 
 #[derive(Args)]
@@ -95,7 +95,7 @@ pub fn tasks(args: TasksArgs) -> Result<()> {
         let apis: Vec<_> = started.iter().map(|s| s.api).collect();
         let clients: Vec<Client> = apis.iter().map(|a| Client::new(&a.to_string())).collect();
         let model = register_bundled_model(&clients[0], &dev).await?;
-        let stats = spawn_workers(&home, &apis, args.workers, 0)?;
+        let stats = spawn_workers(&home, &apis, args.workers, 0, DataVerifiers::NONE)?;
         wait_for_workers(&clients[0], args.workers as usize).await?;
         clients[0].put_blobs(inputs.clone(), &dev).await?;
         eprintln!(

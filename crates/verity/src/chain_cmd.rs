@@ -50,6 +50,13 @@ pub struct DevnetArgs {
     /// (`verity worker --dishonest 1`).
     #[arg(long, default_value_t = 0)]
     dishonest_workers: u32,
+    /// How many of the workers also verify contributed data (`verity data contribute`).
+    #[arg(long, default_value_t = 1)]
+    data_verifiers: u32,
+    /// Port of the first data verifier's `POST /proof`; the others take the next ports. By
+    /// default the port after the last validator's API port (8549 with 4 validators).
+    #[arg(long)]
+    data_port: Option<u16>,
     /// Show the validators' and workers' logs instead of a status line every few seconds
     /// (`VERITY_LOG` also brings them back, with its own filter).
     #[arg(long)]
@@ -95,11 +102,40 @@ pub(crate) fn devnet_genesis(chain_id: &str, dev: &Address, workers: &[Address])
 
 /// Starts `count` in-process workers against the given APIs (round robin), keys and state under
 /// `home/worker-i`.
+/// Which of the devnet's workers verify contributed data: the first `count`, on loopback ports
+/// from `first_port`.
+#[derive(Clone, Copy)]
+pub(crate) struct DataVerifiers {
+    pub count: u32,
+    pub first_port: u16,
+}
+
+impl DataVerifiers {
+    pub const NONE: Self = Self {
+        count: 0,
+        first_port: 0,
+    };
+
+    fn config(&self, worker: usize) -> Result<Option<verity_worker::DataVerifierConfig>> {
+        if worker >= self.count as usize {
+            return Ok(None);
+        }
+        let port = u16::try_from(usize::from(self.first_port) + worker)
+            .context("--data-port: the data verifiers' ports run past 65535")?;
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        Ok(Some(verity_worker::DataVerifierConfig {
+            listen,
+            endpoint: format!("http://{listen}"),
+        }))
+    }
+}
+
 pub(crate) fn spawn_workers(
     home: &Path,
     apis: &[std::net::SocketAddr],
     count: u32,
     dishonest: u32,
+    data: DataVerifiers,
 ) -> Result<Vec<Arc<verity_worker::WorkerStats>>> {
     let mut all = Vec::new();
     for i in 0..count as usize {
@@ -119,6 +155,7 @@ pub(crate) fn spawn_workers(
             label: format!("w{i}"),
             // Fault injection: the first `dishonest` workers lie about graph node 1.
             dishonest: (i < dishonest as usize).then_some(1),
+            data: data.config(i)?,
         };
         let s = stats.clone();
         tokio::spawn(async move {
@@ -460,7 +497,21 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
         let client = Client::new(&apis[0].to_string());
         let model_id = register_bundled_model(&client, &dev).await?;
         let zk_model_id = register_bundled_zk_model(&client, &dev, &home).await?;
-        spawn_workers(&home, &apis, args.workers, args.dishonest_workers)?;
+        let data_verifiers = DataVerifiers {
+            count: args.data_verifiers.min(args.workers),
+            first_port: match args.data_port {
+                Some(port) => port,
+                None => u16::try_from(u32::from(args.api_port) + args.validators)
+                    .context("--api-port: no port is left after the validators' for data")?,
+            },
+        };
+        spawn_workers(
+            &home,
+            &apis,
+            args.workers,
+            args.dishonest_workers,
+            data_verifiers,
+        )?;
         spawn_challengers(&home, &apis, &dev, args.challengers).await?;
         // The banner says "ready" only once the setup is final: the dev account's setup
         // transactions are finalized and the workers can take tasks.
@@ -469,6 +520,9 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
             eprintln!("warning: {e:#}; see `verity devnet --log`");
         }
         if let Err(e) = wait_for_challengers(&client, args.challengers as usize).await {
+            eprintln!("warning: {e:#}; see `verity devnet --log`");
+        }
+        if let Err(e) = wait_for_data_verifiers(&client, &home, data_verifiers.count).await {
             eprintln!("warning: {e:#}; see `verity devnet --log`");
         }
         outln!(
@@ -487,6 +541,13 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
             "  challengers: {} (re-execute OP results and dispute wrong ones)",
             args.challengers
         );
+        if data_verifiers.count > 0 {
+            outln!(
+                "  data:        {} verifier(s), POST /proof from http://127.0.0.1:{}",
+                data_verifiers.count,
+                data_verifiers.first_port
+            );
+        }
         outln!("  model:       {model_id} (digits-mlp, bundled; tee and op)");
         outln!("  zk model:    {zk_model_id} (digits-mlp-int8, bundled; tee and tee-zk, keys from a local setup)");
         outln!("  genesis:     {}", home.join("genesis.json").display());
@@ -539,6 +600,34 @@ pub(crate) async fn wait_for_workers(client: &Client, count: usize) -> Result<()
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Waits until the first `count` workers serve data verification (2 minutes at most).
+pub(crate) async fn wait_for_data_verifiers(
+    client: &Client,
+    home: &Path,
+    count: u32,
+) -> Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    for i in 0..count {
+        let worker =
+            load_key_file(&home.join(format!("worker-{i}")).join("account.key"))?.address();
+        loop {
+            let serving = client
+                .data_verifier(&worker)
+                .await
+                .map(|v| v.verifier.is_some())
+                .unwrap_or(false);
+            if serving {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("worker {i} did not register as a data verifier within 120 s");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
 }
 
 /// Waits until `count` challengers have bonded (2 minutes at most): OP results submitted before

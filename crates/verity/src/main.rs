@@ -69,9 +69,13 @@ enum Command {
     /// Disputes of OP results.
     #[command(subcommand)]
     Dispute(dispute_cmd::DisputeCommand),
-    /// Contributed data: encryption with your key's password.
+    /// Contributed data: encryption with your key's password, the quality score, contribution
+    /// with a verifier's proof.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
+    /// Data Anchor Tokens: what contributed files earn their owners.
+    #[command(subcommand)]
+    Dat(data_cmd::DatCommand),
     /// Zero-knowledge proofs of quantized models: keys, proofs, independent checks.
     #[command(subcommand)]
     Zk(zk_cmd::ZkCommand),
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
         Command::Bench(cmd) => bench_cmd::run(cmd),
         Command::Attest(cmd) => attest_cmd::run(cmd),
         Command::Data(cmd) => data_cmd::run(cmd),
+        Command::Dat(cmd) => data_cmd::run_dat(cmd),
         Command::Blob(cmd) => task_cmd::blob(cmd),
         Command::Model(cmd) => task_cmd::model(cmd),
         Command::Task(cmd) => task_cmd::task(cmd),

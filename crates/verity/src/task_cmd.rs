@@ -179,6 +179,13 @@ pub struct WorkerArgs {
     dishonest: Option<usize>,
     #[arg(long, default_value_t = 128)]
     max_batch: usize,
+    /// Also verify contributed data: listen for LazAI's `POST /proof` at this address.
+    #[arg(long, value_name = "ADDR")]
+    data_listen: Option<std::net::SocketAddr>,
+    /// The URL contributors reach that endpoint at (recorded on chain); http://ADDR when
+    /// absent.
+    #[arg(long, value_name = "URL", requires = "data_listen")]
+    data_endpoint: Option<String>,
     #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]
     node: String,
     #[arg(long, env = "VERITY_KEYS")]
@@ -711,6 +718,15 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
         poll: Duration::from_millis(100),
         label: "worker".into(),
         dishonest: args.dishonest,
+        data: args
+            .data_listen
+            .map(|listen| verity_worker::DataVerifierConfig {
+                listen,
+                endpoint: args
+                    .data_endpoint
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{listen}")),
+            }),
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

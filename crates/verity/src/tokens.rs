@@ -49,13 +49,22 @@ pub fn parse(text: &str, base_units: bool) -> Result<Amount> {
 
 /// `amount` base units as tokens, without trailing zeros: `1.5 VRT`.
 pub fn format(amount: Amount) -> String {
+    format_as(amount, SYMBOL)
+}
+
+/// `amount` base units of Data Anchor Tokens (18 decimals too): `0.5185 DAT`.
+pub fn format_dat(amount: Amount) -> String {
+    format_as(amount, "DAT")
+}
+
+fn format_as(amount: Amount, symbol: &str) -> String {
     let whole = amount / ONE_TOKEN;
     let fraction = amount % ONE_TOKEN;
     if fraction == 0 {
-        return format!("{whole} {SYMBOL}");
+        return format!("{whole} {symbol}");
     }
     let digits = format!("{fraction:0>DECIMALS$}");
-    format!("{whole}.{} {SYMBOL}", digits.trim_end_matches('0'))
+    format!("{whole}.{} {symbol}", digits.trim_end_matches('0'))
 }
 
 #[cfg(test)]

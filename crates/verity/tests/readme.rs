@@ -144,14 +144,14 @@ fn the_readme_walkthrough_runs_as_written_and_the_devnet_resumes_after_ctrl_c() 
     let log = root.path().join("devnet.out");
     let (mut devnet, api, p2p) = (0..common::PORT_ATTEMPTS)
         .find_map(|attempt| {
-            let (api, p2p) = common::ports(4, 4_441, attempt);
+            let (api, p2p) = common::ports(5, 4_441, attempt);
             let _ = std::fs::remove_dir_all(root.path().join(".verity/devnet"));
             let devnet = start_devnet(root.path(), api, p2p, &log);
             wait_ready(&log).then_some((devnet, api, p2p))
         })
         .expect("every set of ports tried was taken");
     let node = format!("http://127.0.0.1:{api}");
-    let (bench_api, bench_p2p) = common::ports(4, 4_447, 0);
+    let (bench_api, bench_p2p) = common::ports(5, 4_447, 0);
 
     let run = Command::new("bash")
         .arg("walkthrough.sh")

@@ -33,6 +33,7 @@ const VERIFIER: u8 = b'k';
 const BALANCE: u8 = b'b';
 const SUPPLY: u8 = b's';
 const HOLDER_INDEX: u8 = b'h';
+const FILE_JOB: u8 = b'i';
 
 /// Genesis parameters of the data module.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +166,13 @@ fn open_job_key(verifier: &Address, job: u64) -> Vec<u8> {
     key
 }
 
+fn file_job_key(file: u64, job: u64) -> Vec<u8> {
+    let mut key = vec![FILE_JOB];
+    key.extend_from_slice(&file.to_be_bytes());
+    key.extend_from_slice(&job.to_be_bytes());
+    key
+}
+
 fn verifier_key(worker: &Address) -> Vec<u8> {
     let mut key = vec![VERIFIER];
     key.extend_from_slice(&worker.0);
@@ -287,6 +295,27 @@ pub fn open_jobs(
         .scan_prefix(Table::Data, &prefix[..21], limit)?
         .into_iter()
         .filter_map(|(key, _)| key[21..].try_into().ok().map(u64::from_be_bytes))
+        .filter_map(|id| job(state, id).transpose())
+        .collect()
+}
+
+/// A file's proof jobs by id after `after`.
+pub fn jobs_of(
+    state: &Overlay<'_>,
+    file: u64,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<Job>, StateError> {
+    let prefix = file_job_key(file, 0);
+    state
+        .scan_from(
+            Table::Data,
+            &prefix[..9],
+            &file_job_key(file, after.saturating_add(1)),
+            limit,
+        )?
+        .into_iter()
+        .filter_map(|(key, _)| key[9..].try_into().ok().map(u64::from_be_bytes))
         .filter_map(|id| job(state, id).transpose())
         .collect()
 }
@@ -444,6 +473,7 @@ pub fn request_proof(
         rewarded: false,
     };
     state.put_json(Table::Data, job_key(job_id), &job);
+    state.put(Table::Data, file_job_key(file_id, job_id), Vec::new());
     // Drawn with the next block's seed, which nobody knew when this transaction was chosen.
     schedule::push(
         state,

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests that start real processes.
 #![allow(dead_code)] // each test binary uses a part
 
+pub mod devnet;
+
 /// How many sets of ports a test tries before it gives up.
 pub const PORT_ATTEMPTS: u16 = 6;
 

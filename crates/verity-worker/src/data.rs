@@ -1,0 +1,341 @@
+//! The data verifier (`docs/protocol.md` §14): the worker's enclave holds an RSA key that
+//! contributors wrap their passwords to. It learns its proof jobs from the chain, takes each
+//! job's wrapped password at LazAI's `POST /proof`, opens the file, checks the plaintext against
+//! the registered hash, scores it, and answers with an enclave-signed AddProof.
+//!
+//! A request is written to disk (mode 0600) before it is acknowledged, so a restart loses none;
+//! it is deleted once the chain no longer waits for the job.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use tracing::{info, warn};
+use verity_client::api::{DataJobStatus, ProofAnswer, ProofRequest};
+use verity_client::Client;
+use verity_data::envelope::{self, VerifierKey};
+use verity_types::{sha256, write_secret, Address, DataRejection, DataVerdict, Hash};
+
+/// Where the data verifier listens and how contributors reach it.
+#[derive(Debug, Clone)]
+pub struct DataVerifierConfig {
+    pub listen: SocketAddr,
+    /// The URL of its `POST /proof` as contributors see it; recorded on chain.
+    pub endpoint: String,
+}
+
+/// The verifier's key and its stored requests.
+pub(crate) struct DataVerifier {
+    key: Arc<VerifierKey>,
+    requests: PathBuf,
+    /// Jobs whose proof was sent and is waiting for a block.
+    sent: HashSet<u64>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for DataVerifier {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn request_path(dir: &Path, job: u64) -> PathBuf {
+    dir.join(format!("{job}.json"))
+}
+
+/// Loads the RSA key at `path`, creating it (mode 0600) on first use.
+fn load_or_create_key(path: &Path) -> Result<VerifierKey> {
+    if path.exists() {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the data verifier key {}", path.display()))?;
+        return VerifierKey::from_pem(&pem).with_context(|| format!("{}", path.display()));
+    }
+    let key = VerifierKey::generate()?;
+    write_secret(path, key.to_pem()?.as_bytes())?;
+    Ok(key)
+}
+
+#[derive(Clone)]
+struct Endpoint {
+    client: Client,
+    address: Address,
+    requests: PathBuf,
+}
+
+fn answer(status: StatusCode, error: Option<String>) -> (StatusCode, Json<ProofAnswer>) {
+    (
+        status,
+        Json(ProofAnswer {
+            success: error.is_none(),
+            error,
+        }),
+    )
+}
+
+/// `POST /proof`: accepts a request for a job the chain assigned to this verifier, for the file
+/// the job names, and stores it.
+async fn take_request(
+    State(endpoint): State<Endpoint>,
+    body: Result<Json<ProofRequest>, JsonRejection>,
+) -> (StatusCode, Json<ProofAnswer>) {
+    let request = match body {
+        Ok(Json(request)) => request,
+        Err(e) => return answer(StatusCode::BAD_REQUEST, Some(e.body_text())),
+    };
+    if hex::decode(request.encryption_key.trim().trim_start_matches("0x")).is_err() {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            Some("encryption_key is not hex".into()),
+        );
+    }
+    let job = match endpoint.client.data_job(request.job_id).await {
+        Ok(Some(job)) => job,
+        Ok(None) => {
+            return answer(
+                StatusCode::NOT_FOUND,
+                Some(format!("no data job {}", request.job_id)),
+            )
+        }
+        Err(e) => {
+            return answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(format!("cannot reach the chain: {e}")),
+            )
+        }
+    };
+    if job.file_id != request.file_id {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            Some(format!(
+                "job {} is for file {}, not {}",
+                job.job_id, job.file_id, request.file_id
+            )),
+        );
+    }
+    if job.verifier != Some(endpoint.address) || job.status != DataJobStatus::Assigned {
+        return answer(
+            StatusCode::CONFLICT,
+            Some(format!(
+                "job {} is not waiting for this verifier ({})",
+                job.job_id, endpoint.address
+            )),
+        );
+    }
+    let stored = serde_json::to_vec(&request).expect("a request serializes");
+    if let Err(e) = write_secret(&request_path(&endpoint.requests, job.job_id), &stored) {
+        warn!(job = job.job_id, error = %e, "cannot store a proof request");
+        return answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Some("the verifier cannot store the request".into()),
+        );
+    }
+    info!(job = job.job_id, file = job.file_id, "proof request taken");
+    answer(StatusCode::OK, None)
+}
+
+impl DataVerifier {
+    /// Loads (or creates) the key under `home` and starts `POST /proof` on `config.listen`.
+    pub(crate) async fn start(
+        home: &Path,
+        config: &DataVerifierConfig,
+        client: Client,
+        address: Address,
+    ) -> Result<Self> {
+        let key = load_or_create_key(&home.join("data-verifier.pem"))?;
+        let requests = home.join("data-requests");
+        std::fs::create_dir_all(&requests)
+            .with_context(|| format!("creating {}", requests.display()))?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding the data verifier to {}", config.listen))?;
+        let app = Router::new()
+            .route("/proof", post(take_request))
+            .with_state(Endpoint {
+                client,
+                address,
+                requests: requests.clone(),
+            });
+        let server = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                warn!(error = %e, "the data verifier's endpoint stopped");
+            }
+        });
+        info!(listen = %config.listen, endpoint = %config.endpoint, "data verifier listening");
+        Ok(Self {
+            key: Arc::new(key),
+            requests,
+            sent: HashSet::new(),
+            server,
+        })
+    }
+
+    pub(crate) fn public_der(&self) -> Vec<u8> {
+        self.key.public_der()
+    }
+
+    /// The jobs to prove now: open on chain, with a stored request, not sent yet. Requests of
+    /// jobs the chain no longer waits for are deleted.
+    pub(crate) fn due(&mut self, open: &[u64]) -> Vec<(u64, ProofRequest)> {
+        self.sent.retain(|job| open.contains(job));
+        let mut due = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.requests) else {
+            return due;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(job) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if !open.contains(&job) {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            if self.sent.contains(&job) {
+                continue;
+            }
+            match std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<ProofRequest>(&b).ok())
+            {
+                Some(request) => due.push((job, request)),
+                None => warn!(job, path = %path.display(), "unreadable proof request"),
+            }
+        }
+        due.sort_by_key(|(job, _)| *job);
+        due
+    }
+
+    pub(crate) fn mark_sent(&mut self, job: u64) {
+        self.sent.insert(job);
+    }
+
+    pub(crate) fn key(&self) -> Arc<VerifierKey> {
+        self.key.clone()
+    }
+}
+
+/// What the enclave finds in a file: the plaintext's hash (zero when it did not open) and the
+/// verdict. `ciphertext` is what the blob store gave for the file's registered blob.
+pub fn examine(
+    key: &VerifierKey,
+    ciphertext: Option<&[u8]>,
+    registered_blob: &Hash,
+    wrapped_password: &str,
+    registered_plaintext: &Hash,
+) -> (Hash, DataVerdict) {
+    let rejected = |hash, reason| (hash, DataVerdict::Rejected { reason });
+    let Some(ciphertext) = ciphertext.filter(|c| sha256(c) == *registered_blob) else {
+        return rejected(Hash::ZERO, DataRejection::Unavailable);
+    };
+    let Ok(password) = key.unwrap_password(wrapped_password) else {
+        return rejected(Hash::ZERO, DataRejection::Undecryptable);
+    };
+    let Ok(plaintext) = envelope::decrypt(ciphertext, &password) else {
+        return rejected(Hash::ZERO, DataRejection::Undecryptable);
+    };
+    let hash = sha256(&plaintext);
+    if hash != *registered_plaintext {
+        return rejected(hash, DataRejection::HashMismatch);
+    }
+    match verity_data::quality::score(&plaintext) {
+        Ok(quality) => (
+            hash,
+            DataVerdict::Scored {
+                score: quality.score,
+            },
+        ),
+        Err(_) => rejected(hash, DataRejection::Unparseable),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_scored_only_when_it_opens_to_the_registered_plaintext() {
+        let key = VerifierKey::generate().unwrap();
+        let password = "0a1b";
+        let plaintext = b"a,b\n1,2\n1,2\n,4\n";
+        let ciphertext = envelope::encrypt(plaintext, password).unwrap().into_bytes();
+        let blob = sha256(&ciphertext);
+        let wrapped = envelope::wrap_password_der(password, &key.public_der()).unwrap();
+        let registered = sha256(plaintext);
+        let quality = verity_data::quality::score(plaintext).unwrap();
+        assert_eq!(
+            examine(&key, Some(&ciphertext), &blob, &wrapped, &registered),
+            (
+                registered,
+                DataVerdict::Scored {
+                    score: quality.score
+                }
+            )
+        );
+        let reason = |(_, verdict)| match verdict {
+            DataVerdict::Rejected { reason } => reason,
+            other => panic!("{other:?}"),
+        };
+        // Another plaintext than the one registered.
+        assert_eq!(
+            reason(examine(
+                &key,
+                Some(&ciphertext),
+                &blob,
+                &wrapped,
+                &Hash([1; 32])
+            )),
+            DataRejection::HashMismatch
+        );
+        // Bytes that are not the registered blob, or none.
+        assert_eq!(
+            reason(examine(&key, Some(b"other"), &blob, &wrapped, &registered)),
+            DataRejection::Unavailable
+        );
+        assert_eq!(
+            reason(examine(&key, None, &blob, &wrapped, &registered)),
+            DataRejection::Unavailable
+        );
+        // A password wrapped to another key, or the wrong password.
+        let other = VerifierKey::generate().unwrap();
+        let elsewhere = envelope::wrap_password_der(password, &other.public_der()).unwrap();
+        assert_eq!(
+            reason(examine(
+                &key,
+                Some(&ciphertext),
+                &blob,
+                &elsewhere,
+                &registered
+            )),
+            DataRejection::Undecryptable
+        );
+        let wrong = envelope::wrap_password_der("ffff", &key.public_der()).unwrap();
+        assert_eq!(
+            reason(examine(&key, Some(&ciphertext), &blob, &wrong, &registered)),
+            DataRejection::Undecryptable
+        );
+        // Binary data that opens and matches, but is no table.
+        let binary = [0xff_u8, 0xfe, 0x00];
+        let sealed = envelope::encrypt(&binary, password).unwrap().into_bytes();
+        assert_eq!(
+            reason(examine(
+                &key,
+                Some(&sealed),
+                &sha256(&sealed),
+                &wrapped,
+                &sha256(&binary)
+            )),
+            DataRejection::Unparseable
+        );
+    }
+}

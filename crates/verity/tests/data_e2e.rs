@@ -1,0 +1,254 @@
+//! Contributed data end to end on `verity devnet` with one data verifier, through
+//! `verity data contribute`: a clean CSV, one with duplicate rows and missing values, and one
+//! whose plaintext is not the one registered. The first two are proven with the documented
+//! scores (the clean one higher) and their DAT minted once each; a second reward, and a reward
+//! claimed with the other file's proof, are refused; the third is rejected and mints nothing.
+//! The verifier's `POST /proof` refuses a request for a job it does not owe and a malformed
+//! body. Then a 10 MiB file goes the whole way, timed.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::devnet::start_devnet;
+use verity_client::api::{DataJobStatus, ProofRequest, TxStatus};
+use verity_client::{Client, ClientError};
+use verity_types::{AccountKey, Action, DataRejection, DataVerdict, ONE_TOKEN};
+
+const CLEAN: &str = "age,income,city\n34,52000,Oslo\n29,48000,Bergen\n41,61000,Oslo\n52,75000,Trondheim\n23,31000,Bergen\n";
+const DIRTY: &str = "age,income,city\n34,52000,Oslo\n34,52000,Oslo\n29,,Bergen\n41,NA,Oslo\n34,52000,Oslo\n,31000,\n";
+
+fn verity(node: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_verity"))
+        .args(args)
+        .env("VERITY_NODE", node)
+        .output()
+        .unwrap()
+}
+
+fn ok(node: &str, args: &[&str]) -> String {
+    let out = verity(node, args);
+    assert!(
+        out.status.success(),
+        "verity {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The documented score of a plaintext, in basis points.
+fn documented_score(plaintext: &str) -> u32 {
+    verity_data::quality::score(plaintext.as_bytes())
+        .unwrap()
+        .score
+}
+
+async fn failure(client: &Client, key: &AccountKey, action: Action) -> String {
+    let tx = client.submit_action(key, action, 0).await.unwrap();
+    let receipt = client
+        .wait_for_tx(&tx.hash(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    match receipt.status {
+        TxStatus::Failed { error } => error.to_string(),
+        TxStatus::Success => panic!("the transaction must fail"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn contributed_files_are_proven_scored_and_rewarded_once() {
+    let home = tempfile::tempdir().unwrap();
+    let devnet = start_devnet(
+        home.path(),
+        6_007,
+        1,
+        &["--validators", "1", "--challengers", "0"],
+    )
+    .await;
+    let node = format!("http://127.0.0.1:{}", devnet.api);
+    let client = &devnet.client;
+    let key_path = devnet.home.join("dev-account.key");
+    let key_arg = key_path.to_str().unwrap();
+    let dev = AccountKey::from_hex(&std::fs::read_to_string(&key_path).unwrap()).unwrap();
+    let file = |name: &str, text: &str| {
+        let path = home.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (clean, dirty) = (file("clean.csv", CLEAN), file("dirty.csv", DIRTY));
+
+    let (clean_score, dirty_score) = (documented_score(CLEAN), documented_score(DIRTY));
+    assert!(clean_score > dirty_score, "{clean_score} vs {dirty_score}");
+    for (path, score) in [(&clean, clean_score), (&dirty, dirty_score)] {
+        let out = ok(&node, &["data", "contribute", path, "--from", key_arg]);
+        let expected = format!(
+            "verdict      scored {}.{:02} % ({score} basis points)",
+            score / 100,
+            score % 100
+        );
+        assert!(out.contains(&expected), "{out}");
+    }
+    // The clean file encrypted, registered as if it were the dirty one.
+    let out = verity(
+        &node,
+        &[
+            "data",
+            "contribute",
+            &clean,
+            "--claim-plaintext-of",
+            &dirty,
+            "--from",
+            key_arg,
+        ],
+    );
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("rejected: the decrypted plaintext is not the file that was registered"),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("file 3 was rejected by its verifier"));
+
+    // What the chain holds: scores, one proof each, DAT minted once, none for file 3.
+    let per_point = ONE_TOKEN / 10_000;
+    let dat = client.dat(&dev.address()).await.unwrap();
+    let held: Vec<(u64, u128)> = dat
+        .holdings
+        .iter()
+        .map(|h| (h.file_id, h.balance))
+        .collect();
+    assert_eq!(
+        held,
+        [
+            (1, u128::from(clean_score) * per_point),
+            (2, u128::from(dirty_score) * per_point)
+        ]
+    );
+    for (id, score) in [(1, clean_score), (2, dirty_score)] {
+        let record = client.data_file(id).await.unwrap().unwrap();
+        assert_eq!(record.best_score, Some(score));
+        let jobs = client.data_jobs_of(id).await.unwrap().jobs;
+        assert_eq!(jobs.len(), 1);
+        assert!(jobs[0].rewarded);
+    }
+    let rejected = client.data_jobs_of(3).await.unwrap().jobs.remove(0);
+    assert_eq!(
+        rejected.verdict,
+        Some(DataVerdict::Rejected {
+            reason: DataRejection::HashMismatch
+        })
+    );
+    assert_eq!(client.data_file(3).await.unwrap().unwrap().dat_supply, 0);
+
+    // A second reward, and a reward with the other file's proof, are refused.
+    let again = failure(
+        client,
+        &dev,
+        Action::RequestReward {
+            file_id: 1,
+            job_id: 1,
+        },
+    )
+    .await;
+    assert!(again.contains("job 1 was already rewarded"), "{again}");
+    let crossed = failure(
+        client,
+        &dev,
+        Action::RequestReward {
+            file_id: 2,
+            job_id: 1,
+        },
+    )
+    .await;
+    assert!(
+        crossed.contains("job 1 proves file 1, not file 2"),
+        "{crossed}"
+    );
+    let rejected_reward = failure(
+        client,
+        &dev,
+        Action::RequestReward {
+            file_id: 3,
+            job_id: 3,
+        },
+    )
+    .await;
+    assert!(
+        rejected_reward.contains("has no score to reward"),
+        "{rejected_reward}"
+    );
+    let balance = ok(&node, &["dat", "balance", &dev.address().to_string()]);
+    assert!(balance.contains("file      1  1 DAT"), "{balance}");
+
+    // The verifier's endpoint takes only requests for jobs it owes.
+    let verifier = rejected.verifier.unwrap();
+    let endpoint = client
+        .data_verifier(&verifier)
+        .await
+        .unwrap()
+        .verifier
+        .unwrap()
+        .endpoint;
+    let stale = ProofRequest {
+        job_id: 1,
+        file_id: 1,
+        file_url: String::new(),
+        encryption_key: "00ff".into(),
+        encryption_seed: None,
+        proof_url: None,
+        nonce: None,
+    };
+    match client.send_proof_request(&endpoint, &stale).await {
+        Err(ClientError::VerifierRefused {
+            status: 409,
+            message,
+            ..
+        }) => assert!(
+            message.contains("is not waiting for this verifier"),
+            "{message}"
+        ),
+        other => panic!("a request for a proven job: {other:?}"),
+    }
+    let wrong_file = ProofRequest {
+        file_id: 2,
+        ..stale.clone()
+    };
+    match client.send_proof_request(&endpoint, &wrong_file).await {
+        Err(ClientError::VerifierRefused {
+            status: 400,
+            message,
+            ..
+        }) => assert!(message.contains("job 1 is for file 1, not 2"), "{message}"),
+        other => panic!("a request naming another file: {other:?}"),
+    }
+    let malformed = reqwest::Client::new()
+        .post(format!("{endpoint}/proof"))
+        .header("content-type", "application/json")
+        .body("{\"job_id\": \"one\"}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+    let answer: serde_json::Value = malformed.json().await.unwrap();
+    assert_eq!(answer["success"], false);
+
+    // 10 MiB of rows, end to end.
+    let mut big = String::from("id,value,group\n");
+    let mut row = 0u64;
+    while big.len() < 10 * 1024 * 1024 {
+        big.push_str(&format!("{row},{},{}\n", row * 7919 % 100_003, row % 17));
+        row += 1;
+    }
+    let big_path = file("big.csv", &big);
+    let started = Instant::now();
+    let out = ok(&node, &["data", "contribute", &big_path, "--from", key_arg]);
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(out.contains("verdict      scored 100.00 %"), "{out}");
+    eprintln!(
+        "10 MiB contributed, verified and rewarded end to end in {seconds:.1} s ({} rows)",
+        row
+    );
+    let job = client.data_jobs_of(4).await.unwrap().jobs.remove(0);
+    assert_eq!(job.status, DataJobStatus::Proven);
+}
