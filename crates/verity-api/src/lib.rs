@@ -225,6 +225,10 @@ pub struct StatusView {
 pub struct StoredBlob {
     /// CIDv1 (raw codec, SHA-256).
     pub cid: String,
+    /// The CID `ipfs add --cid-version 1 --raw-leaves` gives the same bytes: `cid` for one
+    /// 256 KiB block, a dag-pb UnixFS root above. `GET /v1/blobs/{cid}` takes either.
+    #[serde(default)]
+    pub ipfs_cid: String,
     pub hash: Hash,
     pub size: u64,
 }

@@ -37,6 +37,10 @@ impl Ipfs {
         }
     }
 
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     async fn post(
         &self,
         path: &str,

@@ -1,6 +1,13 @@
 //! Blobs on disk, one file per CID. A write goes to a temporary file while it is hashed and is
 //! renamed into place only once complete and synced, so a crash never leaves a partial blob
 //! under a CID.
+//!
+//! Every blob also has the CID `ipfs add --cid-version 1 --raw-leaves` gives it
+//! ([`crate::unixfs::file_cid`]): the raw CID for one block, a dag-pb root above. The store keeps
+//! that name beside the blob (`ipfs/<that CID>` holds the SHA-256), so a blob can be fetched by
+//! either. With an IPFS node ([`BlobStore::with_ipfs`]), every blob is added to it as it is stored,
+//! and a blob missing here is fetched from it, checked against its SHA-256, and kept: the node's
+//! directory is then a cache of what IPFS holds.
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +29,10 @@ pub enum BlobError {
     DiskFull { free: u64, floor: u64 },
     #[error("reading the upload: {0}")]
     Upload(String),
+    #[error("the IPFS node: {0}")]
+    Ipfs(#[from] crate::ipfs::IpfsError),
+    #[error("the IPFS node served other bytes than blob {expected}")]
+    IpfsMismatch { expected: Hash },
     #[error("blob store at {path}: {source}")]
     Io {
         path: PathBuf,
@@ -33,18 +44,31 @@ pub enum BlobError {
 /// What a stored blob is called and how big it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredBlob {
+    /// CIDv1, raw, of its SHA-256: the name the chain's hashes map to.
     pub cid: String,
+    /// The CID an IPFS node gives the same bytes (equal to `cid` for one block).
+    pub ipfs_cid: String,
     pub hash: Hash,
     pub size: u64,
 }
 
 /// A directory of blobs named by CID.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BlobStore {
     dir: PathBuf,
     max_bytes: u64,
     /// Free disk, in bytes, that blobs never eat into: the chain's own storage shares the disk.
     disk_floor: u64,
+    ipfs: Option<crate::ipfs::Ipfs>,
+}
+
+impl std::fmt::Debug for BlobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobStore")
+            .field("dir", &self.dir)
+            .field("ipfs", &self.ipfs.as_ref().map(|i| i.url().to_string()))
+            .finish()
+    }
 }
 
 impl BlobStore {
@@ -55,11 +79,110 @@ impl BlobStore {
             source,
         };
         std::fs::create_dir_all(dir.join("tmp")).map_err(io)?;
+        std::fs::create_dir_all(dir.join("ipfs")).map_err(io)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             max_bytes,
             disk_floor: 0,
+            ipfs: None,
         })
+    }
+
+    /// Adds every blob stored from now on to `ipfs`, and fetches missing blobs from it.
+    pub fn with_ipfs(mut self, ipfs: crate::ipfs::Ipfs) -> Self {
+        self.ipfs = Some(ipfs);
+        self
+    }
+
+    pub fn ipfs(&self) -> Option<&crate::ipfs::Ipfs> {
+        self.ipfs.as_ref()
+    }
+
+    fn ipfs_entry(&self, ipfs_cid: &str) -> PathBuf {
+        self.dir.join("ipfs").join(ipfs_cid)
+    }
+
+    /// The SHA-256 of the blob a CID names: a raw sha2-256 CID names it directly; an IPFS
+    /// file CID (dag-pb) names a blob this store has seen under it.
+    pub fn resolve(&self, cid: &str) -> Result<Option<Hash>, crate::CidError> {
+        match crate::parse_cid(cid) {
+            Ok(hash) => Ok(Some(hash)),
+            Err(crate::CidError::Unsupported(_)) => {
+                let parsed = cid::Cid::try_from(cid.trim())
+                    .map_err(|e| crate::CidError::Parse(e.to_string()))?;
+                let Ok(text) = std::fs::read_to_string(self.ipfs_entry(&parsed.to_string())) else {
+                    return Ok(None);
+                };
+                Ok(text.trim().parse().ok())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The IPFS file CID recorded for `hash`, when it differs from the raw CID.
+    fn ipfs_cid_of(&self, hash: &Hash) -> Option<cid::Cid> {
+        std::fs::read_to_string(self.dir.join("ipfs").join(format!("{}.cid", cid_of(hash))))
+            .ok()
+            .and_then(|text| cid::Cid::try_from(text.trim()).ok())
+    }
+
+    /// The file holding `hash`'s blob: this directory's, or fetched from the IPFS node and kept.
+    /// `None` when neither has it.
+    pub async fn fetch(&self, hash: &Hash) -> Result<Option<PathBuf>, BlobError> {
+        if let Some(path) = self.locate(hash) {
+            return Ok(Some(path));
+        }
+        let Some(ipfs) = &self.ipfs else {
+            return Ok(None);
+        };
+        let cid = match self.ipfs_cid_of(hash) {
+            Some(cid) => cid,
+            None => cid::Cid::try_from(cid_of(hash).as_str()).expect("our CIDs parse"),
+        };
+        // An IPFS node may look for a block it lacks for a long time; past this, it has none.
+        let bytes = match tokio::time::timeout(IPFS_FETCH_TIMEOUT, ipfs.cat(&cid)).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(crate::ipfs::IpfsError::Refused { .. })) | Err(_) => return Ok(None),
+            Ok(Err(e)) => return Err(e.into()),
+        };
+        if verity_types::sha256(&bytes) != *hash {
+            return Err(BlobError::IpfsMismatch { expected: *hash });
+        }
+        // Kept without adding it back: IPFS already holds it.
+        let local = Self {
+            ipfs: None,
+            ..self.clone()
+        };
+        local.put(&bytes).await?;
+        Ok(self.locate(hash))
+    }
+
+    /// Names the stored blob at `path` as IPFS does, records that name, and adds it to the IPFS
+    /// node when there is one (which must name it alike).
+    async fn name_for_ipfs(&self, path: &Path, hash: &Hash) -> Result<String, BlobError> {
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|source| BlobError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let ipfs_cid = match &self.ipfs {
+            Some(ipfs) => ipfs.add(bytes).await?.to_string(),
+            None => tokio::task::spawn_blocking(move || crate::unixfs::file_cid(&bytes))
+                .await
+                .map_err(|e| BlobError::Upload(e.to_string()))?,
+        };
+        let raw = cid_of(hash);
+        if ipfs_cid != raw {
+            let io = |path: PathBuf| move |source| BlobError::Io { path, source };
+            let entry = self.ipfs_entry(&ipfs_cid);
+            tokio::fs::write(&entry, hash.to_string())
+                .await
+                .map_err(io(entry))?;
+            let back = self.dir.join("ipfs").join(format!("{raw}.cid"));
+            tokio::fs::write(&back, &ipfs_cid).await.map_err(io(back))?;
+        }
+        Ok(ipfs_cid)
     }
 
     /// Refuses uploads that would leave less than `bytes` free on the store's disk.
@@ -175,8 +298,10 @@ impl BlobStore {
             Ok((hash, size)) => {
                 let path = self.path_of(&hash);
                 tokio::fs::rename(&tmp, &path).await.map_err(io(&path))?;
+                let ipfs_cid = self.name_for_ipfs(&path, &hash).await?;
                 Ok(StoredBlob {
                     cid: cid_of(&hash),
+                    ipfs_cid,
                     hash,
                     size,
                 })
@@ -188,6 +313,9 @@ impl BlobStore {
         }
     }
 }
+
+/// How long a fetch waits for the IPFS node.
+const IPFS_FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 static TMP_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -203,6 +331,7 @@ mod tests {
         let blob = store.put(b"hello").await.unwrap();
         assert_eq!(blob.hash, sha256(b"hello"));
         assert_eq!(blob.size, 5);
+        assert_eq!(blob.ipfs_cid, blob.cid, "one block: the raw CID");
         assert_eq!(store.get(&blob.hash).await.unwrap().unwrap(), b"hello");
         assert!(store.get(&sha256(b"other")).await.unwrap().is_none());
         // Storing the same bytes again is idempotent.
@@ -232,5 +361,22 @@ mod tests {
             std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
             0
         );
+    }
+
+    #[tokio::test]
+    async fn a_blob_over_one_block_is_found_by_its_ipfs_name_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path(), 1 << 20).unwrap();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let blob = store.put(&data).await.unwrap();
+        assert_eq!(blob.ipfs_cid, crate::unixfs::file_cid(&data));
+        assert_ne!(blob.ipfs_cid, blob.cid);
+        assert_eq!(store.resolve(&blob.ipfs_cid).unwrap(), Some(blob.hash));
+        assert_eq!(store.resolve(&blob.cid).unwrap(), Some(blob.hash));
+        let unknown = crate::unixfs::file_cid(&vec![7u8; 300_000]);
+        assert_eq!(store.resolve(&unknown).unwrap(), None);
+        assert!(store.resolve("not a cid").is_err());
+        // No IPFS node: a missing blob is missing.
+        assert_eq!(store.fetch(&sha256(b"absent")).await.unwrap(), None);
     }
 }

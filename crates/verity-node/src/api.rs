@@ -622,6 +622,7 @@ async fn put_blob(
                 StatusCode::CREATED,
                 Json(StoredBlob {
                     cid: blob.cid,
+                    ipfs_cid: blob.ipfs_cid,
                     hash: blob.hash,
                     size: blob.size,
                 }),
@@ -635,9 +636,9 @@ async fn put_blob(
 }
 
 #[utoipa::path(get, path = "/v1/blobs/{cid}", tag = "blobs",
-    params(("cid" = String, Path, description = "CIDv1, raw codec, SHA-256, base32", pattern = "^bafkrei[a-h][a-z2-7]{50}[aeimquy4]$")),
+    params(("cid" = String, Path, description = "CIDv1 in base32: raw codec and SHA-256 (`bafkrei…`), or the IPFS file CID `PUT /v1/blobs` answered as `ipfs_cid`", pattern = "^baf[a-z2-7]{56}$")),
     responses(
-        (status = 200, description = "the blob's bytes", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "the blob's bytes (from this node's store, or from its IPFS node)", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
     ))]
@@ -645,11 +646,16 @@ async fn get_blob(
     State(state): State<ApiState>,
     Path(cid): Path<String>,
 ) -> Result<Response, ApiError> {
-    let hash = verity_data::parse_cid(&cid)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadCid, e.to_string()))?;
+    let hash = state
+        .blobs
+        .resolve(&cid)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadCid, e.to_string()))?
+        .ok_or_else(|| ApiError::not_found(format!("no blob {cid} here")))?;
     let path = state
         .blobs
-        .locate(&hash)
+        .fetch(&hash)
+        .await
+        .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found(format!("no blob {cid} here")))?;
     let file = tokio::fs::File::open(&path)
         .await

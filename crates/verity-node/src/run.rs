@@ -65,6 +65,10 @@ pub struct NodeConfig {
     /// Largest blob the API accepts.
     #[serde(default = "default_max_blob_bytes")]
     pub max_blob_bytes: u64,
+    /// An IPFS node's RPC API (Kubo or js-ipfs, e.g. `http://127.0.0.1:5001`): every blob is
+    /// added to it, and blobs missing from the store are fetched from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipfs: Option<String>,
     /// Who may upload blobs, how much, and the disk floor they never eat into.
     #[serde(default)]
     pub uploads: UploadPolicy,
@@ -161,6 +165,7 @@ pub fn write_network(
             leader_timeout_ms: default_leader_timeout_ms(),
             blobs: Some(PathBuf::from("../blobs")),
             max_blob_bytes: default_max_blob_bytes(),
+            ipfs: None,
             uploads: UploadPolicy::default(),
             api_limits: ApiLimits::default(),
         };
@@ -263,6 +268,10 @@ async fn start_one(
     let blobs = verity_data::BlobStore::open(&blob_dir, config.max_blob_bytes)
         .context("opening the blob store")?
         .with_disk_floor(config.uploads.disk_floor_bytes);
+    let blobs = match &config.ipfs {
+        Some(url) => blobs.with_ipfs(verity_data::ipfs::Ipfs::new(url)),
+        None => blobs,
+    };
     // Disputes re-execute a step from the model file itself, read from the blob store.
     let model_files = blobs.clone();
     let models = verity_state::ModelSource::new(move |id| {

@@ -57,6 +57,10 @@ pub struct DevnetArgs {
     /// default the port after the last validator's API port (8549 with 4 validators).
     #[arg(long)]
     data_port: Option<u16>,
+    /// Keep every validator's blobs on this IPFS node too (its RPC API, e.g.
+    /// http://127.0.0.1:5001): uploads are added to it, missing blobs fetched from it.
+    #[arg(long, env = "VERITY_IPFS", value_name = "URL")]
+    ipfs: Option<String>,
     /// Show the validators' and workers' logs instead of a status line every few seconds
     /// (`VERITY_LOG` also brings them back, with its own filter).
     #[arg(long)]
@@ -196,6 +200,10 @@ struct NodeOverrides {
     /// Milliseconds a leader has to propose before the view times out.
     #[arg(long, env = "VERITY_LEADER_TIMEOUT_MS")]
     leader_timeout_ms: Option<u64>,
+    /// Keep blobs on an IPFS node too, through its RPC API (Kubo or js-ipfs), e.g.
+    /// http://127.0.0.1:5001: every upload is added to it, missing blobs are fetched from it.
+    #[arg(long, env = "VERITY_IPFS", value_name = "URL")]
+    ipfs: Option<String>,
 }
 
 impl NodeOverrides {
@@ -217,6 +225,9 @@ impl NodeOverrides {
         }
         if let Some(v) = self.leader_timeout_ms {
             config.leader_timeout_ms = v;
+        }
+        if let Some(v) = self.ipfs {
+            config.ipfs = Some(v);
         }
     }
 }
@@ -477,7 +488,10 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
     }
     let dev = AccountKey::from_hex(&std::fs::read_to_string(&dev_key_path)?)
         .context("reading the dev account key")?;
-    let configs = run::NodeConfig::load_all(&node_configs(&home)?)?;
+    let mut configs = run::NodeConfig::load_all(&node_configs(&home)?)?;
+    for config in &mut configs {
+        config.ipfs.clone_from(&args.ipfs);
+    }
     let storage = home.join("consensus");
     commonware_runtime::Runner::start(run::runner(&storage), |context| async move {
         let started = run::start_nodes(&context, configs, SenderCache::default()).await?;

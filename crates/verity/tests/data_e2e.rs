@@ -8,10 +8,11 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::devnet::start_devnet;
+use common::devnet::{start_devnet, Devnet};
 use verity_client::api::{DataJobStatus, ProofRequest, TxStatus};
 use verity_client::{Client, ClientError};
 use verity_types::{AccountKey, Action, DataRejection, DataVerdict, ONE_TOKEN};
@@ -66,13 +67,20 @@ async fn contributed_files_are_proven_scored_and_rewarded_once() {
         &["--validators", "1", "--challengers", "0"],
     )
     .await;
+    three_contributions(&devnet, home.path()).await;
+    stale_and_malformed_requests_are_refused(&devnet).await;
+    ten_mib_end_to_end(&devnet, home.path()).await;
+}
+
+/// The clean, dirty and mismatched files, then the refused rewards: files 1 to 3.
+async fn three_contributions(devnet: &Devnet, home: &Path) {
     let node = format!("http://127.0.0.1:{}", devnet.api);
     let client = &devnet.client;
     let key_path = devnet.home.join("dev-account.key");
     let key_arg = key_path.to_str().unwrap();
     let dev = AccountKey::from_hex(&std::fs::read_to_string(&key_path).unwrap()).unwrap();
     let file = |name: &str, text: &str| {
-        let path = home.path().join(name);
+        let path = home.join(name);
         std::fs::write(&path, text).unwrap();
         path.to_str().unwrap().to_string()
     };
@@ -180,8 +188,12 @@ async fn contributed_files_are_proven_scored_and_rewarded_once() {
     );
     let balance = ok(&node, &["dat", "balance", &dev.address().to_string()]);
     assert!(balance.contains("file      1  1 DAT"), "{balance}");
+}
 
-    // The verifier's endpoint takes only requests for jobs it owes.
+/// The verifier's endpoint takes only requests for jobs it owes.
+async fn stale_and_malformed_requests_are_refused(devnet: &Devnet) {
+    let client = &devnet.client;
+    let rejected = client.data_jobs_of(3).await.unwrap().jobs.remove(0);
     let verifier = rejected.verifier.unwrap();
     let endpoint = client
         .data_verifier(&verifier)
@@ -232,23 +244,112 @@ async fn contributed_files_are_proven_scored_and_rewarded_once() {
     assert_eq!(malformed.status(), 400);
     let answer: serde_json::Value = malformed.json().await.unwrap();
     assert_eq!(answer["success"], false);
+}
 
-    // 10 MiB of rows, end to end.
+/// 10 MiB of rows, end to end, timed: file 4.
+async fn ten_mib_end_to_end(devnet: &Devnet, home: &Path) {
+    let node = format!("http://127.0.0.1:{}", devnet.api);
+    let key_path = devnet.home.join("dev-account.key");
+    let key_arg = key_path.to_str().unwrap();
     let mut big = String::from("id,value,group\n");
     let mut row = 0u64;
     while big.len() < 10 * 1024 * 1024 {
         big.push_str(&format!("{row},{},{}\n", row * 7919 % 100_003, row % 17));
         row += 1;
     }
-    let big_path = file("big.csv", &big);
+    let big_path = home.join("big.csv");
+    std::fs::write(&big_path, &big).unwrap();
+    let big_path = big_path.to_str().unwrap();
     let started = Instant::now();
-    let out = ok(&node, &["data", "contribute", &big_path, "--from", key_arg]);
+    let out = ok(&node, &["data", "contribute", big_path, "--from", key_arg]);
     let seconds = started.elapsed().as_secs_f64();
     assert!(out.contains("verdict      scored 100.00 %"), "{out}");
     eprintln!(
         "10 MiB contributed, verified and rewarded end to end in {seconds:.1} s ({} rows)",
         row
     );
-    let job = client.data_jobs_of(4).await.unwrap().jobs.remove(0);
+    let job = devnet.client.data_jobs_of(4).await.unwrap().jobs.remove(0);
     assert_eq!(job.status, DataJobStatus::Proven);
+}
+
+/// The same contributions with the devnet's blobs on a js-ipfs daemon: every upload is added to
+/// it under the CID IPFS gives it (ours for 5 B, 1 MiB and 10 MiB), the node serves a blob by
+/// either name, and a blob deleted from the node's directory comes back from IPFS.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs VERITY_JSIPFS; scripts/test runs it"]
+async fn on_a_js_ipfs_daemon_every_blob_lives_in_ipfs() {
+    use verity_data::{cid_of, ipfs, unixfs};
+    let (_daemon, url) = common::jsipfs::start();
+    let home = tempfile::tempdir().unwrap();
+    let devnet = start_devnet(
+        home.path(),
+        6_011,
+        1,
+        &["--validators", "1", "--challengers", "0", "--ipfs", &url],
+    )
+    .await;
+    let node = format!("http://127.0.0.1:{}", devnet.api);
+    let client = &devnet.client;
+    let key_path = devnet.home.join("dev-account.key");
+    let key_arg = key_path.to_str().unwrap();
+    let dev = AccountKey::from_hex(&std::fs::read_to_string(&key_path).unwrap()).unwrap();
+    let daemon = ipfs::Ipfs::new(&url);
+    three_contributions(&devnet, home.path()).await;
+
+    let mut rows = String::from("id,value\n");
+    for i in 0..60_000u32 {
+        rows.push_str(&format!("{i},{}\n", i * 31 % 977));
+    }
+    assert!(rows.len() > 256 * 1024, "more than one IPFS block");
+    for (name, text) in [("clean.csv", CLEAN), ("rows.csv", rows.as_str())] {
+        let path = home.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = ok(
+            &node,
+            &[
+                "data",
+                "contribute",
+                path.to_str().unwrap(),
+                "--from",
+                key_arg,
+            ],
+        );
+        assert!(out.contains("verdict      scored"), "{out}");
+    }
+    for id in [1, 2] {
+        let record = client.data_file(id).await.unwrap().unwrap();
+        let raw = cid_of(&record.data.hash);
+        let bytes = client.get_blob(&raw).await.unwrap().unwrap();
+        let named = unixfs::file_cid(&bytes);
+        let cid = ipfs::parse(&named).unwrap();
+        assert_eq!(
+            daemon.cat(&cid).await.unwrap(),
+            bytes,
+            "file {id} is on IPFS"
+        );
+        assert_eq!(client.get_blob(&named).await.unwrap().unwrap(), bytes);
+        let local = devnet.home.join("blobs").join(&raw);
+        std::fs::remove_file(&local).unwrap();
+        assert_eq!(
+            client.get_blob(&raw).await.unwrap().unwrap(),
+            bytes,
+            "file {id} comes back from IPFS"
+        );
+        assert!(local.is_file(), "and is kept again");
+    }
+    let big = |len: usize| -> Vec<u8> { (0..len).map(|i| (i * 7 + i / 251) as u8).collect() };
+    for data in [b"hello".to_vec(), big(1 << 20), big(10 << 20)] {
+        let stored = client.put_blob(data.clone(), &dev).await.unwrap();
+        assert_eq!(
+            stored.ipfs_cid,
+            unixfs::file_cid(&data),
+            "{} bytes",
+            data.len()
+        );
+        let on_ipfs = daemon
+            .cat(&ipfs::parse(&stored.ipfs_cid).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(on_ipfs, data);
+    }
 }

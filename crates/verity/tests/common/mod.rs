@@ -2,6 +2,8 @@
 #![allow(dead_code)] // each test binary uses a part
 
 pub mod devnet;
+#[path = "../../../verity-data/tests/support/jsipfs.rs"]
+pub mod jsipfs;
 
 /// How many sets of ports a test tries before it gives up.
 pub const PORT_ATTEMPTS: u16 = 6;
