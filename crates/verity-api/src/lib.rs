@@ -358,6 +358,11 @@ pub struct DatHolding {
     #[serde(with = "verity_types::amount")]
     #[schema(schema_with = verity_types::schema::amount)]
     pub balance: Amount,
+    /// What these DAT earned from tasks on the file and are not yet claimed, in base units of
+    /// the chain's token.
+    #[serde(with = "verity_types::amount", default)]
+    #[schema(schema_with = verity_types::schema::amount)]
+    pub claimable: Amount,
 }
 
 /// `GET /v1/dat/{address}`, in file order.

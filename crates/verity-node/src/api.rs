@@ -636,7 +636,7 @@ async fn put_blob(
 }
 
 #[utoipa::path(get, path = "/v1/blobs/{cid}", tag = "blobs",
-    params(("cid" = String, Path, description = "CIDv1 in base32: raw codec and SHA-256 (`bafkrei…`), or the IPFS file CID `PUT /v1/blobs` answered as `ipfs_cid`", pattern = "^baf[a-z2-7]{56}$")),
+    params(("cid" = String, Path, description = "CIDv1 in base32 with a SHA-256 digest: the raw CID (`bafkrei…`), or the dag-pb IPFS file CID `PUT /v1/blobs` answered as `ipfs_cid` (`bafybei…`)", pattern = "^baf[ky]bei[a-h][a-z2-7]{50}[aeimquy4]$")),
     responses(
         (status = 200, description = "the blob's bytes (from this node's store, or from its IPFS node)", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 400, body = ErrorBody),
@@ -961,6 +961,30 @@ async fn get_dispute(
         .ok_or_else(|| ApiError::not_found(format!("no dispute {id}")))
 }
 
+/// A sequential id cursor: ids are counted from 1 and never reach 2^63, and the document states
+/// them as int64.
+fn seq_cursor(after: Option<u64>) -> Result<u64, ApiError> {
+    match after {
+        Some(n) if n > i64::MAX as u64 => Err(ApiError::bad_request(format!(
+            "after must be at most {}, got {n}",
+            i64::MAX
+        ))),
+        other => Ok(other.unwrap_or(0)),
+    }
+}
+
+/// A sequential id in a path, bounded as [`seq_cursor`] is.
+fn seq_id(raw: &str, what: &str) -> Result<u64, ApiError> {
+    let id: u64 = parse(raw, what)?;
+    if id > i64::MAX as u64 {
+        return Err(ApiError::bad_request(format!(
+            "{what} must be at most {}, got {id}",
+            i64::MAX
+        )));
+    }
+    Ok(id)
+}
+
 /// A list's query when its cursor is a sequential id, optionally one owner's.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -990,7 +1014,7 @@ async fn list_data_files(
     let files = state
         .node
         .chain
-        .data_files(page.owner.as_ref(), page.after.unwrap_or(0), limit)
+        .data_files(page.owner.as_ref(), seq_cursor(page.after)?, limit)
         .map_err(ApiError::internal)?;
     let next = next_cursor(&files, limit, |f| f.file_id);
     Ok(Json(verity_api::DataFileList { files, next }))
@@ -1007,7 +1031,7 @@ async fn get_data_file(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult<verity_api::DataFile> {
-    let id: u64 = parse(&id, "file id")?;
+    let id = seq_id(&id, "file id")?;
     state
         .node
         .chain
@@ -1028,13 +1052,13 @@ async fn list_file_jobs(
     Path(id): Path<String>,
     page: Result<Query<SeqPage>, QueryRejection>,
 ) -> ApiResult<verity_api::DataJobList> {
-    let id: u64 = parse(&id, "file id")?;
+    let id = seq_id(&id, "file id")?;
     let page = query(page)?;
     let limit = page_size(page.limit, 100)?;
     let jobs = state
         .node
         .chain
-        .data_jobs_of(id, page.after.unwrap_or(0), limit)
+        .data_jobs_of(id, seq_cursor(page.after)?, limit)
         .map_err(ApiError::internal)?;
     let next = next_cursor(&jobs, limit, |j| j.job_id);
     Ok(Json(verity_api::DataJobList { jobs, next }))
@@ -1051,7 +1075,7 @@ async fn get_data_job(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult<verity_api::DataJob> {
-    let id: u64 = parse(&id, "job id")?;
+    let id = seq_id(&id, "job id")?;
     state
         .node
         .chain
@@ -1112,13 +1136,23 @@ async fn get_dat(
     let found = state
         .node
         .chain
-        .dat_holdings(&address, page.after.unwrap_or(0), limit)
+        .dat_holdings(&address, seq_cursor(page.after)?, limit)
         .map_err(ApiError::internal)?;
     let next = next_cursor(&found, limit, |(id, _)| *id);
     let holdings = found
         .into_iter()
-        .map(|(file_id, balance)| verity_api::DatHolding { file_id, balance })
-        .collect();
+        .map(|(file_id, balance)| {
+            Ok(verity_api::DatHolding {
+                file_id,
+                balance,
+                claimable: state
+                    .node
+                    .chain
+                    .dat_claimable(file_id, &address)
+                    .map_err(ApiError::internal)?,
+            })
+        })
+        .collect::<Result<_, ApiError>>()?;
     Ok(Json(verity_api::DatHoldings {
         address,
         holdings,

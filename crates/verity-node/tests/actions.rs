@@ -34,7 +34,7 @@ enum Outcome {
 }
 
 /// Every kind of action, as [`kind`] names it: the test must send each one.
-const KINDS: [&str; 28] = [
+const KINDS: [&str; 29] = [
     "transfer",
     "stake",
     "unstake",
@@ -63,6 +63,7 @@ const KINDS: [&str; 28] = [
     "add_proof",
     "request_reward",
     "transfer_dat",
+    "claim_data_rewards",
 ];
 
 /// `Action::name`, through a match with no wildcard: a new action does not compile here until
@@ -96,7 +97,8 @@ fn kind(action: &Action) -> &'static str {
         | Action::RequestProof { .. }
         | Action::AddProof(_)
         | Action::RequestReward { .. }
-        | Action::TransferDat { .. } => action.name(),
+        | Action::TransferDat { .. }
+        | Action::ClaimDataRewards { .. } => action.name(),
     }
 }
 
@@ -450,6 +452,7 @@ fn every_action_through_the_api_and_a_bad_one_of_each_fails_for_its_reason() {
                 max_fee: ONE_TOKEN,
                 deadline_blocks,
                 input_commitment: None,
+                dataset: None,
             };
             let submit = bob.sign(task(Mode::Tee, 100));
             let task_id = submit.hash();
@@ -760,6 +763,15 @@ fn every_action_through_the_api_and_a_bad_one_of_each_fails_for_its_reason() {
                 outcome,
                 "insufficient_balance",
                 "needs 1, has 0",
+            );
+            let outcome = bob
+                .send(&client, Action::ClaimDataRewards { file_id: 1 })
+                .await;
+            failed(
+                "a claim with nothing earned",
+                outcome,
+                "invalid",
+                &format!("{b} has nothing to claim from file 1"),
             );
 
             assert_eq!(

@@ -152,6 +152,7 @@ fn bad_transactions_get_4xx_json_errors_and_change_nothing() {
                 max_fee: ONE_TOKEN,
                 deadline_blocks: 100,
                 input_commitment: None,
+                dataset: None,
             },
         }
         .sign(&alice);

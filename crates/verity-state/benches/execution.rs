@@ -171,6 +171,7 @@ impl Bench {
                 max_fee: 1_000,
                 deadline_blocks: HORIZON,
                 input_commitment: None,
+                dataset: None,
             },
         }
         .sign(&self.users[user])

@@ -688,6 +688,11 @@ impl<S: Store> Chain<S> {
         modules::data::balance(&self.view(), file_id, holder)
     }
 
+    /// What `holder`'s DAT of file `file_id` earned from tasks and was not claimed yet.
+    pub fn dat_claimable(&self, file_id: u64, holder: &Address) -> Result<Amount, StateError> {
+        modules::data::claimable(&self.view(), file_id, holder)
+    }
+
     /// `holder`'s DAT by file, from file `after` on.
     pub fn dat_holdings(
         &self,
@@ -1078,6 +1083,7 @@ impl<S: Store> Chain<S> {
                 max_fee,
                 deadline_blocks,
                 input_commitment,
+                dataset,
             } => {
                 let request = tasks::Request {
                     model_id,
@@ -1086,6 +1092,7 @@ impl<S: Store> Chain<S> {
                     max_fee: *max_fee,
                     deadline_blocks: *deadline_blocks,
                     input_commitment: *input_commitment,
+                    dataset: *dataset,
                 };
                 tasks::submit(state, ctx, tx_hash, sender, &request).map(|_| ())
             }
@@ -1156,6 +1163,9 @@ impl<S: Store> Chain<S> {
                 to,
                 amount,
             } => data::transfer_dat(state, sender, *file_id, to, *amount),
+            Action::ClaimDataRewards { file_id } => {
+                data::claim(state, sender, *file_id).map(|_| ())
+            }
         };
         applied.map(|()| Vec::new())
     }
@@ -1197,6 +1207,7 @@ impl<S: Store> Chain<S> {
                 max_fee,
                 deadline_blocks,
                 input_commitment,
+                dataset,
             } => modules::tasks::check(
                 state,
                 &self.genesis.params.tasks,
@@ -1207,6 +1218,7 @@ impl<S: Store> Chain<S> {
                     max_fee: *max_fee,
                     deadline_blocks: *deadline_blocks,
                     input_commitment: *input_commitment,
+                    dataset: *dataset,
                 },
             ),
             _ => Ok(()),

@@ -365,3 +365,174 @@ fn a_data_key_must_be_signed_by_the_workers_own_live_enclave() {
         assert_eq!(verifier, w.account.address());
     }
 }
+
+fn model_spec() -> verity_types::ModelSpec {
+    verity_types::ModelSpec {
+        model_id: verity_types::Hash([0x11; 32]),
+        name: "evaluator".into(),
+        version: "1".into(),
+        weights_root: verity_types::Hash([0x22; 32]),
+        architecture: "mlp".into(),
+        param_count: 100,
+        size: 1234,
+        license: "MIT".into(),
+        tee_required: true,
+        allowed_modes: vec![verity_types::Mode::Tee],
+        tolerance_ppm: 0,
+    }
+}
+
+/// Runs one TEE task naming `dataset` for `user` to settlement, by whichever worker is drawn.
+fn run_task(net: &mut Net, user: &AccountKey, workers: &[Worker; 2], dataset: u64, fee: u128) {
+    let submit = net.tx(
+        user,
+        Action::SubmitTask {
+            model_id: model_spec().model_id,
+            input: DataRef::of(&fee.to_le_bytes()),
+            mode: verity_types::Mode::Tee,
+            max_fee: fee,
+            deadline_blocks: 100,
+            input_commitment: None,
+            dataset: Some(dataset),
+        },
+    );
+    let task_id = submit.hash();
+    net.ok(&[submit]);
+    net.ok(&[]);
+    let task = net.chain.task(&task_id).unwrap().unwrap();
+    let (worker, _) = drawn(workers, &task.worker.unwrap());
+    let mut receipt = verity_types::TaskReceipt {
+        task_id,
+        model_id: task.model_id,
+        input_hash: task.input.hash,
+        output_hash: verity_types::Hash([0x33; 32]),
+        output_size: 10,
+        trace_root: verity_types::Hash([0x44; 32]),
+        trace_len: 5,
+        worker: worker.account.address(),
+        enclave_key: [0; 32],
+        signature: [0; 64],
+    };
+    worker.enclave.sign(CHAIN, &mut receipt);
+    let tx = net.tx(
+        &worker.account,
+        Action::SubmitReceipts {
+            receipts: vec![receipt],
+        },
+    );
+    net.ok(&[tx]);
+    let record = net.chain.record(&task_id).unwrap().unwrap();
+    assert_eq!(record.settlement.data, fee / 20, "5 % of the fee");
+}
+
+#[test]
+fn tasks_on_a_file_pay_its_dat_holders_pro_rata_and_only_its_permitted_users_run_them() {
+    let owner = AccountKey::generate();
+    let user = AccountKey::generate();
+    let (holder, later) = (AccountKey::generate(), AccountKey::generate());
+    let mut net = Net::new(&[owner.address(), user.address()], params());
+    let workers = verifiers(&mut net, &owner);
+    let tx = net.tx(&owner, Action::RegisterModel(model_spec()));
+    net.ok(&[tx]);
+    let fee = ONE_TOKEN;
+
+    // No DAT yet: the data share goes to the file's owner.
+    let unrewarded = add_file(&mut net, &owner, b"q\n1\n");
+    let owner_before = net.balance(&owner.address());
+    run_task(&mut net, &owner, &workers, unrewarded, fee);
+    assert_eq!(
+        net.balance(&owner.address()),
+        owner_before - fee - 1 + fee / 5 + fee / 20,
+        "it paid the fee and its transaction's; it got the model owner's 20 % and the data 5 %"
+    );
+
+    // A file with 1 DAT, a quarter of it given away.
+    let file = add_file(&mut net, &owner, b"a\n1\n2\n");
+    let (job, verifier) = request(&mut net, &owner, file);
+    let (chosen, _) = drawn(&workers, &verifier);
+    let scored = DataVerdict::Scored { score: 10_000 };
+    let tx = net.tx(
+        &chosen.account,
+        Action::AddProof(proof(chosen, job, file, b"a\n1\n2\n", scored)),
+    );
+    net.ok(&[tx]);
+    let reward = net.tx(
+        &owner,
+        Action::RequestReward {
+            file_id: file,
+            job_id: job,
+        },
+    );
+    let give = net.tx(
+        &owner,
+        Action::TransferDat {
+            file_id: file,
+            to: holder.address(),
+            amount: ONE_TOKEN / 4,
+        },
+    );
+    net.ok(&[reward, give]);
+
+    // Someone the owner did not permit cannot run tasks on it.
+    let tx = net.tx(
+        &user,
+        Action::SubmitTask {
+            model_id: model_spec().model_id,
+            input: DataRef::of(b"x"),
+            mode: verity_types::Mode::Tee,
+            max_fee: fee,
+            deadline_blocks: 100,
+            input_commitment: None,
+            dataset: Some(file),
+        },
+    );
+    assert!(reason(net.block(&[tx]).remove(0)).contains("may not use file"));
+    let permit = net.tx(
+        &owner,
+        Action::AddPermission {
+            file_id: file,
+            grantee: user.address(),
+        },
+    );
+    net.ok(&[permit]);
+    run_task(&mut net, &user, &workers, file, fee);
+    let share = fee / 20;
+    let claimable =
+        |net: &Net, who: &AccountKey| net.chain.dat_claimable(file, &who.address()).unwrap();
+    assert_eq!(claimable(&net, &owner), share * 3 / 4);
+    assert_eq!(claimable(&net, &holder), share / 4);
+
+    // The holder claims once; a second claim finds nothing.
+    let fund = net.tx(
+        &owner,
+        Action::Transfer {
+            to: holder.address(),
+            amount: ONE_TOKEN,
+        },
+    );
+    net.ok(&[fund]);
+    let before = net.balance(&holder.address());
+    let tx = net.tx(&holder, Action::ClaimDataRewards { file_id: file });
+    net.ok(&[tx]);
+    assert_eq!(net.balance(&holder.address()), before + share / 4 - 1);
+    let tx = net.tx(&holder, Action::ClaimDataRewards { file_id: file });
+    assert!(reason(net.block(&[tx]).remove(0)).contains("nothing to claim"));
+
+    // DAT passed on before the next task: the new holder earns from then on, the old one not.
+    let pass = net.tx(
+        &holder,
+        Action::TransferDat {
+            file_id: file,
+            to: later.address(),
+            amount: ONE_TOKEN / 4,
+        },
+    );
+    net.ok(&[pass]);
+    run_task(&mut net, &user, &workers, file, fee);
+    assert_eq!(claimable(&net, &holder), 0);
+    assert_eq!(claimable(&net, &later), share / 4);
+    assert_eq!(claimable(&net, &owner), share * 3 / 2);
+    // Everything still owed is in the pool.
+    let pool = net.balance(&verity_state::modules::data::pool_account());
+    assert!(pool >= claimable(&net, &owner) + claimable(&net, &later));
+}

@@ -138,6 +138,7 @@ impl Setup {
                 max_fee: MAX_FEE,
                 deadline_blocks: 1_000,
                 input_commitment: None,
+                dataset: None,
             },
         );
         self.net.ok(std::slice::from_ref(&tx));
@@ -552,6 +553,7 @@ fn an_op_task_too_large_to_dispute_is_refused() {
             max_fee: MAX_FEE,
             deadline_blocks: 100,
             input_commitment: None,
+            dataset: None,
         },
     );
     assert!(matches!(

@@ -110,6 +110,7 @@ fn submit(net: &mut Net, user: &AccountKey, n: u8) -> SignedTx {
             max_fee: FEE,
             deadline_blocks: 50,
             input_commitment: None,
+            dataset: None,
         },
     )
 }
@@ -622,6 +623,7 @@ fn waiting_tasks_are_taken_once_a_worker_can_serve_them() {
                     max_fee: FEE,
                     deadline_blocks: 500,
                     input_commitment: None,
+                    dataset: None,
                 },
             )
         })

@@ -164,6 +164,7 @@ impl Setup {
                 max_fee: ONE_TOKEN,
                 deadline_blocks: 100,
                 input_commitment: Some(commitment),
+                dataset: None,
             },
         );
         self.net.ok(std::slice::from_ref(&tx));
@@ -361,6 +362,7 @@ fn only_the_owner_sets_keys_once_and_tasks_must_commit_to_their_input() {
                 max_fee: ONE_TOKEN,
                 deadline_blocks: 100,
                 input_commitment: commitment,
+                dataset: None,
             },
         );
         assert!(matches!(

@@ -90,6 +90,10 @@ pub enum Action {
         /// proof must state (`verity_zk::input_commitment` of the input file); none otherwise.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         input_commitment: Option<Hash>,
+        /// The contributed file (data module id) the task runs on, with the file's permission:
+        /// a genesis share of its fee goes to the file's DAT holders.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dataset: Option<u64>,
     },
     /// Results of many tasks in one transaction; all apply or none.
     SubmitReceipts {
@@ -183,6 +187,10 @@ pub enum Action {
     RequestReward {
         file_id: u64,
         job_id: u64,
+    },
+    /// Collect what the signer's DAT of one file earned from tasks that ran on the file.
+    ClaimDataRewards {
+        file_id: u64,
     },
     /// Move Data Anchor Tokens of one file's class.
     TransferDat {
@@ -372,6 +380,7 @@ impl Action {
                 max_fee,
                 deadline_blocks,
                 input_commitment,
+                dataset,
             } => {
                 w.u8(9).fixed(&model_id.0);
                 input.encode(w);
@@ -379,6 +388,10 @@ impl Action {
                 match input_commitment {
                     None => w.u8(0),
                     Some(c) => w.u8(1).fixed(&c.0),
+                };
+                match dataset {
+                    None => w.u8(0),
+                    Some(file) => w.u8(1).u64(*file),
                 };
             }
             Action::SubmitReceipts { receipts } => {
@@ -481,6 +494,9 @@ impl Action {
             } => {
                 w.u8(27).u64(*file_id).fixed(&to.0).u128(*amount);
             }
+            Action::ClaimDataRewards { file_id } => {
+                w.u8(28).u64(*file_id);
+            }
         }
     }
 
@@ -573,6 +589,16 @@ impl Action {
                         })
                     }
                 },
+                dataset: match r.u8("dataset flag")? {
+                    0 => None,
+                    1 => Some(r.u64("dataset file id")?),
+                    tag => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "dataset flag",
+                            tag,
+                        })
+                    }
+                },
             },
             10 => {
                 let n = count(r, "receipts", MAX_RECEIPTS_PER_TX)?;
@@ -657,6 +683,9 @@ impl Action {
                 to: Address(r.array("DAT recipient")?),
                 amount: r.u128("DAT amount")?,
             },
+            28 => Action::ClaimDataRewards {
+                file_id: r.u64("file id")?,
+            },
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "action",
@@ -696,6 +725,7 @@ impl Action {
             Action::AddProof(_) => "add_proof",
             Action::RequestReward { .. } => "request_reward",
             Action::TransferDat { .. } => "transfer_dat",
+            Action::ClaimDataRewards { .. } => "claim_data_rewards",
         }
     }
 
@@ -992,6 +1022,7 @@ mod tests {
                 max_fee: 99,
                 deadline_blocks: 10,
                 input_commitment: None,
+                dataset: None,
             },
             Action::SubmitTask {
                 model_id: id,
@@ -1000,6 +1031,7 @@ mod tests {
                 max_fee: 99,
                 deadline_blocks: 10,
                 input_commitment: Some(id),
+                dataset: Some(4),
             },
             Action::SubmitReceipts {
                 receipts: vec![receipt.clone(), receipt.clone()],
@@ -1088,6 +1120,7 @@ mod tests {
                 to: Address([3; 20]),
                 amount: 5,
             },
+            Action::ClaimDataRewards { file_id: 4 },
         ]
     }
 

@@ -80,6 +80,7 @@ pub fn of(action: &Action, tx_bytes: usize) -> u64 {
         // One ed25519 check, the job's close and the fee's payment.
         Action::AddProof(_) => 150,
         Action::RequestReward { .. } | Action::TransferDat { .. } => 50,
+        Action::ClaimDataRewards { .. } => 50,
     };
     BASE + action_weight + (tx_bytes as u64).div_ceil(BYTES_PER_UNIT)
 }

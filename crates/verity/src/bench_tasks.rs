@@ -119,6 +119,7 @@ pub fn tasks(args: TasksArgs) -> Result<()> {
                         max_fee: 1_000_000,
                         deadline_blocks: 10_000,
                         input_commitment: None,
+                        dataset: None,
                     },
                 }
                 .sign(user);

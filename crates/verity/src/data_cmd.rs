@@ -107,6 +107,17 @@ pub enum DatCommand {
         #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]
         node: String,
     },
+    /// Collect what your DAT of one file earned from tasks that ran on the file.
+    Claim {
+        #[arg(long)]
+        file: u64,
+        #[arg(long)]
+        from: String,
+        #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]
+        node: String,
+        #[arg(long, env = "VERITY_KEYS")]
+        keys_dir: Option<PathBuf>,
+    },
     /// Send Data Anchor Tokens of FILE's class.
     Transfer {
         /// The file whose DAT to send.
@@ -291,8 +302,31 @@ pub fn run_dat(cmd: DatCommand) -> Result<()> {
                     outln!("{address} holds no DAT");
                 }
                 for h in holdings.holdings.iter().filter(|_| !json) {
-                    outln!("file {:>6}  {}", h.file_id, tokens::format_dat(h.balance));
+                    outln!(
+                        "file {:>6}  {}  earned {} (claim with `verity dat claim`)",
+                        h.file_id,
+                        tokens::format_dat(h.balance),
+                        tokens::format(h.claimable)
+                    );
                 }
+            }
+            DatCommand::Claim {
+                file,
+                from,
+                node,
+                keys_dir: dir,
+            } => {
+                let key = load_key(&from, &keys_dir(dir))?;
+                let client = Client::new(&node);
+                let before = client.account(&key.address()).await?.balance;
+                let receipt =
+                    send(&client, &key, Action::ClaimDataRewards { file_id: file }).await?;
+                let receipt = succeed(receipt, "ClaimDataRewards")?;
+                let after = client.account(&key.address()).await?.balance;
+                outln!(
+                    "claimed {} from file {file}'s task fees",
+                    tokens::format((after + receipt.fee_paid).saturating_sub(before))
+                );
             }
             DatCommand::Transfer {
                 file,

@@ -141,6 +141,10 @@ pub struct SubmitArgs {
     /// Blocks before an unfinished task expires and is refunded.
     #[arg(long, default_value_t = 600)]
     deadline_blocks: u64,
+    /// The contributed file (its id) the task runs on, with its owner's permission: its DAT
+    /// holders get a share of the fee.
+    #[arg(long, value_name = "FILE_ID")]
+    dataset: Option<u64>,
     /// Wait for the result, showing progress.
     #[arg(long)]
     wait: bool,
@@ -515,6 +519,7 @@ async fn submit(args: SubmitArgs) -> Result<()> {
         max_fee,
         deadline_blocks: args.deadline_blocks,
         input_commitment,
+        dataset: args.dataset,
     };
     let tx = submit_next(&client, &key, action, 0).await?;
     let id = tx.hash();
@@ -654,8 +659,12 @@ fn print_task(view: &TaskView, output: Option<&[u8]>, json: bool) -> Result<()> 
             );
         }
         let s = &record.settlement;
+        let data = match view.task.dataset {
+            Some(file) => format!("  file {file}'s DAT holders {}", tokens::format(s.data)),
+            None => String::new(),
+        };
         outln!(
-            "fee split    worker {}  owner {}  protocol {}",
+            "fee split    worker {}  owner {}{data}  protocol {}",
             tokens::format(s.worker),
             tokens::format(s.owner),
             tokens::format(s.protocol)

@@ -69,7 +69,50 @@ async fn contributed_files_are_proven_scored_and_rewarded_once() {
     .await;
     three_contributions(&devnet, home.path()).await;
     stale_and_malformed_requests_are_refused(&devnet).await;
+    a_task_on_a_file_pays_its_holders(&devnet).await;
     ten_mib_end_to_end(&devnet, home.path()).await;
+}
+
+/// A task that names file 1 pays its DAT holder (the dev account) 5 % of its fee, which
+/// `verity dat claim` collects.
+async fn a_task_on_a_file_pays_its_holders(devnet: &Devnet) {
+    let node = format!("http://127.0.0.1:{}", devnet.api);
+    let key_path = devnet.home.join("dev-account.key");
+    let key_arg = key_path.to_str().unwrap();
+    let input = format!(
+        "{}/../../models/samples/digit_0_label_7.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let model = devnet.model.to_string();
+    let out = ok(
+        &node,
+        &[
+            "task",
+            "submit",
+            "--model",
+            &model,
+            "--input",
+            &input,
+            "--from",
+            key_arg,
+            "--max-fee",
+            "1",
+            "--dataset",
+            "1",
+            "--wait",
+        ],
+    );
+    assert!(out.contains("file 1's DAT holders 0.05 VRT"), "{out}");
+    let dev = AccountKey::from_hex(&std::fs::read_to_string(&key_path).unwrap()).unwrap();
+    let balance = ok(&node, &["dat", "balance", &dev.address().to_string()]);
+    assert!(balance.contains("earned 0.05 VRT"), "{balance}");
+    let out = ok(&node, &["dat", "claim", "--file", "1", "--from", key_arg]);
+    assert!(
+        out.contains("claimed 0.05 VRT from file 1's task fees"),
+        "{out}"
+    );
+    let out = verity(&node, &["dat", "claim", "--file", "1", "--from", key_arg]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has nothing to claim from file 1"));
 }
 
 /// The clean, dirty and mismatched files, then the refused rewards: files 1 to 3.

@@ -679,6 +679,7 @@ async fn a_worker_whose_batch_a_restarted_node_dropped_resumes_with_the_right_no
                 max_fee: ONE_TOKEN / 100,
                 deadline_blocks: 10_000,
                 input_commitment: None,
+                dataset: None,
             },
         }
         .sign(&user);

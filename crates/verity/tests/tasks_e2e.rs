@@ -187,6 +187,7 @@ async fn hundred_tasks_with_a_killed_worker() {
                 max_fee: MAX_FEE,
                 deadline_blocks: 2_000,
                 input_commitment: None,
+                dataset: None,
             },
         );
         client.submit(&tx).await.unwrap();
@@ -412,6 +413,7 @@ async fn tasks_that_cannot_run_fail_without_punishing_workers() {
                 max_fee: MAX_FEE,
                 deadline_blocks: 100_000,
                 input_commitment: None,
+                dataset: None,
             },
         );
         client.submit(&tx).await.unwrap();
@@ -456,6 +458,7 @@ async fn tasks_that_cannot_run_fail_without_punishing_workers() {
             max_fee: MAX_FEE,
             deadline_blocks: 100,
             input_commitment: None,
+            dataset: None,
         },
     );
     client.submit(&good).await.unwrap();
@@ -559,6 +562,7 @@ async fn op_results_are_disputed_by_a_challenger_and_liars_lose() {
                     max_fee: MAX_FEE,
                     deadline_blocks: 2_000,
                     input_commitment: None,
+                    dataset: None,
                 },
                 0,
             )
@@ -700,6 +704,7 @@ async fn op_results_are_disputed_by_a_challenger_and_liars_lose() {
                 max_fee: MAX_FEE,
                 deadline_blocks: 2_000,
                 input_commitment: None,
+                dataset: None,
             },
             0,
         )
@@ -814,6 +819,7 @@ async fn a_tolerant_models_disputes_are_settled_by_a_referee() {
                         max_fee: MAX_FEE,
                         deadline_blocks: 2_000,
                         input_commitment: None,
+                        dataset: None,
                     },
                     0,
                 )
@@ -924,6 +930,7 @@ async fn a_restarted_challenger_finishes_its_dispute() {
                 max_fee: MAX_FEE,
                 deadline_blocks: 2_000,
                 input_commitment: None,
+                dataset: None,
             },
             0,
         )

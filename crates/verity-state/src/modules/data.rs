@@ -7,6 +7,11 @@
 //! plaintext hash and the verdict; a score needs the registered plaintext hash. RequestReward
 //! mints the file's DAT to its owner, once per scored proof and only for the file it proves.
 //! A job left unanswered expires and its fee goes back.
+//!
+//! A task that names a file pays the file's DAT holders a genesis share of its fee, pro rata,
+//! at O(1) cost: the share goes to the data pool account and raises the file's earnings per
+//! DAT; each holder's earnings are settled into what it may claim whenever its balance changes
+//! (ClaimDataRewards pays them out).
 
 use serde::{Deserialize, Serialize};
 use verity_types::{
@@ -34,6 +39,17 @@ const BALANCE: u8 = b'b';
 const SUPPLY: u8 = b's';
 const HOLDER_INDEX: u8 = b'h';
 const FILE_JOB: u8 = b'i';
+const EARNED_PER_DAT: u8 = b'a';
+const HOLDER: u8 = b'c';
+
+/// Fixed-point scale of the earnings per DAT base unit.
+const EARNINGS_SCALE: u128 = 1_000_000_000_000_000_000;
+
+/// The account that holds the data shares of task fees until their DAT holders claim them.
+pub fn pool_account() -> Address {
+    let digest = sha256(b"verity/data-pool/v1");
+    Address(digest.0[..20].try_into().expect("20 bytes"))
+}
 
 /// Genesis parameters of the data module.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -669,7 +685,7 @@ pub fn request_reward(
         held.checked_add(amount).ok_or(TxFailure::Overflow)?,
         supply.checked_add(amount).ok_or(TxFailure::Overflow)?,
     );
-    put_balance(state, file_id, sender, held);
+    set_balance(state, file_id, sender, held)?;
     state.put(
         Table::Data,
         supply_key(file_id),
@@ -692,7 +708,7 @@ fn u128_at(state: &Overlay<'_>, key: &[u8]) -> Result<u128, StateError> {
     }
 }
 
-/// TransferDat: moves DAT of one file's class.
+/// TransferDat: moves DAT of one file's class, with what each side earned so far settled first.
 pub fn transfer_dat(
     state: &mut Overlay<'_>,
     sender: &Address,
@@ -713,9 +729,145 @@ pub fn transfer_dat(
     let to_balance = balance(state, file_id, to)?
         .checked_add(amount)
         .ok_or(TxFailure::Overflow)?;
-    put_balance(state, file_id, sender, from_balance - amount);
-    put_balance(state, file_id, to, to_balance);
+    set_balance(state, file_id, sender, from_balance - amount)?;
+    set_balance(state, file_id, to, to_balance)?;
     Ok(())
+}
+
+/// What one holder of one file's DAT has earned and not claimed, as of its last balance change
+/// (`debt` is what its balance had earned by then, by the earnings per DAT).
+#[derive(Debug, Default, Clone, Copy, Serialize, Deserialize)]
+struct Holder {
+    #[serde(with = "verity_types::amount")]
+    debt: Amount,
+    #[serde(with = "verity_types::amount")]
+    claimable: Amount,
+}
+
+fn holder_entry_key(file: u64, holder: &Address) -> Vec<u8> {
+    let mut key = vec![HOLDER];
+    key.extend_from_slice(&file.to_be_bytes());
+    key.extend_from_slice(&holder.0);
+    key
+}
+
+fn earned_per_dat_key(file: u64) -> Vec<u8> {
+    let mut key = vec![EARNED_PER_DAT];
+    key.extend_from_slice(&file.to_be_bytes());
+    key
+}
+
+/// ⌊a × b / d⌋ exactly, through a 256-bit product; None when it does not fit in 128 bits.
+fn mul_div(a: u128, b: u128, d: u128) -> Option<u128> {
+    const LOW: u128 = u64::MAX as u128;
+    let (a1, a0, b1, b0) = (a >> 64, a & LOW, b >> 64, b & LOW);
+    let (p00, p01, p10, p11) = (a0 * b0, a0 * b1, a1 * b0, a1 * b1);
+    let mid = (p00 >> 64) + (p01 & LOW) + (p10 & LOW);
+    let low = (p00 & LOW) | (mid << 64);
+    let high = p11 + (p01 >> 64) + (p10 >> 64) + (mid >> 64);
+    if d == 0 || high >= d {
+        return None;
+    }
+    // Long division, one bit at a time; the remainder stays below d.
+    let (mut remainder, mut quotient) = (high, 0u128);
+    for bit in (0..128).rev() {
+        let carry = remainder >> 127;
+        remainder = (remainder << 1) | ((low >> bit) & 1);
+        quotient <<= 1;
+        if carry == 1 || remainder >= d {
+            remainder = remainder.wrapping_sub(d);
+            quotient |= 1;
+        }
+    }
+    Some(quotient)
+}
+
+/// `balance × per_dat / scale`: what a balance earned.
+fn earned(balance: Amount, per_dat: u128) -> Amount {
+    mul_div(balance, per_dat, EARNINGS_SCALE).unwrap_or(u128::MAX)
+}
+
+/// `amount × scale / supply`: what `amount` adds to the earnings per DAT.
+fn per_dat(amount: Amount, supply: Amount) -> u128 {
+    mul_div(amount, EARNINGS_SCALE, supply).unwrap_or(u128::MAX)
+}
+
+/// The holder's record with what its current balance earned since its last change added in.
+fn settled(state: &Overlay<'_>, file: u64, holder: &Address) -> Result<Holder, StateError> {
+    let mut entry: Holder = state
+        .get_json(Table::Data, &holder_entry_key(file, holder), "DAT holder")?
+        .unwrap_or_default();
+    let now = earned(
+        balance(state, file, holder)?,
+        u128_at(state, &earned_per_dat_key(file))?,
+    );
+    entry.claimable = entry
+        .claimable
+        .saturating_add(now.saturating_sub(entry.debt));
+    entry.debt = now;
+    Ok(entry)
+}
+
+/// Sets a balance, settling what the old balance earned first.
+fn set_balance(
+    state: &mut Overlay<'_>,
+    file: u64,
+    holder: &Address,
+    amount: Amount,
+) -> Result<(), StateError> {
+    let mut entry = settled(state, file, holder)?;
+    put_balance(state, file, holder, amount);
+    entry.debt = earned(amount, u128_at(state, &earned_per_dat_key(file))?);
+    state.put_json(Table::Data, holder_entry_key(file, holder), &entry);
+    Ok(())
+}
+
+/// What `holder` could claim now from file `file`'s task fees.
+pub fn claimable(state: &Overlay<'_>, file: u64, holder: &Address) -> Result<Amount, StateError> {
+    Ok(settled(state, file, holder)?.claimable)
+}
+
+/// The DAT holders' share of a task fee for file `file_id`: to the pool, raising the earnings
+/// per DAT; to the file's owner while no DAT exists yet.
+pub fn share_fee(state: &mut Overlay<'_>, file_id: u64, amount: Amount) -> Result<(), TxFailure> {
+    if amount == 0 {
+        return Ok(());
+    }
+    let record = file(state, file_id)?.ok_or_else(|| TxFailure::NotFound {
+        what: format!("data file {file_id}"),
+    })?;
+    let supply = u128_at(state, &supply_key(file_id))?;
+    if supply == 0 {
+        return accounts::credit(state, &record.owner, amount);
+    }
+    accounts::credit(state, &pool_account(), amount)?;
+    let key = earned_per_dat_key(file_id);
+    let total = u128_at(state, &key)?.saturating_add(per_dat(amount, supply));
+    state.put(Table::Data, key, total.to_le_bytes().to_vec());
+    Ok(())
+}
+
+/// ClaimDataRewards: pays the sender what its DAT of file `file_id` earned. Rounding leaves dust
+/// in the pool, never a shortfall: a claim never takes more than the pool holds.
+pub fn claim(state: &mut Overlay<'_>, sender: &Address, file_id: u64) -> Result<Amount, TxFailure> {
+    if file(state, file_id)?.is_none() {
+        return Err(TxFailure::NotFound {
+            what: format!("data file {file_id}"),
+        });
+    }
+    let mut entry = settled(state, file_id, sender)?;
+    let pool = accounts::get(state, &pool_account())?.balance;
+    let paid = entry.claimable.min(pool);
+    if paid == 0 {
+        return Err(TxFailure::Invalid {
+            reason: format!("{sender} has nothing to claim from file {file_id}"),
+        });
+    }
+    accounts::debit(state, &pool_account(), paid)?;
+    accounts::credit(state, sender, paid)?;
+    entry.claimable -= paid;
+    state.put_json(Table::Data, holder_entry_key(file_id, sender), &entry);
+    Ok(paid)
 }
 
 /// Every DAT class `holder` holds, as (file id, balance), from file `after` on.
@@ -738,4 +890,141 @@ pub fn holdings(
     ids.into_iter()
         .map(|id| Ok((id, balance(state, id, holder)?)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemStore;
+    use proptest::prelude::*;
+
+    const HOLDERS: u8 = 4;
+
+    fn holder(i: u8) -> Address {
+        Address([i + 1; 20])
+    }
+
+    /// Mints `amount` of file 1's DAT to holder `to`, as RequestReward does.
+    fn mint(state: &mut Overlay<'_>, to: u8, amount: Amount) {
+        let held = balance(state, 1, &holder(to)).unwrap();
+        set_balance(state, 1, &holder(to), held + amount).unwrap();
+        let supply = u128_at(state, &supply_key(1)).unwrap() + amount;
+        state.put(Table::Data, supply_key(1), supply.to_le_bytes().to_vec());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Mint(u8, u64),
+        Move(u8, u8, u64),
+        Fee(u64),
+        Claim(u8),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (0..HOLDERS, 1..u64::MAX).prop_map(|(h, a)| Step::Mint(h, a)),
+            (0..HOLDERS, 0..HOLDERS, any::<u64>()).prop_map(|(a, b, x)| Step::Move(a, b, x)),
+            any::<u64>().prop_map(Step::Fee),
+            (0..HOLDERS).prop_map(Step::Claim),
+        ]
+    }
+
+    proptest! {
+        /// Whatever holders do, the pool always covers what they may claim, and every base
+        /// unit shared is either paid out or still in the pool.
+        #[test]
+        fn the_pool_covers_every_claim_and_loses_nothing(steps in proptest::collection::vec(step(), 1..40)) {
+            let store = MemStore::default();
+            let mut state = Overlay::new(&store);
+            let owner = Address([0xee; 20]);
+            state.put_json(Table::Data, file_key(1), &File {
+                file_id: 1,
+                owner,
+                data: DataRef { encrypted: true, ..DataRef::of(b"x") },
+                url: String::new(),
+                plaintext_hash: Hash::ZERO,
+                registered_height: 1,
+                best_score: None,
+                dat_supply: 0,
+            });
+            let (mut shared, mut paid) = (0u128, 0u128);
+            for step in steps {
+                match step {
+                    Step::Mint(h, a) => mint(&mut state, h, a.into()),
+                    Step::Move(a, b, x) => {
+                        let held = balance(&state, 1, &holder(a)).unwrap();
+                        let amount = u128::from(x) % (held + 1);
+                        transfer_dat(&mut state, &holder(a), 1, &holder(b), amount).unwrap();
+                    }
+                    Step::Fee(x) => {
+                        let to_owner = u128_at(&state, &supply_key(1)).unwrap() == 0;
+                        share_fee(&mut state, 1, x.into()).unwrap();
+                        if !to_owner {
+                            shared += u128::from(x);
+                        }
+                    }
+                    Step::Claim(h) => {
+                        if let Ok(amount) = claim(&mut state, &holder(h), 1) {
+                            paid += amount;
+                        }
+                    }
+                }
+                let pool = accounts::get(&state, &pool_account()).unwrap().balance;
+                prop_assert_eq!(pool + paid, shared);
+                let owed: u128 = (0..HOLDERS)
+                    .map(|h| claimable(&state, 1, &holder(h)).unwrap())
+                    .sum();
+                prop_assert!(owed <= pool, "owed {} > pool {}", owed, pool);
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn mul_div_is_exact(a in any::<u128>(), b in any::<u128>(), d in 1..u128::MAX) {
+            // Checked against a split that holds whenever a × b fits.
+            if let Some(product) = a.checked_mul(b) {
+                prop_assert_eq!(mul_div(a, b, d), Some(product / d));
+            }
+            // (a × d) / d = a always.
+            prop_assert_eq!(mul_div(a, d, d), Some(a));
+            prop_assert_eq!(mul_div(a, b, 0), None);
+        }
+    }
+
+    #[test]
+    fn mul_div_handles_products_past_128_bits() {
+        let big = u128::MAX;
+        assert_eq!(mul_div(big, big, big), Some(big));
+        assert_eq!(mul_div(big, 2, 4), Some(big / 2));
+        assert_eq!(mul_div(big, 2, 1), None);
+        assert_eq!(mul_div(1 << 100, 1 << 100, 1 << 90), Some(1 << 110));
+    }
+
+    #[test]
+    fn a_fee_is_shared_pro_rata() {
+        let store = MemStore::default();
+        let mut state = Overlay::new(&store);
+        state.put_json(
+            Table::Data,
+            file_key(1),
+            &File {
+                file_id: 1,
+                owner: Address([0xee; 20]),
+                data: DataRef::of(b"x"),
+                url: String::new(),
+                plaintext_hash: Hash::ZERO,
+                registered_height: 1,
+                best_score: None,
+                dat_supply: 0,
+            },
+        );
+        mint(&mut state, 0, 3 * verity_types::ONE_TOKEN);
+        mint(&mut state, 1, verity_types::ONE_TOKEN);
+        share_fee(&mut state, 1, 4_000).unwrap();
+        assert_eq!(claimable(&state, 1, &holder(0)).unwrap(), 3_000);
+        assert_eq!(claimable(&state, 1, &holder(1)).unwrap(), 1_000);
+        assert_eq!(claim(&mut state, &holder(1), 1).unwrap(), 1_000);
+        assert!(claim(&mut state, &holder(1), 1).is_err());
+    }
 }

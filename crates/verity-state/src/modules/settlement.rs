@@ -1,5 +1,6 @@
-//! `settlement`: a finalized task's escrow split between worker, model owner and protocol, in the
-//! proportions fixed at genesis. The protocol share takes the rounding, so nothing is lost.
+//! `settlement`: a finalized task's escrow split between worker, model owner, the DAT holders of
+//! the dataset it ran on (if it named one) and protocol, in the proportions fixed at genesis.
+//! The protocol share takes the rounding, so nothing is lost.
 
 use serde::{Deserialize, Serialize};
 use verity_types::{Address, Amount};
@@ -13,6 +14,13 @@ use crate::TxFailure;
 pub struct FeeSplit {
     pub worker_bps: u32,
     pub owner_bps: u32,
+    /// Of a task that names a dataset: its DAT holders' share, out of what the protocol would get.
+    #[serde(default = "default_data_bps")]
+    pub data_bps: u32,
+}
+
+fn default_data_bps() -> u32 {
+    500
 }
 
 impl Default for FeeSplit {
@@ -20,30 +28,40 @@ impl Default for FeeSplit {
         Self {
             worker_bps: 7_000,
             owner_bps: 2_000,
+            data_bps: default_data_bps(),
         }
     }
 }
 
 impl FeeSplit {
     pub fn validate(&self) -> Result<(), String> {
-        if self.worker_bps as u64 + self.owner_bps as u64 > 10_000 {
-            return Err("worker_bps + owner_bps must not exceed 10000".into());
+        if u64::from(self.worker_bps) + u64::from(self.owner_bps) + u64::from(self.data_bps)
+            > 10_000
+        {
+            return Err("worker_bps + owner_bps + data_bps must not exceed 10000".into());
         }
         Ok(())
     }
 
-    /// Splits `fee`; the three parts always sum to `fee`.
-    pub fn split(&self, fee: Amount) -> Split {
+    /// Splits `fee`, with a data share when the task named a dataset; the parts always sum to
+    /// `fee`.
+    pub fn split(&self, fee: Amount, with_dataset: bool) -> Split {
         let share = |bps: u32| match fee.checked_mul(bps as u128) {
             Some(p) => p / 10_000,
             None => fee / 10_000 * bps as u128,
         };
         let worker = share(self.worker_bps);
         let owner = share(self.owner_bps);
+        let data = if with_dataset {
+            share(self.data_bps)
+        } else {
+            0
+        };
         Split {
             worker,
             owner,
-            protocol: fee - worker - owner,
+            data,
+            protocol: fee - worker - owner - data,
         }
     }
 }
@@ -57,6 +75,10 @@ pub struct Split {
     #[serde(with = "verity_types::amount")]
     #[schema(schema_with = verity_types::schema::amount)]
     pub owner: Amount,
+    /// To the DAT holders of the dataset the task named; zero when it named none.
+    #[serde(with = "verity_types::amount", default)]
+    #[schema(schema_with = verity_types::schema::amount)]
+    pub data: Amount,
     #[serde(with = "verity_types::amount")]
     #[schema(schema_with = verity_types::schema::amount)]
     pub protocol: Amount,
@@ -82,16 +104,31 @@ mod tests {
 
     proptest! {
         #[test]
-        fn parts_sum_to_the_fee(fee in any::<u128>(), w in 0u32..=10_000, o in 0u32..=10_000) {
-            prop_assume!(w + o <= 10_000);
-            let split = FeeSplit { worker_bps: w, owner_bps: o }.split(fee);
-            prop_assert_eq!(split.worker + split.owner + split.protocol, fee);
+        fn parts_sum_to_the_fee(
+            fee in any::<u128>(),
+            w in 0u32..=10_000,
+            o in 0u32..=10_000,
+            d in 0u32..=10_000,
+            with_dataset: bool,
+        ) {
+            prop_assume!(w + o + d <= 10_000);
+            let split = FeeSplit { worker_bps: w, owner_bps: o, data_bps: d }.split(fee, with_dataset);
+            prop_assert_eq!(split.worker + split.owner + split.data + split.protocol, fee);
+            prop_assert!(with_dataset || split.data == 0);
         }
     }
 
     #[test]
     fn default_split_is_exact() {
-        let split = FeeSplit::default().split(1_000);
-        assert_eq!((split.worker, split.owner, split.protocol), (700, 200, 100));
+        let split = FeeSplit::default().split(1_000, false);
+        assert_eq!(
+            (split.worker, split.owner, split.data, split.protocol),
+            (700, 200, 0, 100)
+        );
+        let split = FeeSplit::default().split(1_000, true);
+        assert_eq!(
+            (split.worker, split.owner, split.data, split.protocol),
+            (700, 200, 50, 50)
+        );
     }
 }

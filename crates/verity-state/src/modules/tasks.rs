@@ -5,7 +5,9 @@
 use serde::{Deserialize, Serialize};
 use verity_types::{sha256, Address, Amount, DataRef, FailureReason, Hash, Mode};
 
-use crate::modules::{accounts, enclaves, registry, reputation, schedule, sortition, staking};
+use crate::modules::{
+    accounts, data, enclaves, registry, reputation, schedule, sortition, staking,
+};
 use crate::overlay::Overlay;
 use crate::store::Table;
 use crate::{BlockCtx, StateError, TaskParams, TxFailure};
@@ -57,6 +59,9 @@ pub struct Task {
     /// `tee_zk` tasks: the commitment to the quantized input that the proof must state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_commitment: Option<Hash>,
+    /// The contributed file it runs on: its DAT holders share the fee.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<u64>,
     #[serde(with = "verity_types::amount")]
     #[schema(schema_with = verity_types::schema::amount)]
     pub max_fee: Amount,
@@ -124,6 +129,8 @@ pub struct Request<'a> {
     pub max_fee: Amount,
     pub deadline_blocks: u64,
     pub input_commitment: Option<Hash>,
+    /// The contributed file the task runs on.
+    pub dataset: Option<u64>,
 }
 
 /// The checks a SubmitTask must pass, without writing anything: the model exists and allows
@@ -207,6 +214,13 @@ pub fn check(
             ),
         });
     }
+    if let Some(file) = request.dataset {
+        if data::file(state, file)?.is_none() {
+            return Err(TxFailure::NotFound {
+                what: format!("data file {file}"),
+            });
+        }
+    }
     Ok(())
 }
 
@@ -218,6 +232,17 @@ pub fn submit(
     request: &Request<'_>,
 ) -> Result<Task, TxFailure> {
     check(state, &ctx.genesis.params.tasks, request)?;
+    if let Some(file) = request.dataset {
+        let record = data::file(state, file)?.ok_or(StateError::Corrupt("checked file"))?;
+        if !data::may_use(state, &record, submitter)? {
+            return Err(TxFailure::Unauthorized {
+                reason: format!(
+                    "{submitter} may not use file {file}; its owner {} grants that with AddPermission",
+                    record.owner
+                ),
+            });
+        }
+    }
     let max_fee = request.max_fee;
     accounts::debit(state, submitter, max_fee)?;
     let task = Task {
@@ -227,6 +252,7 @@ pub fn submit(
         input: *request.input,
         mode: request.mode,
         input_commitment: request.input_commitment,
+        dataset: request.dataset,
         max_fee,
         status: TaskStatus::Pending,
         worker: None,

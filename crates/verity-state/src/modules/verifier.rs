@@ -305,8 +305,16 @@ pub(crate) fn settle(
         what: format!("model {}", task.model_id),
     })?;
     let protocol = ctx.genesis.params.protocol_account();
-    let split = ctx.genesis.params.tasks.fee_split.split(task.max_fee);
+    let split = ctx
+        .genesis
+        .params
+        .tasks
+        .fee_split
+        .split(task.max_fee, task.dataset.is_some());
     settlement::pay(state, &split, &record.worker, &model.owner, &protocol)?;
+    if let Some(file) = task.dataset {
+        crate::modules::data::share_fee(state, file, split.data)?;
+    }
     reputation::record_success(state, &record.worker)?;
     sortition::refresh(state, ctx, &record.worker)?;
     record.status = RecordStatus::Finalized;
