@@ -231,6 +231,14 @@ impl Params {
                 t.timeout_penalty
             ));
         }
+        at_least(
+            "data.proof_timeout_blocks",
+            self.data.proof_timeout_blocks,
+            1,
+        )?;
+        if self.data.min_proof_fee == 0 {
+            return Err("data.min_proof_fee must be at least 1".into());
+        }
         t.fee_split.validate()
     }
 

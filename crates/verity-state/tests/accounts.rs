@@ -268,6 +268,18 @@ fn genesis_parameters_are_range_checked() {
             "min_task_fee",
             Box::new(|g| g.params.tasks.min_task_fee = 0),
         ),
+        (
+            "data.proof_timeout_blocks",
+            Box::new(|g| g.params.data.proof_timeout_blocks = 0),
+        ),
+        (
+            "data.min_proof_fee",
+            Box::new(|g| g.params.data.min_proof_fee = 0),
+        ),
+        (
+            "data_bps",
+            Box::new(|g| g.params.tasks.fee_split.data_bps = 1_001),
+        ),
     ];
     for (name, break_it) in cases {
         let mut g = genesis(&[]);
