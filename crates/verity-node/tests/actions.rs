@@ -17,8 +17,9 @@ use verity_client::{Client, ClientError};
 use verity_node::mempool::{MAX_NONCE_GAP, MAX_PER_SENDER};
 use verity_state::{Genesis, GenesisAccount, Params, TxFailure};
 use verity_types::{
-    AccountKey, Action, Address, Asset, DataRef, EnclaveKey, FailureReason, FailureReceipt, Hash,
-    Mode, ModelSpec, SignedTx, TaskReceipt, TxBody, ZkReceipt, ONE_TOKEN,
+    registration_commitment, AccountKey, Action, Address, Asset, DataRef, EnclaveKey,
+    FailureReason, FailureReceipt, Hash, Mode, ModelSpec, SignedTx, TaskReceipt, TxBody, ZkReceipt,
+    ONE_TOKEN,
 };
 
 const CHAIN_ID: &str = "verity-actions-test";
@@ -34,7 +35,7 @@ enum Outcome {
 }
 
 /// Every kind of action, as [`kind`] names it: the test must send each one.
-const KINDS: [&str; 29] = [
+const KINDS: [&str; 30] = [
     "transfer",
     "stake",
     "unstake",
@@ -64,6 +65,7 @@ const KINDS: [&str; 29] = [
     "request_reward",
     "transfer_dat",
     "claim_data_rewards",
+    "commit_registration",
 ];
 
 /// `Action::name`, through a match with no wildcard: a new action does not compile here until
@@ -74,8 +76,9 @@ fn kind(action: &Action) -> &'static str {
         | Action::Stake { .. }
         | Action::Unstake { .. }
         | Action::ServeModels { .. }
-        | Action::RegisterModel(_)
+        | Action::RegisterModel { .. }
         | Action::RegisterDataset { .. }
+        | Action::CommitRegistration { .. }
         | Action::TransferOwnership { .. }
         | Action::RegisterEnclave { .. }
         | Action::SetAttestationPolicy { .. }
@@ -331,17 +334,44 @@ fn every_action_through_the_api_and_a_bad_one_of_each_fails_for_its_reason() {
                 &format!("stake of {b}"),
             );
 
-            // RegisterModel, RegisterDataset, TransferOwnership.
+            // CommitRegistration, then RegisterModel, RegisterDataset, TransferOwnership.
             let spec = model_spec(0x11, 0);
             let model = spec.model_id;
+            let salt = Hash([0x5a; 32]);
+            let data = DataRef::of(b"a dataset");
+            let commit = |asset, id: &Hash| Action::CommitRegistration {
+                commitment: registration_commitment(asset, id, &a, &salt),
+            };
+            alice
+                .ok(&client, "commit to a model", commit(Asset::Model, &model))
+                .await;
+            alice
+                .ok(
+                    &client,
+                    "commit to a dataset",
+                    commit(Asset::Dataset, &data.hash),
+                )
+                .await;
+            let outcome = alice.send(&client, commit(Asset::Model, &model)).await;
+            failed(
+                "the same commitment twice",
+                outcome,
+                "invalid",
+                "is already recorded",
+            );
             alice
                 .ok(
                     &client,
                     "register a model",
-                    Action::RegisterModel(spec.clone()),
+                    Action::RegisterModel {
+                        spec: spec.clone(),
+                        salt,
+                    },
                 )
                 .await;
-            let outcome = bob.send(&client, Action::RegisterModel(spec)).await;
+            let outcome = bob
+                .send(&client, Action::RegisterModel { spec, salt })
+                .await;
             failed(
                 "register a model twice",
                 outcome,
@@ -349,7 +379,13 @@ fn every_action_through_the_api_and_a_bad_one_of_each_fails_for_its_reason() {
                 "is already registered",
             );
             let outcome = bob
-                .send(&client, Action::RegisterModel(model_spec(0x12, 1_000_001)))
+                .send(
+                    &client,
+                    Action::RegisterModel {
+                        spec: model_spec(0x12, 1_000_001),
+                        salt,
+                    },
+                )
                 .await;
             failed(
                 "a tolerance over 100 %",
@@ -357,11 +393,11 @@ fn every_action_through_the_api_and_a_bad_one_of_each_fails_for_its_reason() {
                 "invalid",
                 "1000001 ppm is over 100 %",
             );
-            let data = DataRef::of(b"a dataset");
             let dataset = Action::RegisterDataset {
                 name: "d".into(),
                 data,
                 license: "CC-BY".into(),
+                salt,
             };
             alice
                 .ok(&client, "register a dataset", dataset.clone())

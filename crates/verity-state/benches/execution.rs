@@ -21,7 +21,7 @@ use verity_state::{
     Params, Recovered, RedbStore, Store, TaskParams,
 };
 use verity_types::{
-    sha256, AccountKey, Action, Address, DataRef, Hash, Mode, ModelSpec, SignedTx, TxBody,
+    sha256, AccountKey, Action, Address, Asset, DataRef, Hash, Mode, ModelSpec, SignedTx, TxBody,
     ONE_TOKEN,
 };
 
@@ -101,8 +101,13 @@ impl Bench {
             models: chain.model_source(),
         };
         let mut state = Overlay::new(chain.store());
-        registry::register_model(&mut state, &Address([0xaa; 20]), 0, &spec(model, "m")).unwrap();
-        registry::register_model(&mut state, &Address([0xaa; 20]), 0, &spec(orphan, "o")).unwrap();
+        let owner = Address([0xaa; 20]);
+        for (id, name) in [(model, "m"), (orphan, "o")] {
+            let commitment =
+                verity_types::registration_commitment(Asset::Model, &id, &owner, &Hash::ZERO);
+            registry::commit(&mut state, &owner, 0, &commitment).unwrap();
+            registry::register_model(&mut state, &owner, 1, &spec(id, name), &Hash::ZERO).unwrap();
+        }
         for i in 0..workers {
             let mut worker = [0x77u8; 20];
             worker[..4].copy_from_slice(&i.to_be_bytes());

@@ -1049,14 +1049,18 @@ impl<S: Store> Chain<S> {
             Action::Stake { amount } => staking::stake(state, sender, *amount),
             Action::Unstake { amount } => staking::unstake(state, ctx, sender, *amount),
             Action::ServeModels { models } => staking::serve_models(state, sender, models.clone()),
-            Action::RegisterModel(spec) => {
-                registry::register_model(state, sender, ctx.height, spec)
+            Action::RegisterModel { spec, salt } => {
+                registry::register_model(state, sender, ctx.height, spec, salt)
             }
             Action::RegisterDataset {
                 name,
                 data,
                 license,
-            } => registry::register_dataset(state, sender, ctx.height, name, data, license),
+                salt,
+            } => registry::register_dataset(state, sender, ctx.height, name, data, license, salt),
+            Action::CommitRegistration { commitment } => {
+                registry::commit(state, sender, ctx.height, commitment)
+            }
             Action::TransferOwnership { asset, id, to } => {
                 registry::transfer_ownership(state, sender, *asset, id, to)
             }

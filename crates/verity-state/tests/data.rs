@@ -432,7 +432,7 @@ fn tasks_on_a_file_pay_its_dat_holders_pro_rata_and_only_its_permitted_users_run
     let (holder, later) = (AccountKey::generate(), AccountKey::generate());
     let mut net = Net::new(&[owner.address(), user.address()], params());
     let workers = verifiers(&mut net, &owner);
-    let tx = net.tx(&owner, Action::RegisterModel(model_spec()));
+    let tx = common::committed_model(&mut net, &owner, model_spec());
     net.ok(&[tx]);
     let fee = ONE_TOKEN;
 

@@ -89,9 +89,10 @@ fn setup_tolerant(workers: usize, tolerance_ppm: u32) -> Setup {
     let model = Arc::new(Model::from_bytes(&bytes).unwrap());
     let summary = Model::parse(&bytes).unwrap().summary();
     let mut txs = vec![
-        net.tx(
+        common::committed_model(
+            &mut net,
             &owner,
-            Action::RegisterModel(ModelSpec {
+            ModelSpec {
                 model_id: summary.model_id,
                 name: "digits".into(),
                 version: "1".into(),
@@ -103,7 +104,7 @@ fn setup_tolerant(workers: usize, tolerance_ppm: u32) -> Setup {
                 tee_required: false,
                 allowed_modes: vec![Mode::Tee, Mode::Op],
                 tolerance_ppm,
-            }),
+            },
         ),
         net.tx(&challenger, Action::RegisterChallenger { amount: BOND }),
     ];

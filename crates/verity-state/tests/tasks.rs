@@ -10,7 +10,7 @@ use verity_types::{
 
 mod common;
 
-use common::{enroll, report_data, Net, Worker, CHAIN, T0};
+use common::{committed_model, committed_models, enroll, report_data, Net, Worker, CHAIN, T0};
 
 /// Blocks after which a timeout penalty is given back, in these tests.
 const FORGIVEN_AFTER: u64 = 100;
@@ -48,6 +48,7 @@ fn funded_workers_and_model<const N: usize>(
         txs.extend(registration);
         worker
     });
+    let register = committed_model(net, owner, model_spec());
     // Workers must be funded before they can stake.
     let mut funding: Vec<SignedTx> = workers
         .iter()
@@ -61,7 +62,8 @@ fn funded_workers_and_model<const N: usize>(
             )
         })
         .collect();
-    funding.push(net.tx(owner, Action::RegisterModel(model_spec())));
+    // The registration took its nonce first.
+    funding.insert(0, register);
     net.ok(&funding);
     (workers, txs)
 }
@@ -606,10 +608,7 @@ fn waiting_tasks_are_taken_once_a_worker_can_serve_them() {
         name: "unserved".into(),
         ..model_spec()
     };
-    let register = [
-        net.tx(&owner, Action::RegisterModel(model_spec())),
-        net.tx(&owner, Action::RegisterModel(nobody.clone())),
-    ];
+    let register = committed_models(&mut net, &owner, vec![model_spec(), nobody.clone()]);
     net.ok(&register);
     // 40 tasks for a model nobody will serve, then one for the model workers will serve.
     let dead: Vec<SignedTx> = (0..40u8)
@@ -777,7 +776,7 @@ fn a_pending_task_is_cancelled_for_free() {
     let owner = AccountKey::generate();
     let user = AccountKey::generate();
     let mut net = Net::new(&[owner.address(), user.address()], params());
-    let register = net.tx(&owner, Action::RegisterModel(model_spec()));
+    let register = committed_model(&mut net, &owner, model_spec());
     net.ok(&[register]);
     let task = submit(&mut net, &user, 1);
     net.ok(std::slice::from_ref(&task));

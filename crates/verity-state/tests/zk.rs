@@ -93,10 +93,7 @@ fn setup() -> Setup {
         ..Default::default()
     };
     let mut net = Net::with_models(&funded, params, ModelSource::none());
-    let mut txs = vec![
-        net.tx(&owner, Action::RegisterModel(spec(small()))),
-        net.tx(&owner, Action::RegisterModel(spec(wide()))),
-    ];
+    let mut txs = common::committed_models(&mut net, &owner, vec![spec(small()), spec(wide())]);
     for w in &workers {
         txs.extend(enroll(&mut net, w, 100 * ONE_TOKEN, b"m"));
     }
@@ -376,7 +373,7 @@ fn only_the_owner_sets_keys_once_and_tasks_must_commit_to_their_input() {
 fn keys_that_do_not_decode_are_refused() {
     let owner = AccountKey::generate();
     let mut net = Net::new(&[owner.address()], TaskParams::default());
-    let register = net.tx(&owner, Action::RegisterModel(spec(small())));
+    let register = common::committed_model(&mut net, &owner, spec(small()));
     net.ok(&[register]);
     for vk in [
         vec![],

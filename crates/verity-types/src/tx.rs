@@ -45,11 +45,23 @@ pub enum Action {
     ServeModels {
         models: Vec<Hash>,
     },
-    RegisterModel(ModelSpec),
+    /// Register a model, revealing a commitment ([`registration_commitment`]) the signer made
+    /// at least one block earlier.
+    RegisterModel {
+        spec: ModelSpec,
+        salt: Hash,
+    },
+    /// Register a dataset, revealing a commitment as RegisterModel does.
     RegisterDataset {
         name: String,
         data: DataRef,
         license: String,
+        salt: Hash,
+    },
+    /// Commit to a registration to come: nobody who sees the registration can then take the
+    /// model or dataset by registering it first.
+    CommitRegistration {
+        commitment: Hash,
     },
     TransferOwnership {
         asset: Asset,
@@ -216,6 +228,24 @@ impl Action {
     }
 }
 
+/// Domain tag of registration commitments.
+pub const REGISTRATION_DOMAIN: &[u8] = b"verity/register/v1";
+
+/// SHA-256(domain ‖ asset (0 model, 1 dataset) ‖ id ‖ owner ‖ salt): what CommitRegistration
+/// carries and the registration later reveals. The id is the model id or the dataset's data hash.
+pub fn registration_commitment(asset: Asset, id: &Hash, owner: &Address, salt: &Hash) -> Hash {
+    let mut w = Writer::new();
+    w.fixed(REGISTRATION_DOMAIN)
+        .u8(match asset {
+            Asset::Model => 0,
+            Asset::Dataset => 1,
+        })
+        .fixed(&id.0)
+        .fixed(&owner.0)
+        .fixed(&salt.0);
+    sha256(&w.finish())
+}
+
 /// A registered asset's kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -319,7 +349,7 @@ impl Action {
                     w.fixed(&m.0);
                 }
             }
-            Action::RegisterModel(spec) => {
+            Action::RegisterModel { spec, salt } => {
                 w.u8(4)
                     .fixed(&spec.model_id.0)
                     .str(&spec.name)
@@ -331,16 +361,21 @@ impl Action {
                     .str(&spec.license)
                     .u8(u8::from(spec.tee_required))
                     .u8(encode_modes(&spec.allowed_modes))
-                    .u32(spec.tolerance_ppm);
+                    .u32(spec.tolerance_ppm)
+                    .fixed(&salt.0);
             }
             Action::RegisterDataset {
                 name,
                 data,
                 license,
+                salt,
             } => {
                 w.u8(5).str(name);
                 data.encode(w);
-                w.str(license);
+                w.str(license).fixed(&salt.0);
+            }
+            Action::CommitRegistration { commitment } => {
+                w.u8(29).fixed(&commitment.0);
             }
             Action::TransferOwnership { asset, id, to } => {
                 w.u8(6)
@@ -519,23 +554,27 @@ impl Action {
                     .collect::<Result<_, _>>()?;
                 Action::ServeModels { models }
             }
-            4 => Action::RegisterModel(ModelSpec {
-                model_id: Hash(r.array("model id")?),
-                name: r.string("model name", MAX_LABEL_LEN)?,
-                version: r.string("model version", MAX_LABEL_LEN)?,
-                weights_root: Hash(r.array("weights root")?),
-                architecture: r.string("architecture", MAX_LABEL_LEN)?,
-                param_count: r.u64("param count")?,
-                size: r.u64("model size")?,
-                license: r.string("license", MAX_LABEL_LEN)?,
-                tee_required: bool_of(r, "tee_required")?,
-                allowed_modes: decode_modes(r.u8("allowed modes")?)?,
-                tolerance_ppm: r.u32("tolerance")?,
-            }),
+            4 => Action::RegisterModel {
+                spec: ModelSpec {
+                    model_id: Hash(r.array("model id")?),
+                    name: r.string("model name", MAX_LABEL_LEN)?,
+                    version: r.string("model version", MAX_LABEL_LEN)?,
+                    weights_root: Hash(r.array("weights root")?),
+                    architecture: r.string("architecture", MAX_LABEL_LEN)?,
+                    param_count: r.u64("param count")?,
+                    size: r.u64("model size")?,
+                    license: r.string("license", MAX_LABEL_LEN)?,
+                    tee_required: bool_of(r, "tee_required")?,
+                    allowed_modes: decode_modes(r.u8("allowed modes")?)?,
+                    tolerance_ppm: r.u32("tolerance")?,
+                },
+                salt: Hash(r.array("registration salt")?),
+            },
             5 => Action::RegisterDataset {
                 name: r.string("dataset name", MAX_LABEL_LEN)?,
                 data: DataRef::decode(r)?,
                 license: r.string("license", MAX_LABEL_LEN)?,
+                salt: Hash(r.array("registration salt")?),
             },
             6 => Action::TransferOwnership {
                 asset: match r.u8("asset kind")? {
@@ -686,6 +725,9 @@ impl Action {
             28 => Action::ClaimDataRewards {
                 file_id: r.u64("file id")?,
             },
+            29 => Action::CommitRegistration {
+                commitment: Hash(r.array("registration commitment")?),
+            },
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "action",
@@ -701,7 +743,8 @@ impl Action {
             Action::Stake { .. } => "stake",
             Action::Unstake { .. } => "unstake",
             Action::ServeModels { .. } => "serve_models",
-            Action::RegisterModel(_) => "register_model",
+            Action::RegisterModel { .. } => "register_model",
+            Action::CommitRegistration { .. } => "commit_registration",
             Action::RegisterDataset { .. } => "register_dataset",
             Action::TransferOwnership { .. } => "transfer_ownership",
             Action::RegisterEnclave { .. } => "register_enclave",
@@ -968,6 +1011,25 @@ mod tests {
     }
 
     #[test]
+    fn a_commitment_binds_asset_id_owner_and_salt() {
+        let (id, owner, salt) = (sha256(b"model"), Address([1; 20]), sha256(b"salt"));
+        let c = registration_commitment(Asset::Model, &id, &owner, &salt);
+        assert_ne!(
+            c,
+            registration_commitment(Asset::Dataset, &id, &owner, &salt)
+        );
+        assert_ne!(
+            c,
+            registration_commitment(Asset::Model, &salt, &owner, &salt)
+        );
+        assert_ne!(
+            c,
+            registration_commitment(Asset::Model, &id, &Address([2; 20]), &salt)
+        );
+        assert_ne!(c, registration_commitment(Asset::Model, &id, &owner, &id));
+    }
+
+    #[test]
     fn chain_id_is_signed() {
         let key = AccountKey::generate();
         let mut tx = transfer("verity-a", 0).sign(&key);
@@ -1066,7 +1128,19 @@ mod tests {
                 proof: vec![5; 128],
             }),
         ];
-        let actions = actions.into_iter().chain(data_actions(id));
+        let registrations = [
+            Action::CommitRegistration { commitment: id },
+            Action::RegisterDataset {
+                name: "d".into(),
+                data: DataRef::of(b"d"),
+                license: "CC0".into(),
+                salt: id,
+            },
+        ];
+        let actions = actions
+            .into_iter()
+            .chain(registrations)
+            .chain(data_actions(id));
         actions
             .into_iter()
             .map(|action| {

@@ -10,7 +10,7 @@ use serde_json::Value;
 use verity_client::api::{Receipt, RecordStatus, TaskStatus, TaskView, TxStatus, TxView};
 use verity_client::{Client, PageRequest};
 use verity_infer::Model;
-use verity_types::{AccountKey, Action, Amount, DataRef, Hash, Mode, ModelSpec, SignedTx};
+use verity_types::{AccountKey, Action, Amount, Asset, DataRef, Hash, Mode, ModelSpec, SignedTx};
 use verity_worker::TeeSource;
 
 use crate::chain_cmd::{init_logs, keys_dir, load_key, runtime, DEFAULT_NODE};
@@ -262,7 +262,9 @@ pub fn model_spec(
     })
 }
 
-/// Uploads the file and registers it unless it is already registered; returns the model id.
+/// Registers a model unless it is already registered, commit first: a CommitRegistration with
+/// a fresh salt, final before the file is uploaded (nobody can know the file before the
+/// commitment is on chain), then the RegisterModel that reveals it. Returns the model id.
 pub async fn register_model(
     client: &Client,
     key: &AccountKey,
@@ -270,14 +272,27 @@ pub async fn register_model(
     spec: ModelSpec,
 ) -> Result<Hash> {
     let id = spec.model_id;
+    if client.model(&id).await?.is_some() {
+        client
+            .put_blob(bytes, key)
+            .await
+            .context("uploading the model")?;
+        return Ok(id);
+    }
+    let mut salt = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut salt);
+    let salt = Hash(salt);
+    let commitment =
+        verity_types::registration_commitment(Asset::Model, &id, &key.address(), &salt);
+    let receipt = send(client, key, Action::CommitRegistration { commitment }).await?;
+    if let TxStatus::Failed { error } = receipt.status {
+        bail!("CommitRegistration failed: {error}");
+    }
     client
         .put_blob(bytes, key)
         .await
         .context("uploading the model")?;
-    if client.model(&id).await?.is_some() {
-        return Ok(id);
-    }
-    let receipt = send(client, key, Action::RegisterModel(spec)).await?;
+    let receipt = send(client, key, Action::RegisterModel { spec, salt }).await?;
     if let TxStatus::Failed { error } = receipt.status {
         bail!("RegisterModel failed: {error}");
     }

@@ -1,4 +1,10 @@
 //! `registry`: models and datasets, their owners, and ownership transfers.
+//!
+//! Registration is commit–reveal: a registration reveals the salt of a commitment
+//! (`verity_types::registration_commitment`) its signer made in an earlier block. Whoever sees a
+//! registration in the mempool, or the file in a blob store, cannot take the model or dataset
+//! (and its owner share) by registering it first: they would need a commitment of their own from
+//! an earlier block, made before they could know the file.
 
 use serde::{Deserialize, Serialize};
 use verity_types::{Address, Asset, DataRef, Hash, ModelSpec};
@@ -40,9 +46,76 @@ pub struct Dataset {
     pub registered_height: u64,
 }
 
-/// Key prefixes: one entry per model and per dataset.
+/// Key prefixes: one entry per model, per dataset and per open commitment.
 pub const MODEL_PREFIX: &[u8] = b"m";
 pub const DATASET_PREFIX: &[u8] = b"d";
+const COMMITMENT_PREFIX: &[u8] = b"c";
+
+/// An open registration commitment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Commitment {
+    owner: Address,
+    height: u64,
+}
+
+fn commitment_key(commitment: &Hash) -> Vec<u8> {
+    [COMMITMENT_PREFIX, &commitment.0].concat()
+}
+
+/// CommitRegistration: records `commitment` for its signer.
+pub fn commit(
+    state: &mut Overlay<'_>,
+    owner: &Address,
+    height: u64,
+    commitment: &Hash,
+) -> Result<(), TxFailure> {
+    let key = commitment_key(commitment);
+    if state.get(Table::Registry, &key)?.is_some() {
+        return Err(TxFailure::Invalid {
+            reason: format!("commitment {commitment} is already recorded"),
+        });
+    }
+    state.put_json(
+        Table::Registry,
+        key,
+        &Commitment {
+            owner: *owner,
+            height,
+        },
+    );
+    Ok(())
+}
+
+/// Consumes the signer's commitment to registering `id` with `salt`, which must be from an
+/// earlier block.
+fn reveal(
+    state: &mut Overlay<'_>,
+    owner: &Address,
+    height: u64,
+    asset: Asset,
+    id: &Hash,
+    salt: &Hash,
+) -> Result<(), TxFailure> {
+    let commitment = verity_types::registration_commitment(asset, id, owner, salt);
+    let key = commitment_key(&commitment);
+    let found: Option<Commitment> = state.get_json(Table::Registry, &key, "commitment")?;
+    match found {
+        Some(c) if c.owner == *owner && c.height < height => {
+            state.delete(Table::Registry, key);
+            Ok(())
+        }
+        Some(_) => Err(TxFailure::Invalid {
+            reason: format!(
+                "the commitment to {id} is from this block; reveal it in a later one"
+            ),
+        }),
+        None => Err(TxFailure::Unauthorized {
+            reason: format!(
+                "no commitment by {owner} to registering {id} with this salt; send CommitRegistration in an earlier block"
+            ),
+        }),
+    }
+}
 
 /// The loosest tolerance a model may declare: 100 %.
 pub const MAX_TOLERANCE_PPM: u32 = 1_000_000;
@@ -77,6 +150,7 @@ pub fn register_model(
     owner: &Address,
     height: u64,
     spec: &ModelSpec,
+    salt: &Hash,
 ) -> Result<(), TxFailure> {
     non_empty("model name", &spec.name)?;
     non_empty("model version", &spec.version)?;
@@ -103,6 +177,7 @@ pub fn register_model(
             reason: format!("model {} is already registered", spec.model_id),
         });
     }
+    reveal(state, owner, height, Asset::Model, &spec.model_id, salt)?;
     let record = Model {
         spec: spec.clone(),
         owner: *owner,
@@ -167,6 +242,7 @@ pub fn register_dataset(
     name: &str,
     data: &DataRef,
     license: &str,
+    salt: &Hash,
 ) -> Result<(), TxFailure> {
     non_empty("dataset name", name)?;
     if dataset(state, &data.hash)?.is_some() {
@@ -174,6 +250,7 @@ pub fn register_dataset(
             reason: format!("dataset {} is already registered", data.hash),
         });
     }
+    reveal(state, owner, height, Asset::Dataset, &data.hash, salt)?;
     let record = Dataset {
         dataset_id: data.hash,
         name: name.to_string(),

@@ -8,7 +8,8 @@ use verity_state::{
 };
 use verity_tee::{Binding, DevReport, Policy};
 use verity_types::{
-    sha256, AccountKey, Action, Address, Amount, EnclaveKey, Hash, SignedTx, TxBody, ONE_TOKEN,
+    registration_commitment, sha256, AccountKey, Action, Address, Amount, Asset, EnclaveKey, Hash,
+    ModelSpec, SignedTx, TxBody, ONE_TOKEN,
 };
 
 pub const CHAIN: &str = "verity-test";
@@ -164,6 +165,36 @@ pub fn report_data(worker: &Address, key: &[u8], nonce: &[u8; 32]) -> [u8; 64] {
         nonce,
     }
     .report_data()
+}
+
+/// Commits `owner` to registering each of `specs` in a block of its own; returns the
+/// registrations, to be sent in a later block.
+pub fn committed_models(net: &mut Net, owner: &AccountKey, specs: Vec<ModelSpec>) -> Vec<SignedTx> {
+    let salted: Vec<(ModelSpec, Hash)> = specs
+        .into_iter()
+        .map(|spec| {
+            let salt = sha256(&[spec.model_id.0.as_slice(), &owner.address().0].concat());
+            (spec, salt)
+        })
+        .collect();
+    let commits: Vec<SignedTx> = salted
+        .iter()
+        .map(|(spec, salt)| {
+            let commitment =
+                registration_commitment(Asset::Model, &spec.model_id, &owner.address(), salt);
+            net.tx(owner, Action::CommitRegistration { commitment })
+        })
+        .collect();
+    net.ok(&commits);
+    salted
+        .into_iter()
+        .map(|(spec, salt)| net.tx(owner, Action::RegisterModel { spec, salt }))
+        .collect()
+}
+
+/// [`committed_models`] for one model.
+pub fn committed_model(net: &mut Net, owner: &AccountKey, spec: ModelSpec) -> SignedTx {
+    committed_models(net, owner, vec![spec]).remove(0)
 }
 
 /// `w` stakes `stake` and registers a dev enclave of `measurement`: the two transactions.

@@ -1,0 +1,139 @@
+//! Commit–reveal registration of models and datasets, attacked by a front-runner who sees the
+//! author's registration (spec and salt) in the mempool and tries to register the asset first.
+
+use verity_state::TaskParams;
+use verity_types::{
+    registration_commitment, sha256, AccountKey, Action, Asset, DataRef, Hash, Mode, ModelSpec,
+};
+
+mod common;
+
+use common::Net;
+
+fn spec() -> ModelSpec {
+    ModelSpec {
+        model_id: sha256(b"the author's model file"),
+        name: "model".into(),
+        version: "1".into(),
+        weights_root: Hash([2; 32]),
+        architecture: "mlp".into(),
+        param_count: 10,
+        size: 100,
+        license: "MIT".into(),
+        tee_required: true,
+        allowed_modes: vec![Mode::Tee],
+        tolerance_ppm: 0,
+    }
+}
+
+/// Commits `key` to registering `id` as `asset`, in a block of its own.
+fn commit(net: &mut Net, key: &AccountKey, asset: Asset, id: &Hash, salt: &Hash) {
+    let commitment = registration_commitment(asset, id, &key.address(), salt);
+    let tx = net.tx(key, Action::CommitRegistration { commitment });
+    net.ok(&[tx]);
+}
+
+fn failure(net: &mut Net, key: &AccountKey, action: Action) -> String {
+    let tx = net.tx(key, action);
+    net.block(&[tx])
+        .remove(0)
+        .expect("the transaction must fail")
+        .to_string()
+}
+
+#[test]
+fn a_front_runner_cannot_take_a_model_it_saw_being_registered() {
+    let author = AccountKey::generate();
+    let mallory = AccountKey::generate();
+    let mut net = Net::new(
+        &[author.address(), mallory.address()],
+        TaskParams::default(),
+    );
+    let salt = sha256(b"the author's secret salt");
+    let register = Action::RegisterModel { spec: spec(), salt };
+
+    // No commitment: refused, for the author as for anyone.
+    let why = failure(&mut net, &author, register.clone());
+    assert!(why.contains("no commitment by"), "{why}");
+    // A reveal in the commitment's own block: refused.
+    let commit_tx = net.tx(
+        &author,
+        Action::CommitRegistration {
+            commitment: registration_commitment(
+                Asset::Model,
+                &spec().model_id,
+                &author.address(),
+                &salt,
+            ),
+        },
+    );
+    let reveal_tx = net.tx(&author, register.clone());
+    let outcome = net.block(&[commit_tx, reveal_tx]);
+    assert_eq!(outcome[0], None);
+    assert!(outcome[1]
+        .as_ref()
+        .unwrap()
+        .to_string()
+        .contains("reveal it in a later one"));
+
+    // Mallory copies the author's registration from the mempool, salt and all: she has no
+    // commitment of her own.
+    let why = failure(&mut net, &mallory, register.clone());
+    assert!(why.contains("no commitment by"), "{why}");
+    // She commits now, in the block that carries the author's reveal: the author is first.
+    let mallory_commit = net.tx(
+        &mallory,
+        Action::CommitRegistration {
+            commitment: registration_commitment(
+                Asset::Model,
+                &spec().model_id,
+                &mallory.address(),
+                &salt,
+            ),
+        },
+    );
+    let reveal = net.tx(&author, register.clone());
+    net.ok(&[mallory_commit, reveal]);
+    assert_eq!(
+        net.chain.model(&spec().model_id).unwrap().unwrap().owner,
+        author.address()
+    );
+    let why = failure(&mut net, &mallory, register.clone());
+    assert!(why.contains("is already registered"), "{why}");
+    // A commitment is recorded once.
+    let again = Action::CommitRegistration {
+        commitment: registration_commitment(
+            Asset::Model,
+            &spec().model_id,
+            &mallory.address(),
+            &salt,
+        ),
+    };
+    let why = failure(&mut net, &mallory, again);
+    assert!(why.contains("is already recorded"), "{why}");
+}
+
+#[test]
+fn datasets_are_committed_and_revealed_too_and_a_commitment_binds_its_asset() {
+    let author = AccountKey::generate();
+    let mut net = Net::new(&[author.address()], TaskParams::default());
+    let data = DataRef::of(b"a dataset");
+    let salt = sha256(b"salt");
+    // A commitment to a model does not register a dataset of the same id.
+    commit(&mut net, &author, Asset::Model, &data.hash, &salt);
+    let register = Action::RegisterDataset {
+        name: "d".into(),
+        data,
+        license: "CC0".into(),
+        salt,
+    };
+    let why = failure(&mut net, &author, register.clone());
+    assert!(why.contains("no commitment by"), "{why}");
+    commit(&mut net, &author, Asset::Dataset, &data.hash, &salt);
+    let tx = net.tx(&author, register);
+    net.ok(&[tx]);
+    assert_eq!(
+        net.chain.dataset(&data.hash).unwrap().unwrap().owner,
+        author.address()
+    );
+}
