@@ -366,11 +366,19 @@ fn every_action_through_the_api_and_a_bad_one_of_each_fails_for_its_reason() {
                     Action::RegisterModel {
                         spec: spec.clone(),
                         salt,
+                        anchor: None,
                     },
                 )
                 .await;
             let outcome = bob
-                .send(&client, Action::RegisterModel { spec, salt })
+                .send(
+                    &client,
+                    Action::RegisterModel {
+                        spec,
+                        salt,
+                        anchor: None,
+                    },
+                )
                 .await;
             failed(
                 "register a model twice",
@@ -384,6 +392,7 @@ fn every_action_through_the_api_and_a_bad_one_of_each_fails_for_its_reason() {
                     Action::RegisterModel {
                         spec: model_spec(0x12, 1_000_001),
                         salt,
+                        anchor: None,
                     },
                 )
                 .await;
@@ -398,6 +407,7 @@ fn every_action_through_the_api_and_a_bad_one_of_each_fails_for_its_reason() {
                 data,
                 license: "CC-BY".into(),
                 salt,
+                anchor: None,
             };
             alice
                 .ok(&client, "register a dataset", dataset.clone())

@@ -106,7 +106,8 @@ impl Bench {
             let commitment =
                 verity_types::registration_commitment(Asset::Model, &id, &owner, &Hash::ZERO);
             registry::commit(&mut state, &owner, 0, &commitment).unwrap();
-            registry::register_model(&mut state, &owner, 1, &spec(id, name), &Hash::ZERO).unwrap();
+            registry::register_model(&mut state, &ctx, &owner, &spec(id, name), &Hash::ZERO, None)
+                .unwrap();
         }
         for i in 0..workers {
             let mut worker = [0x77u8; 20];

@@ -1049,15 +1049,25 @@ impl<S: Store> Chain<S> {
             Action::Stake { amount } => staking::stake(state, sender, *amount),
             Action::Unstake { amount } => staking::unstake(state, ctx, sender, *amount),
             Action::ServeModels { models } => staking::serve_models(state, sender, models.clone()),
-            Action::RegisterModel { spec, salt } => {
-                registry::register_model(state, sender, ctx.height, spec, salt)
+            Action::RegisterModel { spec, salt, anchor } => {
+                registry::register_model(state, ctx, sender, spec, salt, anchor.as_ref())
             }
             Action::RegisterDataset {
                 name,
                 data,
                 license,
                 salt,
-            } => registry::register_dataset(state, sender, ctx.height, name, data, license, salt),
+                anchor,
+            } => registry::register_dataset(
+                state,
+                ctx,
+                sender,
+                name,
+                data,
+                license,
+                salt,
+                anchor.as_ref(),
+            ),
             Action::CommitRegistration { commitment } => {
                 registry::commit(state, sender, ctx.height, commitment)
             }

@@ -3,12 +3,13 @@
 
 use verity_state::TaskParams;
 use verity_types::{
-    registration_commitment, sha256, AccountKey, Action, Asset, DataRef, Hash, Mode, ModelSpec,
+    registration_commitment, sha256, AccountKey, Action, Anchor, Asset, DataRef, EnclaveKey, Hash,
+    Mode, ModelSpec, ONE_TOKEN,
 };
 
 mod common;
 
-use common::Net;
+use common::{enroll, Net, Worker, CHAIN};
 
 fn spec() -> ModelSpec {
     ModelSpec {
@@ -50,7 +51,11 @@ fn a_front_runner_cannot_take_a_model_it_saw_being_registered() {
         TaskParams::default(),
     );
     let salt = sha256(b"the author's secret salt");
-    let register = Action::RegisterModel { spec: spec(), salt };
+    let register = Action::RegisterModel {
+        spec: spec(),
+        salt,
+        anchor: None,
+    };
 
     // No commitment: refused, for the author as for anyone.
     let why = failure(&mut net, &author, register.clone());
@@ -126,6 +131,7 @@ fn datasets_are_committed_and_revealed_too_and_a_commitment_binds_its_asset() {
         data,
         license: "CC0".into(),
         salt,
+        anchor: None,
     };
     let why = failure(&mut net, &author, register.clone());
     assert!(why.contains("no commitment by"), "{why}");
@@ -136,4 +142,70 @@ fn datasets_are_committed_and_revealed_too_and_a_commitment_binds_its_asset() {
         net.chain.dataset(&data.hash).unwrap().unwrap().owner,
         author.address()
     );
+}
+
+#[test]
+fn an_anchor_records_the_enclave_that_hashed_the_file_for_its_owner_only() {
+    let author = AccountKey::generate();
+    let mallory = AccountKey::generate();
+    let mut net = Net::new(
+        &[author.address(), mallory.address()],
+        TaskParams::default(),
+    );
+    let anchorer = Worker::generate();
+    let fund = net.tx(
+        &author,
+        Action::Transfer {
+            to: anchorer.account.address(),
+            amount: 200 * ONE_TOKEN,
+        },
+    );
+    net.ok(&[fund]);
+    let enrolment = enroll(&mut net, &anchorer, 100 * ONE_TOKEN, b"anchorer");
+    net.ok(&enrolment);
+
+    let id = spec().model_id;
+    let salt = sha256(b"salt");
+    let register = |anchor| Action::RegisterModel {
+        spec: spec(),
+        salt,
+        anchor,
+    };
+    commit(&mut net, &author, Asset::Model, &id, &salt);
+    commit(&mut net, &mallory, Asset::Model, &id, &salt);
+    // An anchor from an enclave no worker registered: refused.
+    let stranger = EnclaveKey::generate();
+    let forged = Anchor::sign(&stranger, CHAIN, Asset::Model, &id, &author.address());
+    let why = failure(&mut net, &author, register(Some(forged)));
+    assert!(why.contains("enclave key is not registered"), "{why}");
+    // The author's anchor, taken by Mallory: it names another owner.
+    let real = Anchor::sign(
+        &anchorer.enclave,
+        CHAIN,
+        Asset::Model,
+        &id,
+        &author.address(),
+    );
+    let why = failure(&mut net, &mallory, register(Some(real)));
+    assert!(why.contains("it must name this file and owner"), "{why}");
+    // An anchor of another file: refused.
+    let other = Anchor::sign(
+        &anchorer.enclave,
+        CHAIN,
+        Asset::Model,
+        &sha256(b"another file"),
+        &author.address(),
+    );
+    let why = failure(&mut net, &author, register(Some(other)));
+    assert!(why.contains("it must name this file and owner"), "{why}");
+
+    let tx = net.tx(&author, register(Some(real)));
+    net.ok(&[tx]);
+    let model = net.chain.model(&id).unwrap().unwrap();
+    let record = model.anchor.expect("anchored");
+    assert_eq!(record.worker, anchorer.account.address());
+    assert_eq!(record.enclave_key, anchorer.enclave.public());
+    assert_eq!(record.tee_kind, verity_tee::TeeKind::Dev);
+    assert_eq!(record.measurement, b"anchorer");
+    assert_eq!(record.height, model.registered_height);
 }

@@ -14,6 +14,84 @@ use crate::{Address, Hash, ReceiptError};
 pub const DATA_PROOF_DOMAIN: &[u8] = b"verity/data-proof/v1";
 /// Domain tag of a verifier's RSA key, signed by its enclave key.
 pub const DATA_KEY_DOMAIN: &[u8] = b"verity/data-key/v1";
+/// Domain tag of ownership anchors.
+pub const ANCHOR_DOMAIN: &[u8] = b"verity/anchor/v1";
+
+/// An attested enclave's statement that `owner` registered the file whose SHA-256 is the
+/// asset's id: it hashed the file itself and signed SHA-256(`ANCHOR_DOMAIN` ‖ chain id ‖ asset
+/// (0 model, 1 dataset) ‖ id ‖ owner).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Anchor {
+    #[serde(with = "crate::serde_hex::array")]
+    #[schema(schema_with = crate::schema::hex_bytes)]
+    pub enclave_key: [u8; 32],
+    #[serde(with = "crate::serde_hex::array")]
+    #[schema(schema_with = crate::schema::hex_bytes)]
+    pub signature: [u8; 64],
+}
+
+fn anchor_digest(chain_id: &str, asset: crate::Asset, id: &Hash, owner: &Address) -> Hash {
+    enclave_digest(ANCHOR_DOMAIN, chain_id, |w| {
+        w.u8(match asset {
+            crate::Asset::Model => 0,
+            crate::Asset::Dataset => 1,
+        })
+        .fixed(&id.0)
+        .fixed(&owner.0);
+    })
+}
+
+impl Anchor {
+    /// Signs the anchor of `id` for `owner` with `enclave`.
+    pub fn sign(
+        enclave: &crate::EnclaveKey,
+        chain_id: &str,
+        asset: crate::Asset,
+        id: &Hash,
+        owner: &Address,
+    ) -> Self {
+        Self {
+            enclave_key: enclave.public(),
+            signature: enclave.sign_digest(&anchor_digest(chain_id, asset, id, owner)),
+        }
+    }
+
+    pub fn verify(
+        &self,
+        chain_id: &str,
+        asset: crate::Asset,
+        id: &Hash,
+        owner: &Address,
+    ) -> Result<(), ReceiptError> {
+        verify_enclave_signature(
+            &self.enclave_key,
+            &anchor_digest(chain_id, asset, id, owner),
+            &self.signature,
+        )
+    }
+
+    pub(crate) fn encode(anchor: &Option<Self>, w: &mut Writer) {
+        match anchor {
+            None => w.u8(0),
+            Some(a) => w.u8(1).fixed(&a.enclave_key).fixed(&a.signature),
+        };
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
+        match r.u8("anchor flag")? {
+            0 => Ok(None),
+            1 => Ok(Some(Self {
+                enclave_key: r.array("anchor enclave key")?,
+                signature: r.array("anchor signature")?,
+            })),
+            tag => Err(DecodeError::UnknownTag {
+                what: "anchor flag",
+                tag,
+            }),
+        }
+    }
+}
+
 /// The best quality score: 100.00 %.
 pub const MAX_SCORE: u32 = 10_000;
 /// Largest RSA public key (DER) a verifier registers; RSA-4096 SPKI is 550 bytes.
@@ -230,6 +308,28 @@ mod tests {
             verify_data_key("c", &Address([6; 20]), b"rsa key", &enclave.public(), &sig).is_err()
         );
         assert!(verify_data_key("c", &worker, b"rsa kez", &enclave.public(), &sig).is_err());
+    }
+
+    #[test]
+    fn an_anchor_binds_asset_id_owner_and_chain() {
+        let enclave = EnclaveKey::from_seed([3; 32]);
+        let (id, owner) = (Hash([7; 32]), Address([8; 20]));
+        let anchor = Anchor::sign(&enclave, "c", crate::Asset::Model, &id, &owner);
+        anchor
+            .verify("c", crate::Asset::Model, &id, &owner)
+            .unwrap();
+        assert!(anchor
+            .verify("d", crate::Asset::Model, &id, &owner)
+            .is_err());
+        assert!(anchor
+            .verify("c", crate::Asset::Dataset, &id, &owner)
+            .is_err());
+        assert!(anchor
+            .verify("c", crate::Asset::Model, &Hash([6; 32]), &owner)
+            .is_err());
+        assert!(anchor
+            .verify("c", crate::Asset::Model, &id, &Address([9; 20]))
+            .is_err());
     }
 
     #[test]

@@ -176,6 +176,11 @@ impl EnclaveKey {
         zk.receipt.signature = self.key.sign(&digest.0).to_bytes();
     }
 
+    /// Signs a domain-tagged digest (one of the `*_digest` functions of this crate).
+    pub(crate) fn sign_digest(&self, digest: &Hash) -> [u8; 64] {
+        self.key.sign(&digest.0).to_bytes()
+    }
+
     /// Signs a data verifier's proof of one job.
     pub fn sign_data_proof(&self, chain_id: &str, proof: &mut crate::DataProof) {
         proof.enclave_key = self.public();

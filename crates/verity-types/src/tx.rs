@@ -47,9 +47,12 @@ pub enum Action {
     },
     /// Register a model, revealing a commitment ([`registration_commitment`]) the signer made
     /// at least one block earlier.
+    /// With an anchor, an attested enclave vouches that it hashed the file for the signer.
     RegisterModel {
         spec: ModelSpec,
         salt: Hash,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        anchor: Option<crate::Anchor>,
     },
     /// Register a dataset, revealing a commitment as RegisterModel does.
     RegisterDataset {
@@ -57,6 +60,8 @@ pub enum Action {
         data: DataRef,
         license: String,
         salt: Hash,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        anchor: Option<crate::Anchor>,
     },
     /// Commit to a registration to come: nobody who sees the registration can then take the
     /// model or dataset by registering it first.
@@ -349,7 +354,7 @@ impl Action {
                     w.fixed(&m.0);
                 }
             }
-            Action::RegisterModel { spec, salt } => {
+            Action::RegisterModel { spec, salt, anchor } => {
                 w.u8(4)
                     .fixed(&spec.model_id.0)
                     .str(&spec.name)
@@ -363,16 +368,19 @@ impl Action {
                     .u8(encode_modes(&spec.allowed_modes))
                     .u32(spec.tolerance_ppm)
                     .fixed(&salt.0);
+                crate::Anchor::encode(anchor, w);
             }
             Action::RegisterDataset {
                 name,
                 data,
                 license,
                 salt,
+                anchor,
             } => {
                 w.u8(5).str(name);
                 data.encode(w);
                 w.str(license).fixed(&salt.0);
+                crate::Anchor::encode(anchor, w);
             }
             Action::CommitRegistration { commitment } => {
                 w.u8(29).fixed(&commitment.0);
@@ -569,12 +577,14 @@ impl Action {
                     tolerance_ppm: r.u32("tolerance")?,
                 },
                 salt: Hash(r.array("registration salt")?),
+                anchor: crate::Anchor::decode(r)?,
             },
             5 => Action::RegisterDataset {
                 name: r.string("dataset name", MAX_LABEL_LEN)?,
                 data: DataRef::decode(r)?,
                 license: r.string("license", MAX_LABEL_LEN)?,
                 salt: Hash(r.array("registration salt")?),
+                anchor: crate::Anchor::decode(r)?,
             },
             6 => Action::TransferOwnership {
                 asset: match r.u8("asset kind")? {
@@ -1135,6 +1145,10 @@ mod tests {
                 data: DataRef::of(b"d"),
                 license: "CC0".into(),
                 salt: id,
+                anchor: Some(crate::Anchor {
+                    enclave_key: [3; 32],
+                    signature: [4; 64],
+                }),
             },
         ];
         let actions = actions

@@ -49,9 +49,10 @@ pub fn of(action: &Action, tx_bytes: usize) -> u64 {
         Action::Transfer { .. } => 20,
         Action::Stake { .. } | Action::Unstake { .. } => 50,
         Action::ServeModels { models } => 50 + 10 * models.len() as u64,
-        Action::RegisterModel { .. } => 100,
+        // An anchor costs one ed25519 check.
+        Action::RegisterModel { anchor, .. } => 100 + if anchor.is_some() { 100 } else { 0 },
         Action::CommitRegistration { .. } => 30,
-        Action::RegisterDataset { .. } => 50,
+        Action::RegisterDataset { anchor, .. } => 50 + if anchor.is_some() { 100 } else { 0 },
         Action::TransferOwnership { .. } => 30,
         Action::RegisterEnclave { kind, .. } => attestation(kind),
         Action::SetAttestationPolicy { .. } => 200,

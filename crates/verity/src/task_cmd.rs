@@ -292,7 +292,16 @@ pub async fn register_model(
         .put_blob(bytes, key)
         .await
         .context("uploading the model")?;
-    let receipt = send(client, key, Action::RegisterModel { spec, salt }).await?;
+    let receipt = send(
+        client,
+        key,
+        Action::RegisterModel {
+            spec,
+            salt,
+            anchor: None,
+        },
+    )
+    .await?;
     if let TxStatus::Failed { error } = receipt.status {
         bail!("RegisterModel failed: {error}");
     }

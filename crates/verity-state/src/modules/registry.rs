@@ -7,11 +7,64 @@
 //! an earlier block, made before they could know the file.
 
 use serde::{Deserialize, Serialize};
-use verity_types::{Address, Asset, DataRef, Hash, ModelSpec};
+use verity_types::{Address, Anchor, Asset, DataRef, Hash, ModelSpec};
 
+use crate::modules::enclaves;
 use crate::overlay::Overlay;
 use crate::store::Table;
-use crate::{StateError, TxFailure};
+use crate::{BlockCtx, StateError, TxFailure};
+
+/// What the chain recorded of an ownership anchor: which attested enclave hashed the file for
+/// the owner, and when. A registration without one is shown as an unanchored claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AnchorRecord {
+    /// The worker whose enclave signed.
+    pub worker: Address,
+    #[serde(with = "verity_types::serde_hex::array")]
+    #[schema(schema_with = verity_types::schema::hex_bytes)]
+    pub enclave_key: [u8; 32],
+    pub tee_kind: verity_tee::TeeKind,
+    #[serde(with = "verity_types::serde_hex::bytes")]
+    #[schema(schema_with = verity_types::schema::hex_bytes)]
+    pub measurement: Vec<u8>,
+    pub height: u64,
+    /// Block time, Unix milliseconds.
+    pub timestamp_ms: u64,
+}
+
+/// Checks an anchor of `id` for `owner`: signed by a registered enclave that is live and still
+/// accepted by the policy, over this chain, asset, id and owner.
+fn check_anchor(
+    state: &Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    anchor: &Anchor,
+    asset: Asset,
+    id: &Hash,
+    owner: &Address,
+) -> Result<AnchorRecord, TxFailure> {
+    let enclave =
+        enclaves::by_key(state, &anchor.enclave_key)?.ok_or_else(|| TxFailure::Unauthorized {
+            reason: "the anchor's enclave key is not registered".into(),
+        })?;
+    if !enclaves::is_usable(state, &enclave, ctx.timestamp_ms)? {
+        return Err(TxFailure::Unauthorized {
+            reason: "the anchor's enclave attestation has expired or is no longer accepted".into(),
+        });
+    }
+    anchor
+        .verify(&ctx.genesis.chain_id, asset, id, owner)
+        .map_err(|e| TxFailure::Unauthorized {
+            reason: format!("anchor: {e} (it must name this file and owner)"),
+        })?;
+    Ok(AnchorRecord {
+        worker: enclave.worker,
+        enclave_key: enclave.key,
+        tee_kind: enclave.kind,
+        measurement: enclave.measurement,
+        height: ctx.height,
+        timestamp_ms: ctx.timestamp_ms,
+    })
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Model {
@@ -22,6 +75,9 @@ pub struct Model {
     /// Its Groth16 keys, once the owner set them: `tee_zk` tasks need them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zk: Option<ZkKeys>,
+    /// The enclave that anchored the owner's claim; none: an unanchored claim.
+    #[serde(default)]
+    pub anchor: Option<AnchorRecord>,
 }
 
 /// A model's Groth16 keys (`docs/protocol.md` §13).
@@ -44,6 +100,9 @@ pub struct Dataset {
     pub license: String,
     pub owner: Address,
     pub registered_height: u64,
+    /// The enclave that anchored the owner's claim; none: an unanchored claim.
+    #[serde(default)]
+    pub anchor: Option<AnchorRecord>,
 }
 
 /// Key prefixes: one entry per model, per dataset and per open commitment.
@@ -147,11 +206,13 @@ fn non_empty(what: &str, value: &str) -> Result<(), TxFailure> {
 
 pub fn register_model(
     state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
     owner: &Address,
-    height: u64,
     spec: &ModelSpec,
     salt: &Hash,
+    anchor: Option<&Anchor>,
 ) -> Result<(), TxFailure> {
+    let height = ctx.height;
     non_empty("model name", &spec.name)?;
     non_empty("model version", &spec.version)?;
     if spec.allowed_modes.is_empty() {
@@ -178,11 +239,15 @@ pub fn register_model(
         });
     }
     reveal(state, owner, height, Asset::Model, &spec.model_id, salt)?;
+    let anchor = anchor
+        .map(|a| check_anchor(state, ctx, a, Asset::Model, &spec.model_id, owner))
+        .transpose()?;
     let record = Model {
         spec: spec.clone(),
         owner: *owner,
         registered_height: height,
         zk: None,
+        anchor,
     };
     state.put_json(Table::Registry, model_key(&spec.model_id), &record);
     Ok(())
@@ -235,15 +300,18 @@ pub fn set_zk_keys(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn register_dataset(
     state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
     owner: &Address,
-    height: u64,
     name: &str,
     data: &DataRef,
     license: &str,
     salt: &Hash,
+    anchor: Option<&Anchor>,
 ) -> Result<(), TxFailure> {
+    let height = ctx.height;
     non_empty("dataset name", name)?;
     if dataset(state, &data.hash)?.is_some() {
         return Err(TxFailure::Invalid {
@@ -251,6 +319,9 @@ pub fn register_dataset(
         });
     }
     reveal(state, owner, height, Asset::Dataset, &data.hash, salt)?;
+    let anchor = anchor
+        .map(|a| check_anchor(state, ctx, a, Asset::Dataset, &data.hash, owner))
+        .transpose()?;
     let record = Dataset {
         dataset_id: data.hash,
         name: name.to_string(),
@@ -258,6 +329,7 @@ pub fn register_dataset(
         license: license.to_string(),
         owner: *owner,
         registered_height: height,
+        anchor,
     };
     state.put_json(Table::Registry, dataset_key(&data.hash), &record);
     Ok(())

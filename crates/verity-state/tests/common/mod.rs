@@ -188,7 +188,16 @@ pub fn committed_models(net: &mut Net, owner: &AccountKey, specs: Vec<ModelSpec>
     net.ok(&commits);
     salted
         .into_iter()
-        .map(|(spec, salt)| net.tx(owner, Action::RegisterModel { spec, salt }))
+        .map(|(spec, salt)| {
+            net.tx(
+                owner,
+                Action::RegisterModel {
+                    spec,
+                    salt,
+                    anchor: None,
+                },
+            )
+        })
         .collect()
 }
 
