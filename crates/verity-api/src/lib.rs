@@ -393,6 +393,24 @@ pub struct ProofRequest {
     pub nonce: Option<u64>,
 }
 
+/// A data verifier's `POST /anchor` body: hash the blob `cid` names, inside the enclave, and
+/// sign that `owner` registers it as `asset`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AnchorRequest {
+    #[schema(value_type = String)]
+    pub asset: verity_types::Asset,
+    pub cid: String,
+    pub owner: Address,
+}
+
+/// `POST /anchor`'s answer: the file's SHA-256 (the model id, or the dataset's data hash) and
+/// the anchor to put in the registration.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AnchorAnswer {
+    pub id: Hash,
+    pub anchor: verity_types::Anchor,
+}
+
 /// `POST /proof`'s answer: `{"success": true}`, or false with the reason.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ProofAnswer {

@@ -149,6 +149,42 @@ impl Client {
         })
     }
 
+    /// Asks a data verifier's enclave (`POST /anchor` at `endpoint`) to hash a blob and sign
+    /// that `request.owner` registers it.
+    pub async fn request_anchor(
+        &self,
+        endpoint: &str,
+        request: &api::AnchorRequest,
+    ) -> Result<api::AnchorAnswer, ClientError> {
+        let url = format!("{}/anchor", endpoint.trim_end_matches('/'));
+        let response = self
+            .http
+            .post(&url)
+            .json(request)
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
+        let status = response.status().as_u16();
+        if response.status().is_success() {
+            return response
+                .json()
+                .await
+                .map_err(|e| ClientError::Decode(format!("{url}: {e}")));
+        }
+        let answer: api::ProofAnswer = response
+            .json()
+            .await
+            .map_err(|e| ClientError::Decode(format!("{url}: HTTP {status}: {e}")))?;
+        Err(ClientError::VerifierRefused {
+            url,
+            status,
+            message: answer.error.unwrap_or_default(),
+        })
+    }
+
     pub fn base(&self) -> &str {
         &self.base
     }

@@ -5,6 +5,9 @@
 //!
 //! A request is written to disk (mode 0600) before it is acknowledged, so a restart loses none;
 //! it is deleted once the chain no longer waits for the job.
+//!
+//! The same endpoint anchors ownership (`POST /anchor`): the enclave fetches a blob, hashes it
+//! itself, and signs that the named owner registers that file.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -18,10 +21,12 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use tracing::{info, warn};
-use verity_client::api::{DataJobStatus, ProofAnswer, ProofRequest};
+use verity_client::api::{AnchorAnswer, AnchorRequest, DataJobStatus, ProofAnswer, ProofRequest};
 use verity_client::Client;
 use verity_data::envelope::{self, VerifierKey};
-use verity_types::{sha256, write_secret, Address, DataRejection, DataVerdict, Hash};
+use verity_types::{
+    sha256, write_secret, Address, Anchor, DataRejection, DataVerdict, EnclaveKey, Hash,
+};
 
 /// Where the data verifier listens and how contributors reach it.
 #[derive(Debug, Clone)]
@@ -67,6 +72,8 @@ struct Endpoint {
     client: Client,
     address: Address,
     requests: PathBuf,
+    chain_id: String,
+    enclave: Arc<EnclaveKey>,
 }
 
 fn answer(status: StatusCode, error: Option<String>) -> (StatusCode, Json<ProofAnswer>) {
@@ -140,13 +147,49 @@ async fn take_request(
     answer(StatusCode::OK, None)
 }
 
+/// `POST /anchor`: hashes the blob inside the enclave and signs the owner's claim to it.
+async fn anchor(
+    State(endpoint): State<Endpoint>,
+    body: Result<Json<AnchorRequest>, JsonRejection>,
+) -> Result<Json<AnchorAnswer>, (StatusCode, Json<ProofAnswer>)> {
+    let request = body.map_err(|e| answer(StatusCode::BAD_REQUEST, Some(e.body_text())))?;
+    let bytes = match endpoint.client.get_blob(&request.cid).await {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => {
+            return Err(answer(
+                StatusCode::NOT_FOUND,
+                Some(format!("the blob store has no {}", request.cid)),
+            ))
+        }
+        Err(e) => {
+            return Err(answer(
+                StatusCode::BAD_REQUEST,
+                Some(format!("cannot fetch {}: {e}", request.cid)),
+            ))
+        }
+    };
+    let id = sha256(&bytes);
+    let anchor = Anchor::sign(
+        &endpoint.enclave,
+        &endpoint.chain_id,
+        request.asset,
+        &id,
+        &request.owner,
+    );
+    info!(%id, owner = %request.owner, "ownership anchored");
+    Ok(Json(AnchorAnswer { id, anchor }))
+}
+
 impl DataVerifier {
-    /// Loads (or creates) the key under `home` and starts `POST /proof` on `config.listen`.
+    /// Loads (or creates) the key under `home` and starts `POST /proof` and `POST /anchor` on
+    /// `config.listen`.
     pub(crate) async fn start(
         home: &Path,
         config: &DataVerifierConfig,
         client: Client,
         address: Address,
+        chain_id: &str,
+        enclave: &EnclaveKey,
     ) -> Result<Self> {
         let key = load_or_create_key(&home.join("data-verifier.pem"))?;
         let requests = home.join("data-requests");
@@ -157,10 +200,13 @@ impl DataVerifier {
             .with_context(|| format!("binding the data verifier to {}", config.listen))?;
         let app = Router::new()
             .route("/proof", post(take_request))
+            .route("/anchor", post(anchor))
             .with_state(Endpoint {
                 client,
                 address,
                 requests: requests.clone(),
+                chain_id: chain_id.to_string(),
+                enclave: Arc::new(EnclaveKey::from_seed(enclave.seed())),
             });
         let server = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {

@@ -219,8 +219,15 @@ impl Worker {
         let player = crate::disputes::Player::new(address, engine.clone(), config.dishonest);
         let data = match &config.data {
             Some(data) => Some(
-                crate::data::DataVerifier::start(&config.home, data, client.clone(), address)
-                    .await?,
+                crate::data::DataVerifier::start(
+                    &config.home,
+                    data,
+                    client.clone(),
+                    address,
+                    &chain_id,
+                    &enclave,
+                )
+                .await?,
             ),
             None => None,
         };

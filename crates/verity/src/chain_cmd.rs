@@ -366,7 +366,7 @@ pub(crate) async fn register_bundled_model(client: &Client, owner: &AccountKey) 
         vec![Mode::Tee, Mode::Op],
         0,
     )?;
-    crate::task_cmd::register_model(client, owner, BUNDLED_MODEL.to_vec(), spec)
+    crate::task_cmd::register_model(client, owner, BUNDLED_MODEL.to_vec(), spec, false)
         .await
         .context("registering the bundled model")
 }
@@ -398,7 +398,8 @@ pub(crate) async fn register_bundled_zk_model(
     }
     let (proving, verifying) = crate::zk_cmd::read_keys(&dir)?;
     let id =
-        crate::task_cmd::register_model(client, owner, BUNDLED_INT8_MODEL.to_vec(), spec).await?;
+        crate::task_cmd::register_model(client, owner, BUNDLED_INT8_MODEL.to_vec(), spec, false)
+            .await?;
     crate::task_cmd::set_zk_keys(client, owner, &id, proving, verifying)
         .await
         .context("setting the bundled int8 model's zk keys")?;

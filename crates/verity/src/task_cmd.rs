@@ -88,6 +88,11 @@ pub struct RegisterModelArgs {
     /// within this tolerance.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     tolerance_ppm: u32,
+    /// Anchor your ownership: a data verifier's attested enclave hashes the uploaded file and
+    /// signs that you register it; the chain records that enclave. Without it the registration
+    /// is shown as an unanchored claim.
+    #[arg(long)]
+    anchor: bool,
     #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]
     node: String,
     #[arg(long, env = "VERITY_KEYS")]
@@ -264,12 +269,14 @@ pub fn model_spec(
 
 /// Registers a model unless it is already registered, commit first: a CommitRegistration with
 /// a fresh salt, final before the file is uploaded (nobody can know the file before the
-/// commitment is on chain), then the RegisterModel that reveals it. Returns the model id.
+/// commitment is on chain), then the RegisterModel that reveals it, anchored by a data
+/// verifier's enclave when `anchored`. Returns the model id.
 pub async fn register_model(
     client: &Client,
     key: &AccountKey,
     bytes: Vec<u8>,
     spec: ModelSpec,
+    anchored: bool,
 ) -> Result<Hash> {
     let id = spec.model_id;
     if client.model(&id).await?.is_some() {
@@ -288,24 +295,64 @@ pub async fn register_model(
     if let TxStatus::Failed { error } = receipt.status {
         bail!("CommitRegistration failed: {error}");
     }
-    client
+    let stored = client
         .put_blob(bytes, key)
         .await
         .context("uploading the model")?;
-    let receipt = send(
-        client,
-        key,
-        Action::RegisterModel {
-            spec,
-            salt,
-            anchor: None,
-        },
-    )
-    .await?;
+    let anchor = match anchored {
+        true => Some(anchor_of(client, Asset::Model, &stored.cid, &key.address(), &id).await?),
+        false => None,
+    };
+    let receipt = send(client, key, Action::RegisterModel { spec, salt, anchor }).await?;
     if let TxStatus::Failed { error } = receipt.status {
         bail!("RegisterModel failed: {error}");
     }
     Ok(id)
+}
+
+/// An anchor of the blob `cid` for `owner`, from the first data verifier that gives one.
+async fn anchor_of(
+    client: &Client,
+    asset: Asset,
+    cid: &str,
+    owner: &verity_types::Address,
+    id: &Hash,
+) -> Result<verity_types::Anchor> {
+    let request = verity_client::api::AnchorRequest {
+        asset,
+        cid: cid.to_string(),
+        owner: *owner,
+    };
+    let mut page = PageRequest::default();
+    let mut refusals = Vec::new();
+    loop {
+        let list = client.workers(&page).await?;
+        for worker in &list.workers {
+            let Some(verifier) = client.data_verifier(&worker.address).await?.verifier else {
+                continue;
+            };
+            match client.request_anchor(&verifier.endpoint, &request).await {
+                Ok(answer) if answer.id == *id => return Ok(answer.anchor),
+                Ok(answer) => refusals.push(format!(
+                    "{} hashed the file to {}, not {id}",
+                    verifier.endpoint, answer.id
+                )),
+                Err(e) => refusals.push(e.to_string()),
+            }
+        }
+        match list.next {
+            Some(next) => page.after = Some(next),
+            None => break,
+        }
+    }
+    bail!(
+        "no data verifier anchored the file{}",
+        if refusals.is_empty() {
+            " (none serves)".to_string()
+        } else {
+            format!(": {}", refusals.join("; "))
+        }
+    )
 }
 
 /// Uploads a model's proving key and sets its keys on chain, unless they are set already. The
@@ -410,7 +457,7 @@ pub fn model(cmd: ModelCommand) -> Result<()> {
                     args.tolerance_ppm,
                 )?;
                 let client = Client::new(&args.node);
-                let id = register_model(&client, &key, bytes, spec).await?;
+                let id = register_model(&client, &key, bytes, spec, args.anchor).await?;
                 if let Some((proving, verifying)) = keys {
                     set_zk_keys(&client, &key, &id, proving, verifying).await?;
                 }
@@ -425,8 +472,14 @@ pub fn model(cmd: ModelCommand) -> Result<()> {
                         if json {
                             outln!("{}", serde_json::to_string(m)?);
                         } else {
+                            let anchor = match &m.anchor {
+                                Some(a) => {
+                                    format!("anchored by {}'s {} enclave", a.worker, a.tee_kind)
+                                }
+                                None => "unanchored claim".into(),
+                            };
                             outln!(
-                                "{}  {} v{}  {} params  owner {}",
+                                "{}  {} v{}  {} params  owner {} ({anchor})",
                                 m.spec.model_id,
                                 m.spec.name,
                                 m.spec.version,

@@ -70,7 +70,49 @@ async fn contributed_files_are_proven_scored_and_rewarded_once() {
     three_contributions(&devnet, home.path()).await;
     stale_and_malformed_requests_are_refused(&devnet).await;
     a_task_on_a_file_pays_its_holders(&devnet).await;
+    an_anchored_model_registration(&devnet).await;
     ten_mib_end_to_end(&devnet, home.path()).await;
+}
+
+/// `verity model register --anchor`: the data verifier's enclave hashes the uploaded file and
+/// the chain records it; the devnet's own models show as unanchored claims.
+async fn an_anchored_model_registration(devnet: &Devnet) {
+    let node = format!("http://127.0.0.1:{}", devnet.api);
+    let key_path = devnet.home.join("dev-account.key");
+    let file = format!(
+        "{}/../../models/digits_mlp_int8_wide.onnx",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let id = ok(
+        &node,
+        &[
+            "model",
+            "register",
+            &file,
+            "--from",
+            key_path.to_str().unwrap(),
+            "--anchor",
+        ],
+    );
+    let id: verity_types::Hash = id.trim().parse().unwrap();
+    let model = devnet.client.model(&id).await.unwrap().unwrap();
+    let anchor = model.anchor.expect("the registration is anchored");
+    let verifier = devnet
+        .client
+        .data_jobs_of(1)
+        .await
+        .unwrap()
+        .jobs
+        .remove(0)
+        .verifier
+        .unwrap();
+    assert_eq!(anchor.worker, verifier);
+    let list = ok(&node, &["model", "list"]);
+    assert!(
+        list.contains(&format!("anchored by {verifier}'s dev enclave")),
+        "{list}"
+    );
+    assert!(list.contains("unanchored claim"), "{list}");
 }
 
 /// A task that names file 1 pays its DAT holder (the dev account) 5 % of its fee, which
