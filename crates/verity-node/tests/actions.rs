@@ -712,6 +712,7 @@ fn every_action_through_the_api_and_a_bad_one_of_each_fails_for_its_reason() {
                 },
                 url: String::new(),
                 plaintext_hash: Hash([5; 32]),
+                evaluation: None,
             };
             alice.ok(&client, "add a file", add_file(true)).await;
             let outcome = alice.send(&client, add_file(false)).await;

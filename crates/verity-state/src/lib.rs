@@ -1169,7 +1169,17 @@ impl<S: Store> Chain<S> {
                 data: file,
                 url,
                 plaintext_hash,
-            } => data::add_file(state, ctx, sender, file, url, plaintext_hash).map(|_| ()),
+                evaluation,
+            } => data::add_file(
+                state,
+                ctx,
+                sender,
+                file,
+                url,
+                plaintext_hash,
+                evaluation.as_ref(),
+            )
+            .map(|_| ()),
             Action::AddPermission { file_id, grantee } => {
                 data::add_permission(state, sender, *file_id, grantee)
             }

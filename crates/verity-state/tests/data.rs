@@ -75,6 +75,7 @@ fn add_file(net: &mut Net, owner: &AccountKey, plaintext: &[u8]) -> u64 {
             },
             url: String::new(),
             plaintext_hash: sha256(plaintext),
+            evaluation: None,
         },
     );
     net.ok(&[tx]);

@@ -99,6 +99,37 @@ pub const MAX_RSA_KEY_BYTES: usize = 1024;
 /// Longest file URL or verifier endpoint.
 pub const MAX_URL_LEN: usize = 256;
 
+/// How a labeled file is scored beyond its shape: the registered model's accuracy on it, with
+/// `label` the CSV column holding each row's class and the other columns the model's input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Evaluation {
+    pub label: String,
+    pub model_id: Hash,
+}
+
+impl Evaluation {
+    pub(crate) fn encode(evaluation: &Option<Self>, w: &mut Writer) {
+        match evaluation {
+            None => w.u8(0),
+            Some(e) => w.u8(1).str(&e.label).fixed(&e.model_id.0),
+        };
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
+        match r.u8("evaluation flag")? {
+            0 => Ok(None),
+            1 => Ok(Some(Self {
+                label: r.string("label column", crate::MAX_LABEL_LEN)?,
+                model_id: Hash(r.array("evaluation model id")?),
+            })),
+            tag => Err(DecodeError::UnknownTag {
+                what: "evaluation flag",
+                tag,
+            }),
+        }
+    }
+}
+
 /// What the verifier found in a contributed file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "verdict", rename_all = "snake_case")]

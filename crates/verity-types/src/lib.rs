@@ -19,8 +19,8 @@ pub use address::{
 };
 pub use amount::{Amount, ONE_TOKEN};
 pub use data::{
-    verify_data_key, Anchor, DataProof, DataRejection, DataVerdict, ANCHOR_DOMAIN, DATA_KEY_DOMAIN,
-    DATA_PROOF_DOMAIN, MAX_RSA_KEY_BYTES, MAX_SCORE, MAX_URL_LEN,
+    verify_data_key, Anchor, DataProof, DataRejection, DataVerdict, Evaluation, ANCHOR_DOMAIN,
+    DATA_KEY_DOMAIN, DATA_PROOF_DOMAIN, MAX_RSA_KEY_BYTES, MAX_SCORE, MAX_URL_LEN,
 };
 pub use hash::{sha256, Hash, HashParseError};
 pub use secret_file::write_secret;

@@ -182,10 +182,13 @@ pub enum Action {
     },
     /// Register an encrypted file: where it is (`data.hash` names the ciphertext in the blob
     /// store; `url` an outside copy, may be empty) and the SHA-256 of its plaintext.
+    /// With an evaluation, the verifier also runs the registered model on the file's rows.
     AddFile {
         data: DataRef,
         url: String,
         plaintext_hash: Hash,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        evaluation: Option<crate::Evaluation>,
     },
     /// The file's owner lets `grantee` use the file in tasks.
     AddPermission {
@@ -512,10 +515,12 @@ impl Action {
                 data,
                 url,
                 plaintext_hash,
+                evaluation,
             } => {
                 w.u8(22);
                 data.encode(w);
                 w.str(url).fixed(&plaintext_hash.0);
+                crate::Evaluation::encode(evaluation, w);
             }
             Action::AddPermission { file_id, grantee } => {
                 w.u8(23).u64(*file_id).fixed(&grantee.0);
@@ -713,6 +718,7 @@ impl Action {
                 data: DataRef::decode(r)?,
                 url: r.string("file url", crate::MAX_URL_LEN)?,
                 plaintext_hash: Hash(r.array("plaintext hash")?),
+                evaluation: crate::Evaluation::decode(r)?,
             },
             23 => Action::AddPermission {
                 file_id: r.u64("file id")?,
@@ -1182,6 +1188,10 @@ mod tests {
                 data: DataRef::of(b"ciphertext"),
                 url: "ipfs://bafk".into(),
                 plaintext_hash: id,
+                evaluation: Some(crate::Evaluation {
+                    label: "label".into(),
+                    model_id: id,
+                }),
             },
             Action::AddPermission {
                 file_id: 4,
@@ -1232,6 +1242,7 @@ mod tests {
             data: DataRef::of(b"x"),
             url: "u".repeat(crate::MAX_URL_LEN + 1),
             plaintext_hash: Hash::ZERO,
+            evaluation: None,
         });
         assert!(SignedTx::decode(&long_url.encode()).is_err());
         let long_key = sign(Action::ServeData {

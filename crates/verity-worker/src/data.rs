@@ -271,14 +271,73 @@ impl DataVerifier {
     }
 }
 
+/// How many labeled rows of `data` (`verity_data::quality::labeled`) the classifier labels as
+/// their `label` column says: the rows are one batch input, and the output named `label` (or the
+/// first) is either the classes or one row of scores per input row (its argmax, first on ties).
+pub fn correct_predictions(
+    data: &[u8],
+    label: &str,
+    model: &verity_infer::Model,
+    engine: &verity_infer::Engine,
+) -> Result<u64> {
+    use verity_infer::{Data, Tensor};
+    let (rows, labels) = verity_data::quality::labeled(data, label)?;
+    let Some(width) = rows.first().map(Vec::len) else {
+        return Ok(0);
+    };
+    let input = Tensor::new(vec![rows.len(), width], Data::F32(rows.concat()))
+        .context("the rows as one input")?;
+    let run = engine
+        .run(model, vec![input], false)
+        .context("running the model on the rows")?;
+    let (_, output) = run
+        .outputs
+        .iter()
+        .find(|(name, _)| name == "label")
+        .or_else(|| run.outputs.first())
+        .context("the model has no output")?;
+    let predicted: Vec<i64> = match output.data() {
+        Data::I64(v) => v.clone(),
+        Data::F32(v) => {
+            let classes = v.len() / labels.len().max(1);
+            v.chunks(classes.max(1))
+                .map(|row| {
+                    (0..row.len()).fold(0, |best, i| if row[i] > row[best] { i } else { best })
+                        as i64
+                })
+                .collect()
+        }
+        other => anyhow::bail!(
+            "the model's output is {:?}, not labels or scores",
+            other.dtype()
+        ),
+    };
+    Ok(predicted
+        .iter()
+        .zip(&labels)
+        .filter(|(p, l)| p == l)
+        .count() as u64)
+}
+
+/// A file's evaluation as the verifier runs it: the label column, the registered model, and
+/// the engine to run it on.
+pub struct Evaluator<'a> {
+    pub label: &'a str,
+    pub model: &'a verity_infer::Model,
+    pub engine: &'a verity_infer::Engine,
+}
+
 /// What the enclave finds in a file: the plaintext's hash (zero when it did not open) and the
-/// verdict. `ciphertext` is what the blob store gave for the file's registered blob.
+/// verdict. `ciphertext` is what the blob store gave for the file's registered blob. With an
+/// evaluator, the score is multiplied by the model's accuracy on the rows
+/// (`verity_data::quality::with_accuracy`); a label column the file lacks is `unparseable`.
 pub fn examine(
     key: &VerifierKey,
     ciphertext: Option<&[u8]>,
     registered_blob: &Hash,
     wrapped_password: &str,
     registered_plaintext: &Hash,
+    evaluator: Option<&Evaluator<'_>>,
 ) -> (Hash, DataVerdict) {
     let rejected = |hash, reason| (hash, DataVerdict::Rejected { reason });
     let Some(ciphertext) = ciphertext.filter(|c| sha256(c) == *registered_blob) else {
@@ -294,15 +353,17 @@ pub fn examine(
     if hash != *registered_plaintext {
         return rejected(hash, DataRejection::HashMismatch);
     }
-    match verity_data::quality::score(&plaintext) {
-        Ok(quality) => (
-            hash,
-            DataVerdict::Scored {
-                score: quality.score,
-            },
-        ),
-        Err(_) => rejected(hash, DataRejection::Unparseable),
-    }
+    let Ok(quality) = verity_data::quality::score(&plaintext) else {
+        return rejected(hash, DataRejection::Unparseable);
+    };
+    let score = match evaluator {
+        None => quality.score,
+        Some(e) => match correct_predictions(&plaintext, e.label, e.model, e.engine) {
+            Ok(correct) => verity_data::quality::with_accuracy(&quality, correct),
+            Err(_) => return rejected(hash, DataRejection::Unparseable),
+        },
+    };
+    (hash, DataVerdict::Scored { score })
 }
 
 #[cfg(test)]
@@ -320,7 +381,7 @@ mod tests {
         let registered = sha256(plaintext);
         let quality = verity_data::quality::score(plaintext).unwrap();
         assert_eq!(
-            examine(&key, Some(&ciphertext), &blob, &wrapped, &registered),
+            examine(&key, Some(&ciphertext), &blob, &wrapped, &registered, None),
             (
                 registered,
                 DataVerdict::Scored {
@@ -339,17 +400,25 @@ mod tests {
                 Some(&ciphertext),
                 &blob,
                 &wrapped,
-                &Hash([1; 32])
+                &Hash([1; 32]),
+                None
             )),
             DataRejection::HashMismatch
         );
         // Bytes that are not the registered blob, or none.
         assert_eq!(
-            reason(examine(&key, Some(b"other"), &blob, &wrapped, &registered)),
+            reason(examine(
+                &key,
+                Some(b"other"),
+                &blob,
+                &wrapped,
+                &registered,
+                None
+            )),
             DataRejection::Unavailable
         );
         assert_eq!(
-            reason(examine(&key, None, &blob, &wrapped, &registered)),
+            reason(examine(&key, None, &blob, &wrapped, &registered, None)),
             DataRejection::Unavailable
         );
         // A password wrapped to another key, or the wrong password.
@@ -361,13 +430,21 @@ mod tests {
                 Some(&ciphertext),
                 &blob,
                 &elsewhere,
-                &registered
+                &registered,
+                None
             )),
             DataRejection::Undecryptable
         );
         let wrong = envelope::wrap_password_der("ffff", &key.public_der()).unwrap();
         assert_eq!(
-            reason(examine(&key, Some(&ciphertext), &blob, &wrong, &registered)),
+            reason(examine(
+                &key,
+                Some(&ciphertext),
+                &blob,
+                &wrong,
+                &registered,
+                None
+            )),
             DataRejection::Undecryptable
         );
         // Binary data that opens and matches, but is no table.
@@ -379,7 +456,8 @@ mod tests {
                 Some(&sealed),
                 &sha256(&sealed),
                 &wrapped,
-                &sha256(&binary)
+                &sha256(&binary),
+                None
             )),
             DataRejection::Unparseable
         );

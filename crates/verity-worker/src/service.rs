@@ -354,16 +354,34 @@ impl Worker {
             let Some(file) = self.client.data_file(job.file_id).await? else {
                 continue;
             };
+            // A labeled file is scored with its registered model too; without the model the job
+            // waits for a later round (or expires and is refunded), never a wrong score.
+            let model = match &file.evaluation {
+                Some(evaluation) => match self.model(&evaluation.model_id).await? {
+                    Ok(model) => Some((evaluation.label.clone(), model)),
+                    Err(reason) => {
+                        warn!(job = job_id, model = %evaluation.model_id, ?reason, "cannot load the file's evaluation model; will retry");
+                        continue;
+                    }
+                },
+                None => None,
+            };
             let ciphertext = self.client.get_blob(&cid_of(&file.data.hash)).await?;
-            let key = key.clone();
+            let (key, engine) = (key.clone(), self.engine.clone());
             let started = Instant::now();
             let (plaintext_hash, verdict) = tokio::task::spawn_blocking(move || {
+                let evaluator = model.as_ref().map(|(label, model)| crate::data::Evaluator {
+                    label,
+                    model,
+                    engine: &engine,
+                });
                 crate::data::examine(
                     &key,
                     ciphertext.as_deref(),
                     &file.data.hash,
                     &request.encryption_key,
                     &file.plaintext_hash,
+                    evaluator.as_ref(),
                 )
             })
             .await?;

@@ -84,6 +84,13 @@ pub struct ContributeArgs {
     /// An outside copy of the encrypted file to record with it (IPFS or HTTP URL).
     #[arg(long, default_value = "")]
     url: String,
+    /// The CSV column holding each row's class: the verifier multiplies the score by --model's
+    /// accuracy on the rows, as `verity data score --label --model` does.
+    #[arg(long, requires = "model")]
+    label: Option<String>,
+    /// A registered model (its id) that classifies the other columns of a row.
+    #[arg(long, requires = "label")]
+    model: Option<verity_types::Hash>,
     /// The message whose signature is the password (LazAI's default unless given).
     #[arg(long, default_value = envelope::PASSWORD_MESSAGE)]
     message: String,
@@ -194,7 +201,13 @@ pub fn run(cmd: DataCommand) -> Result<()> {
             let mut quality = verity_data::quality::score(&data)
                 .with_context(|| format!("scoring {}", file.display()))?;
             if let (Some(label), Some(model)) = (label, model) {
-                let correct = correct_predictions(&data, &label, &model)?;
+                let bytes = std::fs::read(&model)
+                    .with_context(|| format!("reading {}", model.display()))?;
+                let loaded =
+                    verity_infer::Model::from_bytes(&bytes).context("loading the model")?;
+                let engine = verity_infer::Engine::new(1)?;
+                let correct =
+                    verity_worker::data::correct_predictions(&data, &label, &loaded, &engine)?;
                 eprintln!(
                     "accuracy  {correct} of {} rows labeled right by {}",
                     quality.rows,
@@ -504,6 +517,11 @@ async fn contribute(args: ContributeArgs) -> Result<()> {
             data,
             url: args.url.clone(),
             plaintext_hash: claimed,
+            evaluation: args
+                .label
+                .clone()
+                .zip(args.model)
+                .map(|(label, model_id)| verity_types::Evaluation { label, model_id }),
         },
     )
     .await?;
@@ -654,47 +672,4 @@ async fn registered_file(
 fn password_of(from: &str, message: &str, dir: Option<PathBuf>) -> Result<String> {
     let key = load_key(from, &keys_dir(dir))?;
     Ok(envelope::password(&key, message))
-}
-
-/// How many rows of `data` the classifier at `model` labels as their `label` column says.
-fn correct_predictions(data: &[u8], label: &str, model: &std::path::Path) -> Result<u64> {
-    use verity_infer::{Data, Engine, Model, Tensor};
-    let (rows, labels) = verity_data::quality::labeled(data, label)?;
-    let Some(width) = rows.first().map(Vec::len) else {
-        return Ok(0);
-    };
-    let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
-    let model = Model::from_bytes(&bytes).context("loading the model")?;
-    let input = Tensor::new(vec![rows.len(), width], Data::F32(rows.concat()))
-        .context("the rows as one input")?;
-    let run = Engine::new(1)?
-        .run(&model, vec![input], false)
-        .context("running the model on the rows")?;
-    let (_, output) = run
-        .outputs
-        .iter()
-        .find(|(name, _)| name == "label")
-        .or_else(|| run.outputs.first())
-        .context("the model has no output")?;
-    let predicted: Vec<i64> = match output.data() {
-        Data::I64(v) => v.clone(),
-        Data::F32(v) => {
-            let classes = v.len() / labels.len().max(1);
-            v.chunks(classes.max(1))
-                .map(|row| {
-                    (0..row.len()).fold(0, |best, i| if row[i] > row[best] { i } else { best })
-                        as i64
-                })
-                .collect()
-        }
-        other => anyhow::bail!(
-            "the model's output is {:?}, not labels or scores",
-            other.dtype()
-        ),
-    };
-    Ok(predicted
-        .iter()
-        .zip(&labels)
-        .filter(|(p, l)| p == l)
-        .count() as u64)
 }

@@ -2,6 +2,8 @@
 //! the clear refusals of a wrong key or a file that is not an encrypted message. (GnuPG and
 //! OpenSSL interoperate with the same library in `crates/verity-data/tests/interop.rs`.)
 
+mod common;
+
 use std::process::{Command, Output};
 
 fn verity(args: &[&str]) -> Output {
@@ -136,27 +138,7 @@ fn the_score_follows_the_documented_formula() {
 /// digits MLP on the held-out split as a CSV (64 pixel columns and a label) gets 96.94 %.
 #[test]
 fn a_labeled_file_is_scored_with_a_models_accuracy() {
-    let split: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../models/samples/digits_test.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let mut csv: String = (0..64).map(|i| format!("p{i},")).collect();
-    csv.push_str("label\n");
-    for (pixels, label) in split["pixels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .zip(split["labels"].as_array().unwrap())
-    {
-        for p in pixels.as_array().unwrap() {
-            csv.push_str(&format!("{p},"));
-        }
-        csv.push_str(&format!("{label}\n"));
-    }
+    let csv = common::digits_csv();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("digits.csv");
     std::fs::write(&file, csv).unwrap();

@@ -72,6 +72,45 @@ async fn contributed_files_are_proven_scored_and_rewarded_once() {
     a_task_on_a_file_pays_its_holders(&devnet).await;
     an_anchored_model_registration(&devnet).await;
     ten_mib_end_to_end(&devnet, home.path()).await;
+    a_labeled_file_is_scored_with_its_registered_model(&devnet, home.path());
+}
+
+/// File 5: the digits' held-out split, labeled, evaluated by the registered digits MLP. The
+/// verifier's score is what `verity data score --label --model` computes from the plaintext.
+fn a_labeled_file_is_scored_with_its_registered_model(devnet: &Devnet, home: &Path) {
+    let node = format!("http://127.0.0.1:{}", devnet.api);
+    let key_path = devnet.home.join("dev-account.key");
+    let path = home.join("digits.csv");
+    std::fs::write(&path, common::digits_csv()).unwrap();
+    let path = path.to_str().unwrap();
+    let onnx = format!(
+        "{}/../../models/digits_mlp.onnx",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let local = ok(
+        &node,
+        &[
+            "data", "score", path, "--label", "label", "--model", &onnx, "--json",
+        ],
+    );
+    let local: serde_json::Value = serde_json::from_str(&local).unwrap();
+    let score = local["score"].as_u64().unwrap();
+    let model = devnet.model.to_string();
+    let out = ok(
+        &node,
+        &[
+            "data",
+            "contribute",
+            path,
+            "--label",
+            "label",
+            "--model",
+            &model,
+            "--from",
+            key_path.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains(&format!("({score} basis points)")), "{out}");
 }
 
 /// `verity model register --anchor`: the data verifier's enclave hashes the uploaded file and

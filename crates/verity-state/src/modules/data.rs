@@ -88,6 +88,9 @@ pub struct File {
     pub url: String,
     /// SHA-256 of the plaintext: a proof scores only this plaintext.
     pub plaintext_hash: Hash,
+    /// A registered model whose accuracy on the rows multiplies the score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<verity_types::Evaluation>,
     pub registered_height: u64,
     /// The best score any proof gave it, once one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -390,6 +393,7 @@ pub fn add_file(
     data: &DataRef,
     url: &str,
     plaintext_hash: &Hash,
+    evaluation: Option<&verity_types::Evaluation>,
 ) -> Result<u64, TxFailure> {
     if data.size == 0 {
         return Err(TxFailure::Invalid {
@@ -401,6 +405,18 @@ pub fn add_file(
             reason: "a contributed file must be encrypted (DataRef.encrypted)".into(),
         });
     }
+    if let Some(e) = evaluation {
+        if e.label.trim().is_empty() {
+            return Err(TxFailure::Invalid {
+                reason: "the label column must be named".into(),
+            });
+        }
+        if crate::modules::registry::model(state, &e.model_id)?.is_none() {
+            return Err(TxFailure::NotFound {
+                what: format!("model {}", e.model_id),
+            });
+        }
+    }
     let file_id = next_id(state, NEXT_FILE)?;
     let record = File {
         file_id,
@@ -408,6 +424,7 @@ pub fn add_file(
         data: *data,
         url: url.to_string(),
         plaintext_hash: *plaintext_hash,
+        evaluation: evaluation.cloned(),
         registered_height: ctx.height,
         best_score: None,
         dat_supply: 0,
@@ -943,6 +960,7 @@ mod tests {
                 data: DataRef { encrypted: true, ..DataRef::of(b"x") },
                 url: String::new(),
                 plaintext_hash: Hash::ZERO,
+                evaluation: None,
                 registered_height: 1,
                 best_score: None,
                 dat_supply: 0,
@@ -1014,6 +1032,7 @@ mod tests {
                 data: DataRef::of(b"x"),
                 url: String::new(),
                 plaintext_hash: Hash::ZERO,
+                evaluation: None,
                 registered_height: 1,
                 best_score: None,
                 dat_supply: 0,

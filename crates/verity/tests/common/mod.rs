@@ -42,3 +42,30 @@ pub fn port_taken(output: &str) -> bool {
 pub fn port_taken_in(log: &std::path::Path) -> bool {
     std::fs::read_to_string(log).is_ok_and(|text| port_taken(&text))
 }
+
+/// The bundled digits' held-out split as a CSV: 64 pixel columns `p0..p63`, then `label`
+/// (360 rows; the digits MLP labels 349 right).
+pub fn digits_csv() -> String {
+    let split: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../models/samples/digits_test.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut csv: String = (0..64).map(|i| format!("p{i},")).collect();
+    csv.push_str("label\n");
+    for (pixels, label) in split["pixels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(split["labels"].as_array().unwrap())
+    {
+        for p in pixels.as_array().unwrap() {
+            csv.push_str(&format!("{p},"));
+        }
+        csv.push_str(&format!("{label}\n"));
+    }
+    csv
+}
