@@ -34,11 +34,14 @@ pub struct DataVerifierConfig {
     pub listen: SocketAddr,
     /// The URL of its `POST /proof` as contributors see it; recorded on chain.
     pub endpoint: String,
+    /// An IPFS node's RPC API: a file registered with an `ipfs://CID` URL is read from it.
+    pub ipfs: Option<String>,
 }
 
 /// The verifier's key and its stored requests.
 pub(crate) struct DataVerifier {
     key: Arc<VerifierKey>,
+    ipfs: Option<verity_data::ipfs::Ipfs>,
     requests: PathBuf,
     /// Jobs whose proof was sent and is waiting for a block.
     sent: HashSet<u64>,
@@ -216,6 +219,7 @@ impl DataVerifier {
         info!(listen = %config.listen, endpoint = %config.endpoint, "data verifier listening");
         Ok(Self {
             key: Arc::new(key),
+            ipfs: config.ipfs.as_deref().map(verity_data::ipfs::Ipfs::new),
             requests,
             sent: HashSet::new(),
             server,
@@ -269,7 +273,37 @@ impl DataVerifier {
     pub(crate) fn key(&self) -> Arc<VerifierKey> {
         self.key.clone()
     }
+
+    /// The encrypted file's bytes: from the IPFS node when the file's URL is `ipfs://CID` and
+    /// one is configured, else (or when IPFS has none) from the node's blob store. `examine`
+    /// checks them against the registered hash either way.
+    pub(crate) async fn ciphertext(
+        &self,
+        client: &Client,
+        file: &verity_client::api::DataFile,
+    ) -> Result<Option<Vec<u8>>> {
+        if let (Some(ipfs), Some(cid)) = (&self.ipfs, file.url.strip_prefix("ipfs://")) {
+            match verity_data::ipfs::parse(cid) {
+                Ok(cid) => match tokio::time::timeout(IPFS_TIMEOUT, ipfs.cat(&cid)).await {
+                    Ok(Ok(bytes)) => return Ok(Some(bytes)),
+                    Ok(Err(e)) => {
+                        warn!(file = file.file_id, error = %e, "the IPFS copy is unavailable")
+                    }
+                    Err(_) => warn!(file = file.file_id, "the IPFS node did not answer in time"),
+                },
+                Err(e) => {
+                    warn!(file = file.file_id, error = %e, "the file's IPFS URL is not a CID")
+                }
+            }
+        }
+        Ok(client
+            .get_blob(&verity_data::cid_of(&file.data.hash))
+            .await?)
+    }
 }
+
+/// How long a verifier waits for the IPFS node's copy of a file.
+const IPFS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How many labeled rows of `data` (`verity_data::quality::labeled`) the classifier labels as
 /// their `label` column says: the rows are one batch input, and the output named `label` (or the

@@ -366,7 +366,10 @@ impl Worker {
                 },
                 None => None,
             };
-            let ciphertext = self.client.get_blob(&cid_of(&file.data.hash)).await?;
+            let ciphertext = match &self.data {
+                Some(data) => data.ciphertext(&self.client, &file).await?,
+                None => None,
+            };
             let (key, engine) = (key.clone(), self.engine.clone());
             let started = Instant::now();
             let (plaintext_hash, verdict) = tokio::task::spawn_blocking(move || {

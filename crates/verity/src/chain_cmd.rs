@@ -58,7 +58,8 @@ pub struct DevnetArgs {
     #[arg(long)]
     data_port: Option<u16>,
     /// Keep every validator's blobs on this IPFS node too (its RPC API, e.g.
-    /// http://127.0.0.1:5001): uploads are added to it, missing blobs fetched from it.
+    /// http://127.0.0.1:5001): uploads are added to it, missing blobs fetched from it; the data
+    /// verifiers read files registered as `ipfs://CID` from it.
     #[arg(long, env = "VERITY_IPFS", value_name = "URL")]
     ipfs: Option<String>,
     /// Show the validators' and workers' logs instead of a status line every few seconds
@@ -109,15 +110,18 @@ pub(crate) fn devnet_genesis(chain_id: &str, dev: &Address, workers: &[Address])
 /// Which of the devnet's workers verify contributed data: the first `count`, on loopback ports
 /// from `first_port`.
 #[derive(Clone, Copy)]
-pub(crate) struct DataVerifiers {
+pub(crate) struct DataVerifiers<'a> {
     pub count: u32,
     pub first_port: u16,
+    /// Where they read files registered with an `ipfs://` URL.
+    pub ipfs: Option<&'a str>,
 }
 
-impl DataVerifiers {
+impl DataVerifiers<'_> {
     pub const NONE: Self = Self {
         count: 0,
         first_port: 0,
+        ipfs: None,
     };
 
     fn config(&self, worker: usize) -> Result<Option<verity_worker::DataVerifierConfig>> {
@@ -130,6 +134,7 @@ impl DataVerifiers {
         Ok(Some(verity_worker::DataVerifierConfig {
             listen,
             endpoint: format!("http://{listen}"),
+            ipfs: self.ipfs.map(str::to_string),
         }))
     }
 }
@@ -139,7 +144,7 @@ pub(crate) fn spawn_workers(
     apis: &[std::net::SocketAddr],
     count: u32,
     dishonest: u32,
-    data: DataVerifiers,
+    data: DataVerifiers<'_>,
 ) -> Result<Vec<Arc<verity_worker::WorkerStats>>> {
     let mut all = Vec::new();
     for i in 0..count as usize {
@@ -519,6 +524,7 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
                 None => u16::try_from(u32::from(args.api_port) + args.validators)
                     .context("--api-port: no port is left after the validators' for data")?,
             },
+            ipfs: args.ipfs.as_deref(),
         };
         spawn_workers(
             &home,

@@ -84,6 +84,10 @@ pub struct ContributeArgs {
     /// An outside copy of the encrypted file to record with it (IPFS or HTTP URL).
     #[arg(long, default_value = "")]
     url: String,
+    /// Put the encrypted file on this IPFS node (its RPC API) instead of the chain's blob
+    /// store, and register it as `ipfs://CID`: verifiers read it from IPFS.
+    #[arg(long, env = "VERITY_IPFS", value_name = "URL")]
+    ipfs: Option<String>,
     /// The CSV column holding each row's class: the verifier multiplies the score by --model's
     /// accuracy on the rows, as `verity data score --label --model` does.
     #[arg(long, requires = "model")]
@@ -499,23 +503,44 @@ async fn contribute(args: ContributeArgs) -> Result<()> {
     }
     .into_bytes();
 
-    progress.step(format_args!("uploading {} encrypted bytes", sealed.len()));
     let data = DataRef {
         encrypted: true,
         ..DataRef::of(&sealed)
     };
-    let stored = client
-        .put_blob(sealed, &key)
-        .await
-        .context("uploading the encrypted file")?;
+    let (cid, url) = match &args.ipfs {
+        Some(ipfs) => {
+            progress.step(format_args!(
+                "adding {} encrypted bytes to the IPFS node at {ipfs}",
+                sealed.len()
+            ));
+            let cid = verity_data::ipfs::Ipfs::new(ipfs)
+                .add(sealed)
+                .await
+                .context("adding the encrypted file to IPFS")?
+                .to_string();
+            let url = match args.url.is_empty() {
+                true => format!("ipfs://{cid}"),
+                false => args.url.clone(),
+            };
+            (cid, url)
+        }
+        None => {
+            progress.step(format_args!("uploading {} encrypted bytes", sealed.len()));
+            let stored = client
+                .put_blob(sealed, &key)
+                .await
+                .context("uploading the encrypted file")?;
+            (stored.cid, args.url.clone())
+        }
+    };
 
-    progress.step(format_args!("registering {}", stored.cid));
+    progress.step(format_args!("registering {cid}"));
     let receipt = send(
         &client,
         &key,
         Action::AddFile {
             data,
-            url: args.url.clone(),
+            url: url.clone(),
             plaintext_hash: claimed,
             evaluation: args
                 .label
@@ -579,10 +604,10 @@ async fn contribute(args: ContributeArgs) -> Result<()> {
     let request = ProofRequest {
         job_id: job.job_id,
         file_id: file.file_id,
-        file_url: if args.url.is_empty() {
-            format!("{}/v1/blobs/{}", client.base(), stored.cid)
+        file_url: if url.is_empty() {
+            format!("{}/v1/blobs/{cid}", client.base())
         } else {
-            args.url.clone()
+            url.clone()
         },
         encryption_key,
         encryption_seed: None,

@@ -195,6 +195,14 @@ pub struct WorkerArgs {
     /// absent.
     #[arg(long, value_name = "URL", requires = "data_listen")]
     data_endpoint: Option<String>,
+    /// The IPFS node (RPC API) to read contributed files registered with an `ipfs://` URL from.
+    #[arg(
+        long,
+        env = "VERITY_IPFS",
+        value_name = "URL",
+        requires = "data_listen"
+    )]
+    ipfs: Option<String>,
     #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]
     node: String,
     #[arg(long, env = "VERITY_KEYS")]
@@ -812,6 +820,7 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
                     .data_endpoint
                     .clone()
                     .unwrap_or_else(|| format!("http://{listen}")),
+                ipfs: args.ipfs.clone(),
             }),
     };
     tokio::runtime::Builder::new_multi_thread()

@@ -425,22 +425,36 @@ async fn on_a_js_ipfs_daemon_every_blob_lives_in_ipfs() {
         rows.push_str(&format!("{i},{}\n", i * 31 % 977));
     }
     assert!(rows.len() > 256 * 1024, "more than one IPFS block");
-    for (name, text) in [("clean.csv", CLEAN), ("rows.csv", rows.as_str())] {
-        let path = home.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        let out = ok(
-            &node,
-            &[
-                "data",
-                "contribute",
-                path.to_str().unwrap(),
-                "--from",
-                key_arg,
-            ],
-        );
-        assert!(out.contains("verdict      scored"), "{out}");
-    }
-    for id in [1, 2] {
+    // File 4 goes straight to IPFS (`--ipfs`), registered as ipfs://CID, never through the
+    // node: the verifier reads it from the daemon. It is over one block, so the node could not
+    // have guessed its CID from its SHA-256.
+    let path = home.path().join("rows.csv");
+    std::fs::write(&path, &rows).unwrap();
+    let out = ok(
+        &node,
+        &[
+            "data",
+            "contribute",
+            path.to_str().unwrap(),
+            "--ipfs",
+            &url,
+            "--from",
+            key_arg,
+        ],
+    );
+    assert!(out.contains("verdict      scored 100.00 %"), "{out}");
+    let file = client.data_file(4).await.unwrap().unwrap();
+    let on_ipfs = file.url.strip_prefix("ipfs://").expect("an ipfs:// URL");
+    let sealed = daemon.cat(&ipfs::parse(on_ipfs).unwrap()).await.unwrap();
+    assert_eq!(verity_types::sha256(&sealed), file.data.hash);
+    assert!(!devnet
+        .home
+        .join("blobs")
+        .join(cid_of(&file.data.hash))
+        .exists());
+
+    // Files 1 to 3 went through the node, which added them to IPFS.
+    for id in [1, 2, 3] {
         let record = client.data_file(id).await.unwrap().unwrap();
         let raw = cid_of(&record.data.hash);
         let bytes = client.get_blob(&raw).await.unwrap().unwrap();
