@@ -58,6 +58,13 @@ fn request_path(dir: &Path, job: u64) -> PathBuf {
     dir.join(format!("{job}.json"))
 }
 
+/// A proof request as the verifier keeps it until the job closes.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredRequest {
+    assigned_height: u64,
+    request: ProofRequest,
+}
+
 /// Loads the RSA key at `path`, creating it (mode 0600) on first use.
 fn load_or_create_key(path: &Path) -> Result<VerifierKey> {
     if path.exists() {
@@ -138,7 +145,13 @@ async fn take_request(
             )),
         );
     }
-    let stored = serde_json::to_vec(&request).expect("a request serializes");
+    let stored = serde_json::to_vec(&StoredRequest {
+        // Drawn in the block after the request: a view of the chain from that height on lists
+        // the job while it is open.
+        assigned_height: job.requested_height.saturating_add(1),
+        request,
+    })
+    .expect("a request serializes");
     if let Err(e) = write_secret(&request_path(&endpoint.requests, job.job_id), &stored) {
         warn!(job = job.job_id, error = %e, "cannot store a proof request");
         return answer(
@@ -230,9 +243,10 @@ impl DataVerifier {
         self.key.public_der()
     }
 
-    /// The jobs to prove now: open on chain, with a stored request, not sent yet. Requests of
-    /// jobs the chain no longer waits for are deleted.
-    pub(crate) fn due(&mut self, open: &[u64]) -> Vec<(u64, ProofRequest)> {
+    /// The jobs to prove now: open on chain at `height`, with a stored request, not sent yet.
+    /// A request whose job the chain no longer lists at a height where it would be listed if
+    /// open is deleted; one taken after the view was read waits for the next view.
+    pub(crate) fn due(&mut self, open: &[u64], height: u64) -> Vec<(u64, ProofRequest)> {
         self.sent.retain(|job| open.contains(job));
         let mut due = Vec::new();
         let Ok(entries) = std::fs::read_dir(&self.requests) else {
@@ -247,19 +261,22 @@ impl DataVerifier {
             else {
                 continue;
             };
-            if !open.contains(&job) {
+            let stored = std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<StoredRequest>(&b).ok());
+            let Some(stored) = stored else {
+                warn!(job, path = %path.display(), "unreadable proof request; deleting it");
                 let _ = std::fs::remove_file(&path);
                 continue;
-            }
-            if self.sent.contains(&job) {
+            };
+            if !open.contains(&job) {
+                if height >= stored.assigned_height {
+                    let _ = std::fs::remove_file(&path);
+                }
                 continue;
             }
-            match std::fs::read(&path)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<ProofRequest>(&b).ok())
-            {
-                Some(request) => due.push((job, request)),
-                None => warn!(job, path = %path.display(), "unreadable proof request"),
+            if !self.sent.contains(&job) {
+                due.push((job, stored.request));
             }
         }
         due.sort_by_key(|(job, _)| *job);
@@ -403,6 +420,54 @@ pub fn examine(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(job: u64) -> ProofRequest {
+        ProofRequest {
+            job_id: job,
+            file_id: 1,
+            file_url: String::new(),
+            encryption_key: "00".into(),
+            encryption_seed: None,
+            proof_url: None,
+            nonce: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_taken_after_the_view_was_read_is_kept_and_a_closed_jobs_is_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut verifier = DataVerifier {
+            key: Arc::new(VerifierKey::generate().unwrap()),
+            ipfs: None,
+            requests: dir.path().to_path_buf(),
+            sent: HashSet::new(),
+            server: tokio::spawn(async {}),
+        };
+        let store = |job: u64, assigned_height: u64| {
+            let stored = StoredRequest {
+                assigned_height,
+                request: request(job),
+            };
+            write_secret(
+                &request_path(dir.path(), job),
+                &serde_json::to_vec(&stored).unwrap(),
+            )
+            .unwrap();
+        };
+        store(1, 10); // open at height 12
+        store(2, 10); // closed: not listed at height 12
+        store(3, 13); // taken after the height-12 view was read
+        std::fs::write(request_path(dir.path(), 4), b"not json").unwrap();
+        let due = verifier.due(&[1], 12);
+        assert_eq!(due.iter().map(|(job, _)| *job).collect::<Vec<_>>(), [1]);
+        assert!(request_path(dir.path(), 1).exists());
+        assert!(!request_path(dir.path(), 2).exists());
+        assert!(request_path(dir.path(), 3).exists());
+        assert!(!request_path(dir.path(), 4).exists());
+        // Once sent, a job is not due again while the chain still lists it.
+        verifier.mark_sent(1);
+        assert!(verifier.due(&[1, 3], 13).iter().all(|(job, _)| *job == 3));
+    }
 
     #[test]
     fn a_file_is_scored_only_when_it_opens_to_the_registered_plaintext() {

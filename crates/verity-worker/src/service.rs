@@ -344,7 +344,7 @@ impl Worker {
         };
         let view = self.client.data_verifier(&self.address).await?;
         let open: Vec<u64> = view.open_jobs.iter().map(|j| j.job_id).collect();
-        let due = data.due(&open);
+        let due = data.due(&open, view.height);
         let key = data.key();
         let mut busy = false;
         for (job_id, request) in due {
