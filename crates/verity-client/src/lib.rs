@@ -123,30 +123,17 @@ impl Client {
         endpoint: &str,
         request: &api::ProofRequest,
     ) -> Result<(), ClientError> {
-        let url = format!("{}/proof", endpoint.trim_end_matches('/'));
-        let response = self
-            .http
-            .post(&url)
-            .json(request)
-            .send()
-            .await
-            .map_err(|source| ClientError::Unreachable {
-                url: url.clone(),
-                source,
-            })?;
-        let status = response.status().as_u16();
-        let answer: api::ProofAnswer = response
-            .json()
-            .await
-            .map_err(|e| ClientError::Decode(format!("{url}: HTTP {status}: {e}")))?;
-        if answer.success {
-            return Ok(());
+        let (url, status, answer) = self
+            .post_to_verifier::<_, api::ProofAnswer>(endpoint, "proof", request)
+            .await?;
+        match answer.success {
+            true => Ok(()),
+            false => Err(ClientError::VerifierRefused {
+                url,
+                status,
+                message: answer.error.unwrap_or_default(),
+            }),
         }
-        Err(ClientError::VerifierRefused {
-            url,
-            status,
-            message: answer.error.unwrap_or_default(),
-        })
     }
 
     /// Asks a data verifier's enclave (`POST /anchor` at `endpoint`) to hash a blob and sign
@@ -156,11 +143,22 @@ impl Client {
         endpoint: &str,
         request: &api::AnchorRequest,
     ) -> Result<api::AnchorAnswer, ClientError> {
-        let url = format!("{}/anchor", endpoint.trim_end_matches('/'));
+        Ok(self.post_to_verifier(endpoint, "anchor", request).await?.2)
+    }
+
+    /// POSTs `body` to a data verifier's `endpoint/path`: the URL, status and answer on
+    /// success, its `{"success": false, "error"}` as [`ClientError::VerifierRefused`] otherwise.
+    async fn post_to_verifier<B: serde::Serialize, T: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        path: &str,
+        body: &B,
+    ) -> Result<(String, u16, T), ClientError> {
+        let url = format!("{}/{path}", endpoint.trim_end_matches('/'));
         let response = self
             .http
             .post(&url)
-            .json(request)
+            .json(body)
             .send()
             .await
             .map_err(|source| ClientError::Unreachable {
@@ -168,16 +166,12 @@ impl Client {
                 source,
             })?;
         let status = response.status().as_u16();
+        let decode = |e: reqwest::Error| ClientError::Decode(format!("{url}: HTTP {status}: {e}"));
         if response.status().is_success() {
-            return response
-                .json()
-                .await
-                .map_err(|e| ClientError::Decode(format!("{url}: {e}")));
+            let answer = response.json().await.map_err(decode)?;
+            return Ok((url, status, answer));
         }
-        let answer: api::ProofAnswer = response
-            .json()
-            .await
-            .map_err(|e| ClientError::Decode(format!("{url}: HTTP {status}: {e}")))?;
+        let answer: api::ProofAnswer = response.json().await.map_err(decode)?;
         Err(ClientError::VerifierRefused {
             url,
             status,
@@ -353,12 +347,13 @@ impl Client {
         after: Option<u64>,
         limit: u32,
     ) -> Result<api::DataFileList, ClientError> {
-        let mut query = format!("?limit={limit}");
+        let mut query = PageRequest {
+            after,
+            limit: Some(limit),
+        }
+        .query();
         if let Some(owner) = owner {
             query.push_str(&format!("&owner={owner}"));
-        }
-        if let Some(after) = after {
-            query.push_str(&format!("&after={after}"));
         }
         self.get(&format!("/v1/data/files{query}")).await
     }

@@ -152,63 +152,65 @@ pub struct DataVerifier {
     pub registered_height: u64,
 }
 
-fn file_key(id: u64) -> Vec<u8> {
-    let mut key = vec![FILE];
-    key.extend_from_slice(&id.to_be_bytes());
+/// A key: its prefix, then the parts (addresses as 20 bytes, ids big-endian, so that a scan
+/// under a prefix runs in id order).
+fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut key = vec![prefix];
+    for part in parts {
+        key.extend_from_slice(part);
+    }
     key
+}
+
+fn file_key(id: u64) -> Vec<u8> {
+    key(FILE, &[&id.to_be_bytes()])
 }
 
 fn owner_key(owner: &Address, id: u64) -> Vec<u8> {
-    let mut key = vec![OWNER_INDEX];
-    key.extend_from_slice(&owner.0);
-    key.extend_from_slice(&id.to_be_bytes());
-    key
+    key(OWNER_INDEX, &[&owner.0, &id.to_be_bytes()])
 }
 
 fn permission_key(file: u64, grantee: &Address) -> Vec<u8> {
-    let mut key = vec![PERMISSION];
-    key.extend_from_slice(&file.to_be_bytes());
-    key.extend_from_slice(&grantee.0);
-    key
+    key(PERMISSION, &[&file.to_be_bytes(), &grantee.0])
 }
 
 fn job_key(id: u64) -> Vec<u8> {
-    let mut key = vec![JOB];
-    key.extend_from_slice(&id.to_be_bytes());
-    key
+    key(JOB, &[&id.to_be_bytes()])
 }
 
 fn open_job_key(verifier: &Address, job: u64) -> Vec<u8> {
-    let mut key = vec![OPEN_JOB];
-    key.extend_from_slice(&verifier.0);
-    key.extend_from_slice(&job.to_be_bytes());
-    key
+    key(OPEN_JOB, &[&verifier.0, &job.to_be_bytes()])
 }
 
 fn file_job_key(file: u64, job: u64) -> Vec<u8> {
-    let mut key = vec![FILE_JOB];
-    key.extend_from_slice(&file.to_be_bytes());
-    key.extend_from_slice(&job.to_be_bytes());
-    key
+    key(FILE_JOB, &[&file.to_be_bytes(), &job.to_be_bytes()])
 }
 
 fn verifier_key(worker: &Address) -> Vec<u8> {
-    let mut key = vec![VERIFIER];
-    key.extend_from_slice(&worker.0);
-    key
+    key(VERIFIER, &[&worker.0])
 }
 
 fn balance_key(file: u64, holder: &Address) -> Vec<u8> {
-    let mut key = vec![BALANCE];
-    key.extend_from_slice(&file.to_be_bytes());
-    key.extend_from_slice(&holder.0);
-    key
+    key(BALANCE, &[&file.to_be_bytes(), &holder.0])
 }
 
 fn supply_key(file: u64) -> Vec<u8> {
-    let mut key = vec![SUPPLY];
-    key.extend_from_slice(&file.to_be_bytes());
-    key
+    key(SUPPLY, &[&file.to_be_bytes()])
+}
+
+/// The ids that end the index keys under `prefix` (a key built with no id), from `from` on.
+fn ids_under(
+    state: &Overlay<'_>,
+    prefix: &[u8],
+    from: u64,
+    limit: usize,
+) -> Result<Vec<u64>, StateError> {
+    let start = [prefix, &from.to_be_bytes()].concat();
+    Ok(state
+        .scan_from(Table::Data, prefix, &start, limit)?
+        .into_iter()
+        .filter_map(|(key, _)| key[prefix.len()..].try_into().ok().map(u64::from_be_bytes))
+        .collect())
 }
 
 fn u64_at(state: &Overlay<'_>, key: &[u8]) -> Result<u64, StateError> {
@@ -217,6 +219,17 @@ fn u64_at(state: &Overlay<'_>, key: &[u8]) -> Result<u64, StateError> {
         Some(raw) => Ok(u64::from_be_bytes(
             raw.try_into()
                 .map_err(|_| StateError::Corrupt("data counter"))?,
+        )),
+    }
+}
+
+/// An amount (a balance, a supply, earnings per DAT); zero when absent.
+fn u128_at(state: &Overlay<'_>, key: &[u8]) -> Result<u128, StateError> {
+    match state.get(Table::Data, key)? {
+        None => Ok(0),
+        Some(raw) => Ok(u128::from_le_bytes(
+            raw.try_into()
+                .map_err(|_| StateError::Corrupt("data amount"))?,
         )),
     }
 }
@@ -253,10 +266,7 @@ pub fn balance(state: &Overlay<'_>, file: u64, holder: &Address) -> Result<Amoun
 }
 
 fn holder_key(holder: &Address, file: u64) -> Vec<u8> {
-    let mut key = vec![HOLDER_INDEX];
-    key.extend_from_slice(&holder.0);
-    key.extend_from_slice(&file.to_be_bytes());
-    key
+    key(HOLDER_INDEX, &[&holder.0, &file.to_be_bytes()])
 }
 
 fn put_balance(state: &mut Overlay<'_>, file: u64, holder: &Address, amount: Amount) {
@@ -286,16 +296,7 @@ pub fn files(
 ) -> Result<Vec<File>, StateError> {
     let start = after.saturating_add(1);
     let ids: Vec<u64> = match owner {
-        Some(owner) => state
-            .scan_from(
-                Table::Data,
-                &owner_key(owner, 0)[..21],
-                &owner_key(owner, start),
-                limit,
-            )?
-            .into_iter()
-            .filter_map(|(key, _)| key[21..].try_into().ok().map(u64::from_be_bytes))
-            .collect(),
+        Some(owner) => ids_under(state, &key(OWNER_INDEX, &[&owner.0]), start, limit)?,
         None => (start..=u64_at(state, NEXT_FILE)?).take(limit).collect(),
     };
     ids.into_iter()
@@ -309,11 +310,8 @@ pub fn open_jobs(
     verifier: &Address,
     limit: usize,
 ) -> Result<Vec<Job>, StateError> {
-    let prefix = open_job_key(verifier, 0);
-    state
-        .scan_prefix(Table::Data, &prefix[..21], limit)?
+    ids_under(state, &key(OPEN_JOB, &[&verifier.0]), 0, limit)?
         .into_iter()
-        .filter_map(|(key, _)| key[21..].try_into().ok().map(u64::from_be_bytes))
         .filter_map(|id| job(state, id).transpose())
         .collect()
 }
@@ -325,16 +323,9 @@ pub fn jobs_of(
     after: u64,
     limit: usize,
 ) -> Result<Vec<Job>, StateError> {
-    let prefix = file_job_key(file, 0);
-    state
-        .scan_from(
-            Table::Data,
-            &prefix[..9],
-            &file_job_key(file, after.saturating_add(1)),
-            limit,
-        )?
+    let prefix = key(FILE_JOB, &[&file.to_be_bytes()]);
+    ids_under(state, &prefix, after.saturating_add(1), limit)?
         .into_iter()
-        .filter_map(|(key, _)| key[9..].try_into().ok().map(u64::from_be_bytes))
         .filter_map(|id| job(state, id).transpose())
         .collect()
 }
@@ -715,16 +706,6 @@ pub fn request_reward(
     Ok(amount)
 }
 
-fn u128_at(state: &Overlay<'_>, key: &[u8]) -> Result<u128, StateError> {
-    match state.get(Table::Data, key)? {
-        None => Ok(0),
-        Some(raw) => Ok(u128::from_le_bytes(
-            raw.try_into()
-                .map_err(|_| StateError::Corrupt("DAT supply"))?,
-        )),
-    }
-}
-
 /// TransferDat: moves DAT of one file's class, with what each side earned so far settled first.
 pub fn transfer_dat(
     state: &mut Overlay<'_>,
@@ -762,16 +743,11 @@ struct Holder {
 }
 
 fn holder_entry_key(file: u64, holder: &Address) -> Vec<u8> {
-    let mut key = vec![HOLDER];
-    key.extend_from_slice(&file.to_be_bytes());
-    key.extend_from_slice(&holder.0);
-    key
+    key(HOLDER, &[&file.to_be_bytes(), &holder.0])
 }
 
 fn earned_per_dat_key(file: u64) -> Vec<u8> {
-    let mut key = vec![EARNED_PER_DAT];
-    key.extend_from_slice(&file.to_be_bytes());
-    key
+    key(EARNED_PER_DAT, &[&file.to_be_bytes()])
 }
 
 /// ⌊a × b / d⌋ exactly, through a 256-bit product; None when it does not fit in 128 bits.
@@ -894,17 +870,9 @@ pub fn holdings(
     after: u64,
     limit: usize,
 ) -> Result<Vec<(u64, Amount)>, StateError> {
-    let ids: Vec<u64> = state
-        .scan_from(
-            Table::Data,
-            &holder_key(holder, 0)[..21],
-            &holder_key(holder, after.saturating_add(1)),
-            limit,
-        )?
+    let prefix = key(HOLDER_INDEX, &[&holder.0]);
+    ids_under(state, &prefix, after.saturating_add(1), limit)?
         .into_iter()
-        .filter_map(|(key, _)| key[21..].try_into().ok().map(u64::from_be_bytes))
-        .collect();
-    ids.into_iter()
         .map(|id| Ok((id, balance(state, id, holder)?)))
         .collect()
 }
