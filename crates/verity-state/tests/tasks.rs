@@ -375,6 +375,32 @@ fn timeouts_reassign_penalise_and_deadlines_refund() {
     );
 }
 
+#[test]
+fn several_timeouts_in_one_block_are_each_forgiven() {
+    let owner = AccountKey::generate();
+    let user = AccountKey::generate();
+    let mut net = Net::new(&[owner.address(), user.address()], params());
+    let ([w], txs) = funded_workers_and_model(&mut net, &owner, [b"m1"]);
+    net.ok(&txs);
+    // Three tasks on the only worker time out together, again and again, until the deadline.
+    let submits: Vec<_> = (0..3).map(|n| submit(&mut net, &user, n)).collect();
+    net.ok(&submits);
+    let first_timeout = net.height + 1 + params().assignment_timeout_blocks;
+    while net.height < first_timeout {
+        net.ok(&[]);
+    }
+    let rep = net.chain.reputation(&w.account.address()).unwrap();
+    assert_eq!(rep.timeouts, 3, "all three in one block");
+    assert_eq!(rep.score, -3 * params().timeout_penalty);
+    while net.height < first_timeout + 60 + FORGIVEN_AFTER {
+        net.ok(&[]);
+    }
+    let rep = net.chain.reputation(&w.account.address()).unwrap();
+    assert!(rep.timeouts > 5, "{rep:?}");
+    assert_eq!(rep.score, 0, "every penalty was given back: {rep:?}");
+    assert!(!rep.banned);
+}
+
 /// A new account with one token from `funder`, for transaction fees.
 fn funded_account(net: &mut Net, funder: &AccountKey) -> AccountKey {
     let account = AccountKey::generate();

@@ -380,8 +380,11 @@ fn draw_referee(
     timed_out: &[Address],
 ) -> Result<Option<Address>, StateError> {
     let task = tasks::get(state, &dispute.task_id)?.ok_or(StateError::Corrupt("disputed task"))?;
-    for attempt in 0..tasks::MAX_DRAWS {
-        let entropy = sha256(
+    let mut excluded = vec![dispute.worker, dispute.challenger];
+    excluded.extend_from_slice(&task.disproven);
+    excluded.extend_from_slice(timed_out);
+    tasks::draw_eligible(state, ctx, &task.model_id, &excluded, |attempt| {
+        sha256(
             &[
                 REFEREE_DOMAIN,
                 &ctx.seed.0,
@@ -390,23 +393,8 @@ fn draw_referee(
                 &attempt.to_le_bytes(),
             ]
             .concat(),
-        );
-        let Some(worker) = sortition::draw(state, &task.model_id, &entropy)? else {
-            return Ok(None);
-        };
-        let stake = staking::get(state, &worker)?.unwrap_or_default();
-        let excluded = worker == dispute.worker
-            || worker == dispute.challenger
-            || task.disproven.contains(&worker)
-            || timed_out.contains(&worker);
-        if !excluded
-            && stake.serves(&task.model_id)
-            && tasks::draw_weight(state, ctx, &worker, &stake)?.is_some()
-        {
-            return Ok(Some(worker));
-        }
-    }
-    Ok(None)
+        )
+    })
 }
 
 /// Schedules a look at the dispute when the next clock would run out.
@@ -656,6 +644,7 @@ fn referee_clock(
         reputation::record_timeout(
             state,
             &check.referee,
+            &dispute.dispute_id,
             params.timeout_penalty,
             ctx.height,
             params.timeout_forgiven_after_blocks,

@@ -3,7 +3,7 @@
 //! enough of its penalties are forgiven.
 
 use serde::{Deserialize, Serialize};
-use verity_types::Address;
+use verity_types::{Address, Hash};
 
 use crate::modules::schedule;
 use crate::overlay::Overlay;
@@ -74,10 +74,12 @@ pub fn record_fraud(
 
 /// A timeout costs `penalty` now and is forgiven `forgive_after` blocks later: a worker that
 /// went offline for a while recovers, and a ban it earned that way lifts once enough penalties
-/// are forgiven.
+/// are forgiven. `cause` (the task or dispute) keeps two timeouts in one block apart, so that
+/// each is forgiven.
 pub fn record_timeout(
     state: &mut Overlay<'_>,
     worker: &Address,
+    cause: &Hash,
     penalty: i64,
     height: u64,
     forgive_after: u64,
@@ -94,15 +96,15 @@ pub fn record_timeout(
         state,
         schedule::Kind::Forgive,
         height.saturating_add(forgive_after),
-        &(*worker, penalty),
+        &(*worker, penalty, *cause),
     )
 }
 
 /// Gives back the timeout penalties due at `height`; returns the workers whose score changed.
 pub fn forgive_due(state: &mut Overlay<'_>, height: u64) -> Result<Vec<Address>, StateError> {
-    let due: Vec<(Address, i64)> = schedule::take(state, schedule::Kind::Forgive, height)?;
+    let due: Vec<(Address, i64, Hash)> = schedule::take(state, schedule::Kind::Forgive, height)?;
     let mut forgiven = Vec::with_capacity(due.len());
-    for (worker, penalty) in due {
+    for (worker, penalty, _) in due {
         let mut rep = get(state, &worker)?;
         rep.score = rep.score.saturating_add(penalty).min(MAX_SCORE);
         if rep.banned && !rep.banned_for_fraud && rep.score > BAN_THRESHOLD {

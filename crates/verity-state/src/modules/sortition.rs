@@ -253,30 +253,109 @@ pub fn draw_data(state: &Overlay<'_>, entropy: &Hash) -> Result<Option<Address>,
     find(state, &Pool::Data, point).map(Some)
 }
 
-/// Draws a worker for `model` with probability proportional to its weight, from `entropy`;
-/// None when no worker has weight.
+/// Sum of the weights in slots `1..=slot` of `pool`.
+fn prefix(state: &Overlay<'_>, pool: &Pool, slot: u64) -> Result<u128, StateError> {
+    let mut sum = 0u128;
+    let mut index = slot;
+    while index > 0 {
+        sum = sum
+            .checked_add(read_u128(state, &node_key(pool, index))?)
+            .ok_or(StateError::Corrupt("sortition weights overflow"))?;
+        index -= index & index.wrapping_neg();
+    }
+    Ok(sum)
+}
+
+/// One pool as a draw sees it: the excluded workers' slots that hold weight there (by slot,
+/// with the weight of each) and the weight left to draw from.
+struct Part {
+    pool: Pool,
+    skipped: Vec<(u64, u128)>,
+    kept: u128,
+}
+
+fn part(state: &Overlay<'_>, pool: Pool, excluded: &[Address]) -> Result<Part, StateError> {
+    let mut skipped = std::collections::BTreeMap::new();
+    for worker in excluded {
+        let Some(slot) = read_u64(state, &key(SLOT, &pool, &worker.0))? else {
+            continue;
+        };
+        let weight = prefix(state, &pool, slot)?
+            .checked_sub(prefix(state, &pool, slot - 1)?)
+            .ok_or(StateError::Corrupt("sortition weight below zero"))?;
+        if weight > 0 {
+            skipped.insert(slot, weight);
+        }
+    }
+    let kept = skipped
+        .values()
+        .try_fold(total(state, &pool)?, |left, weight| {
+            left.checked_sub(*weight)
+        })
+        .ok_or(StateError::Corrupt("sortition weight below zero"))?;
+    Ok(Part {
+        pool,
+        skipped: skipped.into_iter().collect(),
+        kept,
+    })
+}
+
+/// The worker at `point` of the pool with its skipped slots taken out (`point` < `kept`):
+/// each skipped interval at or below the point moves it past that interval in the full tree.
+fn locate(state: &Overlay<'_>, part: &Part, mut point: u128) -> Result<Address, StateError> {
+    for (slot, weight) in &part.skipped {
+        if point < prefix(state, &part.pool, slot - 1)? {
+            break;
+        }
+        point += weight;
+    }
+    find(state, &part.pool, point)
+}
+
+/// The draw space for `model` without `excluded`: its own pool, then the every-model pool.
+fn parts(state: &Overlay<'_>, model: &Hash, excluded: &[Address]) -> Result<[Part; 2], StateError> {
+    Ok([
+        part(state, Pool::Model(*model), excluded)?,
+        part(state, Pool::Every, excluded)?,
+    ])
+}
+
+fn pick(state: &Overlay<'_>, parts: &[Part], mut point: u128) -> Result<Address, StateError> {
+    for part in parts {
+        if point < part.kept {
+            return locate(state, part, point);
+        }
+        point -= part.kept;
+    }
+    Err(StateError::Corrupt("sortition point beyond the pools"))
+}
+
+/// Draws a worker for `model` other than those in `excluded`, with probability proportional to
+/// its weight, from `entropy`; None when no other worker has weight. Costs two tree walks per
+/// excluded worker on top of the draw's own.
 pub fn draw(
     state: &Overlay<'_>,
     model: &Hash,
     entropy: &Hash,
+    excluded: &[Address],
 ) -> Result<Option<Address>, StateError> {
-    let own = Pool::Model(*model);
-    let (in_model, in_every) = (total(state, &own)?, total(state, &Pool::Every)?);
-    let Some(sum) = in_model.checked_add(in_every).filter(|s| *s > 0) else {
+    let parts = parts(state, model, excluded)?;
+    let Some(sum) = parts[0]
+        .kept
+        .checked_add(parts[1].kept)
+        .filter(|sum| *sum > 0)
+    else {
         return Ok(None);
     };
     let point = u128::from_le_bytes(entropy.0[..16].try_into().expect("16 bytes")) % sum;
-    Ok(Some(if point < in_model {
-        find(state, &own, point)?
-    } else {
-        find(state, &Pool::Every, point - in_model)?
-    }))
+    pick(state, &parts, point).map(Some)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::MemStore;
+    use proptest::prelude::*;
     use verity_types::sha256;
 
     fn counts(
@@ -286,7 +365,7 @@ mod tests {
     ) -> std::collections::BTreeMap<Address, u32> {
         let mut counts = std::collections::BTreeMap::new();
         for i in 0..draws {
-            let worker = draw(state, model, &sha256(&i.to_le_bytes()))
+            let worker = draw(state, model, &sha256(&i.to_le_bytes()), &[])
                 .unwrap()
                 .unwrap();
             *counts.entry(worker).or_default() += 1;
@@ -306,7 +385,7 @@ mod tests {
             Address([3; 20]),
             Address([4; 20]),
         );
-        assert_eq!(draw(&state, &model, &Hash::ZERO).unwrap(), None);
+        assert_eq!(draw(&state, &model, &Hash::ZERO, &[]).unwrap(), None);
         set(&mut state, &pool, &a, 0, 100).unwrap();
         set(&mut state, &pool, &b, 0, 300).unwrap();
         set(&mut state, &Pool::Every, &c, 0, 600).unwrap();
@@ -340,6 +419,39 @@ mod tests {
         for i in [0u32, 1, 511, 512, 999] {
             let owner = find(&state, &pool, u128::from(i)).unwrap();
             assert_eq!(owner.0[..4], i.to_be_bytes());
+        }
+    }
+
+    proptest! {
+        /// Every point of the space left after exclusion lands on a kept worker, and each kept
+        /// worker owns exactly its weight's worth of points: excluded workers are never drawn
+        /// and the others keep their odds.
+        #[test]
+        fn exclusion_leaves_exactly_the_other_weights(
+            weights in proptest::collection::vec((0u128..20, any::<bool>()), 1..10),
+            excluded in proptest::collection::vec(0usize..12, 0..8),
+        ) {
+            let store = MemStore::default();
+            let mut state = Overlay::new(&store);
+            let model = Hash([7; 32]);
+            let worker = |i: usize| Address([i as u8 + 1; 20]);
+            for (i, (weight, every)) in weights.iter().enumerate() {
+                let pool = if *every { Pool::Every } else { Pool::Model(model) };
+                set(&mut state, &pool, &worker(i), 0, *weight).unwrap();
+            }
+            let excluded: Vec<Address> = excluded.into_iter().map(worker).collect();
+            let parts = parts(&state, &model, &excluded).unwrap();
+            let sum = parts[0].kept + parts[1].kept;
+            let mut seen = std::collections::BTreeMap::<Address, u128>::new();
+            for point in 0..sum {
+                *seen.entry(pick(&state, &parts, point).unwrap()).or_default() += 1;
+            }
+            for (i, (weight, _)) in weights.iter().enumerate() {
+                let expected = if excluded.contains(&worker(i)) { 0 } else { *weight };
+                prop_assert_eq!(seen.get(&worker(i)).copied().unwrap_or(0), expected);
+            }
+            let drawn = draw(&state, &model, &sha256(b"x"), &excluded).unwrap();
+            prop_assert_eq!(drawn.is_some(), sum > 0);
         }
     }
 }

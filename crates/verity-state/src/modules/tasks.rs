@@ -313,40 +313,65 @@ pub(crate) fn draw_weight(
 }
 
 /// Draws for one task before it stays Pending: a drawn worker can turn out ineligible (its
-/// enclave expired since its weight was set) or be one that let this task time out.
+/// enclave expired since its weight was set); it is then refreshed out of the pool.
 pub(crate) const MAX_DRAWS: u32 = 8;
 
-/// Draws a worker for `task` from the block seed, weighted by stake × reputation among workers
-/// serving its model, preferring those that have not let it time out; leaves it Pending when
-/// nobody is eligible. Costs at most [`MAX_DRAWS`] tree walks, whatever the number of workers.
-fn assign(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>, task: &mut Task) -> Result<(), StateError> {
-    let mut chosen = None;
-    let mut timed_out_before = None;
+/// Workers that let a task time out and are still passed over when drawing it again, the most
+/// recent first; this bounds the cost of a draw for a task that timed out many times.
+const PASSED_OVER: usize = 16;
+
+/// Draws an eligible worker for `model`, never one in `excluded`, refreshing drawn workers
+/// that turn out ineligible; at most [`MAX_DRAWS`] draws. `entropy` gives each draw's input.
+pub(crate) fn draw_eligible(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    model: &Hash,
+    excluded: &[Address],
+    entropy: impl Fn(u32) -> Hash,
+) -> Result<Option<Address>, StateError> {
     for attempt in 0..MAX_DRAWS {
-        let mut draw_input = ASSIGN_DOMAIN.to_vec();
-        draw_input.extend_from_slice(&ctx.seed.0);
-        draw_input.extend_from_slice(&task.task_id.0);
-        draw_input.extend_from_slice(&(task.timed_out.len() as u32).to_le_bytes());
-        draw_input.extend_from_slice(&attempt.to_le_bytes());
-        let Some(worker) = sortition::draw(state, &task.model_id, &sha256(&draw_input))? else {
-            break;
+        let Some(worker) = sortition::draw(state, model, &entropy(attempt), excluded)? else {
+            return Ok(None);
         };
         let stake = staking::get(state, &worker)?.unwrap_or_default();
-        if !stake.serves(&task.model_id) || draw_weight(state, ctx, &worker, &stake)?.is_none() {
-            sortition::refresh(state, ctx, &worker)?;
-            continue;
+        if stake.serves(model) && draw_weight(state, ctx, &worker, &stake)?.is_some() {
+            return Ok(Some(worker));
         }
-        if task.disproven.contains(&worker) {
-            continue;
-        }
-        if task.timed_out.contains(&worker) {
-            timed_out_before.get_or_insert(worker);
-            continue;
-        }
-        chosen = Some(worker);
-        break;
+        sortition::refresh(state, ctx, &worker)?;
     }
-    let Some(chosen) = chosen.or(timed_out_before) else {
+    Ok(None)
+}
+
+/// Draws a worker for `task` from the block seed, weighted by stake × reputation among workers
+/// serving its model, never one whose result for it was disproven and, while anyone else can
+/// take it, none that let it time out recently; leaves it Pending when nobody is eligible.
+fn assign(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>, task: &mut Task) -> Result<(), StateError> {
+    let (task_id, timeouts) = (task.task_id, task.timed_out.len() as u32);
+    let entropy = |round: u8| {
+        move |attempt: u32| {
+            let mut input = ASSIGN_DOMAIN.to_vec();
+            input.extend_from_slice(&ctx.seed.0);
+            input.extend_from_slice(&task_id.0);
+            input.extend_from_slice(&timeouts.to_le_bytes());
+            input.push(round);
+            input.extend_from_slice(&attempt.to_le_bytes());
+            sha256(&input)
+        }
+    };
+    let mut passed_over = task.disproven.clone();
+    for worker in task.timed_out.iter().rev() {
+        if passed_over.len() >= task.disproven.len() + PASSED_OVER {
+            break;
+        }
+        if !passed_over.contains(worker) {
+            passed_over.push(*worker);
+        }
+    }
+    let mut chosen = draw_eligible(state, ctx, &task.model_id, &passed_over, entropy(0))?;
+    if chosen.is_none() && passed_over.len() > task.disproven.len() {
+        chosen = draw_eligible(state, ctx, &task.model_id, &task.disproven, entropy(1))?;
+    }
+    let Some(chosen) = chosen else {
         task.status = TaskStatus::Pending;
         task.worker = None;
         task.assigned_height = None;
@@ -516,6 +541,7 @@ pub fn begin_block(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>) -> Result<(), St
         reputation::record_timeout(
             state,
             &worker,
+            &task.task_id,
             penalty,
             ctx.height,
             ctx.genesis.params.tasks.timeout_forgiven_after_blocks,
