@@ -306,6 +306,9 @@ fn a_rejected_file_mints_nothing_and_an_unanswered_job_refunds_its_fee() {
         "only the transaction fee is spent"
     );
     assert!(net.chain.open_data_jobs(&verifier, 10).unwrap().is_empty());
+    // The silent verifier pays in reputation, as a worker that lets a task time out does.
+    let rep = net.chain.reputation(&verifier).unwrap();
+    assert_eq!((rep.timeouts, rep.score), (1, -params().timeout_penalty));
     let (chosen, _) = drawn(&workers, &verifier);
     let late = proof(
         chosen,

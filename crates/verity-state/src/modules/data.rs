@@ -18,13 +18,15 @@ use verity_types::{
     sha256, verify_data_key, Address, Amount, DataProof, DataRef, DataVerdict, Hash, MAX_SCORE,
 };
 
-use crate::modules::{accounts, enclaves, schedule, sortition, staking, tasks};
+use crate::modules::{accounts, enclaves, reputation, schedule, sortition, staking, tasks};
 use crate::overlay::Overlay;
 use crate::store::Table;
 use crate::{BlockCtx, StateError, TxFailure};
 
 /// Domain of the verifier draw's entropy.
 const DRAW_DOMAIN: &[u8] = b"verity/data-draw/v1";
+/// Names a data job in a verifier's timeout record.
+const JOB_TIMEOUT_DOMAIN: &[u8] = b"verity/data-job-timeout/v1";
 
 /// Key prefixes under [`Table::Data`].
 const NEXT_FILE: &[u8] = b"nf";
@@ -538,6 +540,19 @@ pub fn begin_block(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>) -> Result<(), St
         }
         if let Some(verifier) = job.verifier {
             state.delete(Table::Data, open_job_key(&verifier, job_id));
+            // Silence costs as a task's timeout does: reputation, hence draw weight, forgiven
+            // later; the cause names the job so that each silence counts.
+            let params = &ctx.genesis.params.tasks;
+            let cause = sha256(&[JOB_TIMEOUT_DOMAIN, &job_id.to_be_bytes()].concat());
+            reputation::record_timeout(
+                state,
+                &verifier,
+                &cause,
+                params.timeout_penalty,
+                ctx.height,
+                params.timeout_forgiven_after_blocks,
+            )?;
+            sortition::refresh(state, ctx, &verifier)?;
         }
         expire(state, &mut job)?;
         state.put_json(Table::Data, job_key(job_id), &job);
