@@ -168,7 +168,12 @@ fn the_readme_walkthrough_runs_as_written_and_the_devnet_resumes_after_ctrl_c() 
         "the walkthrough failed:\n{stdout}\n{stderr}"
     );
     // What the walkthrough's commands say, beyond succeeding.
-    for expected in ["status       finalized", "balance        1.5", "TCB status"] {
+    for expected in [
+        "status       finalized",
+        "balance        1.5",
+        "TCB status",
+        "zk proof     verified (Groth16, 128 bytes)",
+    ] {
         assert!(stdout.contains(expected), "no {expected:?} in:\n{stdout}");
     }
     assert_eq!(
