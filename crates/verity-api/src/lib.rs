@@ -14,8 +14,8 @@ pub use verity_state::modules::game::{Game, Phase, Side, DEPTH};
 pub use verity_state::modules::records::RecordStatus;
 pub use verity_state::{
     AttestationNonce, BlockRecord, Challenger, DataFile, DataJob, DataJobStatus, DataVerifier,
-    Dispute, ExecutionRecord, Model, Receipt, Reputation, Task, TaskStatus, TxFailure, TxStatus,
-    Worker,
+    Dataset, Dispute, ExecutionRecord, Model, Receipt, Reputation, Task, TaskStatus, TxFailure,
+    TxStatus, Worker,
 };
 pub use verity_tee::Policy;
 
@@ -237,6 +237,15 @@ pub struct StoredBlob {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ModelList {
     pub models: Vec<Model>,
+    /// The cursor of the next page; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<Hash>,
+}
+
+/// `GET /v1/datasets`, in id order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DatasetList {
+    pub datasets: Vec<Dataset>,
     /// The cursor of the next page; absent on the last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<Hash>,

@@ -278,6 +278,17 @@ impl Client {
         self.find(&format!("/v1/models/{id}")).await
     }
 
+    pub async fn datasets(
+        &self,
+        page: &PageRequest<Hash>,
+    ) -> Result<api::DatasetList, ClientError> {
+        self.get(&format!("/v1/datasets{}", page.query())).await
+    }
+
+    pub async fn dataset(&self, id: &Hash) -> Result<Option<api::Dataset>, ClientError> {
+        self.find(&format!("/v1/datasets/{id}")).await
+    }
+
     /// Tasks, newest first.
     pub async fn tasks(&self, page: &PageRequest<Hash>) -> Result<TaskList, ClientError> {
         self.get(&format!("/v1/tasks{}", page.query())).await

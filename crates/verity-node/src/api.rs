@@ -27,10 +27,10 @@ use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi};
 use verity_api::{
-    AccountView, Assignments, ChallengerList, ChallengerView, DisputeList, ErrorBody, ErrorCode,
-    ErrorDetail, ModelList, PolicyView, StatusView, StoredBlob, SubmitTx, TaskList, TaskView,
-    TxState, TxView, UploadAuth, ValidatorInfo, WorkerList, WorkerView, DEV_TEE_LABEL, MAX_PAGE,
-    UPLOAD_HEADER,
+    AccountView, Assignments, ChallengerList, ChallengerView, DatasetList, DisputeList, ErrorBody,
+    ErrorCode, ErrorDetail, ModelList, PolicyView, StatusView, StoredBlob, SubmitTx, TaskList,
+    TaskView, TxState, TxView, UploadAuth, ValidatorInfo, WorkerList, WorkerView, DEV_TEE_LABEL,
+    MAX_PAGE, UPLOAD_HEADER,
 };
 use verity_types::{Address, Hash};
 
@@ -139,6 +139,8 @@ pub fn router(state: ApiState, limits: &ApiLimits) -> Router {
         .route("/v1/blobs/{cid}", get(get_blob))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{id}", get(get_model))
+        .route("/v1/datasets", get(list_datasets))
+        .route("/v1/datasets/{id}", get(get_dataset))
         .route("/v1/tasks", get(list_tasks))
         .route("/v1/tasks/{id}", get(get_task))
         .route("/v1/workers", get(list_workers))
@@ -714,6 +716,48 @@ async fn get_model(
         .ok_or_else(|| ApiError::not_found(format!("no model {id}")))
 }
 
+#[utoipa::path(get, path = "/v1/datasets", tag = "models",
+    params(IdPage),
+    responses(
+        (status = 200, description = "registered datasets in id order", body = DatasetList),
+        (status = 400, body = ErrorBody),
+    ))]
+async fn list_datasets(
+    State(state): State<ApiState>,
+    page: Result<Query<IdPage>, QueryRejection>,
+) -> ApiResult<DatasetList> {
+    let page = query(page)?;
+    let limit = page_size(page.limit, 100)?;
+    let datasets = state
+        .node
+        .chain
+        .datasets(page.after.as_ref(), limit)
+        .map_err(ApiError::internal)?;
+    let next = next_cursor(&datasets, limit, |d| d.dataset_id);
+    Ok(Json(DatasetList { datasets, next }))
+}
+
+#[utoipa::path(get, path = "/v1/datasets/{id}", tag = "models",
+    params(("id" = Hash, Path, description = "the dataset id: SHA-256 of its file")),
+    responses(
+        (status = 200, body = verity_api::Dataset),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+async fn get_dataset(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<verity_state::Dataset> {
+    let id: Hash = parse(&id, "dataset id")?;
+    state
+        .node
+        .chain
+        .dataset(&id)
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no dataset {id}")))
+}
+
 #[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks",
     params(("id" = Hash, Path, description = "the task id: its SubmitTask's hash")),
     responses(
@@ -1232,6 +1276,8 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
         get_blob,
         list_models,
         get_model,
+        list_datasets,
+        get_dataset,
         list_tasks,
         get_task,
         list_workers,
@@ -1294,6 +1340,8 @@ validator_p2p_tracker_directory_reserved{index=\"0\"} 2
             "/v1/blobs/{cid}",
             "/v1/models",
             "/v1/models/{id}",
+            "/v1/datasets",
+            "/v1/datasets/{id}",
             "/v1/tasks",
             "/v1/tasks/{id}",
             "/v1/workers",

@@ -633,6 +633,22 @@ impl<S: Store> Chain<S> {
         modules::registry::dataset(&self.view(), id)
     }
 
+    /// Up to `limit` datasets in id order, after `after` when given.
+    pub fn datasets(&self, after: Option<&Hash>, limit: usize) -> Result<Vec<Dataset>, StateError> {
+        let prefix = modules::registry::DATASET_PREFIX;
+        let start = match after {
+            Some(id) => successor(&modules::registry::dataset_key(id)),
+            None => prefix.to_vec(),
+        };
+        self.store
+            .scan(Table::Registry, prefix, &start, limit)?
+            .into_iter()
+            .map(|(_, raw)| {
+                serde_json::from_slice(&raw).map_err(|_| StateError::Corrupt("dataset"))
+            })
+            .collect()
+    }
+
     /// Up to `limit` models in id order, after `after` when given.
     pub fn models(&self, after: Option<&Hash>, limit: usize) -> Result<Vec<Model>, StateError> {
         let prefix = modules::registry::MODEL_PREFIX;

@@ -8,6 +8,7 @@ mod bench_cmd;
 mod bench_tasks;
 mod chain_cmd;
 mod data_cmd;
+mod dataset_cmd;
 mod dispute_cmd;
 mod infer_cmd;
 mod shutdown;
@@ -59,6 +60,9 @@ enum Command {
     /// Register and inspect models.
     #[command(subcommand)]
     Model(task_cmd::ModelCommand),
+    /// Register and inspect datasets: who owns a public file, anchored or claimed.
+    #[command(subcommand)]
+    Dataset(dataset_cmd::DatasetCommand),
     /// Submit inference tasks and follow them.
     #[command(subcommand)]
     Task(task_cmd::TaskCommand),
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
         Command::Dat(cmd) => data_cmd::run_dat(cmd),
         Command::Blob(cmd) => task_cmd::blob(cmd),
         Command::Model(cmd) => task_cmd::model(cmd),
+        Command::Dataset(cmd) => dataset_cmd::run(cmd),
         Command::Task(cmd) => task_cmd::task(cmd),
         Command::Worker(args) => task_cmd::worker(args),
         Command::Challenger(args) => dispute_cmd::challenger(args),

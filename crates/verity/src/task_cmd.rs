@@ -275,10 +275,8 @@ pub fn model_spec(
     })
 }
 
-/// Registers a model unless it is already registered, commit first: a CommitRegistration with
-/// a fresh salt, final before the file is uploaded (nobody can know the file before the
-/// commitment is on chain), then the RegisterModel that reveals it, anchored by a data
-/// verifier's enclave when `anchored`. Returns the model id.
+/// Registers a model unless it is already registered (then only uploads it), by
+/// [`commit_and_register`]. Returns the model id.
 pub async fn register_model(
     client: &Client,
     key: &AccountKey,
@@ -294,11 +292,35 @@ pub async fn register_model(
             .context("uploading the model")?;
         return Ok(id);
     }
+    commit_and_register(
+        client,
+        key,
+        Asset::Model,
+        bytes,
+        anchored,
+        |salt, anchor| Action::RegisterModel { spec, salt, anchor },
+    )
+    .await?;
+    Ok(id)
+}
+
+/// Registers the file `bytes` as `asset`, commit first: a CommitRegistration with a fresh salt,
+/// final before the file is uploaded (nobody can know the file before the commitment is on
+/// chain), then the registration `register(salt, anchor)` makes, which reveals it, anchored by a
+/// data verifier's enclave when `anchored`.
+pub async fn commit_and_register(
+    client: &Client,
+    key: &AccountKey,
+    asset: Asset,
+    bytes: Vec<u8>,
+    anchored: bool,
+    register: impl FnOnce(Hash, Option<verity_types::Anchor>) -> Action,
+) -> Result<()> {
+    let id = verity_types::sha256(&bytes);
     let mut salt = [0u8; 32];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut salt);
     let salt = Hash(salt);
-    let commitment =
-        verity_types::registration_commitment(Asset::Model, &id, &key.address(), &salt);
+    let commitment = verity_types::registration_commitment(asset, &id, &key.address(), &salt);
     let receipt = send(client, key, Action::CommitRegistration { commitment }).await?;
     if let TxStatus::Failed { error } = receipt.status {
         bail!("CommitRegistration failed: {error}");
@@ -306,16 +328,16 @@ pub async fn register_model(
     let stored = client
         .put_blob(bytes, key)
         .await
-        .context("uploading the model")?;
+        .context("uploading the file")?;
     let anchor = match anchored {
-        true => Some(anchor_of(client, Asset::Model, &stored.cid, &key.address(), &id).await?),
+        true => Some(anchor_of(client, asset, &stored.cid, &key.address(), &id).await?),
         false => None,
     };
-    let receipt = send(client, key, Action::RegisterModel { spec, salt, anchor }).await?;
+    let receipt = send(client, key, register(salt, anchor)).await?;
     if let TxStatus::Failed { error } = receipt.status {
-        bail!("RegisterModel failed: {error}");
+        bail!("the registration failed: {error}");
     }
-    Ok(id)
+    Ok(())
 }
 
 /// An anchor of the blob `cid` for `owner`, from the first data verifier that gives one.

@@ -71,6 +71,7 @@ async fn contributed_files_are_proven_scored_and_rewarded_once() {
     stale_and_malformed_requests_are_refused(&devnet).await;
     a_task_on_a_file_pays_its_holders(&devnet).await;
     an_anchored_model_registration(&devnet).await;
+    datasets_are_registered_anchored_or_claimed(&devnet, home.path()).await;
     ten_mib_end_to_end(&devnet, home.path()).await;
     a_labeled_file_is_scored_with_its_registered_model(&devnet, home.path());
 }
@@ -152,6 +153,76 @@ async fn an_anchored_model_registration(devnet: &Devnet) {
         "{list}"
     );
     assert!(list.contains("unanchored claim"), "{list}");
+}
+
+/// `verity dataset register`: commit–reveal like a model, anchored by the data verifier's
+/// enclave with `--anchor`, an unanchored claim without; someone else's file is refused.
+async fn datasets_are_registered_anchored_or_claimed(devnet: &Devnet, home: &Path) {
+    let node = format!("http://127.0.0.1:{}", devnet.api);
+    let key_path = devnet.home.join("dev-account.key");
+    let owner = AccountKey::from_hex(&std::fs::read_to_string(&key_path).unwrap())
+        .unwrap()
+        .address();
+    let register = |file: &str, contents: &str, extra: &[&str]| {
+        let path = home.join(file);
+        std::fs::write(&path, contents).unwrap();
+        let mut args = vec![
+            "dataset",
+            "register",
+            path.to_str().unwrap(),
+            "--from",
+            key_path.to_str().unwrap(),
+            "--license",
+            "CC-BY-4.0",
+        ];
+        args.extend_from_slice(extra);
+        let id = ok(&node, &args);
+        let id: verity_types::Hash = id.trim().parse().unwrap();
+        assert_eq!(id, verity_types::sha256(contents.as_bytes()));
+        (id, path)
+    };
+    let (anchored, anchored_path) = register("census.csv", "age,city\n31,Oslo\n", &["--anchor"]);
+    let (claimed, _) = register("weather.csv", "day,mm\n1,4\n", &[]);
+    let record = devnet.client.dataset(&anchored).await.unwrap().unwrap();
+    assert_eq!((record.owner, record.name.as_str()), (owner, "census.csv"));
+    let anchor = record.anchor.expect("the registration is anchored");
+    let verifier = devnet.client.data_verifier(&anchor.worker).await.unwrap();
+    assert!(verifier.verifier.is_some(), "a data verifier anchored it");
+    let record = devnet.client.dataset(&claimed).await.unwrap().unwrap();
+    assert!(record.anchor.is_none());
+    let list = ok(&node, &["dataset", "list"]);
+    assert!(
+        list.contains(&format!("{anchored}  census.csv"))
+            && list.contains(&format!("anchored by {}'s dev enclave", anchor.worker)),
+        "{list}"
+    );
+    assert!(
+        list.contains(&format!("{claimed}  weather.csv")) && list.contains("unanchored claim"),
+        "{list}"
+    );
+    // Another account cannot register the same file.
+    let other = home.join("other.key");
+    std::fs::write(&other, AccountKey::generate().secret_hex()).unwrap();
+    let refused = verity(
+        &node,
+        &[
+            "dataset",
+            "register",
+            anchored_path.to_str().unwrap(),
+            "--from",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "dataset {anchored} is already registered, by {owner}"
+        )),
+        "{stderr}"
+    );
+    let shown = ok(&node, &["dataset", "show", &claimed.to_string()]);
+    assert!(shown.contains("\"license\": \"CC-BY-4.0\""), "{shown}");
 }
 
 /// A task that names file 1 pays its DAT holder (the dev account) 5 % of its fee, which

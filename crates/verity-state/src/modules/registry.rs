@@ -92,7 +92,7 @@ pub struct ZkKeys {
     pub set_height: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Dataset {
     pub dataset_id: Hash,
     pub name: String,
@@ -183,7 +183,7 @@ pub fn model_key(id: &Hash) -> Vec<u8> {
     [MODEL_PREFIX, &id.0].concat()
 }
 
-fn dataset_key(id: &Hash) -> Vec<u8> {
+pub fn dataset_key(id: &Hash) -> Vec<u8> {
     [DATASET_PREFIX, &id.0].concat()
 }
 
