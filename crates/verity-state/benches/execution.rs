@@ -105,7 +105,14 @@ impl Bench {
         for (id, name) in [(model, "m"), (orphan, "o")] {
             let commitment =
                 verity_types::registration_commitment(Asset::Model, &id, &owner, &Hash::ZERO);
-            registry::commit(&mut state, &owner, 0, &commitment).unwrap();
+            let before = BlockCtx {
+                height: 0,
+                timestamp_ms: T0,
+                seed: Hash::ZERO,
+                genesis: &genesis,
+                models: chain.model_source(),
+            };
+            registry::commit(&mut state, &before, &owner, &commitment).unwrap();
             registry::register_model(&mut state, &ctx, &owner, &spec(id, name), &Hash::ZERO, None)
                 .unwrap();
         }

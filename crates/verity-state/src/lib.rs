@@ -195,6 +195,11 @@ impl Params {
             t.assignment_timeout_blocks,
         )?;
         at_least("max_input_bytes", t.max_input_bytes, 1)?;
+        at_least(
+            "registration_commitment_blocks",
+            t.registration_commitment_blocks,
+            1,
+        )?;
         if t.min_task_fee == 0 {
             return Err("min_task_fee must be at least 1".into());
         }
@@ -310,6 +315,8 @@ pub struct TaskParams {
     pub slash_bps: u32,
     /// Reputation a worker loses for a disproven result.
     pub fraud_penalty: i64,
+    /// Blocks a registration commitment stays revealable; then it is pruned.
+    pub registration_commitment_blocks: u64,
 }
 
 impl Default for TaskParams {
@@ -333,6 +340,7 @@ impl Default for TaskParams {
             dispute_bond: verity_types::ONE_TOKEN,
             max_open_disputes: 64,
             dispute_clock_blocks: 40,
+            registration_commitment_blocks: 10_000,
             slash_bps: 500,
             fraud_penalty: 50,
         }
@@ -897,6 +905,7 @@ impl<S: Store> Chain<S> {
         modules::disputes::begin_block(&mut state, &ctx)?;
         modules::tasks::begin_block(&mut state, &ctx)?;
         modules::data::begin_block(&mut state, &ctx)?;
+        modules::registry::begin_block(&mut state, &ctx)?;
         let mut tx_hashes = Vec::with_capacity(block.txs.len());
         let mut failed_txs = 0;
         let mut failures = Vec::new();
@@ -1085,7 +1094,7 @@ impl<S: Store> Chain<S> {
                 anchor.as_ref(),
             ),
             Action::CommitRegistration { commitment } => {
-                registry::commit(state, sender, ctx.height, commitment)
+                registry::commit(state, ctx, sender, commitment)
             }
             Action::TransferOwnership { asset, id, to } => {
                 registry::transfer_ownership(state, sender, *asset, id, to)

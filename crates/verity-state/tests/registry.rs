@@ -145,6 +145,75 @@ fn datasets_are_committed_and_revealed_too_and_a_commitment_binds_its_asset() {
 }
 
 #[test]
+fn a_copied_commitment_cannot_block_the_authors() {
+    let author = AccountKey::generate();
+    let mallory = AccountKey::generate();
+    let mut net = Net::new(
+        &[author.address(), mallory.address()],
+        TaskParams::default(),
+    );
+    let salt = sha256(b"the author's secret salt");
+    let commitment =
+        registration_commitment(Asset::Model, &spec().model_id, &author.address(), &salt);
+    // Mallory sees the author's CommitRegistration in the mempool and gets a copy in first.
+    let copy = net.tx(&mallory, Action::CommitRegistration { commitment });
+    let original = net.tx(&author, Action::CommitRegistration { commitment });
+    net.ok(&[copy, original]);
+    let register = Action::RegisterModel {
+        spec: spec(),
+        salt,
+        anchor: None,
+    };
+    // Her copy names the author inside, so it registers nothing for her.
+    let why = failure(&mut net, &mallory, register.clone());
+    assert!(why.contains("no commitment by"), "{why}");
+    let tx = net.tx(&author, register);
+    net.ok(&[tx]);
+    assert_eq!(
+        net.chain.model(&spec().model_id).unwrap().unwrap().owner,
+        author.address()
+    );
+}
+
+#[test]
+fn an_unrevealed_commitment_is_pruned_after_its_blocks() {
+    const BLOCKS: u64 = 5;
+    let author = AccountKey::generate();
+    let params = TaskParams {
+        registration_commitment_blocks: BLOCKS,
+        ..Default::default()
+    };
+    let mut net = Net::new(&[author.address()], params);
+    let (late, in_time) = (DataRef::of(b"late"), DataRef::of(b"in time"));
+    let salt = sha256(b"salt");
+    commit(&mut net, &author, Asset::Dataset, &late.hash, &salt);
+    let committed_at = net.height;
+    commit(&mut net, &author, Asset::Dataset, &in_time.hash, &salt);
+    let register = |data: DataRef| Action::RegisterDataset {
+        name: "d".into(),
+        data,
+        license: "CC0".into(),
+        salt,
+        anchor: None,
+    };
+    // The first is revealable through committed_at + BLOCKS, the second one block longer: in
+    // the block after, the first is gone and the second still there.
+    while net.height < committed_at + BLOCKS {
+        net.ok(&[]);
+    }
+    let txs = [
+        net.tx(&author, register(late)),
+        net.tx(&author, register(in_time)),
+    ];
+    let outcome = net.block(&txs);
+    let why = outcome[0].as_ref().expect("too late").to_string();
+    assert!(why.contains("unrevealed too long and pruned"), "{why}");
+    assert_eq!(outcome[1], None);
+    assert!(net.chain.dataset(&late.hash).unwrap().is_none());
+    assert!(net.chain.dataset(&in_time.hash).unwrap().is_some());
+}
+
+#[test]
 fn an_anchor_records_the_enclave_that_hashed_the_file_for_its_owner_only() {
     let author = AccountKey::generate();
     let mallory = AccountKey::generate();

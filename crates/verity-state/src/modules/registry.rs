@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use verity_types::{Address, Anchor, Asset, DataRef, Hash, ModelSpec};
 
-use crate::modules::enclaves;
+use crate::modules::{enclaves, schedule};
 use crate::overlay::Overlay;
 use crate::store::Table;
 use crate::{BlockCtx, StateError, TxFailure};
@@ -110,25 +110,27 @@ pub const MODEL_PREFIX: &[u8] = b"m";
 pub const DATASET_PREFIX: &[u8] = b"d";
 const COMMITMENT_PREFIX: &[u8] = b"c";
 
-/// An open registration commitment.
+/// An open registration commitment: the height it was made at.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Commitment {
-    owner: Address,
     height: u64,
 }
 
-fn commitment_key(commitment: &Hash) -> Vec<u8> {
-    [COMMITMENT_PREFIX, &commitment.0].concat()
+/// Under its signer: someone who copies a commitment from the mempool records it under their
+/// own address, where it can neither block nor serve the author's.
+fn commitment_key(owner: &Address, commitment: &Hash) -> Vec<u8> {
+    [COMMITMENT_PREFIX, &owner.0, &commitment.0].concat()
 }
 
-/// CommitRegistration: records `commitment` for its signer.
+/// CommitRegistration: records `commitment` for its signer until it is revealed or, unrevealed
+/// for `registration_commitment_blocks`, pruned.
 pub fn commit(
     state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
     owner: &Address,
-    height: u64,
     commitment: &Hash,
 ) -> Result<(), TxFailure> {
-    let key = commitment_key(commitment);
+    let key = commitment_key(owner, commitment);
     if state.get(Table::Registry, &key)?.is_some() {
         return Err(TxFailure::Invalid {
             reason: format!("commitment {commitment} is already recorded"),
@@ -136,12 +138,29 @@ pub fn commit(
     }
     state.put_json(
         Table::Registry,
-        key,
-        &Commitment {
-            owner: *owner,
-            height,
-        },
+        key.clone(),
+        &Commitment { height: ctx.height },
     );
+    let ttl = ctx.genesis.params.tasks.registration_commitment_blocks;
+    schedule::push(
+        state,
+        schedule::Kind::CommitmentExpiry,
+        ctx.height.saturating_add(ttl).saturating_add(1),
+        &key,
+    )?;
+    Ok(())
+}
+
+/// Prunes the commitments left unrevealed too long.
+pub fn begin_block(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>) -> Result<(), StateError> {
+    let ttl = ctx.genesis.params.tasks.registration_commitment_blocks;
+    for key in schedule::take::<Vec<u8>>(state, schedule::Kind::CommitmentExpiry, ctx.height)? {
+        // Revealed and made again since, the key holds a younger commitment: keep that one.
+        let found: Option<Commitment> = state.get_json(Table::Registry, &key, "commitment")?;
+        if found.is_some_and(|c| c.height.saturating_add(ttl) < ctx.height) {
+            state.delete(Table::Registry, key);
+        }
+    }
     Ok(())
 }
 
@@ -156,10 +175,10 @@ fn reveal(
     salt: &Hash,
 ) -> Result<(), TxFailure> {
     let commitment = verity_types::registration_commitment(asset, id, owner, salt);
-    let key = commitment_key(&commitment);
+    let key = commitment_key(owner, &commitment);
     let found: Option<Commitment> = state.get_json(Table::Registry, &key, "commitment")?;
     match found {
-        Some(c) if c.owner == *owner && c.height < height => {
+        Some(c) if c.height < height => {
             state.delete(Table::Registry, key);
             Ok(())
         }
@@ -170,7 +189,7 @@ fn reveal(
         }),
         None => Err(TxFailure::Unauthorized {
             reason: format!(
-                "no commitment by {owner} to registering {id} with this salt; send CommitRegistration in an earlier block"
+                "no commitment by {owner} to registering {id} with this salt (never made, or unrevealed too long and pruned); send CommitRegistration in an earlier block"
             ),
         }),
     }

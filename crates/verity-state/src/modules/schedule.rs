@@ -28,6 +28,8 @@ pub enum Kind {
     DataAssign,
     /// A data proof job's answer is due.
     DataExpiry,
+    /// A registration commitment left unrevealed is pruned.
+    CommitmentExpiry,
 }
 
 impl Kind {
@@ -43,6 +45,7 @@ impl Kind {
             Kind::ChallengerUnbond => b'b',
             Kind::DataAssign => b'p',
             Kind::DataExpiry => b'e',
+            Kind::CommitmentExpiry => b'r',
         }
     }
 }
