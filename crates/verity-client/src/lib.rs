@@ -373,13 +373,19 @@ impl Client {
         self.find(&format!("/v1/data/files/{id}")).await
     }
 
-    /// File `file`'s proof jobs, oldest first (up to 1,000).
-    pub async fn data_jobs_of(&self, file: u64) -> Result<api::DataJobList, ClientError> {
-        self.get(&format!(
-            "/v1/data/files/{file}/jobs?limit={}",
-            api::MAX_PAGE
-        ))
-        .await
+    /// A page of file `file`'s proof jobs, oldest first, after job `after` when given.
+    pub async fn data_jobs_of(
+        &self,
+        file: u64,
+        after: Option<u64>,
+    ) -> Result<api::DataJobList, ClientError> {
+        let query = PageRequest {
+            after,
+            limit: Some(api::MAX_PAGE),
+        }
+        .query();
+        self.get(&format!("/v1/data/files/{file}/jobs{query}"))
+            .await
     }
 
     pub async fn data_job(&self, id: u64) -> Result<Option<api::DataJob>, ClientError> {

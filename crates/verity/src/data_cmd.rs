@@ -275,7 +275,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
                 .data_file(id)
                 .await?
                 .with_context(|| format!("no data file {id}"))?;
-            let jobs = client.data_jobs_of(id).await?.jobs;
+            let jobs = jobs_of(&client, id).await?;
             if json {
                 let doc = serde_json::json!({ "file": file, "jobs": jobs });
                 outln!("{}", serde_json::to_string_pretty(&doc)?);
@@ -568,10 +568,8 @@ async fn contribute(args: ContributeArgs) -> Result<()> {
     )
     .await?;
     let receipt = succeed(receipt, "RequestProof")?;
-    let job = client
-        .data_jobs_of(file.file_id)
+    let job = jobs_of(&client, file.file_id)
         .await?
-        .jobs
         .into_iter()
         .rev()
         .find(|j| j.requester == me && j.requested_height == receipt.height)
@@ -666,6 +664,20 @@ async fn contribute(args: ContributeArgs) -> Result<()> {
     );
     eprintln!("[{:>5.1}s] done", progress.started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Every proof job of `file`, oldest first, page by page.
+async fn jobs_of(client: &Client, file: u64) -> Result<Vec<DataJob>> {
+    let mut jobs = Vec::new();
+    let mut after = None;
+    loop {
+        let page = client.data_jobs_of(file, after).await?;
+        jobs.extend(page.jobs);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(jobs),
+        }
+    }
 }
 
 /// The file this account registered with `data` in the block at `height`.

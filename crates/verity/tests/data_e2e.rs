@@ -139,7 +139,7 @@ async fn an_anchored_model_registration(devnet: &Devnet) {
     let anchor = model.anchor.expect("the registration is anchored");
     let verifier = devnet
         .client
-        .data_jobs_of(1)
+        .data_jobs_of(1, None)
         .await
         .unwrap()
         .jobs
@@ -331,11 +331,11 @@ async fn three_contributions(devnet: &Devnet, home: &Path) {
     for (id, score) in [(1, clean_score), (2, dirty_score)] {
         let record = client.data_file(id).await.unwrap().unwrap();
         assert_eq!(record.best_score, Some(score));
-        let jobs = client.data_jobs_of(id).await.unwrap().jobs;
+        let jobs = client.data_jobs_of(id, None).await.unwrap().jobs;
         assert_eq!(jobs.len(), 1);
         assert!(jobs[0].rewarded);
     }
-    let rejected = client.data_jobs_of(3).await.unwrap().jobs.remove(0);
+    let rejected = client.data_jobs_of(3, None).await.unwrap().jobs.remove(0);
     assert_eq!(
         rejected.verdict,
         Some(DataVerdict::Rejected {
@@ -388,7 +388,7 @@ async fn three_contributions(devnet: &Devnet, home: &Path) {
 /// The verifier's endpoint takes only requests for jobs it owes.
 async fn stale_and_malformed_requests_are_refused(devnet: &Devnet) {
     let client = &devnet.client;
-    let rejected = client.data_jobs_of(3).await.unwrap().jobs.remove(0);
+    let rejected = client.data_jobs_of(3, None).await.unwrap().jobs.remove(0);
     let verifier = rejected.verifier.unwrap();
     let endpoint = client
         .data_verifier(&verifier)
@@ -463,7 +463,13 @@ async fn ten_mib_end_to_end(devnet: &Devnet, home: &Path) {
         "10 MiB contributed, verified and rewarded end to end in {seconds:.1} s ({} rows)",
         row
     );
-    let job = devnet.client.data_jobs_of(4).await.unwrap().jobs.remove(0);
+    let job = devnet
+        .client
+        .data_jobs_of(4, None)
+        .await
+        .unwrap()
+        .jobs
+        .remove(0);
     assert_eq!(job.status, DataJobStatus::Proven);
 }
 
