@@ -643,31 +643,43 @@ impl<S: Store> Chain<S> {
 
     /// Up to `limit` datasets in id order, after `after` when given.
     pub fn datasets(&self, after: Option<&Hash>, limit: usize) -> Result<Vec<Dataset>, StateError> {
-        let prefix = modules::registry::DATASET_PREFIX;
-        let start = match after {
-            Some(id) => successor(&modules::registry::dataset_key(id)),
-            None => prefix.to_vec(),
-        };
-        self.store
-            .scan(Table::Registry, prefix, &start, limit)?
-            .into_iter()
-            .map(|(_, raw)| {
-                serde_json::from_slice(&raw).map_err(|_| StateError::Corrupt("dataset"))
-            })
-            .collect()
+        self.registry_page(
+            modules::registry::DATASET_PREFIX,
+            modules::registry::dataset_key,
+            after,
+            limit,
+            "dataset",
+        )
     }
 
     /// Up to `limit` models in id order, after `after` when given.
     pub fn models(&self, after: Option<&Hash>, limit: usize) -> Result<Vec<Model>, StateError> {
-        let prefix = modules::registry::MODEL_PREFIX;
+        self.registry_page(
+            modules::registry::MODEL_PREFIX,
+            modules::registry::model_key,
+            after,
+            limit,
+            "model",
+        )
+    }
+
+    /// Up to `limit` registry records under `prefix` in id order, after the one `key_of(after)`.
+    fn registry_page<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &[u8],
+        key_of: fn(&Hash) -> Vec<u8>,
+        after: Option<&Hash>,
+        limit: usize,
+        what: &'static str,
+    ) -> Result<Vec<T>, StateError> {
         let start = match after {
-            Some(id) => successor(&modules::registry::model_key(id)),
+            Some(id) => successor(&key_of(id)),
             None => prefix.to_vec(),
         };
         self.store
             .scan(Table::Registry, prefix, &start, limit)?
             .into_iter()
-            .map(|(_, raw)| serde_json::from_slice(&raw).map_err(|_| StateError::Corrupt("model")))
+            .map(|(_, raw)| serde_json::from_slice(&raw).map_err(|_| StateError::Corrupt(what)))
             .collect()
     }
 

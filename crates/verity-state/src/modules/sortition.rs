@@ -245,12 +245,7 @@ pub fn has_data_weight(state: &Overlay<'_>) -> Result<bool, StateError> {
 
 /// Draws a data verifier with probability proportional to its weight; None when none has any.
 pub fn draw_data(state: &Overlay<'_>, entropy: &Hash) -> Result<Option<Address>, StateError> {
-    let sum = total(state, &Pool::Data)?;
-    if sum == 0 {
-        return Ok(None);
-    }
-    let point = u128::from_le_bytes(entropy.0[..16].try_into().expect("16 bytes")) % sum;
-    find(state, &Pool::Data, point).map(Some)
+    draw_among(state, &[part(state, Pool::Data, &[])?], entropy)
 }
 
 /// Sum of the weights in slots `1..=slot` of `pool`.
@@ -266,11 +261,11 @@ fn prefix(state: &Overlay<'_>, pool: &Pool, slot: u64) -> Result<u128, StateErro
     Ok(sum)
 }
 
-/// One pool as a draw sees it: the excluded workers' slots that hold weight there (by slot,
-/// with the weight of each) and the weight left to draw from.
+/// One pool as a draw sees it: the weight intervals of the excluded workers that hold weight
+/// there (start in the full pool and weight, in slot order) and the weight left to draw from.
 struct Part {
     pool: Pool,
-    skipped: Vec<(u64, u128)>,
+    skipped: Vec<(u128, u128)>,
     kept: u128,
 }
 
@@ -280,22 +275,23 @@ fn part(state: &Overlay<'_>, pool: Pool, excluded: &[Address]) -> Result<Part, S
         let Some(slot) = read_u64(state, &key(SLOT, &pool, &worker.0))? else {
             continue;
         };
+        let start = prefix(state, &pool, slot - 1)?;
         let weight = prefix(state, &pool, slot)?
-            .checked_sub(prefix(state, &pool, slot - 1)?)
+            .checked_sub(start)
             .ok_or(StateError::Corrupt("sortition weight below zero"))?;
         if weight > 0 {
-            skipped.insert(slot, weight);
+            skipped.insert(slot, (start, weight));
         }
     }
     let kept = skipped
         .values()
-        .try_fold(total(state, &pool)?, |left, weight| {
+        .try_fold(total(state, &pool)?, |left, (_, weight)| {
             left.checked_sub(*weight)
         })
         .ok_or(StateError::Corrupt("sortition weight below zero"))?;
     Ok(Part {
         pool,
-        skipped: skipped.into_iter().collect(),
+        skipped: skipped.into_values().collect(),
         kept,
     })
 }
@@ -303,8 +299,8 @@ fn part(state: &Overlay<'_>, pool: Pool, excluded: &[Address]) -> Result<Part, S
 /// The worker at `point` of the pool with its skipped slots taken out (`point` < `kept`):
 /// each skipped interval at or below the point moves it past that interval in the full tree.
 fn locate(state: &Overlay<'_>, part: &Part, mut point: u128) -> Result<Address, StateError> {
-    for (slot, weight) in &part.skipped {
-        if point < prefix(state, &part.pool, slot - 1)? {
+    for (start, weight) in &part.skipped {
+        if point < *start {
             break;
         }
         point += weight;
@@ -339,16 +335,24 @@ pub fn draw(
     entropy: &Hash,
     excluded: &[Address],
 ) -> Result<Option<Address>, StateError> {
-    let parts = parts(state, model, excluded)?;
-    let Some(sum) = parts[0]
-        .kept
-        .checked_add(parts[1].kept)
+    draw_among(state, &parts(state, model, excluded)?, entropy)
+}
+
+/// Draws from `parts`, taken one after the other; None when they have no weight left.
+fn draw_among(
+    state: &Overlay<'_>,
+    parts: &[Part],
+    entropy: &Hash,
+) -> Result<Option<Address>, StateError> {
+    let Some(sum) = parts
+        .iter()
+        .try_fold(0u128, |sum, part| sum.checked_add(part.kept))
         .filter(|sum| *sum > 0)
     else {
         return Ok(None);
     };
     let point = u128::from_le_bytes(entropy.0[..16].try_into().expect("16 bytes")) % sum;
-    pick(state, &parts, point).map(Some)
+    pick(state, parts, point).map(Some)
 }
 
 #[cfg(test)]
