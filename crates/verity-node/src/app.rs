@@ -32,6 +32,8 @@ use crate::mempool::{AdmitError, BlockLimits, Mempool, SenderCache};
 
 /// Most transactions a node keeps pending.
 const MEMPOOL_CAPACITY: usize = 100_000;
+/// Every this many blocks the mempool drops transactions left too long behind a nonce gap.
+const EXPIRE_QUEUED_EVERY: u64 = 16;
 
 /// Consensus signatures: BLS12-381 threshold shares with a per-round VRF seed.
 pub type Scheme = vrf::Scheme<ed25519::PublicKey, MinPk>;
@@ -580,10 +582,13 @@ pub async fn execute(
                     .iter()
                     .filter_map(|tx| node.cache.recover(tx).ok().map(|(_, sender)| sender))
                     .collect();
-                node.mempool
-                    .lock()
-                    .expect("mempool lock")
-                    .prune(&node.chain, &senders);
+                {
+                    let mut pool = node.mempool.lock().expect("mempool lock");
+                    pool.prune(&node.chain, &senders);
+                    if record.height % EXPIRE_QUEUED_EVERY == 0 {
+                        pool.expire_queued(&node.chain, record.height);
+                    }
+                }
                 if record.height % 100 == 0 || !record.tx_hashes.is_empty() {
                     info!(
                         node = %node.label,

@@ -13,6 +13,13 @@ use crate::block::MAX_BLOCK_BYTES;
 /// How far ahead of an account's nonce a pending transaction may be.
 pub const MAX_NONCE_GAP: u64 = 1_024;
 
+/// The most transactions one sender may have waiting behind a nonce gap: they cannot execute
+/// until the gap is filled, so a pool full of them is a pool jammed for free.
+pub const MAX_QUEUED_PER_SENDER: usize = 64;
+
+/// Blocks a transaction behind a nonce gap may wait before [`Mempool::expire_queued`] drops it.
+pub const QUEUED_TTL_BLOCKS: u64 = 64;
+
 /// Signature recovery is a pure function of the bytes, so its result can be shared between
 /// admission, block verification and execution, and between validators in one process.
 #[derive(Clone, Default)]
@@ -55,6 +62,8 @@ pub enum AdmitError {
     Underpriced { pending: Amount },
     #[error("this sender already has {0} pending transactions")]
     SenderFull(usize),
+    #[error("this sender already has {0} transactions waiting behind a nonce gap; send the missing nonce first")]
+    QueuedFull(usize),
 }
 
 impl AdmitError {
@@ -66,7 +75,7 @@ impl AdmitError {
             AdmitError::Duplicate => ErrorCode::DuplicateTransaction,
             AdmitError::Full(_) => ErrorCode::MempoolFull,
             AdmitError::Underpriced { .. } => ErrorCode::ReplacementUnderpriced,
-            AdmitError::SenderFull(_) => ErrorCode::SenderPendingLimit,
+            AdmitError::SenderFull(_) | AdmitError::QueuedFull(_) => ErrorCode::SenderPendingLimit,
         }
     }
 }
@@ -80,6 +89,8 @@ struct Pending {
     weight: u64,
     /// Fee per weight unit, scaled by [`PRIORITY_SCALE`]: what eviction orders by.
     priority: u128,
+    /// The committed height when it was admitted: a transaction behind a nonce gap expires.
+    admitted_at: u64,
 }
 
 /// Scale of [`Pending::priority`], so that fees below one base unit per weight still order.
@@ -130,10 +141,15 @@ impl Mempool {
     /// - When the pool is full, the transaction with the lowest fee per weight goes, if the new
     ///   one pays more per weight; otherwise the new one is refused.
     ///
-    /// The balance check covers this transaction's fee and amount against the committed
-    /// balance; transactions that become unpayable once others apply are evicted by [`prune`].
+    /// - A sender holds at most [`MAX_QUEUED_PER_SENDER`] transactions behind a nonce gap.
+    ///
+    /// The balance check covers this transaction's fee and amount together with every other
+    /// transaction the sender has pending, against the committed balance: no sender holds more
+    /// in the pool than it could pay for. Transactions that become unpayable once others apply
+    /// are evicted by [`prune`], and those left behind a gap by [`expire_queued`].
     ///
     /// [`prune`]: Mempool::prune
+    /// [`expire_queued`]: Mempool::expire_queued
     pub fn admit<S: Store>(
         &mut self,
         chain: &Chain<S>,
@@ -163,14 +179,29 @@ impl Mempool {
             .fee
             .checked_add(tx.body.action.spend())
             .ok_or(TxFailure::Overflow)?;
-        if committed.balance < cost {
+        let nonce = tx.body.nonce;
+        let queue = self.by_sender.get(&sender);
+        let others = queue
+            .into_iter()
+            .flat_map(|q| q.range(committed.nonce..))
+            .filter(|(n, _)| **n != nonce)
+            .try_fold(0, |sum: Amount, (_, p)| sum.checked_add(p.cost))
+            .ok_or(TxFailure::Overflow)?;
+        let needed = others.checked_add(cost).ok_or(TxFailure::Overflow)?;
+        if committed.balance < needed {
             return Err(TxFailure::InsufficientBalance {
-                needed: cost,
+                needed,
                 available: committed.balance,
             }
             .into());
         }
-        let nonce = tx.body.nonce;
+        let next = self.pending_nonce(&sender, committed.nonce);
+        if nonce > next {
+            let queued = queue.map_or(0, |q| q.range(next + 1..).count());
+            if queued >= MAX_QUEUED_PER_SENDER && !queue.is_some_and(|q| q.contains_key(&nonce)) {
+                return Err(AdmitError::QueuedFull(MAX_QUEUED_PER_SENDER));
+            }
+        }
         let weight = verity_types::weight::of(&tx.body.action, bytes.len());
         let priority = tx.body.fee.saturating_mul(PRIORITY_SCALE) / u128::from(weight.max(1));
         let pending = Pending {
@@ -180,6 +211,7 @@ impl Mempool {
             cost,
             weight,
             priority,
+            admitted_at: view_height(chain),
         };
         let queue_len = self.by_sender.get(&sender).map_or(0, BTreeMap::len);
         if let Some(existing) = self.by_sender.get(&sender).and_then(|q| q.get(&nonce)) {
@@ -237,6 +269,28 @@ impl Mempool {
         }
         if queue.is_empty() {
             self.by_sender.remove(sender);
+        }
+    }
+
+    /// Drops every transaction that has waited behind a nonce gap for more than
+    /// [`QUEUED_TTL_BLOCKS`] at committed height `height`. Senders that never fill their gap are
+    /// never in a block, so [`prune`](Mempool::prune) alone would keep them forever.
+    pub fn expire_queued<S: Store>(&mut self, chain: &Chain<S>, height: u64) {
+        let mut expired = Vec::new();
+        for (sender, queue) in &self.by_sender {
+            let Ok(account) = chain.account(sender) else {
+                continue;
+            };
+            let next = self.pending_nonce(sender, account.nonce);
+            expired.extend(
+                queue
+                    .range(next + 1..)
+                    .filter(|(_, p)| p.admitted_at.saturating_add(QUEUED_TTL_BLOCKS) < height)
+                    .map(|(nonce, _)| (*sender, *nonce)),
+            );
+        }
+        for (sender, nonce) in expired {
+            self.remove(&sender, nonce);
         }
     }
 
@@ -337,6 +391,10 @@ impl Mempool {
             }
         }
     }
+}
+
+fn view_height<S: Store>(chain: &Chain<S>) -> u64 {
+    chain.height().unwrap_or(0)
 }
 
 /// What one block may hold.
@@ -577,5 +635,74 @@ mod tests {
             .unwrap();
         assert_eq!(pool.len(), 3);
         assert!(!pool.contains(&sha256(&cheapest)));
+    }
+
+    /// Attack: every transaction was checked against the committed balance alone, so one
+    /// account could fill the pool with transactions it could never all pay for. Admission
+    /// counts what the sender already has pending.
+    #[test]
+    fn a_sender_cannot_pend_more_than_its_balance_covers() {
+        let alice = AccountKey::generate();
+        let chain = chain(&[(&alice, 10_000)]);
+        let cache = SenderCache::default();
+        let mut pool = Mempool::new(100);
+        pool.admit(&chain, &cache, transfer(&alice, 0, 5_500, 500))
+            .unwrap();
+        assert!(matches!(
+            pool.admit(&chain, &cache, transfer(&alice, 1, 5_500, 500)),
+            Err(AdmitError::Invalid(TxFailure::InsufficientBalance {
+                needed: 12_000,
+                available: 10_000
+            }))
+        ));
+        // A future nonce counts the same.
+        assert!(matches!(
+            pool.admit(&chain, &cache, transfer(&alice, 5, 5_500, 500)),
+            Err(AdmitError::Invalid(TxFailure::InsufficientBalance { .. }))
+        ));
+        // A replacement is counted instead of the one it replaces, not beside it.
+        pool.admit(&chain, &cache, transfer(&alice, 0, 9_000, 600))
+            .unwrap();
+        pool.admit(&chain, &cache, transfer(&alice, 1, 1, 300))
+            .unwrap();
+        assert_eq!(pool.len(), 2);
+    }
+
+    /// Attack: transactions behind a nonce gap never execute, so they were never pruned: an
+    /// account could park 1,024 of them per address for nothing. At most
+    /// [`MAX_QUEUED_PER_SENDER`] wait behind a gap, and they expire after
+    /// [`QUEUED_TTL_BLOCKS`]; the sender's executable transactions stay.
+    #[test]
+    fn transactions_behind_a_gap_are_bounded_and_expire() {
+        let alice = AccountKey::generate();
+        let chain = chain(&[(&alice, 1_000_000_000)]);
+        let cache = SenderCache::default();
+        let mut pool = Mempool::new(10_000);
+        let ready = transfer(&alice, 0, 1, 200);
+        pool.admit(&chain, &cache, ready.clone()).unwrap();
+        let gapped = 2..2 + MAX_QUEUED_PER_SENDER as u64;
+        for nonce in gapped.clone() {
+            pool.admit(&chain, &cache, transfer(&alice, nonce, 1, 200))
+                .unwrap();
+        }
+        assert!(matches!(
+            pool.admit(&chain, &cache, transfer(&alice, gapped.end, 1, 200)),
+            Err(AdmitError::QueuedFull(MAX_QUEUED_PER_SENDER))
+        ));
+        // Filling the gap makes them executable: they no longer count as queued.
+        let mut filled = Mempool::new(10_000);
+        for nonce in 0..gapped.end + 1 {
+            filled
+                .admit(&chain, &cache, transfer(&alice, nonce, 1, 200))
+                .unwrap();
+        }
+        filled.expire_queued(&chain, QUEUED_TTL_BLOCKS + 1_000);
+        assert_eq!(filled.len(), gapped.end as usize + 1);
+        // Left behind the gap, they go once their time is up, and only they do.
+        pool.expire_queued(&chain, QUEUED_TTL_BLOCKS);
+        assert_eq!(pool.len(), 1 + MAX_QUEUED_PER_SENDER);
+        pool.expire_queued(&chain, QUEUED_TTL_BLOCKS + 1);
+        assert_eq!(pool.len(), 1);
+        assert!(pool.contains(&sha256(&ready)));
     }
 }

@@ -211,6 +211,20 @@ impl Params {
         }
         at_least("challenge_window_blocks", t.challenge_window_blocks, 1)?;
         at_least("dispute_clock_blocks", t.dispute_clock_blocks, 1)?;
+        // Stake unstaked right after a false result must still be there when the longest
+        // dispute of it ends, or unstaking escapes the slash.
+        let exposure =
+            t.challenge_window_blocks
+                .saturating_add(modules::disputes::longest_dispute_blocks(
+                    t.dispute_clock_blocks,
+                ));
+        if t.unbonding_blocks <= exposure {
+            return Err(format!(
+                "unbonding_blocks must exceed challenge_window_blocks plus the longest dispute \
+                 ({exposure} blocks with these clocks), got {}",
+                t.unbonding_blocks
+            ));
+        }
         at_least("max_open_disputes", t.max_open_disputes.into(), 1)?;
         if t.dispute_bond == 0 || t.dispute_bond > t.min_challenger_bond {
             return Err(format!(
@@ -273,7 +287,8 @@ pub struct TaskParams {
     /// Least stake that makes a worker eligible.
     #[serde(with = "verity_types::amount")]
     pub min_worker_stake: Amount,
-    /// Blocks between Unstake and the stake's return.
+    /// Blocks between Unstake and the stake's return: longer than a challenge window and the
+    /// longest dispute together, so unbonding stake is still there to slash.
     pub unbonding_blocks: u64,
     /// Blocks an assigned worker has to deliver before the task moves on.
     pub assignment_timeout_blocks: u64,
@@ -323,7 +338,7 @@ impl Default for TaskParams {
     fn default() -> Self {
         Self {
             min_worker_stake: 1_000 * verity_types::ONE_TOKEN,
-            unbonding_blocks: 100,
+            unbonding_blocks: 200,
             assignment_timeout_blocks: 20,
             timeout_penalty: 20,
             timeout_forgiven_after_blocks: 10_000,

@@ -540,3 +540,62 @@ fn tasks_on_a_file_pay_its_dat_holders_pro_rata_and_only_its_permitted_users_run
     let pool = net.balance(&verity_state::modules::data::pool_account());
     assert!(pool >= claimable(&net, &owner) + claimable(&net, &later));
 }
+
+/// Attack: an owner pays for job after job on one file and claims each: every scored job used
+/// to mint the score's worth again, so DAT had no limit but the owner's fees. A file's DAT is
+/// worth its best score, minted once; a better score tops it up to that worth.
+#[test]
+fn many_jobs_on_one_file_mint_no_more_than_its_best_score() {
+    let owner = AccountKey::generate();
+    let mut net = Net::new(&[owner.address()], params());
+    let workers = verifiers(&mut net, &owner);
+    let file = add_file(&mut net, &owner, b"a,b\n1,2\n");
+    let per_point = ONE_TOKEN / 10_000;
+    let prove = |net: &mut Net, score: u32| -> u64 {
+        let (job, verifier) = request(net, &owner, file);
+        let (chosen, _) = drawn(&workers, &verifier);
+        let verdict = DataVerdict::Scored { score };
+        let tx = net.tx(
+            &chosen.account,
+            Action::AddProof(proof(chosen, job, file, b"a,b\n1,2\n", verdict)),
+        );
+        net.ok(&[tx]);
+        job
+    };
+    let reward = |net: &mut Net, job_id: u64| {
+        let tx = net.tx(
+            &owner,
+            Action::RequestReward {
+                file_id: file,
+                job_id,
+            },
+        );
+        net.block(&[tx]).remove(0)
+    };
+    let first = prove(&mut net, 8_000);
+    assert_eq!(reward(&mut net, first), None);
+    for _ in 0..3 {
+        let again = prove(&mut net, 8_000);
+        let refused = reason(reward(&mut net, again));
+        assert!(
+            refused.contains("all that a score of 8000 is worth"),
+            "{refused}"
+        );
+    }
+    let lower = prove(&mut net, 5_000);
+    assert!(reward(&mut net, lower).is_some());
+    assert_eq!(
+        net.chain.dat_balance(file, &owner.address()).unwrap(),
+        8_000 * per_point
+    );
+    let better = prove(&mut net, 9_500);
+    assert_eq!(reward(&mut net, better), None);
+    assert_eq!(
+        net.chain.dat_balance(file, &owner.address()).unwrap(),
+        9_500 * per_point
+    );
+    assert_eq!(
+        net.chain.data_file(file).unwrap().unwrap().dat_supply,
+        9_500 * per_point
+    );
+}

@@ -53,11 +53,11 @@ fn params() -> TaskParams {
 }
 
 /// A chain whose validators read the digits model's file.
-fn net(funded: &[Address]) -> Net {
+fn net(funded: &[Address], params: TaskParams) -> Net {
     let bytes = model_bytes();
     let id = sha256(&bytes);
     let models = ModelSource::new(move |wanted| (*wanted == id).then(|| bytes.clone()));
-    Net::with_models(funded, params(), models)
+    Net::with_models(funded, params, models)
 }
 
 /// What the test's parties know: the model, the input, and the honest trace's leaves.
@@ -78,13 +78,18 @@ fn setup(workers: usize) -> Setup {
 
 /// `setup` with the model registered to tolerate `tolerance_ppm`.
 fn setup_tolerant(workers: usize, tolerance_ppm: u32) -> Setup {
+    setup_with(workers, tolerance_ppm, params(), BOND)
+}
+
+/// `setup` under `params`, the challenger bonding `bond`.
+fn setup_with(workers: usize, tolerance_ppm: u32, params: TaskParams, bond: u128) -> Setup {
     let owner = AccountKey::generate();
     let user = AccountKey::generate();
     let challenger = AccountKey::generate();
     let staff: Vec<Worker> = (0..workers).map(|_| Worker::generate()).collect();
     let mut funded = vec![owner.address(), user.address(), challenger.address()];
     funded.extend(staff.iter().map(|w| w.account.address()));
-    let mut net = net(&funded);
+    let mut net = net(&funded, params);
     let bytes = model_bytes();
     let model = Arc::new(Model::from_bytes(&bytes).unwrap());
     let summary = Model::parse(&bytes).unwrap().summary();
@@ -106,7 +111,7 @@ fn setup_tolerant(workers: usize, tolerance_ppm: u32) -> Setup {
                 tolerance_ppm,
             },
         ),
-        net.tx(&challenger, Action::RegisterChallenger { amount: BOND }),
+        net.tx(&challenger, Action::RegisterChallenger { amount: bond }),
     ];
     for w in &staff {
         txs.extend(enroll(&mut net, w, STAKE, b"m"));
@@ -153,6 +158,12 @@ impl Setup {
             .position(|w| w.account.address() == worker)
             .unwrap();
         (tx.hash(), index)
+    }
+
+    /// The id of the challenger's dispute of `task`'s current result.
+    fn id_of(&self, task: Hash) -> Hash {
+        let worker = self.net.chain.record(&task).unwrap().unwrap().worker;
+        dispute_id(&task, &worker, &self.challenger.address())
     }
 
     /// The challenger's OpenDispute of `task` with its trace root and length.
@@ -321,7 +332,7 @@ fn a_lying_worker_is_disproven_slashed_and_its_task_runs_again() {
     let challenger = s.challenger.clone();
     let open = s.open_dispute(task, merkle::root(&honest), honest.len() as u32);
     s.net.ok(&[open]);
-    let id = dispute_id(&task, &challenger.address());
+    let id = s.id_of(task);
     let liar_address = s.workers[liar].account.address();
     // The worker's stake cannot leave while the dispute is open.
     let account = s.workers[liar].account.clone();
@@ -438,7 +449,7 @@ fn a_frivolous_challenger_loses_its_bond_share_to_the_worker() {
     let challenger = s.challenger.clone();
     let open = s.open_dispute(task, merkle::root(&made_up), honest.len() as u32);
     s.net.ok(&[open]);
-    let id = dispute_id(&task, &challenger.address());
+    let id = s.id_of(task);
     let step = s.dissect(id, worker, &honest, &made_up);
     assert_eq!(step, 3);
     let worker_address = s.workers[worker].account.address();
@@ -501,7 +512,7 @@ fn a_side_that_stops_answering_loses_on_its_clock() {
         let challenger = s.challenger.clone();
         let open = s.open_dispute(task, merkle::root(challenger_leaves), honest.len() as u32);
         s.net.ok(&[open]);
-        let id = dispute_id(&task, &challenger.address());
+        let id = s.id_of(task);
         // Only the honest side moves; the other never does.
         let game = s.net.chain.dispute(&id).unwrap().unwrap().game.unwrap();
         let parts = game.span().descendants(DEPTH);
@@ -570,16 +581,10 @@ fn a_wrong_trace_length_is_settled_at_once_by_the_model() {
     let honest = s.honest.clone();
     let receipt = s.receipt(task, worker, &honest);
     s.net.ok(&[receipt]);
-    let challenger = s.challenger.clone();
     let longer: Vec<Hash> = honest.iter().copied().chain([sha256(b"extra")]).collect();
     let open = s.open_dispute(task, merkle::root(&longer), longer.len() as u32);
     s.net.ok(&[open]);
-    let dispute = s
-        .net
-        .chain
-        .dispute(&dispute_id(&task, &challenger.address()))
-        .unwrap()
-        .unwrap();
+    let dispute = s.net.chain.dispute(&s.id_of(task)).unwrap().unwrap();
     assert_eq!(dispute.status, DisputeStatus::WorkerWon);
     // Checking the step witness decoder is wired: garbage is refused without a panic.
     assert!(StepWitness::decode(&[1, 2, 3]).is_err());
@@ -602,10 +607,9 @@ fn tolerant_dispute(s: &mut Setup, worker_output: &[u8]) -> (Hash, usize, Hash, 
     let honest = s.honest.clone();
     let receipt = s.receipt_of(task, worker, &corrupted(&honest, 1), worker_output);
     s.net.ok(&[receipt]);
-    let challenger = s.challenger.clone();
     let open = s.open_dispute(task, merkle::root(&honest), honest.len() as u32);
     s.net.ok(&[open]);
-    let id = dispute_id(&task, &challenger.address());
+    let id = s.id_of(task);
     let dispute = s.net.chain.dispute(&id).unwrap().unwrap();
     assert!(
         dispute.game.is_none(),
@@ -805,4 +809,194 @@ fn a_tolerant_dispute_with_nobody_to_referee_is_refused() {
         .unwrap()
         .unwrap();
     assert_eq!(record.locked, 0);
+}
+
+/// Attack: a challenger whose slash rate is high against its dispute bond holds two disputes and
+/// loses one. Slashing the whole bond's share used to leave the bond below the other dispute's
+/// lock, and `bond - locked` then wrapped: UnbondChallenger minted tokens (a debug build
+/// panicked on every validator). A slash takes at most the dispute's own lock.
+#[test]
+fn a_lost_dispute_never_takes_the_bond_below_the_other_locks() {
+    let params = TaskParams {
+        min_challenger_bond: 2 * ONE_TOKEN,
+        dispute_bond: ONE_TOKEN,
+        slash_bps: 7_500,
+        ..params()
+    };
+    let mut s = setup_with(2, 0, params, 2 * ONE_TOKEN);
+    let honest = s.honest.clone();
+    let (first, w1) = s.op_task();
+    let receipt = s.receipt(first, w1, &honest);
+    s.net.ok(&[receipt]);
+    let (second, w2) = s.op_task();
+    let receipt = s.receipt(second, w2, &honest);
+    s.net.ok(&[receipt]);
+    // One dispute stays open, locking half the bond; the other has a wrong trace length and
+    // loses at once.
+    let made_up = corrupted(&honest, 2);
+    let open = s.open_dispute(first, merkle::root(&made_up), honest.len() as u32);
+    let losing = s.open_dispute(second, merkle::root(&made_up), honest.len() as u32 + 1);
+    s.net.ok(&[open, losing]);
+    let challenger = s.challenger.address();
+    let lost = s.net.chain.dispute(&s.id_of(second)).unwrap().unwrap();
+    assert_eq!(lost.status, DisputeStatus::WorkerWon, "{lost:?}");
+    assert_eq!(
+        lost.slashed, ONE_TOKEN,
+        "75 % of the bond, capped at the dispute's lock"
+    );
+    let record = s.net.chain.challenger(&challenger).unwrap().unwrap();
+    assert_eq!((record.bond, record.locked), (ONE_TOKEN, ONE_TOKEN));
+    // Nothing is free to unbond, least of all more than was bonded.
+    let key = s.challenger.clone();
+    for amount in [1, u128::MAX - 1] {
+        let unbond = s.net.tx(&key, Action::UnbondChallenger { amount });
+        assert!(
+            matches!(s.net.block(&[unbond])[0], Some(TxFailure::Invalid { .. })),
+            "unbonding {amount} with every token locked"
+        );
+    }
+    // The open dispute can still be lost and slashed: the bond covers it.
+    let open_id = s.id_of(first);
+    while s.net.chain.dispute(&open_id).unwrap().unwrap().status == DisputeStatus::Open {
+        s.net.ok(&[]);
+    }
+    let record = s.net.chain.challenger(&challenger).unwrap().unwrap();
+    assert!(record.bond >= record.locked, "{record:?}");
+    assert_eq!(record.locked, 0);
+}
+
+/// Attack: a worker sends a false OP result and unstakes everything at once, before anyone
+/// disputes it. Its stake used to leave the reach of the slash, which took only `stake`, and
+/// came back before the longest dispute could end. Unbonding stake is slashable, and unbonding
+/// outlasts the window and the longest dispute.
+#[test]
+fn unstaking_with_a_false_result_does_not_escape_the_slash() {
+    let mut s = setup(2);
+    let (task, liar) = s.op_task();
+    let lie = corrupted(&s.honest, 1);
+    let receipt = s.receipt(task, liar, &lie);
+    let account = s.workers[liar].account.clone();
+    let escape = s.net.tx(&account, Action::Unstake { amount: STAKE });
+    s.net.ok(&[receipt, escape]);
+    let liar_address = account.address();
+    let staked = s.net.chain.worker(&liar_address).unwrap().unwrap();
+    assert_eq!((staked.stake, staked.unbonding), (0, STAKE));
+    let unstaked_at = s.net.height;
+    let honest = s.honest.clone();
+    let open = s.open_dispute(task, merkle::root(&honest), honest.len() as u32);
+    s.net.ok(&[open]);
+    let id = s.id_of(task);
+    // The game is played slowly, leaving the one-step just time: the slash must still find the
+    // stake.
+    for _ in 0..CLOCK - 2 {
+        s.net.ok(&[]);
+    }
+    let step = s.dissect(id, liar, &lie, &honest);
+    let witness = s.witness(step);
+    let challenger = s.challenger.clone();
+    let one_step = s.net.tx(
+        &challenger,
+        Action::OneStep {
+            dispute_id: id,
+            witness,
+            input: input_bytes(),
+        },
+    );
+    s.net.ok(&[one_step]);
+    let dispute = s.net.chain.dispute(&id).unwrap().unwrap();
+    assert_eq!(dispute.status, DisputeStatus::ChallengerWon);
+    assert_eq!(dispute.slashed, STAKE / 20, "5 % of the unbonding stake");
+    let before = s.net.balance(&liar_address);
+    let due = unstaked_at + params().unbonding_blocks;
+    assert!(
+        s.net.height < due,
+        "the verdict came before the stake's return"
+    );
+    while s.net.height < due {
+        s.net.ok(&[]);
+    }
+    assert_eq!(
+        s.net.balance(&liar_address),
+        before + STAKE - STAKE / 20,
+        "what the slash left comes back, no more"
+    );
+    let staked = s.net.chain.worker(&liar_address).unwrap().unwrap();
+    assert_eq!((staked.stake, staked.unbonding), (0, 0));
+}
+
+/// The genesis rule behind the test above: unbonding shorter than a window and the longest
+/// dispute is refused, naming the bound.
+#[test]
+fn unbonding_shorter_than_a_dispute_is_refused_at_genesis() {
+    let mut params = verity_state::Params {
+        min_fee: 1,
+        fee_collector: Address([0xfe; 20]),
+        max_block_txs: 10,
+        fee_per_weight: 0,
+        max_block_weight: 2_000_000,
+        governance: None,
+        tasks: TaskParams::default(),
+        data: Default::default(),
+    };
+    params.validate().unwrap();
+    let exposure = params.tasks.challenge_window_blocks
+        + verity_state::modules::disputes::longest_dispute_blocks(
+            params.tasks.dispute_clock_blocks,
+        );
+    assert_eq!(
+        exposure,
+        20 + 123,
+        "three referees of 41 blocks each after a 20-block window"
+    );
+    params.tasks.unbonding_blocks = exposure;
+    let error = params.validate().unwrap_err();
+    assert!(
+        error.contains("unbonding_blocks") && error.contains("143"),
+        "{error}"
+    );
+    params.tasks.unbonding_blocks = exposure + 1;
+    params.validate().unwrap();
+}
+
+/// Fault: two equal Unstake (and two equal UnbondChallenger) in one block. The schedule keyed
+/// its entries by the hash of their content, so the second overwrote the first and only one
+/// amount ever came back.
+#[test]
+fn two_equal_unbondings_in_one_block_both_return() {
+    let mut s = setup(1);
+    let worker = s.workers[0].account.clone();
+    let challenger = s.challenger.clone();
+    let txs = [
+        s.net.tx(&worker, Action::Unstake { amount: ONE_TOKEN }),
+        s.net.tx(&worker, Action::Unstake { amount: ONE_TOKEN }),
+        s.net
+            .tx(&challenger, Action::UnbondChallenger { amount: ONE_TOKEN }),
+        s.net
+            .tx(&challenger, Action::UnbondChallenger { amount: ONE_TOKEN }),
+    ];
+    s.net.ok(&txs);
+    let (worker_before, challenger_before) = (
+        s.net.balance(&worker.address()),
+        s.net.balance(&challenger.address()),
+    );
+    for _ in 0..params().unbonding_blocks {
+        s.net.ok(&[]);
+    }
+    assert_eq!(
+        s.net.balance(&worker.address()),
+        worker_before + 2 * ONE_TOKEN
+    );
+    assert_eq!(
+        s.net.balance(&challenger.address()),
+        challenger_before + 2 * ONE_TOKEN
+    );
+    let staked = s.net.chain.worker(&worker.address()).unwrap().unwrap();
+    assert_eq!((staked.stake, staked.unbonding), (STAKE - 2 * ONE_TOKEN, 0));
+    let bonded = s
+        .net
+        .chain
+        .challenger(&challenger.address())
+        .unwrap()
+        .unwrap();
+    assert_eq!((bonded.bond, bonded.unbonding), (BOND - 2 * ONE_TOKEN, 0));
 }

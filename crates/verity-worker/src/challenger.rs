@@ -252,7 +252,7 @@ impl Challenger {
         }
         // Checked once the dispute is on chain; until then (or the window's end) it is opened
         // again, so a refused or lost transaction is not the end of it.
-        let id = dispute_id(&task.task_id, &self.address);
+        let id = dispute_id(&task.task_id, &record.worker, &self.address);
         if self.opened.contains(&task.task_id) && self.client.dispute(&id).await?.is_some() {
             self.checked.insert(task.task_id);
             self.opened.remove(&task.task_id);

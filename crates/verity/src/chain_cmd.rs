@@ -96,6 +96,9 @@ pub(crate) fn devnet_genesis(chain_id: &str, dev: &Address, workers: &[Address])
                 // move, as 20 and 40 do on a network with blocks seconds apart.
                 challenge_window_blocks: 150,
                 dispute_clock_blocks: 150,
+                // Longer than a window and the longest dispute (603 blocks here): about three
+                // minutes.
+                unbonding_blocks: 1_000,
                 ..Default::default()
             },
             ..default_params()

@@ -937,9 +937,11 @@ async fn a_restarted_challenger_finishes_its_dispute() {
         .await
         .unwrap()
         .hash();
-    let id = verity_client::api::dispute_id(&task, &challenger.address());
-    wait_for("the dispute to open", 300, async || {
-        client.dispute(&id).await.ok()?.map(|_| ())
+    let id = wait_for("the dispute to open", 300, async || {
+        let view = client.task(&task).await.ok()??;
+        let worker = view.record?.worker;
+        let id = verity_client::api::dispute_id(&task, &worker, &challenger.address());
+        client.dispute(&id).await.ok()?.map(|_| id)
     })
     .await;
     drop(first);

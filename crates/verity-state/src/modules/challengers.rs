@@ -39,6 +39,14 @@ pub struct Challenger {
     pub rewards: Amount,
 }
 
+impl Challenger {
+    /// The bond no open dispute holds. Slashes never take more than the dispute's own lock, so
+    /// the bond always covers the locks; the subtraction saturates rather than trusting that.
+    pub fn free(&self) -> Amount {
+        self.bond.saturating_sub(self.locked)
+    }
+}
+
 const PREFIX: &[u8] = b"c";
 
 fn key(challenger: &Address) -> Vec<u8> {
@@ -122,7 +130,7 @@ pub fn unbond(
     let mut record = get(state, challenger)?.ok_or_else(|| TxFailure::NotFound {
         what: format!("challenger {challenger}"),
     })?;
-    let free = record.bond - record.locked;
+    let free = record.free();
     if amount == 0 || amount > free {
         return Err(TxFailure::Invalid {
             reason: format!(
@@ -131,7 +139,7 @@ pub fn unbond(
             ),
         });
     }
-    record.bond -= amount;
+    record.bond = record.bond.checked_sub(amount).ok_or(TxFailure::Overflow)?;
     record.unbonding = record
         .unbonding
         .checked_add(amount)
@@ -140,13 +148,13 @@ pub fn unbond(
     let due = ctx
         .height
         .saturating_add(ctx.genesis.params.tasks.unbonding_blocks);
-    schedule::push(
+    schedule::push_amount(
         state,
         schedule::Kind::ChallengerUnbond,
         due,
-        &(*challenger, amount.to_string()),
-    )?;
-    Ok(())
+        challenger,
+        amount,
+    )
 }
 
 /// Returns unbonded bonds that are due at this height.
@@ -164,7 +172,7 @@ pub fn release_due(state: &mut Overlay<'_>, height: u64) -> Result<(), StateErro
             .checked_sub(amount)
             .ok_or(StateError::Corrupt("unbonding exceeds record"))?;
         if accounts::credit(state, &challenger, amount).is_err() {
-            record.unbonding += amount;
+            record.unbonding = record.unbonding.saturating_add(amount);
         }
         put(state, &challenger, &record);
     }

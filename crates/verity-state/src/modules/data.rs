@@ -664,8 +664,9 @@ pub fn add_proof(
     Ok(())
 }
 
-/// RequestReward: mints `score × dat_per_point` of file `file_id`'s DAT to its owner for one
-/// scored proof of that same file, once.
+/// RequestReward: for one scored proof of file `file_id`, mints to its owner what the file's
+/// DAT supply lacks of `score × dat_per_point`, once per job: a file's supply never exceeds
+/// its best score's worth, however many jobs its owner pays for.
 pub fn request_reward(
     state: &mut Overlay<'_>,
     ctx: &BlockCtx<'_>,
@@ -695,15 +696,25 @@ pub fn request_reward(
             reason: format!("job {job_id} was already rewarded"),
         });
     }
-    let amount = ctx
+    let worth = ctx
         .genesis
         .params
         .data
         .dat_per_point
         .checked_mul(score.into())
         .ok_or(TxFailure::Overflow)?;
-    let held = balance(state, file_id, sender)?;
+    // A file's DAT is worth its best proven score, minted once: a better score tops it up, and
+    // more jobs with the same score mint nothing.
     let supply = u128_at(state, &supply_key(file_id))?;
+    let amount = worth.saturating_sub(supply);
+    if amount == 0 {
+        return Err(TxFailure::Invalid {
+            reason: format!(
+                "file {file_id} already has {supply} DAT, all that a score of {score} is worth"
+            ),
+        });
+    }
+    let held = balance(state, file_id, sender)?;
     let (held, supply) = (
         held.checked_add(amount).ok_or(TxFailure::Overflow)?,
         supply.checked_add(amount).ok_or(TxFailure::Overflow)?,

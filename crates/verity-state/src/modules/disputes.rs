@@ -96,8 +96,20 @@ const OUTPUT: &[u8] = b"o";
 /// Every dispute of a task, open or over.
 const OF_TASK: &[u8] = b"a";
 
-pub fn dispute_id(task: &Hash, challenger: &Address) -> Hash {
-    sha256(&[DISPUTE_DOMAIN, &task.0, &challenger.0].concat())
+/// The most blocks a dispute can stay open with `clock` blocks a side: a game spends at most
+/// both clocks and ends the block after; a tolerant model's dispute waits out up to
+/// [`MAX_REFEREES`] referees' deadlines, each ending the block after.
+pub fn longest_dispute_blocks(clock: u64) -> u64 {
+    let game = clock.saturating_add(1).saturating_mul(2);
+    let referees = clock.saturating_add(1).saturating_mul(MAX_REFEREES as u64);
+    game.max(referees)
+}
+
+/// A dispute's id names the task, the worker whose result it disputes and the challenger: a
+/// task whose result was disproven runs again on another worker, and the same challenger may
+/// dispute that result too.
+pub fn dispute_id(task: &Hash, worker: &Address, challenger: &Address) -> Hash {
+    sha256(&[DISPUTE_DOMAIN, &task.0, &worker.0, &challenger.0].concat())
 }
 
 fn key(id: &Hash) -> Vec<u8> {
@@ -252,17 +264,23 @@ pub fn open(
     let mut challenger = challengers::get(state, sender)?.ok_or_else(|| TxFailure::NotFound {
         what: format!("challenger {sender}; bond with RegisterChallenger first"),
     })?;
+    if challenger.bond < params.min_challenger_bond {
+        return Err(invalid(format!(
+            "{sender} bonds {}, below the {} a challenger needs to dispute",
+            challenger.bond, params.min_challenger_bond
+        )));
+    }
     if challenger.open_disputes >= params.max_open_disputes {
         return Err(invalid(format!(
             "{sender} has {} disputes open, the most a challenger may",
             challenger.open_disputes
         )));
     }
-    if challenger.bond - challenger.locked < params.dispute_bond {
+    if challenger.free() < params.dispute_bond {
         return Err(invalid(format!(
             "a dispute locks {} of the bond; {} is free",
             params.dispute_bond,
-            challenger.bond - challenger.locked
+            challenger.free()
         )));
     }
     let record = records::get(state, task_id)?.ok_or_else(|| TxFailure::NotFound {
@@ -292,7 +310,7 @@ pub fn open(
             "this is the worker's own trace root; there is nothing to dispute",
         ));
     }
-    let id = dispute_id(task_id, sender);
+    let id = dispute_id(task_id, &record.worker, sender);
     if get(state, &id)?.is_some() {
         return Err(invalid(format!("{sender} already disputed task {task_id}")));
     }
@@ -338,9 +356,12 @@ pub fn open(
             .map_err(game_error)?,
         );
     }
-    challenger.locked += params.dispute_bond;
-    challenger.open_disputes += 1;
-    challenger.disputes_opened += 1;
+    challenger.locked = challenger
+        .locked
+        .checked_add(params.dispute_bond)
+        .ok_or(TxFailure::Overflow)?;
+    challenger.open_disputes = challenger.open_disputes.saturating_add(1);
+    challenger.disputes_opened = challenger.disputes_opened.saturating_add(1);
     challengers::put(state, sender, &challenger);
     index(state, &dispute, true);
     state.put(
@@ -741,12 +762,24 @@ fn close(state: &mut Overlay<'_>, dispute: &Dispute) {
     put(state, dispute);
 }
 
-/// Slashes `bps` of `amount`: the share the winner gets, and what is burned.
-fn slash_of(amount: Amount, bps: u32) -> (Amount, Amount) {
-    let bps = Amount::from(bps);
-    let slashed = amount / 10_000 * bps + amount % 10_000 * bps / 10_000;
-    let to_winner = slashed / 2;
-    (slashed, to_winner)
+/// What a lost dispute takes from a challenger: `bps` of its bond, but never more than the
+/// dispute's own lock nor more than the bond other open disputes leave free, so the bond always
+/// covers the locks that remain. Returns what is slashed and the winner's half.
+fn challenger_slash(
+    challenger: &challengers::Challenger,
+    lock: Amount,
+    bps: u32,
+) -> (Amount, Amount) {
+    let slashed = bps_of(challenger.bond, bps)
+        .min(lock)
+        .min(challenger.free());
+    (slashed, slashed / 2)
+}
+
+/// `bps` basis points of `amount`, rounded down, without overflow.
+pub(crate) fn bps_of(amount: Amount, bps: u32) -> Amount {
+    let bps = Amount::from(bps.min(10_000));
+    amount / 10_000 * bps + amount % 10_000 * bps / 10_000
 }
 
 /// Ends a dispute: the loser is slashed, half to the winner; a losing worker's result is
@@ -764,10 +797,13 @@ fn resolve(
     dispute.verdict = Some(why.to_string());
     match winner {
         Side::Worker => {
-            let (slashed, reward) = slash_of(challenger.bond, params.slash_bps);
+            let (slashed, reward) =
+                challenger_slash(&challenger, params.dispute_bond, params.slash_bps);
             challenger.bond -= slashed;
-            challenger.disputes_lost += 1;
-            challenger.reputation -= challengers::DISPUTE_REPUTATION;
+            challenger.disputes_lost = challenger.disputes_lost.saturating_add(1);
+            challenger.reputation = challenger
+                .reputation
+                .saturating_sub(challengers::DISPUTE_REPUTATION);
             challengers::put(state, &dispute.challenger, &challenger);
             credit_or_burn(state, &dispute.worker, reward)?;
             dispute.status = DisputeStatus::WorkerWon;
@@ -778,8 +814,10 @@ fn resolve(
         Side::Challenger => {
             let slashed = staking::slash(state, &dispute.worker, params.slash_bps)?;
             let reward = slashed / 2;
-            challenger.disputes_won += 1;
-            challenger.reputation += challengers::DISPUTE_REPUTATION;
+            challenger.disputes_won = challenger.disputes_won.saturating_add(1);
+            challenger.reputation = challenger
+                .reputation
+                .saturating_add(challengers::DISPUTE_REPUTATION);
             challenger.rewards = challenger.rewards.saturating_add(reward);
             challengers::put(state, &dispute.challenger, &challenger);
             credit_or_burn(state, &dispute.challenger, reward)?;
@@ -896,12 +934,44 @@ pub fn begin_block(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>) -> Result<(), St
 mod tests {
     use super::*;
 
+    use proptest::prelude::*;
+
+    fn bonded(bond: Amount, locked: Amount) -> challengers::Challenger {
+        challengers::Challenger {
+            bond,
+            locked,
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn slashing_splits_exactly() {
-        assert_eq!(slash_of(10_000, 500), (500, 250));
-        assert_eq!(slash_of(0, 500), (0, 0));
-        let (slashed, reward) = slash_of(u128::MAX, 10_000);
-        assert_eq!(slashed, u128::MAX);
-        assert_eq!(reward, u128::MAX / 2);
+        assert_eq!(bps_of(10_000, 500), 500);
+        assert_eq!(bps_of(0, 500), 0);
+        assert_eq!(bps_of(u128::MAX, 10_000), u128::MAX);
+        assert_eq!(challenger_slash(&bonded(10_000, 0), 1_000, 500), (500, 250));
+        // A slash is capped by the dispute's lock.
+        assert_eq!(challenger_slash(&bonded(10_000, 0), 100, 500), (100, 50));
+        let (slashed, reward) = challenger_slash(&bonded(u128::MAX, 0), u128::MAX, 10_000);
+        assert_eq!((slashed, reward), (u128::MAX, u128::MAX / 2));
+    }
+
+    proptest! {
+        /// Whatever the bond, the locks and the rate, a lost dispute leaves the bond covering
+        /// the locks of the disputes still open.
+        #[test]
+        fn a_slash_never_takes_the_bond_below_its_locks(
+            bond in any::<u128>(),
+            locked_fraction in 0u128..=1_000,
+            lock in 1u128..=u128::MAX / 2,
+            bps in 0u32..=20_000,
+        ) {
+            let locked = bond / 1_000 * locked_fraction;
+            let record = bonded(bond, locked);
+            let (slashed, reward) = challenger_slash(&record, lock, bps);
+            prop_assert!(slashed <= lock);
+            prop_assert!(bond - slashed >= locked);
+            prop_assert!(reward <= slashed);
+        }
     }
 }

@@ -3,11 +3,11 @@
 //! block reads exactly what is due and nothing else.
 
 use serde::{de::DeserializeOwned, Serialize};
-use verity_types::sha256;
+use verity_types::{sha256, Address, Amount};
 
 use crate::overlay::Overlay;
 use crate::store::Table;
-use crate::StateError;
+use crate::{StateError, TxFailure};
 
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
@@ -67,6 +67,34 @@ pub fn push<T: Serialize>(
     let value = serde_json::to_vec(item).expect("schedule items serialize");
     let mut key = prefix(kind, height);
     key.extend_from_slice(&sha256(&value).0);
+    state.put(Table::Schedule, key, value);
+    Ok(())
+}
+
+/// Adds `amount` to what `account` is owed at `height` (an unbonding release): one entry per
+/// account and height holding the sum, so two equal amounts scheduled in one block are both
+/// paid. The entry reads as `(Address, String)` to [`take`].
+pub fn push_amount(
+    state: &mut Overlay<'_>,
+    kind: Kind,
+    height: u64,
+    account: &Address,
+    amount: Amount,
+) -> Result<(), TxFailure> {
+    let mut key = prefix(kind, height);
+    key.extend_from_slice(&account.0);
+    let owed: Amount = match state.get(Table::Schedule, &key)? {
+        Some(raw) => {
+            let (_, owed): (Address, String) =
+                serde_json::from_slice(&raw).map_err(|_| StateError::Corrupt("schedule"))?;
+            owed.parse()
+                .map_err(|_| StateError::Corrupt("scheduled amount"))?
+        }
+        None => 0,
+    };
+    let total = owed.checked_add(amount).ok_or(TxFailure::Overflow)?;
+    let value =
+        serde_json::to_vec(&(account, total.to_string())).expect("schedule items serialize");
     state.put(Table::Schedule, key, value);
     Ok(())
 }

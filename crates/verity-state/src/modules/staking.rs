@@ -107,7 +107,10 @@ pub fn unstake(
             reason: format!("a dispute against {worker} is open; its stake stays until it ends"),
         });
     }
-    record.stake -= amount;
+    record.stake = record
+        .stake
+        .checked_sub(amount)
+        .ok_or(TxFailure::Overflow)?;
     record.unbonding = record
         .unbonding
         .checked_add(amount)
@@ -116,13 +119,7 @@ pub fn unstake(
     let due = ctx
         .height
         .saturating_add(ctx.genesis.params.tasks.unbonding_blocks);
-    schedule::push(
-        state,
-        schedule::Kind::Unbond,
-        due,
-        &(*worker, amount.to_string()),
-    )?;
-    Ok(())
+    schedule::push_amount(state, schedule::Kind::Unbond, due, worker, amount)
 }
 
 pub fn serve_models(
@@ -140,14 +137,19 @@ pub fn serve_models(
     Ok(())
 }
 
-/// Takes `bps` of a worker's stake for a disproven result; returns what it took.
+/// Takes `bps` of a worker's stake for a disproven result, counting stake on its way out:
+/// unstaking does not escape a result still open to dispute, since unbonding outlasts any
+/// dispute (`Params::validate`). The stake goes first, then the unbonding amount. Returns what
+/// it took.
 pub fn slash(state: &mut Overlay<'_>, worker: &Address, bps: u32) -> Result<Amount, StateError> {
     let Some(mut record) = get(state, worker)? else {
         return Ok(0);
     };
-    let bps = Amount::from(bps);
-    let slashed = record.stake / 10_000 * bps + record.stake % 10_000 * bps / 10_000;
-    record.stake -= slashed;
+    let at_stake = record.stake.saturating_add(record.unbonding);
+    let slashed = crate::modules::disputes::bps_of(at_stake, bps);
+    let from_stake = slashed.min(record.stake);
+    record.stake -= from_stake;
+    record.unbonding -= slashed - from_stake;
     put(state, worker, &record)?;
     Ok(slashed)
 }
@@ -160,14 +162,13 @@ pub fn release_due(state: &mut Overlay<'_>, height: u64) -> Result<(), StateErro
             .parse()
             .map_err(|_| StateError::Corrupt("unbonding amount"))?;
         let mut record = get(state, &worker)?.ok_or(StateError::Corrupt("unbonding worker"))?;
-        record.unbonding = record
-            .unbonding
-            .checked_sub(amount)
-            .ok_or(StateError::Corrupt("unbonding exceeds record"))?;
+        // A slash may have taken part of the unbonding stake: what is left is returned.
+        let amount = amount.min(record.unbonding);
+        record.unbonding -= amount;
         put(state, &worker, &record)?;
         // A balance too large to take it back keeps the amount unbonding rather than lose it.
         if accounts::credit(state, &worker, amount).is_err() {
-            record.unbonding += amount;
+            record.unbonding = record.unbonding.saturating_add(amount);
             put(state, &worker, &record)?;
         }
     }
