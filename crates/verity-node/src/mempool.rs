@@ -510,6 +510,8 @@ mod tests {
 
     /// Found in review: tx0 spends the whole balance, tx1 was admitted against the old one. Once
     /// tx1 cannot execute it must leave the pool, so a new transaction with its nonce gets in.
+    /// This pool counts what is pending, so tx0 reaches the block from another validator's pool
+    /// while this one holds a cheaper transaction with its nonce.
     #[test]
     fn an_unpayable_transaction_is_evicted_and_its_nonce_reused() {
         let alice = AccountKey::generate();
@@ -520,13 +522,15 @@ mod tests {
         let tx0 = transfer(&alice, 0, 10_000 - 500, 500);
         let tx1 = transfer(&alice, 1, 1, 500);
         pool.admit(&chain, &cache, tx0.clone()).unwrap();
-        pool.admit(&chain, &cache, tx1.clone()).unwrap();
-        // The proposer's selection already stops at what the balance covers.
-        assert_eq!(
-            pool.select(&chain, &HashSet::new(), limits()),
-            vec![tx0.clone()]
+        assert!(
+            pool.admit(&chain, &cache, tx1.clone()).is_err(),
+            "tx0 pending leaves nothing for tx1"
         );
-        // A proposer that includes tx1 anyway gains nothing: it is dropped without a receipt.
+        let mut pool = Mempool::new(100);
+        pool.admit(&chain, &cache, transfer(&alice, 0, 1, 500))
+            .unwrap();
+        pool.admit(&chain, &cache, tx1.clone()).unwrap();
+        // A proposer that includes tx1 after tx0 gains nothing: it is dropped without a receipt.
         apply(&chain, &[tx0.clone(), tx1.clone()]);
         assert_eq!(chain.receipt(&sha256(&tx1)).unwrap(), None);
         assert_eq!(chain.account(&alice.address()).unwrap().nonce, 1);
