@@ -608,14 +608,32 @@ fn tolerant_dispute(s: &mut Setup, worker_output: &[u8]) -> (Hash, usize, Hash, 
     let receipt = s.receipt_of(task, worker, &corrupted(&honest, 1), worker_output);
     s.net.ok(&[receipt]);
     let open = s.open_dispute(task, merkle::root(&honest), honest.len() as u32);
-    s.net.ok(&[open]);
     let id = s.id_of(task);
+    // Nobody reveals before the referee is known: it is drawn with the next block's seed, which
+    // neither the challenger nor the proposer of the opening block knew.
+    let account = s.workers[worker].account.clone();
+    let early = s.net.tx(
+        &account,
+        Action::RevealOutput {
+            dispute_id: id,
+            output: worker_output.to_vec(),
+        },
+    );
+    let failures = s.net.block(&[open, early]);
+    assert_eq!(failures[0], None);
+    assert!(
+        reason_of(&failures[1]).contains("drawn in the block after its opening"),
+        "{failures:?}"
+    );
     let dispute = s.net.chain.dispute(&id).unwrap().unwrap();
     assert!(
         dispute.game.is_none(),
         "a tolerant model's dispute has no dissection"
     );
-    let check = dispute.referee.unwrap();
+    assert!(dispute.referee.is_none());
+    s.net.ok(&[]);
+    let check = s.net.chain.dispute(&id).unwrap().unwrap().referee.unwrap();
+    assert_eq!(check.deadline, dispute.opened_height + 1 + CLOCK);
     assert_ne!(check.referee, s.workers[worker].account.address());
     let referee = s
         .workers
@@ -623,6 +641,13 @@ fn tolerant_dispute(s: &mut Setup, worker_output: &[u8]) -> (Hash, usize, Hash, 
         .position(|w| w.account.address() == check.referee)
         .unwrap();
     (task, worker, id, referee)
+}
+
+fn reason_of(failure: &Option<TxFailure>) -> String {
+    failure
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default()
 }
 
 fn reveal(s: &mut Setup, who: &AccountKey, id: Hash, output: &[u8]) -> Option<TxFailure> {
@@ -999,4 +1024,75 @@ fn two_equal_unbondings_in_one_block_both_return() {
         .unwrap()
         .unwrap();
     assert_eq!((bonded.bond, bonded.unbonding), (BOND - 2 * ONE_TOKEN, 0));
+}
+
+/// A challenger that unbonded below `min_challenger_bond` no longer disputes: the minimum is
+/// what makes a challenger's frivolous disputes cost it.
+#[test]
+fn a_challenger_below_the_minimum_bond_cannot_dispute() {
+    let mut s = setup(1);
+    let (task, worker) = s.op_task();
+    let lie = corrupted(&s.honest, 1);
+    let receipt = s.receipt(task, worker, &lie);
+    let challenger = s.challenger.clone();
+    let unbond = s.net.tx(
+        &challenger,
+        Action::UnbondChallenger {
+            amount: BOND - 5 * ONE_TOKEN,
+        },
+    );
+    s.net.ok(&[receipt, unbond]);
+    let honest = s.honest.clone();
+    let open = s.open_dispute(task, merkle::root(&honest), honest.len() as u32);
+    let failure = s.net.block(&[open]).remove(0);
+    assert!(
+        reason_of(&failure).contains("below the 10000000000000000000 a challenger needs"),
+        "{failure:?}"
+    );
+}
+
+/// Plays and wins the challenger's dispute of `liar`'s false result `lie` of `task`; returns
+/// the dispute's id.
+fn disprove(s: &mut Setup, task: Hash, liar: usize, lie: &[Hash]) -> Hash {
+    let honest = s.honest.clone();
+    let open = s.open_dispute(task, merkle::root(&honest), honest.len() as u32);
+    s.net.ok(&[open]);
+    let id = s.id_of(task);
+    let step = s.dissect(id, liar, lie, &honest);
+    let witness = s.witness(step);
+    let challenger = s.challenger.clone();
+    let one_step = s.net.tx(
+        &challenger,
+        Action::OneStep {
+            dispute_id: id,
+            witness,
+            input: input_bytes(),
+        },
+    );
+    s.net.ok(&[one_step]);
+    let dispute = s.net.chain.dispute(&id).unwrap().unwrap();
+    assert_eq!(dispute.status, DisputeStatus::ChallengerWon, "{dispute:?}");
+    id
+}
+
+/// A disproven task runs again on another worker; if that one lies too, the same challenger
+/// disputes it again. A dispute id naming only the task and the challenger refused that second
+/// dispute as "already disputed", so the second lie stood.
+#[test]
+fn the_same_challenger_disputes_the_rerun_of_a_disproven_task() {
+    let mut s = setup(2);
+    let (task, first) = s.op_task();
+    let lie = corrupted(&s.honest, 1);
+    let receipt = s.receipt(task, first, &lie);
+    s.net.ok(&[receipt]);
+    let first_dispute = disprove(&mut s, task, first, &lie);
+    let second = 1 - first;
+    s.net.ok(&[]);
+    let rerun = s.net.chain.task(&task).unwrap().unwrap();
+    assert_eq!(rerun.worker, Some(s.workers[second].account.address()));
+    let lie = corrupted(&s.honest, 2);
+    let receipt = s.receipt(task, second, &lie);
+    s.net.ok(&[receipt]);
+    let second_dispute = disprove(&mut s, task, second, &lie);
+    assert_ne!(first_dispute, second_dispute);
 }

@@ -24,6 +24,9 @@ pub enum Kind {
     DisputeClock,
     /// A challenger's unbonded bond returns.
     ChallengerUnbond,
+    /// A tolerant model's dispute opened in the previous block: its referee is drawn with this
+    /// block's seed.
+    RefereeDraw,
     /// A data proof job requested in the previous block, drawn with this block's seed.
     DataAssign,
     /// A data proof job's answer is due.
@@ -43,6 +46,7 @@ impl Kind {
             Kind::Window => b'w',
             Kind::DisputeClock => b'c',
             Kind::ChallengerUnbond => b'b',
+            Kind::RefereeDraw => b'x',
             Kind::DataAssign => b'p',
             Kind::DataExpiry => b'e',
             Kind::CommitmentExpiry => b'r',
