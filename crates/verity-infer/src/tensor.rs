@@ -254,9 +254,19 @@ pub enum TensorError {
     RawDataLength { expected: usize, actual: usize },
 }
 
-/// Number of elements in `shape`, or `None` on overflow.
+/// The most elements a tensor or an op's buffer may span: 2^28, a GiB of float32. Every
+/// dimension counts, a zero one as one, so that a tensor with no elements cannot carry huge
+/// dimensions into the buffers an op sizes from them.
+pub const MAX_ELEMENTS: usize = 1 << 28;
+
+/// Number of elements in `shape`, or `None` when the shape spans more than [`MAX_ELEMENTS`]
+/// (zero dimensions counted as one).
 pub fn element_count(shape: &[usize]) -> Option<usize> {
-    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+    let mut span = 1usize;
+    for &d in shape {
+        span = span.checked_mul(d.max(1)).filter(|&n| n <= MAX_ELEMENTS)?;
+    }
+    Some(shape.iter().product())
 }
 
 impl Tensor {
@@ -427,7 +437,9 @@ fn decode_typed(dtype: DataType, p: &TensorProto) -> Data {
 
 /// Decodes `count` little-endian elements of `dtype` from `raw`.
 pub fn decode_raw(dtype: DataType, raw: &[u8], count: usize) -> Result<Data, TensorError> {
-    let expected = count * dtype.size_of();
+    let expected = count
+        .checked_mul(dtype.size_of())
+        .ok_or_else(|| TensorError::TooLarge(vec![count as i64]))?;
     if raw.len() != expected {
         return Err(TensorError::RawDataLength {
             expected,
@@ -465,6 +477,19 @@ impl fmt::Debug for Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A zero dimension counts as one: a tensor of no elements cannot carry dimensions whose
+    /// product would size a kernel's buffers past the limit.
+    #[test]
+    fn every_dimension_counts_against_the_element_limit() {
+        assert_eq!(element_count(&[0, 5]), Some(0));
+        assert_eq!(element_count(&[1 << 14, 1 << 14]), Some(MAX_ELEMENTS));
+        assert_eq!(element_count(&[1 << 14, (1 << 14) + 1]), None);
+        assert_eq!(element_count(&[0, 1, 1 << 20, 1 << 20]), None);
+        assert_eq!(element_count(&[usize::MAX, 2]), None);
+        assert!(Tensor::new(vec![0, 1, 1 << 20, 1 << 20], Data::F32(vec![])).is_err());
+        assert!(decode_raw(DataType::F64, &[], usize::MAX).is_err());
+    }
 
     #[test]
     fn hash_binds_dtype_shape_and_bytes() {

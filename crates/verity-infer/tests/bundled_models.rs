@@ -267,6 +267,22 @@ fn bad_models_and_inputs_are_errors_with_reasons() {
     ));
 }
 
+/// Attack (review): an `.npy` of shape (0, 1, 1048576, 1048576) holds no bytes of data but sized
+/// the CNN's convolution buffers from its dimensions; workers aborted on it and the task went
+/// from worker to worker. It is refused as it is read, by the worker and by a validator alike.
+#[test]
+fn an_empty_input_with_huge_dimensions_is_refused_as_it_is_read() {
+    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 1, 1048576, 1048576), }";
+    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+    let padded = format!("{header:<117}\n");
+    npy.extend_from_slice(&(padded.len() as u16).to_le_bytes());
+    npy.extend_from_slice(padded.as_bytes());
+    for file in ["conv_random.onnx", "digits_mlp.onnx"] {
+        let err = model(file).task_inputs(&npy).unwrap_err();
+        assert!(err.to_string().contains("too large"), "{file}: {err}");
+    }
+}
+
 #[test]
 fn a_corrupted_run_differs_from_its_step_on() {
     let engine = Engine::new(1).unwrap();

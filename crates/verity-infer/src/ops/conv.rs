@@ -80,8 +80,8 @@ impl Conv {
         let [_, kh, kw] = taps.kernel;
         let [_, oh, ow] = taps.out;
         let (mg, k, p) = (m / g, cg * kh * kw, oh * ow);
-        let mut cols = vec![0f32; k * p];
-        let mut out = vec![0f32; n * m * p];
+        let mut cols = vec![0f32; super::buffer_len(&[k, p])?];
+        let mut out = vec![0f32; super::buffer_len(&[n, m, p])?];
         for b in 0..n {
             for gi in 0..g {
                 for ic in 0..cg {

@@ -49,6 +49,7 @@ fn plan(a: &[usize], b: &[usize]) -> OpResult<Plan> {
     let ia: Vec<usize> = (0..ba.iter().product()).collect();
     let ib: Vec<usize> = (0..bb.iter().product()).collect();
     let (_, pairs) = broadcast_map(&ia, ba, &ib, bb, |x, y| (x, y))?;
+    super::buffer_len(&[pairs.len(), m, n])?;
     let mut out_shape = batch;
     if a.len() > 1 {
         out_shape.push(m);
@@ -296,6 +297,17 @@ mod tests {
 
     fn ctx() -> Ctx<'static> {
         Ctx { pool: None }
+    }
+
+    /// Attack: operands of reasonable size whose product is not (2^15 × 1 by 1 × 2^15 gives
+    /// 2^30 elements), or an empty batch with huge matrices: refused before allocating.
+    #[test]
+    fn a_product_past_the_element_limit_is_refused_before_allocating() {
+        let column = Tensor::new(vec![1 << 15, 1], Data::F32(vec![1.0; 1 << 15])).unwrap();
+        let row = Tensor::new(vec![1, 1 << 15], Data::F32(vec![1.0; 1 << 15])).unwrap();
+        let err = matmul(ctx(), &column, &row).unwrap_err();
+        assert!(err.reason().contains("over the engine's limit"), "{err:?}");
+        assert!(matmul(ctx(), &row, &column).is_ok());
     }
 
     #[test]

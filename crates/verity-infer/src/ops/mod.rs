@@ -45,6 +45,21 @@ pub(crate) fn unsupported<T>(msg: impl Into<String>) -> OpResult<T> {
     Err(OpError::Unsupported(msg.into()))
 }
 
+/// The length of a buffer of `dims` elements, refused past [`crate::tensor::MAX_ELEMENTS`]
+/// before anything is allocated.
+pub(crate) fn buffer_len(dims: &[usize]) -> OpResult<usize> {
+    crate::tensor::element_count(dims).ok_or_else(|| {
+        OpError::Invalid(format!(
+            "a buffer of {} elements is over the engine's limit of {}",
+            dims.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(" × "),
+            crate::tensor::MAX_ELEMENTS
+        ))
+    })
+}
+
 /// What kernels may use while running: the thread pool, if the engine has one.
 #[derive(Clone, Copy)]
 pub(crate) struct Ctx<'a> {

@@ -81,7 +81,16 @@ impl Window {
         let (mut pads_begin, mut pads_end) = (vec![0; rank], vec![0; rank]);
         let mut out = vec![0; rank];
         for d in 0..rank {
-            let span = (kernel[d] - 1) * dilations[d] + 1;
+            let span = (kernel[d] - 1)
+                .checked_mul(dilations[d])
+                .and_then(|n| n.checked_add(1))
+                .filter(|&n| n <= crate::tensor::MAX_ELEMENTS)
+                .ok_or_else(|| {
+                    super::OpError::Invalid(format!(
+                        "kernel {} dilated by {} is too large",
+                        kernel[d], dilations[d]
+                    ))
+                })?;
             let (s, len) = (strides[d], input[d]);
             match attrs.auto_pad.as_str() {
                 "SAME_UPPER" | "SAME_LOWER" => {
@@ -106,7 +115,16 @@ impl Window {
                             (pads_begin[d], pads_end[d]) = (p[d] as usize, p[d + rank] as usize);
                         }
                     }
-                    let padded = len + pads_begin[d] + pads_end[d];
+                    let padded = super::buffer_len(&[len])?
+                        .checked_add(pads_begin[d])
+                        .and_then(|n| n.checked_add(pads_end[d]))
+                        .filter(|&n| n <= crate::tensor::MAX_ELEMENTS)
+                        .ok_or_else(|| {
+                            super::OpError::Invalid(format!(
+                                "pads {} and {} around dimension {d} of size {len} are too large",
+                                pads_begin[d], pads_end[d]
+                            ))
+                        })?;
                     if padded < span {
                         return invalid(format!(
                             "window of {span} does not fit in dimension {d} of size {padded} (padded)"
@@ -177,6 +195,10 @@ impl TapTables {
             a
         };
         let (dims, out, kernel) = (lift(spatial), lift(&w.out), lift(&w.kernel));
+        super::buffer_len(&out)?;
+        for d3 in 0..3 {
+            super::buffer_len(&[out[d3], kernel[d3]])?;
+        }
         let mut taps: [Vec<Option<usize>>; 3] = Default::default();
         let mut in_padded: [Vec<bool>; 3] = Default::default();
         for d3 in 0..3 {
@@ -280,6 +302,7 @@ impl Pool {
         let planes = x.shape()[0] * x.shape()[1];
         let mut out_shape = x.shape()[..2].to_vec();
         out_shape.extend_from_slice(&w.out);
+        super::buffer_len(&out_shape)?;
         if self.max {
             macro_rules! max {
                 ($($variant:ident),*) => {

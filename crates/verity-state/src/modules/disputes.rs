@@ -332,18 +332,19 @@ pub fn open(
         slashed: 0,
     };
     if tolerance > 0 {
-        let referee = draw_referee(state, ctx, &dispute, &[])?.ok_or_else(|| {
-            invalid(format!(
+        // The referee is drawn with the next block's seed, which nobody knew when this
+        // transaction was chosen; that someone could referee now is checked here.
+        if draw_referee(state, ctx, &dispute, &[])?.is_none() {
+            return Err(invalid(format!(
                 "no third worker serves task {task_id}'s model to referee a dispute now"
-            ))
-        })?;
-        dispute.referee = Some(RefereeCheck {
-            referee,
-            deadline: ctx.height.saturating_add(params.dispute_clock_blocks),
-            worker_output: None,
-            referee_output: None,
-            timed_out: Vec::new(),
-        });
+            )));
+        }
+        schedule::push(
+            state,
+            schedule::Kind::RefereeDraw,
+            ctx.height.saturating_add(1),
+            &id,
+        )?;
     } else {
         dispute.game = Some(
             Game::open(
@@ -559,11 +560,20 @@ pub fn reveal_output(
     output: &[u8],
 ) -> Result<(), TxFailure> {
     let mut dispute = open_dispute(state, id)?;
-    let mut check = dispute.referee.clone().ok_or_else(|| {
-        invalid(format!(
-            "dispute {id} is a dissection game: outputs are revealed only in a tolerant model's"
-        ))
-    })?;
+    let mut check = match (&dispute.game, dispute.referee.clone()) {
+        (None, Some(check)) => check,
+        (None, None) => {
+            return Err(invalid(format!(
+                "dispute {id}'s referee is drawn in the block after its opening; reveal then"
+            )))
+        }
+        (Some(_), _) => {
+            return Err(invalid(format!(
+                "dispute {id} is a dissection game: outputs are revealed only in a tolerant \
+                 model's"
+            )))
+        }
+    };
     if ctx.height > check.deadline {
         return Err(invalid(format!(
             "dispute {id}'s outputs were due by height {}",
@@ -898,9 +908,45 @@ fn finalize_if_settled(
     })
 }
 
-/// Start-of-block work: clocks that ran out end their games, and windows that closed settle
-/// their results.
+/// Draws the first referee of a tolerant dispute opened in the previous block; with nobody
+/// left to draw (the last eligible worker left meanwhile) the dispute ends undecided.
+fn draw_first_referee(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    dispute: &mut Dispute,
+) -> Result<(), StateError> {
+    let Some(referee) = draw_referee(state, ctx, dispute, &[])? else {
+        return end_undecided(state, ctx, dispute, "nobody could be drawn to referee");
+    };
+    dispute.referee = Some(RefereeCheck {
+        referee,
+        deadline: ctx
+            .height
+            .saturating_add(ctx.genesis.params.tasks.dispute_clock_blocks),
+        worker_output: None,
+        referee_output: None,
+        timed_out: Vec::new(),
+    });
+    state.put(
+        Table::Disputes,
+        referee_key(&referee, &dispute.dispute_id),
+        Vec::new(),
+    );
+    put(state, dispute);
+    watch(state, dispute)
+}
+
+/// Start-of-block work: referees drawn, clocks that ran out end their games, and windows that
+/// closed settle their results.
 pub fn begin_block(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>) -> Result<(), StateError> {
+    for id in schedule::take::<Hash>(state, schedule::Kind::RefereeDraw, ctx.height)? {
+        let Some(mut dispute) = get(state, &id)? else {
+            continue;
+        };
+        if dispute.status == DisputeStatus::Open && dispute.referee.is_none() {
+            draw_first_referee(state, ctx, &mut dispute)?;
+        }
+    }
     for id in schedule::take::<Hash>(state, schedule::Kind::DisputeClock, ctx.height)? {
         let Some(mut dispute) = get(state, &id)? else {
             continue;
