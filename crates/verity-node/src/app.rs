@@ -29,6 +29,7 @@ use verity_types::{sha256, Hash};
 
 use crate::block::{to_hash, Block, Committed, Seed};
 use crate::mempool::{AdmitError, BlockLimits, Mempool, SenderCache};
+use crate::proposal;
 
 /// Most transactions a node keeps pending.
 const MEMPOOL_CAPACITY: usize = 100_000;
@@ -40,7 +41,7 @@ pub type Scheme = vrf::Scheme<ed25519::PublicKey, MinPk>;
 
 /// Most blocks between a block and the state root it commits to: a proposer that has executed
 /// less waits, and a block committing to an older root is refused.
-pub const MAX_ROOT_LAG: u64 = 16;
+pub use crate::proposal::MAX_ROOT_LAG;
 /// How long a proposer waits for its parent's seed, or a verifier for its own execution to reach
 /// a block's committed height, before giving up on the view.
 const WAIT_FOR_STATE: Duration = Duration::from_secs(3);
@@ -51,8 +52,6 @@ const EVIDENCE_KEPT: usize = 1_024;
 
 /// How long a leader waits for transactions before proposing an empty block.
 const EMPTY_BLOCK_WAIT: Duration = Duration::from_millis(400);
-/// How far ahead of our clock a proposer's timestamp may be before we wait for it.
-const MAX_CLOCK_SKEW: Duration = Duration::from_millis(500);
 
 /// A broadcast as a stream; a subscriber that falls behind skips ahead.
 fn updates<T: Clone + Send + 'static>(
@@ -285,25 +284,26 @@ impl App {
 
     /// The committed root must be recent, never older than the parent's, and equal to ours.
     async fn check_committed<E: Clock>(&self, runtime: &E, block: &Block, parent: &Block) -> bool {
-        let committed = block.committed;
-        if committed.height >= block.height
-            || committed.height < parent.committed.height
-            || block.height - committed.height > MAX_ROOT_LAG
-        {
+        if let Err(refusal) = proposal::check_commitment(block, parent) {
+            warn!(node = %self.node.label, height = block.height, %refusal, "refusing a proposal");
             return false;
         }
+        let committed = block.committed;
         if !self.wait_for_height(runtime, committed.height).await {
             debug!(node = %self.node.label, height = committed.height, "not executed far enough to check a proposal's state root");
             return false;
         }
-        match self.node.root_at(committed.height) {
-            Ok(Some(ours)) if ours == committed.root => true,
+        let ours = match self.node.root_at(committed.height) {
+            Ok(ours) => ours,
             Err(e) => {
                 error!(node = %self.node.label, error = %e, "cannot read our own state root");
-                false
+                return false;
             }
-            Ok(ours) => {
-                warn!(node = %self.node.label, height = committed.height, proposed = %committed.root, ours = ?ours, "a proposal commits to a state root we did not compute; refusing it");
+        };
+        match proposal::check_root(&committed, ours) {
+            Ok(()) => true,
+            Err(refusal) => {
+                warn!(node = %self.node.label, height = block.height, %refusal, "a proposal commits to a state root we did not compute; refusing it");
                 false
             }
         }
@@ -391,18 +391,22 @@ where
             return false;
         };
         let (block, parent) = (block.inner(), parent.inner());
-        if block.timestamp_ms <= parent.timestamp_ms {
-            return false;
-        }
+        let wait_ms = match proposal::check_timestamp(block, parent, unix_ms(runtime.current())) {
+            Ok(wait_ms) => wait_ms,
+            Err(refusal) => {
+                self.node.refused_proposals.fetch_add(1, Ordering::Relaxed);
+                warn!(node = %self.node.label, height = block.height, %refusal, "refusing a proposal");
+                return false;
+            }
+        };
         if !self.check_seed(&context, block) || !self.check_txs(block) {
             self.node.refused_proposals.fetch_add(1, Ordering::Relaxed);
             warn!(node = %self.node.label, height = block.height, "refusing a proposal with a wrong seed or transactions that cannot be charged");
             return false;
         }
         // A timestamp a little ahead of our clock is skew; wait it out rather than reject.
-        let ahead = UNIX_EPOCH + Duration::from_millis(block.timestamp_ms);
-        if ahead > runtime.current() + MAX_CLOCK_SKEW {
-            runtime.sleep_until(ahead - MAX_CLOCK_SKEW).await;
+        if wait_ms > 0 {
+            runtime.sleep(Duration::from_millis(wait_ms)).await;
         }
         let committed = self.check_committed(&runtime, block, parent).await;
         if !committed {
