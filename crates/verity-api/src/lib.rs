@@ -67,6 +67,8 @@ pub enum ErrorCode {
     BadCid,
     BlobTooLarge,
     BadUpload,
+    /// An upload without a Content-Length: quotas and the disk floor are charged up front.
+    LengthRequired,
     /// The upload's bytes do not hash to the content hash its authorisation signed.
     HashMismatch,
     /// The upload carries no valid authorisation header.
@@ -129,6 +131,7 @@ impl ErrorCode {
             Self::BadCid => "bad_cid",
             Self::BlobTooLarge => "blob_too_large",
             Self::BadUpload => "bad_upload",
+            Self::LengthRequired => "length_required",
             Self::HashMismatch => "hash_mismatch",
             Self::UploadUnauthorized => "upload_unauthorized",
             Self::BalanceTooLow => "balance_too_low",

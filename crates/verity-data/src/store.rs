@@ -59,7 +59,24 @@ pub struct BlobStore {
     max_bytes: u64,
     /// Free disk, in bytes, that blobs never eat into: the chain's own storage shares the disk.
     disk_floor: u64,
+    /// Bytes promised to uploads under way: each is checked against the floor with the others,
+    /// so concurrent uploads cannot each pass the check and together cross it.
+    reserved: std::sync::Arc<std::sync::Mutex<u64>>,
     ipfs: Option<crate::ipfs::Ipfs>,
+}
+
+/// Space held for one upload until it ends (dropped).
+#[must_use = "the space is released when this is dropped"]
+pub struct SpaceReservation {
+    reserved: std::sync::Arc<std::sync::Mutex<u64>>,
+    bytes: u64,
+}
+
+impl Drop for SpaceReservation {
+    fn drop(&mut self) {
+        let mut reserved = self.reserved.lock().expect("reservation lock");
+        *reserved = reserved.saturating_sub(self.bytes);
+    }
 }
 
 impl std::fmt::Debug for BlobStore {
@@ -84,6 +101,7 @@ impl BlobStore {
             dir: dir.to_path_buf(),
             max_bytes,
             disk_floor: 0,
+            reserved: Default::default(),
             ipfs: None,
         })
     }
@@ -200,19 +218,36 @@ impl BlobStore {
         Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
     }
 
-    /// Whether `incoming` more bytes fit above the disk floor.
+    /// Whether `incoming` more bytes fit above the disk floor, besides the uploads under way.
     pub fn check_space(&self, incoming: u64) -> Result<(), BlobError> {
+        let reserved = *self.reserved.lock().expect("reservation lock");
+        self.fits(incoming.saturating_add(reserved))
+    }
+
+    fn fits(&self, bytes: u64) -> Result<(), BlobError> {
         if self.disk_floor == 0 {
             return Ok(());
         }
         let free = self.free_bytes()?;
-        if free < self.disk_floor.saturating_add(incoming) {
+        if free < self.disk_floor.saturating_add(bytes) {
             return Err(BlobError::DiskFull {
                 free,
                 floor: self.disk_floor,
             });
         }
         Ok(())
+    }
+
+    /// Holds `bytes` above the disk floor for an upload, counted with every other reservation,
+    /// until the returned guard is dropped.
+    pub fn reserve(&self, bytes: u64) -> Result<SpaceReservation, BlobError> {
+        let mut reserved = self.reserved.lock().expect("reservation lock");
+        self.fits(reserved.saturating_add(bytes))?;
+        *reserved = reserved.saturating_add(bytes);
+        Ok(SpaceReservation {
+            reserved: self.reserved.clone(),
+            bytes,
+        })
     }
 
     pub fn max_bytes(&self) -> u64 {
@@ -323,6 +358,34 @@ static TMP_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64:
 mod tests {
     use super::*;
     use verity_types::sha256;
+
+    /// Race (review): two uploads that each fit above the disk floor but not together both
+    /// passed the check, since each was checked against the disk alone. A reservation counts the
+    /// uploads under way.
+    #[test]
+    fn concurrent_uploads_cannot_together_cross_the_disk_floor() {
+        const GIB: u64 = 1 << 30;
+        let dir = tempfile::tempdir().unwrap();
+        let plain = BlobStore::open(dir.path(), u64::MAX).unwrap();
+        let free = plain.free_bytes().unwrap();
+        assert!(free > 2 * GIB, "the test needs 2 GiB free, has {free}");
+        // One GiB above the floor; each upload wants 0.6 of it.
+        let store = plain.with_disk_floor(free - GIB);
+        let upload = GIB / 10 * 6;
+        let first = store.reserve(upload).unwrap();
+        assert!(matches!(
+            store.reserve(upload),
+            Err(BlobError::DiskFull { .. })
+        ));
+        assert!(
+            store.check_space(upload).is_err(),
+            "the check counts it too"
+        );
+        drop(first);
+        let second = store.reserve(upload).unwrap();
+        drop(second);
+        store.check_space(upload).unwrap();
+    }
 
     #[tokio::test]
     async fn put_get_and_limits() {

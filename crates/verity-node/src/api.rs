@@ -559,6 +559,7 @@ fn authorize_upload(
         (status = 401, description = "no valid, recent upload signature", body = ErrorBody),
         (status = 403, description = "the signer holds less than the node's minimum balance", body = ErrorBody),
         (status = 408, description = "the upload took too long", body = ErrorBody),
+        (status = 411, description = "no Content-Length header", body = ErrorBody),
         (status = 413, description = "larger than the node accepts", body = ErrorBody),
         (status = 429, description = "the signer's quota is used up; see Retry-After", body = ErrorBody),
         (status = 507, description = "the node's free disk is below its floor", body = ErrorBody),
@@ -569,11 +570,19 @@ async fn put_blob(
     body: axum::body::Body,
 ) -> Result<(StatusCode, Json<StoredBlob>), ApiError> {
     use verity_data::BlobError;
+    // The quota and the disk floor are charged up front, so the length must be known: a body
+    // without one (chunked) would be charged nothing.
     let declared: u64 = headers
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::LENGTH_REQUIRED,
+                ErrorCode::LengthRequired,
+                "an upload needs a Content-Length header",
+            )
+        })?;
     let blob_error = |e: BlobError| match e {
         BlobError::TooLarge { .. } => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -600,7 +609,7 @@ async fn put_blob(
             limit: state.blobs.max_bytes(),
         }));
     }
-    state.blobs.check_space(declared).map_err(blob_error)?;
+    let _space = state.blobs.reserve(declared).map_err(blob_error)?;
     let (auth, signer) = authorize_upload(&state, &headers, declared)?;
     match state
         .blobs
