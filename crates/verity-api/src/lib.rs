@@ -403,6 +403,50 @@ pub struct ProofRequest {
     pub proof_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<u64>,
+    /// The job's requester's signature over [`ProofRequest::digest`], hex (65 bytes): without
+    /// it anyone who saw the job could plant another key first and have the file rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+/// Domain tag of proof request signatures.
+pub const PROOF_REQUEST_DOMAIN: &[u8] = b"verity/proof-request/v1";
+
+impl ProofRequest {
+    /// What the requester signs: the domain, the chain, the job, the file and the wrapped key
+    /// (with the seed, when given).
+    pub fn digest(&self, chain_id: &str) -> [u8; 32] {
+        use sha2::{Digest as _, Sha256};
+        let mut h = Sha256::new();
+        h.update(PROOF_REQUEST_DOMAIN);
+        h.update((chain_id.len() as u32).to_be_bytes());
+        h.update(chain_id.as_bytes());
+        h.update(self.job_id.to_be_bytes());
+        h.update(self.file_id.to_be_bytes());
+        for field in [Some(&self.encryption_key), self.encryption_seed.as_ref()] {
+            let text = field.map_or("", |f| f.trim());
+            h.update((text.len() as u32).to_be_bytes());
+            h.update(text.as_bytes());
+        }
+        h.finalize().into()
+    }
+
+    /// Signs the request as `key`'s account for `chain_id`.
+    pub fn sign(&mut self, key: &verity_types::AccountKey, chain_id: &str) {
+        self.signature = Some(hex::encode(key.sign_digest(&self.digest(chain_id))));
+    }
+
+    /// The account that signed the request for `chain_id`; `None` when it is unsigned or the
+    /// signature is malformed or does not verify.
+    pub fn signer(&self, chain_id: &str) -> Option<Address> {
+        let mut signature = [0u8; 65];
+        hex::decode_to_slice(
+            self.signature.as_deref()?.trim().trim_start_matches("0x"),
+            &mut signature,
+        )
+        .ok()?;
+        verity_types::recover_signer(&self.digest(chain_id), &signature).ok()
+    }
 }
 
 /// A data verifier's `POST /anchor` body: hash the blob `cid` names, inside the enclave, and

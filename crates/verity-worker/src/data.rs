@@ -136,6 +136,15 @@ async fn take_request(
             )),
         );
     }
+    if request.signer(&endpoint.chain_id) != Some(job.requester) {
+        return answer(
+            StatusCode::UNAUTHORIZED,
+            Some(format!(
+                "the request must be signed by job {}'s requester {} for chain {}",
+                job.job_id, job.requester, endpoint.chain_id
+            )),
+        );
+    }
     if job.verifier != Some(endpoint.address) || job.status != DataJobStatus::Assigned {
         return answer(
             StatusCode::CONFLICT,

@@ -599,7 +599,7 @@ async fn contribute(args: ContributeArgs) -> Result<()> {
         .with_context(|| format!("{verifier} no longer serves data verification"))?;
     let encryption_key = envelope::wrap_password_der(&password, &record.rsa_public_key)
         .context("the verifier's RSA key")?;
-    let request = ProofRequest {
+    let mut request = ProofRequest {
         job_id: job.job_id,
         file_id: file.file_id,
         file_url: if url.is_empty() {
@@ -611,7 +611,10 @@ async fn contribute(args: ContributeArgs) -> Result<()> {
         encryption_seed: None,
         proof_url: None,
         nonce: None,
+        signature: None,
     };
+    let chain_id = client.status().await?.chain_id;
+    request.sign(&key, &chain_id);
     client
         .send_proof_request(&record.endpoint, &request)
         .await?;

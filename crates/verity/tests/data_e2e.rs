@@ -397,7 +397,12 @@ async fn stale_and_malformed_requests_are_refused(devnet: &Devnet) {
         .verifier
         .unwrap()
         .endpoint;
-    let stale = ProofRequest {
+    let dev = AccountKey::from_hex(
+        &std::fs::read_to_string(devnet.home.join("dev-account.key")).unwrap(),
+    )
+    .unwrap();
+    let chain_id = client.status().await.unwrap().chain_id;
+    let unsigned = ProofRequest {
         job_id: 1,
         file_id: 1,
         file_url: String::new(),
@@ -405,7 +410,38 @@ async fn stale_and_malformed_requests_are_refused(devnet: &Devnet) {
         encryption_seed: None,
         proof_url: None,
         nonce: None,
+        signature: None,
     };
+    // Attack (review): anyone who saw the job could send the verifier another key first and
+    // have the file rejected. Only the job's requester's signature is taken: none, a
+    // stranger's, or the requester's over another key or for another chain is refused.
+    let stranger = AccountKey::generate();
+    let signed = |key: &AccountKey, chain: &str, request: &ProofRequest| {
+        let mut request = request.clone();
+        request.sign(key, chain);
+        request
+    };
+    let mut tampered = signed(&dev, &chain_id, &unsigned);
+    tampered.encryption_key = "00fe".into();
+    for forged in [
+        unsigned.clone(),
+        signed(&stranger, &chain_id, &unsigned),
+        signed(&dev, "another-chain", &unsigned),
+        tampered,
+    ] {
+        match client.send_proof_request(&endpoint, &forged).await {
+            Err(ClientError::VerifierRefused {
+                status: 401,
+                message,
+                ..
+            }) => assert!(
+                message.contains("must be signed by job 1's requester"),
+                "{message}"
+            ),
+            other => panic!("a request not signed by the requester: {other:?}"),
+        }
+    }
+    let stale = signed(&dev, &chain_id, &unsigned);
     match client.send_proof_request(&endpoint, &stale).await {
         Err(ClientError::VerifierRefused {
             status: 409,
@@ -417,10 +453,14 @@ async fn stale_and_malformed_requests_are_refused(devnet: &Devnet) {
         ),
         other => panic!("a request for a proven job: {other:?}"),
     }
-    let wrong_file = ProofRequest {
-        file_id: 2,
-        ..stale.clone()
-    };
+    let wrong_file = signed(
+        &dev,
+        &chain_id,
+        &ProofRequest {
+            file_id: 2,
+            ..unsigned.clone()
+        },
+    );
     match client.send_proof_request(&endpoint, &wrong_file).await {
         Err(ClientError::VerifierRefused {
             status: 400,
