@@ -439,6 +439,7 @@ mod tests {
             encryption_seed: None,
             proof_url: None,
             nonce: None,
+            signature: None,
         }
     }
 
