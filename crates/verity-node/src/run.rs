@@ -143,7 +143,6 @@ pub fn write_network(
         threshold_polynomial: committee::encode_hex(&sharing),
     };
     let genesis_path = home.join("genesis.json");
-    fs::write(&genesis_path, serde_json::to_vec_pretty(&genesis)?)?;
     let mut nodes = Vec::new();
     for (i, (key, share)) in keys.iter().zip(shares).enumerate() {
         let dir = home.join(format!("validator-{i}"));
@@ -173,6 +172,11 @@ pub fn write_network(
         fs::write(&path, toml::to_string_pretty(&config)?)?;
         nodes.push(path);
     }
+    // Written last and renamed into place: a setup stopped before this leaves no genesis, and
+    // the next start redoes it whole.
+    let partial = home.join("genesis.json.partial");
+    fs::write(&partial, serde_json::to_vec_pretty(&genesis)?)?;
+    fs::rename(&partial, &genesis_path)?;
     Ok(NetworkLayout {
         genesis: genesis_path,
         nodes,

@@ -503,100 +503,116 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
     }
     let storage = home.join("consensus");
     commonware_runtime::Runner::start(run::runner(&storage), |context| async move {
-        let started = run::start_nodes(&context, configs, SenderCache::default()).await?;
-        outln!(
-            "Verity devnet: {} validators, chain {DEVNET_CHAIN_ID}",
-            started.len()
-        );
-        for (i, s) in started.iter().enumerate() {
+        // Caught from here on: a stop during the setup below ends it cleanly, and the next start
+        // resumes it (registrations and stakes already on chain are found there).
+        let mut signals = crate::shutdown::Listener::install()?;
+        let setup = async {
+            let started = run::start_nodes(&context, configs, SenderCache::default()).await?;
             outln!(
-                "  validator {i}: API http://{}  p2p {}  data {}",
-                s.api,
-                s.p2p,
-                s.data.display()
+                "Verity devnet: {} validators, chain {DEVNET_CHAIN_ID}",
+                started.len()
             );
-        }
-        let apis: Vec<_> = started.iter().map(|s| s.api).collect();
-        let client = Client::new(&apis[0].to_string());
-        let model_id = register_bundled_model(&client, &dev).await?;
-        let zk_model_id = register_bundled_zk_model(&client, &dev, &home).await?;
-        let data_verifiers = DataVerifiers {
-            count: args.data_verifiers.min(args.workers),
-            first_port: match args.data_port {
-                Some(port) => port,
-                None => u16::try_from(u32::from(args.api_port) + args.validators)
-                    .context("--api-port: no port is left after the validators' for data")?,
-            },
-            ipfs: args.ipfs.as_deref(),
-        };
-        spawn_workers(
-            &home,
-            &apis,
-            args.workers,
-            args.dishonest_workers,
-            data_verifiers,
-        )?;
-        spawn_challengers(&home, &apis, &dev, args.challengers).await?;
-        // The banner says "ready" only once the setup is final: the dev account's setup
-        // transactions are finalized and the workers can take tasks.
-        eprintln!("waiting for {} workers to stake and attest…", args.workers);
-        if let Err(e) = wait_for_workers(&client, args.workers as usize).await {
-            eprintln!("warning: {e:#}; see `verity devnet --log`");
-        }
-        if let Err(e) = wait_for_challengers(&client, args.challengers as usize).await {
-            eprintln!("warning: {e:#}; see `verity devnet --log`");
-        }
-        if let Err(e) = wait_for_data_verifiers(&client, &home, data_verifiers.count).await {
-            eprintln!("warning: {e:#}; see `verity devnet --log`");
-        }
-        outln!(
-            "  workers:     {} (dev TEE, not hardware-backed){}",
-            args.workers,
-            if args.dishonest_workers > 0 {
-                format!(
-                    "; {} DISHONEST, for testing disputes",
-                    args.dishonest_workers
-                )
-            } else {
-                String::new()
+            for (i, s) in started.iter().enumerate() {
+                outln!(
+                    "  validator {i}: API http://{}  p2p {}  data {}",
+                    s.api,
+                    s.p2p,
+                    s.data.display()
+                );
             }
-        );
-        outln!(
-            "  challengers: {} (re-execute OP results and dispute wrong ones)",
-            args.challengers
-        );
-        if data_verifiers.count > 0 {
+            let apis: Vec<_> = started.iter().map(|s| s.api).collect();
+            let client = Client::new(&apis[0].to_string());
+            let model_id = register_bundled_model(&client, &dev).await?;
+            let zk_model_id = register_bundled_zk_model(&client, &dev, &home).await?;
+            let data_verifiers = DataVerifiers {
+                count: args.data_verifiers.min(args.workers),
+                first_port: match args.data_port {
+                    Some(port) => port,
+                    None => u16::try_from(u32::from(args.api_port) + args.validators)
+                        .context("--api-port: no port is left after the validators' for data")?,
+                },
+                ipfs: args.ipfs.as_deref(),
+            };
+            spawn_workers(
+                &home,
+                &apis,
+                args.workers,
+                args.dishonest_workers,
+                data_verifiers,
+            )?;
+            spawn_challengers(&home, &apis, &dev, args.challengers).await?;
+            // The banner says "ready" only once the setup is final: the dev account's setup
+            // transactions are finalized and the workers can take tasks.
+            eprintln!("waiting for {} workers to stake and attest…", args.workers);
+            if let Err(e) = wait_for_workers(&client, args.workers as usize).await {
+                eprintln!("warning: {e:#}; see `verity devnet --log`");
+            }
+            if let Err(e) = wait_for_challengers(&client, args.challengers as usize).await {
+                eprintln!("warning: {e:#}; see `verity devnet --log`");
+            }
+            if let Err(e) = wait_for_data_verifiers(&client, &home, data_verifiers.count).await {
+                eprintln!("warning: {e:#}; see `verity devnet --log`");
+            }
             outln!(
-                "  data:        {} verifier(s), POST /proof from http://127.0.0.1:{}",
-                data_verifiers.count,
-                data_verifiers.first_port
+                "  workers:     {} (dev TEE, not hardware-backed){}",
+                args.workers,
+                if args.dishonest_workers > 0 {
+                    format!(
+                        "; {} DISHONEST, for testing disputes",
+                        args.dishonest_workers
+                    )
+                } else {
+                    String::new()
+                }
             );
-        }
-        outln!("  model:       {model_id} (digits-mlp, bundled; tee and op)");
-        outln!("  zk model:    {zk_model_id} (digits-mlp-int8, bundled; tee and tee-zk, keys from a local setup)");
-        outln!("  genesis:     {}", home.join("genesis.json").display());
-        outln!(
-            "  dev account: {} (key in {}, mode 0600)",
-            dev.address(),
-            dev_key_path.display()
-        );
-        outln!(
+            outln!(
+                "  challengers: {} (re-execute OP results and dispute wrong ones)",
+                args.challengers
+            );
+            if data_verifiers.count > 0 {
+                outln!(
+                    "  data:        {} verifier(s), POST /proof from http://127.0.0.1:{}",
+                    data_verifiers.count,
+                    data_verifiers.first_port
+                );
+            }
+            outln!("  model:       {model_id} (digits-mlp, bundled; tee and op)");
+            outln!("  zk model:    {zk_model_id} (digits-mlp-int8, bundled; tee and tee-zk, keys from a local setup)");
+            outln!("  genesis:     {}", home.join("genesis.json").display());
+            outln!(
+                "  dev account: {} (key in {}, mode 0600)",
+                dev.address(),
+                dev_key_path.display()
+            );
+            outln!(
             "  try:         verity task submit --model {model_id} --input models/samples/digit_0_label_7.json --from {} --wait",
             dev_key_path.display()
         );
-        outln!(
+            outln!(
             "Ctrl-C (or SIGTERM) stops the network; run the same command to start it again where it left off."
         );
-        if quiet {
-            let node = started[0].node.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(STATUS_EVERY).await;
-                    outln!("{}", status_line(&node));
-                }
-            });
-        }
-        shutdown_on_signal(context).await
+            if quiet {
+                let node = started[0].node.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(STATUS_EVERY).await;
+                        outln!("{}", status_line(&node));
+                    }
+                });
+            }
+            Ok::<(), anyhow::Error>(())
+        };
+        let signal = tokio::select! {
+            ready = setup => {
+                ready?;
+                signals.wait().await
+            }
+            signal = signals.wait() => {
+                eprintln!("{signal} before the devnet was ready; the next start resumes the setup");
+                signal
+            }
+        };
+        stop(context, signal).await
     })
 }
 
@@ -719,6 +735,10 @@ fn node_configs(home: &Path) -> Result<Vec<PathBuf>> {
 
 async fn shutdown_on_signal(context: commonware_runtime::tokio::Context) -> Result<()> {
     let signal = crate::shutdown::requested().await?;
+    stop(context, signal).await
+}
+
+async fn stop(context: commonware_runtime::tokio::Context, signal: &str) -> Result<()> {
     eprintln!("{signal}: stopping, finishing writes…");
     use commonware_runtime::Spawner as _;
     let _ = context.stop(0, Some(Duration::from_secs(10))).await;

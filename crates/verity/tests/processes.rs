@@ -533,6 +533,87 @@ async fn devnet_and_worker_stop_cleanly_on_sigterm() {
     );
 }
 
+/// Starts `verity devnet --workers 1` under `home` on `api`/`p2p`, its banner to `banner`.
+fn spawn_devnet(home: &Path, api: u16, p2p: u16, banner: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_verity"))
+        .args(["devnet", "--workers", "1", "--home"])
+        .arg(home)
+        .args([
+            "--api-port",
+            &api.to_string(),
+            "--p2p-port",
+            &p2p.to_string(),
+        ])
+        .env_remove("VERITY_LOG")
+        .stdout(Stdio::from(std::fs::File::create(banner).unwrap()))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn verity devnet")
+}
+
+/// A process manager that stops a devnet in its first seconds (review: the SIGTERM handler was
+/// installed only once the setup was final, so the default action killed it with 143): it stops
+/// cleanly, and the next start resumes the setup and becomes ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_devnet_stopped_during_its_setup_exits_cleanly_and_resumes() {
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("devnet");
+    let banner = home.path().join("devnet.out");
+    let mut chosen = None;
+    for attempt in 0..common::PORT_ATTEMPTS {
+        let (api, p2p) = common::ports(4, 4_441, attempt);
+        let _ = std::fs::remove_dir_all(&data);
+        let devnet = spawn_devnet(&data, api, p2p, &banner);
+        // Its API answers once the validators are up, seconds before the setup is final.
+        let client = Client::new(&format!("127.0.0.1:{api}"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut devnet = devnet;
+        let up = loop {
+            if devnet.try_wait().unwrap().is_some() {
+                let mut stderr = String::new();
+                devnet
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut stderr)
+                    .unwrap();
+                assert!(common::port_taken(&stderr), "the devnet exited: {stderr}");
+                break false;
+            }
+            if client.status().await.is_ok() {
+                break true;
+            }
+            assert!(Instant::now() < deadline, "the devnet's API never answered");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        if !up {
+            continue;
+        }
+        let ready_before = std::fs::read_to_string(&banner).unwrap().contains("try:");
+        let (status, stderr) = terminate(devnet, "the devnet in its setup");
+        assert!(status.success(), "devnet exited with {status}: {stderr}");
+        assert!(stderr.contains("SIGTERM: stopping"), "{stderr}");
+        if !ready_before {
+            assert!(stderr.contains("before the devnet was ready"), "{stderr}");
+        }
+        chosen = Some((api, p2p));
+        break;
+    }
+    let (api, p2p) = chosen.expect("every set of ports tried was taken");
+    let devnet = spawn_devnet(&data, api, p2p, &banner);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(&banner).unwrap().contains("try:") {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted devnet never became ready: {}",
+            std::fs::read_to_string(&banner).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, stderr) = terminate(devnet, "the restarted devnet");
+    assert!(status.success(), "devnet exited with {status}: {stderr}");
+}
+
 /// Outside a devnet, `verity genesis` writes the measurements it accepts and who governs them,
 /// and will not write a policy that accepts any code in any TEE unless told so.
 #[test]
