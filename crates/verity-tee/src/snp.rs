@@ -38,6 +38,7 @@ impl Attestation for Snp {
     ) -> Result<VerifiedEnclave, AttestationError> {
         let report = AttestationReport::from_bytes(&evidence.report)
             .map_err(|e| AttestationError::malformed("SEV-SNP report", e))?;
+        check_signature_padding(&evidence.report)?;
         let PinnedChain {
             chain,
             ark,
@@ -54,6 +55,33 @@ impl Attestation for Snp {
             .map_err(|e| AttestationError::rejected(TeeKind::Snp, format!("signature: {e}")))?;
 
         evaluate(&report, policy)
+    }
+}
+
+/// Where the signature starts in a report, and how many bytes of each of its 72-byte,
+/// little-endian R and S are used (P-384).
+const SIGNATURE_AT: usize = 0x2a0;
+const SCALAR_BYTES: usize = 48;
+
+/// The signature area's unused bytes (the zero extension of R and S, and the reserved rest) are
+/// outside what the signature covers: the firmware writes them as zero, and a report with
+/// anything else there was changed after signing, so it is refused rather than accepted as
+/// another encoding of the same report.
+fn check_signature_padding(report: &[u8]) -> Result<(), AttestationError> {
+    let area = report.get(SIGNATURE_AT..).unwrap_or_default();
+    let unused = area.iter().enumerate().find(|&(i, &byte)| {
+        let used = i < SCALAR_BYTES || (72..72 + SCALAR_BYTES).contains(&i);
+        !used && byte != 0
+    });
+    match unused {
+        None => Ok(()),
+        Some((i, _)) => Err(AttestationError::rejected(
+            TeeKind::Snp,
+            format!(
+                "byte {:#x} of the report, in the signature's unused bytes, is not zero",
+                SIGNATURE_AT + i
+            ),
+        )),
     }
 }
 
