@@ -755,3 +755,87 @@ impl ConstraintSynthesizer<Fr> for InferenceCircuit<'_> {
             })
     }
 }
+
+#[cfg(test)]
+mod soundness {
+    use super::*;
+    use ark_relations::r1cs::ConstraintSystem;
+
+    fn bundled(path: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/../../models/{path}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    /// Forgery: a prover changes one value of an honest witness (an activation, a requantization
+    /// remainder, a range-check bit, an output, a commitment's sponge state) and keeps the rest.
+    /// Every one of them, tried alone, leaves some constraint unsatisfied: no witness value is
+    /// free, so no proof exists for a run other than the model's.
+    #[test]
+    fn changing_any_one_witness_value_leaves_the_constraints_unsatisfied() {
+        let model = Model::from_bytes(&bundled("digits_mlp_int8.onnx")).unwrap();
+        let engine = Engine::new(1).unwrap();
+        let zk = ZkModel::compile(&model, &engine).unwrap();
+        let input = model
+            .task_inputs(&bundled("samples/digit_0_label_7.json"))
+            .unwrap();
+        let quantized = zk.quantized_inputs(&model, &engine, input).unwrap();
+        let cs = ConstraintSystem::<Fr>::new_ref();
+        zk.synthesize(&cs, quantized, Fr::from(7u64)).unwrap();
+        assert!(cs.is_satisfied().unwrap(), "the honest witness satisfies");
+        // A control: a variable no constraint reads, which the check must find free.
+        cs.new_witness_variable(|| Ok(Fr::from(3u64))).unwrap();
+        let control = cs.num_instance_variables() + cs.num_witness_variables() - 1;
+        // The constraints as matrices over z = (1, public inputs, witness), evaluated here: the
+        // constraint system caches what it evaluated once, so it cannot be asked again.
+        cs.finalize();
+        let matrices = cs.to_matrices().unwrap();
+        let z: Vec<Fr> = {
+            let inner = cs.borrow().unwrap();
+            inner
+                .instance_assignment
+                .iter()
+                .chain(&inner.witness_assignment)
+                .copied()
+                .collect()
+        };
+        let dot =
+            |row: &[(Fr, usize)], z: &[Fr]| -> Fr { row.iter().map(|(c, i)| *c * z[*i]).sum() };
+        let holds = |k: usize, z: &[Fr]| {
+            dot(&matrices.a[k], z) * dot(&matrices.b[k], z) == dot(&matrices.c[k], z)
+        };
+        let rows = matrices.a.len();
+        assert!(
+            (0..rows).all(|k| holds(k, &z)),
+            "the honest witness satisfies"
+        );
+        let mut rows_of = vec![Vec::new(); z.len()];
+        for k in 0..rows {
+            for (_, i) in matrices.a[k]
+                .iter()
+                .chain(&matrices.b[k])
+                .chain(&matrices.c[k])
+            {
+                rows_of[*i].push(k);
+            }
+        }
+        // Every witness value and every public input (the commitments), changed alone.
+        let mut free = Vec::new();
+        let mut forged = z.clone();
+        for i in 1..z.len() {
+            forged[i] = z[i] + Fr::from(1u64);
+            if rows_of[i].iter().all(|&k| holds(k, &forged)) {
+                free.push(i);
+            }
+            forged[i] = z[i];
+        }
+        assert!(
+            free == [control],
+            "{} of {} values of z can change alone: {free:?}",
+            free.len(),
+            z.len() - 1
+        );
+    }
+}
