@@ -380,15 +380,19 @@ pub enum FailureReason {
     ModelInvalid,
     /// The input does not fit the model (wrong shape, type or encoding).
     InputDoesNotFit,
+    /// A tee_zk task's input commitment is not the commitment to its input: no proof the chain
+    /// accepts can be made, so the task fails instead of timing out on honest workers.
+    InputCommitmentMismatch,
 }
 
 impl FailureReason {
-    pub const ALL: [FailureReason; 5] = [
+    pub const ALL: [FailureReason; 6] = [
         FailureReason::InputUnavailable,
         FailureReason::InputMismatch,
         FailureReason::ModelUnavailable,
         FailureReason::ModelInvalid,
         FailureReason::InputDoesNotFit,
+        FailureReason::InputCommitmentMismatch,
     ];
 
     fn tag(self) -> u8 {

@@ -596,9 +596,13 @@ impl Worker {
             match self.model(&model_id).await {
                 Ok(Ok(model)) if task.mode == Mode::TeeZk => {
                     match self.prover(&model_id, &model).await {
-                        Ok(Ok(prover)) => {
-                            jobs.push((id, model_id, input_hash, model, Some(prover)))
-                        }
+                        Ok(Ok(prover)) => jobs.push((
+                            id,
+                            model_id,
+                            input_hash,
+                            model,
+                            Some((prover, task.input_commitment)),
+                        )),
                         Ok(Err(FailureReason::ModelUnavailable)) if !self.gave_up_waiting(&id) => {
                             warn!(task = %id, model = %model_id, "proving key not in the blob store yet; will retry")
                         }
@@ -638,16 +642,21 @@ impl Worker {
             work.into_par_iter()
                 .map(|(job, input)| {
                     let result = match &job.4 {
-                        Some(prover) => {
+                        Some((prover, committed)) => {
                             crate::zk::compute_and_prove(&engine, &job.3, prover, &input, corrupt)
                                 .map(|p| {
-                                    (
+                                    // A proof about another input than the one committed to is
+                                    // refused on chain: the task fails, the submitter's doing.
+                                    if Some(p.input_commitment) != *committed {
+                                        return Err(FailureReason::InputCommitmentMismatch);
+                                    }
+                                    Ok((
                                         p.computed,
                                         Some((p.input_commitment, p.output_commitment, p.proof)),
-                                    )
+                                    ))
                                 })
                         }
-                        None => compute(&engine, &job.3, &input, corrupt).map(|c| (c, None)),
+                        None => compute(&engine, &job.3, &input, corrupt).map(|c| Ok((c, None))),
                     };
                     (job, result)
                 })
@@ -659,7 +668,12 @@ impl Worker {
         let mut uploads = Vec::new();
         for ((id, model_id, input_hash, ..), result) in results {
             let (computed, zk) = match result {
-                Ok(c) => c,
+                Ok(Ok(c)) => c,
+                Ok(Err(reason)) => {
+                    warn!(task = %id, ?reason, "the task's input commitment is not its input's; reporting it");
+                    unrunnable.push((id, model_id, input_hash, reason));
+                    continue;
+                }
                 Err(e) => {
                     warn!(task = %id, error = %format!("{e:#}"), "the input does not fit the model; reporting it");
                     unrunnable.push((id, model_id, input_hash, FailureReason::InputDoesNotFit));

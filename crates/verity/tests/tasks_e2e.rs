@@ -1141,4 +1141,41 @@ async fn tee_zk_tasks_finalize_with_proofs_snarkjs_accepts() {
     };
     assert!(snarkjs_verify(&file("proof.json")));
     assert!(!snarkjs_verify(tampered.to_str().unwrap()));
+
+    // A griefing submitter (review): a tee_zk task whose input commitment is not its input's.
+    // No proof of it can verify, so honest workers used to let it time out and lose
+    // reputation; they report it and it fails at once, naming the reason.
+    let dev = AccountKey::from_hex(&std::fs::read_to_string(&key).unwrap()).unwrap();
+    let input = std::fs::read(&tasks[0].1).unwrap();
+    client.put_blob(input.clone(), &dev).await.unwrap();
+    let mut bogus = [0u8; 32];
+    bogus[31] = 1;
+    let griefing = client
+        .submit_action(
+            &dev,
+            Action::SubmitTask {
+                model_id: model,
+                input: DataRef::of(&input),
+                mode: Mode::TeeZk,
+                max_fee: MAX_FEE,
+                deadline_blocks: 2_000,
+                input_commitment: Some(Hash(bogus)),
+                dataset: None,
+            },
+            0,
+        )
+        .await
+        .unwrap()
+        .hash();
+    let failed = wait_for("the griefing task to fail", 120, async || {
+        let view = client.task(&griefing).await.ok()??;
+        (view.task.status == TaskStatus::Failed).then_some(view)
+    })
+    .await;
+    assert_eq!(
+        failed.task.failure,
+        Some(FailureReason::InputCommitmentMismatch),
+        "{failed:?}"
+    );
+    assert!(failed.task.timed_out.is_empty(), "{failed:?}");
 }
