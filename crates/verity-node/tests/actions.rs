@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use verity_client::api::TxStatus;
 use verity_client::{Client, ClientError};
-use verity_node::mempool::{MAX_NONCE_GAP, MAX_PER_SENDER};
+use verity_node::mempool::{MAX_NONCE_GAP, MAX_QUEUED_PER_SENDER};
 use verity_state::{Genesis, GenesisAccount, Params, TxFailure};
 use verity_types::{
     registration_commitment, AccountKey, Action, Address, Asset, DataRef, EnclaveKey,
@@ -850,11 +850,14 @@ fn every_action_through_the_api_and_a_bad_one_of_each_fails_for_its_reason() {
                 400,
                 "nonce_too_far_ahead",
             );
-            for ahead in 2..=MAX_PER_SENDER as u64 {
+            // Behind the gap at nonce 0, at most MAX_QUEUED_PER_SENDER wait.
+            for ahead in 2..=MAX_QUEUED_PER_SENDER as u64 {
                 client.submit(&later(ahead, 1)).await.unwrap();
             }
             api_refused(
-                client.submit(&later(0, 1)).await,
+                client
+                    .submit(&later(MAX_QUEUED_PER_SENDER as u64 + 1, 1))
+                    .await,
                 400,
                 "sender_pending_limit",
             );

@@ -839,7 +839,7 @@ fn a_tolerant_dispute_with_nobody_to_referee_is_refused() {
 /// Attack: a challenger whose slash rate is high against its dispute bond holds two disputes and
 /// loses one. Slashing the whole bond's share used to leave the bond below the other dispute's
 /// lock, and `bond - locked` then wrapped: UnbondChallenger minted tokens (a debug build
-/// panicked on every validator). A slash takes at most the dispute's own lock.
+/// panicked on every validator). A slash takes at most what the other open disputes leave free.
 #[test]
 fn a_lost_dispute_never_takes_the_bond_below_the_other_locks() {
     let params = TaskParams {
@@ -867,7 +867,7 @@ fn a_lost_dispute_never_takes_the_bond_below_the_other_locks() {
     assert_eq!(lost.status, DisputeStatus::WorkerWon, "{lost:?}");
     assert_eq!(
         lost.slashed, ONE_TOKEN,
-        "75 % of the bond, capped at the dispute's lock"
+        "75 % of the bond, capped at what the open dispute leaves free"
     );
     let record = s.net.chain.challenger(&challenger).unwrap().unwrap();
     assert_eq!((record.bond, record.locked), (ONE_TOKEN, ONE_TOKEN));

@@ -264,12 +264,6 @@ pub fn open(
     let mut challenger = challengers::get(state, sender)?.ok_or_else(|| TxFailure::NotFound {
         what: format!("challenger {sender}; bond with RegisterChallenger first"),
     })?;
-    if challenger.bond < params.min_challenger_bond {
-        return Err(invalid(format!(
-            "{sender} bonds {}, below the {} a challenger needs to dispute",
-            challenger.bond, params.min_challenger_bond
-        )));
-    }
     if challenger.open_disputes >= params.max_open_disputes {
         return Err(invalid(format!(
             "{sender} has {} disputes open, the most a challenger may",
@@ -286,6 +280,12 @@ pub fn open(
     let record = records::get(state, task_id)?.ok_or_else(|| TxFailure::NotFound {
         what: format!("result of task {task_id}"),
     })?;
+    if challenger.bond < params.min_challenger_bond {
+        return Err(invalid(format!(
+            "{sender} bonds {}, below the {} a challenger needs to dispute",
+            challenger.bond, params.min_challenger_bond
+        )));
+    }
     let until = match (record.status, record.challenge_until) {
         (RecordStatus::Submitted, Some(until)) => until,
         _ => {
@@ -772,17 +772,11 @@ fn close(state: &mut Overlay<'_>, dispute: &Dispute) {
     put(state, dispute);
 }
 
-/// What a lost dispute takes from a challenger: `bps` of its bond, but never more than the
-/// dispute's own lock nor more than the bond other open disputes leave free, so the bond always
-/// covers the locks that remain. Returns what is slashed and the winner's half.
-fn challenger_slash(
-    challenger: &challengers::Challenger,
-    lock: Amount,
-    bps: u32,
-) -> (Amount, Amount) {
-    let slashed = bps_of(challenger.bond, bps)
-        .min(lock)
-        .min(challenger.free());
+/// What a lost dispute takes from a challenger (`challenger` with this dispute's lock already
+/// released): `bps` of its bond, but never more than its other open disputes leave free, so the
+/// bond always covers the locks that remain. Returns what is slashed and the winner's half.
+fn challenger_slash(challenger: &challengers::Challenger, bps: u32) -> (Amount, Amount) {
+    let slashed = bps_of(challenger.bond, bps).min(challenger.free());
     (slashed, slashed / 2)
 }
 
@@ -807,8 +801,7 @@ fn resolve(
     dispute.verdict = Some(why.to_string());
     match winner {
         Side::Worker => {
-            let (slashed, reward) =
-                challenger_slash(&challenger, params.dispute_bond, params.slash_bps);
+            let (slashed, reward) = challenger_slash(&challenger, params.slash_bps);
             challenger.bond -= slashed;
             challenger.disputes_lost = challenger.disputes_lost.saturating_add(1);
             challenger.reputation = challenger
@@ -995,10 +988,10 @@ mod tests {
         assert_eq!(bps_of(10_000, 500), 500);
         assert_eq!(bps_of(0, 500), 0);
         assert_eq!(bps_of(u128::MAX, 10_000), u128::MAX);
-        assert_eq!(challenger_slash(&bonded(10_000, 0), 1_000, 500), (500, 250));
-        // A slash is capped by the dispute's lock.
-        assert_eq!(challenger_slash(&bonded(10_000, 0), 100, 500), (100, 50));
-        let (slashed, reward) = challenger_slash(&bonded(u128::MAX, 0), u128::MAX, 10_000);
+        assert_eq!(challenger_slash(&bonded(10_000, 0), 500), (500, 250));
+        // A slash never takes what other open disputes hold.
+        assert_eq!(challenger_slash(&bonded(10_000, 9_900), 500), (100, 50));
+        let (slashed, reward) = challenger_slash(&bonded(u128::MAX, 0), 10_000);
         assert_eq!((slashed, reward), (u128::MAX, u128::MAX / 2));
     }
 
@@ -1009,13 +1002,11 @@ mod tests {
         fn a_slash_never_takes_the_bond_below_its_locks(
             bond in any::<u128>(),
             locked_fraction in 0u128..=1_000,
-            lock in 1u128..=u128::MAX / 2,
             bps in 0u32..=20_000,
         ) {
             let locked = bond / 1_000 * locked_fraction;
             let record = bonded(bond, locked);
-            let (slashed, reward) = challenger_slash(&record, lock, bps);
-            prop_assert!(slashed <= lock);
+            let (slashed, reward) = challenger_slash(&record, bps);
             prop_assert!(bond - slashed >= locked);
             prop_assert!(reward <= slashed);
         }
