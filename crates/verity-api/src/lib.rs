@@ -77,6 +77,8 @@ pub enum ErrorCode {
     BalanceTooLow,
     /// The uploading account used its quota for the current window.
     QuotaExceeded,
+    /// The node is taking as many submissions and uploads as it can; retry after Retry-After.
+    Overloaded,
     /// The node's free disk is below its floor.
     InsufficientStorage,
     /// No block is finalized yet.
@@ -136,6 +138,7 @@ impl ErrorCode {
             Self::UploadUnauthorized => "upload_unauthorized",
             Self::BalanceTooLow => "balance_too_low",
             Self::QuotaExceeded => "quota_exceeded",
+            Self::Overloaded => "overloaded",
             Self::InsufficientStorage => "insufficient_storage",
             Self::NoBlocksYet => "no_blocks_yet",
             Self::Unknown => "unknown",

@@ -60,6 +60,10 @@ pub struct ApiLimits {
     pub request_timeout_secs: u64,
     /// Most open connections; further ones wait in the listen backlog.
     pub max_connections: usize,
+    /// Most transaction submissions and blob uploads handled at once; more are answered 429
+    /// with Retry-After, so that overload is shed at the door and the routes workers read
+    /// (blobs, receipts, assignments) keep their share of the machine.
+    pub max_inflight_writes: usize,
 }
 
 impl Default for ApiLimits {
@@ -67,6 +71,7 @@ impl Default for ApiLimits {
         Self {
             request_timeout_secs: 60,
             max_connections: 512,
+            max_inflight_writes: 64,
         }
     }
 }
@@ -129,13 +134,17 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
 
 pub fn router(state: ApiState, limits: &ApiLimits) -> Router {
     let timeout = Duration::from_secs(limits.request_timeout_secs.max(1));
+    let writes = Arc::new(tokio::sync::Semaphore::new(
+        limits.max_inflight_writes.max(1),
+    ));
+    let shed = axum::middleware::from_fn_with_state(writes, shed_writes);
     Router::new()
-        .route("/v1/txs", post(submit_tx))
+        .route("/v1/txs", post(submit_tx).route_layer(shed.clone()))
         .route("/v1/txs/{hash}", get(get_tx))
         .route("/v1/accounts/{address}", get(get_account))
         .route("/v1/blocks/{height}", get(get_block))
         .route("/v1/status", get(status))
-        .route("/v1/blobs", put(put_blob))
+        .route("/v1/blobs", put(put_blob).route_layer(shed))
         .route("/v1/blobs/{cid}", get(get_blob))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{id}", get(get_model))
@@ -171,6 +180,25 @@ pub fn router(state: ApiState, limits: &ApiLimits) -> Router {
         })
         .layer(axum::middleware::from_fn_with_state(timeout, time_limit))
         .with_state(state)
+}
+
+/// Refuses a submission or upload at once, 429 with Retry-After, when as many as the node takes
+/// are under way.
+async fn shed_writes(
+    State(permits): State<Arc<tokio::sync::Semaphore>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Ok(_permit) = permits.try_acquire_owned() else {
+        let mut refusal = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Overloaded,
+            "the node is taking as many submissions and uploads as it can; retry shortly",
+        );
+        refusal.retry_after = Some(Duration::from_secs(1));
+        return refusal.into_response();
+    };
+    next.run(request).await
 }
 
 /// Ends a request that has not produced its response in time: a slow client cannot hold a
@@ -265,7 +293,7 @@ struct AddressPage {
         (status = 400, description = "malformed, invalid, or unpayable", body = ErrorBody),
         (status = 409, description = "this sender and nonce are already pending", body = ErrorBody),
         (status = 415, description = "the body is not JSON", body = ErrorBody),
-        (status = 503, description = "the mempool is full", body = ErrorBody),
+        (status = 429, description = "the mempool is full or the node is taking all the submissions it can; see Retry-After", body = ErrorBody),
     ))]
 async fn submit_tx(
     State(state): State<ApiState>,
@@ -287,11 +315,15 @@ async fn submit_tx(
     })?;
     let hash = state.node.submit(Bytes::from(raw)).map_err(|e| {
         let status = match e {
-            crate::mempool::AdmitError::Full(_) => StatusCode::SERVICE_UNAVAILABLE,
+            crate::mempool::AdmitError::Full(_) => StatusCode::TOO_MANY_REQUESTS,
             crate::mempool::AdmitError::Duplicate => StatusCode::CONFLICT,
             _ => StatusCode::BAD_REQUEST,
         };
-        ApiError::new(status, e.code(), e.to_string())
+        let mut refusal = ApiError::new(status, e.code(), e.to_string());
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            refusal.retry_after = Some(Duration::from_secs(1));
+        }
+        refusal
     })?;
     Ok((
         StatusCode::ACCEPTED,
@@ -561,7 +593,7 @@ fn authorize_upload(
         (status = 408, description = "the upload took too long", body = ErrorBody),
         (status = 411, description = "no Content-Length header", body = ErrorBody),
         (status = 413, description = "larger than the node accepts", body = ErrorBody),
-        (status = 429, description = "the signer's quota is used up; see Retry-After", body = ErrorBody),
+        (status = 429, description = "the signer's quota is used up, or the node is taking all the uploads it can; see Retry-After", body = ErrorBody),
         (status = 507, description = "the node's free disk is below its floor", body = ErrorBody),
     ))]
 async fn put_blob(

@@ -331,3 +331,81 @@ fn no_nonce_before_the_first_block() {
         context.stop(0, Some(Duration::from_secs(5))).await.ok();
     });
 }
+
+/// Overload is shed at the door: with as many submissions and uploads under way as the node
+/// takes (one here, held by a client that sends its body slowly), the next upload and the next
+/// transaction are answered 429 `overloaded` with Retry-After at once, while the reads workers
+/// need (status, a blob) answer as usual; once the slow one ends, uploads are taken again.
+#[test]
+fn writes_past_the_limit_are_shed_with_retry_after_and_reads_still_answer() {
+    let key = AccountKey::generate();
+    let genesis = genesis(&[(key.address(), 100 * ONE_TOKEN)]);
+    let configure = |config: &mut NodeConfig| {
+        config.api_limits.max_inflight_writes = 1;
+        config.api_limits.request_timeout_secs = 30;
+    };
+    with_node(genesis, configure, move |node| async move {
+        use tokio::io::AsyncWriteExt as _;
+        let Node { client, api, .. } = node;
+        let stored = client
+            .put_blob(b"a blob to read".to_vec(), &key)
+            .await
+            .unwrap();
+        let height = client.status().await.unwrap().height;
+        let auth = UploadAuth::sign(&key, CHAIN_ID, sha256(&[7; 50]), height).to_header();
+        let mut slow = tokio::net::TcpStream::connect(api).await.unwrap();
+        slow.write_all(
+            format!(
+                "PUT /v1/blobs HTTP/1.1\r\nhost: {api}\r\n{}: {auth}\r\ncontent-type: application/octet-stream\r\ncontent-length: 50\r\n\r\n",
+                verity_api::UPLOAD_HEADER
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        slow.write_all(&[7; 10]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        let shed = reqwest::Client::new()
+            .put(format!("http://{api}/v1/blobs"))
+            .header(
+                verity_api::UPLOAD_HEADER,
+                UploadAuth::sign(&key, CHAIN_ID, sha256(b"x"), height).to_header(),
+            )
+            .body(b"x".to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(shed.status(), 429);
+        assert_eq!(shed.headers()["retry-after"], "1");
+        let body: serde_json::Value = shed.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "overloaded");
+        let transfer = verity_types::TxBody {
+            chain_id: CHAIN_ID.into(),
+            nonce: 0,
+            fee: ONE_TOKEN / 1_000,
+            action: verity_types::Action::Transfer {
+                to: Address([9; 20]),
+                amount: 1,
+            },
+        }
+        .sign(&key);
+        refused(client.submit(&transfer).await, 429, ErrorCode::Overloaded);
+
+        let started = std::time::Instant::now();
+        client.status().await.unwrap();
+        assert_eq!(
+            client.get_blob(&stored.cid).await.unwrap().unwrap(),
+            b"a blob to read"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2), "reads waited");
+
+        drop(slow);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        client
+            .put_blob(b"after the slow one".to_vec(), &key)
+            .await
+            .unwrap();
+        client.submit(&transfer).await.unwrap();
+    });
+}
