@@ -93,6 +93,11 @@ impl<C: std::fmt::Display> PageRequest<C> {
     }
 }
 
+/// How often a request a node shed for overload is sent again before its 429 is returned.
+const OVERLOAD_RETRIES: u32 = 30;
+/// The longest Retry-After waited out; longer ones (a spent quota) are returned at once.
+const MAX_RETRY_AFTER_SECS: u64 = 2;
+
 #[derive(Clone)]
 pub struct Client {
     base: String,
@@ -213,7 +218,27 @@ impl Client {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<T, ClientError> {
-        let response = self.send(request).await?;
+        let mut request = request;
+        let mut retries = 0;
+        let response = loop {
+            let again = request.try_clone();
+            let response = self.send(request).await?;
+            // A node shedding load (429 with a short Retry-After) is asked again after it;
+            // a long Retry-After (a spent upload quota) is the caller's to handle.
+            let wait = (response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS)
+                .then(|| response.headers().get("retry-after"))
+                .flatten()
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .filter(|&secs| secs <= MAX_RETRY_AFTER_SECS);
+            match (wait, again) {
+                (Some(secs), Some(next)) if retries < OVERLOAD_RETRIES => {
+                    retries += 1;
+                    tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+                    request = next;
+                }
+                _ => break response,
+            }
+        };
         if !response.status().is_success() {
             return Err(Self::api_error(response).await);
         }
