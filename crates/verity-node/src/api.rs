@@ -94,6 +94,14 @@ impl ApiError {
         }
     }
 
+    /// A 429 for load the node sheds: the client may try again in a second.
+    fn overloaded(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(SHED_RETRY_AFTER),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+        }
+    }
+
     fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
     }
@@ -131,6 +139,9 @@ impl IntoResponse for ApiError {
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// What a shed request is told to wait before trying again.
+const SHED_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 pub fn router(state: ApiState, limits: &ApiLimits) -> Router {
     let timeout = Duration::from_secs(limits.request_timeout_secs.max(1));
@@ -190,13 +201,11 @@ async fn shed_writes(
     next: Next,
 ) -> Response {
     let Ok(_permit) = permits.try_acquire_owned() else {
-        let mut refusal = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
+        return ApiError::overloaded(
             ErrorCode::Overloaded,
             "the node is taking as many submissions and uploads as it can; retry shortly",
-        );
-        refusal.retry_after = Some(Duration::from_secs(1));
-        return refusal.into_response();
+        )
+        .into_response();
     };
     next.run(request).await
 }
@@ -313,17 +322,12 @@ async fn submit_tx(
             "tx must be hex-encoded transaction bytes",
         )
     })?;
-    let hash = state.node.submit(Bytes::from(raw)).map_err(|e| {
-        let status = match e {
-            crate::mempool::AdmitError::Full(_) => StatusCode::TOO_MANY_REQUESTS,
-            crate::mempool::AdmitError::Duplicate => StatusCode::CONFLICT,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        let mut refusal = ApiError::new(status, e.code(), e.to_string());
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            refusal.retry_after = Some(Duration::from_secs(1));
+    let hash = state.node.submit(Bytes::from(raw)).map_err(|e| match e {
+        crate::mempool::AdmitError::Full(_) => ApiError::overloaded(e.code(), e.to_string()),
+        crate::mempool::AdmitError::Duplicate => {
+            ApiError::new(StatusCode::CONFLICT, e.code(), e.to_string())
         }
-        refusal
+        _ => ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()),
     })?;
     Ok((
         StatusCode::ACCEPTED,

@@ -211,7 +211,7 @@ impl Mempool {
             cost,
             weight,
             priority,
-            admitted_at: view_height(chain),
+            admitted_at: chain.height().unwrap_or(0),
         };
         let queue_len = self.by_sender.get(&sender).map_or(0, BTreeMap::len);
         if let Some(existing) = self.by_sender.get(&sender).and_then(|q| q.get(&nonce)) {
@@ -391,10 +391,6 @@ impl Mempool {
             }
         }
     }
-}
-
-fn view_height<S: Store>(chain: &Chain<S>) -> u64 {
-    chain.height().unwrap_or(0)
 }
 
 /// What one block may hold.

@@ -907,29 +907,10 @@ fn unstaking_with_a_false_result_does_not_escape_the_slash() {
     let staked = s.net.chain.worker(&liar_address).unwrap().unwrap();
     assert_eq!((staked.stake, staked.unbonding), (0, STAKE));
     let unstaked_at = s.net.height;
-    let honest = s.honest.clone();
-    let open = s.open_dispute(task, merkle::root(&honest), honest.len() as u32);
-    s.net.ok(&[open]);
-    let id = s.id_of(task);
     // The game is played slowly, leaving the one-step just time: the slash must still find the
     // stake.
-    for _ in 0..CLOCK - 2 {
-        s.net.ok(&[]);
-    }
-    let step = s.dissect(id, liar, &lie, &honest);
-    let witness = s.witness(step);
-    let challenger = s.challenger.clone();
-    let one_step = s.net.tx(
-        &challenger,
-        Action::OneStep {
-            dispute_id: id,
-            witness,
-            input: input_bytes(),
-        },
-    );
-    s.net.ok(&[one_step]);
+    let id = disprove(&mut s, task, liar, &lie, CLOCK - 2);
     let dispute = s.net.chain.dispute(&id).unwrap().unwrap();
-    assert_eq!(dispute.status, DisputeStatus::ChallengerWon);
     assert_eq!(dispute.slashed, STAKE / 20, "5 % of the unbonding stake");
     let before = s.net.balance(&liar_address);
     let due = unstaked_at + params().unbonding_blocks;
@@ -1051,13 +1032,16 @@ fn a_challenger_below_the_minimum_bond_cannot_dispute() {
     );
 }
 
-/// Plays and wins the challenger's dispute of `liar`'s false result `lie` of `task`; returns
-/// the dispute's id.
-fn disprove(s: &mut Setup, task: Hash, liar: usize, lie: &[Hash]) -> Hash {
+/// Plays and wins the challenger's dispute of `liar`'s false result `lie` of `task`, both
+/// sides first idle for `idle_blocks`; returns the dispute's id.
+fn disprove(s: &mut Setup, task: Hash, liar: usize, lie: &[Hash], idle_blocks: u64) -> Hash {
     let honest = s.honest.clone();
     let open = s.open_dispute(task, merkle::root(&honest), honest.len() as u32);
     s.net.ok(&[open]);
     let id = s.id_of(task);
+    for _ in 0..idle_blocks {
+        s.net.ok(&[]);
+    }
     let step = s.dissect(id, liar, lie, &honest);
     let witness = s.witness(step);
     let challenger = s.challenger.clone();
@@ -1085,7 +1069,7 @@ fn the_same_challenger_disputes_the_rerun_of_a_disproven_task() {
     let lie = corrupted(&s.honest, 1);
     let receipt = s.receipt(task, first, &lie);
     s.net.ok(&[receipt]);
-    let first_dispute = disprove(&mut s, task, first, &lie);
+    let first_dispute = disprove(&mut s, task, first, &lie, 0);
     let second = 1 - first;
     s.net.ok(&[]);
     let rerun = s.net.chain.task(&task).unwrap().unwrap();
@@ -1093,6 +1077,6 @@ fn the_same_challenger_disputes_the_rerun_of_a_disproven_task() {
     let lie = corrupted(&s.honest, 2);
     let receipt = s.receipt(task, second, &lie);
     s.net.ok(&[receipt]);
-    let second_dispute = disprove(&mut s, task, second, &lie);
+    let second_dispute = disprove(&mut s, task, second, &lie, 0);
     assert_ne!(first_dispute, second_dispute);
 }

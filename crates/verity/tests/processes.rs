@@ -452,20 +452,7 @@ async fn devnet_and_worker_stop_cleanly_on_sigterm() {
     for attempt in 0..common::PORT_ATTEMPTS {
         let (api, p2p) = common::ports(4, 3_331, attempt);
         let _ = std::fs::remove_dir_all(home.path().join("devnet"));
-        let mut devnet = Command::new(env!("CARGO_BIN_EXE_verity"))
-            .args(["devnet", "--workers", "1", "--home"])
-            .arg(home.path().join("devnet"))
-            .args([
-                "--api-port",
-                &api.to_string(),
-                "--p2p-port",
-                &p2p.to_string(),
-            ])
-            .env_remove("VERITY_LOG")
-            .stdout(Stdio::from(std::fs::File::create(&banner).unwrap()))
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn verity devnet");
+        let mut devnet = spawn_devnet(&home.path().join("devnet"), api, p2p, &banner);
         let client = Client::new(&format!("127.0.0.1:{api}"));
         let deadline = Instant::now() + Duration::from_secs(90);
         let up = loop {

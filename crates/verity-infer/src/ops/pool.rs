@@ -57,6 +57,14 @@ fn positive(v: &Option<Vec<i64>>, rank: usize, what: &str) -> OpResult<Vec<usize
     }
 }
 
+/// A window extent that did not overflow and stays within [`crate::tensor::MAX_ELEMENTS`];
+/// `why` names it otherwise.
+fn within_limit(extent: Option<usize>, why: impl FnOnce() -> String) -> OpResult<usize> {
+    extent
+        .filter(|&n| n <= crate::tensor::MAX_ELEMENTS)
+        .ok_or_else(|| super::OpError::Invalid(why()))
+}
+
 impl Window {
     /// Resolves `attrs` for `input` spatial dimensions, using `kernel` where the node gives no
     /// kernel_shape (Conv infers it from the weights).
@@ -81,16 +89,17 @@ impl Window {
         let (mut pads_begin, mut pads_end) = (vec![0; rank], vec![0; rank]);
         let mut out = vec![0; rank];
         for d in 0..rank {
-            let span = (kernel[d] - 1)
-                .checked_mul(dilations[d])
-                .and_then(|n| n.checked_add(1))
-                .filter(|&n| n <= crate::tensor::MAX_ELEMENTS)
-                .ok_or_else(|| {
-                    super::OpError::Invalid(format!(
+            let span = within_limit(
+                (kernel[d] - 1)
+                    .checked_mul(dilations[d])
+                    .and_then(|n| n.checked_add(1)),
+                || {
+                    format!(
                         "kernel {} dilated by {} is too large",
                         kernel[d], dilations[d]
-                    ))
-                })?;
+                    )
+                },
+            )?;
             let (s, len) = (strides[d], input[d]);
             match attrs.auto_pad.as_str() {
                 "SAME_UPPER" | "SAME_LOWER" => {
@@ -115,16 +124,16 @@ impl Window {
                             (pads_begin[d], pads_end[d]) = (p[d] as usize, p[d + rank] as usize);
                         }
                     }
-                    let padded = super::buffer_len(&[len])?
-                        .checked_add(pads_begin[d])
-                        .and_then(|n| n.checked_add(pads_end[d]))
-                        .filter(|&n| n <= crate::tensor::MAX_ELEMENTS)
-                        .ok_or_else(|| {
-                            super::OpError::Invalid(format!(
+                    let padded = within_limit(
+                        len.checked_add(pads_begin[d])
+                            .and_then(|n| n.checked_add(pads_end[d])),
+                        || {
+                            format!(
                                 "pads {} and {} around dimension {d} of size {len} are too large",
                                 pads_begin[d], pads_end[d]
-                            ))
-                        })?;
+                            )
+                        },
+                    )?;
                     if padded < span {
                         return invalid(format!(
                             "window of {span} does not fit in dimension {d} of size {padded} (padded)"
