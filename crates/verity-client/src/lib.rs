@@ -319,6 +319,15 @@ impl Client {
         self.get(&format!("/v1/tasks{}", page.query())).await
     }
 
+    /// OP results in their challenge window, the window closing first first.
+    pub async fn challengeable_tasks(
+        &self,
+        page: &PageRequest<Hash>,
+    ) -> Result<TaskList, ClientError> {
+        self.get(&format!("/v1/tasks/challengeable{}", page.query()))
+            .await
+    }
+
     pub async fn task(&self, id: &Hash) -> Result<Option<TaskView>, ClientError> {
         self.find(&format!("/v1/tasks/{id}")).await
     }

@@ -62,8 +62,7 @@ pub struct OutputDocument {
 
 impl OutputDocument {
     pub fn parse(bytes: &[u8]) -> Result<Self, OutputError> {
-        let doc: Value =
-            serde_json::from_slice(bytes).map_err(|e| malformed(format!("JSON: {e}")))?;
+        let doc: Value = serde_json::from_slice(bytes).map_err(|e| malformed(json_reason(&e)))?;
         let model_id = doc
             .get("model_id")
             .and_then(Value::as_str)
@@ -190,6 +189,22 @@ fn values_agree(p: Option<&Number>, q: Option<&Number>, tolerance_ppm: u32) -> b
     (x - y).abs() <= f64::from(tolerance_ppm) * 1e-6 * scale
 }
 
+/// serde_json's category and position rather than its wording: this reason can reach a
+/// verdict in state, which must not change with a dependency's text.
+fn json_reason(e: &serde_json::Error) -> String {
+    let kind = match e.classify() {
+        serde_json::error::Category::Io => "unreadable",
+        serde_json::error::Category::Syntax => "a syntax error",
+        serde_json::error::Category::Data => "an unexpected value",
+        serde_json::error::Category::Eof => "cut short",
+    };
+    format!(
+        "not JSON: {kind} at line {}, column {}",
+        e.line(),
+        e.column()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,5 +276,21 @@ mod tests {
             let err = OutputDocument::parse(bytes).unwrap_err().to_string();
             assert!(err.contains(reason), "{err}");
         }
+    }
+
+    #[test]
+    fn a_json_error_is_told_in_our_words_not_serde_json_s() {
+        let err = OutputDocument::parse(b"{\"model_id\": ")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with("not JSON: cut short at line 1, column 13"),
+            "{err}"
+        );
+        let err = OutputDocument::parse(b"[1,,]").unwrap_err().to_string();
+        assert!(
+            err.ends_with("not JSON: a syntax error at line 1, column 4"),
+            "{err}"
+        );
     }
 }

@@ -162,6 +162,7 @@ pub fn router(state: ApiState, limits: &ApiLimits) -> Router {
         .route("/v1/datasets", get(list_datasets))
         .route("/v1/datasets/{id}", get(get_dataset))
         .route("/v1/tasks", get(list_tasks))
+        .route("/v1/tasks/challengeable", get(list_challengeable))
         .route("/v1/tasks/{id}", get(get_task))
         .route("/v1/workers", get(list_workers))
         .route("/v1/workers/{address}", get(get_worker))
@@ -865,6 +866,42 @@ async fn list_tasks(
     Ok(Json(TaskList { tasks, next }))
 }
 
+#[utoipa::path(get, path = "/v1/tasks/challengeable", tag = "tasks",
+    params(IdPage),
+    responses(
+        (status = 200, description = "OP results in their challenge window, the window closing first first", body = TaskList),
+        (status = 400, body = ErrorBody),
+        (status = 404, description = "`after` names no OP result in its window", body = ErrorBody),
+    ))]
+async fn list_challengeable(
+    State(state): State<ApiState>,
+    page: Result<Query<IdPage>, QueryRejection>,
+) -> ApiResult<TaskList> {
+    let page = query(page)?;
+    let limit = page_size(page.limit, 50)?;
+    let chain = &state.node.chain;
+    let after = match &page.after {
+        Some(id) => Some((
+            id,
+            chain
+                .record(id)
+                .map_err(ApiError::internal)?
+                .and_then(|r| r.challenge_until)
+                .ok_or_else(|| {
+                    ApiError::not_found(format!(
+                        "after: task {id} is not an OP result in its window"
+                    ))
+                })?,
+        )),
+        None => None,
+    };
+    let tasks = chain
+        .challengeable_tasks(after, limit)
+        .map_err(ApiError::internal)?;
+    let next = next_cursor(&tasks, limit, |t| t.task_id);
+    Ok(Json(TaskList { tasks, next }))
+}
+
 fn worker_view(state: &ApiState, address: &Address) -> Result<WorkerView, ApiError> {
     let chain = &state.node.chain;
     let enclave = chain.enclave(address).map_err(ApiError::internal)?;
@@ -1324,6 +1361,7 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
         list_datasets,
         get_dataset,
         list_tasks,
+        list_challengeable,
         get_task,
         list_workers,
         get_worker,
@@ -1388,6 +1426,7 @@ validator_p2p_tracker_directory_reserved{index=\"0\"} 2
             "/v1/datasets",
             "/v1/datasets/{id}",
             "/v1/tasks",
+            "/v1/tasks/challengeable",
             "/v1/tasks/{id}",
             "/v1/workers",
             "/v1/workers/{address}",

@@ -762,6 +762,34 @@ impl<S: Store> Chain<S> {
         modules::data::holdings(&self.view(), holder, after, limit)
     }
 
+    /// OP results still in their challenge window (or disputed in it), the window that closes
+    /// first first, `limit` of them after `after` (a task and its record's `challenge_until`):
+    /// a challenger's whole work list, read from the windows' schedule rather than every task.
+    pub fn challengeable_tasks(
+        &self,
+        after: Option<(&Hash, u64)>,
+        limit: usize,
+    ) -> Result<Vec<Task>, StateError> {
+        use modules::schedule::{self, Kind};
+        let (first, prefix) = schedule::from_height(Kind::Window, self.height()?.saturating_add(1));
+        let start = match after {
+            Some((id, until)) => {
+                successor(&schedule::entry(Kind::Window, until.saturating_add(1), id).0)
+            }
+            None => first.clone(),
+        };
+        let start = start.max(first);
+        let mut out = Vec::new();
+        for (_, value) in self.store.scan(Table::Schedule, &prefix, &start, limit)? {
+            let id: Hash = serde_json::from_slice(&value)
+                .map_err(|_| StateError::Corrupt("window schedule"))?;
+            if let Some(task) = self.task(&id)? {
+                out.push(task);
+            }
+        }
+        Ok(out)
+    }
+
     /// The most recent tasks, newest first, up to `limit`; after the task `after` when given (a
     /// page's last task is the next page's cursor).
     pub fn recent_tasks(

@@ -1080,3 +1080,74 @@ fn the_same_challenger_disputes_the_rerun_of_a_disproven_task() {
     let second_dispute = disprove(&mut s, task, second, &lie, 0);
     assert_ne!(first_dispute, second_dispute);
 }
+
+/// A challenger's work list is every OP result in its window, the window closing first first,
+/// page by page, however many newer tasks there are; a closed window leaves it.
+#[test]
+fn every_open_window_is_listed_in_closing_order_and_pages() {
+    let mut s = setup(1);
+    let honest = s.honest.clone();
+    let tasks: Vec<_> = (0..3).map(|_| s.op_task()).collect();
+    // Receipts in successive blocks: windows closing one block apart.
+    let mut results = Vec::new();
+    for (task, worker) in tasks {
+        let receipt = s.receipt(task, worker, &honest);
+        s.net.ok(&[receipt]);
+        results.push(task);
+    }
+    let ids = |tasks: Vec<verity_state::Task>| tasks.iter().map(|t| t.task_id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.net.chain.challengeable_tasks(None, 10).unwrap()),
+        results
+    );
+    // One at a time, each page after the last one's task.
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s
+            .net
+            .chain
+            .challengeable_tasks(after.as_ref().map(|(id, until)| (id, *until)), 1)
+            .unwrap();
+        let Some(task) = page.first() else { break };
+        let until = s
+            .net
+            .chain
+            .record(&task.task_id)
+            .unwrap()
+            .unwrap()
+            .challenge_until;
+        after = Some((task.task_id, until.unwrap()));
+        paged.push(task.task_id);
+    }
+    assert_eq!(paged, results);
+    // The first window closes: the others remain.
+    let first_until = s
+        .net
+        .chain
+        .record(&results[0])
+        .unwrap()
+        .unwrap()
+        .challenge_until
+        .unwrap();
+    while s.net.height <= first_until {
+        s.net.ok(&[]);
+    }
+    assert_eq!(
+        s.net.chain.task(&results[0]).unwrap().unwrap().status,
+        TaskStatus::Finalized
+    );
+    assert_eq!(
+        ids(s.net.chain.challengeable_tasks(None, 10).unwrap()),
+        results[1..]
+    );
+    for _ in 0..=WINDOW {
+        s.net.ok(&[]);
+    }
+    assert!(s
+        .net
+        .chain
+        .challengeable_tasks(None, 10)
+        .unwrap()
+        .is_empty());
+}

@@ -31,6 +31,9 @@ pub struct ChallengerConfig {
     pub label: String,
 }
 
+/// Open windows read per request while collecting the work list.
+const WINDOW_PAGE: u32 = 500;
+
 struct Challenger {
     config: ChallengerConfig,
     client: Client,
@@ -141,61 +144,81 @@ impl Challenger {
     }
 
     /// Re-executes OP results in their windows, those whose window closes first first, a few
-    /// at a time on every core; disputes those that differ from its own run.
+    /// at a time on every core; disputes those that differ from its own run. Every open window
+    /// is read, page by page; a task whose files or run fail is passed over this round and
+    /// tried again the next, without failing the others.
     async fn watch(&mut self) -> Result<()> {
         let height = self.client.status().await?.height;
-        let recent = self
-            .client
-            .tasks(&PageRequest {
-                after: None,
-                limit: Some(200),
-            })
-            .await?
-            .tasks;
         let mut due = Vec::new();
-        for task in recent {
-            if task.mode != Mode::Op
-                || task.status != TaskStatus::Challengeable
-                || self.checked.contains(&task.task_id)
-                || (!self.config.models.is_empty() && !self.config.models.contains(&task.model_id))
-            {
-                continue;
-            }
-            let Some(view) = self.client.task(&task.task_id).await? else {
-                continue;
-            };
-            let Some(record) = view.record else {
-                continue;
-            };
-            match record.challenge_until {
-                Some(until) if height <= until => due.push((until, task, record)),
-                _ => {
-                    self.checked.insert(task.task_id);
+        let mut after = None;
+        loop {
+            let page = self
+                .client
+                .challengeable_tasks(&PageRequest {
+                    after,
+                    limit: Some(WINDOW_PAGE),
+                })
+                .await?;
+            for task in page.tasks {
+                if task.mode != Mode::Op
+                    || task.status != TaskStatus::Challengeable
+                    || self.checked.contains(&task.task_id)
+                    || (!self.config.models.is_empty()
+                        && !self.config.models.contains(&task.model_id))
+                {
+                    continue;
+                }
+                let Some(view) = self.client.task(&task.task_id).await? else {
+                    continue;
+                };
+                let Some(record) = view.record else {
+                    continue;
+                };
+                match record.challenge_until {
+                    Some(until) if height <= until => due.push((until, task, record)),
+                    _ => {
+                        self.checked.insert(task.task_id);
+                    }
                 }
             }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
         }
-        due.sort_by_key(|(until, ..)| *until);
         // The most urgent first: a dispute goes out as soon as its run is done.
         for chunk in due.chunks(rayon::current_num_threads().max(1) * 4) {
             self.run_missing(chunk).await?;
             for (_, task, record) in chunk {
-                self.dispute_if_wrong(task, record).await?;
+                if !self.runs.contains_key(&task.task_id) {
+                    continue;
+                }
+                if let Err(e) = self.dispute_if_wrong(task, record).await {
+                    warn!(challenger = %self.config.label, task = %task.task_id, error = %format!("{e:#}"), "could not check this result; trying again next round");
+                }
             }
             self.play().await?;
         }
         Ok(())
     }
 
-    /// Runs the tasks of `due` it has not run yet, on every core.
+    /// Runs the tasks of `due` it has not run yet, on every core. A task whose model or input
+    /// cannot be fetched, or whose run fails, is left out (and warned of) this round.
     async fn run_missing(&mut self, due: &[(u64, Task, ExecutionRecord)]) -> Result<()> {
         let mut work = Vec::new();
         for (_, task, _) in due {
-            if !self.runs.contains_key(&task.task_id) {
-                let (model, input) = self
-                    .player
-                    .inputs(&self.client, &task.model_id, &task.input.hash)
-                    .await?;
-                work.push((task.task_id, model, input));
+            if self.runs.contains_key(&task.task_id) {
+                continue;
+            }
+            match self
+                .player
+                .inputs(&self.client, &task.model_id, &task.input.hash)
+                .await
+            {
+                Ok((model, input)) => work.push((task.task_id, model, input)),
+                Err(e) => {
+                    warn!(challenger = %self.config.label, task = %task.task_id, error = %format!("{e:#}"), "cannot fetch this task's files; trying again next round");
+                }
             }
         }
         let (engine, corrupt) = self.player.runner();
@@ -207,7 +230,14 @@ impl Challenger {
         })
         .await?;
         for (task_id, mine) in runs {
-            self.runs.insert(task_id, Arc::new(mine?));
+            match mine {
+                Ok(mine) => {
+                    self.runs.insert(task_id, Arc::new(mine));
+                }
+                Err(e) => {
+                    warn!(challenger = %self.config.label, task = %task_id, error = %format!("{e:#}"), "cannot re-execute this task; trying again next round");
+                }
+            }
         }
         Ok(())
     }

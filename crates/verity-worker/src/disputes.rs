@@ -15,10 +15,15 @@ use verity_infer::merkle::{self, Span};
 use verity_infer::{Engine, Model};
 use verity_types::{sha256, Action, Address, Hash};
 
-/// One round of one dispute: a party answers each at most once, so a move still on its way to a
-/// block is not sent again. A dissection round is its span and phase; a referee round its
-/// deadline, which moves when a new referee is drawn.
+/// One round of one dispute: a party answers each once, so a move still on its way to a block is
+/// not sent twice, unless the round is still open [`RESEND_AFTER_BLOCKS`] later (the move was
+/// dropped: a full mempool, a restarted node). A dissection round is its span and phase; a
+/// referee round its deadline, which moves when a new referee is drawn.
 pub type Round = (Hash, u64, u64, bool);
+
+/// Blocks after which a move whose round is still open is sent again: well inside the chess
+/// clock (150 blocks on a devnet, 40 by default), well past a block's inclusion.
+pub const RESEND_AFTER_BLOCKS: u64 = 8;
 
 pub fn round_of(dispute: &Dispute) -> Round {
     match (&dispute.game, &dispute.referee) {
@@ -153,7 +158,34 @@ pub struct Player {
     corrupt: Option<usize>,
     blobs: Blobs,
     runs: HashMap<Hash, Arc<Run>>,
-    answered: HashSet<Round>,
+    answered: Answered,
+}
+
+/// The rounds a party has answered, each with the height its move went out at.
+#[derive(Default)]
+struct Answered {
+    sent: HashMap<Round, u64>,
+    /// The chain's height when the open disputes were last read.
+    height: u64,
+}
+
+impl Answered {
+    /// Forgets the rounds of disputes no longer open, and those whose move went out
+    /// [`RESEND_AFTER_BLOCKS`] ago or more: they are owed again.
+    fn refresh(&mut self, height: u64, open: &HashSet<Hash>) {
+        self.height = height;
+        self.sent.retain(|(id, ..), at| {
+            open.contains(id) && height < at.saturating_add(RESEND_AFTER_BLOCKS)
+        });
+    }
+
+    fn contains(&self, round: &Round) -> bool {
+        self.sent.contains_key(round)
+    }
+
+    fn insert(&mut self, round: Round) {
+        self.sent.insert(round, self.height);
+    }
 }
 
 impl Player {
@@ -164,7 +196,7 @@ impl Player {
             corrupt,
             blobs: Blobs::default(),
             runs: HashMap::new(),
-            answered: HashSet::new(),
+            answered: Answered::default(),
         }
     }
 
@@ -192,16 +224,18 @@ impl Player {
     }
 
     /// The moves this party owes now in its open disputes, each with its round: send them, then
-    /// mark each [`Player::sent`]. Runs of tasks no longer disputed are dropped, except `keep`'s
+    /// mark each [`Player::sent`]. A move sent [`RESEND_AFTER_BLOCKS`] ago whose round is still
+    /// open is owed again. Runs of tasks no longer disputed are dropped, except `keep`'s
     /// (disputes sent but not yet on chain).
     pub async fn owed(
         &mut self,
         client: &Client,
         keep: &HashSet<Hash>,
     ) -> Result<Vec<(Round, Action)>> {
+        let height = client.status().await?.height;
         let open = client.open_disputes_of(&self.address).await?;
         self.answered
-            .retain(|(id, ..)| open.iter().any(|d| d.dispute_id == *id));
+            .refresh(height, &open.iter().map(|d| d.dispute_id).collect());
         self.runs
             .retain(|task, _| keep.contains(task) || open.iter().any(|d| d.task_id == *task));
         let mut moves = Vec::new();
@@ -237,7 +271,7 @@ impl Player {
         Ok(moves)
     }
 
-    /// The move of `round` went out: it is not sent again.
+    /// The move of `round` went out: it is not sent again while it may still be on its way.
     pub fn sent(&mut self, round: Round) {
         self.answered.insert(round);
     }
@@ -270,4 +304,33 @@ pub async fn fetch(client: &Client, hash: &Hash) -> Result<Vec<u8>> {
         bail!("blob {} does not hash to its name", cid_of(hash));
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_move_whose_round_stays_open_is_owed_again_and_a_closed_dispute_is_forgotten() {
+        let dispute = Hash([7; 32]);
+        let round: Round = (dispute, 0, 64, false);
+        let open = HashSet::from([dispute]);
+        let mut answered = Answered::default();
+        answered.refresh(100, &open);
+        answered.insert(round);
+        answered.refresh(100 + RESEND_AFTER_BLOCKS - 1, &open);
+        assert!(answered.contains(&round), "sent too recently to send again");
+        // Still the same round: the move never made it into a block.
+        answered.refresh(100 + RESEND_AFTER_BLOCKS, &open);
+        assert!(
+            !answered.contains(&round),
+            "a dropped move must be sent again"
+        );
+        answered.insert(round);
+        answered.refresh(100 + RESEND_AFTER_BLOCKS + 1, &HashSet::new());
+        assert!(
+            !answered.contains(&round),
+            "a closed dispute's rounds are dropped"
+        );
+    }
 }

@@ -3,7 +3,9 @@
 
 use ark_bn254::{Bn254, Fr};
 use ark_groth16::{Groth16, PreparedVerifyingKey};
-use ark_serialize::{CanonicalDeserialize, CanonicalSerialize, Compress, Validate};
+use ark_serialize::{
+    CanonicalDeserialize, CanonicalSerialize, Compress, SerializationError, Validate,
+};
 use ark_snark::SNARK;
 use rand_core::OsRng;
 use verity_infer::Tensor;
@@ -55,6 +57,16 @@ fn encode(x: &impl CanonicalSerialize) -> Vec<u8> {
     out
 }
 
+/// Our own words for arkworks' decoding errors: these reasons reach receipts and state roots,
+/// which must not change with a dependency's wording.
+fn decode_reason(e: &SerializationError) -> &'static str {
+    match e {
+        SerializationError::NotEnoughSpace | SerializationError::IoError(_) => "too short",
+        SerializationError::InvalidData => "a point off the curve or a value out of range",
+        SerializationError::UnexpectedFlags => "unexpected flag bits",
+    }
+}
+
 /// Decodes all of `bytes` (compressed), checking the points when `validate` says so.
 fn decode<T: CanonicalDeserialize>(
     what: &'static str,
@@ -65,7 +77,7 @@ fn decode<T: CanonicalDeserialize>(
     let value = T::deserialize_with_mode(&mut reader, Compress::Yes, validate).map_err(|e| {
         ZkError::Encoding {
             what,
-            reason: e.to_string(),
+            reason: decode_reason(&e).into(),
         }
     })?;
     if !reader.is_empty() {
@@ -186,8 +198,32 @@ pub(crate) fn verify_elements(
     elements: &[Fr; 3],
     proof: &Proof,
 ) -> Result<(), ZkError> {
-    match Groth16::<Bn254>::verify_with_processed_vk(&key.0, elements, &proof.0)? {
-        true => Ok(()),
-        false => Err(ZkError::Rejected),
+    // Arkworks errs only for a key of another input count or a degenerate pairing: either way
+    // the proof does not verify, in our words rather than the library's.
+    match Groth16::<Bn254>::verify_with_processed_vk(&key.0, elements, &proof.0) {
+        Ok(true) => Ok(()),
+        Ok(false) | Err(_) => Err(ZkError::Rejected),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn undecodable_keys_and_proofs_are_told_in_our_words() {
+        let reason = |r: Result<Proof, ZkError>| r.unwrap_err().to_string();
+        assert_eq!(reason(Proof::from_bytes(&[0; 10])), "proof: too short");
+        assert_eq!(
+            reason(Proof::from_bytes(&[0xff; PROOF_BYTES])),
+            "proof: unexpected flag bits"
+        );
+        assert_eq!(
+            VerifyingKey::from_bytes(&[])
+                .err()
+                .expect("an empty key is refused")
+                .to_string(),
+            "verifying key: too short"
+        );
     }
 }

@@ -60,6 +60,19 @@ fn prefix(kind: Kind, height: u64) -> Vec<u8> {
     key
 }
 
+/// The key `item` is scheduled under at `height`, and its value.
+pub(crate) fn entry<T: Serialize>(kind: Kind, height: u64, item: &T) -> (Vec<u8>, Vec<u8>) {
+    let value = serde_json::to_vec(item).expect("schedule items serialize");
+    let mut key = prefix(kind, height);
+    key.extend_from_slice(&sha256(&value).0);
+    (key, value)
+}
+
+/// The first key of `kind`'s items due at `height` or later, and the prefix all of them share.
+pub(crate) fn from_height(kind: Kind, height: u64) -> (Vec<u8>, [u8; 1]) {
+    (prefix(kind, height), [kind.tag()])
+}
+
 /// Schedules `item` at `height`: one write of its own, whatever else is due then. An item
 /// scheduled twice for one height is due once.
 pub fn push<T: Serialize>(
@@ -68,9 +81,7 @@ pub fn push<T: Serialize>(
     height: u64,
     item: &T,
 ) -> Result<(), StateError> {
-    let value = serde_json::to_vec(item).expect("schedule items serialize");
-    let mut key = prefix(kind, height);
-    key.extend_from_slice(&sha256(&value).0);
+    let (key, value) = entry(kind, height, item);
     state.put(Table::Schedule, key, value);
     Ok(())
 }
