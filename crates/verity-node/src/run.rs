@@ -277,15 +277,11 @@ async fn start_one(
         None => blobs,
     };
     // Disputes re-execute a step from the model file itself, read from the blob store.
-    let model_files = blobs.clone();
-    let models = verity_state::ModelSource::new(move |id| {
-        model_files
-            .locate(id)
-            .and_then(|path| std::fs::read(path).ok())
-    });
+    let models = crate::model_files::source(blobs.clone());
     let chain = Chain::open(store, genesis.chain.clone())?.with_models(models);
     let label = format!("v{index}");
     let (node, gossip) = NodeState::new(chain, cache, label.clone());
+    crate::model_files::keep_pinned(node.clone(), blobs.clone());
 
     let context = context.child("validator").with_attribute("index", index);
     let namespace = committee::namespace(&genesis.chain.chain_id);

@@ -76,7 +76,7 @@ impl ModelSource {
         }
         let bytes = (self.load)(id).ok_or_else(|| {
             StateError::Halted(format!(
-                "model file {id} is not in this node's blob store; a validator needs the file of every model it re-executes"
+                "model file {id} is in neither this node's blob store nor its IPFS node; a validator needs the file of every model it re-executes: upload it to this node (PUT /v1/blobs) and restart it to execute this block again"
             ))
         })?;
         if sha256(&bytes) != *id {
