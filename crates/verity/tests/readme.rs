@@ -53,18 +53,21 @@ fn start_devnet(root: &Path, api: u16, p2p: u16, log: &Path) -> Devnet {
                 &p2p.to_string(),
             ])
             .current_dir(root)
+            // Both streams in one log: "Address already in use" comes on stderr.
             .stdout(std::fs::File::create(log).unwrap())
-            .stderr(Stdio::null())
+            .stderr(std::fs::OpenOptions::new().append(true).open(log).unwrap())
             .stdin(Stdio::null())
             .spawn()
             .expect("verity devnet starts"),
     )
 }
 
-/// Waits for the devnet's banner to end (its setup is final); false if a port was taken.
-fn wait_ready(log: &Path) -> bool {
+/// Waits for the devnet's banner to end (its setup is final); false if a port was taken. A
+/// devnet that exits for another reason, or is not up in 180 s, fails the test with its log.
+fn wait_ready(devnet: &mut Devnet, log: &Path) -> bool {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
+        let exited = devnet.0.try_wait().unwrap();
         let text = std::fs::read_to_string(log).unwrap_or_default();
         if text.contains("Ctrl-C (or SIGTERM) stops the network") {
             return true;
@@ -72,9 +75,12 @@ fn wait_ready(log: &Path) -> bool {
         if common::port_taken(&text) {
             return false;
         }
+        if let Some(status) = exited {
+            panic!("the devnet exited ({status}) before it was up:\n{text}");
+        }
         assert!(
             Instant::now() < deadline,
-            "the devnet did not come up:\n{text}"
+            "the devnet did not come up in 180 s:\n{text}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -146,8 +152,8 @@ fn the_readme_walkthrough_runs_as_written_and_the_devnet_resumes_after_ctrl_c() 
         .find_map(|attempt| {
             let (api, p2p) = common::ports(5, 4_441, attempt);
             let _ = std::fs::remove_dir_all(root.path().join(".verity/devnet"));
-            let devnet = start_devnet(root.path(), api, p2p, &log);
-            wait_ready(&log).then_some((devnet, api, p2p))
+            let mut devnet = start_devnet(root.path(), api, p2p, &log);
+            wait_ready(&mut devnet, &log).then_some((devnet, api, p2p))
         })
         .expect("every set of ports tried was taken");
     let node = format!("http://127.0.0.1:{api}");
@@ -203,9 +209,9 @@ fn the_readme_walkthrough_runs_as_written_and_the_devnet_resumes_after_ctrl_c() 
         status.success(),
         "the devnet exited with {status} on Ctrl-C"
     );
-    let _devnet = start_devnet(root.path(), api, p2p, &log);
+    let mut restarted = start_devnet(root.path(), api, p2p, &log);
     assert!(
-        wait_ready(&log),
+        wait_ready(&mut restarted, &log),
         "the restarted devnet could not bind its ports"
     );
     let deadline = Instant::now() + Duration::from_secs(60);

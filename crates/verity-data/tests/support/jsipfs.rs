@@ -65,14 +65,16 @@ pub fn start() -> (Daemon, String) {
             run(jsipfs(repo.path(), &["config", "--json", key, &value]).stdout(Stdio::null()));
         }
         let log = repo.path().join("daemon.log");
+        // Both streams in one log: EADDRINUSE comes on stderr.
         let child = jsipfs(repo.path(), &["daemon", "--offline"])
             .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::null())
+            .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
             .spawn()
             .unwrap();
-        let daemon = Daemon { child, _repo: repo };
+        let mut daemon = Daemon { child, _repo: repo };
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
+            let exited = daemon.child.try_wait().unwrap();
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             if text.contains("Daemon is ready") {
                 return (daemon, format!("http://127.0.0.1:{base}"));
@@ -80,7 +82,14 @@ pub fn start() -> (Daemon, String) {
             if text.contains("EADDRINUSE") {
                 break;
             }
-            assert!(Instant::now() < deadline, "js-ipfs did not start:\n{text}");
+            if let Some(status) = exited {
+                panic!("js-ipfs exited ({status}) before it was ready:\n{text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "js-ipfs was not ready in 90 s:\n{text}"
+            );
+
             std::thread::sleep(Duration::from_millis(200));
         }
     }
