@@ -458,4 +458,99 @@ mod tests {
             prop_assert_eq!(drawn.is_some(), sum > 0);
         }
     }
+
+    /// Counts the reads that reach the store: what a draw costs on a large state.
+    #[derive(Default)]
+    struct CountingStore {
+        inner: MemStore,
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl crate::store::Store for CountingStore {
+        fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, crate::StoreError> {
+            self.reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.get(table, key)
+        }
+
+        fn commit(&self, batch: &crate::store::Batch) -> Result<(), crate::StoreError> {
+            self.inner.commit(batch)
+        }
+
+        fn scan(
+            &self,
+            table: Table,
+            prefix: &[u8],
+            start: &[u8],
+            limit: usize,
+        ) -> Result<crate::store::KeyValues, crate::StoreError> {
+            self.inner.scan(table, prefix, start, limit)
+        }
+    }
+
+    /// The most store reads one draw (and one weight change) made, over many, with `workers`
+    /// weighted workers committed to the store.
+    fn most_reads(workers: u32) -> (usize, usize) {
+        use crate::store::Store as _;
+        use std::sync::atomic::Ordering;
+        let store = CountingStore::default();
+        let model = Hash([7; 32]);
+        let worker = |i: u32| {
+            let mut address = [0u8; 20];
+            address[..4].copy_from_slice(&i.to_be_bytes());
+            Address(address)
+        };
+        let mut state = Overlay::new(&store);
+        for i in 0..workers {
+            let pool = if i % 2 == 0 {
+                Pool::Every
+            } else {
+                Pool::Model(model)
+            };
+            set(&mut state, &pool, &worker(i), 0, u128::from(1 + i % 7)).unwrap();
+        }
+        store.commit(&state.into_batch()).unwrap();
+        let (mut draw_reads, mut set_reads) = (0, 0);
+        for i in 0..200u32 {
+            // A fresh overlay each time: nothing cached from the last draw.
+            let state = Overlay::new(&store);
+            store.reads.store(0, Ordering::Relaxed);
+            draw(&state, &model, &sha256(&i.to_le_bytes()), &[])
+                .unwrap()
+                .unwrap();
+            draw_reads = draw_reads.max(store.reads.load(Ordering::Relaxed));
+            let mut state = Overlay::new(&store);
+            store.reads.store(0, Ordering::Relaxed);
+            let weight = u128::from(1 + i % 7);
+            set(
+                &mut state,
+                &Pool::Every,
+                &worker(i * 2 % workers),
+                weight,
+                weight + 1,
+            )
+            .unwrap();
+            set_reads = set_reads.max(store.reads.load(Ordering::Relaxed));
+        }
+        (draw_reads, set_reads)
+    }
+
+    /// "Bounded work per transaction": a draw reads a total and at most DEPTH tree nodes per
+    /// pool, and a weight change at most DEPTH nodes, as many for 10,000 workers as for 10.
+    #[test]
+    fn a_draw_and_a_weight_change_read_as_much_for_ten_thousand_workers_as_for_ten() {
+        let few = most_reads(10);
+        let many = most_reads(10_000);
+        assert_eq!(few, many, "reads grew with the number of workers");
+        let (draw_reads, set_reads) = many;
+        // Two pools (the model's, every model's): a total and DEPTH nodes each, one owner.
+        assert!(
+            draw_reads <= 2 * (DEPTH as usize + 1) + 1,
+            "a draw read {draw_reads} entries"
+        );
+        assert!(
+            set_reads <= DEPTH as usize + 4,
+            "a weight change read {set_reads} entries"
+        );
+    }
 }
