@@ -198,6 +198,7 @@ fn onnx_backend_node_tests() {
 
     let engine = Engine::new(1).unwrap();
     let mut per_op: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut outcomes: BTreeMap<String, &'static str> = BTreeMap::new();
     let mut not_applicable = 0;
     for case in &cases {
         let name = case.file_name().unwrap().to_string_lossy().to_string();
@@ -208,14 +209,25 @@ fn onnx_backend_node_tests() {
             Ok(ops) => ops,
             Err(_) => {
                 not_applicable += 1; // a graph feature we do not model at all (e.g. sequences)
+                outcomes.insert(name, "n/a");
                 continue;
             }
         };
         if ops.is_empty() || !ops.iter().all(|op| SUPPORTED_OPS.contains(&op.as_str())) {
             not_applicable += 1;
+            outcomes.insert(name, "n/a");
             continue;
         }
         let outcome = run_case(case, &engine);
+        outcomes.insert(
+            name.clone(),
+            match &outcome {
+                Outcome::Passed => "passed",
+                Outcome::Failed(_) => "failed",
+                Outcome::Rejected(_) => "rejected",
+                Outcome::Divergent(_) => "divergent",
+            },
+        );
         for op in &ops {
             let t = per_op.entry(op.clone()).or_default();
             match &outcome {
@@ -262,6 +274,7 @@ fn onnx_backend_node_tests() {
     for f in &failures {
         println!("FAILED {f}");
     }
+    check_expected(&outcomes);
     for op in SUPPORTED_OPS {
         assert!(
             per_op.get(*op).is_some_and(|t| t.passed > 0),
@@ -272,5 +285,48 @@ fn onnx_backend_node_tests() {
         failures.is_empty(),
         "{} node test(s) failed",
         failures.len()
+    );
+}
+
+/// The committed outcome of every case (`tests/node_suite_expected.txt`): a case that passed
+/// and now does not fails the run, so N/A and rejected counts cannot grow unseen. A case that
+/// now does better is reported; `VERITY_UPDATE_EXPECTED=1` rewrites the list.
+fn check_expected(outcomes: &BTreeMap<String, &'static str>) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node_suite_expected.txt");
+    if std::env::var_os("VERITY_UPDATE_EXPECTED").is_some() {
+        let text: String = outcomes
+            .iter()
+            .map(|(name, outcome)| format!("{name} {outcome}\n"))
+            .collect();
+        fs::write(&path, text).unwrap();
+        println!("wrote {}", path.display());
+        return;
+    }
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (VERITY_UPDATE_EXPECTED=1 writes it)",
+            path.display()
+        )
+    });
+    let mut regressions = Vec::new();
+    for line in text.lines() {
+        let Some((name, expected)) = line.split_once(' ') else {
+            panic!("{}: malformed line {line:?}", path.display());
+        };
+        match outcomes.get(name) {
+            Some(&now) if now == expected => {}
+            Some(&"passed") => println!("now passes (was {expected}): {name}"),
+            Some(&now) if expected == "passed" => regressions.push(format!("{name}: {now}")),
+            Some(&now) => println!("changed from {expected} to {now}: {name}"),
+            None if expected == "passed" => {
+                regressions.push(format!("{name}: gone from the suite"))
+            }
+            None => {}
+        }
+    }
+    assert!(
+        regressions.is_empty(),
+        "cases that passed no longer do (VERITY_UPDATE_EXPECTED=1 rewrites the list once explained):\n{}",
+        regressions.join("\n")
     );
 }
