@@ -15,6 +15,9 @@ use verity_types::Hash;
 
 use crate::app::NodeState;
 
+/// Registered models listed per read.
+const MODEL_PAGE: usize = 500;
+
 /// Longest a block's execution waits for a missing model file from the IPFS node.
 const ON_DEMAND_FETCH: Duration = Duration::from_secs(60);
 
@@ -55,7 +58,7 @@ pub async fn pin_registered(node: &NodeState, blobs: &BlobStore) -> anyhow::Resu
     let mut missing = Vec::new();
     let mut after = None;
     loop {
-        let page = node.chain.models(after.as_ref(), 500)?;
+        let page = node.chain.models(after.as_ref(), MODEL_PAGE)?;
         for model in &page {
             let id = model.spec.model_id;
             if blobs.locate(&id).is_none() {
@@ -72,28 +75,20 @@ pub async fn pin_registered(node: &NodeState, blobs: &BlobStore) -> anyhow::Resu
             }
         }
         match page.last() {
-            Some(last) if page.len() == 500 => after = Some(last.spec.model_id),
+            Some(last) if page.len() == MODEL_PAGE => after = Some(last.spec.model_id),
             _ => return Ok(missing),
         }
     }
 }
 
-/// Pins registered models' files after every finalized block that carried transactions,
-/// warning once of each file it cannot find: a dispute over that model would halt this node.
+/// Pins registered models' files at start and after every finalized block that carried
+/// transactions, warning once of each file it cannot find: a dispute over that model would
+/// halt this node.
 pub fn keep_pinned(node: Arc<NodeState>, blobs: BlobStore) {
     tokio::spawn(async move {
         let mut warned = HashSet::new();
         let mut blocks = Box::pin(node.finalized_blocks());
-        let mut first = true;
         loop {
-            if !first {
-                match blocks.next().await {
-                    Some(record) if record.tx_hashes.is_empty() => continue,
-                    Some(_) => {}
-                    None => return,
-                }
-            }
-            first = false;
             match pin_registered(&node, &blobs).await {
                 Ok(missing) => {
                     for id in missing {
@@ -103,6 +98,13 @@ pub fn keep_pinned(node: Arc<NodeState>, blobs: BlobStore) {
                     }
                 }
                 Err(e) => warn!(node = %node.label, error = %e, "listing registered models"),
+            }
+            loop {
+                match blocks.next().await {
+                    Some(record) if record.tx_hashes.is_empty() => {}
+                    Some(_) => break,
+                    None => return,
+                }
             }
         }
     });

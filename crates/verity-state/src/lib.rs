@@ -772,13 +772,13 @@ impl<S: Store> Chain<S> {
     ) -> Result<Vec<Task>, StateError> {
         use modules::schedule::{self, Kind};
         let (first, prefix) = schedule::from_height(Kind::Window, self.height()?.saturating_add(1));
+        // A cursor whose window has since closed starts at the first open one.
         let start = match after {
             Some((id, until)) => {
-                successor(&schedule::entry(Kind::Window, until.saturating_add(1), id).0)
+                successor(&schedule::entry(Kind::Window, until.saturating_add(1), id).0).max(first)
             }
-            None => first.clone(),
+            None => first,
         };
-        let start = start.max(first);
         let mut out = Vec::new();
         for (_, value) in self.store.scan(Table::Schedule, &prefix, &start, limit)? {
             let id: Hash = serde_json::from_slice(&value)

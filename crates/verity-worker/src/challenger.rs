@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use verity_client::api::{dispute_id, ExecutionRecord, Task, TaskStatus};
 use verity_client::{Client, PageRequest};
 use verity_infer::{output, Engine, OutputDocument};
-use verity_types::{AccountKey, Action, Address, Amount, Hash, Mode};
+use verity_types::{AccountKey, Action, Address, Amount, Hash};
 
 use crate::disputes::{fetch, run, Player, Run};
 
@@ -160,8 +160,8 @@ impl Challenger {
                 })
                 .await?;
             for task in page.tasks {
-                if task.mode != Mode::Op
-                    || task.status != TaskStatus::Challengeable
+                // Every window is an OP result's; one already disputed is not challengeable.
+                if task.status != TaskStatus::Challengeable
                     || self.checked.contains(&task.task_id)
                     || (!self.config.models.is_empty()
                         && !self.config.models.contains(&task.model_id))
