@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand};
 use futures::StreamExt as _;
+use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 use verity_client::Client;
 use verity_node::{mempool::SenderCache, mempool::MAX_NONCE_GAP, run};
@@ -49,6 +50,9 @@ pub struct TransfersArgs {
     /// Where the devnet lives; a fresh temporary directory when absent.
     #[arg(long)]
     home: Option<PathBuf>,
+    /// Print what was measured as one JSON object.
+    #[arg(long)]
+    json: bool,
     /// The throwaway network's first API port (validator i's is this + i).
     #[arg(long, env = "VERITY_BENCH_API_PORT", default_value_t = 18545)]
     api_port: u16,
@@ -133,26 +137,37 @@ fn transfers(args: TransfersArgs) -> Result<()> {
             clients.len(),
             args.concurrency
         );
-        let report = measure(&started[0].node, &clients, txs, args.concurrency, args.rate).await?;
+        let load = Load {
+            rate: args.rate,
+            concurrency: args.concurrency,
+            window: None,
+        };
+        let (report, blocks) = measure(&started[0].node, &clients, txs, load).await?;
         let caches = match args.shared_cache {
             true => "one shared signature cache",
             false => "a signature cache each",
         };
-        outln!(
-            "verity bench transfers: {} validators ({caches}), {} transfers, {} senders, offered load {pace}",
-            started.len(),
-            args.count,
-            args.senders
-        );
-        outln!("  submitted:   {:>9.0} tx/s over HTTP", report.submit_rate);
-        outln!(
-            "  finalized:   {:>9.0} tx/s  ({} in {:.2} s, {} blocks)",
-            report.finalized_rate,
-            report.finalized,
-            report.elapsed.as_secs_f64(),
-            report.blocks
-        );
-        report.latency.print();
+        if args.json {
+            outln!("{}", serde_json::to_string(&report)?);
+        } else {
+            outln!(
+                "verity bench transfers: {} validators ({caches}), {} transfers, {} senders, offered load {pace}",
+                started.len(),
+                args.count,
+                args.senders
+            );
+            outln!(
+                "  submitted:   {:>9.0} tx/s over HTTP",
+                report.submitted_per_s
+            );
+            outln!(
+                "  finalized:   {:>9.0} tx/s  ({} in {:.2} s, {blocks} blocks)",
+                report.finalized_per_s,
+                report.count,
+                report.elapsed_s,
+            );
+            report.latency.print();
+        }
         use commonware_runtime::Spawner as _;
         let _ = context.stop(0, Some(Duration::from_secs(10))).await;
         Ok(())
@@ -191,20 +206,12 @@ async fn wait_for_first_block(client: &Client) -> Result<()> {
     }
 }
 
-struct Report {
-    finalized: usize,
-    blocks: usize,
-    elapsed: Duration,
-    submit_rate: f64,
-    finalized_rate: f64,
-    latency: Latency,
-}
-
-/// Submit→finalized latency percentiles, as every bench prints them.
+/// Submit→finalized latency percentiles in milliseconds, as every bench prints them.
+#[derive(Serialize)]
 pub(crate) struct Latency {
-    p50: Duration,
-    p99: Duration,
-    max: Duration,
+    p50_ms: u128,
+    p99_ms: u128,
+    max_ms: u128,
 }
 
 impl Latency {
@@ -214,46 +221,78 @@ impl Latency {
         let max = *latencies.last()?;
         let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
         Some(Self {
-            p50: at(0.50),
-            p99: at(0.99),
-            max,
+            p50_ms: at(0.50).as_millis(),
+            p99_ms: at(0.99).as_millis(),
+            max_ms: max.as_millis(),
         })
     }
 
     pub(crate) fn print(&self) {
         outln!(
             "  latency:     p50 {:>6} ms   p99 {:>6} ms   max {:>6} ms  (submit → finalized)",
-            self.p50.as_millis(),
-            self.p99.as_millis(),
-            self.max.as_millis()
+            self.p50_ms,
+            self.p99_ms,
+            self.max_ms
         );
     }
+}
+
+/// What a bench measured, as `--json` prints it: one object for scripts and tests.
+#[derive(Serialize)]
+pub(crate) struct Measured {
+    /// Transactions submitted, and finalized (every one of them).
+    pub count: usize,
+    pub submitted_per_s: f64,
+    pub finalized_per_s: f64,
+    /// Seconds from the first submission to the last finalization.
+    pub elapsed_s: f64,
+    pub latency: Latency,
 }
 
 /// When each transaction was handed to the API.
 pub(crate) type SubmitTimes = Arc<std::sync::Mutex<HashMap<Hash, Instant>>>;
 
-/// Submits `txs` round-robin over `clients`, `concurrency` at a time and, when `rate` > 0, at
-/// most `rate` per second from `start`, recording each submission time. Resolves to the time
-/// all were submitted, or to how many failed and the first error.
+/// How a bench offers its load.
+#[derive(Clone)]
+pub(crate) struct Load {
+    /// At most this many per second from the start; 0: as fast as the rest allows.
+    pub rate: u64,
+    /// HTTP submissions in flight at once.
+    pub concurrency: usize,
+    /// A closed loop: a submission waits for one of these permits, which the measurement gives
+    /// back as each transaction finalizes, so no more than the window is ever pending.
+    pub window: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+/// Submits `txs` round-robin over `clients` as `load` allows, recording each submission time.
+/// Resolves to the time all were submitted, or to how many failed and the first error.
 pub(crate) fn spawn_submitter(
     clients: Vec<Client>,
     txs: Vec<(Hash, Vec<u8>)>,
     start: Instant,
-    rate: u64,
-    concurrency: usize,
+    load: Load,
     submitted: SubmitTimes,
 ) -> tokio::task::JoinHandle<Result<Duration>> {
     tokio::spawn(async move {
+        let Load {
+            rate,
+            concurrency,
+            window,
+        } = load;
         let results = futures::stream::iter(txs.into_iter().enumerate())
             .map(|(i, (hash, bytes))| {
                 let client = clients[i % clients.len()].clone();
                 let submitted = submitted.clone();
+                let window = window.clone();
                 async move {
+                    if let Some(window) = window {
+                        window.acquire().await.expect("never closed").forget();
+                    }
                     if rate > 0 {
                         let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
                         tokio::time::sleep_until(due.into()).await;
                     }
+
                     submitted
                         .lock()
                         .expect("submit times")
@@ -278,21 +317,13 @@ async fn measure(
     observer: &Arc<verity_node::app::NodeState>,
     clients: &[Client],
     txs: Vec<(Hash, Vec<u8>)>,
-    concurrency: usize,
-    rate: u64,
-) -> Result<Report> {
+    load: Load,
+) -> Result<(Measured, usize)> {
     let total = txs.len();
     let mut blocks = observer.events.subscribe();
     let start = Instant::now();
     let submitted = SubmitTimes::default();
-    let submitter = spawn_submitter(
-        clients.to_vec(),
-        txs,
-        start,
-        rate,
-        concurrency,
-        submitted.clone(),
-    );
+    let submitter = spawn_submitter(clients.to_vec(), txs, start, load, submitted.clone());
 
     let mut latencies = Vec::with_capacity(total);
     let mut block_count = 0;
@@ -342,12 +373,14 @@ async fn measure(
     }
     let submit_elapsed = submitter.await.context("submitter task")??;
     let elapsed = finished_at - start;
-    Ok(Report {
-        finalized: total,
-        blocks: block_count,
-        elapsed,
-        submit_rate: total as f64 / submit_elapsed.as_secs_f64(),
-        finalized_rate: total as f64 / elapsed.as_secs_f64(),
-        latency: Latency::of(latencies).expect("at least one transfer"),
-    })
+    Ok((
+        Measured {
+            count: total,
+            submitted_per_s: total as f64 / submit_elapsed.as_secs_f64(),
+            finalized_per_s: total as f64 / elapsed.as_secs_f64(),
+            elapsed_s: elapsed.as_secs_f64(),
+            latency: Latency::of(latencies).expect("at least one transfer"),
+        },
+        block_count,
+    ))
 }

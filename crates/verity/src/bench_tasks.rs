@@ -13,7 +13,7 @@ use verity_node::{mempool::SenderCache, mempool::MAX_NONCE_GAP, run};
 use verity_state::{GenesisAccount, TaskStatus};
 use verity_types::{AccountKey, Action, DataRef, Hash, Mode, TxBody, ONE_TOKEN};
 
-use crate::bench_cmd::{spawn_submitter, Latency, SubmitTimes};
+use crate::bench_cmd::{spawn_submitter, Latency, Load, Measured, SubmitTimes};
 use crate::chain_cmd::{
     create_worker_accounts, devnet_genesis, init_logs, register_bundled_model, spawn_workers,
     wait_for_workers, DataVerifiers,
@@ -37,6 +37,13 @@ pub struct TasksArgs {
     /// Offered load in tasks per second; 0 submits as fast as the APIs accept them.
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// A closed loop: at most this many tasks submitted and not yet finalized, which measures
+    /// what the network sustains without overloading it.
+    #[arg(long)]
+    in_flight: Option<usize>,
+    /// Print what was measured as one JSON object.
+    #[arg(long)]
+    json: bool,
     /// The throwaway network's first API port (validator i's is this + i).
     #[arg(long, env = "VERITY_BENCH_API_PORT", default_value_t = 18545)]
     api_port: u16,
@@ -49,8 +56,8 @@ const CHAIN_ID: &str = "verity-bench-tasks";
 
 pub fn tasks(args: TasksArgs) -> Result<()> {
     init_logs("warn");
-    if args.users == 0 || args.count == 0 || args.workers == 0 {
-        bail!("--count, --users and --workers must be positive");
+    if args.users == 0 || args.count == 0 || args.workers == 0 || args.in_flight == Some(0) {
+        bail!("--count, --users, --workers and --in-flight must be positive");
     }
     if args.count.div_ceil(args.users) > MAX_NONCE_GAP {
         bail!("each user would need more than {MAX_NONCE_GAP} pending tasks; raise --users");
@@ -130,14 +137,15 @@ pub fn tasks(args: TasksArgs) -> Result<()> {
         let mut updates = Box::pin(started[0].node.task_updates());
         let submitted = SubmitTimes::default();
         let start = Instant::now();
-        let submitter = spawn_submitter(
-            clients.clone(),
-            txs,
-            start,
-            args.rate,
-            args.concurrency,
-            submitted.clone(),
-        );
+        let window = args
+            .in_flight
+            .map(|n| std::sync::Arc::new(tokio::sync::Semaphore::new(n)));
+        let load = Load {
+            rate: args.rate,
+            concurrency: args.concurrency,
+            window: window.clone(),
+        };
+        let submitter = spawn_submitter(clients.clone(), txs, start, load, submitted.clone());
         let mut latencies = Vec::with_capacity(total);
         let mut last = Instant::now();
         let mut finished_at = start;
@@ -156,6 +164,9 @@ pub fn tasks(args: TasksArgs) -> Result<()> {
             if let Some(at) = submitted.lock().expect("times").get(&task.task_id) {
                 finished_at = Instant::now();
                 latencies.push(finished_at - *at);
+                if let Some(window) = &window {
+                    window.add_permits(1);
+                }
             }
             if last.elapsed() >= Duration::from_secs(1) {
                 eprintln!("  {:>7}/{total} tasks finalized", latencies.len());
@@ -168,21 +179,40 @@ pub fn tasks(args: TasksArgs) -> Result<()> {
             .iter()
             .map(|s| s.batches.load(std::sync::atomic::Ordering::Relaxed))
             .sum();
-        outln!(
-            "verity bench tasks: {} validators, {} workers (dev TEE), {total} tasks on digits-mlp, {} users, offered load {}",
-            apis.len(), args.workers, args.users,
-            match args.rate { 0 => "unpaced".to_string(), r => format!("{r} tasks/s") }
-        );
-        outln!(
-            "  submitted:   {:>9.0} tasks/s over HTTP",
-            total as f64 / submit_elapsed.as_secs_f64()
-        );
-        outln!(
-            "  finalized:   {:>9.0} tasks/s  ({total} in {:.2} s, {batches} receipt batches)",
-            total as f64 / elapsed.as_secs_f64(),
-            elapsed.as_secs_f64()
-        );
-        Latency::of(latencies).expect("one").print();
+        let report = Measured {
+            count: total,
+            submitted_per_s: total as f64 / submit_elapsed.as_secs_f64(),
+            finalized_per_s: total as f64 / elapsed.as_secs_f64(),
+            elapsed_s: elapsed.as_secs_f64(),
+            latency: Latency::of(latencies).expect("one"),
+        };
+        if args.json {
+            outln!("{}", serde_json::to_string(&report)?);
+        } else {
+            let rate = match args.rate {
+                0 => "unpaced".to_string(),
+                r => format!("{r} tasks/s"),
+            };
+            let offered = match args.in_flight {
+                Some(n) => format!("{rate}, at most {n} in flight"),
+                None => rate,
+            };
+            outln!(
+                "verity bench tasks: {} validators, {} workers (dev TEE), {total} tasks on digits-mlp, {} users, offered load {offered}",
+                apis.len(), args.workers, args.users,
+            );
+            outln!(
+                "  submitted:   {:>9.0} tasks/s over HTTP",
+                report.submitted_per_s
+            );
+            outln!(
+                "  finalized:   {:>9.0} tasks/s  ({total} in {:.2} s, {batches} receipt batches)",
+                report.finalized_per_s,
+                report.elapsed_s
+            );
+            report.latency.print();
+        }
+
         use commonware_runtime::Spawner as _;
         let _ = context.stop(0, Some(Duration::from_secs(10))).await;
         Ok(())
