@@ -1,6 +1,7 @@
 //! A typed client for a Verity node's `/v1` HTTP API: every method takes and returns the
 //! `verity_api` types the node itself serves.
 
+use futures::{StreamExt as _, TryStreamExt as _};
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 use verity_api::{
@@ -97,6 +98,14 @@ impl<C: std::fmt::Display> PageRequest<C> {
 const OVERLOAD_RETRIES: u32 = 30;
 /// The longest Retry-After waited out; longer ones (a spent quota) are returned at once.
 const MAX_RETRY_AFTER_SECS: u64 = 2;
+/// Blob transfers one batch call keeps in flight. Each takes a connection, and a node holds a
+/// bounded number open (`max_connections`): hundreds at once from one worker would take every
+/// slot and leave the rest of its requests, and everyone else's, in the listen backlog.
+const BLOB_CONCURRENCY: usize = 16;
+/// Idle connections kept per node, and for how long: an idle one still holds one of the node's
+/// connection slots.
+const MAX_IDLE_CONNECTIONS: usize = 32;
+const IDLE_CONNECTION_SECS: u64 = 15;
 
 #[derive(Clone)]
 pub struct Client {
@@ -116,6 +125,9 @@ impl Client {
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
             .timeout(std::time::Duration::from_secs(60))
+            .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS)
+            .pool_idle_timeout(std::time::Duration::from_secs(IDLE_CONNECTION_SECS))
+
             .build()
             .unwrap_or_default();
         Self { base, http }
@@ -482,7 +494,7 @@ impl Client {
             return Ok(Vec::new());
         }
         let status = self.status().await?;
-        futures::future::try_join_all(blobs.into_iter().map(|bytes| {
+        futures::stream::iter(blobs.into_iter().map(|bytes| {
             let auth = UploadAuth::sign(
                 key,
                 &status.chain_id,
@@ -491,7 +503,19 @@ impl Client {
             );
             async move { self.put_blob_with(bytes, &auth.to_header()).await }
         }))
+        .buffered(BLOB_CONCURRENCY)
+        .try_collect()
         .await
+    }
+
+    /// Downloads blobs by CID, in order, `BLOB_CONCURRENCY` at a time; each `None` when the node
+    /// does not hold it.
+    pub async fn get_blobs(&self, cids: &[String]) -> Vec<Result<Option<Vec<u8>>, ClientError>> {
+        futures::stream::iter(cids.to_vec())
+            .map(|cid| async move { self.get_blob(&cid).await })
+            .buffered(BLOB_CONCURRENCY)
+            .collect()
+            .await
     }
 
     /// Uploads a blob with a ready-made authorisation header.

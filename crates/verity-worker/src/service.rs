@@ -623,8 +623,7 @@ impl Worker {
             }
         }
         let cids: Vec<String> = jobs.iter().map(|(_, _, input, ..)| cid_of(input)).collect();
-        let inputs =
-            futures::future::join_all(cids.iter().map(|cid| self.client.get_blob(cid))).await;
+        let inputs = self.client.get_blobs(&cids).await;
         let mut work = Vec::new();
         for (job, input) in jobs.into_iter().zip(inputs) {
             match input? {
