@@ -127,7 +127,6 @@ impl Client {
             .timeout(std::time::Duration::from_secs(60))
             .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS)
             .pool_idle_timeout(std::time::Duration::from_secs(IDLE_CONNECTION_SECS))
-
             .build()
             .unwrap_or_default();
         Self { base, http }

@@ -182,6 +182,8 @@ impl Params {
         at_least("max_block_weight", self.max_block_weight, MIN_BLOCK_WEIGHT)?;
         at_least("unbonding_blocks", t.unbonding_blocks, 1)?;
         at_least("assignment_timeout_blocks", t.assignment_timeout_blocks, 1)?;
+        at_least("max_open_assignments", t.max_open_assignments.into(), 1)?;
+
         at_least("attestation_nonce_blocks", t.attestation_nonce_blocks, 1)?;
         at_least(
             "timeout_forgiven_after_blocks",
@@ -292,6 +294,10 @@ pub struct TaskParams {
     pub unbonding_blocks: u64,
     /// Blocks an assigned worker has to deliver before the task moves on.
     pub assignment_timeout_blocks: u64,
+    /// Most tasks assigned to one worker at a time: a full worker is not drawn, so offered
+    /// load beyond what the workers take waits Pending instead of timing them out and banning
+    /// them. Set it to what a worker delivers within `assignment_timeout_blocks`.
+    pub max_open_assignments: u32,
     /// Reputation lost on a timeout.
     pub timeout_penalty: i64,
     /// Blocks after which a timeout's penalty is given back (a ban from timeouts lifts with it).
@@ -340,6 +346,7 @@ impl Default for TaskParams {
             min_worker_stake: 1_000 * verity_types::ONE_TOKEN,
             unbonding_blocks: 200,
             assignment_timeout_blocks: 20,
+            max_open_assignments: 256,
             timeout_penalty: 20,
             timeout_forgiven_after_blocks: 10_000,
             failure_fee_bps: 500,

@@ -91,6 +91,9 @@ pub(crate) fn devnet_genesis(chain_id: &str, dev: &Address, workers: &[Address])
             governance: Some(*dev),
             tasks: verity_state::TaskParams {
                 assignment_timeout_blocks: 20,
+                // 20 blocks are about four seconds here: a dev worker on a shared 2-core machine
+                // delivers 128 well within them.
+                max_open_assignments: 128,
                 // A devnet makes about five blocks a second: 150 of them give a challenger
                 // half a minute to fetch and re-execute a result, and 150 a side to answer a
                 // move, as 20 and 40 do on a network with blocks seconds apart.

@@ -88,6 +88,31 @@ pub const TASK_PREFIX: &[u8] = b"t";
 pub const BY_HEIGHT_PREFIX: &[u8] = b"h";
 pub const ASSIGNED_PREFIX: &[u8] = b"a";
 const PENDING_PREFIX: &[u8] = b"p";
+/// A worker's count of current assignments, so that a draw reads one entry to see it is full.
+const OPEN_PREFIX: &[u8] = b"o";
+
+fn open_key(worker: &Address) -> Vec<u8> {
+    [OPEN_PREFIX, &worker.0].concat()
+}
+
+/// How many tasks are assigned to `worker` now.
+pub fn open_assignments(state: &Overlay<'_>, worker: &Address) -> Result<u32, StateError> {
+    match state.get(Table::Tasks, &open_key(worker))? {
+        None => Ok(0),
+        Some(bytes) => {
+            Ok(u32::from_be_bytes(bytes.as_slice().try_into().map_err(
+                |_| StateError::Corrupt("open assignment count"),
+            )?))
+        }
+    }
+}
+
+fn set_open_assignments(state: &mut Overlay<'_>, worker: &Address, count: u32) {
+    match count {
+        0 => state.delete(Table::Tasks, open_key(worker)),
+        n => state.put(Table::Tasks, open_key(worker), n.to_be_bytes().to_vec()),
+    }
+}
 
 fn task_key(id: &Hash) -> Vec<u8> {
     [TASK_PREFIX, &id.0].concat()
@@ -342,9 +367,37 @@ pub(crate) fn draw_eligible(
     Ok(None)
 }
 
+/// Full workers a task's draw passes over before the task waits Pending: bounds the draws a
+/// task costs when every worker is full.
+const FULL_SKIPS: usize = 4;
+
+/// [`draw_eligible`] among workers with room for one more assignment
+/// (`max_open_assignments`).
+fn draw_with_room(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    model: &Hash,
+    excluded: &[Address],
+    entropy: impl Fn(u32) -> Hash,
+) -> Result<Option<Address>, StateError> {
+    let cap = ctx.genesis.params.tasks.max_open_assignments;
+    let mut passed = excluded.to_vec();
+    for _ in 0..=FULL_SKIPS {
+        let Some(worker) = draw_eligible(state, ctx, model, &passed, &entropy)? else {
+            return Ok(None);
+        };
+        if open_assignments(state, &worker)? < cap {
+            return Ok(Some(worker));
+        }
+        passed.push(worker);
+    }
+    Ok(None)
+}
+
 /// Draws a worker for `task` from the block seed, weighted by stake × reputation among workers
-/// serving its model, never one whose result for it was disproven and, while anyone else can
-/// take it, none that let it time out recently; leaves it Pending when nobody is eligible.
+/// serving its model with room for another assignment, never one whose result for it was
+/// disproven and, while anyone else can take it, none that let it time out recently; leaves it
+/// Pending when nobody is eligible.
 fn assign(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>, task: &mut Task) -> Result<(), StateError> {
     let (task_id, timeouts) = (task.task_id, task.timed_out.len() as u32);
     let entropy = |round: u8| {
@@ -367,9 +420,9 @@ fn assign(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>, task: &mut Task) -> Resul
             passed_over.push(*worker);
         }
     }
-    let mut chosen = draw_eligible(state, ctx, &task.model_id, &passed_over, entropy(0))?;
+    let mut chosen = draw_with_room(state, ctx, &task.model_id, &passed_over, entropy(0))?;
     if chosen.is_none() && passed_over.len() > task.disproven.len() {
-        chosen = draw_eligible(state, ctx, &task.model_id, &task.disproven, entropy(1))?;
+        chosen = draw_with_room(state, ctx, &task.model_id, &task.disproven, entropy(1))?;
     }
     let Some(chosen) = chosen else {
         task.status = TaskStatus::Pending;
@@ -395,6 +448,8 @@ fn assign(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>, task: &mut Task) -> Resul
         assigned_key(&chosen, &task.task_id),
         Vec::new(),
     );
+    let open = open_assignments(state, &chosen)?.saturating_add(1);
+    set_open_assignments(state, &chosen, open);
     schedule::push(state, schedule::Kind::Timeout, timeout, &task.task_id)?;
     Ok(())
 }
@@ -419,16 +474,29 @@ fn parse_pending_key(key: &[u8]) -> Result<(Hash, Hash), StateError> {
 }
 
 /// Ends a task's assignment (result delivered, timed out, cancelled or expired).
-pub fn unassign(state: &mut Overlay<'_>, task: &Task) {
+pub fn unassign(state: &mut Overlay<'_>, task: &Task) -> Result<(), StateError> {
     if let Some(worker) = task.worker {
-        state.delete(Table::Tasks, assigned_key(&worker, &task.task_id));
+        let key = assigned_key(&worker, &task.task_id);
+        // Only a live assignment counts: a task unassigned twice gives back one slot.
+        if state.get(Table::Tasks, &key)?.is_some() {
+            state.delete(Table::Tasks, key);
+            let open = open_assignments(state, &worker)?.saturating_sub(1);
+            set_open_assignments(state, &worker, open);
+        }
     }
+    Ok(())
 }
 
-fn close(state: &mut Overlay<'_>, task: &mut Task, status: TaskStatus, height: u64) {
-    unassign(state, task);
+fn close(
+    state: &mut Overlay<'_>,
+    task: &mut Task,
+    status: TaskStatus,
+    height: u64,
+) -> Result<(), StateError> {
+    unassign(state, task)?;
     task.status = status;
     task.closed_height = Some(height);
+    Ok(())
 }
 
 /// Returns the escrow to the submitter (cancel and expiry).
@@ -470,7 +538,7 @@ pub fn cancel(
         }
     }
     refund(state, &task)?;
-    close(state, &mut task, TaskStatus::Cancelled, ctx.height);
+    close(state, &mut task, TaskStatus::Cancelled, ctx.height)?;
     put(state, &task);
     Ok(())
 }
@@ -483,13 +551,13 @@ pub fn reopen(
     task: &mut Task,
     disproven: Address,
 ) -> Result<(), StateError> {
-    unassign(state, task);
+    unassign(state, task)?;
     task.disproven.push(disproven);
     if ctx.height >= task.deadline_height {
         if refund(state, task).is_err() {
             return Err(StateError::Corrupt("escrow refund overflows a balance"));
         }
-        close(state, task, TaskStatus::Expired, ctx.height);
+        close(state, task, TaskStatus::Expired, ctx.height)?;
     } else {
         task.status = TaskStatus::Pending;
         task.worker = None;
@@ -524,7 +592,7 @@ pub fn begin_block(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>) -> Result<(), St
         if refund(state, &task).is_err() {
             return Err(StateError::Corrupt("escrow refund overflows a balance"));
         }
-        close(state, &mut task, TaskStatus::Expired, ctx.height);
+        close(state, &mut task, TaskStatus::Expired, ctx.height)?;
         put(state, &task);
     }
     for id in schedule::take::<Hash>(state, schedule::Kind::Timeout, ctx.height)? {
@@ -547,7 +615,7 @@ pub fn begin_block(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>) -> Result<(), St
             ctx.genesis.params.tasks.timeout_forgiven_after_blocks,
         )?;
         sortition::refresh(state, ctx, &worker)?;
-        unassign(state, &task);
+        unassign(state, &task)?;
         task.timed_out.push(worker);
         assign(state, ctx, &mut task)?;
         put(state, &task);

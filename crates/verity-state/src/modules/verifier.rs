@@ -278,7 +278,7 @@ fn apply_one(
                 ..record
             },
         );
-        tasks::unassign(state, &task);
+        tasks::unassign(state, &task)?;
         task.status = TaskStatus::Challengeable;
         tasks::put(state, &task);
         schedule::push(
@@ -321,7 +321,7 @@ pub(crate) fn settle(
     record.finalized_height = ctx.height;
     record.settlement = split;
     records::put(state, &record);
-    tasks::unassign(state, &task);
+    tasks::unassign(state, &task)?;
     task.status = TaskStatus::Finalized;
     task.closed_height = Some(ctx.height);
     tasks::put(state, &task);
@@ -375,7 +375,7 @@ pub fn report_failures(
         let worker_fee = task.max_fee / 10_000 * bps + task.max_fee % 10_000 * bps / 10_000;
         accounts::credit(state, &failure.worker, worker_fee)?;
         accounts::credit(state, &task.submitter, task.max_fee - worker_fee)?;
-        tasks::unassign(state, &task);
+        tasks::unassign(state, &task)?;
         task.status = TaskStatus::Failed;
         task.failure = Some(failure.reason);
         task.closed_height = Some(ctx.height);
