@@ -982,3 +982,59 @@ fn a_task_that_cannot_run_fails_without_punishing_its_worker() {
     assert_eq!((rep.score, rep.timeouts, rep.banned), (0, 0, false));
     assert!(net.chain.record(&task.hash()).unwrap().is_none());
 }
+
+/// A griefing flood: more tasks than the workers may hold. A full worker is not drawn, so the
+/// surplus waits Pending instead of timing the worker out (and banning it, which would stop the
+/// network); each delivered result frees a slot that a waiting task takes.
+#[test]
+fn a_full_worker_is_not_drawn_and_the_surplus_waits_for_its_slots() {
+    const CAP: u32 = 3;
+    let owner = AccountKey::generate();
+    let user = AccountKey::generate();
+    let mut net = Net::new(
+        &[owner.address(), user.address()],
+        TaskParams {
+            max_open_assignments: CAP,
+            ..params()
+        },
+    );
+    let ([w], txs) = funded_workers_and_model(&mut net, &owner, [b"m1"]);
+    net.ok(&txs);
+    let submits: Vec<_> = (0..8).map(|n| submit(&mut net, &user, n)).collect();
+    net.ok(&submits);
+    net.ok(&[]);
+    let status = |net: &Net, tx: &SignedTx| net.chain.task(&tx.hash()).unwrap().unwrap().status;
+    let assigned = |net: &Net| {
+        net.chain
+            .assignments(&w.account.address(), None, 100)
+            .unwrap()
+    };
+    assert_eq!(assigned(&net).len(), CAP as usize, "no more than the cap");
+    let waiting = submits
+        .iter()
+        .filter(|tx| status(&net, tx) == TaskStatus::Pending)
+        .count();
+    assert_eq!(waiting, 8 - CAP as usize);
+
+    let mut finalized = 0;
+    for _ in 0..10 {
+        let open = assigned(&net);
+        assert!(open.len() <= CAP as usize, "{} open", open.len());
+        if open.is_empty() {
+            break;
+        }
+        let receipts = open.iter().map(|t| receipt(&net, &w, t.task_id)).collect();
+        let batch = net.tx(&w.account, Action::SubmitReceipts { receipts });
+        net.ok(&[batch]);
+        finalized += open.len();
+        // The freed slots go to waiting tasks at the next block's retries.
+        net.ok(&[]);
+    }
+    assert_eq!(finalized, 8);
+    assert!(submits
+        .iter()
+        .all(|tx| status(&net, tx) == TaskStatus::Finalized));
+    let rep = net.chain.reputation(&w.account.address()).unwrap();
+    assert_eq!(rep.timeouts, 0, "never handed more than it could hold");
+    assert!(!rep.banned);
+}
