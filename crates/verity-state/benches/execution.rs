@@ -67,10 +67,11 @@ impl Bench {
                 fee_per_weight: 1,
                 max_block_weight: 10_000_000,
                 governance: None,
-                // No timeout or deadline falls inside a run: this measures submissions and
-                // their draws, not the timeouts of tasks nobody works on.
+                // No timeout or deadline falls inside a run and no worker fills up: this
+                // measures submissions and their draws, not the timeouts of tasks nobody works on.
                 tasks: TaskParams {
                     assignment_timeout_blocks: HORIZON,
+                    max_open_assignments: u32::MAX,
                     max_deadline_blocks: HORIZON,
                     ..Default::default()
                 },
