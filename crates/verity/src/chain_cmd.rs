@@ -343,7 +343,12 @@ pub(crate) fn init_logs(default: &str) {
         // The proof system opens a span per gadget: listening to them makes proving ~100x
         // slower and says nothing a user can act on.
         .add_directive("r1cs=off".parse().expect("a valid directive"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    // Logs go to stderr: stdout carries what a command reports (`--json` documents, ids that
+    // scripts capture), which a warning logged under load must not interleave with.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 pub(crate) fn now_ms() -> u64 {
