@@ -1032,6 +1032,196 @@ fn a_challenger_below_the_minimum_bond_cannot_dispute() {
     );
 }
 
+/// Attack: a challenger opens a frivolous dispute, then unbonds all of its bond the dispute
+/// does not lock. The slash of a lost dispute was a share of the bond left bonded, so this
+/// made losing cost a share of the dispute's lock alone. The bond on its way out counts, as a
+/// worker's unbonding stake does, and is slashed once the free bond is spent.
+#[test]
+fn unbonding_after_opening_a_dispute_does_not_shrink_its_slash() {
+    let params = TaskParams {
+        slash_bps: 2_000,
+        ..params()
+    };
+    let unbonding_blocks = params.unbonding_blocks;
+    let mut s = setup_with(1, 0, params, BOND);
+    let (task, worker) = s.op_task();
+    let honest = s.honest.clone();
+    let receipt = s.receipt(task, worker, &honest);
+    s.net.ok(&[receipt]);
+    let made_up = corrupted(&honest, 3);
+    let open = s.open_dispute(task, merkle::root(&made_up), honest.len() as u32);
+    s.net.ok(&[open]);
+    let key = s.challenger.clone();
+    let unbond = s.net.tx(
+        &key,
+        Action::UnbondChallenger {
+            amount: BOND - ONE_TOKEN,
+        },
+    );
+    s.net.ok(&[unbond]);
+    let unbonded_at = s.net.height;
+    let id = s.id_of(task);
+    let step = s.dissect(id, worker, &honest, &made_up);
+    let account = s.workers[worker].account.clone();
+    let witness = s.witness(step);
+    let one_step = s.net.tx(
+        &account,
+        Action::OneStep {
+            dispute_id: id,
+            witness,
+            input: input_bytes(),
+        },
+    );
+    s.net.ok(&[one_step]);
+    let dispute = s.net.chain.dispute(&id).unwrap().unwrap();
+    assert_eq!(dispute.status, DisputeStatus::WorkerWon);
+    assert_eq!(
+        dispute.slashed,
+        BOND / 5,
+        "20 % of the whole bond, not of the token left bonded"
+    );
+    let record = s.net.chain.challenger(&key.address()).unwrap().unwrap();
+    assert_eq!(
+        (record.bond, record.locked, record.unbonding),
+        (0, 0, BOND - BOND / 5),
+        "the free bond went first, the rest from the unbonding bond"
+    );
+    // What the slash left of the unbonding bond comes back when due, and the chain goes on.
+    let before = s.net.balance(&key.address());
+    while s.net.height < unbonded_at + unbonding_blocks {
+        s.net.ok(&[]);
+    }
+    assert_eq!(s.net.balance(&key.address()), before + BOND - BOND / 5);
+    let record = s.net.chain.challenger(&key.address()).unwrap().unwrap();
+    assert_eq!((record.bond, record.unbonding), (0, 0));
+}
+
+/// Attack: the worker and a challenger are one person. The worker sends a false result and
+/// has its own challenger dispute it first and then never move, hoping the dispute ends in the
+/// worker's favour and keeps others out. Every challenger has a dispute of its own, so an
+/// honest one still disproves the result; the stalling accomplice loses its share of the bond
+/// to the worker, but the worker's slash outweighs it: the pair loses on balance.
+#[test]
+fn a_workers_own_challenger_cannot_shield_its_false_result() {
+    let mut s = setup(2);
+    let (task, liar) = s.op_task();
+    let lie = corrupted(&s.honest, 1);
+    let receipt = s.receipt(task, liar, &lie);
+    let accomplice = AccountKey::generate();
+    let fund = s.net.tx(
+        &s.user.clone(),
+        Action::Transfer {
+            to: accomplice.address(),
+            amount: BOND + ONE_TOKEN,
+        },
+    );
+    s.net.ok(&[receipt, fund]);
+    let register = s
+        .net
+        .tx(&accomplice, Action::RegisterChallenger { amount: BOND });
+    s.net.ok(&[register]);
+    let liar_address = s.workers[liar].account.address();
+    let worth = |s: &Setup| -> u128 {
+        let staked = s.net.chain.worker(&liar_address).unwrap().unwrap();
+        let bonded = s
+            .net
+            .chain
+            .challenger(&accomplice.address())
+            .unwrap()
+            .unwrap();
+        s.net.balance(&liar_address)
+            + staked.stake
+            + staked.unbonding
+            + s.net.balance(&accomplice.address())
+            + bonded.bond
+            + bonded.unbonding
+    };
+    let before = worth(&s);
+    // The accomplice disputes first, with a made-up root, and then stalls.
+    let stall = s.net.tx(
+        &accomplice,
+        Action::OpenDispute {
+            task_id: task,
+            trace_root: sha256(b"made up"),
+            trace_len: s.honest.len() as u32,
+        },
+    );
+    s.net.ok(&[stall]);
+    let stalling = dispute_id(&task, &liar_address, &accomplice.address());
+    let id = disprove(&mut s, task, liar, &lie, 0);
+    assert_ne!(id, stalling);
+    let stalled = s.net.chain.dispute(&stalling).unwrap().unwrap();
+    assert_eq!(
+        stalled.status,
+        DisputeStatus::Moot,
+        "the honest dispute decided it"
+    );
+    let task_now = s.net.chain.task(&task).unwrap().unwrap();
+    assert!(task_now.disproven.contains(&liar_address));
+    let slashed = s.net.chain.dispute(&id).unwrap().unwrap().slashed;
+    assert_eq!(slashed, STAKE / 20);
+    // The fees of the pair's own transactions aside, the pair lost the whole slash.
+    assert!(
+        worth(&s) + slashed <= before,
+        "the pair is no better off than the slash"
+    );
+}
+
+/// The chess clocks to the block: a move in the last block of a side's clock is taken, and a
+/// side that waits one block longer has lost before its move is read (the clock is checked at
+/// the start of the block).
+#[test]
+fn a_move_in_the_last_block_of_a_clock_counts_and_one_block_later_does_not() {
+    for late in [false, true] {
+        let mut s = setup(1);
+        let (task, worker) = s.op_task();
+        let honest = s.honest.clone();
+        let lie = corrupted(&honest, 2);
+        let receipt = s.receipt(task, worker, &lie);
+        s.net.ok(&[receipt]);
+        let open = s.open_dispute(task, merkle::root(&honest), honest.len() as u32);
+        s.net.ok(&[open]);
+        let id = s.id_of(task);
+        let game = s.net.chain.dispute(&id).unwrap().unwrap().game.unwrap();
+        let last = game.round_started + game.clocks[1];
+        // The block about to run is at height `s.net.height + 1`.
+        let wait = if late { last + 1 } else { last } - (s.net.height + 1);
+        for _ in 0..wait {
+            s.net.ok(&[]);
+        }
+        let hashes: Vec<Hash> = game
+            .span()
+            .descendants(DEPTH)
+            .iter()
+            .map(|p| merkle::root(&honest[p.start as usize..(p.start + p.len) as usize]))
+            .collect();
+        let challenger = s.challenger.clone();
+        let reveal = s.net.tx(
+            &challenger,
+            Action::RevealChildren {
+                dispute_id: id,
+                hashes,
+            },
+        );
+        let failure = s.net.block(&[reveal]).remove(0);
+        let dispute = s.net.chain.dispute(&id).unwrap().unwrap();
+        if late {
+            assert_eq!(
+                dispute.status,
+                DisputeStatus::WorkerWon,
+                "late: {dispute:?}"
+            );
+            assert!(reason_of(&failure).contains("is over"), "{failure:?}");
+        } else {
+            assert!(failure.is_none(), "a move at height {last}: {failure:?}");
+            assert_eq!(dispute.status, DisputeStatus::Open);
+            let game = dispute.game.unwrap();
+            assert_eq!(game.clocks[1], 0, "the challenger spent its whole clock");
+            assert!(game.revealed[1].is_some());
+        }
+    }
+}
+
 /// Plays and wins the challenger's dispute of `liar`'s false result `lie` of `task`, both
 /// sides first idle for `idle_blocks`; returns the dispute's id.
 fn disprove(s: &mut Setup, task: Hash, liar: usize, lie: &[Hash], idle_blocks: u64) -> Hash {

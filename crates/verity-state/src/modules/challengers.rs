@@ -120,7 +120,8 @@ pub fn register(
 }
 
 /// UnbondChallenger: `amount` of the free bond (not locked by an open dispute) stops counting at
-/// once and returns to the balance after the unbonding delay.
+/// once and returns to the balance after the unbonding delay; until then a dispute the
+/// challenger loses may still slash it.
 pub fn unbond(
     state: &mut Overlay<'_>,
     ctx: &BlockCtx<'_>,
@@ -167,10 +168,9 @@ pub fn release_due(state: &mut Overlay<'_>, height: u64) -> Result<(), StateErro
             .map_err(|_| StateError::Corrupt("unbonding amount"))?;
         let mut record =
             get(state, &challenger)?.ok_or(StateError::Corrupt("unbonding challenger"))?;
-        record.unbonding = record
-            .unbonding
-            .checked_sub(amount)
-            .ok_or(StateError::Corrupt("unbonding exceeds record"))?;
+        // A lost dispute may have taken part of the unbonding bond: what is left is returned.
+        let amount = amount.min(record.unbonding);
+        record.unbonding -= amount;
         if accounts::credit(state, &challenger, amount).is_err() {
             record.unbonding = record.unbonding.saturating_add(amount);
         }

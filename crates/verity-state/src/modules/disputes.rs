@@ -773,10 +773,13 @@ fn close(state: &mut Overlay<'_>, dispute: &Dispute) {
 }
 
 /// What a lost dispute takes from a challenger (`challenger` with this dispute's lock already
-/// released): `bps` of its bond, but never more than its other open disputes leave free, so the
-/// bond always covers the locks that remain. Returns what is slashed and the winner's half.
+/// released): `bps` of its bond counting the bond on its way out, so that unbonding after
+/// opening a dispute does not shrink the stake of losing it (unbonding outlasts any dispute,
+/// `Params::validate`); but never more than its other open disputes leave locked, so the bond
+/// always covers the locks that remain. Returns what is slashed and the winner's half.
 fn challenger_slash(challenger: &challengers::Challenger, bps: u32) -> (Amount, Amount) {
-    let slashed = bps_of(challenger.bond, bps).min(challenger.free());
+    let at_stake = challenger.bond.saturating_add(challenger.unbonding);
+    let slashed = bps_of(at_stake, bps).min(challenger.free().saturating_add(challenger.unbonding));
     (slashed, slashed / 2)
 }
 
@@ -802,7 +805,10 @@ fn resolve(
     match winner {
         Side::Worker => {
             let (slashed, reward) = challenger_slash(&challenger, params.slash_bps);
-            challenger.bond -= slashed;
+            // The free bond goes first, then what is unbonding.
+            let from_bond = slashed.min(challenger.free());
+            challenger.bond -= from_bond;
+            challenger.unbonding -= slashed - from_bond;
             challenger.disputes_lost = challenger.disputes_lost.saturating_add(1);
             challenger.reputation = challenger
                 .reputation
@@ -1009,6 +1015,30 @@ mod tests {
             let (slashed, reward) = challenger_slash(&record, bps);
             prop_assert!(bond - slashed >= locked);
             prop_assert!(reward <= slashed);
+        }
+
+        /// Unbonding after opening a dispute does not make losing it cheaper: the slash is
+        /// what it would have been with the whole bond still bonded, taken from what is left
+        /// free and what is unbonding, never from the other disputes' locks.
+        #[test]
+        fn unbonding_does_not_shrink_a_slash(
+            bond in 0u128..=u128::MAX / 4,
+            unbonded_fraction in 0u128..=1_000,
+            locked_fraction in 0u128..=1_000,
+            bps in 0u32..=10_000,
+        ) {
+            let locked = bond / 1_000 * locked_fraction;
+            let unbonded = (bond - locked) / 1_000 * unbonded_fraction;
+            let whole = challenger_slash(&bonded(bond, locked), bps);
+            let record = challengers::Challenger {
+                bond: bond - unbonded,
+                locked,
+                unbonding: unbonded,
+                ..Default::default()
+            };
+            let (slashed, _) = challenger_slash(&record, bps);
+            prop_assert_eq!(slashed, whole.0);
+            prop_assert!(slashed <= record.free() + record.unbonding);
         }
     }
 }
