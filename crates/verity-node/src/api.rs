@@ -503,12 +503,13 @@ async fn events(
 }
 
 /// Checks an upload's authorisation and charges its declared size to the signer's quota;
-/// answers the authorisation and its signer.
+/// answers the authorisation, its signer and what was charged. Content this node already holds
+/// is charged nothing: a replayed header, or a client's retry, adds nothing to the disk.
 fn authorize_upload(
     state: &ApiState,
     headers: &HeaderMap,
     declared: u64,
-) -> Result<(UploadAuth, Address), ApiError> {
+) -> Result<(UploadAuth, Address, u64), ApiError> {
     let unauthorized = |message: String| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -562,6 +563,9 @@ fn authorize_upload(
             ),
         ));
     }
+    if state.blobs.locate(&auth.content).is_some() {
+        return Ok((auth, signer, 0));
+    }
     state
         .quotas
         .charge(
@@ -582,7 +586,7 @@ fn authorize_upload(
                 ),
             )
         })?;
-    Ok((auth, signer))
+    Ok((auth, signer, declared))
 }
 
 #[utoipa::path(put, path = "/v1/blobs", tag = "blobs",
@@ -647,24 +651,29 @@ async fn put_blob(
         }));
     }
     let _space = state.blobs.reserve(declared).map_err(blob_error)?;
-    let (auth, signer) = authorize_upload(&state, &headers, declared)?;
+    let (auth, signer, charged) = authorize_upload(&state, &headers, declared)?;
     match state
         .blobs
         .put_stream(body.into_data_stream(), Some(auth.content))
         .await
     {
         Ok(blob) => {
-            // Charge what arrived, not what the header claimed.
-            if blob.size < declared {
-                state.quotas.refund(signer, declared - blob.size);
-            } else if blob.size > declared {
-                let _ = state.quotas.charge(
-                    signer,
-                    blob.size - declared,
-                    u64::MAX,
-                    Duration::from_secs(state.uploads.window_secs),
-                    Instant::now(),
-                );
+            // Charge what arrived, not what the header claimed (content already held was
+            // charged nothing).
+            if charged > 0 {
+                match blob.size.cmp(&declared) {
+                    std::cmp::Ordering::Less => state.quotas.refund(signer, declared - blob.size),
+                    std::cmp::Ordering::Greater => {
+                        let _ = state.quotas.charge(
+                            signer,
+                            blob.size - declared,
+                            u64::MAX,
+                            Duration::from_secs(state.uploads.window_secs),
+                            Instant::now(),
+                        );
+                    }
+                    std::cmp::Ordering::Equal => {}
+                }
             }
             Ok((
                 StatusCode::CREATED,
@@ -677,7 +686,7 @@ async fn put_blob(
             ))
         }
         Err(e) => {
-            state.quotas.refund(signer, declared);
+            state.quotas.refund(signer, charged);
             Err(blob_error(e))
         }
     }

@@ -153,6 +153,15 @@ fn uploads_need_a_recent_signature_from_a_funded_account_within_its_quota() {
                 400,
                 ErrorCode::HashMismatch,
             );
+            // Replayed with the same bytes (by whoever saw it, or a client's retry) it stores
+            // nothing new and charges nothing: the signer's quota is not drained by others.
+            for _ in 0..3 {
+                client
+                    .put_blob_with(bytes.clone(), &auth.to_header())
+                    .await
+                    .expect("content already held is charged nothing");
+            }
+            assert_eq!(stored(&blobs), 1);
 
             // Past the quota: 600 + 600 > 1000 bytes. Another account has its own.
             refused(
