@@ -1,18 +1,19 @@
-//! The client against a scripted HTTP server: what it sends (paths, page queries) and how it
-//! reads what comes back (API errors by code, 404 as absent, a body that is no API error, an
-//! overloaded node's short Retry-After waited out, a long one returned at once).
+//! The client against a scripted HTTP server: what it sends (paths, page queries, the upload
+//! signature) and how it reads what comes back (API errors by code, 404 as absent, a body that
+//! is no API error, an overloaded node's short Retry-After waited out, a long one returned at
+//! once).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use verity_client::api::ErrorCode;
+use verity_client::api::{ErrorCode, StatusView, StoredBlob, UploadAuth, UPLOAD_HEADER};
 use verity_client::{Client, ClientError, PageRequest};
-use verity_types::Hash;
+use verity_types::{sha256, AccountKey, FeeSchedule, Hash};
 
 /// Answers each request with the next of `responses` (status line, extra headers, body) and
-/// records each request's first line; a plain thread, so the client's runtime is all tokio.
+/// records each request's head (its request line and headers); a plain thread, so the client's runtime is all tokio.
 type Scripted = (&'static str, &'static str, &'static str);
 
 async fn serve(responses: Vec<Scripted>) -> (String, Arc<Mutex<Vec<String>>>) {
@@ -33,9 +34,8 @@ async fn serve(responses: Vec<Scripted>) -> (String, Arc<Mutex<Vec<String>>>) {
                 request.extend_from_slice(&buf[..n]);
             }
             let text = String::from_utf8_lossy(&request);
-            log.lock()
-                .unwrap()
-                .push(text.lines().next().unwrap_or("").to_string());
+            let head = text.split("\r\n\r\n").next().unwrap_or("");
+            log.lock().unwrap().push(head.to_string());
             let reply = format!(
                 "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{headers}\r\n{body}",
                 body.len()
@@ -44,6 +44,18 @@ async fn serve(responses: Vec<Scripted>) -> (String, Arc<Mutex<Vec<String>>>) {
         }
     });
     (format!("http://{address}"), seen)
+}
+
+fn request_line(head: &str) -> &str {
+    head.lines().next().unwrap_or("")
+}
+
+/// A header's value in a recorded request head.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
 }
 
 const EMPTY_PAGE: &str = r#"{"tasks":[],"next":null}"#;
@@ -65,10 +77,10 @@ async fn a_page_request_sends_its_cursor_and_limit() {
     client.tasks(&PageRequest::default()).await.unwrap();
     let seen = seen.lock().unwrap().clone();
     assert_eq!(
-        seen[0],
+        request_line(&seen[0]),
         format!("GET /v1/tasks?after={after}&limit=5 HTTP/1.1")
     );
-    assert_eq!(seen[1], "GET /v1/tasks HTTP/1.1");
+    assert_eq!(request_line(&seen[1]), "GET /v1/tasks HTTP/1.1");
 }
 
 #[tokio::test]
@@ -149,4 +161,68 @@ async fn a_node_that_is_not_there_is_unreachable() {
         Err(ClientError::Unreachable { url, .. }) => assert!(url.ends_with(&port.to_string())),
         other => panic!("expected unreachable, got {other:?}"),
     }
+}
+
+/// `GET /v1/status` of a node on `chain_id` at `height`, as a scripted body.
+fn status_body(chain_id: &str, height: u64) -> &'static str {
+    let status = StatusView {
+        chain_id: chain_id.into(),
+        node: "scripted".into(),
+        height,
+        finalized_height: height,
+        state_root: Hash([0; 32]),
+        mempool: 0,
+        validators: Vec::new(),
+        peers: Vec::new(),
+        fees: FeeSchedule {
+            fee_per_weight: 1,
+            min_fee: 1,
+        },
+        max_block_weight: 1_000_000,
+        halted: false,
+        equivocations: 0,
+        refused_proposals: 0,
+    };
+    Box::leak(serde_json::to_string(&status).unwrap().into_boxed_str())
+}
+
+#[tokio::test]
+async fn an_upload_is_signed_by_its_account_for_the_nodes_chain_height_and_content() {
+    let bytes = b"an input file".to_vec();
+    let stored = StoredBlob {
+        cid: "bafkreiscripted".into(),
+        ipfs_cid: String::new(),
+        hash: sha256(&bytes),
+        size: bytes.len() as u64,
+    };
+    let stored: &'static str = Box::leak(serde_json::to_string(&stored).unwrap().into_boxed_str());
+    let (url, seen) = serve(vec![
+        ("200 OK", "", status_body("chain-a", 41)),
+        ("201 Created", "", stored),
+    ])
+    .await;
+    let key = AccountKey::generate();
+    let blob = Client::new(&url)
+        .put_blob(bytes.clone(), &key)
+        .await
+        .unwrap();
+    assert_eq!(blob.hash, sha256(&bytes));
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(request_line(&seen[0]), "GET /v1/status HTTP/1.1");
+    assert_eq!(request_line(&seen[1]), "PUT /v1/blobs HTTP/1.1");
+    let sent = header(&seen[1], UPLOAD_HEADER).expect("the upload carries its signature");
+    let auth = UploadAuth::parse(sent).unwrap();
+    // What the node checks: the signer's account, for its chain, over these bytes, at the
+    // height it reported.
+    assert_eq!(auth.signer("chain-a").unwrap(), key.address());
+    assert_eq!(auth.content, sha256(&bytes));
+    assert_eq!(auth.height, 41);
+    assert_eq!(
+        header(&seen[1], "content-length"),
+        Some(bytes.len().to_string().as_str()),
+        "the node charges quota by the declared length"
+    );
+    // The same signature read for another chain names another account.
+    assert_ne!(auth.signer("chain-b").ok(), Some(key.address()));
 }
