@@ -258,6 +258,29 @@ impl Setup {
         }
     }
 
+    /// Plays the dissection to its one leaf and has the worker send the honest one-step.
+    fn dissect_and_one_step(
+        &mut self,
+        id: Hash,
+        worker: usize,
+        worker_leaves: &[Hash],
+        challenger_leaves: &[Hash],
+    ) -> u64 {
+        let step = self.dissect(id, worker, worker_leaves, challenger_leaves);
+        let account = self.workers[worker].account.clone();
+        let witness = self.witness(step);
+        let one_step = self.net.tx(
+            &account,
+            Action::OneStep {
+                dispute_id: id,
+                witness,
+                input: input_bytes(),
+            },
+        );
+        self.net.ok(&[one_step]);
+        step
+    }
+
     /// The honest witness of `step`, as anyone who ran the model can build it.
     fn witness(&self, step: u64) -> Vec<u8> {
         let input = self.model.task_inputs(&input_bytes()).unwrap();
@@ -450,21 +473,12 @@ fn a_frivolous_challenger_loses_its_bond_share_to_the_worker() {
     let open = s.open_dispute(task, merkle::root(&made_up), honest.len() as u32);
     s.net.ok(&[open]);
     let id = s.id_of(task);
-    let step = s.dissect(id, worker, &honest, &made_up);
-    assert_eq!(step, 3);
     let worker_address = s.workers[worker].account.address();
-    let before = s.net.balance(&worker_address);
-    let account = s.workers[worker].account.clone();
-    let witness = s.witness(step);
-    let one_step = s.net.tx(
-        &account,
-        Action::OneStep {
-            dispute_id: id,
-            witness,
-            input: input_bytes(),
-        },
-    );
-    s.net.ok(&[one_step]);
+    let before = s.net.chain.account(&worker_address).unwrap();
+    let step = s.dissect_and_one_step(id, worker, &honest, &made_up);
+    assert_eq!(step, 3);
+    // Each of the worker's moves paid a fee of 1.
+    let fees = u128::from(s.net.chain.account(&worker_address).unwrap().nonce - before.nonce);
     let dispute = s.net.chain.dispute(&id).unwrap().unwrap();
     assert_eq!(dispute.status, DisputeStatus::WorkerWon);
     let stats = s
@@ -475,7 +489,10 @@ fn a_frivolous_challenger_loses_its_bond_share_to_the_worker() {
         .unwrap();
     assert_eq!(stats.bond, BOND - BOND / 20);
     assert_eq!((stats.disputes_lost, stats.reputation), (1, -10));
-    assert_eq!(s.net.balance(&worker_address), before - 1 + BOND / 40);
+    assert_eq!(
+        s.net.balance(&worker_address),
+        before.balance - fees + BOND / 40
+    );
     // The result stands and settles when its window ends.
     let until = s
         .net
@@ -1061,18 +1078,7 @@ fn unbonding_after_opening_a_dispute_does_not_shrink_its_slash() {
     s.net.ok(&[unbond]);
     let unbonded_at = s.net.height;
     let id = s.id_of(task);
-    let step = s.dissect(id, worker, &honest, &made_up);
-    let account = s.workers[worker].account.clone();
-    let witness = s.witness(step);
-    let one_step = s.net.tx(
-        &account,
-        Action::OneStep {
-            dispute_id: id,
-            witness,
-            input: input_bytes(),
-        },
-    );
-    s.net.ok(&[one_step]);
+    s.dissect_and_one_step(id, worker, &honest, &made_up);
     let dispute = s.net.chain.dispute(&id).unwrap().unwrap();
     assert_eq!(dispute.status, DisputeStatus::WorkerWon);
     assert_eq!(
