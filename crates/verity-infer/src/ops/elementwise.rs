@@ -224,13 +224,71 @@ pub(crate) enum UnaryOp {
     Sigmoid,
     Tanh,
     Identity,
+    Neg,
+    Abs,
+    Exp,
+    Log,
+    Sqrt,
+    Reciprocal,
+    Sin,
+    Cos,
+    Floor,
+    Ceil,
 }
 
+/// A float function in both widths.
+type FloatFns = (fn(f32) -> f32, fn(f64) -> f64);
+
 impl UnaryOp {
+    /// The float-only ops, each from `libm` (software, identical everywhere) or IEEE-exact
+    /// arithmetic: never the platform's math library.
+    fn float_fns(self) -> Option<FloatFns> {
+        Some(match self {
+            UnaryOp::Exp => (libm::expf, libm::exp),
+            UnaryOp::Log => (libm::logf, libm::log),
+            UnaryOp::Sqrt => (libm::sqrtf, libm::sqrt),
+            UnaryOp::Reciprocal => (|x| 1.0 / x, |x| 1.0 / x),
+            UnaryOp::Sin => (libm::sinf, libm::sin),
+            UnaryOp::Cos => (libm::cosf, libm::cos),
+            UnaryOp::Floor => (libm::floorf, libm::floor),
+            UnaryOp::Ceil => (libm::ceilf, libm::ceil),
+            _ => return None,
+        })
+    }
+
     pub fn run(self, x: &Tensor) -> OpResult<Tensor> {
         let shape = x.shape().to_vec();
+        if let Some((single, double)) = self.float_fns() {
+            let data = match x.data() {
+                Data::F32(v) => Data::F32(v.iter().map(|&x| single(x)).collect()),
+                Data::F64(v) => Data::F64(v.iter().map(|&x| double(x)).collect()),
+                d => return unsupported(format!("{self:?} on {} is not supported", d.dtype())),
+            };
+            return Ok(Tensor::from_parts(shape, data));
+        }
+        // Integers wrap as two's complement does: the negation of the minimum is itself.
+        macro_rules! map {
+            ($variant:ident, $v:expr, $f:expr) => {
+                Data::$variant($v.iter().map($f).collect())
+            };
+        }
         let data = match (self, x.data()) {
             (UnaryOp::Identity, d) => d.clone(),
+            (UnaryOp::Neg, Data::F32(v)) => map!(F32, v, |&x| -x),
+            (UnaryOp::Neg, Data::F64(v)) => map!(F64, v, |&x| -x),
+            (UnaryOp::Neg, Data::I8(v)) => map!(I8, v, |&x| x.wrapping_neg()),
+            (UnaryOp::Neg, Data::I16(v)) => map!(I16, v, |&x| x.wrapping_neg()),
+            (UnaryOp::Neg, Data::I32(v)) => map!(I32, v, |&x| x.wrapping_neg()),
+            (UnaryOp::Neg, Data::I64(v)) => map!(I64, v, |&x| x.wrapping_neg()),
+            (UnaryOp::Abs, Data::F32(v)) => map!(F32, v, |&x| x.abs()),
+            (UnaryOp::Abs, Data::F64(v)) => map!(F64, v, |&x| x.abs()),
+            (UnaryOp::Abs, Data::I8(v)) => map!(I8, v, |&x| x.wrapping_abs()),
+            (UnaryOp::Abs, Data::I16(v)) => map!(I16, v, |&x| x.wrapping_abs()),
+            (UnaryOp::Abs, Data::I32(v)) => map!(I32, v, |&x| x.wrapping_abs()),
+            (UnaryOp::Abs, Data::I64(v)) => map!(I64, v, |&x| x.wrapping_abs()),
+            (UnaryOp::Abs, d @ (Data::U8(_) | Data::U16(_) | Data::U32(_) | Data::U64(_))) => {
+                d.clone()
+            }
             (UnaryOp::Relu, d) => {
                 with_numeric!(d, v => relu(v), bool => return unsupported("Relu on bool"))
             }
@@ -402,6 +460,64 @@ mod tests {
             .run(&a, &Tensor::new(vec![1], Data::I32(vec![2])).unwrap())
             .unwrap();
         assert_eq!(ok.data(), &Data::I32(vec![3, -3]));
+    }
+
+    #[test]
+    fn integer_negation_and_absolute_value_wrap_and_unsigned_ones_are_refused() {
+        let x = Tensor::new(vec![3], Data::I8(vec![i8::MIN, -3, 5])).unwrap();
+        let neg = UnaryOp::Neg.run(&x).unwrap();
+        assert_eq!(neg.data(), &Data::I8(vec![i8::MIN, 3, -5]));
+        let abs = UnaryOp::Abs.run(&x).unwrap();
+        assert_eq!(abs.data(), &Data::I8(vec![i8::MIN, 3, 5]));
+        let unsigned = Tensor::new(vec![1], Data::U8(vec![7])).unwrap();
+        assert!(UnaryOp::Neg.run(&unsigned).is_err());
+        assert_eq!(
+            UnaryOp::Abs.run(&unsigned).unwrap().data(),
+            &Data::U8(vec![7])
+        );
+        assert_eq!(
+            UnaryOp::Abs
+                .run(&t(&[1], vec![-0.0]))
+                .unwrap()
+                .as_f32()
+                .unwrap()[0]
+                .to_bits(),
+            0.0f32.to_bits(),
+            "|-0| is +0"
+        );
+    }
+
+    #[test]
+    fn float_functions_come_from_libm_and_refuse_integers() {
+        let x = t(&[4], vec![-1.5, 0.0, 0.5, 2.0]);
+        let exp: fn(f32) -> f32 = libm::expf;
+        let cases = [
+            (UnaryOp::Exp, exp),
+            (UnaryOp::Sin, libm::sinf),
+            (UnaryOp::Cos, libm::cosf),
+            (UnaryOp::Floor, libm::floorf),
+        ];
+        for (op, f) in cases {
+            let y = op.run(&x).unwrap();
+            let bits: Vec<u32> = y.as_f32().unwrap().iter().map(|v| v.to_bits()).collect();
+            let expected: Vec<u32> = [-1.5f32, 0.0, 0.5, 2.0]
+                .iter()
+                .map(|&v| f(v).to_bits())
+                .collect();
+            assert_eq!(bits, expected, "{op:?}");
+        }
+        let y = UnaryOp::Reciprocal.run(&t(&[2], vec![4.0, 0.0])).unwrap();
+        assert_eq!(y.as_f32().unwrap(), &[0.25, f32::INFINITY]);
+        assert!(UnaryOp::Log
+            .run(&t(&[1], vec![-1.0]))
+            .unwrap()
+            .as_f32()
+            .unwrap()[0]
+            .is_nan());
+        let ints = Tensor::new(vec![1], Data::I32(vec![1])).unwrap();
+        for op in [UnaryOp::Exp, UnaryOp::Sqrt, UnaryOp::Ceil] {
+            assert!(op.run(&ints).is_err(), "{op:?} on int32");
+        }
     }
 
     #[test]
