@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use verity_infer::merkle::{self, Span};
+use verity_infer::merkle;
 use verity_infer::{Engine, Model, StepWitness};
 use verity_state::modules::disputes::{dispute_id, DisputeStatus};
-use verity_state::modules::game::{Phase, DEPTH};
+use verity_state::modules::game::{Game, Phase, DEPTH};
 use verity_state::{ModelSource, TaskParams, TaskStatus, TxFailure};
 use verity_types::{
     sha256, AccountKey, Action, Address, DataRef, Hash, Mode, ModelSpec, SignedTx, TaskReceipt,
@@ -229,13 +229,7 @@ impl Setup {
             if game.phase != Phase::Dissect {
                 return game.start;
             }
-            let parts = game.span().descendants(DEPTH);
-            let of = |leaves: &[Hash]| -> Vec<Hash> {
-                parts
-                    .iter()
-                    .map(|p| merkle::root(&leaves[p.start as usize..(p.start + p.len) as usize]))
-                    .collect()
-            };
+            let of = |leaves: &[Hash]| revealed_children(&game, leaves);
             let account = self.workers[worker].account.clone();
             let challenger = self.challenger.clone();
             let txs = [
@@ -290,6 +284,16 @@ impl Setup {
             .unwrap();
         witness.encode()
     }
+}
+
+/// What a side holding `leaves` reveals in `game`'s round: its hashes of the span's
+/// descendants [`DEPTH`] levels down.
+fn revealed_children(game: &Game, leaves: &[Hash]) -> Vec<Hash> {
+    game.span()
+        .descendants(DEPTH)
+        .iter()
+        .map(|p| merkle::root(&leaves[p.start as usize..(p.start + p.len) as usize]))
+        .collect()
 }
 
 /// The leaves of a worker that corrupted step `from`'s output: it and every later step differ.
@@ -532,11 +536,7 @@ fn a_side_that_stops_answering_loses_on_its_clock() {
         let id = s.id_of(task);
         // Only the honest side moves; the other never does.
         let game = s.net.chain.dispute(&id).unwrap().unwrap().game.unwrap();
-        let parts = game.span().descendants(DEPTH);
-        let hashes: Vec<Hash> = parts
-            .iter()
-            .map(|p: &Span| merkle::root(&honest[p.start as usize..(p.start + p.len) as usize]))
-            .collect();
+        let hashes = revealed_children(&game, &honest);
         let mover = if silent_worker {
             challenger.clone()
         } else {
@@ -1195,12 +1195,7 @@ fn a_move_in_the_last_block_of_a_clock_counts_and_one_block_later_does_not() {
         for _ in 0..wait {
             s.net.ok(&[]);
         }
-        let hashes: Vec<Hash> = game
-            .span()
-            .descendants(DEPTH)
-            .iter()
-            .map(|p| merkle::root(&honest[p.start as usize..(p.start + p.len) as usize]))
-            .collect();
+        let hashes = revealed_children(&game, &honest);
         let challenger = s.challenger.clone();
         let reveal = s.net.tx(
             &challenger,
