@@ -13,7 +13,8 @@ use verity_client::{Client, ClientError, PageRequest};
 use verity_types::{sha256, AccountKey, FeeSchedule, Hash};
 
 /// Answers each request with the next of `responses` (status line, extra headers, body) and
-/// records each request's head (its request line and headers); a plain thread, so the client's runtime is all tokio.
+/// records each request's head (its request line and headers); a plain thread, so the client's
+/// runtime is all tokio.
 type Scripted = (&'static str, &'static str, &'static str);
 
 async fn serve(responses: Vec<Scripted>) -> (String, Arc<Mutex<Vec<String>>>) {

@@ -244,6 +244,12 @@ impl UnaryOp {
     /// arithmetic: never the platform's math library.
     fn float_fns(self) -> Option<FloatFns> {
         Some(match self {
+            // sigmoid(x) = 1 / (1 + exp(-x)).
+            UnaryOp::Sigmoid => (
+                |x| 1.0 / (1.0 + libm::expf(-x)),
+                |x| 1.0 / (1.0 + libm::exp(-x)),
+            ),
+            UnaryOp::Tanh => (libm::tanhf, libm::tanh),
             UnaryOp::Exp => (libm::expf, libm::exp),
             UnaryOp::Log => (libm::logf, libm::log),
             UnaryOp::Sqrt => (libm::sqrtf, libm::sqrt),
@@ -292,15 +298,6 @@ impl UnaryOp {
             (UnaryOp::Relu, d) => {
                 with_numeric!(d, v => relu(v), bool => return unsupported("Relu on bool"))
             }
-            // sigmoid(x) = 1 / (1 + exp(-x)), with exp from libm (software, identical everywhere).
-            (UnaryOp::Sigmoid, Data::F32(v)) => {
-                Data::F32(v.iter().map(|&x| 1.0 / (1.0 + libm::expf(-x))).collect())
-            }
-            (UnaryOp::Sigmoid, Data::F64(v)) => {
-                Data::F64(v.iter().map(|&x| 1.0 / (1.0 + libm::exp(-x))).collect())
-            }
-            (UnaryOp::Tanh, Data::F32(v)) => Data::F32(v.iter().map(|&x| libm::tanhf(x)).collect()),
-            (UnaryOp::Tanh, Data::F64(v)) => Data::F64(v.iter().map(|&x| libm::tanh(x)).collect()),
             (op, d) => return unsupported(format!("{op:?} on {} is not supported", d.dtype())),
         };
         Ok(Tensor::from_parts(shape, data))
