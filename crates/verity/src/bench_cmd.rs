@@ -166,6 +166,10 @@ fn transfers(args: TransfersArgs) -> Result<()> {
                 report.count,
                 report.elapsed_s,
             );
+            outln!(
+                "  steady:      {:>9.0} tx/s  (between the 10 % and the 90 % marks of finalizations)",
+                report.steady_per_s
+            );
             report.latency.print();
         }
         use commonware_runtime::Spawner as _;
@@ -246,7 +250,27 @@ pub(crate) struct Measured {
     pub finalized_per_s: f64,
     /// Seconds from the first submission to the last finalization.
     pub elapsed_s: f64,
+    /// The finalized rate between the 10th and the 90th percentile of finalizations: the rate
+    /// once the pipeline has filled and before the last transactions drain, which a run's
+    /// start-up and tail do not skew (see [`steady_rate`]).
+    pub steady_per_s: f64,
     pub latency: Latency,
+}
+
+/// Finalizations per second between the 10 % and the 90 % marks of `finalized_at` (each
+/// finalization's time since the start, in order); over the whole run when the marks meet.
+pub(crate) fn steady_rate(finalized_at: &[Duration]) -> f64 {
+    let Some(last) = finalized_at.last() else {
+        return 0.0;
+    };
+    let mark = |q: f64| ((finalized_at.len() - 1) as f64 * q).round() as usize;
+    let (from, to) = (mark(0.10), mark(0.90));
+    let span = (finalized_at[to] - finalized_at[from]).as_secs_f64();
+    if to > from && span > 0.0 {
+        (to - from) as f64 / span
+    } else {
+        finalized_at.len() as f64 / last.as_secs_f64()
+    }
 }
 
 /// When each transaction was handed to the API.
@@ -326,6 +350,7 @@ async fn measure(
     let submitter = spawn_submitter(clients.to_vec(), txs, start, load, submitted.clone());
 
     let mut latencies = Vec::with_capacity(total);
+    let mut finalized_at = Vec::with_capacity(total);
     let mut block_count = 0;
     let mut last_progress = Instant::now();
     let mut finished_at = start;
@@ -348,6 +373,7 @@ async fn measure(
         for hash in &record.tx_hashes {
             if let Some(at) = times.get(hash) {
                 latencies.push(now - *at);
+                finalized_at.push(now - start);
             }
         }
         drop(times);
@@ -379,8 +405,36 @@ async fn measure(
             submitted_per_s: total as f64 / submit_elapsed.as_secs_f64(),
             finalized_per_s: total as f64 / elapsed.as_secs_f64(),
             elapsed_s: elapsed.as_secs_f64(),
+            steady_per_s: steady_rate(&finalized_at),
             latency: Latency::of(latencies).expect("at least one transfer"),
         },
         block_count,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(times: &[f64]) -> Vec<Duration> {
+        times.iter().map(|&t| Duration::from_secs_f64(t)).collect()
+    }
+
+    #[test]
+    fn the_steady_rate_leaves_out_a_slow_start_and_a_slow_tail() {
+        // 100 finalizations at 10/s after a 5 s start-up, the last one 30 s later.
+        let mut times: Vec<f64> = (0..99).map(|i| 5.0 + i as f64 / 10.0).collect();
+        times.push(44.8);
+        let rate = steady_rate(&secs(&times));
+        assert!((rate - 10.0).abs() < 1e-9, "{rate}");
+    }
+
+    #[test]
+    fn the_steady_rate_of_a_short_run_falls_back_to_the_whole_run() {
+        assert_eq!(steady_rate(&secs(&[])), 0.0);
+        // Marks at the first and the last: 3 finalizations after the first, over 2 s.
+        assert_eq!(steady_rate(&secs(&[1.0, 1.0, 1.0, 3.0])), 1.5);
+        // All at once: the whole run's rate.
+        assert_eq!(steady_rate(&secs(&[2.0, 2.0])), 1.0);
+    }
 }

@@ -13,7 +13,7 @@ use verity_node::{mempool::SenderCache, mempool::MAX_NONCE_GAP, run};
 use verity_state::{GenesisAccount, TaskStatus};
 use verity_types::{AccountKey, Action, DataRef, Hash, Mode, TxBody, ONE_TOKEN};
 
-use crate::bench_cmd::{spawn_submitter, Latency, Load, Measured, SubmitTimes};
+use crate::bench_cmd::{spawn_submitter, steady_rate, Latency, Load, Measured, SubmitTimes};
 use crate::chain_cmd::{
     create_worker_accounts, devnet_genesis, init_logs, register_bundled_model, spawn_workers,
     wait_for_workers, DataVerifiers,
@@ -147,6 +147,7 @@ pub fn tasks(args: TasksArgs) -> Result<()> {
         };
         let submitter = spawn_submitter(clients.clone(), txs, start, load, submitted.clone());
         let mut latencies = Vec::with_capacity(total);
+        let mut finalized_at = Vec::with_capacity(total);
         let mut last = Instant::now();
         let mut finished_at = start;
         while latencies.len() < total {
@@ -164,6 +165,7 @@ pub fn tasks(args: TasksArgs) -> Result<()> {
             if let Some(at) = submitted.lock().expect("times").get(&task.task_id) {
                 finished_at = Instant::now();
                 latencies.push(finished_at - *at);
+                finalized_at.push(finished_at - start);
                 if let Some(window) = &window {
                     window.add_permits(1);
                 }
@@ -184,6 +186,7 @@ pub fn tasks(args: TasksArgs) -> Result<()> {
             submitted_per_s: total as f64 / submit_elapsed.as_secs_f64(),
             finalized_per_s: total as f64 / elapsed.as_secs_f64(),
             elapsed_s: elapsed.as_secs_f64(),
+            steady_per_s: steady_rate(&finalized_at),
             latency: Latency::of(latencies).expect("one"),
         };
         if args.json {
@@ -209,6 +212,10 @@ pub fn tasks(args: TasksArgs) -> Result<()> {
                 "  finalized:   {:>9.0} tasks/s  ({total} in {:.2} s, {batches} receipt batches)",
                 report.finalized_per_s,
                 report.elapsed_s
+            );
+            outln!(
+                "  steady:      {:>9.0} tasks/s  (between the 10 % and the 90 % marks of finalizations)",
+                report.steady_per_s
             );
             report.latency.print();
         }

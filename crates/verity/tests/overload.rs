@@ -3,6 +3,10 @@
 //! run: the sustained rate from a closed loop (a bounded number of tasks in flight), then an open
 //! loop at three times it, whose surplus the nodes must shed (429) and queue (Pending) rather
 //! than collapse under.
+//!
+//! Both rates are the steady ones, between the 10 % and the 90 % marks of finalizations: the
+//! whole-run rate also counts the start-up and the drain after the last submission, when the
+//! network is no longer overloaded, and swung from 0.79× to 1.03× over runs of the same build.
 
 mod common;
 
@@ -35,16 +39,18 @@ fn bench_tasks(args: &[&str], seed: u16) -> Value {
         .expect("every set of ports tried was taken")
 }
 
-fn finalized_per_s(report: &Value) -> f64 {
-    report["finalized_per_s"].as_f64().expect("finalized_per_s")
+fn rate(report: &Value, name: &str) -> f64 {
+    report[name]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{name} in {report}"))
 }
 
 #[test]
 fn three_times_capacity_keeps_four_fifths_of_the_throughput() {
     // As many in flight as the devnet's three workers may hold (max_open_assignments 128 each).
     let unloaded = bench_tasks(&["--count", "1500", "--in-flight", "384"], 211);
-    let capacity = finalized_per_s(&unloaded);
-    let rate = (3.0 * capacity).ceil() as u64;
+    let capacity = rate(&unloaded, "steady_per_s");
+    let offered = (3.0 * capacity).ceil() as u64;
     // Enough requests in flight that the offered rate, not the submitter, sets the load.
     let loaded = bench_tasks(
         &[
@@ -53,20 +59,23 @@ fn three_times_capacity_keeps_four_fifths_of_the_throughput() {
             "--users",
             "128",
             "--rate",
-            &rate.to_string(),
+            &offered.to_string(),
             "--concurrency",
             "1024",
         ],
         223,
     );
-    let throughput = finalized_per_s(&loaded);
+    let throughput = rate(&loaded, "steady_per_s");
     eprintln!(
-        "sustained {capacity:.0} tasks/s; offered {rate}/s: {throughput:.0} tasks/s ({:.2}×)",
-        throughput / capacity
+        "sustained {capacity:.0} tasks/s; offered {offered}/s: {throughput:.0} tasks/s ({:.2}×); \
+         whole runs {:.0} and {:.0} tasks/s",
+        throughput / capacity,
+        rate(&unloaded, "finalized_per_s"),
+        rate(&loaded, "finalized_per_s"),
     );
     assert!(
         throughput >= 0.8 * capacity,
-        "offered {rate} tasks/s (3× the {capacity:.0} sustained), the network finalized only \
+        "offered {offered} tasks/s (3× the {capacity:.0} sustained), the network finalized only \
          {throughput:.0}/s: {loaded}"
     );
 }
