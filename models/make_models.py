@@ -15,7 +15,7 @@
   166,400 multiply-accumulates), for the zero-knowledge proofs' scaling figures.
 - conv_random.onnx: a small CNN with random weights (seed 0), 1.62 M multiply-accumulates, for
   benchmarks: Conv-Relu-MaxPool-Conv-BatchNorm-Relu-GlobalAveragePool-Flatten-Gemm-Softmax.
-- testdata/unsupported_op.onnx: a valid model with an op the engine refuses (Erf), for tests.
+- testdata/unsupported_op.onnx: a valid model with an op the engine refuses (Det), for tests.
 - testdata/unknown_attribute.onnx: a Relu with an attribute Relu does not have, for tests.
 
 Everything is deterministic (fixed seeds, one BLAS thread so that sums are taken in one order),
@@ -254,12 +254,13 @@ def conv_model():
 
 
 def unsupported_model():
-    """A valid ONNX model using an op the engine does not run (Erf), for `infer inspect` tests."""
+    """A valid ONNX model using an op the engine does not run (Det, the determinant), for
+    `infer inspect` tests."""
     graph = helper.make_graph(
-        [helper.make_node("Erf", ["x"], ["e"], name="erf"), helper.make_node("Relu", ["e"], ["y"], name="relu")],
+        [helper.make_node("Det", ["x"], ["d"], name="det"), helper.make_node("Relu", ["d"], ["y"], name="relu")],
         "unsupported_op",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
     )
     return helper.make_model(graph, producer_name="verity-make-models", opset_imports=OPSET)
 

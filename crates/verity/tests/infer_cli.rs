@@ -182,19 +182,19 @@ fn inspect_lists_ops_and_names_unsupported_ones() {
     ]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("Erf x1  (unsupported)"), "{text}");
+    assert!(text.contains("Det x1  (unsupported)"), "{text}");
     assert!(
-        text.contains(r#"node "erf" (Erf): operator Erf is not supported"#),
+        text.contains(r#"node "det" (Det): operator Det is not supported"#),
         "{text}"
     );
 
-    let input = scratch("x.json", b"[[1, 2, 3, 4]]");
+    let input = scratch("x.json", b"[[[1, 2], [3, 4]]]");
     run_fails_with(
         repo("models/testdata/unsupported_op.onnx")
             .to_str()
             .unwrap(),
         input.to_str().unwrap(),
-        r#"node "erf" (Erf): operator Erf is not supported"#,
+        r#"node "det" (Det): operator Det is not supported"#,
     );
 }
 

@@ -64,6 +64,49 @@ macro_rules! with_numeric {
 }
 pub(crate) use with_numeric;
 
+/// Runs `$body` with `$x` and `$y` bound to the typed vectors of two numeric `Data` of the same
+/// type, or evaluates `$otherwise` (bool, or different types).
+macro_rules! with_numeric_pair {
+    ($a:expr, $b:expr, ($x:ident, $y:ident) => $body:expr, else => $otherwise:expr) => {
+        match ($a, $b) {
+            (Data::F32($x), Data::F32($y)) => $body,
+            (Data::F64($x), Data::F64($y)) => $body,
+            (Data::I8($x), Data::I8($y)) => $body,
+            (Data::U8($x), Data::U8($y)) => $body,
+            (Data::I16($x), Data::I16($y)) => $body,
+            (Data::U16($x), Data::U16($y)) => $body,
+            (Data::I32($x), Data::I32($y)) => $body,
+            (Data::U32($x), Data::U32($y)) => $body,
+            (Data::I64($x), Data::I64($y)) => $body,
+            (Data::U64($x), Data::U64($y)) => $body,
+            _ => $otherwise,
+        }
+    };
+}
+pub(crate) use with_numeric_pair;
+
+/// Builds a `Data` of the variant of `$a` and `$b` from `$body`, with `$x` and `$y` bound to
+/// their typed vectors, or evaluates `$otherwise` when their types differ.
+macro_rules! map_pair {
+    ($a:expr, $b:expr, ($x:ident, $y:ident) => $body:expr, else => $otherwise:expr) => {
+        match ($a, $b) {
+            (Data::F32($x), Data::F32($y)) => Data::F32($body),
+            (Data::F64($x), Data::F64($y)) => Data::F64($body),
+            (Data::I8($x), Data::I8($y)) => Data::I8($body),
+            (Data::U8($x), Data::U8($y)) => Data::U8($body),
+            (Data::I16($x), Data::I16($y)) => Data::I16($body),
+            (Data::U16($x), Data::U16($y)) => Data::U16($body),
+            (Data::I32($x), Data::I32($y)) => Data::I32($body),
+            (Data::U32($x), Data::U32($y)) => Data::U32($body),
+            (Data::I64($x), Data::I64($y)) => Data::I64($body),
+            (Data::U64($x), Data::U64($y)) => Data::U64($body),
+            (Data::Bool($x), Data::Bool($y)) => Data::Bool($body),
+            _ => $otherwise,
+        }
+    };
+}
+pub(crate) use map_pair;
+
 /// The broadcast shape of `a` and `b` (numpy rules).
 pub(crate) fn broadcast_shape(a: &[usize], b: &[usize]) -> OpResult<Vec<usize>> {
     let rank = a.len().max(b.len());
@@ -152,6 +195,38 @@ pub(crate) fn broadcast_map<A: Copy, B: Copy, O>(
     Ok((shape, out))
 }
 
+/// Calls `f` with each operand's flat offset for every element of the broadcast shape `out`, in
+/// row-major order; `shapes` are the operands' shapes, each broadcastable to `out`.
+pub(crate) fn for_each_broadcast<const N: usize>(
+    out: &[usize],
+    shapes: [&[usize]; N],
+    mut f: impl FnMut([usize; N]),
+) {
+    let n: usize = out.iter().product();
+    if n == 0 {
+        return;
+    }
+    let strides = shapes.map(|s| broadcast_strides(s, out));
+    let mut idx = vec![0usize; out.len()];
+    let mut offsets = [0usize; N];
+    for _ in 0..n {
+        f(offsets);
+        for d in (0..out.len()).rev() {
+            idx[d] += 1;
+            for (o, s) in offsets.iter_mut().zip(&strides) {
+                *o += s[d];
+            }
+            if idx[d] < out[d] {
+                break;
+            }
+            for (o, s) in offsets.iter_mut().zip(&strides) {
+                *o -= s[d] * out[d];
+            }
+            idx[d] = 0;
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum BinaryOp {
     Add,
@@ -234,6 +309,7 @@ pub(crate) enum UnaryOp {
     Cos,
     Floor,
     Ceil,
+    Erf,
 }
 
 /// A float function in both widths.
@@ -258,6 +334,7 @@ impl UnaryOp {
             UnaryOp::Cos => (libm::cosf, libm::cos),
             UnaryOp::Floor => (libm::floorf, libm::floor),
             UnaryOp::Ceil => (libm::ceilf, libm::ceil),
+            UnaryOp::Erf => (libm::erff, libm::erf),
             _ => return None,
         })
     }
@@ -328,6 +405,65 @@ macro_rules! into_data {
 }
 into_data!(f32 => F32, f64 => F64, i8 => I8, u8 => U8, i16 => I16, u16 => U16, i32 => I32,
     u32 => U32, i64 => I64, u64 => U64, bool => Bool);
+
+/// Max and Min over any number of inputs broadcast together, folded left to right; a NaN
+/// operand makes a NaN result.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Extremum {
+    Max,
+    Min,
+}
+
+impl Extremum {
+    pub fn run(self, inputs: &[Option<&Tensor>]) -> OpResult<Tensor> {
+        let mut acc = req(inputs, 0)?.clone();
+        for t in inputs[1..].iter().flatten() {
+            let (shape, data) = with_numeric_pair!(acc.data(), t.data(), (x, y) => {
+                let pick = match self {
+                    Extremum::Max => super::reduce::max_nan,
+                    Extremum::Min => super::reduce::min_nan,
+                };
+                let (shape, v) = broadcast_map(x, acc.shape(), y, t.shape(), pick)?;
+                (shape, v.into_data())
+            }, else => return invalid(format!(
+                "{self:?} of {} and {}: the operands must have one numeric type",
+                acc.dtype(),
+                t.dtype()
+            )));
+            acc = Tensor::from_parts(shape, data);
+        }
+        Ok(acc)
+    }
+}
+
+/// Pow(x, y) for a float base, with a float or integer exponent, by libm's `pow`.
+pub(crate) fn pow(x: &Tensor, y: &Tensor) -> OpResult<Tensor> {
+    let exponent: Vec<f64> = match y.data() {
+        Data::F32(v) => v.iter().map(|&e| e as f64).collect(),
+        Data::F64(v) => v.clone(),
+        Data::I32(v) => v.iter().map(|&e| e as f64).collect(),
+        Data::I64(v) => v.iter().map(|&e| e as f64).collect(),
+        d => {
+            return unsupported(format!(
+                "Pow with a {} exponent is not supported",
+                d.dtype()
+            ))
+        }
+    };
+    let (shape, data) = match x.data() {
+        Data::F32(b) => {
+            let e: Vec<f32> = exponent.iter().map(|&e| e as f32).collect();
+            let (shape, v) = broadcast_map(b, x.shape(), &e, y.shape(), libm::powf)?;
+            (shape, Data::F32(v))
+        }
+        Data::F64(b) => {
+            let (shape, v) = broadcast_map(b, x.shape(), &exponent, y.shape(), libm::pow)?;
+            (shape, Data::F64(v))
+        }
+        d => return unsupported(format!("Pow of a {} base is not supported", d.dtype())),
+    };
+    Ok(Tensor::from_parts(shape, data))
+}
 
 /// Clip: `min(max(x, lo), hi)`; when `lo > hi` every element becomes `hi`, as ONNX specifies.
 #[derive(Debug, Clone)]

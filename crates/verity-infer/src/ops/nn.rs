@@ -1,4 +1,5 @@
-//! Softmax / LogSoftmax, ArgMax and BatchNormalization (inference mode).
+//! Softmax / LogSoftmax, ArgMax, BatchNormalization (inference mode), LayerNormalization,
+//! RMSNormalization and Gelu.
 
 use super::elementwise::with_numeric;
 use super::{invalid, norm_axis, req, unsupported, Attrs, OpResult};
@@ -187,5 +188,173 @@ impl BatchNorm {
             );
         }
         Ok(Tensor::from_parts(x.shape().to_vec(), Data::F32(out)))
+    }
+}
+
+/// LayerNormalization (opset 17) and RMSNormalization (opset 23) over the axes from `axis` on:
+/// `y = (x - mean) / sqrt(var + epsilon) * scale + bias`, or `x / sqrt(mean(x²) + epsilon) *
+/// scale` for RMS. Sums run left to right in float32; `scale` and `bias` have the normalized
+/// shape (leading ones allowed).
+#[derive(Debug, Clone)]
+pub(crate) struct Normalization {
+    axis: i64,
+    epsilon: f32,
+    rms: bool,
+}
+
+impl Normalization {
+    pub fn parse(a: &Attrs, rms: bool) -> OpResult<Normalization> {
+        if a.int_or("stash_type", 1)? != 1 {
+            return unsupported("a stash_type other than float32 is not supported");
+        }
+        Ok(Normalization {
+            axis: a.int_or("axis", -1)?,
+            epsilon: a.float_or("epsilon", 1e-5)?,
+            rms,
+        })
+    }
+
+    /// Y, then (LayerNormalization) the mean and the inverse standard deviation, each with the
+    /// normalized axes kept as ones.
+    pub fn run(&self, inputs: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
+        let x = req(inputs, 0)?;
+        let Data::F32(v) = x.data() else {
+            return unsupported(format!("normalization of {} is not supported", x.dtype()));
+        };
+        let axis = norm_axis(self.axis, x.rank())?;
+        let n: usize = x.shape()[axis..].iter().product();
+        let affine = |i: usize, what: &str| -> OpResult<Option<&[f32]>> {
+            let Some(t) = super::opt(inputs, i) else {
+                return Ok(None);
+            };
+            let leading = t.rank().saturating_sub(x.rank() - axis);
+            let fits = t.shape()[leading..] == x.shape()[axis..]
+                && t.shape()[..leading].iter().all(|&d| d == 1);
+            match t.data() {
+                Data::F32(w) if fits => Ok(Some(w)),
+                _ => invalid(format!(
+                    "{what} must be float32 of the normalized shape {:?}, got {} {:?}",
+                    &x.shape()[axis..],
+                    t.dtype(),
+                    t.shape()
+                )),
+            }
+        };
+        let Some(scale) = affine(1, "scale")? else {
+            return invalid("required input 1 (scale) is missing");
+        };
+        let bias = if self.rms { None } else { affine(2, "bias")? };
+        let rows = v.len().checked_div(n).unwrap_or(0);
+        let mut y = vec![0f32; v.len()];
+        let mut means = Vec::with_capacity(rows);
+        let mut inv_stds = Vec::with_capacity(rows);
+        for r in 0..rows {
+            let row = &v[r * n..(r + 1) * n];
+            let out = &mut y[r * n..(r + 1) * n];
+            let mean = if self.rms {
+                0.0
+            } else {
+                row.iter().fold(0f32, |s, &e| s + e) / n as f32
+            };
+            let var = row.iter().fold(0f32, |s, &e| s + (e - mean) * (e - mean)) / n as f32;
+            let inv = 1.0 / libm::sqrtf(var + self.epsilon);
+            for k in 0..n {
+                let mut e = (row[k] - mean) * inv * scale[k];
+                if let Some(b) = bias {
+                    e += b[k];
+                }
+                out[k] = e;
+            }
+            means.push(mean);
+            inv_stds.push(inv);
+        }
+        let y = Tensor::from_parts(x.shape().to_vec(), Data::F32(y));
+        if self.rms {
+            return Ok(vec![y]);
+        }
+        let mut stats_shape = x.shape()[..axis].to_vec();
+        stats_shape.resize(x.rank(), 1);
+        Ok(vec![
+            y,
+            Tensor::from_parts(stats_shape.clone(), Data::F32(means)),
+            Tensor::from_parts(stats_shape, Data::F32(inv_stds)),
+        ])
+    }
+}
+
+/// Gelu (opset 20): `0.5·x·(1 + erf(x/√2))`, or with `approximate="tanh"`
+/// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`; erf and tanh from libm.
+#[derive(Debug, Clone)]
+pub(crate) struct Gelu {
+    tanh: bool,
+}
+
+impl Gelu {
+    pub fn parse(a: &Attrs) -> OpResult<Gelu> {
+        match a.string_or("approximate", "none")?.as_str() {
+            "none" => Ok(Gelu { tanh: false }),
+            "tanh" => Ok(Gelu { tanh: true }),
+            other => invalid(format!("Gelu approximate={other:?} is not none or tanh")),
+        }
+    }
+
+    pub fn run(&self, x: &Tensor) -> OpResult<Tensor> {
+        let Data::F32(v) = x.data() else {
+            return unsupported(format!("Gelu on {} is not supported", x.dtype()));
+        };
+        // √(2/π) = (2/√π)·(1/√2).
+        let sqrt_2_over_pi = std::f32::consts::FRAC_2_SQRT_PI * std::f32::consts::FRAC_1_SQRT_2;
+        let f = |e: f32| {
+            let inner = if self.tanh {
+                libm::tanhf(sqrt_2_over_pi * (e + 0.044715 * e * e * e))
+            } else {
+                libm::erff(e * std::f32::consts::FRAC_1_SQRT_2)
+            };
+            0.5 * e * (1.0 + inner)
+        };
+        Ok(Tensor::from_parts(
+            x.shape().to_vec(),
+            Data::F32(v.iter().map(|&e| f(e)).collect()),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(shape: &[usize], v: Vec<f32>) -> Tensor {
+        Tensor::new(shape.to_vec(), Data::F32(v)).unwrap()
+    }
+
+    #[test]
+    fn layer_norm_centres_and_scales_each_row() {
+        let x = f(&[2, 2], vec![1., 3., -2., 2.]);
+        let scale = f(&[2], vec![1., 2.]);
+        let bias = f(&[2], vec![0., 1.]);
+        let ln = Normalization {
+            axis: -1,
+            epsilon: 0.0,
+            rms: false,
+        };
+        let out = ln.run(&[Some(&x), Some(&scale), Some(&bias)]).unwrap();
+        assert_eq!(out[0].as_f32().unwrap(), &[-1., 3., -1., 3.]);
+        assert_eq!(out[1].shape(), &[2, 1]);
+        assert_eq!(out[1].as_f32().unwrap(), &[2., 0.]);
+        let wrong = f(&[3], vec![1.; 3]);
+        assert!(ln.run(&[Some(&x), Some(&wrong)]).is_err());
+    }
+
+    #[test]
+    fn rms_norm_divides_by_the_root_mean_square() {
+        let x = f(&[1, 2], vec![3., 4.]);
+        let rms = Normalization {
+            axis: -1,
+            epsilon: 0.0,
+            rms: true,
+        };
+        let out = rms.run(&[Some(&x), Some(&f(&[2], vec![1., 1.]))]).unwrap();
+        let inv = 1.0 / libm::sqrtf(12.5);
+        assert_eq!(out[0].as_f32().unwrap(), &[3. * inv, 4. * inv]);
     }
 }
