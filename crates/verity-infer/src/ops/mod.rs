@@ -116,6 +116,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Cos",
     "CumSum",
     "DequantizeLinear",
+    "DynamicQuantizeLinear",
     "Div",
     "Equal",
     "Erf",
@@ -226,6 +227,7 @@ pub(crate) enum Op {
     Trilu(index::Trilu),
     Normalization(nn::Normalization),
     Gelu(nn::Gelu),
+    DynamicQuantizeLinear,
 }
 
 impl Op {
@@ -316,6 +318,7 @@ impl Op {
             "LayerNormalization" => Op::Normalization(nn::Normalization::parse(&a, false)?),
             "RMSNormalization" => Op::Normalization(nn::Normalization::parse(&a, true)?),
             "Gelu" => Op::Gelu(nn::Gelu::parse(&a)?),
+            "DynamicQuantizeLinear" => Op::DynamicQuantizeLinear,
             other => return unsupported(format!("operator {other} is not supported")),
         };
         a.check_all_read()?;
@@ -379,6 +382,7 @@ impl Op {
             Op::Trilu(op) => one(op.run(req(inputs, 0)?, opt(inputs, 1))?),
             Op::Normalization(op) => op.run(inputs),
             Op::Gelu(op) => one(op.run(req(inputs, 0)?)?),
+            Op::DynamicQuantizeLinear => quant::dynamic_quantize(req(inputs, 0)?),
         }
     }
 }

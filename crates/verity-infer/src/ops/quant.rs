@@ -185,3 +185,36 @@ impl Dequantize {
         Ok(Tensor::from_parts(x.shape().to_vec(), Data::F32(out)))
     }
 }
+
+/// DynamicQuantizeLinear: uint8 quantization with the scale and zero point computed from the
+/// input's range (widened to include 0), as `onnxruntime.quantization.quantize_dynamic` models
+/// use before each MatMulInteger: `scale = (max - min) / 255` (1/255 when the range is empty),
+/// `zero_point = round_half_even(clamp(-min / scale, 0, 255))`,
+/// `y = clamp(round_half_even(x / scale) + zero_point, 0, 255)`, all in float32.
+pub(crate) fn dynamic_quantize(x: &Tensor) -> OpResult<Vec<Tensor>> {
+    let Data::F32(v) = x.data() else {
+        return unsupported(format!(
+            "DynamicQuantizeLinear of {} is not supported",
+            x.dtype()
+        ));
+    };
+    if let Some(i) = v.iter().position(|e| !e.is_finite()) {
+        return invalid(format!(
+            "DynamicQuantizeLinear of a non-finite value ({} at flat index {i})",
+            v[i]
+        ));
+    }
+    let max = v.iter().fold(0f32, |m, &e| m.max(e));
+    let min = v.iter().fold(0f32, |m, &e| m.min(e));
+    let scale = if max == min { 1.0 } else { max - min } / 255.0;
+    let zero_point = (-min / scale).clamp(0.0, 255.0).round_ties_even();
+    let y = v
+        .iter()
+        .map(|&e| ((e / scale).round_ties_even() + zero_point).clamp(0.0, 255.0) as u8)
+        .collect();
+    Ok(vec![
+        Tensor::from_parts(x.shape().to_vec(), Data::U8(y)),
+        Tensor::from_parts(vec![], Data::F32(vec![scale])),
+        Tensor::from_parts(vec![], Data::U8(vec![zero_point as u8])),
+    ])
+}
