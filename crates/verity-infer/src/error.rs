@@ -5,6 +5,8 @@ use crate::tensor::TensorError;
 pub enum InferError {
     #[error("not a valid ONNX model: {0}")]
     Decode(String),
+    #[error("cannot read {path}: {reason}")]
+    Read { path: String, reason: String },
     #[error("invalid ONNX model: {0}")]
     InvalidModel(String),
     #[error("initializer {name:?}: {source}")]

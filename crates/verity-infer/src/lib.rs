@@ -20,6 +20,7 @@
 
 mod engine;
 mod error;
+mod external;
 mod graph;
 mod input;
 mod kernels;

@@ -131,6 +131,10 @@ pub fn initializer_leaf(name: &str, tensor_hash: &Hash) -> Hash {
     Hash(h.finalize().into())
 }
 
+fn decode(bytes: &[u8]) -> Result<ModelProto, InferError> {
+    ModelProto::decode(bytes).map_err(|e| InferError::Decode(e.to_string()))
+}
+
 fn invalid(msg: impl Into<String>) -> InferError {
     InferError::InvalidModel(msg.into())
 }
@@ -174,7 +178,35 @@ fn value_spec(v: &proto::ValueInfoProto) -> ValueSpec {
 impl Model {
     /// Loads a model, failing on anything the engine cannot run (naming the node and op).
     pub fn from_bytes(bytes: &[u8]) -> Result<Model, InferError> {
-        let model = Model::parse(bytes)?;
+        Model::parse(bytes)?.runnable()
+    }
+
+    /// Loads a model file, with any external data (`model.onnx.data`) from its directory, read
+    /// tensor by tensor. The model id is the SHA-256 of the graph file; the weights root
+    /// covers every initializer, wherever it is stored.
+    pub fn from_file(path: &std::path::Path) -> Result<Model, InferError> {
+        Model::parse_file(path)?.runnable()
+    }
+
+    /// [`Model::parse`] for a model file, with its external data.
+    pub fn parse_file(path: &std::path::Path) -> Result<Model, InferError> {
+        let bytes = std::fs::read(path).map_err(|e| InferError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let model_id = verity_types::sha256(&bytes);
+        let proto = decode(&bytes)?;
+        // From here the decoded message is the only copy of embedded weights, and each
+        // initializer's bytes are dropped as its tensor is made.
+        drop(bytes);
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        let mut external = crate::external::ExternalData::new(dir);
+        Model::build(model_id, proto, Some(&mut external))
+    }
+
+    /// This model, or the first reason it cannot run.
+    fn runnable(self) -> Result<Model, InferError> {
+        let model = self;
         for node in &model.nodes {
             if let Err(e) = &node.op {
                 let node_name = node.display_name(&model.values);
@@ -207,9 +239,15 @@ impl Model {
 
     /// Parses and validates the graph, keeping nodes whose op is unsupported (for inspection).
     pub fn parse(bytes: &[u8]) -> Result<Model, InferError> {
-        let model_id = verity_types::sha256(bytes);
-        let proto = ModelProto::decode(bytes).map_err(|e| InferError::Decode(e.to_string()))?;
-        let graph = proto.graph.ok_or_else(|| {
+        Model::build(verity_types::sha256(bytes), decode(bytes)?, None)
+    }
+
+    fn build(
+        model_id: Hash,
+        proto: ModelProto,
+        mut external: Option<&mut crate::external::ExternalData>,
+    ) -> Result<Model, InferError> {
+        let mut graph = proto.graph.ok_or_else(|| {
             InferError::Decode("the file has no graph (is it an ONNX model?)".into())
         })?;
         if proto.ir_version <= 0 {
@@ -244,15 +282,19 @@ impl Model {
         };
 
         // Initializers, in name order (the weights tree's order).
-        let mut inits: Vec<&proto::TensorProto> = graph.initializer.iter().collect();
+        let mut inits: Vec<proto::TensorProto> = std::mem::take(&mut graph.initializer);
         inits.sort_by(|a, b| a.name.cmp(&b.name));
         let mut initializers = Vec::with_capacity(inits.len());
         let mut initializer_values = Vec::with_capacity(inits.len());
-        for (i, t) in inits.iter().enumerate() {
+        for (i, t) in inits.into_iter().enumerate() {
             if t.name.is_empty() {
                 return Err(invalid("an initializer has no name"));
             }
-            let tensor = Tensor::from_proto(t).map_err(|source| InferError::Initializer {
+            let tensor = match external.as_deref_mut() {
+                Some(files) if t.data_location == 1 => files.tensor(&t),
+                _ => Tensor::from_proto(&t),
+            }
+            .map_err(|source| InferError::Initializer {
                 name: t.name.clone(),
                 source,
             })?;

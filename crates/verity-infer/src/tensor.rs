@@ -248,8 +248,10 @@ pub enum TensorError {
     NegativeDim(Vec<i64>),
     #[error("element type {0} is not supported")]
     UnsupportedType(String),
-    #[error("tensor data stored outside the model file (external data) is not supported")]
+    #[error("the tensor's data is stored outside the model file (external data): load the model from its file, with the data file beside it")]
     ExternalData,
+    #[error("external data: {0}")]
+    External(String),
     #[error("raw_data holds {actual} bytes but {expected} were expected")]
     RawDataLength { expected: usize, actual: usize },
 }

@@ -1,4 +1,4 @@
-//! `verity infer run` and `verity infer inspect`.
+//! `verity infer run`, `verity infer generate` and `verity infer inspect`.
 
 use std::path::PathBuf;
 
@@ -13,8 +13,55 @@ use verity_infer::read_tensor;
 pub enum InferCommand {
     /// Run a model on an input and print its outputs (and, with --trace, the trace root).
     Run(RunArgs),
+    /// Continue a prompt with a language model, token by token, printing each token's id and
+    /// log-probability.
+    Generate(GenerateArgs),
     /// List a model's inputs, outputs, ops and weights root, and which ops are unsupported.
     Inspect(InspectArgs),
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// The ONNX language model (its config.json and generation_config.json, beside it, give
+    /// the end-of-sequence tokens and the context length).
+    #[arg(long)]
+    model: PathBuf,
+    /// A Hugging Face tokenizer.json [default: tokenizer.json beside the model, if there].
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// The text to continue.
+    #[arg(long, conflicts_with = "tokens", required_unless_present = "tokens")]
+    prompt: Option<String>,
+    /// The prompt as token ids, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    tokens: Option<Vec<u32>>,
+    /// Tokens to generate at most.
+    #[arg(long, default_value_t = 32)]
+    max_tokens: usize,
+    /// 0 picks the most likely token (greedy); higher values sample more freely.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f64,
+    /// Sample among the K most likely tokens only.
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Sample among the most likely tokens whose probability adds up to P.
+    #[arg(long)]
+    top_p: Option<f64>,
+    /// The sampling seed: the same seed gives the same tokens.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Worker threads. Results are bit-identical for every value.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Record each forward pass's trace and print its root.
+    #[arg(long)]
+    trace: bool,
+    /// Rerun the whole sequence for every token instead of reusing the key/value cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -49,6 +96,7 @@ pub struct InspectArgs {
 pub fn run(cmd: InferCommand) -> Result<()> {
     match cmd {
         InferCommand::Run(args) => run_model(args),
+        InferCommand::Generate(args) => generate(args),
         InferCommand::Inspect(args) => inspect(args),
     }
 }
@@ -71,7 +119,7 @@ fn preview(t: &Tensor) -> String {
 }
 
 fn run_model(args: RunArgs) -> Result<()> {
-    let model = Model::from_bytes(&read(&args.model)?)
+    let model = Model::from_file(&args.model)
         .with_context(|| format!("cannot load {}", args.model.display()))?;
     ensure!(
         args.input.len() == model.inputs().len(),
@@ -119,8 +167,145 @@ fn run_model(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
+fn generate(args: GenerateArgs) -> Result<()> {
+    let model = Model::from_file(&args.model)
+        .with_context(|| format!("cannot load {}", args.model.display()))?;
+    let dir = args
+        .model
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let tokenizer_path = args.tokenizer.clone().or_else(|| {
+        let beside = dir.join("tokenizer.json");
+        beside.exists().then_some(beside)
+    });
+    let tokenizer = tokenizer_path
+        .as_deref()
+        .map(verity_lm::Tokenizer::from_file)
+        .transpose()?;
+    let lm = verity_lm::LanguageModel::new(model, verity_lm::ModelConfig::from_dir(&dir)?)
+        .with_context(|| format!("cannot generate with {}", args.model.display()))?;
+    if let (Some(t), Some(vocab)) = (&tokenizer, lm.vocab_size()) {
+        ensure!(
+            t.vocab_size() <= vocab,
+            "the tokenizer has {} tokens but the model scores {vocab}: they do not belong together",
+            t.vocab_size()
+        );
+    }
+    let prompt = match (&args.prompt, &args.tokens) {
+        (_, Some(ids)) => ids.clone(),
+        (Some(text), None) => tokenizer
+            .as_ref()
+            .context("--prompt needs a tokenizer: pass --tokenizer, or --tokens")?
+            .encode(text)?,
+        (None, None) => anyhow::bail!("give --prompt or --tokens"),
+    };
+    let params = verity_lm::GenerateParams {
+        max_tokens: args.max_tokens,
+        sampling: verity_lm::SamplingParams {
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            seed: args.seed,
+        },
+        trace: args.trace,
+        no_cache: args.no_cache,
+    };
+    let engine = Engine::new(args.threads)?;
+    let decode = |ids: &[u32]| -> Result<Option<String>> {
+        Ok(match &tokenizer {
+            Some(t) => Some(t.decode(ids)?),
+            None => None,
+        })
+    };
+    // Text as it is generated, on stderr so that --json stays one document on stdout.
+    let mut shown = String::new();
+    let mut generated = Vec::new();
+    let mut stream_error = None;
+    if !args.json {
+        if let Some(text) = decode(&prompt)? {
+            eprint!("{text}");
+        }
+    }
+    let generation = lm.generate(&engine, &prompt, &params, |token| {
+        generated.push(token.id);
+        if args.json || stream_error.is_some() {
+            return;
+        }
+        match decode(&generated) {
+            // A character split over tokens decodes as U+FFFD until its last byte arrives.
+            Ok(Some(text)) if !text.ends_with('\u{FFFD}') => {
+                if let Some(new) = text.strip_prefix(shown.as_str()) {
+                    eprint!("{new}");
+                }
+                shown = text;
+            }
+            Ok(_) => {}
+            Err(e) => stream_error = Some(e),
+        }
+    })?;
+    if let Some(e) = stream_error {
+        return Err(e);
+    }
+    let ids = generation.ids();
+    let text = decode(&ids)?;
+    let pieces: Vec<Option<String>> = ids.iter().map(|&id| decode(&[id])).collect::<Result<_>>()?;
+    if args.json {
+        let tokens: Vec<_> = generation
+            .tokens
+            .iter()
+            .zip(&pieces)
+            .map(|(t, piece)| {
+                let mut o = json!({"id": t.id, "logprob": t.logprob});
+                if let Some(piece) = piece {
+                    o["text"] = json!(piece);
+                }
+                if let Some(root) = t.trace_root {
+                    o["trace_root"] = json!(root);
+                }
+                o
+            })
+            .collect();
+        let doc = json!({
+            "model_id": lm.model().model_id(),
+            "prompt_ids": generation.prompt_ids,
+            "ids": ids,
+            "text": text,
+            "tokens": tokens,
+            "finish_reason": generation.finish_reason,
+            "kv_cache": lm.has_cache() && !args.no_cache,
+        });
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    eprintln!();
+    outln!("model_id       {}", lm.model().model_id());
+    outln!("prompt         {} tokens", generation.prompt_ids.len());
+    if let Some(text) = &text {
+        outln!("text           {text:?}");
+    }
+    outln!("  #      id   logprob  token");
+    for (n, (t, piece)) in generation.tokens.iter().zip(&pieces).enumerate() {
+        let piece = piece
+            .as_deref()
+            .map(|p| format!("{p:?}"))
+            .unwrap_or_default();
+        let root = t
+            .trace_root
+            .map(|r| format!("  trace {r}"))
+            .unwrap_or_default();
+        outln!("{:>3} {:>7} {:>9.4}  {piece}{root}", n + 1, t.id, t.logprob);
+    }
+    let reason = match generation.finish_reason {
+        verity_lm::FinishReason::Stop => "stop (end-of-sequence token)",
+        verity_lm::FinishReason::Length => "length (max tokens or the model's context)",
+    };
+    outln!("finish         {reason}");
+    Ok(())
+}
+
 fn inspect(args: InspectArgs) -> Result<()> {
-    let s = Model::parse(&read(&args.model)?)
+    let s = Model::parse_file(&args.model)
         .with_context(|| format!("cannot load {}", args.model.display()))?
         .summary();
     if args.json {

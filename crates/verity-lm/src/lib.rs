@@ -1,0 +1,17 @@
+//! Language models on the Verity engine.
+//!
+//! - [`Tokenizer`]: Hugging Face `tokenizer.json` files, the same ids as the Python package.
+//! - [`sampling`]: greedy, temperature, top-k and top-p choices that anyone can reproduce from
+//!   the logits, the seed and the position.
+//! - [`LanguageModel::generate`]: prefill, then one decode step per token, reusing the model's
+//!   key/value cache when its export has one.
+
+mod generate;
+pub mod sampling;
+mod tokenizer;
+
+pub use generate::{
+    FinishReason, GenerateError, GenerateParams, Generation, LanguageModel, ModelConfig, Token,
+};
+pub use sampling::{Choice, SamplingError, SamplingParams};
+pub use tokenizer::{Tokenizer, TokenizerError};

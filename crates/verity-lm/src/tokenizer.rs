@@ -1,0 +1,80 @@
+//! Hugging Face `tokenizer.json` files (byte-level BPE of GPT-2, SmolLM2, Llama 3, Qwen2 …),
+//! through the `tokenizers` crate: the same ids as the Python package.
+
+use std::path::Path;
+
+/// Why a tokenizer could not be loaded or used.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizerError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0} is not a Hugging Face tokenizer.json: {1}")]
+    Parse(String, String),
+    #[error("encoding the prompt: {0}")]
+    Encode(String),
+    #[error("decoding token ids: {0}")]
+    Decode(String),
+}
+
+/// A loaded tokenizer.
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+}
+
+impl Tokenizer {
+    pub fn from_file(path: &Path) -> Result<Tokenizer, TokenizerError> {
+        let bytes = std::fs::read(path).map_err(|source| TokenizerError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Tokenizer::from_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// Parses the JSON of a `tokenizer.json`; `name` says where it came from in errors.
+    pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Tokenizer, TokenizerError> {
+        let inner = tokenizers::Tokenizer::from_bytes(bytes)
+            .map_err(|e| TokenizerError::Parse(name.to_string(), e.to_string()))?;
+        Ok(Tokenizer { inner })
+    }
+
+    /// The ids of `text`, without special tokens added around it (a prompt is continued, not
+    /// framed).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
+        let encoding = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// The text of `ids`, special tokens included.
+    pub fn decode(&self, ids: &[u32]) -> Result<String, TokenizerError> {
+        self.inner
+            .decode(ids, false)
+            .map_err(|e| TokenizerError::Decode(e.to_string()))
+    }
+
+    /// Ids the tokenizer can produce: its vocabulary with added tokens.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_files_are_errors_not_panics() {
+        for bytes in [&b""[..], b"{", b"[]", b"{\"model\": 3}", b"\xff\xfe"] {
+            assert!(Tokenizer::from_bytes(bytes, "t.json").is_err(), "{bytes:?}");
+        }
+    }
+}
