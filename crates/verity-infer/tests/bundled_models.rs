@@ -117,12 +117,12 @@ fn trace_roots_are_pinned() {
         (
             "digits_mlp.onnx",
             digit(0),
-            "0xefaf74dd0bc2c0c5fea3135d12df09e73f2fa39a47668708bdef6c1cf2367eb7",
+            "0x47d866cbe6f5291b8d9899c61b504a67ae15a5cc7f08a4fd26739a5c451f4b6b",
         ),
         (
             "digits_mlp_int8.onnx",
             digit(0),
-            "0x9eaf7a4fc8dd2a20e30cb2f27e1770bd990f22f1f28e1bc732f9472ae6bb2a26",
+            "0x6cf4fcbcc345b1a0db94e7f807f9c1e2c8e5e244afd97e6efbb32ef59a807078",
         ),
         (
             "conv_random.onnx",

@@ -44,6 +44,8 @@ pub struct ModelConfig {
     pub eos_token_ids: Vec<u32>,
     /// Positions the model can attend over, prompt included.
     pub context: Option<usize>,
+    /// The token that opens a sequence, for chat templates that name it.
+    pub bos_token_id: Option<u32>,
 }
 
 impl ModelConfig {
@@ -75,6 +77,10 @@ impl ModelConfig {
                         .ok_or_else(|| bad("eos_token_id holds something other than ids".into()))?
                 }
                 other => return Err(bad(format!("eos_token_id {other}"))),
+            }
+            if let Some(n) = json["bos_token_id"].as_number() {
+                config.bos_token_id =
+                    Some(token_id(n).ok_or_else(|| bad(format!("bos_token_id {n}")))?);
             }
             for key in ["max_position_embeddings", "n_positions", "n_ctx"] {
                 if let Some(n) = json[key].as_u64() {
@@ -275,22 +281,7 @@ impl LanguageModel {
         mut on_token: impl FnMut(&Token),
     ) -> Result<Generation, GenerateError> {
         params.sampling.check()?;
-        if prompt.is_empty() {
-            return Err(GenerateError::EmptyPrompt);
-        }
-        if let Some(vocab) = self.vocab {
-            if let Some(&id) = prompt.iter().find(|&&id| id as usize >= vocab) {
-                return Err(GenerateError::TokenOutOfRange { id, vocab });
-            }
-        }
-        if let Some(context) = self.config.context {
-            if prompt.len() > context {
-                return Err(GenerateError::PromptTooLong {
-                    prompt: prompt.len(),
-                    context,
-                });
-            }
-        }
+        self.check_prompt(prompt)?;
         let use_cache = self.has_cache() && !params.no_cache;
         let mut sequence: Vec<u32> = prompt.to_vec();
         let mut past: Vec<Tensor> = self.empty_cache();
@@ -336,6 +327,40 @@ impl LanguageModel {
             tokens,
             finish_reason: finish,
         })
+    }
+
+    /// The logits of the prompt's last position after one pass over the whole prompt (what the
+    /// first generated token is chosen from).
+    pub fn prefill_logits(
+        &self,
+        engine: &Engine,
+        prompt: &[u32],
+    ) -> Result<Vec<f32>, GenerateError> {
+        self.check_prompt(prompt)?;
+        let run = engine.run(
+            &self.model,
+            self.inputs(prompt, 0, self.empty_cache()),
+            false,
+        )?;
+        Ok(last_row(&run.outputs[self.logits].1)?.to_vec())
+    }
+
+    fn check_prompt(&self, prompt: &[u32]) -> Result<(), GenerateError> {
+        if prompt.is_empty() {
+            return Err(GenerateError::EmptyPrompt);
+        }
+        if let Some(vocab) = self.vocab {
+            if let Some(&id) = prompt.iter().find(|&&id| id as usize >= vocab) {
+                return Err(GenerateError::TokenOutOfRange { id, vocab });
+            }
+        }
+        match self.config.context {
+            Some(context) if prompt.len() > context => Err(GenerateError::PromptTooLong {
+                prompt: prompt.len(),
+                context,
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn empty_cache(&self) -> Vec<Tensor> {

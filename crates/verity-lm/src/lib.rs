@@ -5,11 +5,14 @@
 //!   the logits, the seed and the position.
 //! - [`LanguageModel::generate`]: prefill, then one decode step per token, reusing the model's
 //!   key/value cache when its export has one.
+//! - [`ChatTemplate`]: a chat model's Jinja template, turning messages into its prompt.
 
+mod chat;
 mod generate;
 pub mod sampling;
 mod tokenizer;
 
+pub use chat::{ChatError, ChatMessage, ChatTemplate};
 pub use generate::{
     FinishReason, GenerateError, GenerateParams, Generation, LanguageModel, ModelConfig, Token,
 };

@@ -30,8 +30,15 @@ pub struct GenerateArgs {
     #[arg(long)]
     tokenizer: Option<PathBuf>,
     /// The text to continue.
-    #[arg(long, conflicts_with = "tokens", required_unless_present = "tokens")]
+    #[arg(long, conflicts_with_all = ["tokens", "chat"], required_unless_present_any = ["tokens", "chat"])]
     prompt: Option<String>,
+    /// A message to a chat model: formatted with the model's chat template
+    /// (chat_template.jinja or tokenizer_config.json beside the model), the answer generated.
+    #[arg(long, conflicts_with = "tokens")]
+    chat: Option<String>,
+    /// The system message before --chat's [default: the template's own].
+    #[arg(long, requires = "chat")]
+    system: Option<String>,
     /// The prompt as token ids, comma-separated.
     #[arg(long, value_delimiter = ',')]
     tokens: Option<Vec<u32>>,
@@ -192,13 +199,37 @@ fn generate(args: GenerateArgs) -> Result<()> {
             t.vocab_size()
         );
     }
-    let prompt = match (&args.prompt, &args.tokens) {
-        (_, Some(ids)) => ids.clone(),
-        (Some(text), None) => tokenizer
+    let prompt = match (&args.prompt, &args.chat, &args.tokens) {
+        (_, _, Some(ids)) => ids.clone(),
+        (Some(text), _, None) => tokenizer
             .as_ref()
             .context("--prompt needs a tokenizer: pass --tokenizer, or --tokens")?
             .encode(text)?,
-        (None, None) => anyhow::bail!("give --prompt or --tokens"),
+        (None, Some(message), None) => {
+            let tokenizer = tokenizer
+                .as_ref()
+                .context("--chat needs a tokenizer: pass --tokenizer")?;
+            let name = |id: Option<u32>| id.and_then(|id| tokenizer.token(id)).unwrap_or_default();
+            let config = lm.config();
+            let template = verity_lm::ChatTemplate::from_dir(
+                &dir,
+                &name(config.bos_token_id),
+                &name(config.eos_token_ids.first().copied()),
+            )?
+            .with_context(|| {
+                format!(
+                    "{} has no chat template (chat_template.jinja or tokenizer_config.json): use --prompt",
+                    dir.display()
+                )
+            })?;
+            let mut messages = Vec::new();
+            if let Some(system) = &args.system {
+                messages.push(verity_lm::ChatMessage::new("system", system));
+            }
+            messages.push(verity_lm::ChatMessage::new("user", message));
+            tokenizer.encode(&template.render(&messages, true)?)?
+        }
+        (None, None, None) => anyhow::bail!("give --prompt, --chat or --tokens"),
     };
     let params = verity_lm::GenerateParams {
         max_tokens: args.max_tokens,
@@ -222,14 +253,18 @@ fn generate(args: GenerateArgs) -> Result<()> {
     let mut shown = String::new();
     let mut generated = Vec::new();
     let mut stream_error = None;
-    if !args.json {
+    // A chat shows the answer only; a continuation shows the text it continues.
+    if !args.json && args.chat.is_none() {
         if let Some(text) = decode(&prompt)? {
             eprint!("{text}");
         }
     }
     let generation = lm.generate(&engine, &prompt, &params, |token| {
-        generated.push(token.id);
-        if args.json || stream_error.is_some() {
+        let end = lm.config().eos_token_ids.contains(&token.id);
+        if !end {
+            generated.push(token.id);
+        }
+        if args.json || stream_error.is_some() || end {
             return;
         }
         match decode(&generated) {
@@ -248,7 +283,12 @@ fn generate(args: GenerateArgs) -> Result<()> {
         return Err(e);
     }
     let ids = generation.ids();
-    let text = decode(&ids)?;
+    // The text stops before the end-of-sequence token (its id stays in `ids`).
+    let text_ids = match generation.finish_reason {
+        verity_lm::FinishReason::Stop => &ids[..ids.len() - 1],
+        verity_lm::FinishReason::Length => &ids[..],
+    };
+    let text = decode(text_ids)?;
     let pieces: Vec<Option<String>> = ids.iter().map(|&id| decode(&[id])).collect::<Result<_>>()?;
     if args.json {
         let tokens: Vec<_> = generation
