@@ -23,6 +23,11 @@ impl ExternalData {
         }
     }
 
+    /// Whether any tensor was read from outside the model file.
+    pub fn used(&self) -> bool {
+        !self.files.is_empty()
+    }
+
     /// The tensor `proto` describes, its bytes read from the file its `location` names.
     pub fn tensor(&mut self, proto: &TensorProto) -> Result<Tensor, TensorError> {
         let bad = |reason: String| TensorError::External(reason);

@@ -51,6 +51,59 @@ pub(crate) fn gemm_f32(
     block(m, k, n, a, b, n, c, n);
 }
 
+/// `c = a · btᵀ` for a row-major `m×k` matrix `a` and `n×k` matrix `bt` (Gemm's `transB`, the
+/// layout of a tied embedding used as the output projection). NR columns of `btᵀ` are packed at
+/// a time into a small panel and multiplied by the same kernel, so every element gets exactly
+/// the sums `gemm_f32` gives it on the transposed matrix, without building that matrix.
+pub(crate) fn gemm_f32_bt(
+    ctx: Ctx,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    bt: &[f32],
+    c: &mut [f32],
+) {
+    debug_assert!(a.len() >= m * k && bt.len() >= n * k && c.len() >= m * n);
+    let threads = ctx.threads();
+    if threads > 1 && m * k * n >= PARALLEL_MIN_MACS && n > 0 {
+        if m >= threads * MR {
+            let rows = m.div_ceil(threads).next_multiple_of(MR);
+            ctx.for_each_chunk(&mut c[..m * n], rows * n, |i, chunk| {
+                let r0 = i * rows;
+                let r = chunk.len() / n;
+                panels(r, k, n, &a[r0 * k..(r0 + r) * k], bt, chunk, n);
+            });
+            return;
+        }
+        if m == 1 && n >= threads * NR {
+            let cols = n.div_ceil(threads).next_multiple_of(NR);
+            ctx.for_each_chunk(&mut c[..n], cols, |i, chunk| {
+                let w = chunk.len();
+                panels(1, k, w, a, &bt[i * cols * k..], chunk, w);
+            });
+            return;
+        }
+    }
+    panels(m, k, n, a, bt, c, n);
+}
+
+/// `c` (row stride `ldc`) = `a · btᵀ`, NR columns at a time through a packed `k×NR` panel.
+fn panels(m: usize, k: usize, n: usize, a: &[f32], bt: &[f32], c: &mut [f32], ldc: usize) {
+    let mut panel = vec![0f32; k * NR];
+    let mut j = 0;
+    while j < n {
+        let w = NR.min(n - j);
+        for x in 0..w {
+            for (kk, &v) in bt[(j + x) * k..(j + x + 1) * k].iter().enumerate() {
+                panel[kk * NR + x] = v;
+            }
+        }
+        block(m, k, w, a, &panel, NR, &mut c[j..], ldc);
+        j += w;
+    }
+}
+
 /// `c[i][j] = sum_k a[i][k] * b[k][j]` with row strides `ldb` and `ldc`.
 #[allow(clippy::too_many_arguments)]
 fn block(
@@ -256,6 +309,49 @@ mod tests {
             let mut c = vec![0f32; m * n];
             gemm_f32(Ctx { pool: Some(&pool) }, m, k, n, &a, &b, &mut c);
             assert_eq!(bits(&c), bits(&reference(m, k, n, &a, &b)));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_transposed_operand_gives_the_same_bits(
+            (m, k, n) in (1usize..12, 0usize..40, 1usize..70),
+            seed in 0u64..1000,
+            threads in 1usize..4,
+        ) {
+            let (a, b) = operands(m, k, n, seed);
+            let mut bt = vec![0f32; n * k];
+            for kk in 0..k {
+                for j in 0..n {
+                    bt[j * k + kk] = b[kk * n + j];
+                }
+            }
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let ctx = Ctx { pool: Some(&pool) };
+            let mut c = vec![f32::NAN; m * n];
+            gemm_f32_bt(ctx, m, k, n, &a, &bt, &mut c);
+            prop_assert_eq!(bits(&c), bits(&reference(m, k, n, &a, &b)));
+        }
+    }
+
+    /// Large enough for the threaded paths (rows split, and one row split by columns).
+    #[test]
+    fn the_transposed_operand_gives_the_same_bits_when_threaded() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        for (m, k, n) in [(1, 300, 1000), (37, 100, 200)] {
+            let (a, b) = operands(m, k, n, 5);
+            let mut bt = vec![0f32; n * k];
+            for kk in 0..k {
+                for j in 0..n {
+                    bt[j * k + kk] = b[kk * n + j];
+                }
+            }
+            let mut c = vec![f32::NAN; m * n];
+            gemm_f32_bt(Ctx { pool: Some(&pool) }, m, k, n, &a, &bt, &mut c);
+            assert_eq!(bits(&c), bits(&reference(m, k, n, &a, &b)), "{m}x{k}x{n}");
         }
     }
 

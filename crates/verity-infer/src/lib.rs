@@ -37,7 +37,9 @@ pub use error::InferError;
 pub use graph::{GraphNode, NodeOp};
 pub use input::{read_tensor, InputError};
 pub use merkle::MerkleProof;
-pub use model::{initializer_leaf, Dim, Model, ModelSummary, UnsupportedNode, ValueSpec};
+pub use model::{
+    external_model_id, initializer_leaf, Dim, Model, ModelSummary, UnsupportedNode, ValueSpec,
+};
 pub use ops::SUPPORTED_OPS;
 pub use output::{OutputDocument, OutputError};
 pub use step::{Commitments, InputProof, InputWitness, StepOutcome, StepWitness};

@@ -201,7 +201,13 @@ impl Model {
         drop(bytes);
         let dir = path.parent().unwrap_or(std::path::Path::new("."));
         let mut external = crate::external::ExternalData::new(dir);
-        Model::build(model_id, proto, Some(&mut external))
+        let mut model = Model::build(model_id, proto, Some(&mut external))?;
+        if external.used() {
+            // The graph file alone does not fix the weights: the id binds them through the
+            // weights root, whatever the data files' layout.
+            model.model_id = external_model_id(&model_id, &model.weights_root);
+        }
+        Ok(model)
     }
 
     /// This model, or the first reason it cannot run.
@@ -539,4 +545,13 @@ pub struct ModelSummary {
     pub initializers: Vec<(String, DataType, Vec<usize>)>,
     pub parameters: u64,
     pub unsupported: Vec<UnsupportedNode>,
+}
+/// `model_id` of a model whose weights are external data: `SHA-256("verity/model/external/v1" ‖
+/// SHA-256(graph file) ‖ weights_root)`.
+pub fn external_model_id(graph_file_hash: &Hash, weights_root: &Hash) -> Hash {
+    let mut bytes = Vec::with_capacity(24 + 64);
+    bytes.extend_from_slice(b"verity/model/external/v1");
+    bytes.extend_from_slice(&graph_file_hash.0);
+    bytes.extend_from_slice(&weights_root.0);
+    verity_types::sha256(&bytes)
 }

@@ -35,6 +35,26 @@ fn external_weights_load_into_the_same_model() {
     assert_eq!(a.trace.unwrap().root(), b.trace.unwrap().root());
 }
 
+/// The graph file alone does not fix the weights, so the model id binds them: another data file
+/// (one weight changed) gives another id, and the id follows the documented rule.
+#[test]
+fn the_model_id_binds_the_external_weights() {
+    let (_dir, model, data) = scratch_copy();
+    let original = Model::from_file(&model).unwrap();
+    let graph_hash = verity_types::sha256(&std::fs::read(&model).unwrap());
+    assert_eq!(
+        original.model_id(),
+        verity_infer::external_model_id(&graph_hash, &original.weights_root())
+    );
+    assert_ne!(original.model_id(), graph_hash);
+    let mut bytes = std::fs::read(&data).unwrap();
+    bytes[100] ^= 0x01;
+    std::fs::write(&data, bytes).unwrap();
+    let changed = Model::from_file(&model).unwrap();
+    assert_ne!(changed.weights_root(), original.weights_root());
+    assert_ne!(changed.model_id(), original.model_id());
+}
+
 #[test]
 fn external_weights_need_the_file_path() {
     let bytes = std::fs::read(testdata().join("digits_mlp.onnx")).unwrap();

@@ -52,6 +52,10 @@ pub enum SamplingError {
     NoLogits,
     #[error("the model produced a NaN logit (token {0})")]
     NanLogit(usize),
+    #[error("the model produced an infinite logit (token {0})")]
+    InfiniteLogit(usize),
+    #[error("every logit is -inf: no token is possible")]
+    NoPossibleToken,
 }
 
 impl SamplingParams {
@@ -94,6 +98,13 @@ pub fn choose(
     }
     if let Some(i) = logits.iter().position(|l| l.is_nan()) {
         return Err(SamplingError::NanLogit(i));
+    }
+    // -inf masks a token out; +inf has no probability to give it.
+    if let Some(i) = logits.iter().position(|&l| l == f32::INFINITY) {
+        return Err(SamplingError::InfiniteLogit(i));
+    }
+    if logits.iter().all(|&l| l == f32::NEG_INFINITY) {
+        return Err(SamplingError::NoPossibleToken);
     }
     let token = if params.is_greedy() {
         greedy(logits)
@@ -260,6 +271,25 @@ mod tests {
             choose(&[], &SamplingParams::default(), 0),
             Err(SamplingError::NoLogits)
         );
+        assert_eq!(
+            choose(&[1.0, f32::INFINITY], &SamplingParams::default(), 0),
+            Err(SamplingError::InfiniteLogit(1))
+        );
+        assert_eq!(
+            choose(&[f32::NEG_INFINITY; 3], &params(1.0, None, None, 0), 0),
+            Err(SamplingError::NoPossibleToken)
+        );
+        // A token masked out with -inf is never chosen while another is possible.
+        for seed in 0..50 {
+            let c = choose(
+                &[f32::NEG_INFINITY, 0.5, f32::NEG_INFINITY],
+                &params(2.0, None, None, seed),
+                9,
+            )
+            .unwrap();
+            assert_eq!(c.token, 1);
+            assert_eq!(c.logprob, 0.0);
+        }
     }
 
     #[test]

@@ -141,7 +141,7 @@ impl Gemm {
     /// `y = alpha * (A·B) + beta * C`, each product and sum rounded in that order; a factor of
     /// exactly 1 is skipped, which leaves every result bit unchanged.
     pub fn run(&self, ctx: Ctx, inputs: &[Option<&Tensor>]) -> OpResult<Tensor> {
-        let (mut a, mut b) = (req(inputs, 0)?.clone(), req(inputs, 1)?.clone());
+        let (a, b) = (req(inputs, 0)?, req(inputs, 1)?);
         if a.rank() != 2 || b.rank() != 2 {
             return invalid(format!(
                 "Gemm needs 2-D inputs, got {:?} and {:?}",
@@ -149,17 +149,38 @@ impl Gemm {
                 b.shape()
             ));
         }
-        if self.trans_a {
-            a = transpose(&a, &[1, 0]);
-        }
-        if self.trans_b {
-            b = transpose(&b, &[1, 0]);
-        }
-        let mut y = matmul(ctx, &a, &b)?;
-        let Data::F32(yv) = y.data() else {
-            return unsupported(format!("Gemm on {}", y.dtype()));
+        let a_transposed;
+        let a = if self.trans_a {
+            a_transposed = transpose(a, &[1, 0]);
+            &a_transposed
+        } else {
+            a
         };
-        let mut yv = yv.clone();
+        let y = match (self.trans_b, a.data(), b.data()) {
+            // B as stored ([N, K]), without a transposed copy: a tied embedding used as the
+            // output projection is the model's largest weight.
+            (true, Data::F32(av), Data::F32(bv)) => {
+                let (m, k) = (a.shape()[0], a.shape()[1]);
+                let (n, k2) = (b.shape()[0], b.shape()[1]);
+                if k != k2 {
+                    return invalid(format!(
+                        "cannot multiply {:?} by the transpose of {:?}: inner dimensions {k} and {k2} differ",
+                        a.shape(),
+                        b.shape()
+                    ));
+                }
+                super::buffer_len(&[m, n])?;
+                let mut c = vec![0f32; m * n];
+                kernels::gemm_f32_bt(ctx, m, k, n, av, bv, &mut c);
+                Tensor::from_parts(vec![m, n], Data::F32(c))
+            }
+            (true, _, _) => matmul(ctx, a, &transpose(b, &[1, 0]))?,
+            (false, _, _) => matmul(ctx, a, b)?,
+        };
+        let shape = y.shape().to_vec();
+        let Data::F32(mut yv) = y.into_data() else {
+            return unsupported(format!("Gemm on {}", a.dtype()));
+        };
         if self.alpha != 1.0 {
             yv.iter_mut().for_each(|v| *v *= self.alpha);
         }
@@ -168,24 +189,23 @@ impl Gemm {
                 return invalid(format!("Gemm bias must be float32, got {}", c.dtype()));
             };
             let beta = self.beta;
-            let (shape, sum) = broadcast_map(&yv, y.shape(), cv, c.shape(), |acc, c| {
+            let (sum_shape, sum) = broadcast_map(&yv, &shape, cv, c.shape(), |acc, c| {
                 if beta == 1.0 {
                     acc + c
                 } else {
                     acc + beta * c
                 }
             })?;
-            if shape != y.shape() {
+            if sum_shape != shape {
                 return invalid(format!(
                     "Gemm bias {:?} does not broadcast to {:?}",
                     c.shape(),
-                    y.shape()
+                    shape
                 ));
             }
             yv = sum;
         }
-        y = Tensor::from_parts(y.shape().to_vec(), Data::F32(yv));
-        Ok(y)
+        Ok(Tensor::from_parts(shape, Data::F32(yv)))
     }
 }
 
