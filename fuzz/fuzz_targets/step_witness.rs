@@ -7,7 +7,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use verity_infer::{Commitments, Engine, Model, StepWitness};
+use verity_infer::{Commitments, Engine, InputWitness, Model, StepWitness};
 use verity_types::Hash;
 
 const MODELS: [&[u8]; 2] = [
@@ -45,7 +45,10 @@ fuzz_target!(|bytes: &[u8]| {
                 .inputs
                 .iter()
                 .flatten()
-                .map(|w| w.tensor.hash())
+                .filter_map(|w| match w {
+                    InputWitness::Carried { tensor, .. } => Some(tensor.hash()),
+                    InputWitness::ModelWeight => None,
+                })
                 .take(model.inputs().len())
                 .collect(),
         };

@@ -112,8 +112,6 @@ pub struct Model {
     /// Sorted by name; value id of initializer i is `initializer_values[i]`.
     pub(crate) initializers: Vec<Initializer>,
     pub(crate) initializer_values: Vec<usize>,
-    /// Leaves of the weights tree, one per initializer (kept for inclusion proofs).
-    pub(crate) weights_leaves: Vec<Hash>,
     pub(crate) weights_root: Hash,
     /// Execution (= trace) order.
     pub(crate) nodes: Vec<Node>,
@@ -403,7 +401,6 @@ impl Model {
             output_values,
             initializers,
             initializer_values,
-            weights_leaves,
             weights_root,
             nodes,
             last_use,

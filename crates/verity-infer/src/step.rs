@@ -1,11 +1,13 @@
 //! One-step re-execution: what validators run at the end of an OP-mode dispute.
 //!
 //! The parties have bisected a trace down to one step `k`. The witness carries the tensors that
-//! step `k` reads, each with evidence tying it to a commitment the chain already holds: a weight
-//! proves itself against the model's weights root, a graph input against the task's input hash,
-//! an earlier step's output against the trace root (through that step's leaf). The validators
-//! check the evidence, run the single node and return its output hashes and leaf, to compare with
-//! what each party claimed.
+//! step `k` reads, each with evidence tying it to a commitment the chain already holds: a graph
+//! input against the task's input hash, an earlier step's output against the trace root (through
+//! that step's leaf). A weight is not carried: every validator holds the registered model (its
+//! file checked against the model id) and reads the weight from it, so a step's size is that of
+//! its activations, whatever the model's (a carried weight, proven against the weights root, is
+//! still accepted). The validators check the evidence, run the single node and return its output
+//! hashes and leaf, to compare with what each party claimed.
 
 use verity_types::codec::{DecodeError, Reader, Writer};
 use verity_types::Hash;
@@ -41,10 +43,13 @@ pub enum InputProof {
     },
 }
 
+/// One input of the disputed step.
 #[derive(Debug, Clone, PartialEq)]
-pub struct InputWitness {
-    pub tensor: Tensor,
-    pub proof: InputProof,
+pub enum InputWitness {
+    /// The tensor, with the evidence tying it to a commitment.
+    Carried { tensor: Tensor, proof: InputProof },
+    /// A weight of the model, read from the verifier's own copy.
+    ModelWeight,
 }
 
 /// Everything needed to re-execute step `step` alone.
@@ -92,16 +97,16 @@ impl Model {
             };
             let proof = match self.sources[*v] {
                 Source::GraphInput(_) => InputProof::GraphInput,
-                Source::Initializer(i) => InputProof::Initializer(
-                    crate::merkle::prove(&self.weights_leaves, i)
-                        .expect("initializer index in range"),
-                ),
+                Source::Initializer(_) => {
+                    witness_inputs.push(Some(InputWitness::ModelWeight));
+                    continue;
+                }
                 Source::Step { step: s, .. } => InputProof::StepOutput {
                     outputs: trace.steps()[s].outputs.clone(),
                     proof: trace.prove(s).expect("step index in range"),
                 },
             };
-            witness_inputs.push(Some(InputWitness { tensor, proof }));
+            witness_inputs.push(Some(InputWitness::Carried { tensor, proof }));
         }
         Ok((
             StepWitness {
@@ -145,9 +150,13 @@ impl Model {
                 node.inputs.len()
             )));
         }
+        let mut args: Vec<Option<&Tensor>> = Vec::with_capacity(node.inputs.len());
         for (slot, (value, w)) in node.inputs.iter().zip(&witness.inputs).enumerate() {
             let (value, w) = match (value, w) {
-                (None, None) => continue,
+                (None, None) => {
+                    args.push(None);
+                    continue;
+                }
                 (Some(v), Some(w)) => (*v, w),
                 _ => {
                     return Err(bad(format!(
@@ -156,8 +165,25 @@ impl Model {
                 }
             };
             let name = &self.values[value];
-            let hash = w.tensor.hash();
-            match (self.sources[value], &w.proof) {
+            let (tensor, proof) = match (w, self.sources[value]) {
+                (InputWitness::ModelWeight, Source::Initializer(i)) => {
+                    if self.weights_root != commitments.weights_root {
+                        return Err(bad(format!(
+                            "input {slot} ({name:?}) is read from this model, whose weights root is not the committed one"
+                        )));
+                    }
+                    args.push(Some(self.initializers[i].tensor.as_ref()));
+                    continue;
+                }
+                (InputWitness::ModelWeight, source) => {
+                    return Err(bad(format!(
+                    "input {slot} ({name:?}) comes from {source:?}, not from the model's weights"
+                )))
+                }
+                (InputWitness::Carried { tensor, proof }, _) => (tensor, proof),
+            };
+            let hash = tensor.hash();
+            match (self.sources[value], proof) {
                 (Source::GraphInput(i), InputProof::GraphInput) => {
                     if hash != commitments.input_hashes[i] {
                         return Err(bad(format!(
@@ -218,16 +244,12 @@ impl Model {
                 )))
                 }
             }
+            args.push(Some(tensor));
         }
         let op = node
             .op
             .as_ref()
             .map_err(|e| bad(format!("step {} cannot run: {}", witness.step, e.reason())))?;
-        let args: Vec<Option<&Tensor>> = witness
-            .inputs
-            .iter()
-            .map(|w| w.as_ref().map(|w| &w.tensor))
-            .collect();
         let outs = op
             .run(
                 Ctx {
@@ -330,19 +352,27 @@ fn read_proof(r: &mut Reader<'_>) -> Result<MerkleProof, DecodeError> {
 }
 
 impl StepWitness {
-    /// The canonical bytes of a witness, as a OneStep transaction carries them: each tensor as
-    /// its hash preimage (dtype, rank, dimensions, little-endian data), each proof as its index,
-    /// tree size and siblings.
+    /// The canonical bytes of a witness, as a OneStep transaction carries them: per input a
+    /// byte (0 absent, 1 carried, 2 a model weight), a carried tensor as its hash preimage
+    /// (dtype, rank, dimensions, little-endian data) and its proof (kind, then index, tree size
+    /// and siblings).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.u64(self.step as u64).u32(self.inputs.len() as u32);
         for input in &self.inputs {
-            let Some(input) = input else {
-                w.u8(0);
-                continue;
+            let (tensor, proof) = match input {
+                None => {
+                    w.u8(0);
+                    continue;
+                }
+                Some(InputWitness::ModelWeight) => {
+                    w.u8(2);
+                    continue;
+                }
+                Some(InputWitness::Carried { tensor, proof }) => (tensor, proof),
             };
-            write_tensor(w.u8(1), &input.tensor);
-            match &input.proof {
+            write_tensor(w.u8(1), tensor);
+            match proof {
                 InputProof::GraphInput => {
                     w.u8(0);
                 }
@@ -391,8 +421,9 @@ impl StepWitness {
                             })
                         }
                     };
-                    inputs.push(Some(InputWitness { tensor, proof }));
+                    inputs.push(Some(InputWitness::Carried { tensor, proof }));
                 }
+                2 => inputs.push(Some(InputWitness::ModelWeight)),
                 tag => {
                     return Err(DecodeError::UnknownTag {
                         what: "input presence",

@@ -4,7 +4,9 @@
 mod common;
 
 use common::{bundled, digit, digits_test, model, model_bytes};
-use verity_infer::{Commitments, Data, Engine, InferError, InputProof, Model, StepWitness, Tensor};
+use verity_infer::{
+    Commitments, Data, Engine, InferError, InputProof, InputWitness, Model, StepWitness, Tensor,
+};
 
 /// onnxruntime's outputs, written by scripts/ort_reference.py to `VERITY_ORT_REFERENCE`.
 fn reference() -> serde_json::Value {
@@ -194,13 +196,46 @@ fn one_step_rejects_inputs_that_do_not_match_the_commitments() {
         v[0] += 1.0;
         Tensor::new(t.shape().to_vec(), Data::F32(v)).unwrap()
     };
-    for slot in 0..2 {
-        let mut bad = witness.clone();
-        let w = bad.inputs[slot].as_mut().unwrap();
-        w.tensor = flip(&w.tensor);
-        let err = model.verify_step(&engine, &commitments, &bad).unwrap_err();
-        assert!(matches!(err, InferError::Witness(_)), "{err}");
-    }
+    // The activation is carried; the weight is read from the verifier's own model.
+    let Some(InputWitness::Carried { tensor, proof }) = witness.inputs[0].clone() else {
+        panic!("step 0's output is carried")
+    };
+    assert_eq!(witness.inputs[1], Some(InputWitness::ModelWeight));
+    let mut bad = witness.clone();
+    bad.inputs[0] = Some(InputWitness::Carried {
+        tensor: flip(&tensor),
+        proof: proof.clone(),
+    });
+    let err = model.verify_step(&engine, &commitments, &bad).unwrap_err();
+    assert!(matches!(err, InferError::Witness(_)), "{err}");
+    // A weight carried instead must prove itself against the weights root: a changed one does not.
+    let weight = model.initializer("w1").expect("dense1's weight is w1");
+    let mut carried = witness.clone();
+    carried.inputs[1] = Some(InputWitness::Carried {
+        tensor: flip(weight),
+        proof: InputProof::Initializer(verity_infer::MerkleProof {
+            index: 0,
+            leaf_count: 0,
+            siblings: vec![],
+        }),
+    });
+    let err = model
+        .verify_step(&engine, &commitments, &carried)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("is not in the weights root"),
+        "{err}"
+    );
+    // A step output passed off as a model weight is refused.
+    let mut posing = witness.clone();
+    posing.inputs[0] = Some(InputWitness::ModelWeight);
+    let err = model
+        .verify_step(&engine, &commitments, &posing)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("not from the model's weights"),
+        "{err}"
+    );
     let mut wrong_root = commitments.clone();
     wrong_root.trace_root.0[0] ^= 1;
     assert!(model.verify_step(&engine, &wrong_root, &witness).is_err());
@@ -210,7 +245,10 @@ fn one_step_rejects_inputs_that_do_not_match_the_commitments() {
         .verify_step(&engine, &wrong_weights, &witness)
         .is_err());
     let mut wrong_kind = witness.clone();
-    wrong_kind.inputs[1].as_mut().unwrap().proof = InputProof::GraphInput;
+    wrong_kind.inputs[0] = Some(InputWitness::Carried {
+        tensor,
+        proof: InputProof::GraphInput,
+    });
     assert!(model
         .verify_step(&engine, &commitments, &wrong_kind)
         .is_err());

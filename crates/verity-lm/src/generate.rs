@@ -336,13 +336,15 @@ impl LanguageModel {
         engine: &Engine,
         prompt: &[u32],
     ) -> Result<Vec<f32>, GenerateError> {
-        self.check_prompt(prompt)?;
-        let run = engine.run(
-            &self.model,
-            self.inputs(prompt, 0, self.empty_cache()),
-            false,
-        )?;
+        let run = engine.run(&self.model, self.prefill_inputs(prompt)?, false)?;
         Ok(last_row(&run.outputs[self.logits].1)?.to_vec())
+    }
+
+    /// The graph's inputs for the prefill pass over `prompt` (the pass a dispute over the
+    /// first token re-executes).
+    pub fn prefill_inputs(&self, prompt: &[u32]) -> Result<Vec<Tensor>, GenerateError> {
+        self.check_prompt(prompt)?;
+        Ok(self.inputs(prompt, 0, self.empty_cache()))
     }
 
     fn check_prompt(&self, prompt: &[u32]) -> Result<(), GenerateError> {
