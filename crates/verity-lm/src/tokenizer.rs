@@ -35,25 +35,26 @@ impl Tokenizer {
 
     /// Parses the JSON of a `tokenizer.json`; `name` says where it came from in errors.
     pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Tokenizer, TokenizerError> {
-        let inner = tokenizers::Tokenizer::from_bytes(bytes)
-            .map_err(|e| TokenizerError::Parse(name.to_string(), e.to_string()))?;
+        let parse = |reason: String| TokenizerError::Parse(name.to_string(), reason);
+        let inner = guard(|| tokenizers::Tokenizer::from_bytes(bytes))
+            .map_err(parse)?
+            .map_err(|e| parse(e.to_string()))?;
         Ok(Tokenizer { inner })
     }
 
     /// The ids of `text`, without special tokens added around it (a prompt is continued, not
     /// framed).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
-        let encoding = self
-            .inner
-            .encode(text, false)
+        let encoding = guard(|| self.inner.encode(text, false))
+            .map_err(TokenizerError::Encode)?
             .map_err(|e| TokenizerError::Encode(e.to_string()))?;
         Ok(encoding.get_ids().to_vec())
     }
 
     /// The text of `ids`, special tokens included.
     pub fn decode(&self, ids: &[u32]) -> Result<String, TokenizerError> {
-        self.inner
-            .decode(ids, false)
+        guard(|| self.inner.decode(ids, false))
+            .map_err(TokenizerError::Decode)?
             .map_err(|e| TokenizerError::Decode(e.to_string()))
     }
 
@@ -72,6 +73,20 @@ impl Tokenizer {
     }
 }
 
+/// Runs a call into the `tokenizers` crate, turning a panic into an error: it panics on some
+/// malformed files (0.23.2: `decoders/mod.rs:90`, an `expect` on a decoder that does not parse,
+/// found by our fuzz target), and a tokenizer file comes from whoever registered the model.
+fn guard<T>(call: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        format!("the tokenizers library failed on it ({message})")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +96,15 @@ mod tests {
         for bytes in [&b""[..], b"{", b"[]", b"{\"model\": 3}", b"\xff\xfe"] {
             assert!(Tokenizer::from_bytes(bytes, "t.json").is_err(), "{bytes:?}");
         }
+        // The fuzz target's find: a decoder the tokenizers crate panics on instead of refusing.
+        let found = include_bytes!("../tests/vectors/tokenizer_bad_decoder.json");
+        let err = Tokenizer::from_bytes(found, "t.json")
+            .err()
+            .expect("refused");
+        assert!(
+            err.to_string()
+                .contains("the tokenizers library failed on it"),
+            "{err}"
+        );
     }
 }
