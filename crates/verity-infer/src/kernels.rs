@@ -27,28 +27,9 @@ pub(crate) fn gemm_f32(
     c: &mut [f32],
 ) {
     debug_assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
-    let threads = ctx.threads();
-    if threads > 1 && m * k * n >= PARALLEL_MIN_MACS && n > 0 {
-        if m >= threads * MR {
-            // Split rows: each thread takes whole tiles of rows.
-            let rows = m.div_ceil(threads).next_multiple_of(MR);
-            ctx.for_each_chunk(&mut c[..m * n], rows * n, |i, chunk| {
-                let r0 = i * rows;
-                let r = chunk.len() / n;
-                block(r, k, n, &a[r0 * k..(r0 + r) * k], b, n, chunk, n);
-            });
-            return;
-        }
-        if m == 1 && n >= threads * NR {
-            // A single row (batch size 1): split columns instead.
-            let cols = n.div_ceil(threads).next_multiple_of(NR);
-            ctx.for_each_chunk(&mut c[..n], cols, |i, chunk| {
-                block(1, k, chunk.len(), a, &b[i * cols..], n, chunk, chunk.len());
-            });
-            return;
-        }
-    }
-    block(m, k, n, a, b, n, c, n);
+    split(ctx, m, k, n, a, c, |rows, a, j0, width, c, ldc| {
+        block(rows, k, width, a, &b[j0..], n, c, ldc)
+    });
 }
 
 /// `c = a · btᵀ` for a row-major `m×k` matrix `a` and `n×k` matrix `bt` (Gemm's `transB`, the
@@ -65,27 +46,44 @@ pub(crate) fn gemm_f32_bt(
     c: &mut [f32],
 ) {
     debug_assert!(a.len() >= m * k && bt.len() >= n * k && c.len() >= m * n);
+    split(ctx, m, k, n, a, c, |rows, a, j0, width, c, ldc| {
+        panels(rows, k, width, a, &bt[j0 * k..], c, ldc)
+    });
+}
+
+/// Hands parts of an `m×n` product to `part(rows, a_rows, first_column, width, c_part, ldc)`:
+/// whole tiles of rows per thread when there are enough rows, tiles of columns when there is
+/// one row (batch size 1), else everything to the calling thread. Threads split outputs, never a
+/// sum, so the split never changes a bit.
+fn split(
+    ctx: Ctx,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    c: &mut [f32],
+    part: impl Fn(usize, &[f32], usize, usize, &mut [f32], usize) + Sync,
+) {
     let threads = ctx.threads();
     if threads > 1 && m * k * n >= PARALLEL_MIN_MACS && n > 0 {
         if m >= threads * MR {
             let rows = m.div_ceil(threads).next_multiple_of(MR);
             ctx.for_each_chunk(&mut c[..m * n], rows * n, |i, chunk| {
-                let r0 = i * rows;
-                let r = chunk.len() / n;
-                panels(r, k, n, &a[r0 * k..(r0 + r) * k], bt, chunk, n);
+                let (r0, r) = (i * rows, chunk.len() / n);
+                part(r, &a[r0 * k..(r0 + r) * k], 0, n, chunk, n);
             });
             return;
         }
         if m == 1 && n >= threads * NR {
             let cols = n.div_ceil(threads).next_multiple_of(NR);
             ctx.for_each_chunk(&mut c[..n], cols, |i, chunk| {
-                let w = chunk.len();
-                panels(1, k, w, a, &bt[i * cols * k..], chunk, w);
+                let width = chunk.len();
+                part(1, a, i * cols, width, chunk, width);
             });
             return;
         }
     }
-    panels(m, k, n, a, bt, c, n);
+    part(m, a, 0, n, c, n);
 }
 
 /// `c` (row stride `ldc`) = `a · btᵀ`, NR columns at a time through a packed `k×NR` panel.

@@ -175,15 +175,16 @@ impl LanguageModel {
     pub fn new(model: Model, config: ModelConfig) -> Result<LanguageModel, GenerateError> {
         let not_lm = |why: String| GenerateError::NotALanguageModel(why);
         let find_input = |name: &str| model.inputs().iter().position(|s| s.name == name);
+        let input_names = model
+            .inputs()
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         let input_ids = find_input("input_ids").ok_or_else(|| {
             not_lm(format!(
                 "it has no input named input_ids (its inputs: {})",
-                model
-                    .inputs()
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                input_names
             ))
         })?;
         let outputs = model.outputs();
@@ -234,12 +235,7 @@ impl LanguageModel {
         if named != model.inputs().len() {
             return Err(not_lm(format!(
                 "it has inputs other than input_ids, attention_mask, position_ids and past_key_values.*: {}",
-                model
-                    .inputs()
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                input_names
             )));
         }
         Ok(LanguageModel {
