@@ -108,14 +108,13 @@ def float64_session(model_dir):
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
-def lm_reference(model_dir, prompts, eos=None, float64=False):
+def lm_reference(model_dir, prompts, eos=None, float64=False, tokenizer_corpus=True):
     """The Python `tokenizers` package's ids for the corpus, and onnxruntime's last-position
     logits and greedy continuations (with the cache, as optimum's exports are driven)."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
-    book = "".join(tiny_lm.chapters(MOBY_DICK))
-    texts = [book, unicode_sample()]
+    texts = ["".join(tiny_lm.chapters(MOBY_DICK)), unicode_sample()] if tokenizer_corpus else []
     tokenizer = [{"text": t, "ids": tok.encode(t, add_special_tokens=False).ids} for t in texts]
 
     opts = session_options()
@@ -171,7 +170,8 @@ def main():
     smollm2 = os.environ.get("VERITY_SMOLLM2")
     if smollm2:
         reference["smollm2"] = lm_reference(smollm2, SMOLLM2_PROMPTS, eos=2, float64=True)
-        reference["smollm2_int8"] = lm_reference(os.path.join(smollm2, "int8"), SMOLLM2_PROMPTS, eos=2)
+        # The int8 directory holds a copy of the same tokenizer: its ids are not written twice.
+        reference["smollm2_int8"] = lm_reference(os.path.join(smollm2, "int8"), SMOLLM2_PROMPTS, eos=2, tokenizer_corpus=False)
     with open(sys.argv[1], "w") as f:
         json.dump(reference, f)
     print(f"wrote ONNX Runtime {ort.__version__} reference outputs to {sys.argv[1]}")

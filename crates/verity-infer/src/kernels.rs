@@ -318,12 +318,7 @@ mod tests {
             threads in 1usize..4,
         ) {
             let (a, b) = operands(m, k, n, seed);
-            let mut bt = vec![0f32; n * k];
-            for kk in 0..k {
-                for j in 0..n {
-                    bt[j * k + kk] = b[kk * n + j];
-                }
-            }
+            let bt = transposed(k, n, &b);
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             let ctx = Ctx { pool: Some(&pool) };
             let mut c = vec![f32::NAN; m * n];
@@ -341,16 +336,22 @@ mod tests {
             .unwrap();
         for (m, k, n) in [(1, 300, 1000), (37, 100, 200)] {
             let (a, b) = operands(m, k, n, 5);
-            let mut bt = vec![0f32; n * k];
-            for kk in 0..k {
-                for j in 0..n {
-                    bt[j * k + kk] = b[kk * n + j];
-                }
-            }
+            let bt = transposed(k, n, &b);
             let mut c = vec![f32::NAN; m * n];
             gemm_f32_bt(Ctx { pool: Some(&pool) }, m, k, n, &a, &bt, &mut c);
             assert_eq!(bits(&c), bits(&reference(m, k, n, &a, &b)), "{m}x{k}x{n}");
         }
+    }
+
+    /// `b` (k×n) as n×k.
+    fn transposed(k: usize, n: usize, b: &[f32]) -> Vec<f32> {
+        let mut bt = vec![0f32; n * k];
+        for kk in 0..k {
+            for j in 0..n {
+                bt[j * k + kk] = b[kk * n + j];
+            }
+        }
+        bt
     }
 
     fn bits(v: &[f32]) -> Vec<u32> {
