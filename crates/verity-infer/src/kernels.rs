@@ -1,11 +1,13 @@
 //! The float32 matrix-product kernel shared by MatMul, Gemm and Conv.
 //!
-//! Each output element is `((0 + a0*b0) + a1*b1) + ...` over k in ascending order, with the
-//! multiply and the add rounded separately (Rust never contracts them into an FMA). The kernel
-//! keeps a tile of MR×NR outputs in registers and vectorizes across the NR columns, which only
-//! decides which elements are computed side by side. On x86-64 the same code is compiled a
-//! second time for AVX2 and picked at run time: wider vectors, same operations per element, so
-//! the bits do not change with the CPU.
+//! Each output element is `fma(a[k-1], b[k-1], ... fma(a1, b1, fma(a0, b0, 0)))`: k in ascending
+//! order, each step a fused multiply-add (IEEE 754 `fusedMultiplyAdd`, one rounding), which is
+//! exactly specified, so every machine gets the same bits, and which halves the rounding of a
+//! multiply and an add done apart. The kernel keeps a tile of MR×NR outputs in registers and
+//! vectorizes across the NR columns, which only decides which elements are computed side by
+//! side. On x86-64 the same code is compiled a second time for AVX2 with FMA and picked at run
+//! time; elsewhere `f32::mul_add` is the hardware instruction (aarch64) or the C library's
+//! correctly rounded `fmaf` (slower, same bits).
 
 use crate::ops::Ctx;
 
@@ -13,6 +15,8 @@ use crate::ops::Ctx;
 const MR: usize = 4;
 /// Output columns per register tile.
 const NR: usize = 16;
+/// Output columns a streamed row keeps in memory (8 KB: a decode step's rows of 1,536 in one pass).
+const NC: usize = 2048;
 /// Below this many multiply-adds a product is not worth handing to other threads.
 const PARALLEL_MIN_MACS: usize = 1 << 18;
 
@@ -86,8 +90,28 @@ fn split(
     part(m, a, 0, n, c, n);
 }
 
-/// `c` (row stride `ldc`) = `a · btᵀ`, NR columns at a time through a packed `k×NR` panel.
+/// `c` (row stride `ldc`) = `a · btᵀ`: a decode step's few rows straight from `bt` where the
+/// CPU has AVX2 and FMA, else NR columns at a time through a packed `k×NR` panel.
 fn panels(m: usize, k: usize, n: usize, a: &[f32], bt: &[f32], c: &mut [f32], ldc: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if m < MR
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+    {
+        for i in 0..m {
+            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+            unsafe {
+                transposed_row_avx2(
+                    k,
+                    n,
+                    &a[i * k..(i + 1) * k],
+                    bt,
+                    &mut c[i * ldc..i * ldc + n],
+                )
+            };
+        }
+        return;
+    }
     let mut panel = vec![0f32; k * NR];
     let mut j = 0;
     while j < n {
@@ -99,6 +123,81 @@ fn panels(m: usize, k: usize, n: usize, a: &[f32], bt: &[f32], c: &mut [f32], ld
         }
         block(m, k, w, a, &panel, NR, &mut c[j..], ldc);
         j += w;
+    }
+}
+
+/// One row: `c[j] = a · bt[j]` for `n` rows of `bt` (each `k` long), eight rows side by side:
+/// an 8×8 block of `bt` (eight rows, eight consecutive k) is transposed in registers so that
+/// vector lane x carries row j+x, and the eight columns are added in ascending k, each by a
+/// fused multiply-add, as every kernel here sums. Reads `bt` front to back with no packed copy.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn transposed_row_avx2(k: usize, n: usize, a: &[f32], bt: &[f32], c: &mut [f32]) {
+    use std::arch::x86_64::*;
+    assert!(a.len() >= k && bt.len() >= n * k && c.len() >= n);
+    let mut j = 0;
+    while j + 8 <= n {
+        let rows: [*const f32; 8] = std::array::from_fn(|x| bt[(j + x) * k..].as_ptr());
+        let mut acc = _mm256_setzero_ps();
+        let mut kk = 0;
+        while kk + 8 <= k {
+            // SAFETY: each row has k elements from rows[x] and kk + 8 <= k.
+            let r: [__m256; 8] = std::array::from_fn(|x| _mm256_loadu_ps(rows[x].add(kk)));
+            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+            let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+            let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+            let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+            let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+            let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+            let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+            let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+            let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+            let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+            let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+            let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+            let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+            // Column i holds bt[j..j+8][kk + i].
+            let columns = [
+                _mm256_permute2f128_ps::<0x20>(u0, u4),
+                _mm256_permute2f128_ps::<0x20>(u1, u5),
+                _mm256_permute2f128_ps::<0x20>(u2, u6),
+                _mm256_permute2f128_ps::<0x20>(u3, u7),
+                _mm256_permute2f128_ps::<0x31>(u0, u4),
+                _mm256_permute2f128_ps::<0x31>(u1, u5),
+                _mm256_permute2f128_ps::<0x31>(u2, u6),
+                _mm256_permute2f128_ps::<0x31>(u3, u7),
+            ];
+            for (i, column) in columns.into_iter().enumerate() {
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(a[kk + i]), column, acc);
+            }
+            kk += 8;
+        }
+        while kk < k {
+            let column = _mm256_setr_ps(
+                *rows[0].add(kk),
+                *rows[1].add(kk),
+                *rows[2].add(kk),
+                *rows[3].add(kk),
+                *rows[4].add(kk),
+                *rows[5].add(kk),
+                *rows[6].add(kk),
+                *rows[7].add(kk),
+            );
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(a[kk]), column, acc);
+            kk += 1;
+        }
+        _mm256_storeu_ps(c[j..j + 8].as_mut_ptr(), acc);
+        j += 8;
+    }
+    for (x, out) in c[j..n].iter_mut().enumerate() {
+        let row = &bt[(j + x) * k..(j + x + 1) * k];
+        *out = row
+            .iter()
+            .zip(a)
+            .fold(0f32, |acc, (&b, &a)| a.mul_add(b, acc));
     }
 }
 
@@ -115,8 +214,8 @@ fn block(
     ldc: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
         unsafe { block_avx2(m, k, n, a, b, ldb, c, ldc) };
         return;
     }
@@ -124,7 +223,7 @@ fn block(
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn block_avx2(
     m: usize,
@@ -156,9 +255,69 @@ fn block_body(
         rows::<MR>(i, k, n, a, b, ldb, c, ldc);
         i += MR;
     }
-    while i < m {
-        rows::<1>(i, k, n, a, b, ldb, c, ldc);
-        i += 1;
+    match m - i {
+        0 => {}
+        1 => streamed::<1>(i, k, n, a, b, ldb, c, ldc),
+        2 => streamed::<2>(i, k, n, a, b, ldb, c, ldc),
+        _ => streamed::<3>(i, k, n, a, b, ldb, c, ldc),
+    }
+}
+
+/// Computes rows `i0..i0+R` of `c` (R < MR: a decode step's single row) reading `b` row by
+/// row, NC columns at a time, with the sums in memory rather than registers: a register tile
+/// would walk `b` down a column of tiles, one cache line per row of `b`, which the prefetcher
+/// cannot follow across pages, where this reads it front to back. Same sums, same order.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn streamed<const R: usize>(
+    i0: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let a_rows: [&[f32]; R] = std::array::from_fn(|r| &a[(i0 + r) * k..(i0 + r + 1) * k]);
+    let mut acc = [[0f32; NC]; R];
+    let mut j = 0;
+    while j < n {
+        let w = NC.min(n - j);
+        for row in acc.iter_mut() {
+            row[..w].fill(0.0);
+        }
+        let brow = |kk: usize| &b[kk * ldb + j..kk * ldb + j + w];
+        // Four rows of `b` per visit to the sums: a quarter of the loads and stores of them.
+        let mut kk = 0;
+        while kk + 4 <= k {
+            let (b0, b1, b2, b3) = (brow(kk), brow(kk + 1), brow(kk + 2), brow(kk + 3));
+            for (r, sums) in acc.iter_mut().enumerate() {
+                let a = &a_rows[r][kk..kk + 4];
+                let columns = sums[..w].iter_mut().zip(b0).zip(b1).zip(b2).zip(b3);
+                for ((((sum, &x0), &x1), &x2), &x3) in columns {
+                    let s = a[0].mul_add(x0, *sum);
+                    let s = a[1].mul_add(x1, s);
+                    let s = a[2].mul_add(x2, s);
+                    *sum = a[3].mul_add(x3, s);
+                }
+            }
+            kk += 4;
+        }
+        while kk < k {
+            let b0 = brow(kk);
+            for (r, sums) in acc.iter_mut().enumerate() {
+                let av = a_rows[r][kk];
+                for (sum, &bv) in sums[..w].iter_mut().zip(b0) {
+                    *sum = av.mul_add(bv, *sum);
+                }
+            }
+            kk += 1;
+        }
+        for (r, row) in acc.iter().enumerate() {
+            c[(i0 + r) * ldc + j..(i0 + r) * ldc + j + w].copy_from_slice(&row[..w]);
+        }
+        j += w;
     }
 }
 
@@ -186,7 +345,7 @@ fn rows<const R: usize>(
             for r in 0..R {
                 let av = a_rows[r][kk];
                 for x in 0..NR {
-                    acc[r][x] += av * brow[x];
+                    acc[r][x] = av.mul_add(brow[x], acc[r][x]);
                 }
             }
         }
@@ -203,7 +362,7 @@ fn rows<const R: usize>(
             for r in 0..R {
                 let av = a_rows[r][kk];
                 for (x, &bv) in brow.iter().enumerate() {
-                    acc[r][x] += av * bv;
+                    acc[r][x] = av.mul_add(bv, acc[r][x]);
                 }
             }
         }
@@ -225,7 +384,7 @@ mod tests {
             for j in 0..n {
                 let mut acc = 0f32;
                 for kk in 0..k {
-                    acc += a[i * k + kk] * b[kk * n + j];
+                    acc = a[i * k + kk].mul_add(b[kk * n + j], acc);
                 }
                 c[i * n + j] = acc;
             }

@@ -119,7 +119,7 @@ fn trace_roots_are_pinned() {
         (
             "digits_mlp.onnx",
             digit(0),
-            "0x47d866cbe6f5291b8d9899c61b504a67ae15a5cc7f08a4fd26739a5c451f4b6b",
+            "0xd1fcfb53927b7d7f97c2f7920689f1b7ce851377731142306476f71bee78c1a8",
         ),
         (
             "digits_mlp_int8.onnx",
@@ -129,7 +129,7 @@ fn trace_roots_are_pinned() {
         (
             "conv_random.onnx",
             common::conv_image(),
-            "0x446f2030a0e9a26a023137cb78d1ef5b4d58736dd5133def178baf18fd93c804",
+            "0x3530aedde0ca51d0e94ecaf98903ce6564c03f8c7cd31f35ee799dce364a824f",
         ),
     ] {
         let run = engine.run(&model(name), vec![input], true).unwrap();

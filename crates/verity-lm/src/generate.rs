@@ -30,6 +30,8 @@ pub enum GenerateError {
     PromptTooLong { prompt: usize, context: usize },
     #[error("the prompt is empty")]
     EmptyPrompt,
+    #[error("the cache already holds {cached} positions of a {sequence}-token sequence: nothing to feed")]
+    CacheCoversSequence { cached: usize, sequence: usize },
     #[error("the model's logits have shape {0:?}; expected [1, sequence, vocabulary]")]
     LogitsShape(Vec<usize>),
     #[error("reading {path}: {reason}")]
@@ -106,6 +108,32 @@ struct CacheSlot {
     /// [heads, head_dim] of the cache tensor [batch, heads, length, head_dim].
     heads: usize,
     head_dim: usize,
+}
+
+/// The keys and values of the positions a model has seen, for the next pass to continue from.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    tensors: Vec<Tensor>,
+    /// How many positions the tensors hold.
+    positions: usize,
+}
+
+impl KvCache {
+    /// How many positions the cache holds.
+    pub fn positions(&self) -> usize {
+        self.positions
+    }
+}
+
+/// What one forward pass gives.
+#[derive(Debug, Clone)]
+pub struct Pass {
+    /// The logits of the sequence's last position.
+    pub last_logits: Vec<f32>,
+    /// The cache after the pass.
+    pub cache: KvCache,
+    /// The pass's trace root, with tracing on.
+    pub trace_root: Option<Hash>,
 }
 
 /// A language model ready to generate: the graph's inputs and outputs mapped to their roles.
@@ -280,8 +308,7 @@ impl LanguageModel {
         self.check_prompt(prompt)?;
         let use_cache = self.has_cache() && !params.no_cache;
         let mut sequence: Vec<u32> = prompt.to_vec();
-        let mut past: Vec<Tensor> = self.empty_cache();
-        let mut fed = 0; // positions the cache holds
+        let mut cache = self.empty_cache();
         let mut tokens = Vec::new();
         let mut finish = FinishReason::Length;
         while tokens.len() < params.max_tokens {
@@ -289,26 +316,16 @@ impl LanguageModel {
             if self.config.context.is_some_and(|c| sequence.len() > c) {
                 break;
             }
-            let start = if use_cache { fed } else { 0 };
-            let cache = if use_cache { past } else { self.empty_cache() };
-            let inputs = self.inputs(&sequence, start, cache);
-            let run = engine.run(&self.model, inputs, params.trace)?;
-            let mut outputs: Vec<Option<Tensor>> =
-                run.outputs.into_iter().map(|(_, t)| Some(t)).collect();
-            let logits = outputs[self.logits].take().expect("each output taken once");
-            let row = last_row(&logits)?;
-            let position = sequence.len() as u64;
-            let choice = choose(row, &params.sampling, position)?;
-            past = self
-                .cache
-                .iter()
-                .map(|slot| outputs[slot.output].take().expect("each output taken once"))
-                .collect();
-            fed = sequence.len();
+            if !use_cache {
+                cache = self.empty_cache();
+            }
+            let pass = self.forward(engine, &sequence, cache, params.trace)?;
+            let choice = choose(&pass.last_logits, &params.sampling, sequence.len() as u64)?;
+            cache = pass.cache;
             let token = Token {
                 id: choice.token,
                 logprob: choice.logprob,
-                trace_root: run.trace.as_ref().map(|t| t.root()),
+                trace_root: pass.trace_root,
             };
             on_token(&token);
             sequence.push(token.id);
@@ -322,6 +339,61 @@ impl LanguageModel {
             prompt_ids: prompt.to_vec(),
             tokens,
             finish_reason: finish,
+        })
+    }
+
+    /// A cache holding no positions: what the first pass starts from.
+    pub fn empty_cache(&self) -> KvCache {
+        KvCache {
+            tensors: self
+                .cache
+                .iter()
+                .map(|slot| {
+                    Tensor::new(vec![1, slot.heads, 0, slot.head_dim], Data::F32(vec![]))
+                        .expect("an empty tensor")
+                })
+                .collect(),
+            positions: 0,
+        }
+    }
+
+    /// One forward pass over `sequence` after `cache`: the positions the cache does not hold
+    /// are fed (all of them for an export without a cache), and the pass returns the last
+    /// position's logits with the cache extended to the whole sequence.
+    pub fn forward(
+        &self,
+        engine: &Engine,
+        sequence: &[u32],
+        cache: KvCache,
+        trace: bool,
+    ) -> Result<Pass, GenerateError> {
+        let start = if self.has_cache() { cache.positions } else { 0 };
+        if start >= sequence.len() {
+            return Err(GenerateError::CacheCoversSequence {
+                cached: start,
+                sequence: sequence.len(),
+            });
+        }
+        let run = engine.run(
+            &self.model,
+            self.inputs(sequence, start, cache.tensors),
+            trace,
+        )?;
+        let mut outputs: Vec<Option<Tensor>> =
+            run.outputs.into_iter().map(|(_, t)| Some(t)).collect();
+        let logits = outputs[self.logits].take().expect("each output taken once");
+        let tensors = self
+            .cache
+            .iter()
+            .map(|slot| outputs[slot.output].take().expect("each output taken once"))
+            .collect();
+        Ok(Pass {
+            last_logits: last_row(&logits)?.to_vec(),
+            cache: KvCache {
+                tensors,
+                positions: if self.has_cache() { sequence.len() } else { 0 },
+            },
+            trace_root: run.trace.as_ref().map(|t| t.root()),
         })
     }
 
@@ -340,7 +412,7 @@ impl LanguageModel {
     /// first token re-executes).
     pub fn prefill_inputs(&self, prompt: &[u32]) -> Result<Vec<Tensor>, GenerateError> {
         self.check_prompt(prompt)?;
-        Ok(self.inputs(prompt, 0, self.empty_cache()))
+        Ok(self.inputs(prompt, 0, self.empty_cache().tensors))
     }
 
     fn check_prompt(&self, prompt: &[u32]) -> Result<(), GenerateError> {
@@ -359,16 +431,6 @@ impl LanguageModel {
             }),
             _ => Ok(()),
         }
-    }
-
-    fn empty_cache(&self) -> Vec<Tensor> {
-        self.cache
-            .iter()
-            .map(|slot| {
-                Tensor::new(vec![1, slot.heads, 0, slot.head_dim], Data::F32(vec![]))
-                    .expect("an empty tensor")
-            })
-            .collect()
     }
 
     /// The graph's inputs for feeding `sequence[start..]` after a cache of `start` positions.

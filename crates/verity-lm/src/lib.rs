@@ -14,7 +14,8 @@ mod tokenizer;
 
 pub use chat::{ChatError, ChatMessage, ChatTemplate};
 pub use generate::{
-    FinishReason, GenerateError, GenerateParams, Generation, LanguageModel, ModelConfig, Token,
+    FinishReason, GenerateError, GenerateParams, Generation, KvCache, LanguageModel, ModelConfig,
+    Pass, Token,
 };
 pub use sampling::{Choice, SamplingError, SamplingParams};
 pub use tokenizer::{Tokenizer, TokenizerError};

@@ -61,7 +61,7 @@ fn run_prints_outputs_model_id_and_trace() {
     assert_eq!(doc["trace"]["steps"], 7);
     assert_eq!(
         doc["trace"]["root"],
-        "0x47d866cbe6f5291b8d9899c61b504a67ae15a5cc7f08a4fd26739a5c451f4b6b"
+        "0xd1fcfb53927b7d7f97c2f7920689f1b7ce851377731142306476f71bee78c1a8"
     );
     let id = sha256sum_of(&std::fs::read(&model).unwrap());
     assert_eq!(doc["model_id"], id);
@@ -83,7 +83,7 @@ fn run_prints_outputs_model_id_and_trace() {
     let stdout = String::from_utf8_lossy(&text.stdout);
     assert!(
         stdout.contains(
-            "trace_root  0x47d866cbe6f5291b8d9899c61b504a67ae15a5cc7f08a4fd26739a5c451f4b6b"
+            "trace_root  0xd1fcfb53927b7d7f97c2f7920689f1b7ce851377731142306476f71bee78c1a8"
         ),
         "{stdout}"
     );

@@ -202,16 +202,37 @@ pub(crate) fn for_each_broadcast<const N: usize>(
     shapes: [&[usize]; N],
     mut f: impl FnMut([usize; N]),
 ) {
+    for_each_broadcast_row(out, shapes, |start, step, len| {
+        for i in 0..len {
+            f(std::array::from_fn(|k| start[k] + i * step[k]));
+        }
+    });
+}
+
+/// Calls `f(offsets, steps, len)` for each row of `out`'s innermost axis, in row-major order:
+/// element `i` of the row is at `offsets[k] + i * steps[k]` in operand `k` (a step of 0 where
+/// that operand is broadcast along the axis, 1 where it is contiguous).
+pub(crate) fn for_each_broadcast_row<const N: usize>(
+    out: &[usize],
+    shapes: [&[usize]; N],
+    mut f: impl FnMut([usize; N], [usize; N], usize),
+) {
     let n: usize = out.iter().product();
     if n == 0 {
         return;
     }
+    let Some(last) = out.len().checked_sub(1) else {
+        f([0; N], [0; N], 1);
+        return;
+    };
     let strides = shapes.map(|s| broadcast_strides(s, out));
-    let mut idx = vec![0usize; out.len()];
+    let steps = std::array::from_fn(|k| strides[k][last]);
+    let len = out[last];
+    let mut idx = vec![0usize; last];
     let mut offsets = [0usize; N];
-    for _ in 0..n {
-        f(offsets);
-        for d in (0..out.len()).rev() {
+    for _ in 0..n / len {
+        f(offsets, steps, len);
+        for d in (0..last).rev() {
             idx[d] += 1;
             for (o, s) in offsets.iter_mut().zip(&strides) {
                 *o += s[d];

@@ -1,7 +1,7 @@
 //! Operators that pick, repeat or generate elements by index, with shapes known only at run
 //! time: Shape, Size, Gather, Slice, Split, Expand, Tile, ConstantOfShape, Range and Trilu.
 
-use super::elementwise::{broadcast_shape, for_each_broadcast, IntoData};
+use super::elementwise::{broadcast_shape, for_each_broadcast_row, IntoData};
 use super::{buffer_len, i64_values, invalid, norm_axis, opt, req, unsupported, Attrs, OpResult};
 use crate::map_data;
 use crate::tensor::{Data, Tensor};
@@ -318,7 +318,10 @@ pub(crate) fn expand(x: &Tensor, shape: &Tensor) -> OpResult<Tensor> {
     let n = buffer_len(&out)?;
     let data = map_data!(x.data(), v => {
         let mut o = Vec::with_capacity(n);
-        for_each_broadcast(&out, [x.shape()], |[i]| o.push(v[i]));
+        for_each_broadcast_row(&out, [x.shape()], |[start], [step], len| match step {
+            0 => o.extend(std::iter::repeat_n(v[start], len)),
+            _ => o.extend_from_slice(&v[start..start + len]),
+        });
         o
     });
     Ok(Tensor::from_parts(out, data))

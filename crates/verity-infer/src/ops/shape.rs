@@ -125,17 +125,35 @@ pub(crate) fn transpose(x: &Tensor, perm: &[usize]) -> Tensor {
     Tensor::from_parts(out_shape, data)
 }
 
+/// The elements of `v` at `shape` with `strides`, in row-major order: the innermost axis in a
+/// plain loop (a copy where its stride is 1), the outer axes by carrying an index.
 fn gather_strided<T: Copy>(v: &[T], shape: &[usize], strides: &[usize]) -> Vec<T> {
     let n: usize = shape.iter().product();
     let mut out = Vec::with_capacity(n);
+    // Axes of length 1 move nothing.
+    let (shape, strides): (Vec<usize>, Vec<usize>) = shape
+        .iter()
+        .zip(strides)
+        .filter(|(&d, _)| d != 1)
+        .map(|(&d, &s)| (d, s))
+        .unzip();
+    let Some(last) = shape.len().checked_sub(1) else {
+        out.extend(v.first().copied());
+        return out;
+    };
     if n == 0 {
         return out;
     }
-    let mut idx = vec![0usize; shape.len()];
+    let (len, step) = (shape[last], strides[last]);
+    let mut idx = vec![0usize; last];
     let mut offset = 0usize;
-    for _ in 0..n {
-        out.push(v[offset]);
-        for d in (0..shape.len()).rev() {
+    for _ in 0..n / len {
+        if step == 1 {
+            out.extend_from_slice(&v[offset..offset + len]);
+        } else {
+            out.extend((0..len).map(|i| v[offset + i * step]));
+        }
+        for d in (0..last).rev() {
             idx[d] += 1;
             offset += strides[d];
             if idx[d] < shape[d] {
