@@ -250,10 +250,25 @@ fn block_body(
     c: &mut [f32],
     ldc: usize,
 ) {
-    let mut i = 0;
-    while i + MR <= m {
-        rows::<MR>(i, k, n, a, b, ldb, c, ldc);
-        i += MR;
+    let i = m - m % MR;
+    if ldb == NR || i <= MR {
+        // `b` is already a packed panel (rows NR apart), or read by one tile of rows only.
+        for i0 in (0..i).step_by(MR) {
+            rows::<MR>(i0, k, n, a, b, ldb, c, ldc);
+        }
+    } else {
+        // Each NR columns of `b` copied once into a contiguous `k×NR` panel that every tile of
+        // rows then reads from cache, rather than every tile walking `b` a cache line a row.
+        let mut panel = vec![0f32; k * NR];
+        for j in (0..n).step_by(NR) {
+            let w = NR.min(n - j);
+            for kk in 0..k {
+                panel[kk * NR..kk * NR + w].copy_from_slice(&b[kk * ldb + j..kk * ldb + j + w]);
+            }
+            for i0 in (0..i).step_by(MR) {
+                rows::<MR>(i0, k, w, a, &panel, NR, &mut c[j..], ldc);
+            }
+        }
     }
     match m - i {
         0 => {}
