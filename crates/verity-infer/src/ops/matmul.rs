@@ -261,8 +261,87 @@ fn integer_product(
 ) -> OpResult<(Vec<usize>, Vec<i32>)> {
     let p = plan(a.shape(), b.shape())?;
     let av = centered(a, az, 0, "A")?;
+    let scalar_bz = bz.is_none_or(|z| z.len() == 1 && z.dtype() == b.dtype());
+    if b.rank() == 2 && scalar_bz {
+        // A weight matrix: multiplied as stored, never widened into an int32 copy.
+        let bz = match bz {
+            Some(z) => centered(z, None, 0, "B zero point")?[0],
+            None => 0,
+        };
+        let mut c = vec![0i32; p.pairs.len() * p.m * p.n];
+        match b.data() {
+            Data::U8(bv) => int_product(p.k, p.n, &av, bv, bz, &mut c),
+            Data::I8(bv) => int_product(p.k, p.n, &av, bv, bz, &mut c),
+            _ => return invalid(format!("B must be uint8 or int8, got {}", b.dtype())),
+        }
+        return Ok((p.out_shape.clone(), c));
+    }
     let bv = centered(b, bz, 1, "B")?;
     Ok((p.out_shape.clone(), batched(&p, &av, &bv, gemm_generic)))
+}
+
+/// `c = a · (b - bz)` for rows of `a` (int32, already centered) by a `k×n` byte matrix `b`, in
+/// wrapping int32 arithmetic like every integer op here, where any order of the sums gives the
+/// same bits: each row of `b` is widened as it is read and added into four rows of `c` at a
+/// time, and `bz · Σ a` is taken off at the end.
+fn int_product<B: Copy + Into<i32>>(
+    k: usize,
+    n: usize,
+    a: &[i32],
+    b: &[B],
+    bz: i32,
+    c: &mut [i32],
+) {
+    if k == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { int_product_avx2(k, n, a, b, bz, c) };
+        return;
+    }
+    int_product_body(k, n, a, b, bz, c);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn int_product_avx2<B: Copy + Into<i32>>(
+    k: usize,
+    n: usize,
+    a: &[i32],
+    b: &[B],
+    bz: i32,
+    c: &mut [i32],
+) {
+    int_product_body(k, n, a, b, bz, c);
+}
+
+#[inline(always)]
+fn int_product_body<B: Copy + Into<i32>>(
+    k: usize,
+    n: usize,
+    a: &[i32],
+    b: &[B],
+    bz: i32,
+    c: &mut [i32],
+) {
+    const ROWS: usize = 4;
+    for (a_rows, c_rows) in a.chunks(ROWS * k).zip(c.chunks_mut(ROWS * n)) {
+        for kk in 0..k {
+            let brow = &b[kk * n..(kk + 1) * n];
+            for (a_row, c_row) in a_rows.chunks(k).zip(c_rows.chunks_mut(n)) {
+                let av = a_row[kk];
+                for (cj, &bj) in c_row.iter_mut().zip(brow) {
+                    *cj = cj.wrapping_add(av.wrapping_mul(bj.into()));
+                }
+            }
+        }
+        for (a_row, c_row) in a_rows.chunks(k).zip(c_rows.chunks_mut(n)) {
+            let off = bz.wrapping_mul(a_row.iter().fold(0i32, |s, &x| s.wrapping_add(x)));
+            c_row.iter_mut().for_each(|cj| *cj = cj.wrapping_sub(off));
+        }
+    }
 }
 
 pub(crate) fn matmul_integer(inputs: &[Option<&Tensor>]) -> OpResult<Tensor> {
