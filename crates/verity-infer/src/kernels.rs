@@ -94,10 +94,7 @@ fn split(
 /// CPU has AVX2 and FMA, else NR columns at a time through a packed `k×NR` panel.
 fn panels(m: usize, k: usize, n: usize, a: &[f32], bt: &[f32], c: &mut [f32], ldc: usize) {
     #[cfg(target_arch = "x86_64")]
-    if m < MR
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-    {
+    if m < MR && avx2_fma() {
         for i in 0..m {
             // SAFETY: the CPU supports AVX2 and FMA, checked just above.
             unsafe {
@@ -201,6 +198,12 @@ unsafe fn transposed_row_avx2(k: usize, n: usize, a: &[f32], bt: &[f32], c: &mut
     }
 }
 
+/// Whether the CPU has what the `*_avx2` kernels are compiled for.
+#[cfg(target_arch = "x86_64")]
+fn avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
 /// `c[i][j] = sum_k a[i][k] * b[k][j]` with row strides `ldb` and `ldc`.
 #[allow(clippy::too_many_arguments)]
 fn block(
@@ -214,7 +217,7 @@ fn block(
     ldc: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if avx2_fma() {
         // SAFETY: the CPU supports AVX2 and FMA, checked just above.
         unsafe { block_avx2(m, k, n, a, b, ldb, c, ldc) };
         return;
