@@ -193,18 +193,26 @@ impl Slice {
         for d in (0..rank.saturating_sub(1)).rev() {
             strides[d] = strides[d + 1] * x.shape()[d + 1] as i64;
         }
+        // Row by row along the last axis: a contiguous copy where its step is 1.
+        let (first, step, len) = plan.last().copied().unwrap_or((0, 1, 1));
+        let outer = &shape[..rank.saturating_sub(1)];
         let data = map_data!(x.data(), v => {
             let mut out = Vec::with_capacity(n);
             if n > 0 {
-                let mut idx = vec![0usize; rank];
-                for _ in 0..n {
-                    let at: i64 = (0..rank)
+                let mut idx = vec![0usize; outer.len()];
+                for _ in 0..n / len {
+                    let base: i64 = (0..outer.len())
                         .map(|d| (plan[d].0 + plan[d].1 * idx[d] as i64) * strides[d])
-                        .sum();
-                    out.push(v[at as usize]);
-                    for d in (0..rank).rev() {
+                        .sum::<i64>()
+                        + first;
+                    if step == 1 {
+                        out.extend_from_slice(&v[base as usize..base as usize + len]);
+                    } else {
+                        out.extend((0..len as i64).map(|j| v[(base + j * step) as usize]));
+                    }
+                    for d in (0..outer.len()).rev() {
                         idx[d] += 1;
-                        if idx[d] < shape[d] {
+                        if idx[d] < outer[d] {
                             break;
                         }
                         idx[d] = 0;

@@ -68,6 +68,16 @@ impl Reduce {
             .filter(|&d| reduced[d])
             .map(|d| x.shape()[d])
             .product();
+        if count > 0 && (0..rank).all(|d| !reduced[d] || (d..rank).all(|e| reduced[e])) {
+            // The reduced axes are the last ones: each output reduces `count` consecutive
+            // elements, in the same order as the general walk below.
+            let data = with_numeric!(x.data(), v => reduce_groups(self.kind, v, count),
+                bool => return unsupported(format!("{:?} on bool is not supported", self.kind)));
+            return Ok(Tensor::from_parts(
+                self.out_shape(x.shape(), &reduced, kept),
+                data,
+            ));
+        }
         // Each input element's output offset, walking the input in row-major order.
         let mut out_index = Vec::with_capacity(x.len());
         let mut idx = vec![0usize; rank];
@@ -94,15 +104,21 @@ impl Reduce {
         }
         let data = with_numeric!(x.data(), v => reduce(self.kind, v, &out_index, out_len, count),
             bool => return unsupported(format!("{:?} on bool is not supported", self.kind)));
-        let shape = if self.keep_dims {
+        Ok(Tensor::from_parts(
+            self.out_shape(x.shape(), &reduced, kept),
+            data,
+        ))
+    }
+
+    fn out_shape(&self, shape: &[usize], reduced: &[bool], kept: Vec<usize>) -> Vec<usize> {
+        if self.keep_dims {
             kept
         } else {
-            (0..rank)
+            (0..shape.len())
                 .filter(|&d| !reduced[d])
-                .map(|d| x.shape()[d])
+                .map(|d| shape[d])
                 .collect()
-        };
-        Ok(Tensor::from_parts(shape, data))
+        }
     }
 }
 
@@ -152,14 +168,44 @@ where
 {
     let mut out: Vec<Option<T>> = vec![None; out_len];
     for (&x, &o) in v.iter().zip(out_index) {
-        out[o] = Some(match (out[o], kind) {
-            (None, _) => x,
-            (Some(acc), Reduction::Sum | Reduction::Mean) => acc.add(x),
-            (Some(acc), Reduction::Prod) => acc.mul(x),
-            (Some(acc), Reduction::Max) => max_nan(acc, x),
-            (Some(acc), Reduction::Min) => min_nan(acc, x),
+        out[o] = Some(match out[o] {
+            None => x,
+            Some(acc) => step(kind, acc, x),
         });
     }
+    finish(kind, out, count)
+}
+
+/// `reduce` where each output reduces `count` consecutive elements (`count` > 0).
+fn reduce_groups<T: Reducible>(kind: Reduction, v: &[T], count: usize) -> Data
+where
+    Vec<T>: IntoData,
+{
+    let out = v
+        .chunks(count)
+        .map(|group| group.iter().copied().reduce(|acc, x| step(kind, acc, x)));
+    finish(kind, out, count)
+}
+
+/// One element into a running reduction.
+fn step<T: Reducible>(kind: Reduction, acc: T, x: T) -> T {
+    match kind {
+        Reduction::Sum | Reduction::Mean => acc.add(x),
+        Reduction::Prod => acc.mul(x),
+        Reduction::Max => max_nan(acc, x),
+        Reduction::Min => min_nan(acc, x),
+    }
+}
+
+/// The outputs from their running reductions (`None`: nothing was reduced).
+fn finish<T: Reducible>(
+    kind: Reduction,
+    out: impl IntoIterator<Item = Option<T>>,
+    count: usize,
+) -> Data
+where
+    Vec<T>: IntoData,
+{
     let empty = match kind {
         Reduction::Prod => T::ONE,
         Reduction::Max => T::LOWEST,
