@@ -2,7 +2,9 @@
 //! time: Shape, Size, Gather, Slice, Split, Expand, Tile, ConstantOfShape, Range and Trilu.
 
 use super::elementwise::{broadcast_shape, for_each_broadcast_row, IntoData};
-use super::{buffer_len, i64_values, invalid, norm_axis, opt, req, unsupported, Attrs, OpResult};
+use super::{
+    buffer_len, i64_values, invalid, norm_axis, opt, req, unsupported, Attrs, OpError, OpResult,
+};
 use crate::map_data;
 use crate::tensor::{Data, Tensor};
 
@@ -92,6 +94,85 @@ impl Gather {
                     let at = (o * len + p) * inner;
                     out.extend_from_slice(&v[at..at + inner]);
                 }
+            }
+            out
+        });
+        Ok(Tensor::from_parts(shape, out))
+    }
+}
+
+/// GatherND(data, indices): each row of `indices`' last axis (k long) picks `data[b.., i0, …,
+/// ik-1]` within batch `b` (the first `batch_dims` axes, shared by both), a slice of the
+/// remaining axes; `out = indices.shape[..-1] ++ data.shape[batch_dims + k..]`. What
+/// torch.export writes for advanced indexing (a causal mask's `mask[:, None, rows, cols]`).
+#[derive(Debug, Clone)]
+pub(crate) struct GatherNd {
+    batch_dims: i64,
+}
+
+impl GatherNd {
+    pub fn parse(a: &Attrs) -> OpResult<GatherNd> {
+        Ok(GatherNd {
+            batch_dims: a.int_or("batch_dims", 0)?,
+        })
+    }
+
+    pub fn run(&self, data: &Tensor, indices: &Tensor) -> OpResult<Tensor> {
+        let (r, q) = (data.rank(), indices.rank());
+        let b = usize::try_from(self.batch_dims)
+            .ok()
+            .filter(|&b| b < r.min(q))
+            .ok_or_else(|| {
+                OpError::Invalid(format!(
+                    "GatherND batch_dims {} must be below both ranks ({r} and {q})",
+                    self.batch_dims
+                ))
+            })?;
+        let k = indices.shape()[q - 1];
+        if k == 0 || k > r - b {
+            return invalid(format!(
+                "GatherND index rows of {k} do not fit data {:?} after {b} batch axes",
+                data.shape()
+            ));
+        }
+        if indices.shape()[..b] != data.shape()[..b] {
+            return invalid(format!(
+                "GatherND batch axes differ: data {:?}, indices {:?}",
+                data.shape(),
+                indices.shape()
+            ));
+        }
+        let picks = index_values(indices, "GatherND's indices")?;
+        let batches: usize = data.shape()[..b].iter().product();
+        let batch_len: usize = data.shape()[b..].iter().product();
+        let slice_len: usize = data.shape()[b + k..].iter().product();
+        let rows_per_batch: usize = indices.shape()[b..q - 1].iter().product();
+        // Where each row's picks land: the flat offset within a batch of each chosen slice.
+        let mut offsets = Vec::with_capacity(batches * rows_per_batch);
+        for (row, pick) in picks.chunks(k).enumerate() {
+            let mut at = (row / rows_per_batch.max(1)) * batch_len;
+            let mut stride = batch_len;
+            for (axis, &i) in pick.iter().enumerate() {
+                let len = data.shape()[b + axis];
+                stride /= len.max(1);
+                let j = if i < 0 { i + len as i64 } else { i };
+                if j < 0 || j >= len as i64 {
+                    return invalid(format!(
+                        "GatherND index {i} is out of range for axis {} of {len}",
+                        b + axis
+                    ));
+                }
+                at += j as usize * stride;
+            }
+            offsets.push(at);
+        }
+        let mut shape = indices.shape()[..q - 1].to_vec();
+        shape.extend_from_slice(&data.shape()[b + k..]);
+        let n = buffer_len(&shape)?;
+        let out = map_data!(data.data(), v => {
+            let mut out = Vec::with_capacity(n);
+            for &at in &offsets {
+                out.extend_from_slice(&v[at..at + slice_len]);
             }
             out
         });
@@ -532,6 +613,28 @@ mod tests {
         let bad = Tensor::new(vec![1], Data::I64(vec![3])).unwrap();
         let err = Gather { axis: 0 }.run(&emb, &bad).unwrap_err();
         assert!(err.reason().contains("out of range"), "{err:?}");
+    }
+
+    /// torch.export's `mask[:, None, rows, cols]`: picks by (row, col) pairs, negative indices
+    /// counted from the end; bad indices and shapes are errors naming what is wrong.
+    #[test]
+    fn gather_nd_picks_slices_and_refuses_bad_indices() {
+        let x = f(&[2, 2, 2], (0..8).map(|v| v as f32).collect());
+        let pairs = Tensor::new(vec![2, 2], Data::I64(vec![1, 0, -2, 1])).unwrap();
+        let r = GatherNd { batch_dims: 0 }.run(&x, &pairs).unwrap();
+        assert_eq!(r.shape(), &[2, 2]);
+        assert_eq!(r.as_f32().unwrap(), &[4., 5., 2., 3.]);
+        let per_batch = Tensor::new(vec![2, 1], Data::I64(vec![1, 0])).unwrap();
+        let r = GatherNd { batch_dims: 1 }.run(&x, &per_batch).unwrap();
+        assert_eq!(r.as_f32().unwrap(), &[2., 3., 4., 5.]);
+        let far = Tensor::new(vec![1, 1], Data::I64(vec![2])).unwrap();
+        let err = GatherNd { batch_dims: 0 }.run(&x, &far).unwrap_err();
+        assert!(err.reason().contains("out of range"), "{err:?}");
+        let long = Tensor::new(vec![1, 4], Data::I64(vec![0; 4])).unwrap();
+        let err = GatherNd { batch_dims: 0 }.run(&x, &long).unwrap_err();
+        assert!(err.reason().contains("do not fit"), "{err:?}");
+        let err = GatherNd { batch_dims: 2 }.run(&x, &pairs).unwrap_err();
+        assert!(err.reason().contains("batch_dims"), "{err:?}");
     }
 
     #[test]

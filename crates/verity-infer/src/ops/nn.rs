@@ -2,7 +2,7 @@
 //! RMSNormalization and Gelu.
 
 use super::elementwise::with_numeric;
-use super::{invalid, norm_axis, req, unsupported, Attrs, OpResult};
+use super::{invalid, norm_axis, opt, req, unsupported, Attrs, OpResult};
 use crate::tensor::{Data, Tensor};
 
 #[derive(Debug, Clone)]
@@ -356,5 +356,52 @@ mod tests {
         let out = rms.run(&[Some(&x), Some(&f(&[2], vec![1., 1.]))]).unwrap();
         let inv = 1.0 / libm::sqrtf(12.5);
         assert_eq!(out[0].as_f32().unwrap(), &[3. * inv, 4. * inv]);
+    }
+}
+
+/// Dropout as inference runs it: the input unchanged and, where the node asks for it, a mask of
+/// all true. A graph that turns training mode on (opset 12's third input) with a nonzero ratio
+/// is refused, since its output would be random.
+#[derive(Debug, Clone)]
+pub(crate) struct Dropout;
+
+impl Dropout {
+    pub fn parse(a: &Attrs) -> OpResult<Dropout> {
+        // Opset < 12 carries the ratio (and before 7, is_test) as attributes; 12+ a seed.
+        a.float("ratio")?;
+        a.int("is_test")?;
+        a.int("seed")?;
+        Ok(Dropout)
+    }
+
+    pub fn run(&self, inputs: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
+        let x = req(inputs, 0)?;
+        if let Some(training) = opt(inputs, 2) {
+            match training.data() {
+                Data::Bool(v) if v.len() == 1 => {
+                    let ratio = match opt(inputs, 1).map(|r| r.data()) {
+                        None => 0.5,
+                        Some(Data::F32(r)) if r.len() == 1 => r[0] as f64,
+                        Some(Data::F64(r)) if r.len() == 1 => r[0],
+                        Some(_) => return invalid("Dropout's ratio must be one float"),
+                    };
+                    // With a ratio of 0 training mode drops nothing: still the identity.
+                    if v[0] && ratio != 0.0 {
+                        return unsupported(
+                            "Dropout in training mode with a nonzero ratio (random output) is not supported",
+                        );
+                    }
+                }
+                _ => {
+                    return invalid(format!(
+                        "Dropout's training_mode must be one bool, got {} {:?}",
+                        training.dtype(),
+                        training.shape()
+                    ))
+                }
+            }
+        }
+        let mask = Tensor::from_parts(x.shape().to_vec(), Data::Bool(vec![true; x.len()]));
+        Ok(vec![x.clone(), mask])
     }
 }
