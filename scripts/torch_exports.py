@@ -2,9 +2,18 @@
 """Exports small GPT-2, LLaMA and Qwen2 models with torch.onnx.export, the ways users export
 theirs, and writes what torch and onnxruntime compute on them, for verity-lm's tests.
 
-    python scripts/torch_exports.py crates/verity-lm/tests/exports
+    python scripts/torch_exports.py crates/verity-lm/tests/exports torch
+    PYTHONPATH=TRANSFORMERS_4_57 python scripts/torch_exports.py crates/verity-lm/tests/exports optimum
 
-Needs torch and transformers (about 6 GB installed), so CI does not run it: its outputs are
+Needs torch, onnxscript and transformers 5 for the torch.onnx.export kinds, and for optimum's
+(optimum-onnx 0.1 does not load with transformers 5, whose masks TorchScript cannot trace with
+transformers 4.57) transformers 4.57 in a directory of its own put first on PYTHONPATH; about
+6 GB installed:
+
+    pip install torch onnxscript transformers requests && pip install --no-deps optimum optimum-onnx
+    pip install --target TRANSFORMERS_4_57 --no-deps transformers==4.57.6 huggingface-hub==0.36.2 tokenizers==0.22.1
+
+so CI does not run it: its outputs are
 committed (about 2 MB) and crates/verity-lm/tests/torch_exports.rs checks the engine against
 them. Each model is a randomly initialised configuration of the real architecture (the
 transformers class the hub's checkpoints load into), small enough to commit; what is under
@@ -14,7 +23,9 @@ not on the size. For each architecture:
 - `legacy`: the TorchScript exporter (`dynamo=False`, opset 17), no past key values;
 - `dynamo`: the torch.export-based exporter (`dynamo=True`), opset 18 and opset 20;
 - `legacy_past`: the TorchScript exporter with past key values as inputs and present ones as
-  outputs, named as optimum names them (`past_key_values.{i}.key|value`, `present.{i}.key|value`).
+  outputs, named as optimum names them (`past_key_values.{i}.key|value`, `present.{i}.key|value`);
+- `optimum` and `optimum_past`: optimum's own decoder export (`optimum-cli export onnx --task
+  text-generation` and `text-generation-with-past`: position_ids as an input too).
 
 Each directory holds `model.onnx`, the model's `config.json` and `reference.json`: prompts, the
 last position's logits from torch (float32) and from onnxruntime on the exported file, and
@@ -23,6 +34,7 @@ torch's greedy continuation (`model.generate`, its own KV cache).
 import json
 import os
 import sys
+import tempfile
 
 import numpy as np
 import onnxruntime as ort
@@ -139,6 +151,14 @@ def export(model, kind, path):
             input_names=["input_ids", "attention_mask", *names], output_names=["logits", *presents],
             dynamic_axes=axes,
         )
+    elif kind.startswith("optimum"):
+        from optimum.exporters.onnx import main_export
+
+        with tempfile.TemporaryDirectory() as saved, tempfile.TemporaryDirectory() as out:
+            model.save_pretrained(saved)
+            task = "text-generation-with-past" if kind == "optimum_past" else "text-generation"
+            main_export(saved, out, task=task, no_post_process=True)
+            os.replace(os.path.join(out, "model.onnx"), path)
     else:
         raise ValueError(kind)
 
@@ -154,14 +174,22 @@ def ort_last_logits(path, prompt, model):
             if n.startswith("past_key_values."):
                 feeds[n] = np.zeros((1, heads, 0, head_dim), dtype=np.float32)
     feeds["attention_mask"] = np.ones((1, past_len + len(prompt)), dtype=np.int64)
+    if "position_ids" in names:
+        feeds["position_ids"] = np.arange(len(prompt), dtype=np.int64)[None]
     return session.run(["logits"], feeds)[0][0, -1]
 
 
-def main(out_dir):
+KINDS = {
+    "torch": ["legacy", "dynamo18", "dynamo20", "legacy_past"],
+    "optimum": ["optimum", "optimum_past"],
+}
+
+
+def main(out_dir, exporter):
     torch.manual_seed(0)
     for arch, model in architectures():
         model.eval()
-        for kind in ["legacy", "dynamo18", "dynamo20", "legacy_past"]:
+        for kind in KINDS[exporter]:
             directory = os.path.join(out_dir, f"{arch}_{kind}")
             os.makedirs(directory, exist_ok=True)
             path = os.path.join(directory, "model.onnx")
@@ -191,4 +219,4 @@ def main(out_dir):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])

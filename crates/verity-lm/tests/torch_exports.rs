@@ -1,8 +1,9 @@
 //! Models as users export them: GPT-2, LLaMA and Qwen2 (the transformers classes the hub's
 //! checkpoints load into, small random configurations) through torch.onnx.export's TorchScript
 //! exporter (opset 17, with and without past key values as optimum names them) and its
-//! torch.export-based exporter (opsets 18 and 20). scripts/torch_exports.py made them (it needs
-//! torch, so its outputs are committed) with torch's and onnxruntime's answers.
+//! torch.export-based exporter (opsets 18 and 20), and optimum's decoder export with and without
+//! past key values. scripts/torch_exports.py made them (it needs torch, so its outputs are
+//! committed) with torch's and onnxruntime's answers.
 
 mod common;
 
@@ -32,7 +33,14 @@ fn every_export_matches_torch_and_onnxruntime() {
         .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     for arch in ["gpt2", "llama", "qwen2"] {
-        for kind in ["legacy", "legacy_past", "dynamo18", "dynamo20"] {
+        for kind in [
+            "legacy",
+            "legacy_past",
+            "dynamo18",
+            "dynamo20",
+            "optimum",
+            "optimum_past",
+        ] {
             assert!(
                 names.contains(&format!("{arch}_{kind}")),
                 "{arch}_{kind} missing"
