@@ -297,11 +297,118 @@ fn int_product<B: Copy + Into<i32>>(
     }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
+        let m = a.len() / k;
         // SAFETY: the CPU supports AVX2, checked just above.
-        unsafe { int_product_avx2(k, n, a, b, bz, c) };
+        unsafe {
+            if m >= INT_TILE_ROWS {
+                int_product_tiled_avx2(m, k, n, a, b, c);
+                subtract_zero_point(k, n, a, bz, c);
+            } else {
+                int_product_avx2(k, n, a, b, bz, c)
+            }
+        };
         return;
     }
     int_product_body(k, n, a, b, bz, c);
+}
+
+/// `c -= bz · Σ_k a[i][k]` for every row i: B's zero point, taken off after the product.
+fn subtract_zero_point(k: usize, n: usize, a: &[i32], bz: i32, c: &mut [i32]) {
+    if bz == 0 {
+        return;
+    }
+    for (a_row, c_row) in a.chunks(k).zip(c.chunks_mut(n)) {
+        let off = bz.wrapping_mul(a_row.iter().fold(0i32, |s, &x| s.wrapping_add(x)));
+        c_row.iter_mut().for_each(|cj| *cj = cj.wrapping_sub(off));
+    }
+}
+
+/// Rows of `c` per tile of the AVX2 integer product.
+#[cfg(target_arch = "x86_64")]
+const INT_TILE_ROWS: usize = 4;
+/// k per packed block of the AVX2 integer product (even: k is taken in pairs).
+#[cfg(target_arch = "x86_64")]
+const INT_KC: usize = 256;
+
+/// `c = a · b` for `m` rows of `a` (already centered, so each value fits in 16 bits: a byte minus
+/// a byte zero point) by a `k×n` byte matrix, many rows at a time: products of pairs of k summed
+/// by `vpmaddwd` (16-bit × 16-bit, two products added into 32 bits: exact, since each product
+/// is at most 255² in size), 4 rows × 16 columns in registers, `b` packed per block of k into a
+/// panel of 16-bit pairs that every tile of rows reads. Integer sums: any order, same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn int_product_tiled_avx2<B: Copy + Into<i32>>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[i32],
+    b: &[B],
+    c: &mut [i32],
+) {
+    use std::arch::x86_64::*;
+    const NR: usize = 16;
+    let k2 = k.next_multiple_of(2);
+    let mut a16 = vec![0i16; m * k2];
+    for (dst, src) in a16.chunks_mut(k2).zip(a.chunks(k)) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s as i16;
+        }
+    }
+    let mut panel = vec![0i16; INT_KC * NR];
+    for k0 in (0..k).step_by(INT_KC) {
+        let pairs = INT_KC.min(k - k0).div_ceil(2);
+        for j in (0..n).step_by(NR) {
+            let w = NR.min(n - j);
+            // Pair p, column x: panel[p*32 + (x/8)*16 + (x%8)*2 + {0,1}] = b[k0+2p+{0,1}][j+x].
+            for p in 0..pairs {
+                for half in 0..2 {
+                    let kk = k0 + 2 * p + half;
+                    for x in 0..NR {
+                        let v = if x < w && kk < k {
+                            b[kk * n + j + x].into() as i16
+                        } else {
+                            0
+                        };
+                        panel[p * 32 + (x / 8) * 16 + (x % 8) * 2 + half] = v;
+                    }
+                }
+            }
+            let mut i0 = 0;
+            while i0 < m {
+                let rows = INT_TILE_ROWS.min(m - i0);
+                let mut acc = [[_mm256_setzero_si256(); 2]; INT_TILE_ROWS];
+                let a_rows: [*const i16; INT_TILE_ROWS] =
+                    std::array::from_fn(|r| a16[(i0 + r.min(rows - 1)) * k2 + k0..].as_ptr());
+                let bp = panel.as_ptr();
+                for p in 0..pairs {
+                    // SAFETY: p < pairs ≤ INT_KC/2 panel pairs; each row of a16 holds k2 ≥
+                    // k0 + 2*pairs values from k0 (k2 rounds k up to even).
+                    let b0 = _mm256_loadu_si256(bp.add(p * 32) as *const __m256i);
+                    let b1 = _mm256_loadu_si256(bp.add(p * 32 + 16) as *const __m256i);
+                    for r in 0..INT_TILE_ROWS {
+                        let pair = (a_rows[r].add(2 * p) as *const i32).read_unaligned();
+                        let av = _mm256_set1_epi32(pair);
+                        acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(av, b0));
+                        acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(av, b1));
+                    }
+                }
+                for (r, sums) in acc.iter().enumerate().take(rows) {
+                    let mut out = [0i32; NR];
+                    _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, sums[0]);
+                    _mm256_storeu_si256(out[8..].as_mut_ptr() as *mut __m256i, sums[1]);
+                    let dst = &mut c[(i0 + r) * n + j..(i0 + r) * n + j + w];
+                    if k0 == 0 {
+                        dst.copy_from_slice(&out[..w]);
+                    } else {
+                        for (d, &s) in dst.iter_mut().zip(&out) {
+                            *d = d.wrapping_add(s);
+                        }
+                    }
+                }
+                i0 += rows;
+            }
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -337,10 +444,7 @@ fn int_product_body<B: Copy + Into<i32>>(
                 }
             }
         }
-        for (a_row, c_row) in a_rows.chunks(k).zip(c_rows.chunks_mut(n)) {
-            let off = bz.wrapping_mul(a_row.iter().fold(0i32, |s, &x| s.wrapping_add(x)));
-            c_row.iter_mut().for_each(|cj| *cj = cj.wrapping_sub(off));
-        }
+        subtract_zero_point(k, n, a_rows, bz, c_rows);
     }
 }
 
@@ -422,6 +526,51 @@ mod tests {
         assert_eq!(y.as_f32().unwrap(), &[-2., -2., -2., -2.]);
         let bad = Tensor::new(vec![4], Data::F32(vec![0.; 4])).unwrap();
         assert!(matmul(ctx(), &a, &bad).is_err());
+    }
+
+    /// Every path of the byte-weight product (the packed AVX2 tiles for 4+ rows, the row kernel
+    /// below that, the portable loop) gives `Σ (a - az)(b - bz)` exactly, for uint8 and int8
+    /// weights, odd k, k over a packed block and widths that are not whole tiles.
+    #[test]
+    fn the_byte_weight_product_is_exact_on_every_path() {
+        use proptest::prelude::*;
+        let shapes = (
+            1usize..12,
+            prop_oneof![1usize..9, 250usize..600],
+            1usize..40,
+        );
+        proptest!(ProptestConfig::with_cases(48), |((m, k, n) in shapes, seed in any::<u64>(), bz in 0i32..256, signed in any::<bool>())| {
+            let mut s = seed;
+            let mut next = || {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (s >> 33) as u32
+            };
+            let a: Vec<i32> = (0..m * k).map(|_| (next() % 511) as i32 - 255).collect();
+            let bytes: Vec<u8> = (0..k * n).map(|_| next() as u8).collect();
+            let value = |x: u8| if signed { x as i8 as i32 } else { x as i32 };
+            let bz = if signed { bz - 128 } else { bz };
+            let mut want = vec![0i32; m * n];
+            for i in 0..m {
+                for j in 0..n {
+                    want[i * n + j] = (0..k).fold(0i32, |acc, kk| {
+                        acc.wrapping_add(a[i * k + kk].wrapping_mul(value(bytes[kk * n + j]) - bz))
+                    });
+                }
+            }
+            // The callers hand over zeroed outputs (the row kernels add into them).
+            let mut got = vec![0; m * n];
+            let mut portable = vec![0; m * n];
+            if signed {
+                let b: Vec<i8> = bytes.iter().map(|&x| x as i8).collect();
+                int_product(k, n, &a, &b, bz, &mut got);
+                int_product_body(k, n, &a, &b, bz, &mut portable);
+            } else {
+                int_product(k, n, &a, &bytes, bz, &mut got);
+                int_product_body(k, n, &a, &bytes, bz, &mut portable);
+            }
+            prop_assert_eq!(&got, &want);
+            prop_assert_eq!(&portable, &want);
+        });
     }
 
     #[test]
