@@ -20,6 +20,7 @@
 
 mod engine;
 mod error;
+mod exp;
 mod external;
 mod graph;
 mod input;

@@ -379,6 +379,19 @@ impl UnaryOp {
 
     pub fn run(self, x: &Tensor) -> OpResult<Tensor> {
         let shape = x.shape().to_vec();
+        if let (UnaryOp::Sigmoid | UnaryOp::Exp, Data::F32(v)) = (self, x.data()) {
+            // The same bits as `float_fns`, with exp eight at a time.
+            let mut out: Vec<f32> = if matches!(self, UnaryOp::Sigmoid) {
+                v.iter().map(|&x| -x).collect()
+            } else {
+                v.clone()
+            };
+            crate::exp::exp_in_place(&mut out);
+            if matches!(self, UnaryOp::Sigmoid) {
+                out.iter_mut().for_each(|e| *e = 1.0 / (1.0 + *e));
+            }
+            return Ok(Tensor::from_parts(shape, Data::F32(out)));
+        }
         if let Some((single, double)) = self.float_fns() {
             let data = match x.data() {
                 Data::F32(v) => Data::F32(v.iter().map(|&x| single(x)).collect()),
