@@ -19,12 +19,12 @@ pub(crate) fn exp_in_place(xs: &mut [f32]) {
     xs.iter_mut().for_each(|x| *x = libm::expf(*x));
 }
 
-// libm's constants (src/math/expf.rs).
-const LN2_HI: f32 = 6.9314575195e-01; // 0x3f317200
-const LN2_LO: f32 = 1.4286067653e-06; // 0x35bfbe8e
-const INV_LN2: f32 = 1.4426950216e+00; // 0x3fb8aa3b
-const P1: f32 = 1.6666625440e-1; // 0xaaaa8f.0p-26
-const P2: f32 = -2.7667332906e-3; // -0xb55215.0p-32
+// libm's constants (src/math/expf.rs), by their bits.
+const LN2_HI: f32 = f32::from_bits(0x3f317200);
+const LN2_LO: f32 = f32::from_bits(0x35bfbe8e);
+const INV_LN2: f32 = f32::from_bits(0x3fb8aa3b);
+const P1: f32 = f32::from_bits(0x3e2aaa8f);
+const P2: f32 = f32::from_bits(0xbb355215);
 /// |x| above which k is rounded from x / ln 2 (1.5 ln 2), and above which it is ±1 (0.5 ln 2).
 const ABOVE_1_5_LN2: u32 = 0x3f851592;
 const ABOVE_0_5_LN2: u32 = 0x3eb17218;
