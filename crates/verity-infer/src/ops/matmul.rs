@@ -254,6 +254,7 @@ fn centered(
 
 /// Integer product `(a - a_zero) · (b - b_zero)` in int32 (wrapping, so order-independent).
 fn integer_product(
+    ctx: Ctx,
     a: &Tensor,
     az: Option<&Tensor>,
     b: &Tensor,
@@ -270,14 +271,39 @@ fn integer_product(
         };
         let mut c = vec![0i32; p.pairs.len() * p.m * p.n];
         match b.data() {
-            Data::U8(bv) => int_product(p.k, p.n, &av, bv, bz, &mut c),
-            Data::I8(bv) => int_product(p.k, p.n, &av, bv, bz, &mut c),
+            Data::U8(bv) => int_product_split(ctx, p.k, p.n, &av, bv, bz, &mut c),
+            Data::I8(bv) => int_product_split(ctx, p.k, p.n, &av, bv, bz, &mut c),
             _ => return invalid(format!("B must be uint8 or int8, got {}", b.dtype())),
         }
         return Ok((p.out_shape.clone(), c));
     }
     let bv = centered(b, bz, 1, "B")?;
     Ok((p.out_shape.clone(), batched(&p, &av, &bv, gemm_generic)))
+}
+
+/// `int_product`, with whole tiles of rows handed to the engine's threads when there are enough
+/// (integer sums: the split cannot change a bit).
+fn int_product_split<B: Copy + Into<i32> + Sync>(
+    ctx: Ctx,
+    k: usize,
+    n: usize,
+    a: &[i32],
+    b: &[B],
+    bz: i32,
+    c: &mut [i32],
+) {
+    const TILE: usize = 4;
+    let (threads, m) = (ctx.threads(), a.len() / k.max(1));
+    if threads > 1 && k > 0 && n > 0 && m >= threads * TILE && m * k * n >= 1 << 18 {
+        let rows = m.div_ceil(threads).next_multiple_of(TILE);
+        ctx.for_each_chunk(&mut c[..m * n], rows * n, |i, chunk| {
+            let r0 = i * rows;
+            let r = chunk.len() / n;
+            int_product(k, n, &a[r0 * k..(r0 + r) * k], b, bz, chunk);
+        });
+        return;
+    }
+    int_product(k, n, a, b, bz, c);
 }
 
 /// `c = a · (b - bz)` for rows of `a` (int32, already centered) by a `k×n` byte matrix `b`, in
@@ -448,8 +474,9 @@ fn int_product_body<B: Copy + Into<i32>>(
     }
 }
 
-pub(crate) fn matmul_integer(inputs: &[Option<&Tensor>]) -> OpResult<Tensor> {
+pub(crate) fn matmul_integer(ctx: Ctx, inputs: &[Option<&Tensor>]) -> OpResult<Tensor> {
     let (shape, v) = integer_product(
+        ctx,
         req(inputs, 0)?,
         opt(inputs, 2),
         req(inputs, 1)?,
@@ -461,13 +488,13 @@ pub(crate) fn matmul_integer(inputs: &[Option<&Tensor>]) -> OpResult<Tensor> {
 /// QLinearMatMul: the int32 product, scaled by `(a_scale * b_scale) / y_scale` (float32), then
 /// `y = round_half_even(acc * scale + y_zero)` in float64 and saturated to the output type —
 /// the ONNX reference evaluation, fixed.
-pub(crate) fn qlinear_matmul(inputs: &[Option<&Tensor>]) -> OpResult<Tensor> {
+pub(crate) fn qlinear_matmul(ctx: Ctx, inputs: &[Option<&Tensor>]) -> OpResult<Tensor> {
     let a = req(inputs, 0)?;
     let b = req(inputs, 3)?;
     let a_scale = f32_scalar(req(inputs, 1)?, "a_scale")?;
     let b_scale = f32_scalar(req(inputs, 4)?, "b_scale")?;
     let y_scale = f32_scalar(req(inputs, 6)?, "y_scale")?;
-    let (shape, acc) = integer_product(a, opt(inputs, 2), b, opt(inputs, 5))?;
+    let (shape, acc) = integer_product(ctx, a, opt(inputs, 2), b, opt(inputs, 5))?;
     let y_zero = req(inputs, 7)?;
     let scale = ((a_scale * b_scale) / y_scale) as f64;
     let requant = |lo: f64, hi: f64, zp: f64| {
@@ -574,11 +601,27 @@ mod tests {
     }
 
     #[test]
+    fn the_threaded_byte_weight_product_equals_one_thread() {
+        let (m, k, n) = (41, 300, 40);
+        let a: Vec<i32> = (0..m * k).map(|i| (i * 37 % 511) as i32 - 255).collect();
+        let b: Vec<u8> = (0..k * n).map(|i| (i * 53 % 256) as u8).collect();
+        let mut one = vec![0; m * n];
+        int_product_split(ctx(), k, n, &a, &b, 7, &mut one);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let mut three = vec![0; m * n];
+        int_product_split(Ctx { pool: Some(&pool) }, k, n, &a, &b, 7, &mut three);
+        assert_eq!(one, three);
+    }
+
+    #[test]
     fn integer_matmul_subtracts_zero_points() {
         let a = Tensor::new(vec![1, 2], Data::U8(vec![10, 20])).unwrap();
         let b = Tensor::new(vec![2, 1], Data::U8(vec![3, 4])).unwrap();
         let az = Tensor::new(vec![], Data::U8(vec![10])).unwrap();
-        let y = matmul_integer(&[Some(&a), Some(&b), Some(&az), None]).unwrap();
+        let y = matmul_integer(ctx(), &[Some(&a), Some(&b), Some(&az), None]).unwrap();
         assert_eq!(y.data(), &Data::I32(vec![40]));
     }
 }

@@ -204,6 +204,34 @@ pub(crate) fn dynamic_quantize(x: &Tensor) -> OpResult<Vec<Tensor>> {
             v[i]
         ));
     }
+    let (y, scale, zero_point) = quantize_dynamic(v);
+    Ok(vec![
+        Tensor::from_parts(x.shape().to_vec(), Data::U8(y)),
+        Tensor::from_parts(vec![], Data::F32(vec![scale])),
+        Tensor::from_parts(vec![], Data::U8(vec![zero_point as u8])),
+    ])
+}
+
+/// DynamicQuantizeLinear's arithmetic: `(y, scale, zero_point)` for finite `v`.
+fn quantize_dynamic(v: &[f32]) -> (Vec<u8>, f32, f32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { quantize_dynamic_avx2(v) };
+    }
+    quantize_dynamic_body(v)
+}
+
+/// The same code compiled for AVX2, where rounding to even is an instruction rather than a call
+/// to the C library's `rintf` (each exact, so the bits are the same).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_dynamic_avx2(v: &[f32]) -> (Vec<u8>, f32, f32) {
+    quantize_dynamic_body(v)
+}
+
+#[inline(always)]
+fn quantize_dynamic_body(v: &[f32]) -> (Vec<u8>, f32, f32) {
     let max = v.iter().fold(0f32, |m, &e| m.max(e));
     let min = v.iter().fold(0f32, |m, &e| m.min(e));
     let scale = if max == min { 1.0 } else { max - min } / 255.0;
@@ -212,9 +240,5 @@ pub(crate) fn dynamic_quantize(x: &Tensor) -> OpResult<Vec<Tensor>> {
         .iter()
         .map(|&e| ((e / scale).round_ties_even() + zero_point).clamp(0.0, 255.0) as u8)
         .collect();
-    Ok(vec![
-        Tensor::from_parts(x.shape().to_vec(), Data::U8(y)),
-        Tensor::from_parts(vec![], Data::F32(vec![scale])),
-        Tensor::from_parts(vec![], Data::U8(vec![zero_point as u8])),
-    ])
+    (y, scale, zero_point)
 }
