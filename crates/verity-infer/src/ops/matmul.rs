@@ -387,6 +387,21 @@ unsafe fn int_product_tiled_avx2<B: Copy + Into<i32>>(
             let w = NR.min(n - j);
             // Pair p, column x: panel[p*32 + (x/8)*16 + (x%8)*2 + {0,1}] = b[k0+2p+{0,1}][j+x].
             for p in 0..pairs {
+                let kk = k0 + 2 * p;
+                if w == NR && kk + 1 < k {
+                    // Whole pairs of whole rows: no bounds to test, so the interleave vectorizes.
+                    let lo: &[B; NR] = b[kk * n + j..kk * n + j + NR].try_into().unwrap();
+                    let hi: &[B; NR] = b[(kk + 1) * n + j..(kk + 1) * n + j + NR]
+                        .try_into()
+                        .unwrap();
+                    let dst: &mut [i16; 2 * NR] =
+                        (&mut panel[p * 32..p * 32 + 2 * NR]).try_into().unwrap();
+                    for x in 0..NR {
+                        dst[2 * x] = lo[x].into() as i16;
+                        dst[2 * x + 1] = hi[x].into() as i16;
+                    }
+                    continue;
+                }
                 for half in 0..2 {
                     let kk = k0 + 2 * p + half;
                     for x in 0..NR {
