@@ -279,20 +279,29 @@ unsafe fn tiled_avx2(
         }
         return;
     }
-    let mut panel = vec![0f32; KB * NR];
+    let strips = n.div_ceil(NR);
+    let mut panels = vec![0f32; if ldb == NR { 0 } else { KB * NR * strips }];
     for k0 in (0..k).step_by(KB) {
         let kc = KB.min(k - k0);
+        if ldb != NR {
+            // The block's rows of `b` read front to back (what the prefetcher follows), each
+            // cut into the NR-column panels the tiles read.
+            for kk in 0..kc {
+                let row = &b[(k0 + kk) * ldb..(k0 + kk) * ldb + n];
+                for (s, part) in row.chunks(NR).enumerate() {
+                    let at = s * KB * NR + kk * NR;
+                    panels[at..at + part.len()].copy_from_slice(part);
+                }
+            }
+        }
         for j in (0..n).step_by(NR) {
             let w = NR.min(n - j);
             let block: &[f32] = if ldb == NR {
                 // Already a packed `k×NR` panel (Gemm's transB path).
                 &b[k0 * NR..(k0 + kc) * NR]
             } else {
-                for kk in 0..kc {
-                    let row = &b[(k0 + kk) * ldb + j..(k0 + kk) * ldb + j + w];
-                    panel[kk * NR..kk * NR + w].copy_from_slice(row);
-                }
-                &panel[..kc * NR]
+                let at = (j / NR) * KB * NR;
+                &panels[at..at + kc * NR]
             };
             let mut i0 = 0;
             while i0 < m {
