@@ -118,13 +118,48 @@ fn panels(m: usize, k: usize, n: usize, a: &[f32], bt: &[f32], c: &mut [f32], ld
     let mut j = 0;
     while j < n {
         let w = NR.min(n - j);
-        for x in 0..w {
-            for (kk, &v) in bt[(j + x) * k..(j + x + 1) * k].iter().enumerate() {
-                panel[kk * NR + x] = v;
+        #[cfg(target_arch = "x86_64")]
+        let packed = w == NR && avx2_fma() && {
+            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+            unsafe { pack_transposed_avx2(k, &bt[j * k..(j + NR) * k], &mut panel) };
+            true
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let packed = false;
+        if !packed {
+            for x in 0..w {
+                for (kk, &v) in bt[(j + x) * k..(j + x + 1) * k].iter().enumerate() {
+                    panel[kk * NR + x] = v;
+                }
             }
         }
         block(m, k, w, a, &panel, NR, &mut c[j..], ldc);
         j += w;
+    }
+}
+
+/// `panel[kk][x] = rows[x][kk]` for NR rows of `k`, eight by eight through register transposes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn pack_transposed_avx2(k: usize, rows: &[f32], panel: &mut [f32]) {
+    use std::arch::x86_64::*;
+    assert!(rows.len() >= NR * k && panel.len() >= k * NR);
+    let mut kk = 0;
+    while kk + 8 <= k {
+        for half in 0..NR / 8 {
+            // SAFETY: rows 8*half..8*half+8 each hold k values, and kk + 8 <= k.
+            let r: [__m256; 8] =
+                std::array::from_fn(|x| _mm256_loadu_ps(rows[(8 * half + x) * k + kk..].as_ptr()));
+            for (i, column) in transpose8(r).into_iter().enumerate() {
+                _mm256_storeu_ps(panel[(kk + i) * NR + 8 * half..].as_mut_ptr(), column);
+            }
+        }
+        kk += 8;
+    }
+    for kk in kk..k {
+        for x in 0..NR {
+            panel[kk * NR + x] = rows[x * k + kk];
+        }
     }
 }
 
@@ -148,33 +183,7 @@ unsafe fn transposed_row_avx2(k: usize, n: usize, a: &[f32], bt: &[f32], c: &mut
             while kk + 8 <= k {
                 // SAFETY: each row has k elements from rows[x] and kk + 8 <= k.
                 let r: [__m256; 8] = std::array::from_fn(|x| _mm256_loadu_ps(rows[x].add(kk)));
-                let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-                let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-                let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-                let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-                let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-                let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-                let t6 = _mm256_unpacklo_ps(r[6], r[7]);
-                let t7 = _mm256_unpackhi_ps(r[6], r[7]);
-                let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-                let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-                let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-                let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-                let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-                let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-                let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-                let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-                // Column i holds bt[j..j+8][kk + i].
-                let columns = [
-                    _mm256_permute2f128_ps::<0x20>(u0, u4),
-                    _mm256_permute2f128_ps::<0x20>(u1, u5),
-                    _mm256_permute2f128_ps::<0x20>(u2, u6),
-                    _mm256_permute2f128_ps::<0x20>(u3, u7),
-                    _mm256_permute2f128_ps::<0x31>(u0, u4),
-                    _mm256_permute2f128_ps::<0x31>(u1, u5),
-                    _mm256_permute2f128_ps::<0x31>(u2, u6),
-                    _mm256_permute2f128_ps::<0x31>(u3, u7),
-                ];
+                let columns = transpose8(r);
                 for (i, column) in columns.into_iter().enumerate() {
                     acc = _mm256_fmadd_ps(_mm256_set1_ps(a[kk + i]), column, acc);
                 }
@@ -216,6 +225,39 @@ unsafe fn transposed_row_avx2(k: usize, n: usize, a: &[f32], bt: &[f32], c: &mut
             .reduce(|total, block| total + block)
             .unwrap_or(0.0);
     }
+}
+
+/// The 8×8 transpose of eight rows held in registers: lane x of result i is lane i of row x.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn transpose8(r: [std::arch::x86_64::__m256; 8]) -> [std::arch::x86_64::__m256; 8] {
+    use std::arch::x86_64::*;
+    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+    let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+    let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+    let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+    let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+    let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+    let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+    [
+        _mm256_permute2f128_ps::<0x20>(u0, u4),
+        _mm256_permute2f128_ps::<0x20>(u1, u5),
+        _mm256_permute2f128_ps::<0x20>(u2, u6),
+        _mm256_permute2f128_ps::<0x20>(u3, u7),
+        _mm256_permute2f128_ps::<0x31>(u0, u4),
+        _mm256_permute2f128_ps::<0x31>(u1, u5),
+        _mm256_permute2f128_ps::<0x31>(u2, u6),
+        _mm256_permute2f128_ps::<0x31>(u3, u7),
+    ]
 }
 
 /// Whether the CPU has what the `*_avx2` kernels are compiled for.
