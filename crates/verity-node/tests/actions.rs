@@ -202,6 +202,7 @@ fn model_spec(owner_salt: u8, tolerance_ppm: u32) -> ModelSpec {
         tee_required: true,
         allowed_modes: vec![Mode::Tee, Mode::Op],
         tolerance_ppm,
+        language: None,
     }
 }
 
@@ -499,6 +500,7 @@ fn every_action_through_the_api_and_a_bad_one_of_each_fails_for_its_reason() {
                 deadline_blocks,
                 input_commitment: None,
                 dataset: None,
+                generation: None,
             };
             let submit = bob.sign(task(Mode::Tee, 100));
             let task_id = submit.hash();

@@ -153,6 +153,7 @@ fn bad_transactions_get_4xx_json_errors_and_change_nothing() {
                 deadline_blocks: 100,
                 input_commitment: None,
                 dataset: None,
+                generation: None,
             },
         }
         .sign(&alice);

@@ -82,6 +82,7 @@ fn a_registered_models_file_is_fetched_into_every_validators_store() {
                 tee_required: false,
                 allowed_modes: vec![Mode::Op],
                 tolerance_ppm: 0,
+                language: None,
             };
             for action in [
                 Action::CommitRegistration {

@@ -51,6 +51,7 @@ fn spec(model: Hash, name: &str) -> ModelSpec {
         tee_required: true,
         allowed_modes: vec![Mode::Tee],
         tolerance_ppm: 0,
+        language: None,
     }
 }
 
@@ -186,6 +187,7 @@ impl Bench {
                 deadline_blocks: HORIZON,
                 input_commitment: None,
                 dataset: None,
+                generation: None,
             },
         }
         .sign(&self.users[user])

@@ -1193,6 +1193,7 @@ impl<S: Store> Chain<S> {
                 deadline_blocks,
                 input_commitment,
                 dataset,
+                generation,
             } => {
                 let request = tasks::Request {
                     model_id,
@@ -1202,6 +1203,7 @@ impl<S: Store> Chain<S> {
                     deadline_blocks: *deadline_blocks,
                     input_commitment: *input_commitment,
                     dataset: *dataset,
+                    generation: *generation,
                 };
                 tasks::submit(state, ctx, tx_hash, sender, &request).map(|_| ())
             }
@@ -1327,6 +1329,7 @@ impl<S: Store> Chain<S> {
                 deadline_blocks,
                 input_commitment,
                 dataset,
+                generation,
             } => modules::tasks::check(
                 state,
                 &self.genesis.params.tasks,
@@ -1338,6 +1341,7 @@ impl<S: Store> Chain<S> {
                     deadline_blocks: *deadline_blocks,
                     input_commitment: *input_commitment,
                     dataset: *dataset,
+                    generation: *generation,
                 },
             ),
             _ => Ok(()),

@@ -383,6 +383,7 @@ fn model_spec() -> verity_types::ModelSpec {
         tee_required: true,
         allowed_modes: vec![verity_types::Mode::Tee],
         tolerance_ppm: 0,
+        language: None,
     }
 }
 
@@ -398,6 +399,7 @@ fn run_task(net: &mut Net, user: &AccountKey, workers: &[Worker; 2], dataset: u6
             deadline_blocks: 100,
             input_commitment: None,
             dataset: Some(dataset),
+            generation: None,
         },
     );
     let task_id = submit.hash();
@@ -488,6 +490,7 @@ fn tasks_on_a_file_pay_its_dat_holders_pro_rata_and_only_its_permitted_users_run
             deadline_blocks: 100,
             input_commitment: None,
             dataset: Some(file),
+            generation: None,
         },
     );
     assert!(reason(net.block(&[tx]).remove(0)).contains("may not use file"));

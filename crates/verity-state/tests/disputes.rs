@@ -109,6 +109,7 @@ fn setup_with(workers: usize, tolerance_ppm: u32, params: TaskParams, bond: u128
                 tee_required: false,
                 allowed_modes: vec![Mode::Tee, Mode::Op],
                 tolerance_ppm,
+                language: None,
             },
         ),
         net.tx(&challenger, Action::RegisterChallenger { amount: bond }),
@@ -145,6 +146,7 @@ impl Setup {
                 deadline_blocks: 1_000,
                 input_commitment: None,
                 dataset: None,
+                generation: None,
             },
         );
         self.net.ok(std::slice::from_ref(&tx));
@@ -583,6 +585,7 @@ fn an_op_task_too_large_to_dispute_is_refused() {
             deadline_blocks: 100,
             input_commitment: None,
             dataset: None,
+            generation: None,
         },
     );
     assert!(matches!(

@@ -24,6 +24,7 @@ fn spec() -> ModelSpec {
         tee_required: true,
         allowed_modes: vec![Mode::Tee],
         tolerance_ppm: 0,
+        language: None,
     }
 }
 

@@ -81,6 +81,7 @@ fn model_spec() -> ModelSpec {
         tee_required: true,
         allowed_modes: vec![Mode::Tee],
         tolerance_ppm: 0,
+        language: None,
     }
 }
 
@@ -113,6 +114,7 @@ fn submit(net: &mut Net, user: &AccountKey, n: u8) -> SignedTx {
             deadline_blocks: 50,
             input_commitment: None,
             dataset: None,
+            generation: None,
         },
     )
 }
@@ -649,6 +651,7 @@ fn waiting_tasks_are_taken_once_a_worker_can_serve_them() {
                     deadline_blocks: 500,
                     input_commitment: None,
                     dataset: None,
+                    generation: None,
                 },
             )
         })

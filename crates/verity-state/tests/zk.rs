@@ -66,6 +66,7 @@ fn spec(z: &Zk) -> ModelSpec {
         tee_required: false,
         allowed_modes: vec![Mode::Tee, Mode::TeeZk],
         tolerance_ppm: 0,
+        language: None,
     }
 }
 
@@ -162,6 +163,7 @@ impl Setup {
                 deadline_blocks: 100,
                 input_commitment: Some(commitment),
                 dataset: None,
+                generation: None,
             },
         );
         self.net.ok(std::slice::from_ref(&tx));
@@ -360,6 +362,7 @@ fn only_the_owner_sets_keys_once_and_tasks_must_commit_to_their_input() {
                 deadline_blocks: 100,
                 input_commitment: commitment,
                 dataset: None,
+                generation: None,
             },
         );
         assert!(matches!(

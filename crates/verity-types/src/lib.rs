@@ -7,6 +7,7 @@ pub mod amount;
 pub mod codec;
 mod data;
 mod hash;
+pub mod language;
 pub mod schema;
 mod secret_file;
 pub mod serde_hex;
@@ -23,6 +24,10 @@ pub use data::{
     DATA_KEY_DOMAIN, DATA_PROOF_DOMAIN, MAX_RSA_KEY_BYTES, MAX_SCORE, MAX_URL_LEN,
 };
 pub use hash::{sha256, Hash, HashParseError};
+pub use language::{
+    generation_leaf, sampling_seed, ExternalWeights, GeneratedToken, GenerationDocument,
+    GenerationFinish, GenerationLimits, LanguageSpec, PromptDocument, PromptMessage,
+};
 pub use secret_file::write_secret;
 pub use task::{
     verify_receipts, DataRef, EnclaveKey, FailureReason, FailureReceipt, Mode, ReceiptError,

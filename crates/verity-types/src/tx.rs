@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::address::{keccak256, recover_signer, AccountKey, Address, SignatureError};
 use crate::codec::{DecodeError, Reader, Writer};
+use crate::language::{GenerationLimits, LanguageSpec};
 use crate::task::{DataRef, FailureReceipt, Mode, TaskReceipt};
 use crate::{sha256, Amount, Hash};
 
@@ -111,6 +112,10 @@ pub enum Action {
         /// a genesis share of its fee goes to the file's DAT holders.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         dataset: Option<u64>,
+        /// A language model's task: the prompt's tokens and the most it may generate, which
+        /// the escrow covers at the model's prices.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        generation: Option<GenerationLimits>,
     },
     /// Results of many tasks in one transaction; all apply or none.
     SubmitReceipts {
@@ -280,6 +285,9 @@ pub struct ModelSpec {
     pub allowed_modes: Vec<Mode>,
     /// Allowed deviation of outputs in parts per million; 0 means bit-exact.
     pub tolerance_ppm: u32,
+    /// A language model's files and prices; its `model_id` is [`LanguageSpec::model_id`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<LanguageSpec>,
 }
 
 /// Most hashes one dissection move reveals (k = 16).
@@ -369,8 +377,17 @@ impl Action {
                     .str(&spec.license)
                     .u8(u8::from(spec.tee_required))
                     .u8(encode_modes(&spec.allowed_modes))
-                    .u32(spec.tolerance_ppm)
-                    .fixed(&salt.0);
+                    .u32(spec.tolerance_ppm);
+                match &spec.language {
+                    None => {
+                        w.u8(0);
+                    }
+                    Some(language) => {
+                        w.u8(1);
+                        language.encode(w);
+                    }
+                }
+                w.fixed(&salt.0);
                 crate::Anchor::encode(anchor, w);
             }
             Action::RegisterDataset {
@@ -427,6 +444,7 @@ impl Action {
                 deadline_blocks,
                 input_commitment,
                 dataset,
+                generation,
             } => {
                 w.u8(9).fixed(&model_id.0);
                 input.encode(w);
@@ -439,6 +457,15 @@ impl Action {
                     None => w.u8(0),
                     Some(file) => w.u8(1).u64(*file),
                 };
+                match generation {
+                    None => {
+                        w.u8(0);
+                    }
+                    Some(limits) => {
+                        w.u8(1);
+                        limits.encode(w);
+                    }
+                }
             }
             Action::SubmitReceipts { receipts } => {
                 w.u8(10).u32(receipts.len() as u32);
@@ -580,6 +607,16 @@ impl Action {
                     tee_required: bool_of(r, "tee_required")?,
                     allowed_modes: decode_modes(r.u8("allowed modes")?)?,
                     tolerance_ppm: r.u32("tolerance")?,
+                    language: match r.u8("language model flag")? {
+                        0 => None,
+                        1 => Some(LanguageSpec::decode(r)?),
+                        tag => {
+                            return Err(DecodeError::UnknownTag {
+                                what: "language model flag",
+                                tag,
+                            })
+                        }
+                    },
                 },
                 salt: Hash(r.array("registration salt")?),
                 anchor: crate::Anchor::decode(r)?,
@@ -649,6 +686,16 @@ impl Action {
                     tag => {
                         return Err(DecodeError::UnknownTag {
                             what: "dataset flag",
+                            tag,
+                        })
+                    }
+                },
+                generation: match r.u8("generation flag")? {
+                    0 => None,
+                    1 => Some(GenerationLimits::decode(r)?),
+                    tag => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "generation flag",
                             tag,
                         })
                     }
@@ -1101,6 +1148,7 @@ mod tests {
                 deadline_blocks: 10,
                 input_commitment: None,
                 dataset: None,
+                generation: None,
             },
             Action::SubmitTask {
                 model_id: id,
@@ -1110,6 +1158,49 @@ mod tests {
                 deadline_blocks: 10,
                 input_commitment: Some(id),
                 dataset: Some(4),
+                generation: None,
+            },
+            Action::SubmitTask {
+                model_id: id,
+                input: DataRef::of(b"prompt"),
+                mode: Mode::Op,
+                max_fee: 1_000,
+                deadline_blocks: 10,
+                input_commitment: None,
+                dataset: None,
+                generation: Some(GenerationLimits {
+                    prompt_tokens: 12,
+                    max_tokens: 32,
+                }),
+            },
+            Action::RegisterModel {
+                spec: ModelSpec {
+                    model_id: id,
+                    name: "lm".into(),
+                    version: "1".into(),
+                    weights_root: id,
+                    architecture: "transformer".into(),
+                    param_count: 5,
+                    size: 6,
+                    license: "Apache-2.0".into(),
+                    tee_required: false,
+                    allowed_modes: vec![Mode::Tee, Mode::Op],
+                    tolerance_ppm: 0,
+                    language: Some(LanguageSpec {
+                        graph: DataRef::of(b"graph"),
+                        weights: Some(crate::ExternalWeights {
+                            name: "model.onnx.data".into(),
+                            data: DataRef::of(b"weights"),
+                        }),
+                        tokenizer: DataRef::of(b"tokenizer"),
+                        generation: DataRef::of(b"config"),
+                        context: 256,
+                        input_token_price: 1,
+                        output_token_price: 3,
+                    }),
+                },
+                salt: id,
+                anchor: None,
             },
             Action::SubmitReceipts {
                 receipts: vec![receipt.clone(), receipt.clone()],

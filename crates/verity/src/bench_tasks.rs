@@ -127,6 +127,7 @@ pub fn tasks(args: TasksArgs) -> Result<()> {
                         deadline_blocks: 10_000,
                         input_commitment: None,
                         dataset: None,
+                        generation: None,
                     },
                 }
                 .sign(user);

@@ -272,6 +272,7 @@ pub fn model_spec(
         tee_required: modes == [Mode::Tee],
         allowed_modes: modes,
         tolerance_ppm,
+        language: None,
     })
 }
 
@@ -627,6 +628,7 @@ async fn submit(args: SubmitArgs) -> Result<()> {
         deadline_blocks: args.deadline_blocks,
         input_commitment,
         dataset: args.dataset,
+        generation: None,
     };
     let tx = submit_next(&client, &key, action, 0).await?;
     let id = tx.hash();

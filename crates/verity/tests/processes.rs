@@ -748,6 +748,7 @@ async fn a_worker_whose_batch_a_restarted_node_dropped_resumes_with_the_right_no
                 deadline_blocks: 10_000,
                 input_commitment: None,
                 dataset: None,
+                generation: None,
             },
         }
         .sign(&user);

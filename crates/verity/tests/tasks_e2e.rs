@@ -188,6 +188,7 @@ async fn hundred_tasks_with_a_killed_worker() {
                 deadline_blocks: 2_000,
                 input_commitment: None,
                 dataset: None,
+                generation: None,
             },
         );
         client.submit(&tx).await.unwrap();
@@ -414,6 +415,7 @@ async fn tasks_that_cannot_run_fail_without_punishing_workers() {
                 deadline_blocks: 100_000,
                 input_commitment: None,
                 dataset: None,
+                generation: None,
             },
         );
         client.submit(&tx).await.unwrap();
@@ -459,6 +461,7 @@ async fn tasks_that_cannot_run_fail_without_punishing_workers() {
             deadline_blocks: 100,
             input_commitment: None,
             dataset: None,
+            generation: None,
         },
     );
     client.submit(&good).await.unwrap();
@@ -563,6 +566,7 @@ async fn op_results_are_disputed_by_a_challenger_and_liars_lose() {
                     deadline_blocks: 2_000,
                     input_commitment: None,
                     dataset: None,
+                    generation: None,
                 },
                 0,
             )
@@ -705,6 +709,7 @@ async fn op_results_are_disputed_by_a_challenger_and_liars_lose() {
                 deadline_blocks: 2_000,
                 input_commitment: None,
                 dataset: None,
+                generation: None,
             },
             0,
         )
@@ -820,6 +825,7 @@ async fn a_tolerant_models_disputes_are_settled_by_a_referee() {
                         deadline_blocks: 2_000,
                         input_commitment: None,
                         dataset: None,
+                        generation: None,
                     },
                     0,
                 )
@@ -931,6 +937,7 @@ async fn a_restarted_challenger_finishes_its_dispute() {
                 deadline_blocks: 2_000,
                 input_commitment: None,
                 dataset: None,
+                generation: None,
             },
             0,
         )
@@ -1161,6 +1168,7 @@ async fn tee_zk_tasks_finalize_with_proofs_snarkjs_accepts() {
                 deadline_blocks: 2_000,
                 input_commitment: Some(Hash(bogus)),
                 dataset: None,
+                generation: None,
             },
             0,
         )

@@ -7,7 +7,7 @@
 //! an earlier block, made before they could know the file.
 
 use serde::{Deserialize, Serialize};
-use verity_types::{Address, Anchor, Asset, DataRef, Hash, ModelSpec};
+use verity_types::{Address, Anchor, Asset, DataRef, Hash, LanguageSpec, Mode, ModelSpec};
 
 use crate::modules::{enclaves, schedule};
 use crate::overlay::Overlay;
@@ -252,6 +252,14 @@ pub fn register_model(
             ),
         });
     }
+    if let Some(language) = &spec.language {
+        check_language_model(spec, language)?;
+        if anchor.is_some() {
+            return Err(TxFailure::Invalid {
+                reason: "a language model's ownership anchor is not supported yet: register it without one".into(),
+            });
+        }
+    }
     if model(state, &spec.model_id)?.is_some() {
         return Err(TxFailure::Invalid {
             reason: format!("model {} is already registered", spec.model_id),
@@ -269,6 +277,70 @@ pub fn register_model(
         anchor,
     };
     state.put_json(Table::Registry, model_key(&spec.model_id), &record);
+    Ok(())
+}
+
+/// A language model's registration: its id is the hash of its files, it is a transformer, it
+/// runs bit-exact in `tee` or `op`, and its context holds at least one token in and one out.
+fn check_language_model(spec: &ModelSpec, language: &LanguageSpec) -> Result<(), TxFailure> {
+    let invalid = |reason: String| Err(TxFailure::Invalid { reason });
+    if spec.model_id != language.model_id() {
+        return invalid(format!(
+            "a language model's id is the hash of its files ({}), not {}",
+            language.model_id(),
+            spec.model_id
+        ));
+    }
+    if spec.architecture != verity_types::language::TRANSFORMER {
+        return invalid(format!(
+            "a language model's architecture is {:?}, not {:?}",
+            verity_types::language::TRANSFORMER,
+            spec.architecture
+        ));
+    }
+    if spec.allowed_modes.contains(&Mode::TeeZk) {
+        return invalid(
+            "tee_zk is for small integer models: proving a language model's forward passes is out of reach, so it allows tee and op".into(),
+        );
+    }
+    if spec.tolerance_ppm != 0 {
+        return invalid(
+            "a language model is bit-exact: its sampled tokens depend on every bit of the logits"
+                .into(),
+        );
+    }
+    if language.context < 2 {
+        return invalid(format!(
+            "a context of {} tokens holds no prompt and answer",
+            language.context
+        ));
+    }
+    let files = language.files();
+    if files
+        .iter()
+        .any(|(_, file)| file.encrypted || file.size == 0)
+    {
+        return invalid("a language model's files are plain and not empty".into());
+    }
+    if let Some(weights) = &language.weights {
+        let name = weights.name.as_str();
+        let plain = !name.is_empty()
+            && !name.starts_with('.')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !plain || ["model.onnx", "tokenizer.json", "generation.json"].contains(&name) {
+            return invalid(format!(
+                "the weights file name {name:?} must be a plain file name (letters, digits, . _ -) other than the model's other files"
+            ));
+        }
+    }
+    if spec.size != language.graph.size {
+        return invalid(format!(
+            "the model size {} is not its graph file's size {}",
+            spec.size, language.graph.size
+        ));
+    }
     Ok(())
 }
 
@@ -293,11 +365,7 @@ pub fn set_zk_keys(
             ),
         });
     }
-    if !record
-        .spec
-        .allowed_modes
-        .contains(&verity_types::Mode::TeeZk)
-    {
+    if !record.spec.allowed_modes.contains(&Mode::TeeZk) {
         return Err(TxFailure::Invalid {
             reason: format!("model {model_id} does not allow tee_zk"),
         });

@@ -62,6 +62,7 @@ impl FeeSplit {
             owner,
             data,
             protocol: fee - worker - owner - data,
+            refund: 0,
         }
     }
 }
@@ -82,6 +83,11 @@ pub struct Split {
     #[serde(with = "verity_types::amount")]
     #[schema(schema_with = verity_types::schema::amount)]
     pub protocol: Amount,
+    /// Escrow returned to the submitter, not part of the fee: a generation's reserve for the
+    /// tokens it did not generate.
+    #[serde(with = "verity_types::amount", default)]
+    #[schema(schema_with = verity_types::schema::amount)]
+    pub refund: Amount,
 }
 
 /// Pays out an escrowed fee.

@@ -3,7 +3,9 @@
 //! cancellation, and expiry.
 
 use serde::{Deserialize, Serialize};
-use verity_types::{sha256, Address, Amount, DataRef, FailureReason, Hash, Mode};
+use verity_types::{
+    sha256, Address, Amount, DataRef, FailureReason, GenerationLimits, Hash, LanguageSpec, Mode,
+};
 
 use crate::modules::{
     accounts, data, enclaves, registry, reputation, schedule, sortition, staking,
@@ -81,6 +83,9 @@ pub struct Task {
     /// Workers whose result for this task a dispute disproved: never drawn for it again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub disproven: Vec<Address>,
+    /// A language model's task: the prompt's tokens and the most it may generate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<GenerationLimits>,
 }
 
 pub const TASK_PREFIX: &[u8] = b"t";
@@ -156,6 +161,8 @@ pub struct Request<'a> {
     pub input_commitment: Option<Hash>,
     /// The contributed file the task runs on.
     pub dataset: Option<u64>,
+    /// A language model's task: what its escrow covers.
+    pub generation: Option<GenerationLimits>,
 }
 
 /// The checks a SubmitTask must pass, without writing anything: the model exists and allows
@@ -212,6 +219,24 @@ pub fn check(
         }),
         Mode::TeeZk => {}
     }
+    match (&model.spec.language, &request.generation) {
+        (None, None) => {}
+        (None, Some(_)) => {
+            return Err(TxFailure::Invalid {
+                reason: format!(
+                    "model {model_id} is not a language model: its tasks name no generation limits"
+                ),
+            })
+        }
+        (Some(_), None) => {
+            return Err(TxFailure::Invalid {
+                reason: format!(
+                    "model {model_id} is a language model: its tasks name their prompt tokens and max tokens"
+                ),
+            })
+        }
+        (Some(language), Some(limits)) => check_generation(model_id, language, limits, max_fee)?,
+    }
     if mode != Mode::TeeZk && request.input_commitment.is_some() {
         return Err(TxFailure::Invalid {
             reason: format!("an input commitment is for tee_zk tasks, not {mode}"),
@@ -245,6 +270,40 @@ pub fn check(
                 what: format!("data file {file}"),
             });
         }
+    }
+    Ok(())
+}
+
+/// A generation task's limits: at least one token in and out, together within the model's
+/// context, and an escrow that pays for all of them at the model's prices.
+fn check_generation(
+    model_id: &Hash,
+    language: &LanguageSpec,
+    limits: &GenerationLimits,
+    max_fee: Amount,
+) -> Result<(), TxFailure> {
+    let invalid = |reason: String| Err(TxFailure::Invalid { reason });
+    if limits.prompt_tokens == 0 {
+        return invalid("a generation task's prompt has at least one token".into());
+    }
+    if limits.max_tokens == 0 {
+        return invalid("a generation task generates at least one token (max_tokens >= 1)".into());
+    }
+    let total = u64::from(limits.prompt_tokens) + u64::from(limits.max_tokens);
+    if total > u64::from(language.context) {
+        return invalid(format!(
+            "{} prompt tokens and up to {} more do not fit model {model_id}'s context of {} tokens",
+            limits.prompt_tokens, limits.max_tokens, language.context
+        ));
+    }
+    let escrow = language.escrow(limits).ok_or_else(|| TxFailure::Invalid {
+        reason: "the generation's price overflows".into(),
+    })?;
+    if max_fee < escrow {
+        return Err(TxFailure::FeeTooLow {
+            offered: max_fee,
+            minimum: escrow,
+        });
     }
     Ok(())
 }
@@ -289,6 +348,7 @@ pub fn submit(
         closed_height: None,
         failure: None,
         disproven: Vec::new(),
+        generation: request.generation,
     };
     state.put(
         Table::Tasks,

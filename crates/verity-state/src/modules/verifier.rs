@@ -230,6 +230,16 @@ fn apply_one(
         }
         (_, None) => {}
     }
+    // A generation's trace has one leaf per generated token: no fewer than one, no more than
+    // the escrow paid for.
+    if let Some(limits) = &task.generation {
+        if receipt.trace_len == 0 || receipt.trace_len > limits.max_tokens {
+            return Err(reject(format!(
+                "task {} generates 1 to {} tokens, not {}",
+                task.task_id, limits.max_tokens, receipt.trace_len
+            )));
+        }
+    }
     let record = ExecutionRecord {
         task_id: receipt.task_id,
         model_id: task.model_id,
@@ -305,12 +315,27 @@ pub(crate) fn settle(
         what: format!("model {}", task.model_id),
     })?;
     let protocol = ctx.genesis.params.protocol_account();
-    let split = ctx
-        .genesis
-        .params
-        .tasks
-        .fee_split
-        .split(task.max_fee, task.dataset.is_some());
+    // A generation pays for its prompt and the tokens it produced; the rest of the escrow,
+    // reserved for tokens it did not generate, goes back.
+    let fee = match (&task.generation, &model.spec.language) {
+        (Some(limits), Some(language)) => language
+            .fee(limits.prompt_tokens, record.trace_len)
+            .map_or(task.max_fee, |fee| fee.min(task.max_fee)),
+        _ => task.max_fee,
+    };
+    let refund = task.max_fee - fee;
+    if refund > 0 {
+        accounts::credit(state, &task.submitter, refund)?;
+    }
+    let split = settlement::Split {
+        refund,
+        ..ctx
+            .genesis
+            .params
+            .tasks
+            .fee_split
+            .split(fee, task.dataset.is_some())
+    };
     settlement::pay(state, &split, &record.worker, &model.owner, &protocol)?;
     if let Some(file) = task.dataset {
         crate::modules::data::share_fee(state, file, split.data)?;
