@@ -88,6 +88,11 @@ impl ChatTemplate {
         }
     }
 
+    /// The template's Jinja source.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
     /// The prompt for `messages`, ending with the assistant's turn opened when
     /// `add_generation_prompt` is set.
     pub fn render(

@@ -7,6 +7,7 @@
 //! product and every softmax sum runs over the sequence in ascending order, and a masked
 //! position adds an exact zero.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -152,7 +153,7 @@ pub struct LanguageModel {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {
-    /// An end-of-sequence token.
+    /// An end-of-sequence token, or the caller stopped it (a stop string).
     Stop,
     /// `max_tokens`, or the model's context, reached.
     Length,
@@ -304,6 +305,21 @@ impl LanguageModel {
         params: &GenerateParams,
         mut on_token: impl FnMut(&Token),
     ) -> Result<Generation, GenerateError> {
+        self.generate_until(engine, prompt, params, |token| {
+            on_token(token);
+            ControlFlow::Continue(())
+        })
+    }
+
+    /// [`LanguageModel::generate`], ending with [`FinishReason::Stop`] after the first token
+    /// for which `on_token` breaks (a stop string completed).
+    pub fn generate_until(
+        &self,
+        engine: &Engine,
+        prompt: &[u32],
+        params: &GenerateParams,
+        mut on_token: impl FnMut(&Token) -> ControlFlow<()>,
+    ) -> Result<Generation, GenerateError> {
         params.sampling.check()?;
         self.check_prompt(prompt)?;
         let use_cache = self.has_cache() && !params.no_cache;
@@ -327,10 +343,10 @@ impl LanguageModel {
                 logprob: choice.logprob,
                 trace_root: pass.trace_root,
             };
-            on_token(&token);
+            let flow = on_token(&token);
             sequence.push(token.id);
             tokens.push(token);
-            if self.config.eos_token_ids.contains(&choice.token) {
+            if flow.is_break() || self.config.eos_token_ids.contains(&choice.token) {
                 finish = FinishReason::Stop;
                 break;
             }

@@ -6,10 +6,12 @@
 //! - [`LanguageModel::generate`]: prefill, then one decode step per token, reusing the model's
 //!   key/value cache when its export has one.
 //! - [`ChatTemplate`]: a chat model's Jinja template, turning messages into its prompt.
+//! - [`task`]: a registered model's files, a task's prompt document and its output document.
 
 mod chat;
 mod generate;
 pub mod sampling;
+pub mod task;
 mod tokenizer;
 
 pub use chat::{ChatError, ChatMessage, ChatTemplate};
@@ -18,4 +20,5 @@ pub use generate::{
     Pass, Token,
 };
 pub use sampling::{Choice, SamplingError, SamplingParams};
+pub use task::{GenerationConfig, PromptRenderer, ServedModel, TaskError};
 pub use tokenizer::{Tokenizer, TokenizerError};
