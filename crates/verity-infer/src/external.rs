@@ -28,6 +28,13 @@ impl ExternalData {
         !self.files.is_empty()
     }
 
+    /// The files read so far, by the locations the graph names them with, sorted.
+    pub fn locations(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.files.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
     /// The tensor `proto` describes, its bytes read from the file its `location` names.
     pub fn tensor(&mut self, proto: &TensorProto) -> Result<Tensor, TensorError> {
         let bad = |reason: String| TensorError::External(reason);

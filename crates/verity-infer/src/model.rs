@@ -117,6 +117,8 @@ pub struct Model {
     pub(crate) nodes: Vec<Node>,
     /// For each value, the last step that reads it (`usize::MAX` for graph outputs).
     pub(crate) last_use: Vec<usize>,
+    /// The external data files its weights were read from, by the names the graph gives.
+    pub(crate) external_files: Vec<String>,
 }
 
 /// `SHA-256(name length as 4 bytes LE || name || tensor hash)`: the leaf of one initializer in
@@ -204,6 +206,7 @@ impl Model {
             // The graph file alone does not fix the weights: the id binds them through the
             // weights root, whatever the data files' layout.
             model.model_id = external_model_id(&model_id, &model.weights_root);
+            model.external_files = external.locations();
         }
         Ok(model)
     }
@@ -404,7 +407,13 @@ impl Model {
             weights_root,
             nodes,
             last_use,
+            external_files: Vec::new(),
         })
+    }
+
+    /// The external data files (names beside the graph file) its weights were read from.
+    pub fn external_files(&self) -> &[String] {
+        &self.external_files
     }
 
     /// SHA-256 of the ONNX file.

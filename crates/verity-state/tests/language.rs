@@ -59,12 +59,23 @@ fn generate(
     max_fee: u128,
     generation: Option<GenerationLimits>,
 ) -> SignedTx {
+    submit(net, user, model, Mode::Tee, max_fee, generation)
+}
+
+fn submit(
+    net: &mut Net,
+    user: &AccountKey,
+    model: &ModelSpec,
+    mode: Mode,
+    max_fee: u128,
+    generation: Option<GenerationLimits>,
+) -> SignedTx {
     net.tx(
         user,
         Action::SubmitTask {
             model_id: model.model_id,
             input: DataRef::of(b"{\"prompt\":\"Once\",\"max_tokens\":8}"),
-            mode: Mode::Tee,
+            mode,
             max_fee,
             deadline_blocks: 50,
             input_commitment: None,
@@ -193,6 +204,8 @@ fn a_generation_escrows_every_token_it_may_use_and_fits_the_context() {
         let why = reason(net.block(&[tx]).remove(0));
         assert!(why.contains(expected), "{why:?} should say {expected:?}");
     }
+    let op = submit(&mut net, &user, &model, Mode::Op, escrow, limits(10, 20));
+    assert!(reason(net.block(&[op]).remove(0)).contains("token-level dispute game"));
     let ok = generate(&mut net, &user, &model, escrow, limits(10, 20));
     net.ok(&[ok]);
     // Limits on a model that is not a language model are refused too.
@@ -246,6 +259,12 @@ fn a_generation_pays_for_the_tokens_it_made_and_the_rest_goes_back() {
     net.ok(&[tx]);
     let fee = 10 * IN_PRICE + 7 * OUT_PRICE;
     let record = net.chain.record(&task_id).unwrap().unwrap();
+    // Anyone can check the record against the enclave's key, without trusting who served it.
+    record.verify_signature(CHAIN).unwrap();
+    let mut forged = record.clone();
+    forged.output_hash = Hash([0x55; 32]);
+    assert!(forged.verify_signature(CHAIN).is_err());
+    assert!(record.verify_signature("another-chain").is_err());
     assert_eq!(record.settlement.refund, 70_000 + escrow_over - fee);
     assert_eq!(
         record.settlement.worker

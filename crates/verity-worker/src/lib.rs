@@ -7,6 +7,7 @@ mod challenger;
 pub mod data;
 pub mod disputes;
 mod journal;
+mod language;
 mod service;
 mod zk;
 

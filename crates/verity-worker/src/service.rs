@@ -127,6 +127,15 @@ pub fn compute_with(
     })
 }
 
+/// What one assigned task runs on.
+enum Job {
+    Plain(Arc<Model>),
+    /// A `tee_zk` model with its prover, and the input commitment the task names.
+    Zk(Arc<Model>, Arc<crate::zk::Prover>, Option<Hash>),
+    /// A language model, and what the task's escrow reserved.
+    Language(Arc<verity_lm::ServedModel>, verity_types::GenerationLimits),
+}
+
 struct Worker {
     config: WorkerConfig,
     client: Client,
@@ -145,6 +154,8 @@ struct Worker {
     player: crate::disputes::Player,
     /// Circuits and proving keys of the `tee_zk` models it has proven for.
     provers: HashMap<Hash, Arc<crate::zk::Prover>>,
+    /// The language models it has served.
+    language_models: crate::language::LanguageModels,
     /// Its data verifier role, when it serves one.
     data: Option<crate::data::DataVerifier>,
 }
@@ -231,6 +242,7 @@ impl Worker {
             ),
             None => None,
         };
+        let config_home = config.home.clone();
         let mut worker = Self {
             fees,
             engine,
@@ -246,6 +258,7 @@ impl Worker {
             stats,
             player,
             provers: HashMap::new(),
+            language_models: crate::language::LanguageModels::new(&config_home),
             data,
         };
         worker.setup().await?;
@@ -592,6 +605,21 @@ impl Worker {
         let mut jobs = Vec::new();
         for task in &todo {
             let (id, model_id, input_hash) = (task.task_id, task.model_id, task.input.hash);
+            if let Some(limits) = task.generation {
+                match self.language_models.get(&self.client, &model_id).await {
+                    Ok(Ok(model)) => {
+                        jobs.push((id, model_id, input_hash, Job::Language(model, limits)))
+                    }
+                    Ok(Err(FailureReason::ModelUnavailable)) if !self.gave_up_waiting(&id) => {
+                        warn!(task = %id, model = %model_id, "language model files not in the blob store yet; will retry")
+                    }
+                    Ok(Err(reason)) => unrunnable.push((id, model_id, input_hash, reason)),
+                    Err(e) => {
+                        warn!(task = %id, model = %model_id, error = %format!("{e:#}"), "cannot fetch the language model; will retry")
+                    }
+                }
+                continue;
+            }
             // One model that cannot be fetched must not hold up tasks on the others.
             match self.model(&model_id).await {
                 Ok(Ok(model)) if task.mode == Mode::TeeZk => {
@@ -600,8 +628,7 @@ impl Worker {
                             id,
                             model_id,
                             input_hash,
-                            model,
-                            Some((prover, task.input_commitment)),
+                            Job::Zk(model, prover, task.input_commitment),
                         )),
                         Ok(Err(FailureReason::ModelUnavailable)) if !self.gave_up_waiting(&id) => {
                             warn!(task = %id, model = %model_id, "proving key not in the blob store yet; will retry")
@@ -612,7 +639,7 @@ impl Worker {
                         }
                     }
                 }
-                Ok(Ok(model)) => jobs.push((id, model_id, input_hash, model, None)),
+                Ok(Ok(model)) => jobs.push((id, model_id, input_hash, Job::Plain(model))),
                 Ok(Err(FailureReason::ModelUnavailable)) if !self.gave_up_waiting(&id) => {
                     warn!(task = %id, model = %model_id, "model not in the blob store yet; will retry")
                 }
@@ -640,9 +667,9 @@ impl Worker {
         let results = tokio::task::spawn_blocking(move || {
             work.into_par_iter()
                 .map(|(job, input)| {
-                    let result = match &job.4 {
-                        Some((prover, committed)) => {
-                            crate::zk::compute_and_prove(&engine, &job.3, prover, &input, corrupt)
+                    let result = match &job.3 {
+                        Job::Zk(model, prover, committed) => {
+                            crate::zk::compute_and_prove(&engine, model, prover, &input, corrupt)
                                 .map(|p| {
                                     // A proof about another input than the one committed to is
                                     // refused on chain: the task fails, the submitter's doing.
@@ -655,7 +682,13 @@ impl Worker {
                                     ))
                                 })
                         }
-                        None => compute(&engine, &job.3, &input, corrupt).map(|c| Ok((c, None))),
+                        Job::Plain(model) => {
+                            compute(&engine, model, &input, corrupt).map(|c| Ok((c, None)))
+                        }
+                        Job::Language(model, limits) => Ok(crate::language::compute(
+                            &engine, model, &job.0, limits, &input,
+                        )
+                        .map(|c| (c, None))),
                     };
                     (job, result)
                 })
@@ -669,7 +702,7 @@ impl Worker {
             let (computed, zk) = match result {
                 Ok(Ok(c)) => c,
                 Ok(Err(reason)) => {
-                    warn!(task = %id, ?reason, "the task's input commitment is not its input's; reporting it");
+                    warn!(task = %id, ?reason, "the task cannot run on its input; reporting it");
                     unrunnable.push((id, model_id, input_hash, reason));
                     continue;
                 }

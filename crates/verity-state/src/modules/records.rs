@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use verity_tee::TeeKind;
-use verity_types::{Address, Hash, Mode};
+use verity_types::{Address, Hash, Mode, ReceiptError, TaskReceipt, ZkReceipt};
 
 use crate::modules::settlement::Split;
 use crate::overlay::Overlay;
@@ -35,6 +35,12 @@ pub struct ExecutionRecord {
     #[serde(with = "verity_types::serde_hex::array")]
     #[schema(schema_with = verity_types::schema::hex_bytes)]
     pub enclave_key: [u8; 32],
+    /// The enclave's signature over the receipt (a `tee_zk` result's: over the receipt and
+    /// the proof's commitments), so that anyone can check the result against the enclave key
+    /// without trusting the node that serves the record ([`ExecutionRecord::verify_signature`]).
+    #[serde(with = "verity_types::serde_hex::array")]
+    #[schema(schema_with = verity_types::schema::hex_bytes)]
+    pub signature: [u8; 64],
     pub tee_kind: TeeKind,
     /// True when the enclave was a dev enclave: "dev TEE, not hardware-backed".
     pub dev_tee: bool,
@@ -51,6 +57,38 @@ pub struct ExecutionRecord {
     /// `tee_zk` results: the proof the validators verified, and what it states.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zk: Option<ZkProof>,
+}
+
+impl ExecutionRecord {
+    /// The receipt the worker's enclave signed, rebuilt from the record.
+    pub fn receipt(&self) -> TaskReceipt {
+        TaskReceipt {
+            task_id: self.task_id,
+            model_id: self.model_id,
+            input_hash: self.input_hash,
+            output_hash: self.output_hash,
+            output_size: self.output_size,
+            trace_root: self.trace_root,
+            trace_len: self.trace_len,
+            worker: self.worker,
+            enclave_key: self.enclave_key,
+            signature: self.signature,
+        }
+    }
+
+    /// Checks the enclave's signature over what this record says, for `chain_id`.
+    pub fn verify_signature(&self, chain_id: &str) -> Result<(), ReceiptError> {
+        match &self.zk {
+            None => self.receipt().verify(chain_id),
+            Some(zk) => ZkReceipt {
+                receipt: self.receipt(),
+                input_commitment: zk.input_commitment,
+                output_commitment: zk.output_commitment,
+                proof: zk.proof.clone(),
+            }
+            .verify(chain_id),
+        }
+    }
 }
 
 /// A verified Groth16 proof of a result, with its public commitments (`docs/protocol.md` §13).

@@ -252,6 +252,7 @@ fn apply_one(
         trace_root: receipt.trace_root,
         trace_len: receipt.trace_len,
         enclave_key: receipt.enclave_key,
+        signature: receipt.signature,
         tee_kind: enclave.kind,
         dev_tee: enclave.is_dev(),
         submitted_height: task.submitted_height,

@@ -1,0 +1,119 @@
+//! Language-model tasks: a registered model's files fetched once into the worker's home (each
+//! checked against the hash the chain holds), loaded once and kept; each task's prompt checked
+//! against what its escrow reserved, generated with the seed fixed before the worker was drawn,
+//! and turned into an output document and its trace commitment.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tracing::{info, warn};
+use verity_client::Client;
+use verity_data::cid_of;
+use verity_infer::Engine;
+use verity_lm::task::{output_bytes, parse_prompt, trace_root};
+use verity_lm::ServedModel;
+use verity_types::{sampling_seed, sha256, FailureReason, GenerationLimits, Hash};
+
+use crate::Computed;
+
+/// The language models a worker has loaded, and where their files live.
+pub struct LanguageModels {
+    dir: PathBuf,
+    loaded: HashMap<Hash, Arc<ServedModel>>,
+}
+
+impl LanguageModels {
+    pub fn new(home: &Path) -> Self {
+        Self {
+            dir: home.join("models"),
+            loaded: HashMap::new(),
+        }
+    }
+
+    /// The model, or why it cannot be had: a network error (retry), or a reason to report.
+    pub async fn get(
+        &mut self,
+        client: &Client,
+        id: &Hash,
+    ) -> Result<Result<Arc<ServedModel>, FailureReason>> {
+        if let Some(model) = self.loaded.get(id) {
+            return Ok(Ok(model.clone()));
+        }
+        let Some(language) = client.model(id).await?.and_then(|m| m.spec.language) else {
+            return Ok(Err(FailureReason::ModelInvalid));
+        };
+        let dir = self.dir.join(id.to_string());
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (name, file) in language.files() {
+            let path = dir.join(name);
+            if std::fs::read(&path).is_ok_and(|bytes| sha256(&bytes) == file.hash) {
+                continue;
+            }
+            let Some(bytes) = client.get_blob(&cid_of(&file.hash)).await? else {
+                return Ok(Err(FailureReason::ModelUnavailable));
+            };
+            if sha256(&bytes) != file.hash {
+                return Ok(Err(FailureReason::ModelInvalid));
+            }
+            // Whole or not at all: a crash mid-write leaves a temporary file, not a torn one.
+            let partial = dir.join(format!(".{name}.partial"));
+            std::fs::write(&partial, &bytes)
+                .and_then(|()| std::fs::rename(&partial, &path))
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        let loaded = tokio::task::spawn_blocking(move || ServedModel::load(&dir)).await?;
+        match loaded {
+            Ok(model) => {
+                info!(model = %id, "language model loaded");
+                let model = Arc::new(model);
+                self.loaded.insert(*id, model.clone());
+                Ok(Ok(model))
+            }
+            Err(e) => {
+                warn!(model = %id, error = %e, "the language model's files do not load");
+                Ok(Err(FailureReason::ModelInvalid))
+            }
+        }
+    }
+}
+
+/// Runs one generation task: its prompt document must render to exactly the prompt tokens and
+/// ask for exactly the max tokens its escrow reserved; anything else fails the task as input
+/// that does not fit.
+pub fn compute(
+    engine: &Engine,
+    model: &ServedModel,
+    task_id: &Hash,
+    limits: &GenerationLimits,
+    input: &[u8],
+) -> Result<Computed, FailureReason> {
+    let unfit = |why: String| {
+        warn!(task = %task_id, %why, "the prompt does not fit its task");
+        FailureReason::InputDoesNotFit
+    };
+    let doc = parse_prompt(input).map_err(|e| unfit(e.to_string()))?;
+    let prompt_ids = model
+        .renderer()
+        .prompt_ids(&doc)
+        .map_err(|e| unfit(e.to_string()))?;
+    if prompt_ids.len() != limits.prompt_tokens as usize || doc.max_tokens != limits.max_tokens {
+        return Err(unfit(format!(
+            "it has {} prompt tokens and max_tokens {}; the task reserved {} and {}",
+            prompt_ids.len(),
+            doc.max_tokens,
+            limits.prompt_tokens,
+            limits.max_tokens
+        )));
+    }
+    let seed = sampling_seed(&doc, task_id);
+    let out = model
+        .run(engine, &doc, &prompt_ids, seed, |_| {})
+        .map_err(|e| unfit(e.to_string()))?;
+    Ok(Computed {
+        trace_root: trace_root(&out),
+        trace_len: out.tokens.len() as u32,
+        output: output_bytes(&out),
+    })
+}
