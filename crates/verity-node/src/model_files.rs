@@ -53,22 +53,26 @@ pub fn source(blobs: BlobStore) -> ModelSource {
 }
 
 /// Fetches into `blobs` each registered model's file it lacks (from its IPFS node); returns
-/// the models whose file is still missing.
+/// the files still missing.
 pub async fn pin_registered(node: &NodeState, blobs: &BlobStore) -> anyhow::Result<Vec<Hash>> {
     let mut missing = Vec::new();
     let mut after = None;
     loop {
         let page = node.chain.models(after.as_ref(), MODEL_PAGE)?;
-        for model in &page {
-            let id = model.spec.model_id;
+        // A language model's id is the hash of its files' hashes: each of its files is held.
+        let files = page.iter().flat_map(|model| match &model.spec.language {
+            Some(language) => language.files().into_iter().map(|(_, f)| f.hash).collect(),
+            None => vec![model.spec.model_id],
+        });
+        for id in files {
             if blobs.locate(&id).is_none() {
                 match blobs.fetch(&id).await {
                     Ok(Some(_)) => {
-                        info!(node = %node.label, model = %id, "fetched a registered model's file")
+                        info!(node = %node.label, file = %id, "fetched a registered model's file")
                     }
                     Ok(None) => missing.push(id),
                     Err(e) => {
-                        warn!(node = %node.label, model = %id, error = %e, "fetching a registered model's file");
+                        warn!(node = %node.label, file = %id, error = %e, "fetching a registered model's file");
                         missing.push(id);
                     }
                 }
@@ -93,7 +97,7 @@ pub fn keep_pinned(node: Arc<NodeState>, blobs: BlobStore) {
                 Ok(missing) => {
                     for id in missing {
                         if warned.insert(id) {
-                            warn!(node = %node.label, model = %id, "a registered model's file is in neither this node's blob store nor its IPFS node: a dispute over it would halt this validator. Upload the file to this node (PUT /v1/blobs) or configure `ipfs`");
+                            warn!(node = %node.label, file = %id, "a registered model's file is in neither this node's blob store nor its IPFS node: a dispute over it would halt this validator. Upload the file to this node (PUT /v1/blobs) or configure `ipfs`");
                         }
                     }
                 }

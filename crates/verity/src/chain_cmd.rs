@@ -73,6 +73,25 @@ pub(crate) const BUNDLED_MODEL: &[u8] = include_bytes!("../../../models/digits_m
 /// The bundled quantized model, registered with zk keys for `tee_zk` tasks.
 pub(crate) const BUNDLED_INT8_MODEL: &[u8] = include_bytes!("../../../models/digits_mlp_int8.onnx");
 
+/// The bundled language model (models/tiny_lm: a 4-layer GPT-2 trained on Moby-Dick), its
+/// files by the names a language model's directory gives them.
+const BUNDLED_LM: [(&str, &[u8]); 3] = [
+    (
+        "model.onnx",
+        include_bytes!("../../../models/tiny_lm/model.onnx"),
+    ),
+    (
+        "tokenizer.json",
+        include_bytes!("../../../models/tiny_lm/tokenizer.json"),
+    ),
+    (
+        "config.json",
+        include_bytes!("../../../models/tiny_lm/config.json"),
+    ),
+];
+/// The name the devnet registers it under: `verity chat --model tiny-lm`.
+pub(crate) const BUNDLED_LM_NAME: &str = "tiny-lm";
+
 /// Genesis of a devnet: the dev account (also governance) and every worker funded, dev
 /// enclaves allowed, a short assignment timeout so that a dead worker's tasks move on quickly.
 pub(crate) fn devnet_genesis(chain_id: &str, dev: &Address, workers: &[Address]) -> Genesis {
@@ -387,6 +406,33 @@ pub(crate) async fn register_bundled_model(client: &Client, owner: &AccountKey) 
         .context("registering the bundled model")
 }
 
+/// Registers the bundled language model, owned by `owner`, from its files written under
+/// `home/tiny-lm`; returns its id.
+pub(crate) async fn register_bundled_language_model(
+    client: &Client,
+    owner: &AccountKey,
+    home: &Path,
+) -> Result<Hash> {
+    let dir = home.join("tiny-lm");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, bytes) in BUNDLED_LM {
+        std::fs::write(dir.join(name), bytes)
+            .with_context(|| format!("writing {}", dir.join(name).display()))?;
+    }
+    let (spec, files) = crate::commands::language::language_model_spec(
+        &dir,
+        BUNDLED_LM_NAME.into(),
+        "1".into(),
+        "MIT".into(),
+        crate::tokens::parse("0.00001", false)?,
+        crate::tokens::parse("0.00002", false)?,
+        vec![Mode::Tee],
+    )?;
+    crate::task_cmd::register_language_model(client, owner, spec, files)
+        .await
+        .context("registering the bundled language model")
+}
+
 /// Registers the bundled int8 model with Groth16 keys, owned by `owner`. The keys come from a
 /// local random setup made once and kept under `home/zk-digits-int8`: a restarted devnet
 /// finds the same keys on chain.
@@ -532,6 +578,7 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
             let client = Client::new(&apis[0].to_string());
             let model_id = register_bundled_model(&client, &dev).await?;
             let zk_model_id = register_bundled_zk_model(&client, &dev, &home).await?;
+            let lm_id = register_bundled_language_model(&client, &dev, &home).await?;
             let data_verifiers = DataVerifiers {
                 count: args.data_verifiers.min(args.workers),
                 first_port: match args.data_port {
@@ -586,6 +633,7 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
             }
             outln!("  model:       {model_id} (digits-mlp, bundled; tee and op)");
             outln!("  zk model:    {zk_model_id} (digits-mlp-int8, bundled; tee and tee-zk, keys from a local setup)");
+            outln!("  language:    {lm_id} ({BUNDLED_LM_NAME}, bundled GPT-2 style model trained on Moby-Dick; tee)");
             outln!("  genesis:     {}", home.join("genesis.json").display());
             outln!(
                 "  dev account: {} (key in {}, mode 0600)",
@@ -596,6 +644,15 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
             "  try:         verity task submit --model {model_id} --input models/samples/digit_0_label_7.json --from {} --wait",
             dev_key_path.display()
         );
+            outln!(
+                "  chat:        verity chat --model {BUNDLED_LM_NAME} \"Call me Ishmael.\" --from {}",
+                dev_key_path.display()
+            );
+            outln!(
+                "  gateway:     verity gateway --key {} --node http://{} --listen 127.0.0.1:8080",
+                dev_key_path.display(),
+                apis[0]
+            );
             outln!(
             "Ctrl-C (or SIGTERM) stops the network; run the same command to start it again where it left off."
         );

@@ -120,7 +120,8 @@ async fn register(args: RegisterDatasetArgs) -> Result<()> {
         &client,
         &key,
         Asset::Dataset,
-        bytes,
+        data.hash,
+        vec![bytes],
         args.anchor,
         |salt, anchor| Action::RegisterDataset {
             name,

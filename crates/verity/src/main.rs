@@ -7,6 +7,7 @@ mod attest_cmd;
 mod bench_cmd;
 mod bench_tasks;
 mod chain_cmd;
+mod commands;
 mod data_cmd;
 mod dataset_cmd;
 mod dispute_cmd;
@@ -63,6 +64,11 @@ enum Command {
     /// Register and inspect datasets: who owns a public file, anchored or claimed.
     #[command(subcommand)]
     Dataset(dataset_cmd::DatasetCommand),
+    /// Ask a registered language model a question; the answer is checked before it is printed.
+    Chat(commands::chat::ChatArgs),
+    /// Serve the OpenAI API on a local port, each request a task paid by your key, each answer
+    /// checked before it is returned.
+    Gateway(commands::gateway::GatewayArgs),
     /// Submit inference tasks and follow them.
     #[command(subcommand)]
     Task(task_cmd::TaskCommand),
@@ -107,6 +113,8 @@ fn main() -> ExitCode {
         Command::Model(cmd) => task_cmd::model(cmd),
         Command::Dataset(cmd) => dataset_cmd::run(cmd),
         Command::Task(cmd) => task_cmd::task(cmd),
+        Command::Chat(args) => commands::chat::run(args),
+        Command::Gateway(args) => commands::gateway::run(args),
         Command::Worker(args) => task_cmd::worker(args),
         Command::Challenger(args) => dispute_cmd::challenger(args),
         Command::Dispute(cmd) => dispute_cmd::dispute(cmd),

@@ -42,7 +42,9 @@ pub enum BlobCommand {
 
 #[derive(Subcommand)]
 pub enum ModelCommand {
-    /// Upload an ONNX model and register it on chain; prints its model id.
+    /// Upload an ONNX model and register it on chain; prints its model id. A directory is a
+    /// language model: model.onnx (and its external data), tokenizer.json, and generation.json
+    /// or the Hugging Face config files it is made from.
     Register(RegisterModelArgs),
     /// Registered models.
     List {
@@ -61,6 +63,7 @@ pub enum ModelCommand {
 
 #[derive(Args)]
 pub struct RegisterModelArgs {
+    /// An ONNX file, or a language model's directory.
     file: PathBuf,
     /// Key name in the keys directory, or a key file path; becomes the owner.
     #[arg(long)]
@@ -93,6 +96,12 @@ pub struct RegisterModelArgs {
     /// is shown as an unanchored claim.
     #[arg(long)]
     anchor: bool,
+    /// A language model's price per prompt token, in tokens.
+    #[arg(long, default_value = "0.00001")]
+    input_price: String,
+    /// A language model's price per generated token, in tokens.
+    #[arg(long, default_value = "0.00002")]
+    output_price: String,
     #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]
     node: String,
     #[arg(long, env = "VERITY_KEYS")]
@@ -297,7 +306,8 @@ pub async fn register_model(
         client,
         key,
         Asset::Model,
-        bytes,
+        id,
+        vec![bytes],
         anchored,
         |salt, anchor| Action::RegisterModel { spec, salt, anchor },
     )
@@ -305,19 +315,49 @@ pub async fn register_model(
     Ok(id)
 }
 
-/// Registers the file `bytes` as `asset`, commit first: a CommitRegistration with a fresh salt,
-/// final before the file is uploaded (nobody can know the file before the commitment is on
+/// Registers a language model (its spec from [`crate::commands::language::language_model_spec`])
+/// unless it is already registered (then only uploads its files). Returns the model id.
+pub async fn register_language_model(
+    client: &Client,
+    key: &AccountKey,
+    spec: ModelSpec,
+    files: Vec<Vec<u8>>,
+) -> Result<Hash> {
+    let id = spec.model_id;
+    if client.model(&id).await?.is_some() {
+        for file in files {
+            client
+                .put_blob(file, key)
+                .await
+                .context("uploading the model's files")?;
+        }
+        return Ok(id);
+    }
+    commit_and_register(client, key, Asset::Model, id, files, false, |salt, _| {
+        Action::RegisterModel {
+            spec,
+            salt,
+            anchor: None,
+        }
+    })
+    .await?;
+    Ok(id)
+}
+
+/// Registers `asset` `id` made of `files`, commit first: a CommitRegistration with a fresh salt,
+/// final before the files are uploaded (nobody can know them before the commitment is on
 /// chain), then the registration `register(salt, anchor)` makes, which reveals it, anchored by a
-/// data verifier's enclave when `anchored`.
+/// data verifier's enclave (over the first file) when `anchored`.
+#[allow(clippy::too_many_arguments)]
 pub async fn commit_and_register(
     client: &Client,
     key: &AccountKey,
     asset: Asset,
-    bytes: Vec<u8>,
+    id: Hash,
+    files: Vec<Vec<u8>>,
     anchored: bool,
     register: impl FnOnce(Hash, Option<verity_types::Anchor>) -> Action,
 ) -> Result<()> {
-    let id = verity_types::sha256(&bytes);
     let mut salt = [0u8; 32];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut salt);
     let salt = Hash(salt);
@@ -326,13 +366,20 @@ pub async fn commit_and_register(
     if let TxStatus::Failed { error } = receipt.status {
         bail!("CommitRegistration failed: {error}");
     }
-    let stored = client
-        .put_blob(bytes, key)
-        .await
-        .context("uploading the file")?;
-    let anchor = match anchored {
-        true => Some(anchor_of(client, asset, &stored.cid, &key.address(), &id).await?),
-        false => None,
+    let mut stored = Vec::new();
+    for file in files {
+        stored.push(
+            client
+                .put_blob(file, key)
+                .await
+                .context("uploading the file")?,
+        );
+    }
+    let anchor = match (anchored, stored.first()) {
+        (true, Some(first)) => {
+            Some(anchor_of(client, asset, &first.cid, &key.address(), &id).await?)
+        }
+        _ => None,
     };
     let receipt = send(client, key, register(salt, anchor)).await?;
     if let TxStatus::Failed { error } = receipt.status {
@@ -458,6 +505,39 @@ pub async fn send(client: &Client, key: &AccountKey, action: Action) -> Result<R
 pub fn model(cmd: ModelCommand) -> Result<()> {
     runtime()?.block_on(async {
         match cmd {
+            ModelCommand::Register(args) if args.file.is_dir() => {
+                let key = load_key(&args.from, &keys_dir(args.keys_dir))?;
+                ensure!(
+                    !args.anchor,
+                    "--anchor is not supported for language models yet"
+                );
+                ensure!(
+                    args.zk.is_none(),
+                    "tee-zk is for small integer models, not language models"
+                );
+                let name = args.name.unwrap_or_else(|| {
+                    args.file
+                        .file_name()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "language-model".into())
+                });
+                let modes = match args.modes.is_empty() {
+                    true => vec![Mode::Tee],
+                    false => args.modes,
+                };
+                let (spec, files) = crate::commands::language::language_model_spec(
+                    &args.file,
+                    name,
+                    args.version,
+                    args.license,
+                    tokens::parse(&args.input_price, false).context("--input-price")?,
+                    tokens::parse(&args.output_price, false).context("--output-price")?,
+                    modes,
+                )?;
+                let client = Client::new(&args.node);
+                let id = register_language_model(&client, &key, spec, files).await?;
+                outln!("{id}");
+            }
             ModelCommand::Register(args) => {
                 let key = load_key(&args.from, &keys_dir(args.keys_dir))?;
                 let bytes = std::fs::read(&args.file)

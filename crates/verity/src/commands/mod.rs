@@ -1,0 +1,5 @@
+//! Command groups, one file each.
+
+pub mod chat;
+pub mod gateway;
+pub mod language;
