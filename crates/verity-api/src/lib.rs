@@ -493,7 +493,7 @@ pub enum Event {
     /// A block was finalized and executed.
     Block(BlockRecord),
     /// A task changed state.
-    Task(Task),
+    Task(Box<Task>),
     /// A dispute opened, moved or ended.
     Dispute(Box<Dispute>),
 }

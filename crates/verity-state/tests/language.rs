@@ -48,7 +48,7 @@ fn spec(language: LanguageSpec) -> ModelSpec {
         tee_required: false,
         allowed_modes: vec![Mode::Tee, Mode::Op],
         tolerance_ppm: 0,
-        language: Some(language),
+        language: Some(Box::new(language)),
     }
 }
 
@@ -182,7 +182,7 @@ fn a_language_model_binds_its_files_and_refuses_what_it_cannot_verify() {
     let tx = committed_model(&mut net, &owner, spec(language()));
     net.ok(&[tx]);
     let model = net.chain.model(&language().model_id()).unwrap().unwrap();
-    assert_eq!(model.spec.language, Some(language()));
+    assert_eq!(model.spec.language, Some(Box::new(language())));
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Language models on the network (`docs/protocol.md` §17): the files one registered language
+//! Language models on the network (`docs/protocol.md` §16): the files one registered language
 //! model binds, its prices per token, what a generation task reserves, and the documents a
 //! generation reads and writes.
 //!

@@ -287,7 +287,7 @@ pub struct ModelSpec {
     pub tolerance_ppm: u32,
     /// A language model's files and prices; its `model_id` is [`LanguageSpec::model_id`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub language: Option<LanguageSpec>,
+    pub language: Option<Box<LanguageSpec>>,
 }
 
 /// Most hashes one dissection move reveals (k = 16).
@@ -609,7 +609,7 @@ impl Action {
                     tolerance_ppm: r.u32("tolerance")?,
                     language: match r.u8("language model flag")? {
                         0 => None,
-                        1 => Some(LanguageSpec::decode(r)?),
+                        1 => Some(Box::new(LanguageSpec::decode(r)?)),
                         tag => {
                             return Err(DecodeError::UnknownTag {
                                 what: "language model flag",
@@ -1186,7 +1186,7 @@ mod tests {
                     tee_required: false,
                     allowed_modes: vec![Mode::Tee, Mode::Op],
                     tolerance_ppm: 0,
-                    language: Some(LanguageSpec {
+                    language: Some(Box::new(LanguageSpec {
                         graph: DataRef::of(b"graph"),
                         weights: Some(crate::ExternalWeights {
                             name: "model.onnx.data".into(),
@@ -1197,7 +1197,7 @@ mod tests {
                         context: 256,
                         input_token_price: 1,
                         output_token_price: 3,
-                    }),
+                    })),
                 },
                 salt: id,
                 anchor: None,

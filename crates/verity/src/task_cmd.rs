@@ -45,7 +45,7 @@ pub enum ModelCommand {
     /// Upload an ONNX model and register it on chain; prints its model id. A directory is a
     /// language model: model.onnx (and its external data), tokenizer.json, and generation.json
     /// or the Hugging Face config files it is made from.
-    Register(RegisterModelArgs),
+    Register(Box<RegisterModelArgs>),
     /// Registered models.
     List {
         #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]

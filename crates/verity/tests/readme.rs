@@ -1,8 +1,9 @@
 //! The README's walkthrough as a test: every block fenced as ` ```sh walkthrough ` is read from
 //! README.md (not copied here, so the two cannot drift) and run in order, in one bash, as a user
 //! would run it from the repository's root with `verity devnet` in another terminal. Two things
-//! differ from a user's terminal, both set from outside the text: the devnet and the benchmarks'
-//! throwaway networks listen on ports this test chooses (`VERITY_NODE`, `VERITY_BENCH_*_PORT`),
+//! differ from a user's terminal, both set from outside the text: the devnet, the gateway and the
+//! benchmarks' throwaway networks listen on ports this test chooses (`VERITY_NODE`,
+//! `VERITY_GATEWAY_LISTEN`, `VERITY_BENCH_*_PORT`),
 //! and the benchmarks run at a small count. Then the devnet gets Ctrl-C and is started again on
 //! the same home, and must resume the same chain with the walkthrough's task on it.
 
@@ -158,6 +159,7 @@ fn the_readme_walkthrough_runs_as_written_and_the_devnet_resumes_after_ctrl_c() 
         .expect("every set of ports tried was taken");
     let node = format!("http://127.0.0.1:{api}");
     let (bench_api, bench_p2p) = common::ports(5, 4_447, 0);
+    let gateway = format!("127.0.0.1:{}", common::ports(1, 4_453, 0).0);
 
     let run = Command::new("bash")
         .arg("walkthrough.sh")
@@ -165,6 +167,7 @@ fn the_readme_walkthrough_runs_as_written_and_the_devnet_resumes_after_ctrl_c() 
         .env("VERITY_NODE", &node)
         .env("VERITY_BENCH_API_PORT", bench_api.to_string())
         .env("VERITY_BENCH_P2P_PORT", bench_p2p.to_string())
+        .env("VERITY_GATEWAY_LISTEN", &gateway)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
@@ -179,6 +182,8 @@ fn the_readme_walkthrough_runs_as_written_and_the_devnet_resumes_after_ctrl_c() 
         "balance        1.5",
         "TCB status",
         "zk proof     verified (Groth16, 128 bytes)",
+        "verified  enclave signature, registered enclave",
+        "\"verification\":\"verified\"",
     ] {
         assert!(stdout.contains(expected), "no {expected:?} in:\n{stdout}");
     }

@@ -37,7 +37,7 @@ pub struct GatewayArgs {
     key: String,
     #[arg(long, env = "VERITY_NODE", default_value = DEFAULT_NODE)]
     node: String,
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "VERITY_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Require `Authorization: Bearer KEY` on every request.
     #[arg(long, env = "VERITY_GATEWAY_API_KEY")]

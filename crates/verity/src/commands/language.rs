@@ -122,7 +122,7 @@ impl LanguageModelClient {
                     ))
                 })?,
         };
-        let language = model.spec.language.clone().ok_or_else(|| {
+        let language = *model.spec.language.clone().ok_or_else(|| {
             GenerationError::Invalid(format!(
                 "model {} ({}) is not a language model",
                 model.spec.model_id, model.spec.name
@@ -555,7 +555,7 @@ pub fn language_model_spec(
         tee_required: modes == [Mode::Tee],
         allowed_modes: modes,
         tolerance_ppm: 0,
-        language: Some(language),
+        language: Some(Box::new(language)),
     };
     Ok((spec, files))
 }
