@@ -691,6 +691,15 @@ async fn submit(args: SubmitArgs) -> Result<()> {
     let input =
         std::fs::read(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
     let client = Client::new(&args.node);
+    if let Some(model) = client.model(&args.model).await? {
+        ensure!(
+            model.spec.language.is_none(),
+            "model {} ({}) is a language model: ask it with `verity chat --model {}`",
+            args.model,
+            model.spec.name,
+            model.spec.name
+        );
+    }
     let max_fee = tokens::parse(&args.max_fee, args.base_units).context("--max-fee")?;
     client
         .put_blob(input.clone(), &key)

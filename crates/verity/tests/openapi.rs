@@ -123,7 +123,8 @@ async fn the_generated_document_holds_for_every_endpoint() {
                     .await
                     .ok()?
                     .models
-                    .first()?
+                    .into_iter()
+                    .find(|m| m.spec.name == "digits-mlp")?
                     .spec
                     .model_id;
                 let workers = client.workers(&Default::default()).await.ok()?.workers;
