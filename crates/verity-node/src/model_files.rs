@@ -61,7 +61,7 @@ pub async fn pin_registered(node: &NodeState, blobs: &BlobStore) -> anyhow::Resu
         let page = node.chain.models(after.as_ref(), MODEL_PAGE)?;
         // A language model's id is the hash of its files' hashes: each of its files is held.
         let files = page.iter().flat_map(|model| match &model.spec.language {
-            Some(language) => language.files().into_iter().map(|(_, f)| f.hash).collect(),
+            Some(language) => language.blobs().into_iter().map(|f| f.hash).collect(),
             None => vec![model.spec.model_id],
         });
         for id in files {

@@ -183,6 +183,7 @@ impl Params {
         at_least("unbonding_blocks", t.unbonding_blocks, 1)?;
         at_least("assignment_timeout_blocks", t.assignment_timeout_blocks, 1)?;
         at_least("max_open_assignments", t.max_open_assignments.into(), 1)?;
+        at_least("max_open_generations", t.max_open_generations.into(), 1)?;
 
         at_least("attestation_nonce_blocks", t.attestation_nonce_blocks, 1)?;
         at_least(
@@ -269,6 +270,10 @@ impl Params {
     }
 }
 
+fn default_max_open_generations() -> u32 {
+    4
+}
+
 fn default_fee_per_weight() -> Amount {
     1
 }
@@ -298,6 +303,11 @@ pub struct TaskParams {
     /// load beyond what the workers take waits Pending instead of timing them out and banning
     /// them. Set it to what a worker delivers within `assignment_timeout_blocks`.
     pub max_open_assignments: u32,
+    /// Most language-model generations assigned to one worker at a time (the protocol's 4
+    /// concurrent generations per worker): each holds a model's activations and cache, so a
+    /// worker with this many is not drawn for another until one finishes.
+    #[serde(default = "default_max_open_generations")]
+    pub max_open_generations: u32,
     /// Reputation lost on a timeout.
     pub timeout_penalty: i64,
     /// Blocks after which a timeout's penalty is given back (a ban from timeouts lifts with it).
@@ -347,6 +357,7 @@ impl Default for TaskParams {
             unbonding_blocks: 200,
             assignment_timeout_blocks: 20,
             max_open_assignments: 256,
+            max_open_generations: default_max_open_generations(),
             timeout_penalty: 20,
             timeout_forgiven_after_blocks: 10_000,
             failure_fee_bps: 500,

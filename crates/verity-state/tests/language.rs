@@ -154,11 +154,19 @@ fn a_language_model_binds_its_files_and_refuses_what_it_cannot_verify() {
     let escape = LanguageSpec {
         weights: Some(ExternalWeights {
             name: "../../keys/validator".into(),
-            data: DataRef::of(b"weights"),
+            chunks: vec![DataRef::of(b"weights")],
         }),
         ..language()
     };
     cases.push((spec(escape), "plain file name"));
+    let hollow = LanguageSpec {
+        weights: Some(ExternalWeights {
+            name: "model.onnx.data".into(),
+            chunks: Vec::new(),
+        }),
+        ..language()
+    };
+    cases.push((spec(hollow), "at least one part"));
     let tiny = LanguageSpec {
         context: 1,
         ..language()
@@ -281,5 +289,66 @@ fn a_generation_pays_for_the_tokens_it_made_and_the_rest_goes_back() {
     assert_eq!(
         net.chain.task(&task_id).unwrap().unwrap().status,
         TaskStatus::Finalized
+    );
+}
+
+#[test]
+fn a_worker_runs_at_most_four_generations_at_once_and_the_rest_wait() {
+    let (owner, user) = (AccountKey::generate(), AccountKey::generate());
+    let (mut net, model, worker) = setup(&owner, &user);
+    let txs: Vec<SignedTx> = (0..6)
+        .map(|n| {
+            net.tx(
+                &user,
+                Action::SubmitTask {
+                    model_id: model.model_id,
+                    input: DataRef::of(&[n]),
+                    mode: Mode::Tee,
+                    max_fee: 70_000,
+                    deadline_blocks: 50,
+                    input_commitment: None,
+                    dataset: None,
+                    generation: limits(10, 20),
+                },
+            )
+        })
+        .collect();
+    let ids: Vec<Hash> = txs.iter().map(|tx| tx.hash()).collect();
+    net.ok(&txs);
+    net.ok(&[]);
+    let status = |net: &Net, id: &Hash| net.chain.task(id).unwrap().unwrap().status;
+    let assigned: Vec<Hash> = ids
+        .iter()
+        .filter(|id| status(&net, id) == TaskStatus::Assigned)
+        .copied()
+        .collect();
+    assert_eq!(assigned.len(), 4, "four generations at once");
+    assert_eq!(
+        ids.iter()
+            .filter(|id| status(&net, id) == TaskStatus::Pending)
+            .count(),
+        2
+    );
+    // One answer frees a slot: a waiting generation takes it.
+    let r = receipt(&net, &worker, assigned[0], 3);
+    let tx = net.tx(
+        &worker.account,
+        Action::SubmitReceipts { receipts: vec![r] },
+    );
+    net.ok(&[tx]);
+    for _ in 0..3 {
+        net.ok(&[]);
+    }
+    assert_eq!(
+        ids.iter()
+            .filter(|id| status(&net, id) == TaskStatus::Assigned)
+            .count(),
+        4
+    );
+    assert_eq!(
+        ids.iter()
+            .filter(|id| status(&net, id) == TaskStatus::Pending)
+            .count(),
+        1
     );
 }

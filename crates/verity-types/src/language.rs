@@ -21,13 +21,36 @@ pub const SAMPLING_SEED_DOMAIN: &[u8] = b"verity/sampling-seed/v1";
 pub const TRANSFORMER: &str = "transformer";
 /// Longest external-data file name a language model declares.
 pub const MAX_WEIGHTS_NAME_LEN: usize = 255;
+/// Most parts a weights file is stored in.
+pub const MAX_WEIGHT_CHUNKS: usize = 4096;
+/// The size of the parts `verity model register` cuts a weights file into: under a node's
+/// largest blob (64 MiB by default), so a 540 MB model goes through any blob store.
+pub const WEIGHT_CHUNK_BYTES: usize = 32 << 20;
 
-/// A graph's external data file: the name the graph refers to it by, and its bytes' hash.
+/// A graph's external data file: the name the graph refers to it by, and its bytes as blobs
+/// whose concatenation, in order, is the file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExternalWeights {
     /// The `location` the ONNX graph gives, e.g. `model.onnx.data`.
     pub name: String,
-    pub data: DataRef,
+    pub chunks: Vec<DataRef>,
+}
+
+impl ExternalWeights {
+    /// The file's size; `None` on overflow.
+    pub fn size(&self) -> Option<u64> {
+        self.chunks
+            .iter()
+            .try_fold(0u64, |total, chunk| total.checked_add(chunk.size))
+    }
+}
+
+/// One file of a language model: the name a worker stores it under, and its parts in order
+/// (only the weights have more than one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelFile<'a> {
+    pub name: &'a str,
+    pub parts: Vec<&'a DataRef>,
 }
 
 /// What a language model's registration adds to its [`crate::ModelSpec`].
@@ -62,23 +85,42 @@ impl LanguageSpec {
         let mut w = Writer::new();
         w.fixed(LANGUAGE_MODEL_DOMAIN).fixed(&self.graph.hash.0);
         match &self.weights {
-            None => w.u8(0),
-            Some(weights) => w.u8(1).str(&weights.name).fixed(&weights.data.hash.0),
-        };
+            None => {
+                w.u8(0);
+            }
+            Some(weights) => {
+                w.u8(1).str(&weights.name).u32(weights.chunks.len() as u32);
+                for chunk in &weights.chunks {
+                    w.fixed(&chunk.hash.0);
+                }
+            }
+        }
         w.fixed(&self.tokenizer.hash.0)
             .fixed(&self.generation.hash.0);
         sha256(&w.finish())
     }
 
     /// The files a worker fetches to serve the model, with the names it stores them under.
-    pub fn files(&self) -> Vec<(&str, &DataRef)> {
-        let mut files = vec![("model.onnx", &self.graph)];
+    pub fn files(&self) -> Vec<ModelFile<'_>> {
+        let one = |name, file| ModelFile {
+            name,
+            parts: vec![file],
+        };
+        let mut files = vec![one("model.onnx", &self.graph)];
         if let Some(weights) = &self.weights {
-            files.push((weights.name.as_str(), &weights.data));
+            files.push(ModelFile {
+                name: &weights.name,
+                parts: weights.chunks.iter().collect(),
+            });
         }
-        files.push(("tokenizer.json", &self.tokenizer));
-        files.push(("generation.json", &self.generation));
+        files.push(one("tokenizer.json", &self.tokenizer));
+        files.push(one("generation.json", &self.generation));
         files
+    }
+
+    /// Every blob the model is stored in: what validators and workers hold.
+    pub fn blobs(&self) -> Vec<&DataRef> {
+        self.files().into_iter().flat_map(|f| f.parts).collect()
     }
 
     /// What `prompt_tokens` in and `output_tokens` out cost; `None` on overflow.
@@ -100,8 +142,10 @@ impl LanguageSpec {
                 w.u8(0);
             }
             Some(weights) => {
-                w.u8(1).str(&weights.name);
-                weights.data.encode(w);
+                w.u8(1).str(&weights.name).u32(weights.chunks.len() as u32);
+                for chunk in &weights.chunks {
+                    chunk.encode(w);
+                }
             }
         }
         self.tokenizer.encode(w);
@@ -116,10 +160,21 @@ impl LanguageSpec {
             graph: DataRef::decode(r)?,
             weights: match r.u8("weights flag")? {
                 0 => None,
-                1 => Some(ExternalWeights {
-                    name: r.string("weights file name", MAX_WEIGHTS_NAME_LEN)?,
-                    data: DataRef::decode(r)?,
-                }),
+                1 => {
+                    let name = r.string("weights file name", MAX_WEIGHTS_NAME_LEN)?;
+                    let count = r.u32("weight chunks")? as usize;
+                    if count > MAX_WEIGHT_CHUNKS {
+                        return Err(DecodeError::TooLong {
+                            what: "weight chunks",
+                            len: count,
+                            limit: MAX_WEIGHT_CHUNKS,
+                        });
+                    }
+                    let chunks = (0..count)
+                        .map(|_| DataRef::decode(r))
+                        .collect::<Result<_, _>>()?;
+                    Some(ExternalWeights { name, chunks })
+                }
                 tag => {
                     return Err(DecodeError::UnknownTag {
                         what: "weights flag",
@@ -275,9 +330,15 @@ mod tests {
         let mut other = base.clone();
         other.weights = Some(ExternalWeights {
             name: "model.onnx.data".into(),
-            data: DataRef::of(b"weights"),
+            chunks: vec![DataRef::of(b"wei"), DataRef::of(b"ghts")],
         });
         assert_ne!(base.model_id(), other.model_id());
+        // The same bytes cut otherwise are other blobs: another id.
+        let mut recut = other.clone();
+        recut.weights.as_mut().unwrap().chunks = vec![DataRef::of(b"weights")];
+        assert_ne!(recut.model_id(), other.model_id());
+        assert_eq!(other.weights.as_ref().unwrap().size(), Some(7));
+        assert_eq!(other.blobs().len(), 5);
         // Prices and context are terms, not files: the id stays.
         let mut other = base.clone();
         other.output_token_price = 7;

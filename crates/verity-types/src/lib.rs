@@ -26,7 +26,7 @@ pub use data::{
 pub use hash::{sha256, Hash, HashParseError};
 pub use language::{
     generation_leaf, sampling_seed, ExternalWeights, GeneratedToken, GenerationDocument,
-    GenerationFinish, GenerationLimits, LanguageSpec, PromptDocument, PromptMessage,
+    GenerationFinish, GenerationLimits, LanguageSpec, ModelFile, PromptDocument, PromptMessage,
 };
 pub use secret_file::write_secret;
 pub use task::{

@@ -1190,7 +1190,7 @@ mod tests {
                         graph: DataRef::of(b"graph"),
                         weights: Some(crate::ExternalWeights {
                             name: "model.onnx.data".into(),
-                            data: DataRef::of(b"weights"),
+                            chunks: vec![DataRef::of(b"wei"), DataRef::of(b"ghts")],
                         }),
                         tokenizer: DataRef::of(b"tokenizer"),
                         generation: DataRef::of(b"config"),

@@ -1,9 +1,10 @@
 //! Language-model tasks: a registered model's files fetched once into the worker's home (each
-//! checked against the hash the chain holds), loaded once and kept; each task's prompt checked
+//! part checked against the hash the chain holds), loaded once and kept; each task's prompt checked
 //! against what its escrow reserved, generated with the seed fixed before the worker was drawn,
 //! and turned into an output document and its trace commitment.
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use verity_data::cid_of;
 use verity_infer::Engine;
 use verity_lm::task::{output_bytes, parse_prompt, trace_root};
 use verity_lm::ServedModel;
-use verity_types::{sampling_seed, sha256, FailureReason, GenerationLimits, Hash};
+use verity_types::{sampling_seed, sha256, DataRef, FailureReason, GenerationLimits, Hash};
 
 use crate::Computed;
 
@@ -46,21 +47,29 @@ impl LanguageModels {
         };
         let dir = self.dir.join(id.to_string());
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        for (name, file) in language.files() {
-            let path = dir.join(name);
-            if std::fs::read(&path).is_ok_and(|bytes| sha256(&bytes) == file.hash) {
+        for file in language.files() {
+            let path = dir.join(file.name);
+            if holds(&path, &file.parts) {
                 continue;
             }
-            let Some(bytes) = client.get_blob(&cid_of(&file.hash)).await? else {
-                return Ok(Err(FailureReason::ModelUnavailable));
-            };
-            if sha256(&bytes) != file.hash {
-                return Ok(Err(FailureReason::ModelInvalid));
+            // Part by part into a temporary file, each checked before it is written, renamed
+            // whole at the end: a crash leaves a temporary file, never a torn model, and no
+            // more than one part is in memory.
+            let partial = dir.join(format!(".{}.partial", file.name));
+            let mut out = std::fs::File::create(&partial)
+                .with_context(|| format!("creating {}", partial.display()))?;
+            for part in &file.parts {
+                let Some(bytes) = client.get_blob(&cid_of(&part.hash)).await? else {
+                    return Ok(Err(FailureReason::ModelUnavailable));
+                };
+                if sha256(&bytes) != part.hash {
+                    return Ok(Err(FailureReason::ModelInvalid));
+                }
+                out.write_all(&bytes)
+                    .with_context(|| format!("writing {}", partial.display()))?;
             }
-            // Whole or not at all: a crash mid-write leaves a temporary file, not a torn one.
-            let partial = dir.join(format!(".{name}.partial"));
-            std::fs::write(&partial, &bytes)
-                .and_then(|()| std::fs::rename(&partial, &path))
+            out.sync_all()?;
+            std::fs::rename(&partial, &path)
                 .with_context(|| format!("writing {}", path.display()))?;
         }
         let loaded = tokio::task::spawn_blocking(move || ServedModel::load(&dir)).await?;
@@ -77,6 +86,29 @@ impl LanguageModels {
             }
         }
     }
+}
+
+/// Largest part read back in one piece (blob stores hold far smaller ones).
+const MAX_PART_BYTES: u64 = 1 << 30;
+
+/// Whether the file at `path` is `parts` concatenated, read one part at a time.
+fn holds(path: &Path, parts: &[&DataRef]) -> bool {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let expected = parts
+        .iter()
+        .try_fold(0u64, |total, part| total.checked_add(part.size));
+    if expected.is_none() || file.metadata().map(|m| m.len()).ok() != expected {
+        return false;
+    }
+    parts.iter().all(|part| {
+        if part.size > MAX_PART_BYTES {
+            return false;
+        }
+        let mut bytes = vec![0; part.size as usize];
+        file.read_exact(&mut bytes).is_ok() && sha256(&bytes) == part.hash
+    })
 }
 
 /// Runs one generation task: its prompt document must render to exactly the prompt tokens and

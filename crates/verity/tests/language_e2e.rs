@@ -381,3 +381,68 @@ async fn a_gateway_behind_a_lying_node_returns_errors_not_the_forged_text() {
         assert!(!text.contains("FORGED"));
     }
 }
+
+/// SmolLM2-135M-Instruct (scripts/smollm2.py's float32 graph, 538 MB of external weights)
+/// registered on a devnet by `verity model register DIR`, its weights stored as blobs in parts,
+/// answers chat prompts in English through `verity chat`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs VERITY_SMOLLM2 (scripts/smollm2.py's output); scripts/test sets it"]
+async fn smollm2_registered_on_a_devnet_answers_in_english() {
+    let dir = std::env::var("VERITY_SMOLLM2").expect("VERITY_SMOLLM2");
+    let home = tempfile::tempdir().unwrap();
+    let Devnet {
+        client,
+        home: devnet_home,
+        api,
+        process: _devnet,
+        ..
+    } = start_devnet(home.path(), 51, 2, &[]).await;
+    let node = format!("http://127.0.0.1:{api}");
+    let key = devnet_home.join("dev-account.key");
+    let key = key.to_str().unwrap();
+    let id = verity_ok(&[
+        "model",
+        "register",
+        &dir,
+        "--name",
+        "smollm2-135m-instruct",
+        "--license",
+        "Apache-2.0",
+        "--from",
+        key,
+        "--node",
+        &node,
+    ]);
+    let id: Hash = id.trim().parse().unwrap();
+    let model = client.model(&id).await.unwrap().expect("registered");
+    let language = model.spec.language.expect("a language model");
+    let weights = language.weights.expect("external weights");
+    assert_eq!(weights.name, "model.onnx.data");
+    assert_eq!(weights.size(), Some(538_060_032));
+    assert_eq!(weights.chunks.len(), 17, "32 MiB parts");
+    assert!(model.spec.param_count > 130_000_000);
+    for (question, expected) in [
+        ("What is 2+2?", "4"),
+        ("What is the capital of France?", "Paris"),
+    ] {
+        let out = verity_ok(&[
+            "chat",
+            "--model",
+            "smollm2-135m-instruct",
+            question,
+            "--from",
+            key,
+            "--node",
+            &node,
+            "--max-tokens",
+            "32",
+            "--json",
+        ]);
+        let answer: Value = serde_json::from_str(&out).unwrap();
+        let text = answer["text"].as_str().unwrap();
+        println!("{question:?} -> {text:?}");
+        assert!(text.contains(expected), "{question:?} -> {text:?}");
+        assert_eq!(answer["finish_reason"], "stop");
+        assert_eq!(answer["verified"].as_array().unwrap().len(), 7);
+    }
+}

@@ -315,14 +315,17 @@ fn check_language_model(spec: &ModelSpec, language: &LanguageSpec) -> Result<(),
             language.context
         ));
     }
-    let files = language.files();
-    if files
+    if language
+        .blobs()
         .iter()
-        .any(|(_, file)| file.encrypted || file.size == 0)
+        .any(|file| file.encrypted || file.size == 0)
     {
         return invalid("a language model's files are plain and not empty".into());
     }
     if let Some(weights) = &language.weights {
+        if weights.chunks.is_empty() || weights.size().is_none() {
+            return invalid("a weights file has at least one part, and a size that fits".into());
+        }
         let name = weights.name.as_str();
         let plain = !name.is_empty()
             && !name.starts_with('.')

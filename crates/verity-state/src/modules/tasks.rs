@@ -95,14 +95,15 @@ pub const ASSIGNED_PREFIX: &[u8] = b"a";
 const PENDING_PREFIX: &[u8] = b"p";
 /// A worker's count of current assignments, so that a draw reads one entry to see it is full.
 const OPEN_PREFIX: &[u8] = b"o";
+/// The same for its current language-model generations.
+const OPEN_GENERATIONS_PREFIX: &[u8] = b"g";
 
-fn open_key(worker: &Address) -> Vec<u8> {
-    [OPEN_PREFIX, &worker.0].concat()
+fn count_key(prefix: &[u8], worker: &Address) -> Vec<u8> {
+    [prefix, &worker.0].concat()
 }
 
-/// How many tasks are assigned to `worker` now.
-pub fn open_assignments(state: &Overlay<'_>, worker: &Address) -> Result<u32, StateError> {
-    match state.get(Table::Tasks, &open_key(worker))? {
+fn count(state: &Overlay<'_>, prefix: &[u8], worker: &Address) -> Result<u32, StateError> {
+    match state.get(Table::Tasks, &count_key(prefix, worker))? {
         None => Ok(0),
         Some(bytes) => {
             Ok(u32::from_be_bytes(bytes.as_slice().try_into().map_err(
@@ -112,11 +113,45 @@ pub fn open_assignments(state: &Overlay<'_>, worker: &Address) -> Result<u32, St
     }
 }
 
-fn set_open_assignments(state: &mut Overlay<'_>, worker: &Address, count: u32) {
+fn set_count(state: &mut Overlay<'_>, prefix: &[u8], worker: &Address, count: u32) {
+    let key = count_key(prefix, worker);
     match count {
-        0 => state.delete(Table::Tasks, open_key(worker)),
-        n => state.put(Table::Tasks, open_key(worker), n.to_be_bytes().to_vec()),
+        0 => state.delete(Table::Tasks, key),
+        n => state.put(Table::Tasks, key, n.to_be_bytes().to_vec()),
     }
+}
+
+/// How many tasks are assigned to `worker` now.
+pub fn open_assignments(state: &Overlay<'_>, worker: &Address) -> Result<u32, StateError> {
+    count(state, OPEN_PREFIX, worker)
+}
+
+/// How many of them are language-model generations.
+pub fn open_generations(state: &Overlay<'_>, worker: &Address) -> Result<u32, StateError> {
+    count(state, OPEN_GENERATIONS_PREFIX, worker)
+}
+
+/// Counts one assignment more (`+1`) or less (`-1`) for `worker`, and one generation when
+/// the task is one.
+fn add_assignment(
+    state: &mut Overlay<'_>,
+    worker: &Address,
+    task: &Task,
+    delta: i8,
+) -> Result<(), StateError> {
+    let mut prefixes = vec![OPEN_PREFIX];
+    if task.generation.is_some() {
+        prefixes.push(OPEN_GENERATIONS_PREFIX);
+    }
+    for prefix in prefixes {
+        let now = count(state, prefix, worker)?;
+        let next = match delta {
+            1 => now.saturating_add(1),
+            _ => now.saturating_sub(1),
+        };
+        set_count(state, prefix, worker, next);
+    }
+    Ok(())
 }
 
 fn task_key(id: &Hash) -> Vec<u8> {
@@ -441,21 +476,25 @@ pub(crate) fn draw_eligible(
 const FULL_SKIPS: usize = 4;
 
 /// [`draw_eligible`] among workers with room for one more assignment
-/// (`max_open_assignments`).
+/// (`max_open_assignments`), and for a generation one more generation
+/// (`max_open_generations`).
 fn draw_with_room(
     state: &mut Overlay<'_>,
     ctx: &BlockCtx<'_>,
-    model: &Hash,
+    task: &Task,
     excluded: &[Address],
     entropy: impl Fn(u32) -> Hash,
 ) -> Result<Option<Address>, StateError> {
-    let cap = ctx.genesis.params.tasks.max_open_assignments;
+    let params = &ctx.genesis.params.tasks;
     let mut passed = excluded.to_vec();
     for _ in 0..=FULL_SKIPS {
-        let Some(worker) = draw_eligible(state, ctx, model, &passed, &entropy)? else {
+        let Some(worker) = draw_eligible(state, ctx, &task.model_id, &passed, &entropy)? else {
             return Ok(None);
         };
-        if open_assignments(state, &worker)? < cap {
+        let room = open_assignments(state, &worker)? < params.max_open_assignments
+            && (task.generation.is_none()
+                || open_generations(state, &worker)? < params.max_open_generations);
+        if room {
             return Ok(Some(worker));
         }
         passed.push(worker);
@@ -489,9 +528,9 @@ fn assign(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>, task: &mut Task) -> Resul
             passed_over.push(*worker);
         }
     }
-    let mut chosen = draw_with_room(state, ctx, &task.model_id, &passed_over, entropy(0))?;
+    let mut chosen = draw_with_room(state, ctx, task, &passed_over, entropy(0))?;
     if chosen.is_none() && passed_over.len() > task.disproven.len() {
-        chosen = draw_with_room(state, ctx, &task.model_id, &task.disproven, entropy(1))?;
+        chosen = draw_with_room(state, ctx, task, &task.disproven, entropy(1))?;
     }
     let Some(chosen) = chosen else {
         task.status = TaskStatus::Pending;
@@ -517,8 +556,7 @@ fn assign(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>, task: &mut Task) -> Resul
         assigned_key(&chosen, &task.task_id),
         Vec::new(),
     );
-    let open = open_assignments(state, &chosen)?.saturating_add(1);
-    set_open_assignments(state, &chosen, open);
+    add_assignment(state, &chosen, task, 1)?;
     schedule::push(state, schedule::Kind::Timeout, timeout, &task.task_id)?;
     Ok(())
 }
@@ -549,8 +587,7 @@ pub fn unassign(state: &mut Overlay<'_>, task: &Task) -> Result<(), StateError> 
         // Only a live assignment counts: a task unassigned twice gives back one slot.
         if state.get(Table::Tasks, &key)?.is_some() {
             state.delete(Table::Tasks, key);
-            let open = open_assignments(state, &worker)?.saturating_sub(1);
-            set_open_assignments(state, &worker, open);
+            add_assignment(state, &worker, task, -1)?;
         }
     }
     Ok(())

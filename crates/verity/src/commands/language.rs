@@ -478,7 +478,7 @@ fn modes(spec: &ModelSpec) -> String {
 /// A language model's registration from a Hugging Face style directory: `model.onnx` (with its
 /// external data beside it), `tokenizer.json`, and `generation.json` or the config files it is
 /// made from (`config.json`, `generation_config.json`, the chat template). Returns the spec
-/// and the files to upload.
+/// and the blobs to upload (the weights cut into parts of `WEIGHT_CHUNK_BYTES`).
 pub fn language_model_spec(
     dir: &Path,
     name: String,
@@ -519,16 +519,22 @@ pub fn language_model_spec(
     let graph = std::fs::read(&graph_path)?;
     let config_bytes = config.to_json();
     let mut files = vec![graph.clone()];
+    // Weights go to the blob store in parts under a node's largest blob.
     let weights = match external.first() {
         Some(name) => {
             let data = std::fs::read(dir.join(name))
                 .with_context(|| format!("reading {}", dir.join(name).display()))?;
-            let weights = ExternalWeights {
+            let chunks = data
+                .chunks(verity_types::language::WEIGHT_CHUNK_BYTES)
+                .map(|chunk| {
+                    files.push(chunk.to_vec());
+                    DataRef::of(chunk)
+                })
+                .collect();
+            Some(ExternalWeights {
                 name: name.clone(),
-                data: DataRef::of(&data),
-            };
-            files.push(data);
-            Some(weights)
+                chunks,
+            })
         }
         None => None,
     };
