@@ -1,6 +1,6 @@
 """Calls `verity gateway` with the official `openai` package, as an application would.
 
-Usage: openai_gateway_check.py BASE_URL API_KEY MODEL
+Usage: openai_gateway_check.py BASE_URL API_KEY MODEL [QUESTION]
 
 Prints one JSON object with what each call returned (the `verity` objects included), for the
 Rust test that started the devnet and the gateway to compare with the chain. Errors are caught
@@ -15,6 +15,20 @@ import openai
 base_url, api_key, model = sys.argv[1:4]
 client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=120)
 out = {}
+
+if len(sys.argv) > 4:
+    # One question only: `openai_gateway_check.py URL KEY MODEL QUESTION`.
+    answer = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": sys.argv[4]}],
+        max_tokens=32,
+    )
+    print(json.dumps({
+        "content": answer.choices[0].message.content,
+        "finish_reason": answer.choices[0].finish_reason,
+        "verity": answer.model_extra["verity"],
+    }))
+    sys.exit(0)
 
 out["models"] = [m.id for m in client.models.list()]
 

@@ -384,9 +384,10 @@ async fn a_gateway_behind_a_lying_node_returns_errors_not_the_forged_text() {
 
 /// SmolLM2-135M-Instruct (scripts/smollm2.py's float32 graph, 538 MB of external weights)
 /// registered on a devnet by `verity model register DIR`, its weights stored as blobs in parts,
-/// answers chat prompts in English through `verity chat`.
+/// answers chat prompts in English through `verity chat` and through the gateway to the
+/// official openai package.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs VERITY_SMOLLM2 (scripts/smollm2.py's output); scripts/test sets it"]
+#[ignore = "needs VERITY_SMOLLM2 (scripts/smollm2.py's output) and VERITY_PYTHON; scripts/test sets them"]
 async fn smollm2_registered_on_a_devnet_answers_in_english() {
     let dir = std::env::var("VERITY_SMOLLM2").expect("VERITY_SMOLLM2");
     let home = tempfile::tempdir().unwrap();
@@ -445,4 +446,37 @@ async fn smollm2_registered_on_a_devnet_answers_in_english() {
         assert_eq!(answer["finish_reason"], "stop");
         assert_eq!(answer["verified"].as_array().unwrap().len(), 7);
     }
+    // And through the gateway, asked with the official openai package.
+    let (_gateway, base_url) = start_gateway(home.path(), Path::new(key), &node, 52).await;
+    let python = std::env::var("VERITY_PYTHON").expect("VERITY_PYTHON");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/openai_gateway_check.py"
+    );
+    let out = Command::new(python)
+        .args([
+            script,
+            &base_url,
+            "sesame",
+            "smollm2-135m-instruct",
+            "What is the capital of France?",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let content = answer["content"].as_str().unwrap();
+    println!("openai package -> {content:?}");
+    assert!(content.contains("Paris"), "{content:?}");
+    assert_eq!(answer["verity"]["verification"], "verified");
+    assert_eq!(
+        output_of(&client, &task_id_of(&answer["verity"]))
+            .await
+            .text,
+        content
+    );
 }
