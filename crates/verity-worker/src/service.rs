@@ -32,6 +32,8 @@ const REATTEST_WHEN_LEFT: f64 = 0.5;
 const MISSING_BLOB_GRACE: Duration = Duration::from_secs(2);
 /// Longest wait between failed rounds.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often a worker with a model-size cap looks for newly registered models that fit.
+const MODEL_RECHECK: Duration = Duration::from_secs(10);
 
 pub struct WorkerConfig {
     /// The node API the worker talks to.
@@ -46,6 +48,9 @@ pub struct WorkerConfig {
     pub stake: Amount,
     /// Models to serve; empty serves every model.
     pub models: Vec<Hash>,
+    /// The largest model (its files' bytes) it can hold: with a cap it declares only the
+    /// registered models that fit, so it is never drawn for one it cannot hold. None: no cap.
+    pub max_model_bytes: Option<u64>,
     /// Receipts per SubmitReceipts transaction.
     pub max_batch: usize,
     pub poll: Duration,
@@ -158,6 +163,8 @@ struct Worker {
     language_models: crate::language::LanguageModels,
     /// Its data verifier role, when it serves one.
     data: Option<crate::data::DataVerifier>,
+    /// When it last declared the models that fit its `max_model_bytes`.
+    models_checked: Option<Instant>,
 }
 
 fn now_ms() -> u64 {
@@ -260,6 +267,7 @@ impl Worker {
             provers: HashMap::new(),
             language_models: crate::language::LanguageModels::new(&config_home),
             data,
+            models_checked: None,
         };
         worker.setup().await?;
         Ok(worker)
@@ -306,7 +314,9 @@ impl Worker {
             .context("staking")?;
             info!(worker = %self.config.label, stake = %self.config.stake, "staked");
         }
-        if !self.config.models.is_empty() {
+        if self.config.max_model_bytes.is_some() {
+            self.declare_models_that_fit().await?;
+        } else if !self.config.models.is_empty() {
             let mut wanted = self.config.models.clone();
             wanted.sort();
             let current = view.stake.as_ref().map(|s| s.models.clone());
@@ -318,6 +328,66 @@ impl Worker {
         }
         self.attest_if_needed(&view).await?;
         self.serve_data_if_needed().await
+    }
+
+    /// With `max_model_bytes`: declares the registered models (of `models`, when it names
+    /// some) whose files fit, so that it is never drawn for one it cannot hold; again every
+    /// `MODEL_RECHECK` as models are registered.
+    async fn declare_models_that_fit(&mut self) -> Result<()> {
+        let Some(cap) = self.config.max_model_bytes else {
+            return Ok(());
+        };
+        self.models_checked = Some(Instant::now());
+        let mut fits = Vec::new();
+        let mut too_large = 0;
+        let mut page = PageRequest::default();
+        loop {
+            let list = self.client.models(&page).await?;
+            for model in &list.models {
+                let id = model.spec.model_id;
+                if !self.config.models.is_empty() && !self.config.models.contains(&id) {
+                    continue;
+                }
+                let bytes = match &model.spec.language {
+                    Some(language) => language
+                        .blobs()
+                        .iter()
+                        .try_fold(0u64, |total, blob| total.checked_add(blob.size)),
+                    None => Some(model.spec.size),
+                };
+                match bytes {
+                    Some(bytes) if bytes <= cap => fits.push(id),
+                    _ => too_large += 1,
+                }
+            }
+            match list.next {
+                Some(next) => page.after = Some(next),
+                None => break,
+            }
+        }
+        // An empty list would mean every model: with nothing that fits, nothing is declared.
+        if fits.is_empty() {
+            warn!(worker = %self.config.label, cap, "no registered model fits --max-model-bytes; serving none until one does");
+            return Ok(());
+        }
+        if fits.len() > verity_types::MAX_SERVED_MODELS {
+            warn!(worker = %self.config.label, fitting = fits.len(), "more models fit than one declaration lists; serving the first {}", verity_types::MAX_SERVED_MODELS);
+            fits.truncate(verity_types::MAX_SERVED_MODELS);
+        }
+        fits.sort();
+        let current = self
+            .client
+            .worker(&self.address)
+            .await?
+            .stake
+            .map(|s| s.models);
+        if current.as_ref() != Some(&fits) {
+            info!(worker = %self.config.label, serving = fits.len(), too_large, cap, "declaring the models that fit");
+            self.send_and_wait(Action::ServeModels { models: fits })
+                .await
+                .context("declaring served models")?;
+        }
+        Ok(())
     }
 
     /// Registers the data verifier's RSA key and endpoint, signed by the enclave key, unless the
@@ -578,6 +648,12 @@ impl Worker {
     /// found work.
     async fn round(&mut self) -> Result<bool> {
         self.reconcile().await?;
+        if self
+            .models_checked
+            .is_some_and(|at| at.elapsed() >= MODEL_RECHECK)
+        {
+            self.declare_models_that_fit().await?;
+        }
         self.play_disputes().await?;
         let proved_data = self.prove_data().await?;
         let tasks = self

@@ -184,6 +184,7 @@ pub(crate) fn spawn_workers(
             tee_certs: Vec::new(),
             stake: 1_000 * ONE_TOKEN,
             models: Vec::new(),
+            max_model_bytes: None,
             max_batch: 128,
             poll: Duration::from_millis(100),
             label: format!("w{i}"),

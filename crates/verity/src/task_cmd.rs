@@ -190,6 +190,11 @@ pub struct WorkerArgs {
     /// Serve only these models (repeatable); every model when absent.
     #[arg(long = "model")]
     models: Vec<Hash>,
+    /// The largest model it can hold, in bytes of its files (a language model's weights,
+    /// graph, tokenizer and config together): it declares only the registered models that fit,
+    /// so it is never drawn for one it cannot hold. No cap when absent.
+    #[arg(long, value_name = "BYTES")]
+    max_model_bytes: Option<u64>,
     /// FOR TESTING DISPUTES ONLY: corrupt the output of graph node STEP in every task, sign
     /// that wrong result, and defend it. Such a worker loses every dispute and 5 % of its stake
     /// each time.
@@ -921,6 +926,7 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
             .collect::<Result<_>>()?,
         stake: tokens::parse(&args.stake, false).context("--stake")?,
         models: args.models,
+        max_model_bytes: args.max_model_bytes,
         max_batch: args.max_batch,
         poll: Duration::from_millis(100),
         label: "worker".into(),

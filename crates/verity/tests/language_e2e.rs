@@ -206,6 +206,46 @@ async fn chat_and_the_openai_package_get_verified_answers_from_the_devnet() {
     let account = client.account(&poor.address()).await.unwrap();
     assert_eq!((account.balance, account.pending_nonce), (0, 0));
 
+    // A worker that holds at most 1 MB declares the models that fit, not the language model:
+    // it is never drawn for it.
+    let small = AccountKey::generate();
+    let small_key = home.path().join("small.key");
+    std::fs::write(&small_key, small.secret_hex()).unwrap();
+    verity_ok(&[
+        "transfer",
+        "--from",
+        key,
+        "--to",
+        &small.address().to_string(),
+        "--amount",
+        "2000",
+        "--wait",
+        "--node",
+        &node,
+    ]);
+    let _small_worker = spawn(
+        &[
+            "worker",
+            "--key",
+            small_key.to_str().unwrap(),
+            "--home",
+            home.path().join("small-worker").to_str().unwrap(),
+            "--node",
+            &node,
+            "--max-model-bytes",
+            "1000000",
+        ],
+        &home.path().join("small-worker.log"),
+    );
+    let served = wait_for("the capped worker's models", 90, async || {
+        let models = client.worker(&small.address()).await.ok()?.stake?.models;
+        (!models.is_empty()).then_some(models)
+    })
+    .await;
+    let lm: Hash = chat["model_id"].as_str().unwrap().parse().unwrap();
+    assert!(!served.contains(&lm), "{served:?}");
+    assert!(served.contains(&common::devnet::model_id("digits_mlp.onnx")));
+
     // The official openai package against the gateway.
     let (_gateway, base_url) = start_gateway(home.path(), Path::new(key), &node, 32).await;
     let python = std::env::var("VERITY_PYTHON").expect("VERITY_PYTHON");
