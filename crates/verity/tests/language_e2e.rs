@@ -368,7 +368,8 @@ async fn forward(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gateway_behind_a_lying_node_returns_errors_not_the_forged_text() {
+async fn a_gateway_behind_a_lying_node_returns_errors_not_the_forged_text_and_refuses_bad_requests()
+{
     let home = tempfile::tempdir().unwrap();
     let devnet = start_devnet(home.path(), 41, 2, &[]).await;
     let key = devnet.home.join("dev-account.key");
@@ -420,6 +421,50 @@ async fn a_gateway_behind_a_lying_node_returns_errors_not_the_forged_text() {
         assert!(text.contains(expected), "{text} should say {expected:?}");
         assert!(!text.contains("FORGED"));
     }
+    proxy.mode.store(HONEST, Ordering::SeqCst);
+
+    // A mode the model does not allow: OpenAI's 400, before anything is sent.
+    let response = http
+        .post(format!("{base_url}/chat/completions"))
+        .bearer_auth("sesame")
+        .json(&serde_json::json!({
+            "model": "tiny-lm",
+            "messages": [{"role": "user", "content": "Hi"}],
+            "verity_mode": "op",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("does not allow mode op"));
+
+    // A key that cannot pay: 402 insufficient_quota, and nothing escrowed or even sent.
+    let poor = AccountKey::generate();
+    let poor_key = home.path().join("poor.key");
+    std::fs::write(&poor_key, poor.secret_hex()).unwrap();
+    let (_poor_gateway, poor_url) = start_gateway(
+        home.path(),
+        &poor_key,
+        &format!("http://127.0.0.1:{}", devnet.api),
+        43,
+    )
+    .await;
+    let response = http
+        .post(format!("{poor_url}/completions"))
+        .bearer_auth("sesame")
+        .json(&serde_json::json!({"model": "tiny-lm", "prompt": "The sea", "max_tokens": 4}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 402);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "insufficient_quota");
+    let account = devnet.client.account(&poor.address()).await.unwrap();
+    assert_eq!((account.balance, account.pending_nonce), (0, 0));
 }
 
 /// SmolLM2-135M-Instruct (scripts/smollm2.py's float32 graph, 538 MB of external weights)
