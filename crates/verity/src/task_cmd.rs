@@ -827,6 +827,13 @@ fn print_task(view: &TaskView, output: Option<&[u8]>, json: bool) -> Result<()> 
     );
     outln!("input        {}", view.input_cid);
     outln!("max fee      {}", tokens::format(task.max_fee));
+    if let Some(limits) = &task.generation {
+        outln!(
+            "generation   {} prompt tokens, up to {} generated (escrowed at the model's prices)",
+            limits.prompt_tokens,
+            limits.max_tokens
+        );
+    }
     outln!("submitted    height {}", task.submitted_height);
     if let Some(reason) = task.failure {
         outln!("failure      {} (reported by the worker's enclave; escrow refunded less the worker's fee)", serde_json::to_value(reason)?.as_str().unwrap_or("?"));
@@ -872,6 +879,12 @@ fn print_task(view: &TaskView, output: Option<&[u8]>, json: bool) -> Result<()> 
             tokens::format(s.owner),
             tokens::format(s.protocol)
         );
+        if s.refund > 0 {
+            outln!(
+                "refund       {} (escrow for tokens not generated)",
+                tokens::format(s.refund)
+            );
+        }
     }
     for d in &view.disputes {
         let referee = d
@@ -891,6 +904,14 @@ fn print_task(view: &TaskView, output: Option<&[u8]>, json: bool) -> Result<()> 
         );
     }
     if let Some(out) = output_doc {
+        if task.generation.is_some() {
+            outln!(
+                "answer       {} ({} tokens, {})",
+                out["text"],
+                out["tokens"].as_array().map_or(0, Vec::len),
+                out["finish_reason"].as_str().unwrap_or_default()
+            );
+        }
         for o in out["outputs"].as_array().into_iter().flatten() {
             outln!(
                 "output       {}: {} {}",

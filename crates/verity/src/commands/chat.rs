@@ -133,10 +133,13 @@ async fn chat(args: ChatArgs) -> Result<()> {
     outln!("worker    {}", record.worker);
     outln!("mode      {} ({})", record.mode, answer.attestation);
     outln!(
-        "tokens    {} prompt + {} answer ({:?}); fee {}, {} refunded",
+        "tokens    {} prompt + {} answer ({}); fee {}, {} refunded",
         prepared.limits.prompt_tokens,
         answer.output.tokens.len(),
-        answer.output.finish_reason,
+        match answer.output.finish_reason {
+            verity_types::GenerationFinish::Stop => "stop",
+            verity_types::GenerationFinish::Length => "length",
+        },
         crate::tokens::format(prepared.escrow - record.settlement.refund),
         crate::tokens::format(record.settlement.refund)
     );
