@@ -281,8 +281,8 @@ fn integer_product(
     Ok((p.out_shape.clone(), batched(&p, &av, &bv, gemm_generic)))
 }
 
-/// `int_product`, with whole tiles of rows handed to the engine's threads when there are enough
-/// (integer sums: the split cannot change a bit).
+/// `int_product`, with whole tiles of rows handed to the engine's threads when there are enough,
+/// and a decode step's single row split by columns (integer sums: no split changes a bit).
 fn int_product_split<B: Copy + Into<i32> + Sync>(
     ctx: Ctx,
     k: usize,
@@ -303,7 +303,69 @@ fn int_product_split<B: Copy + Into<i32> + Sync>(
         });
         return;
     }
+    // Each thread streams its part of every row of `b`, front to back.
+    const COLUMNS: usize = 64;
+    if threads > 1 && m == 1 && n >= threads * COLUMNS && k * n >= 1 << 21 {
+        let cols = n.div_ceil(threads).next_multiple_of(COLUMNS);
+        ctx.for_each_chunk(&mut c[..n], cols, |i, chunk| {
+            int_row_columns(k, n, i * cols, &a[..k], b, bz, chunk)
+        });
+        return;
+    }
     int_product(k, n, a, b, bz, c);
+}
+
+/// Columns `j0..j0 + c.len()` of one row's product `a · (b - bz)`, `b` a `k×n` byte matrix.
+fn int_row_columns<B: Copy + Into<i32>>(
+    k: usize,
+    n: usize,
+    j0: usize,
+    a: &[i32],
+    b: &[B],
+    bz: i32,
+    c: &mut [i32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { int_row_columns_avx2(k, n, j0, a, b, bz, c) };
+        return;
+    }
+    int_row_columns_body(k, n, j0, a, b, bz, c);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn int_row_columns_avx2<B: Copy + Into<i32>>(
+    k: usize,
+    n: usize,
+    j0: usize,
+    a: &[i32],
+    b: &[B],
+    bz: i32,
+    c: &mut [i32],
+) {
+    int_row_columns_body(k, n, j0, a, b, bz, c);
+}
+
+#[inline(always)]
+fn int_row_columns_body<B: Copy + Into<i32>>(
+    k: usize,
+    n: usize,
+    j0: usize,
+    a: &[i32],
+    b: &[B],
+    bz: i32,
+    c: &mut [i32],
+) {
+    let w = c.len();
+    for (kk, &av) in a.iter().enumerate().take(k) {
+        let brow = &b[kk * n + j0..kk * n + j0 + w];
+        for (cj, &bj) in c.iter_mut().zip(brow) {
+            *cj = cj.wrapping_add(av.wrapping_mul(bj.into()));
+        }
+    }
+    subtract_zero_point(k, w, a, bz, c);
 }
 
 /// `c = a · (b - bz)` for rows of `a` (int32, already centered) by a `k×n` byte matrix `b`, in
@@ -617,18 +679,21 @@ mod tests {
 
     #[test]
     fn the_threaded_byte_weight_product_equals_one_thread() {
-        let (m, k, n) = (41, 300, 40);
-        let a: Vec<i32> = (0..m * k).map(|i| (i * 37 % 511) as i32 - 255).collect();
-        let b: Vec<u8> = (0..k * n).map(|i| (i * 53 % 256) as u8).collect();
-        let mut one = vec![0; m * n];
-        int_product_split(ctx(), k, n, &a, &b, 7, &mut one);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(3)
             .build()
             .unwrap();
-        let mut three = vec![0; m * n];
-        int_product_split(Ctx { pool: Some(&pool) }, k, n, &a, &b, 7, &mut three);
-        assert_eq!(one, three);
+        // Tiles of rows, and one row split by columns (a decode step, 1000 not a multiple of
+        // the split).
+        for (m, k, n) in [(41, 300, 40), (1, 576, 1000)] {
+            let a: Vec<i32> = (0..m * k).map(|i| (i * 37 % 511) as i32 - 255).collect();
+            let b: Vec<u8> = (0..k * n).map(|i| (i * 53 % 256) as u8).collect();
+            let mut one = vec![0; m * n];
+            int_product_split(ctx(), k, n, &a, &b, 7, &mut one);
+            let mut three = vec![0; m * n];
+            int_product_split(Ctx { pool: Some(&pool) }, k, n, &a, &b, 7, &mut three);
+            assert_eq!(one, three, "{m}x{k}x{n}");
+        }
     }
 
     #[test]
