@@ -80,7 +80,8 @@ pub struct LanguageSpec {
 
 impl LanguageSpec {
     /// The model id these files make: SHA-256(`LANGUAGE_MODEL_DOMAIN` ‖ graph hash ‖ weights
-    /// flag, name and hash ‖ tokenizer hash ‖ generation config hash).
+    /// flag, then name, part count and each part's hash ‖ tokenizer hash ‖ generation config
+    /// hash). Hashes only, unlike the wire encoding below, which also carries sizes and prices.
     pub fn model_id(&self) -> Hash {
         let mut w = Writer::new();
         w.fixed(LANGUAGE_MODEL_DOMAIN).fixed(&self.graph.hash.0);
