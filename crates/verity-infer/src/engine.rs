@@ -7,12 +7,13 @@ use verity_types::Hash;
 
 use crate::error::InferError;
 use crate::merkle::{self, MerkleProof};
-use crate::model::{Dim, Model};
+use crate::model::{Dim, Model, Source};
 use crate::ops::{Ctx, OpError};
 use crate::tensor::Tensor;
 
 /// The input tensors one node read (`None` for an omitted optional input).
-pub(crate) type StepInputs = Vec<Option<Tensor>>;
+/// The inputs a captured step read (`None` for an omitted input or a weight), by step.
+pub(crate) type StepInputs = Vec<(usize, Vec<Option<Tensor>>)>;
 
 /// Runs models with a fixed number of threads. Results never depend on that number.
 pub struct Engine {
@@ -56,7 +57,7 @@ impl Engine {
         inputs: Vec<Tensor>,
         with_trace: bool,
     ) -> Result<RunOutput, InferError> {
-        self.execute(model, inputs, with_trace, None, None)
+        self.execute(model, inputs, with_trace, &[], None)
             .map(|(out, _)| out)
     }
 
@@ -70,24 +71,25 @@ impl Engine {
         inputs: Vec<Tensor>,
         step: usize,
     ) -> Result<RunOutput, InferError> {
-        self.execute(model, inputs, true, None, Some(step))
+        self.execute(model, inputs, true, &[], Some(step))
             .map(|(out, _)| out)
     }
 
-    /// Runs the model, also returning clones of the inputs of the node at `capture_step`.
+    /// Runs the model, also returning clones of the inputs (weights left out) of the nodes at
+    /// `capture`.
     pub(crate) fn execute(
         &self,
         model: &Model,
         inputs: Vec<Tensor>,
         with_trace: bool,
-        capture_step: Option<usize>,
+        capture: &[usize],
         corrupt_step: Option<usize>,
-    ) -> Result<(RunOutput, Option<StepInputs>), InferError> {
+    ) -> Result<(RunOutput, StepInputs), InferError> {
         self.execute_with(
             model,
             inputs,
             with_trace,
-            capture_step,
+            capture,
             corrupt_step,
             &mut |_, _| {},
         )
@@ -101,7 +103,7 @@ impl Engine {
         inputs: Vec<Tensor>,
         observe: &mut (dyn FnMut(&str, &Arc<Tensor>) + Send),
     ) -> Result<RunOutput, InferError> {
-        self.execute_with(model, inputs, false, None, None, observe)
+        self.execute_with(model, inputs, false, &[], None, observe)
             .map(|(out, _)| out)
     }
 
@@ -114,20 +116,11 @@ impl Engine {
         model: &Model,
         inputs: Vec<Tensor>,
         with_trace: bool,
-        capture_step: Option<usize>,
+        capture: &[usize],
         corrupt_step: Option<usize>,
         observe: &mut (dyn FnMut(&str, &Arc<Tensor>) + Send),
-    ) -> Result<(RunOutput, Option<StepInputs>), InferError> {
-        let run = || {
-            self.run_nodes(
-                model,
-                inputs,
-                with_trace,
-                capture_step,
-                corrupt_step,
-                observe,
-            )
-        };
+    ) -> Result<(RunOutput, StepInputs), InferError> {
+        let run = || self.run_nodes(model, inputs, with_trace, capture, corrupt_step, observe);
         match &self.pool {
             Some(pool) => pool.install(run),
             None => run(),
@@ -139,10 +132,10 @@ impl Engine {
         model: &Model,
         inputs: Vec<Tensor>,
         with_trace: bool,
-        capture_step: Option<usize>,
+        capture: &[usize],
         corrupt_step: Option<usize>,
         observe: &mut (dyn FnMut(&str, &Arc<Tensor>) + Send),
-    ) -> Result<(RunOutput, Option<StepInputs>), InferError> {
+    ) -> Result<(RunOutput, StepInputs), InferError> {
         check_inputs(model, &inputs)?;
         let ctx = Ctx {
             pool: self.pool.as_ref(),
@@ -159,7 +152,7 @@ impl Engine {
             values[v] = Some(t);
         }
         let mut steps = Vec::with_capacity(if with_trace { model.nodes.len() } else { 0 });
-        let mut captured = None;
+        let mut captured = Vec::new();
         for (step, node) in model.nodes.iter().enumerate() {
             let fail = |reason: String| InferError::NodeFailed {
                 node: node.display_name(&model.values),
@@ -177,8 +170,12 @@ impl Engine {
                 .iter()
                 .map(|v| v.and_then(|v| values[v].as_deref()))
                 .collect();
-            if capture_step == Some(step) {
-                captured = Some(args.iter().map(|t| t.cloned()).collect());
+            if capture.contains(&step) {
+                let read = node.inputs.iter().zip(&args).map(|(v, t)| match v {
+                    Some(v) if !matches!(model.sources[*v], Source::Initializer(_)) => t.cloned(),
+                    _ => None,
+                });
+                captured.push((step, read.collect()));
             }
             let mut outs = op.run(ctx, &args).map_err(|e| match e {
                 OpError::Invalid(r) => fail(r),

@@ -43,7 +43,7 @@ pub use model::{
 };
 pub use ops::SUPPORTED_OPS;
 pub use output::{OutputDocument, OutputError};
-pub use step::{Commitments, InputProof, InputWitness, StepOutcome, StepWitness};
+pub use step::{Commitments, InputProof, InputWitness, OutputProof, StepOutcome, StepWitness};
 pub use tensor::{decode_raw, Data, DataType, Tensor, TensorError};
 
 /// Decodes a serialized ONNX `TensorProto` (the `.pb` files of the ONNX test suites).

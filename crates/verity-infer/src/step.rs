@@ -50,6 +50,9 @@ pub enum InputWitness {
     Carried { tensor: Tensor, proof: InputProof },
     /// A weight of the model, read from the verifier's own copy.
     ModelWeight,
+    /// The output of an earlier step of the same chain, which the verifier has just re-run
+    /// ([`Model::chain_witness`]).
+    Recomputed,
 }
 
 /// Everything needed to re-execute step `step` alone.
@@ -80,41 +83,93 @@ impl Model {
         inputs: Vec<Tensor>,
         step: usize,
     ) -> Result<(StepWitness, crate::Trace), InferError> {
-        let node = self.nodes.get(step).ok_or_else(|| {
-            bad(format!(
-                "step {step} is past the last step {}",
+        let (mut chain, trace) = self.chain_witness(engine, inputs, step, usize::MAX)?;
+        let witness = chain.pop().expect("a chain ends at its target");
+        Ok((witness, trace))
+    }
+
+    /// Builds the witness for re-executing `target` together with the steps before it whose
+    /// outputs it reads, directly or not, that hold more than `max_carried` elements: those are
+    /// recomputed by the verifier rather than carried, so that a step reading a large
+    /// activation (a language model's logits, computed from a small hidden state) still fits
+    /// a transaction. The chain is in step order and ends at `target`.
+    pub fn chain_witness(
+        &self,
+        engine: &Engine,
+        inputs: Vec<Tensor>,
+        target: usize,
+        max_carried: usize,
+    ) -> Result<(Vec<StepWitness>, crate::Trace), InferError> {
+        if target >= self.nodes.len() {
+            return Err(bad(format!(
+                "step {target} is past the last step {}",
                 self.nodes.len().saturating_sub(1)
-            ))
-        })?;
-        let (run, captured) = engine.execute(self, inputs, true, Some(step), None)?;
-        let trace = run.trace.expect("traced run");
-        let captured = captured.expect("the step ran");
-        let mut witness_inputs = Vec::with_capacity(node.inputs.len());
-        for (value, tensor) in node.inputs.iter().zip(captured) {
-            let (Some(v), Some(tensor)) = (value, tensor) else {
-                witness_inputs.push(None);
-                continue;
-            };
-            let proof = match self.sources[*v] {
-                Source::GraphInput(_) => InputProof::GraphInput,
-                Source::Initializer(_) => {
-                    witness_inputs.push(Some(InputWitness::ModelWeight));
-                    continue;
-                }
-                Source::Step { step: s, .. } => InputProof::StepOutput {
-                    outputs: trace.steps()[s].outputs.clone(),
-                    proof: trace.prove(s).expect("step index in range"),
-                },
-            };
-            witness_inputs.push(Some(InputWitness::Carried { tensor, proof }));
+            )));
         }
-        Ok((
-            StepWitness {
-                step,
-                inputs: witness_inputs,
-            },
-            trace,
-        ))
+        let mut chain = vec![target];
+        loop {
+            let (run, captured) = engine.execute(self, inputs.clone(), true, &chain, None)?;
+            let mut larger = Vec::new();
+            for (step, read) in &captured {
+                for (value, tensor) in self.nodes[*step].inputs.iter().zip(read) {
+                    if let (Some(v), Some(t)) = (value, tensor) {
+                        if let Source::Step { step: from, .. } = self.sources[*v] {
+                            if t.len() > max_carried && !chain.contains(&from) {
+                                larger.push(from);
+                            }
+                        }
+                    }
+                }
+            }
+            if !larger.is_empty() {
+                chain.extend(larger);
+                chain.sort_unstable();
+                chain.dedup();
+                continue;
+            }
+            let trace = run.trace.expect("traced run");
+            let witnesses = captured
+                .into_iter()
+                .map(|(step, read)| self.witness_of(&trace, &chain, step, read))
+                .collect();
+            return Ok((witnesses, trace));
+        }
+    }
+
+    /// The witness of `step`, whose inputs were `read`, in a chain of `chain`'s steps.
+    fn witness_of(
+        &self,
+        trace: &crate::Trace,
+        chain: &[usize],
+        step: usize,
+        read: Vec<Option<Tensor>>,
+    ) -> StepWitness {
+        let inputs = self.nodes[step]
+            .inputs
+            .iter()
+            .zip(read)
+            .map(|(value, tensor)| {
+                let v = (*value)?;
+                let carried = |proof| {
+                    Some(InputWitness::Carried {
+                        tensor: tensor.clone().expect("a read input was captured"),
+                        proof,
+                    })
+                };
+                match self.sources[v] {
+                    Source::Initializer(_) => Some(InputWitness::ModelWeight),
+                    Source::GraphInput(_) => carried(InputProof::GraphInput),
+                    Source::Step { step: from, .. } if chain.contains(&from) => {
+                        Some(InputWitness::Recomputed)
+                    }
+                    Source::Step { step: from, .. } => carried(InputProof::StepOutput {
+                        outputs: trace.steps()[from].outputs.clone(),
+                        proof: trace.prove(from).expect("step index in range"),
+                    }),
+                }
+            })
+            .collect();
+        StepWitness { step, inputs }
     }
 
     /// Checks every input of the witness against `commitments`, then runs the one node.
@@ -124,6 +179,19 @@ impl Model {
         commitments: &Commitments,
         witness: &StepWitness,
     ) -> Result<StepOutcome, InferError> {
+        self.verify_chain(engine, commitments, std::slice::from_ref(witness))
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// Checks and runs a chain of steps in order (see [`Model::chain_witness`]): each carried
+    /// input against `commitments`, each recomputed one taken from an earlier step of the
+    /// chain. Returns the last step's outcome and its output tensors.
+    pub fn verify_chain(
+        &self,
+        engine: &Engine,
+        commitments: &Commitments,
+        chain: &[StepWitness],
+    ) -> Result<(StepOutcome, Vec<Tensor>), InferError> {
         if commitments.trace_len != self.nodes.len() as u64 {
             return Err(bad(format!(
                 "the committed trace has {} steps; this model's traces have {}",
@@ -138,6 +206,44 @@ impl Model {
                 self.inputs.len()
             )));
         }
+        if chain.is_empty() {
+            return Err(bad("the witness names no step"));
+        }
+        if chain.windows(2).any(|w| w[0].step >= w[1].step) {
+            return Err(bad("a chain's steps must be in increasing order"));
+        }
+        let mut recomputed: Vec<(usize, Vec<Option<Tensor>>)> = Vec::new();
+        for witness in chain {
+            let outputs = self.run_step(engine, commitments, witness, &recomputed)?;
+            recomputed.push((witness.step, outputs));
+        }
+        let (step, outputs) = recomputed.pop().expect("a chain has a step");
+        let node = &self.nodes[step];
+        let tensors: Vec<Tensor> = outputs
+            .into_iter()
+            .enumerate()
+            .filter(|(slot, _)| matches!(node.outputs.get(*slot), Some(Some(_))))
+            .filter_map(|(_, t)| t)
+            .collect();
+        let hashes: Vec<Hash> = tensors.iter().map(Tensor::hash).collect();
+        let leaf = step_leaf(step, &node.op_type, &hashes);
+        Ok((
+            StepOutcome {
+                outputs: hashes,
+                leaf,
+            },
+            tensors,
+        ))
+    }
+
+    /// Checks one step's inputs and runs it; returns its outputs by slot.
+    fn run_step(
+        &self,
+        engine: &Engine,
+        commitments: &Commitments,
+        witness: &StepWitness,
+        recomputed: &[(usize, Vec<Option<Tensor>>)],
+    ) -> Result<Vec<Option<Tensor>>, InferError> {
         let node = self
             .nodes
             .get(witness.step)
@@ -179,6 +285,25 @@ impl Model {
                     return Err(bad(format!(
                     "input {slot} ({name:?}) comes from {source:?}, not from the model's weights"
                 )))
+                }
+                (InputWitness::Recomputed, Source::Step { step, slot: out }) => {
+                    let tensor = recomputed
+                        .iter()
+                        .find(|(s, _)| *s == step)
+                        .and_then(|(_, outs)| outs.get(out))
+                        .and_then(Option::as_ref)
+                        .ok_or_else(|| {
+                            bad(format!(
+                                "input {slot} ({name:?}) is step {step}'s output, which the chain did not recompute before it"
+                            ))
+                        })?;
+                    args.push(Some(tensor));
+                    continue;
+                }
+                (InputWitness::Recomputed, source) => {
+                    return Err(bad(format!(
+                        "input {slot} ({name:?}) comes from {source:?}, which cannot be recomputed"
+                    )))
                 }
                 (InputWitness::Carried { tensor, proof }, _) => (tensor, proof),
             };
@@ -264,14 +389,7 @@ impl Model {
                     e.reason()
                 ))
             })?;
-        let outputs: Vec<Hash> = outs
-            .iter()
-            .enumerate()
-            .filter(|(slot, _)| matches!(node.outputs.get(*slot), Some(Some(_))))
-            .map(|(_, t)| t.hash())
-            .collect();
-        let leaf = step_leaf(witness.step, &node.op_type, &outputs);
-        Ok(StepOutcome { outputs, leaf })
+        Ok(outs.into_iter().map(Some).collect())
     }
 }
 
@@ -353,11 +471,43 @@ fn read_proof(r: &mut Reader<'_>) -> Result<MerkleProof, DecodeError> {
 
 impl StepWitness {
     /// The canonical bytes of a witness, as a OneStep transaction carries them: per input a
-    /// byte (0 absent, 1 carried, 2 a model weight), a carried tensor as its hash preimage
-    /// (dtype, rank, dimensions, little-endian data) and its proof (kind, then index, tree size
-    /// and siblings).
+    /// byte (0 absent, 1 carried, 2 a model weight, 3 recomputed in a chain), a carried tensor
+    /// as its hash preimage (dtype, rank, dimensions, little-endian data) and its proof (kind,
+    /// then index, tree size and siblings).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
+        self.write(&mut w);
+        w.finish()
+    }
+
+    /// A chain of witnesses ([`Model::chain_witness`]): their count, then each.
+    pub fn encode_chain(chain: &[StepWitness]) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u32(chain.len() as u32);
+        for witness in chain {
+            witness.write(&mut w);
+        }
+        w.finish()
+    }
+
+    /// Decodes [`StepWitness::encode_chain`]'s bytes; anything else is refused.
+    pub fn decode_chain(bytes: &[u8]) -> Result<Vec<StepWitness>, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let n = r.u32("chain length")? as usize;
+        if n == 0 || n > MAX_ITEMS {
+            return Err(DecodeError::Invalid {
+                what: "chain length",
+                reason: "a chain has 1 to 64 steps",
+            });
+        }
+        let chain = (0..n)
+            .map(|_| StepWitness::read(&mut r))
+            .collect::<Result<_, _>>()?;
+        r.finish()?;
+        Ok(chain)
+    }
+
+    fn write(&self, w: &mut Writer) {
         w.u64(self.step as u64).u32(self.inputs.len() as u32);
         for input in &self.inputs {
             let (tensor, proof) = match input {
@@ -367,6 +517,10 @@ impl StepWitness {
                 }
                 Some(InputWitness::ModelWeight) => {
                     w.u8(2);
+                    continue;
+                }
+                Some(InputWitness::Recomputed) => {
+                    w.u8(3);
                     continue;
                 }
                 Some(InputWitness::Carried { tensor, proof }) => (tensor, proof),
@@ -379,16 +533,21 @@ impl StepWitness {
                 InputProof::Initializer(proof) => write_proof(w.u8(1), proof),
                 InputProof::StepOutput { outputs, proof } => {
                     write_hashes(w.u8(2), outputs);
-                    write_proof(&mut w, proof);
+                    write_proof(w, proof);
                 }
             }
         }
-        w.finish()
     }
 
     /// Decodes [`StepWitness::encode`]'s bytes; anything else is refused.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
+        let witness = StepWitness::read(&mut r)?;
+        r.finish()?;
+        Ok(witness)
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let step = usize::try_from(r.u64("step")?).map_err(|_| DecodeError::Invalid {
             what: "step",
             reason: "too large",
@@ -406,13 +565,13 @@ impl StepWitness {
             match r.u8("input presence")? {
                 0 => inputs.push(None),
                 1 => {
-                    let tensor = read_tensor(&mut r)?;
+                    let tensor = read_tensor(r)?;
                     let proof = match r.u8("proof kind")? {
                         0 => InputProof::GraphInput,
-                        1 => InputProof::Initializer(read_proof(&mut r)?),
+                        1 => InputProof::Initializer(read_proof(r)?),
                         2 => InputProof::StepOutput {
-                            outputs: read_hashes(&mut r, "step outputs")?,
-                            proof: read_proof(&mut r)?,
+                            outputs: read_hashes(r, "step outputs")?,
+                            proof: read_proof(r)?,
                         },
                         tag => {
                             return Err(DecodeError::UnknownTag {
@@ -424,6 +583,7 @@ impl StepWitness {
                     inputs.push(Some(InputWitness::Carried { tensor, proof }));
                 }
                 2 => inputs.push(Some(InputWitness::ModelWeight)),
+                3 => inputs.push(Some(InputWitness::Recomputed)),
                 tag => {
                     return Err(DecodeError::UnknownTag {
                         what: "input presence",
@@ -432,7 +592,6 @@ impl StepWitness {
                 }
             }
         }
-        r.finish()?;
         Ok(StepWitness { step, inputs })
     }
 }
@@ -456,5 +615,105 @@ impl Model {
             reason: e.to_string(),
         })?;
         Ok(vec![tensor])
+    }
+}
+
+/// Evidence that a graph output of one run hashes to a value: the step that produced it, that
+/// step's output hashes and its leaf's inclusion in the run's trace root. A language model's
+/// next pass reads the previous pass's keys and values this way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputProof {
+    pub step: usize,
+    pub outputs: Vec<Hash>,
+    pub proof: MerkleProof,
+}
+
+impl OutputProof {
+    pub fn write(&self, w: &mut Writer) {
+        w.u64(self.step as u64);
+        write_hashes(w, &self.outputs);
+        write_proof(w, &self.proof);
+    }
+
+    pub fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(OutputProof {
+            step: usize::try_from(r.u64("output step")?).map_err(|_| DecodeError::Invalid {
+                what: "output step",
+                reason: "too large",
+            })?,
+            outputs: read_hashes(r, "step outputs")?,
+            proof: read_proof(r)?,
+        })
+    }
+}
+
+impl Model {
+    /// The step that produces graph output `output`, and the output's position among that
+    /// step's declared outputs; `None` when the output is not a node's (a graph input or a
+    /// weight passed through).
+    pub fn output_producer(&self, output: usize) -> Option<(usize, usize)> {
+        let value = *self.output_values.get(output)?;
+        match self.sources[value] {
+            Source::Step { step, slot } => {
+                let position = self.nodes[step].outputs[..slot]
+                    .iter()
+                    .filter(|o| o.is_some())
+                    .count();
+                Some((step, position))
+            }
+            _ => None,
+        }
+    }
+
+    /// Proves graph output `output` of the run whose trace is `trace`.
+    pub fn prove_output(&self, trace: &crate::Trace, output: usize) -> Option<OutputProof> {
+        let (step, _) = self.output_producer(output)?;
+        Some(OutputProof {
+            step,
+            outputs: trace.steps().get(step)?.outputs.clone(),
+            proof: trace.prove(step)?,
+        })
+    }
+
+    /// The hash of graph output `output` of the run whose trace root is `trace_root`, if
+    /// `proof` shows it.
+    pub fn verify_output(
+        &self,
+        proof: &OutputProof,
+        output: usize,
+        trace_root: &Hash,
+    ) -> Result<Hash, InferError> {
+        let name = self
+            .outputs
+            .get(output)
+            .map_or("?", |spec| spec.name.as_str());
+        let (step, position) = self
+            .output_producer(output)
+            .ok_or_else(|| bad(format!("output {name:?} is not produced by a step")))?;
+        if proof.step != step {
+            return Err(bad(format!(
+                "output {name:?} is produced by step {step}, the proof is of step {}",
+                proof.step
+            )));
+        }
+        let declared = self.nodes[step].outputs.iter().flatten().count();
+        if proof.outputs.len() != declared {
+            return Err(bad(format!(
+                "step {step} has {declared} outputs, the proof names {}",
+                proof.outputs.len()
+            )));
+        }
+        let fixed = MerkleProof {
+            index: step as u64,
+            leaf_count: self.nodes.len() as u64,
+            siblings: proof.proof.siblings.clone(),
+        };
+        let leaf = step_leaf(step, &self.nodes[step].op_type, &proof.outputs);
+        if !fixed.verify(&leaf, trace_root) {
+            return Err(bad(format!(
+                "step {step} with these outputs is not in the trace root"
+            )));
+        }
+        Ok(proof.outputs[position])
     }
 }

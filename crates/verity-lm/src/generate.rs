@@ -103,9 +103,9 @@ fn token_id(n: &serde_json::Number) -> Option<u32> {
 /// One past/present pair of a layer: where its past goes in the inputs, where its present
 /// comes out.
 #[derive(Debug, Clone)]
-struct CacheSlot {
-    input: usize,
-    output: usize,
+pub(crate) struct CacheSlot {
+    pub(crate) input: usize,
+    pub(crate) output: usize,
     /// [heads, head_dim] of the cache tensor [batch, heads, length, head_dim].
     heads: usize,
     head_dim: usize,
@@ -114,9 +114,9 @@ struct CacheSlot {
 /// The keys and values of the positions a model has seen, for the next pass to continue from.
 #[derive(Debug, Clone)]
 pub struct KvCache {
-    tensors: Vec<Tensor>,
+    pub(crate) tensors: Vec<Tensor>,
     /// How many positions the tensors hold.
-    positions: usize,
+    pub(crate) positions: usize,
 }
 
 impl KvCache {
@@ -144,8 +144,8 @@ pub struct LanguageModel {
     input_ids: usize,
     attention_mask: Option<usize>,
     position_ids: Option<usize>,
-    logits: usize,
-    cache: Vec<CacheSlot>,
+    pub(crate) logits: usize,
+    pub(crate) cache: Vec<CacheSlot>,
     vocab: Option<usize>,
 }
 
@@ -450,7 +450,7 @@ impl LanguageModel {
     }
 
     /// The graph's inputs for feeding `sequence[start..]` after a cache of `start` positions.
-    fn inputs(&self, sequence: &[u32], start: usize, past: Vec<Tensor>) -> Vec<Tensor> {
+    pub(crate) fn inputs(&self, sequence: &[u32], start: usize, past: Vec<Tensor>) -> Vec<Tensor> {
         let fed = &sequence[start..];
         let row = |v: Vec<i64>| {
             let n = v.len();
@@ -475,7 +475,7 @@ impl LanguageModel {
 }
 
 /// The logits of the last position of `[1, sequence, vocabulary]`.
-fn last_row(logits: &Tensor) -> Result<&[f32], GenerateError> {
+pub(crate) fn last_row(logits: &Tensor) -> Result<&[f32], GenerateError> {
     match (logits.shape(), logits.data()) {
         ([1, seq, vocab], Data::F32(v)) if *seq > 0 && *vocab > 0 => {
             Ok(&v[(seq - 1) * vocab..seq * vocab])

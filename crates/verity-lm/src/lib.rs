@@ -9,6 +9,7 @@
 //! - [`task`]: a registered model's files, a task's prompt document and its output document.
 
 mod chat;
+pub mod dispute;
 mod generate;
 pub mod sampling;
 pub mod task;

@@ -142,7 +142,8 @@ pub fn check_prompt(doc: &PromptDocument) -> Result<(), TaskError> {
         .map_err(|e| TaskError::Prompt(e.to_string()))
 }
 
-fn sampling(doc: &PromptDocument, seed: u64) -> SamplingParams {
+/// The sampling a task's prompt document asks for, with the task's seed.
+pub fn sampling(doc: &PromptDocument, seed: u64) -> SamplingParams {
     SamplingParams {
         temperature: doc.temperature,
         top_k: doc.top_k.map(|k| k as usize),
