@@ -11,7 +11,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use verity_infer::{Engine, Model};
 use verity_types::{
-    generation_leaf, GeneratedToken, GenerationDocument, GenerationFinish, Hash, PromptDocument,
+    generation_leaf, DataRef, GeneratedToken, GenerationDocument, GenerationFinish, Hash,
+    PromptDocument,
 };
 
 use crate::{
@@ -368,4 +369,29 @@ pub fn trace_root(doc: &GenerationDocument) -> Hash {
 /// The canonical bytes of an output document: what the receipt's output hash is over.
 pub fn output_bytes(doc: &GenerationDocument) -> Vec<u8> {
     serde_json::to_vec(doc).expect("an output document serializes")
+}
+
+/// Largest part read back in one piece (blob stores hold far smaller ones).
+const MAX_PART_BYTES: u64 = 1 << 30;
+
+/// Whether the file at `path` is `parts` concatenated, read one part at a time: a model file
+/// already in place is used only if every part of it checks.
+pub fn holds(path: &Path, parts: &[&DataRef]) -> bool {
+    use std::io::Read;
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let expected = parts
+        .iter()
+        .try_fold(0u64, |total, part| total.checked_add(part.size));
+    if expected.is_none() || file.metadata().map(|m| m.len()).ok() != expected {
+        return false;
+    }
+    parts.iter().all(|part| {
+        if part.size > MAX_PART_BYTES {
+            return false;
+        }
+        let mut bytes = vec![0; part.size as usize];
+        file.read_exact(&mut bytes).is_ok() && verity_types::sha256(&bytes) == part.hash
+    })
 }

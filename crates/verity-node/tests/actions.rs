@@ -35,7 +35,7 @@ enum Outcome {
 }
 
 /// Every kind of action, as [`kind`] names it: the test must send each one.
-const KINDS: [&str; 30] = [
+const KINDS: [&str; 31] = [
     "transfer",
     "stake",
     "unstake",
@@ -66,6 +66,7 @@ const KINDS: [&str; 30] = [
     "transfer_dat",
     "claim_data_rewards",
     "commit_registration",
+    "reveal_token",
 ];
 
 /// `Action::name`, through a match with no wildcard: a new action does not compile here until
@@ -92,6 +93,7 @@ fn kind(action: &Action) -> &'static str {
         | Action::RevealChildren { .. }
         | Action::OneStep { .. }
         | Action::RevealOutput { .. }
+        | Action::RevealToken { .. }
         | Action::SetZkKeys { .. }
         | Action::SubmitZkReceipt(_)
         | Action::ServeData { .. }
@@ -685,6 +687,24 @@ fn every_action_through_the_api_and_a_bad_one_of_each_fails_for_its_reason() {
                 .await;
             failed(
                 "an output in no dispute",
+                outcome,
+                "not_found",
+                &format!("dispute {no_dispute}"),
+            );
+            let outcome = bob
+                .send(
+                    &client,
+                    Action::RevealToken {
+                        dispute_id: no_dispute,
+                        output: b"{}".to_vec(),
+                        prompt: b"{}".to_vec(),
+                        forward_root: Hash([2; 32]),
+                        token: 1,
+                    },
+                )
+                .await;
+            failed(
+                "a token in no dispute",
                 outcome,
                 "not_found",
                 &format!("dispute {no_dispute}"),

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use verity_types::{sha256, Action, Address, Amount, Hash, SignedTx};
 
-pub use models::ModelSource;
+pub use models::{LoadedLanguage, ModelSource};
 pub use modules::accounts::Account;
 pub use modules::challengers::Challenger;
 pub use modules::data::{
@@ -1247,6 +1247,22 @@ impl<S: Store> Chain<S> {
             Action::RevealOutput { dispute_id, output } => {
                 modules::disputes::reveal_output(state, ctx, sender, dispute_id, output)
             }
+            Action::RevealToken {
+                dispute_id,
+                output,
+                prompt,
+                forward_root,
+                token,
+            } => modules::disputes::reveal_token(
+                state,
+                ctx,
+                sender,
+                dispute_id,
+                output,
+                prompt,
+                *forward_root,
+                *token,
+            ),
             Action::SetZkKeys {
                 model_id,
                 verifying_key,

@@ -159,6 +159,19 @@ pub enum Action {
         #[serde(with = "crate::serde_hex::bytes")]
         input: Vec<u8>,
     },
+    /// A language model's dispute, once the token game has found the first token whose leaves
+    /// differ: the challenger opens both sides' leaf there with the worker's output document
+    /// (which the worker signed; it holds every token and forward root), the task's prompt
+    /// document, and the challenger's own forward root and token at that index.
+    RevealToken {
+        dispute_id: Hash,
+        #[serde(with = "crate::serde_hex::bytes")]
+        output: Vec<u8>,
+        #[serde(with = "crate::serde_hex::bytes")]
+        prompt: Vec<u8>,
+        forward_root: Hash,
+        token: u32,
+    },
     /// A tolerant model's dispute: the disputed worker's output document, or the referee's
     /// (the third worker re-running the task), for the validators to compare within tolerance.
     RevealOutput {
@@ -514,6 +527,20 @@ impl Action {
             Action::RevealOutput { dispute_id, output } => {
                 w.u8(18).fixed(&dispute_id.0).bytes(output);
             }
+            Action::RevealToken {
+                dispute_id,
+                output,
+                prompt,
+                forward_root,
+                token,
+            } => {
+                w.u8(30)
+                    .fixed(&dispute_id.0)
+                    .bytes(output)
+                    .bytes(prompt)
+                    .fixed(&forward_root.0)
+                    .u32(*token);
+            }
             Action::SetZkKeys {
                 model_id,
                 verifying_key,
@@ -791,6 +818,15 @@ impl Action {
             29 => Action::CommitRegistration {
                 commitment: Hash(r.array("registration commitment")?),
             },
+            30 => Action::RevealToken {
+                dispute_id: Hash(r.array("dispute id")?),
+                output: r
+                    .bytes("output document", MAX_REVEALED_OUTPUT_BYTES)?
+                    .to_vec(),
+                prompt: r.bytes("prompt document", MAX_ONE_STEP_INPUT_BYTES)?.to_vec(),
+                forward_root: Hash(r.array("forward root")?),
+                token: r.u32("token")?,
+            },
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "action",
@@ -822,6 +858,7 @@ impl Action {
             Action::RevealChildren { .. } => "reveal_children",
             Action::OneStep { .. } => "one_step",
             Action::RevealOutput { .. } => "reveal_output",
+            Action::RevealToken { .. } => "reveal_token",
             Action::SetZkKeys { .. } => "set_zk_keys",
             Action::SubmitZkReceipt(_) => "submit_zk_receipt",
             Action::ServeData { .. } => "serve_data",
@@ -1025,6 +1062,13 @@ mod tests {
                 dispute_id: id,
                 output: vec![3; MAX_REVEALED_OUTPUT_BYTES],
             },
+            Action::RevealToken {
+                dispute_id: id,
+                output: vec![3; MAX_REVEALED_OUTPUT_BYTES],
+                prompt: vec![4; MAX_ONE_STEP_INPUT_BYTES],
+                forward_root: id,
+                token: 7,
+            },
             Action::SetZkKeys {
                 model_id: id,
                 verifying_key: vec![4; MAX_VERIFYING_KEY_BYTES],
@@ -1222,6 +1266,13 @@ mod tests {
             Action::RevealOutput {
                 dispute_id: id,
                 output: b"{}".to_vec(),
+            },
+            Action::RevealToken {
+                dispute_id: id,
+                output: b"{}".to_vec(),
+                prompt: b"{}".to_vec(),
+                forward_root: id,
+                token: 3,
             },
             Action::SetZkKeys {
                 model_id: id,

@@ -5,7 +5,7 @@
 //! Clients compute the same weight to price their transactions, so this table lives with the
 //! transaction types.
 
-use crate::{Action, MAX_RECEIPTS_PER_TX, MAX_REVEALED_OUTPUT_BYTES, MAX_TX_BYTES};
+use crate::{Action, MAX_RECEIPTS_PER_TX, MAX_TX_BYTES};
 
 /// Every transaction: decode, secp256k1 recovery, nonce and fee writes, the receipt.
 pub const BASE: u64 = 100;
@@ -71,6 +71,10 @@ pub fn of(action: &Action, tx_bytes: usize) -> u64 {
         Action::RevealOutput { output, .. } => {
             100 + (output.len() as u64).div_ceil(PARSE_BYTES_PER_UNIT)
         }
+        // Parsing both documents and rendering the prompt with the model's tokenizer.
+        Action::RevealToken { output, prompt, .. } => {
+            300 + (output.len() as u64 + prompt.len() as u64).div_ceil(PARSE_BYTES_PER_UNIT)
+        }
         // Decoding and checking the key's points once.
         Action::SetZkKeys { .. } => 2_000,
         Action::SubmitZkReceipt(_) => PER_RECEIPT + 100 + ZK_VERIFY,
@@ -94,7 +98,7 @@ pub const MAX_TX_WEIGHT: u64 =
             4_300 + 30 + PER_FAILURE * MAX_RECEIPTS_PER_TX as u64,
             ONE_STEP,
         ),
-        100 + (MAX_REVEALED_OUTPUT_BYTES as u64).div_ceil(PARSE_BYTES_PER_UNIT),
+        300 + (MAX_TX_BYTES as u64).div_ceil(PARSE_BYTES_PER_UNIT),
     ) + (MAX_TX_BYTES as u64).div_ceil(BYTES_PER_UNIT);
 
 const fn max(a: u64, b: u64) -> u64 {
@@ -134,8 +138,16 @@ mod tests {
         assert!(of(&cancel, MAX_TX_BYTES) <= MAX_TX_WEIGHT);
         let reveal = Action::RevealOutput {
             dispute_id: Hash::ZERO,
-            output: vec![0; MAX_REVEALED_OUTPUT_BYTES],
+            output: vec![0; crate::MAX_REVEALED_OUTPUT_BYTES],
         };
         assert!(of(&reveal, MAX_TX_BYTES) <= MAX_TX_WEIGHT);
+        let token = Action::RevealToken {
+            dispute_id: Hash::ZERO,
+            output: vec![0; crate::MAX_REVEALED_OUTPUT_BYTES],
+            prompt: vec![0; crate::MAX_ONE_STEP_INPUT_BYTES],
+            forward_root: Hash::ZERO,
+            token: 0,
+        };
+        assert!(of(&token, MAX_TX_BYTES) <= MAX_TX_WEIGHT);
     }
 }

@@ -4,7 +4,7 @@
 //! and turned into an output document and its trace commitment.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -13,9 +13,9 @@ use tracing::{info, warn};
 use verity_client::Client;
 use verity_data::cid_of;
 use verity_infer::Engine;
-use verity_lm::task::{output_bytes, parse_prompt, trace_root};
+use verity_lm::task::{holds, output_bytes, parse_prompt, trace_root};
 use verity_lm::ServedModel;
-use verity_types::{sampling_seed, sha256, DataRef, FailureReason, GenerationLimits, Hash};
+use verity_types::{sampling_seed, sha256, FailureReason, GenerationLimits, Hash};
 
 use crate::Computed;
 
@@ -86,29 +86,6 @@ impl LanguageModels {
             }
         }
     }
-}
-
-/// Largest part read back in one piece (blob stores hold far smaller ones).
-const MAX_PART_BYTES: u64 = 1 << 30;
-
-/// Whether the file at `path` is `parts` concatenated, read one part at a time.
-fn holds(path: &Path, parts: &[&DataRef]) -> bool {
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return false;
-    };
-    let expected = parts
-        .iter()
-        .try_fold(0u64, |total, part| total.checked_add(part.size));
-    if expected.is_none() || file.metadata().map(|m| m.len()).ok() != expected {
-        return false;
-    }
-    parts.iter().all(|part| {
-        if part.size > MAX_PART_BYTES {
-            return false;
-        }
-        let mut bytes = vec![0; part.size as usize];
-        file.read_exact(&mut bytes).is_ok() && sha256(&bytes) == part.hash
-    })
 }
 
 /// Runs one generation task: its prompt document must render to exactly the prompt tokens and

@@ -7,11 +7,15 @@
 //! time to a verdict past one dispute's clocks.
 
 use serde::{Deserialize, Serialize};
-use verity_infer::{output, Commitments, OutputDocument, StepWitness};
-use verity_types::{sha256, Address, Amount, Hash};
+use verity_infer::{merkle, output, Commitments, OutputDocument, StepWitness};
+use verity_lm::dispute::{PassOutcome, PassTarget, PassWitness};
+use verity_lm::{SamplingParams, ServedModel};
+use verity_types::{
+    generation_leaf, sampling_seed, sha256, Address, Amount, GenerationDocument, Hash,
+};
 
-use crate::models::Loaded;
-use crate::modules::game::{Game, GameError, Side};
+use crate::models::{Loaded, LoadedLanguage};
+use crate::modules::game::{Game, GameError, Phase, Side};
 use crate::modules::records::{self, RecordStatus};
 use crate::modules::tasks::{self, TaskStatus};
 use crate::modules::{
@@ -25,6 +29,8 @@ use crate::{BlockCtx, StateError, TxFailure};
 pub const DISPUTE_DOMAIN: &[u8] = b"verity/dispute/v1";
 /// Domain tag of a referee's draw.
 pub const REFEREE_DOMAIN: &[u8] = b"verity/referee/v1";
+/// Domain tag of a sampled token's leaf in a generation's sampling one-step.
+pub const SAMPLED_TOKEN_DOMAIN: &[u8] = b"verity/sampled-token/v1";
 /// Referees drawn for one dispute at most; when that many have not answered, it ends undecided.
 pub const MAX_REFEREES: usize = 3;
 
@@ -57,7 +63,46 @@ pub struct RefereeCheck {
     pub timed_out: Vec<Address>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// One side's leaf at the disputed token of a generation: the forward pass's trace root and the
+/// token chosen from its logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TokenOpening {
+    pub forward_root: Hash,
+    pub token: u32,
+}
+
+/// A language model's dispute after its token game (`docs/protocol.md` §16): the first token
+/// whose leaves differ, both sides' openings of it, and what re-executing that token's forward
+/// pass needs: the prompt and the tokens before it (the worker's, which the challenger's agree
+/// with), the previous pass's root (whose outputs are the pass's key/value cache) and the
+/// sampling. The game then goes on over the pass's ops when the forward roots differ, or is
+/// one sampling step when only the tokens do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GenerationDispute {
+    pub token_index: u32,
+    pub prompt_tokens: u32,
+    pub sequence: Vec<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_root: Option<Hash>,
+    pub worker: TokenOpening,
+    pub challenger: TokenOpening,
+    #[schema(value_type = Object)]
+    pub sampling: SamplingParams,
+}
+
+impl GenerationDispute {
+    /// Whether the sides agree on the forward pass, so only the sampled token is in dispute.
+    pub fn sampling_only(&self) -> bool {
+        self.worker.forward_root == self.challenger.forward_root
+    }
+}
+
+/// The leaf a generation's sampling one-step compares: the token chosen.
+pub fn sampled_token_leaf(token: u32) -> Hash {
+    sha256(&[SAMPLED_TOKEN_DOMAIN, &token.to_le_bytes()].concat())
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Dispute {
     pub dispute_id: Hash,
     pub task_id: Hash,
@@ -74,6 +119,9 @@ pub struct Dispute {
     /// A tolerant model's third run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub referee: Option<RefereeCheck>,
+    /// A language model's disputed token, once opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<GenerationDispute>,
     pub status: DisputeStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_height: Option<u64>,
@@ -314,7 +362,15 @@ pub fn open(
     if get(state, &id)?.is_some() {
         return Err(invalid(format!("{sender} already disputed task {task_id}")));
     }
-    let tolerance = registry::model(state, &record.model_id)?.map_or(0, |m| m.spec.tolerance_ppm);
+    let registered = registry::model(state, &record.model_id)?;
+    let tolerance = registered.as_ref().map_or(0, |m| m.spec.tolerance_ppm);
+    let language = registered.is_some_and(|m| m.spec.language.is_some());
+    if language && trace_len != record.trace_len {
+        return Err(invalid(format!(
+            "a language model's dispute is over the worker's {} tokens: send the root of your own first {} passes",
+            record.trace_len, record.trace_len
+        )));
+    }
     let mut dispute = Dispute {
         dispute_id: id,
         task_id: *task_id,
@@ -326,6 +382,7 @@ pub fn open(
         opened_height: ctx.height,
         game: None,
         referee: None,
+        generation: None,
         status: DisputeStatus::Open,
         resolved_height: None,
         verdict: None,
@@ -346,16 +403,20 @@ pub fn open(
             &id,
         )?;
     } else {
-        dispute.game = Some(
-            Game::open(
-                u64::from(record.trace_len.max(1)),
-                record.trace_root,
-                trace_root,
-                ctx.height,
-                params.dispute_clock_blocks,
-            )
-            .map_err(game_error)?,
-        );
+        let game = Game::open(
+            u64::from(record.trace_len.max(1)),
+            record.trace_root,
+            trace_root,
+            ctx.height,
+            params.dispute_clock_blocks,
+        )
+        .map_err(game_error)?;
+        // A generation's token game ends with the challenger opening the disputed token.
+        dispute.game = Some(if language {
+            game.with_one_step_by(Side::Challenger)
+        } else {
+            game
+        });
     }
     challenger.locked = challenger
         .locked
@@ -494,6 +555,9 @@ pub fn one_step(
 ) -> Result<(), TxFailure> {
     let mut dispute = open_dispute(state, id)?;
     let task = tasks::get(state, &dispute.task_id)?.ok_or(StateError::Corrupt("disputed task"))?;
+    if dispute.generation.is_some() {
+        return generation_step(state, ctx, &mut dispute, &task, witness, input);
+    }
     let step = game_of(&mut dispute)?.start;
     let witness = StepWitness::decode(witness).map_err(|e| invalid(format!("witness: {e}")))?;
     if witness.step as u64 != step {
@@ -539,6 +603,251 @@ pub fn one_step(
         Side::Challenger => format!("step {step} re-executed to a leaf other than the worker's"),
     };
     resolve(state, ctx, &mut dispute, winner, &why)?;
+    Ok(())
+}
+
+/// A language model's files, loaded by the validators.
+fn language_model(ctx: &BlockCtx<'_>, state: &Overlay<'_>, model_id: &Hash) -> Result<std::sync::Arc<ServedModel>, TxFailure> {
+    let spec = registry::model(state, model_id)?
+        .and_then(|m| m.spec.language)
+        .ok_or_else(|| invalid(format!("model {model_id} is not a language model")))?;
+    match ctx.models.language(model_id, &spec)? {
+        LoadedLanguage::Model(model) => Ok(model),
+        LoadedLanguage::Invalid(why) => Err(invalid(format!(
+            "model {model_id} cannot be re-executed: {why}"
+        ))),
+    }
+}
+
+/// RevealToken: the challenger ends a generation's token game by opening the disputed token,
+/// with the worker's output document and the task's prompt. Whatever in the worker's signed
+/// document contradicts its trace root, the prompt, the seed or the end of sequence loses it the
+/// dispute at once; otherwise the game goes down to the token's forward pass, or to its
+/// sampling when the two passes agree.
+#[allow(clippy::too_many_arguments)]
+pub fn reveal_token(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    sender: &Address,
+    id: &Hash,
+    output: &[u8],
+    prompt: &[u8],
+    forward_root: Hash,
+    token: u32,
+) -> Result<(), TxFailure> {
+    let mut dispute = open_dispute(state, id)?;
+    if *sender != dispute.challenger {
+        return Err(TxFailure::Unauthorized {
+            reason: format!("only the challenger of dispute {id} opens its token"),
+        });
+    }
+    if dispute.generation.is_some() {
+        return Err(invalid(format!("dispute {id}'s token is already open")));
+    }
+    let task = tasks::get(state, &dispute.task_id)?.ok_or(StateError::Corrupt("disputed task"))?;
+    let record =
+        records::get(state, &dispute.task_id)?.ok_or(StateError::Corrupt("disputed record"))?;
+    let game = game_of(&mut dispute)?;
+    if game.phase != Phase::OneStep || game.one_step_by != Side::Challenger {
+        return Err(invalid(format!(
+            "dispute {id} is not at the end of a generation's token game"
+        )));
+    }
+    let index = game.start as u32;
+    let worker_leaf = game.hashes[0];
+    if generation_leaf(index, &forward_root, token) != game.hashes[1] {
+        return Err(invalid(format!(
+            "this forward root and token are not the challenger's leaf {index}"
+        )));
+    }
+    if sha256(prompt) != task.input.hash {
+        return Err(invalid("the prompt document does not hash to the task's input"));
+    }
+    if sha256(output) != record.output_hash {
+        return Err(invalid(
+            "this output document is not the one the worker's result committed to",
+        ));
+    }
+    let served = language_model(ctx, state, &task.model_id)?;
+    let challenger = TokenOpening {
+        forward_root,
+        token,
+    };
+    let opened = match open_worker_token(&served, &task, &record, output, prompt, index, worker_leaf) {
+        Ok(worker) => GenerationDispute {
+            challenger,
+            ..worker
+        },
+        Err(why) => {
+            resolve(state, ctx, &mut dispute, Side::Challenger, &why)?;
+            return Ok(());
+        }
+    };
+    let (len, hashes) = if opened.sampling_only() {
+        (
+            1,
+            [
+                sampled_token_leaf(opened.worker.token),
+                sampled_token_leaf(opened.challenger.token),
+            ],
+        )
+    } else {
+        (
+            served.language_model().model().step_count() as u64,
+            [opened.worker.forward_root, opened.challenger.forward_root],
+        )
+    };
+    game_of(&mut dispute)?
+        .descend(len, hashes, ctx.height)
+        .map_err(game_error)?;
+    dispute.generation = Some(opened);
+    put(state, &dispute);
+    watch(state, &dispute)?;
+    Ok(())
+}
+
+/// The worker's side of the disputed token from its output document, or why the document
+/// disproves its own result. The challenger's side is filled in by the caller.
+fn open_worker_token(
+    served: &ServedModel,
+    task: &tasks::Task,
+    record: &records::ExecutionRecord,
+    output: &[u8],
+    prompt: &[u8],
+    index: u32,
+    worker_leaf: Hash,
+) -> Result<GenerationDispute, String> {
+    let doc: GenerationDocument = serde_json::from_slice(output)
+        .map_err(|e| format!("the worker's output document is unreadable: {e}"))?;
+    let leaves: Vec<Hash> = doc
+        .tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| generation_leaf(i as u32, &t.trace_root, t.id))
+        .collect();
+    if leaves.len() != record.trace_len as usize || merkle::root(&leaves) != record.trace_root {
+        return Err("the worker's output document does not match its trace root".into());
+    }
+    let prompt_doc = verity_lm::task::parse_prompt(prompt)
+        .map_err(|e| format!("the worker answered a prompt document that is not one: {e}"))?;
+    let prompt_ids = served
+        .renderer()
+        .prompt_ids(&prompt_doc)
+        .map_err(|e| format!("the worker answered a prompt that does not render: {e}"))?;
+    if doc.prompt_ids != prompt_ids {
+        return Err("the worker's prompt tokens are not the prompt's".into());
+    }
+    let seed = sampling_seed(&prompt_doc, &task.task_id);
+    if doc.seed != seed {
+        return Err(format!(
+            "the worker sampled with seed {}, the task's is {seed}",
+            doc.seed
+        ));
+    }
+    let eos = &served.renderer().config().eos_token_ids;
+    if let Some(at) = doc.tokens[..doc.tokens.len().saturating_sub(1)]
+        .iter()
+        .position(|t| eos.contains(&t.id))
+    {
+        return Err(format!(
+            "the worker generated past the end-of-sequence token at {at}"
+        ));
+    }
+    let i = index as usize;
+    let worker = doc
+        .tokens
+        .get(i)
+        .ok_or_else(|| format!("the worker's output document has no token {i}"))?;
+    if leaves[i] != worker_leaf {
+        return Err(format!(
+            "the worker's output document disagrees with its own dissection at token {i}"
+        ));
+    }
+    let mut sequence = prompt_ids;
+    sequence.extend(doc.tokens[..i].iter().map(|t| t.id));
+    let opening = TokenOpening {
+        forward_root: worker.trace_root,
+        token: worker.id,
+    };
+    Ok(GenerationDispute {
+        token_index: index,
+        prompt_tokens: doc.prompt_ids.len() as u32,
+        sequence,
+        previous_root: i.checked_sub(1).map(|p| doc.tokens[p].trace_root),
+        worker: opening,
+        challenger: opening,
+        sampling: verity_lm::task::sampling(&prompt_doc, seed),
+    })
+}
+
+/// A generation's one-step: one op of the disputed token's forward pass re-executed, or the
+/// token sampled again from its recomputed logits.
+fn generation_step(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx<'_>,
+    dispute: &mut Dispute,
+    task: &tasks::Task,
+    witness: &[u8],
+    input: &[u8],
+) -> Result<(), TxFailure> {
+    let generation = dispute
+        .generation
+        .clone()
+        .ok_or(StateError::Corrupt("generation dispute"))?;
+    if !input.is_empty() {
+        return Err(invalid(
+            "a generation's one-step carries no input file: the prompt was opened with the token",
+        ));
+    }
+    let witness = PassWitness::decode(witness).map_err(|e| invalid(format!("witness: {e}")))?;
+    let served = language_model(ctx, state, &task.model_id)?;
+    let game = game_of(dispute)?;
+    if game.phase != Phase::OneStep {
+        return Err(invalid(format!(
+            "dispute {} has not reached its one-step",
+            dispute.dispute_id
+        )));
+    }
+    let target = if generation.sampling_only() {
+        PassTarget::Sampling
+    } else {
+        PassTarget::Step(game.start as usize)
+    };
+    let outcome = served
+        .language_model()
+        .check_pass(
+            ctx.models.engine(),
+            generation.prompt_tokens as usize,
+            &generation.sequence,
+            generation.previous_root.as_ref(),
+            [
+                &generation.worker.forward_root,
+                &generation.challenger.forward_root,
+            ],
+            &witness,
+            target,
+            &generation.sampling,
+        )
+        .map_err(|e| invalid(e.to_string()))?;
+    let i = generation.token_index;
+    let (leaf, what) = match outcome {
+        PassOutcome::Step(outcome) => (
+            outcome.leaf,
+            format!("step {} of token {i}'s forward pass re-executed", game_of(dispute)?.start),
+        ),
+        PassOutcome::Token(choice) => (
+            sampled_token_leaf(choice.token),
+            format!("token {i} sampled again as {}", choice.token),
+        ),
+    };
+    let winner = game_of(dispute)?
+        .one_step(leaf, ctx.height)
+        .map_err(game_error)?;
+    let why = match winner {
+        Side::Worker => format!("{what}: the worker's"),
+        Side::Challenger => format!("{what}: not the worker's"),
+    };
+    resolve(state, ctx, dispute, winner, &why)?;
     Ok(())
 }
 

@@ -80,6 +80,18 @@ pub struct Game {
     pub phase: Phase,
     /// Accepted moves so far, both sides.
     pub moves: u32,
+    /// Who owes the move that ends the one-step phase: the worker's re-executed step, or in a
+    /// language model's token game the challenger's opening of the disputed token.
+    #[serde(default = "worker", skip_serializing_if = "is_worker")]
+    pub one_step_by: Side,
+}
+
+fn worker() -> Side {
+    Side::Worker
+}
+
+fn is_worker(side: &Side) -> bool {
+    *side == Side::Worker
 }
 
 impl Game {
@@ -111,7 +123,45 @@ impl Game {
                 Phase::Dissect
             },
             moves: 0,
+            one_step_by: Side::Worker,
         })
+    }
+
+    /// The same game with its one-step phase ended by `side`'s move.
+    pub fn with_one_step_by(mut self, side: Side) -> Self {
+        self.one_step_by = side;
+        self
+    }
+
+    /// Ends this level's one-step phase with the move of the side that owes it at `height`, and
+    /// goes down a level: a game over `len` leaves whose roots are `hashes` (worker first),
+    /// each side keeping the clock it has left, the worker owing the next one-step.
+    pub fn descend(&mut self, len: u64, hashes: [Hash; 2], height: u64) -> Result<(), GameError> {
+        match self.phase {
+            Phase::Resolved { .. } => return Err(GameError::Resolved),
+            Phase::Dissect => return Err(GameError::WrongPhase("one-step")),
+            Phase::OneStep => {}
+        }
+        if len == 0 {
+            return Err(GameError::EmptyTrace);
+        }
+        if hashes[0] == hashes[1] {
+            return Err(GameError::NoDisagreement);
+        }
+        self.spend(self.one_step_by, height)?;
+        self.moves += 1;
+        self.start = 0;
+        self.len = len;
+        self.hashes = hashes;
+        self.revealed = [None, None];
+        self.round_started = height;
+        self.one_step_by = Side::Worker;
+        self.phase = if len == 1 {
+            Phase::OneStep
+        } else {
+            Phase::Dissect
+        };
+        Ok(())
     }
 
     pub fn span(&self) -> Span {
@@ -132,7 +182,7 @@ impl Game {
     fn owes(&self, side: Side) -> bool {
         match self.phase {
             Phase::Dissect => self.revealed[side.index()].is_none(),
-            Phase::OneStep => side == Side::Worker,
+            Phase::OneStep => side == self.one_step_by,
             Phase::Resolved { .. } => false,
         }
     }
@@ -206,7 +256,7 @@ impl Game {
             Phase::Dissect => return Err(GameError::WrongPhase("one-step")),
             Phase::OneStep => {}
         }
-        self.spend(Side::Worker, height)?;
+        self.spend(self.one_step_by, height)?;
         self.moves += 1;
         let winner = if leaf == self.hashes[Side::Worker.index()] {
             Side::Worker

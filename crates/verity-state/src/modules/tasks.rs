@@ -270,15 +270,6 @@ pub fn check(
                 ),
             })
         }
-        // The OP game over a generation (bisect over tokens, then over one forward pass's ops)
-        // is not built yet: an op answer could not be disputed, so none is accepted.
-        (Some(_), Some(_)) if mode == Mode::Op => {
-            return Err(TxFailure::Invalid {
-                reason: format!(
-                    "model {model_id} is a language model: op tasks on it wait for the token-level dispute game; use tee"
-                ),
-            })
-        }
         (Some(language), Some(limits)) => check_generation(model_id, language, limits, max_fee)?,
     }
     if mode != Mode::TeeZk && request.input_commitment.is_some() {
