@@ -277,7 +277,8 @@ async fn start_one(
         None => blobs,
     };
     // Disputes re-execute a step from the model file itself, read from the blob store.
-    let models = crate::model_files::source(blobs.clone());
+    let models = crate::model_files::source(blobs.clone())
+        .with_language_dir(config.data.join("language-models"));
     let chain = Chain::open(store, genesis.chain.clone())?.with_models(models);
     let label = format!("v{index}");
     let (node, gossip) = NodeState::new(chain, cache, label.clone());

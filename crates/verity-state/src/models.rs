@@ -118,7 +118,10 @@ impl ModelSource {
                     ))
                 })?;
                 if sha256(&bytes) != part.hash {
-                    return Err(halt(format!("the stored file {} does not hash to it", part.hash)));
+                    return Err(halt(format!(
+                        "the stored file {} does not hash to it",
+                        part.hash
+                    )));
                 }
                 write(&bytes, &mut out)?;
             }

@@ -823,7 +823,9 @@ impl Action {
                 output: r
                     .bytes("output document", MAX_REVEALED_OUTPUT_BYTES)?
                     .to_vec(),
-                prompt: r.bytes("prompt document", MAX_ONE_STEP_INPUT_BYTES)?.to_vec(),
+                prompt: r
+                    .bytes("prompt document", MAX_ONE_STEP_INPUT_BYTES)?
+                    .to_vec(),
                 forward_root: Hash(r.array("forward root")?),
                 token: r.u32("token")?,
             },

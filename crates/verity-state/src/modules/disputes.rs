@@ -607,7 +607,11 @@ pub fn one_step(
 }
 
 /// A language model's files, loaded by the validators.
-fn language_model(ctx: &BlockCtx<'_>, state: &Overlay<'_>, model_id: &Hash) -> Result<std::sync::Arc<ServedModel>, TxFailure> {
+fn language_model(
+    ctx: &BlockCtx<'_>,
+    state: &Overlay<'_>,
+    model_id: &Hash,
+) -> Result<std::sync::Arc<ServedModel>, TxFailure> {
     let spec = registry::model(state, model_id)?
         .and_then(|m| m.spec.language)
         .ok_or_else(|| invalid(format!("model {model_id} is not a language model")))?;
@@ -661,7 +665,9 @@ pub fn reveal_token(
         )));
     }
     if sha256(prompt) != task.input.hash {
-        return Err(invalid("the prompt document does not hash to the task's input"));
+        return Err(invalid(
+            "the prompt document does not hash to the task's input",
+        ));
     }
     if sha256(output) != record.output_hash {
         return Err(invalid(
@@ -673,16 +679,17 @@ pub fn reveal_token(
         forward_root,
         token,
     };
-    let opened = match open_worker_token(&served, &task, &record, output, prompt, index, worker_leaf) {
-        Ok(worker) => GenerationDispute {
-            challenger,
-            ..worker
-        },
-        Err(why) => {
-            resolve(state, ctx, &mut dispute, Side::Challenger, &why)?;
-            return Ok(());
-        }
-    };
+    let opened =
+        match open_worker_token(&served, &task, &record, output, prompt, index, worker_leaf) {
+            Ok(worker) => GenerationDispute {
+                challenger,
+                ..worker
+            },
+            Err(why) => {
+                resolve(state, ctx, &mut dispute, Side::Challenger, &why)?;
+                return Ok(());
+            }
+        };
     let (len, hashes) = if opened.sampling_only() {
         (
             1,
@@ -833,7 +840,10 @@ fn generation_step(
     let (leaf, what) = match outcome {
         PassOutcome::Step(outcome) => (
             outcome.leaf,
-            format!("step {} of token {i}'s forward pass re-executed", game_of(dispute)?.start),
+            format!(
+                "step {} of token {i}'s forward pass re-executed",
+                game_of(dispute)?.start
+            ),
         ),
         PassOutcome::Token(choice) => (
             sampled_token_leaf(choice.token),

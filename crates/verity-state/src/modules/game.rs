@@ -502,4 +502,51 @@ mod tests {
             Err(GameError::EmptyTrace)
         );
     }
+
+    #[test]
+    fn a_token_game_is_ended_by_the_challenger_and_goes_down_with_the_clocks_left() {
+        let honest = leaves(8, 0);
+        let liar = corrupted_from(&honest, 5);
+        let mut game = Game::open(8, root(&liar), root(&honest), 0, 10)
+            .unwrap()
+            .with_one_step_by(Side::Challenger);
+        let parts = game.span().descendants(DEPTH);
+        game.reveal(Side::Worker, hashes_of(&liar, &parts), 1)
+            .unwrap();
+        game.reveal(Side::Challenger, hashes_of(&honest, &parts), 3)
+            .unwrap();
+        assert_eq!((game.phase, game.start), (Phase::OneStep, 5));
+        // The challenger owes the opening: its silence loses it the game, not the worker's.
+        assert_eq!(game.deadline(), Some(3 + 7 + 1));
+        let mut silent = game.clone();
+        assert_eq!(silent.expire(11), Some(Side::Worker));
+        // The worker cannot end this level with a one-step of its own.
+        let next = [leaves(1, 7)[0], leaves(1, 8)[0]];
+        game.descend(300, next, 6).unwrap();
+        assert_eq!(game.clocks, [9, 4]);
+        assert_eq!(
+            (game.phase, game.len, game.one_step_by),
+            (Phase::Dissect, 300, Side::Worker)
+        );
+        assert_eq!(game.hashes, next);
+        assert_eq!(
+            game.descend(1, next, 6),
+            Err(GameError::WrongPhase("one-step"))
+        );
+        // A sampling level is a single leaf, its one-step owed by the worker.
+        let mut sampling = silent.clone();
+        sampling.phase = Phase::OneStep;
+        sampling.descend(1, next, 4).unwrap();
+        assert_eq!(
+            (sampling.phase, sampling.one_step_by),
+            (Phase::OneStep, Side::Worker)
+        );
+        assert_eq!(sampling.one_step(next[1], 5), Ok(Side::Challenger));
+        let mut same = Game::open(2, root(&liar), root(&honest), 0, 10).unwrap();
+        same.phase = Phase::OneStep;
+        assert_eq!(
+            same.descend(4, [next[0], next[0]], 1),
+            Err(GameError::NoDisagreement)
+        );
+    }
 }
