@@ -15,7 +15,8 @@ use verity_client::{Client, PageRequest};
 use verity_infer::{output, Engine, OutputDocument};
 use verity_types::{AccountKey, Action, Address, Amount, Hash};
 
-use crate::disputes::{fetch, run, Player, Run};
+use crate::disputes::{fetch, Player, Run};
+use crate::language::LanguageModels;
 
 pub struct ChallengerConfig {
     pub api: String,
@@ -29,6 +30,8 @@ pub struct ChallengerConfig {
     pub frivolous: bool,
     pub poll: Duration,
     pub label: String,
+    /// Where language models' files are kept.
+    pub home: std::path::PathBuf,
 }
 
 /// Open windows read per request while collecting the work list.
@@ -60,7 +63,12 @@ pub async fn run_challenger(
     let corrupt = config.frivolous.then_some(usize::MAX);
     let mut challenger = Challenger {
         address: config.account.address(),
-        player: Player::new(config.account.address(), Arc::new(Engine::new(1)?), corrupt),
+        player: Player::new(
+            config.account.address(),
+            Arc::new(Engine::new(1)?),
+            corrupt,
+            Arc::new(tokio::sync::Mutex::new(LanguageModels::new(&config.home))),
+        ),
         config,
         client,
         checked: HashSet::new(),
@@ -202,33 +210,46 @@ impl Challenger {
         Ok(())
     }
 
-    /// Runs the tasks of `due` it has not run yet, on every core. A task whose model or input
-    /// cannot be fetched, or whose run fails, is left out (and warned of) this round.
+    /// Runs the tasks of `due` it has not run yet, a few at a time. A task whose model or input
+    /// cannot be fetched, or whose run fails, is left out (and warned of) this round. A
+    /// generation is run against the worker's document, which it needs to dispute one.
     async fn run_missing(&mut self, due: &[(u64, Task, ExecutionRecord)]) -> Result<()> {
         let mut work = Vec::new();
-        for (_, task, _) in due {
+        for (_, task, record) in due {
             if self.runs.contains_key(&task.task_id) {
                 continue;
             }
-            match self
-                .player
-                .inputs(&self.client, &task.model_id, &task.input.hash)
-                .await
-            {
-                Ok((model, input)) => work.push((task.task_id, model, input)),
+            let theirs = match task.generation {
+                Some(_) => match fetch(&self.client, &record.output_hash).await {
+                    Ok(bytes) => match serde_json::from_slice(&bytes) {
+                        Ok(doc) => Some(doc),
+                        Err(e) => {
+                            warn!(challenger = %self.config.label, task = %task.task_id, error = %e, "the worker's output is not a generation document; disputing it");
+                            None
+                        }
+                    },
+                    Err(e) => {
+                        warn!(challenger = %self.config.label, task = %task.task_id, error = %format!("{e:#}"), "cannot fetch the worker's output; trying again next round");
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            match self.player.prepare(&self.client, task).await {
+                Ok(prepared) => work.push((task.clone(), prepared, theirs)),
                 Err(e) => {
                     warn!(challenger = %self.config.label, task = %task.task_id, error = %format!("{e:#}"), "cannot fetch this task's files; trying again next round");
                 }
             }
         }
-        let (engine, corrupt) = self.player.runner();
-        let runs = tokio::task::spawn_blocking(move || {
-            use rayon::prelude::*;
-            work.into_par_iter()
-                .map(|(id, model, input)| (id, run(&engine, model, input, corrupt)))
-                .collect::<Vec<_>>()
-        })
-        .await?;
+        let player = &self.player;
+        let runs = futures::future::join_all(work.into_iter().map(
+            |(task, prepared, theirs)| async move {
+                let run = player.execute(&task, prepared, theirs).await;
+                (task.task_id, run)
+            },
+        ))
+        .await;
         for (task_id, mine) in runs {
             match mine {
                 Ok(mine) => {

@@ -15,7 +15,9 @@ use verity_data::cid_of;
 use verity_infer::Engine;
 use verity_lm::task::{holds, output_bytes, parse_prompt, trace_root};
 use verity_lm::ServedModel;
-use verity_types::{sampling_seed, sha256, FailureReason, GenerationLimits, Hash};
+use verity_types::{
+    sampling_seed, sha256, FailureReason, GenerationDocument, GenerationLimits, Hash,
+};
 
 use crate::Computed;
 
@@ -90,14 +92,33 @@ impl LanguageModels {
 
 /// Runs one generation task: its prompt document must render to exactly the prompt tokens and
 /// ask for exactly the max tokens its escrow reserved; anything else fails the task as input
-/// that does not fit.
+/// that does not fit. With `corrupt` (fault injection, `--dishonest N`), token N of the answer
+/// (the last if it is shorter) is replaced by the next id, its forward pass kept.
 pub fn compute(
     engine: &Engine,
     model: &ServedModel,
     task_id: &Hash,
     limits: &GenerationLimits,
     input: &[u8],
+    corrupt: Option<usize>,
 ) -> Result<Computed, FailureReason> {
+    let out = generate(engine, model, task_id, limits, input, corrupt)?;
+    Ok(Computed {
+        trace_root: trace_root(&out),
+        trace_len: out.tokens.len() as u32,
+        output: output_bytes(&out),
+    })
+}
+
+/// The output document of [`compute`].
+pub fn generate(
+    engine: &Engine,
+    model: &ServedModel,
+    task_id: &Hash,
+    limits: &GenerationLimits,
+    input: &[u8],
+    corrupt: Option<usize>,
+) -> Result<GenerationDocument, FailureReason> {
     let unfit = |why: String| {
         warn!(task = %task_id, %why, "the prompt does not fit its task");
         FailureReason::InputDoesNotFit
@@ -117,12 +138,32 @@ pub fn compute(
         )));
     }
     let seed = sampling_seed(&doc, task_id);
-    let out = model
+    let mut out = model
         .run(engine, &doc, &prompt_ids, seed, |_| {})
         .map_err(|e| unfit(e.to_string()))?;
-    Ok(Computed {
-        trace_root: trace_root(&out),
-        trace_len: out.tokens.len() as u32,
-        output: output_bytes(&out),
-    })
+    if let Some(n) = corrupt {
+        change_token(model, &mut out, n);
+    }
+    Ok(out)
+}
+
+/// Fault injection: token `n` (the last if there are fewer) becomes the next id in the
+/// vocabulary, and the text is decoded again; the forward passes are kept.
+fn change_token(model: &ServedModel, out: &mut GenerationDocument, n: usize) {
+    let i = n.min(out.tokens.len().saturating_sub(1));
+    let Some(token) = out.tokens.get_mut(i) else {
+        return;
+    };
+    let vocab = model.renderer().tokenizer().vocab_size().max(2) as u32;
+    token.id = (token.id + 1) % vocab;
+    let eos = &model.renderer().config().eos_token_ids;
+    let ids: Vec<u32> = out
+        .tokens
+        .iter()
+        .map(|t| t.id)
+        .filter(|id| !eos.contains(id))
+        .collect();
+    if let Ok(text) = model.renderer().tokenizer().decode(&ids) {
+        out.text = text;
+    }
 }

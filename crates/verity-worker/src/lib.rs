@@ -7,7 +7,7 @@ mod challenger;
 pub mod data;
 pub mod disputes;
 mod journal;
-mod language;
+pub mod language;
 mod service;
 mod zk;
 

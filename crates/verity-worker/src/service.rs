@@ -160,7 +160,8 @@ struct Worker {
     /// Circuits and proving keys of the `tee_zk` models it has proven for.
     provers: HashMap<Hash, Arc<crate::zk::Prover>>,
     /// The language models it has served.
-    language_models: crate::language::LanguageModels,
+    /// Shared with the dispute player: a model is loaded once for both.
+    language_models: Arc<tokio::sync::Mutex<crate::language::LanguageModels>>,
     /// Its data verifier role, when it serves one.
     data: Option<crate::data::DataVerifier>,
     /// When it last declared the models that fit its `max_model_bytes`.
@@ -234,7 +235,15 @@ impl Worker {
         let nonce = client.pending_nonce(&address).await?;
         let fees = client.fee_schedule().await?;
         let engine = Arc::new(Engine::new(1)?);
-        let player = crate::disputes::Player::new(address, engine.clone(), config.dishonest);
+        let language_models = Arc::new(tokio::sync::Mutex::new(
+            crate::language::LanguageModels::new(&config.home),
+        ));
+        let player = crate::disputes::Player::new(
+            address,
+            engine.clone(),
+            config.dishonest,
+            language_models.clone(),
+        );
         let data = match &config.data {
             Some(data) => Some(
                 crate::data::DataVerifier::start(
@@ -249,7 +258,6 @@ impl Worker {
             ),
             None => None,
         };
-        let config_home = config.home.clone();
         let mut worker = Self {
             fees,
             engine,
@@ -265,7 +273,7 @@ impl Worker {
             stats,
             player,
             provers: HashMap::new(),
-            language_models: crate::language::LanguageModels::new(&config_home),
+            language_models,
             data,
             models_checked: None,
         };
@@ -682,7 +690,13 @@ impl Worker {
         for task in &todo {
             let (id, model_id, input_hash) = (task.task_id, task.model_id, task.input.hash);
             if let Some(limits) = task.generation {
-                match self.language_models.get(&self.client, &model_id).await {
+                let loaded = self
+                    .language_models
+                    .lock()
+                    .await
+                    .get(&self.client, &model_id)
+                    .await;
+                match loaded {
                     Ok(Ok(model)) => {
                         jobs.push((id, model_id, input_hash, Job::Language(model, limits)))
                     }
@@ -762,7 +776,7 @@ impl Worker {
                             compute(&engine, model, &input, corrupt).map(|c| Ok((c, None)))
                         }
                         Job::Language(model, limits) => Ok(crate::language::compute(
-                            &engine, model, &job.0, limits, &input,
+                            &engine, model, &job.0, limits, &input, corrupt,
                         )
                         .map(|c| (c, None))),
                     };

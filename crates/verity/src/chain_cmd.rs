@@ -427,7 +427,7 @@ pub(crate) async fn register_bundled_language_model(
         "MIT".into(),
         crate::tokens::parse("0.00001", false)?,
         crate::tokens::parse("0.00002", false)?,
-        vec![Mode::Tee],
+        vec![Mode::Tee, Mode::Op],
     )?;
     crate::task_cmd::register_language_model(client, owner, spec, files)
         .await
@@ -512,6 +512,7 @@ pub(crate) async fn spawn_challengers(
             frivolous: false,
             poll: Duration::from_millis(200),
             label: format!("c{i}"),
+            home: home.join(format!("challenger-{i}")),
         };
         tokio::spawn(async move {
             if let Err(e) = verity_worker::run_challenger(config, std::future::pending()).await {
@@ -634,7 +635,7 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
             }
             outln!("  model:       {model_id} (digits-mlp, bundled; tee and op)");
             outln!("  zk model:    {zk_model_id} (digits-mlp-int8, bundled; tee and tee-zk, keys from a local setup)");
-            outln!("  language:    {lm_id} ({BUNDLED_LM_NAME}, bundled GPT-2 style model trained on Moby-Dick; tee)");
+            outln!("  language:    {lm_id} ({BUNDLED_LM_NAME}, bundled GPT-2 style model trained on Moby-Dick; tee, op)");
             outln!("  genesis:     {}", home.join("genesis.json").display());
             outln!(
                 "  dev account: {} (key in {}, mode 0600)",

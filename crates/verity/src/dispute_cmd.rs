@@ -59,6 +59,13 @@ pub struct ChallengerArgs {
     node: String,
     #[arg(long, env = "VERITY_KEYS")]
     keys_dir: Option<PathBuf>,
+    /// Where language models' files are kept (fetched once, each part checked).
+    #[arg(
+        long,
+        env = "VERITY_CHALLENGER_HOME",
+        default_value = ".verity/challenger"
+    )]
+    home: PathBuf,
 }
 
 fn status_name(status: DisputeStatus) -> &'static str {
@@ -203,6 +210,7 @@ pub fn challenger(args: ChallengerArgs) -> Result<()> {
         frivolous: args.frivolous,
         poll: Duration::from_millis(200),
         label: "challenger".into(),
+        home: args.home,
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -430,7 +430,7 @@ async fn a_gateway_behind_a_lying_node_returns_errors_not_the_forged_text_and_re
         .json(&serde_json::json!({
             "model": "tiny-lm",
             "messages": [{"role": "user", "content": "Hi"}],
-            "verity_mode": "op",
+            "verity_mode": "tee_zk",
         }))
         .send()
         .await
@@ -440,7 +440,7 @@ async fn a_gateway_behind_a_lying_node_returns_errors_not_the_forged_text_and_re
     assert!(body["error"]["message"]
         .as_str()
         .unwrap()
-        .contains("does not allow mode op"));
+        .contains("does not allow mode tee_zk"));
 
     // A key that cannot pay: 402 insufficient_quota, and nothing escrowed or even sent.
     let poor = AccountKey::generate();
@@ -564,4 +564,203 @@ async fn smollm2_registered_on_a_devnet_answers_in_english() {
             .text,
         content
     );
+}
+
+/// OP answers on the bundled model from a devnet whose workers are 2 of 3 dishonest (each
+/// changes token 1 of its answers, keeping the forward pass) with one challenger: every
+/// dishonest answer is disputed and lost at the sampling step, and `verity chat --mode op`
+/// prints the honest answer once its window has closed undisputed. Reports the blocks from
+/// opening to verdict and the largest dispute transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn op_answers_from_dishonest_workers_are_disputed_and_lost() {
+    const ANSWERS: usize = 6;
+    let home = tempfile::tempdir().unwrap();
+    let Devnet {
+        client,
+        home: devnet_home,
+        api,
+        process: _devnet,
+        ..
+    } = start_devnet(
+        home.path(),
+        35,
+        3,
+        &["--dishonest-workers", "2", "--challengers", "1"],
+    )
+    .await;
+    wait_for("the challenger to bond", 120, async || {
+        let list = client.challengers(&Default::default()).await.ok()?;
+        (!list.challengers.is_empty()).then_some(())
+    })
+    .await;
+    let liars: Vec<verity_types::Address> = (0..2)
+        .map(|i| {
+            let key = devnet_home.join(format!("worker-{i}")).join("account.key");
+            AccountKey::from_hex(&std::fs::read_to_string(key).unwrap())
+                .unwrap()
+                .address()
+        })
+        .collect();
+    let node = format!("http://127.0.0.1:{api}");
+    let key = devnet_home.join("dev-account.key");
+    // Each chat from its own key: the answers are asked for at once.
+    let mut chats = Vec::new();
+    for i in 0..ANSWERS {
+        let user = AccountKey::generate();
+        let user_key = home.path().join(format!("user-{i}.key"));
+        std::fs::write(&user_key, user.secret_hex()).unwrap();
+        verity_ok(&[
+            "transfer",
+            "--to",
+            &user.address().to_string(),
+            "--amount",
+            "10",
+            "--from",
+            key.to_str().unwrap(),
+            "--node",
+            &node,
+        ]);
+        let args = [
+            "chat".to_string(),
+            "--model".into(),
+            "tiny-lm".into(),
+            format!("Call me Ishmael. Chapter {i}."),
+            "--from".into(),
+            user_key.to_str().unwrap().into(),
+            "--node".into(),
+            node.clone(),
+            "--mode".into(),
+            "op".into(),
+            "--max-tokens".into(),
+            "32".into(),
+            "--json".into(),
+        ];
+        chats.push(tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            verity(&args)
+        }));
+    }
+    let started = std::time::Instant::now();
+    let mut answers = Vec::new();
+    for chat in chats {
+        let out = chat.await.unwrap();
+        assert!(
+            out.status.success(),
+            "verity chat --mode op: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        answers.push(serde_json::from_slice::<Value>(&out.stdout).unwrap());
+    }
+    eprintln!(
+        "{ANSWERS} op answers verified {:.1} s after they were asked for",
+        started.elapsed().as_secs_f64()
+    );
+    let models = tempfile::tempdir().unwrap();
+    let local = local_model(models.path());
+    let engine = Engine::new(1).unwrap();
+    let mut disputes = Vec::new();
+    for chat in &answers {
+        assert_eq!(chat["mode"], "op");
+        let verified: Vec<&str> = chat["verified"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(
+            verified.contains(&"challenge window closed"),
+            "{verified:?}"
+        );
+        let task = task_id_of(chat);
+        let view = client.task(&task).await.unwrap().unwrap();
+        let record = view.record.clone().unwrap();
+        assert!(!liars.contains(&record.worker), "a liar's answer stood");
+        // The answer is the model's own: the same tokens a local run gives with the task's seed.
+        let prompt = client
+            .get_blob(&verity_data::cid_of(&view.task.input.hash))
+            .await
+            .unwrap()
+            .unwrap();
+        let doc: PromptDocument = serde_json::from_slice(&prompt).unwrap();
+        let ids = local.renderer().prompt_ids(&doc).unwrap();
+        let honest = local
+            .run(&engine, &doc, &ids, sampling_seed(&doc, &task), |_| {})
+            .unwrap();
+        assert_eq!(output_of(&client, &task).await, honest);
+        assert_eq!(view.task.disproven.len(), view.disputes.len());
+        for d in &view.disputes {
+            assert!(liars.contains(&d.worker), "only liars are disputed");
+            assert_eq!(
+                d.status,
+                verity_client::api::DisputeStatus::ChallengerWon,
+                "{:?}",
+                d.verdict
+            );
+            let generation = d.generation.as_ref().expect("the token was opened");
+            assert!(generation.sampling_only());
+            assert!(generation.token_index <= 1);
+            disputes.push((d.clone(), prompt.clone(), doc.clone()));
+        }
+    }
+    assert!(
+        !disputes.is_empty(),
+        "no liar was drawn for any of the {ANSWERS} tasks"
+    );
+    let blocks = disputes
+        .iter()
+        .map(|(d, ..)| d.resolved_height.unwrap() - d.opened_height)
+        .max()
+        .unwrap();
+    // The largest dispute transactions, rebuilt: the token's opening (the liar's document and
+    // the prompt) and the sampling one-step.
+    let mut largest = 0;
+    for (d, prompt, doc) in &disputes {
+        let limits = verity_types::GenerationLimits {
+            prompt_tokens: local.renderer().prompt_ids(doc).unwrap().len() as u32,
+            max_tokens: 32,
+        };
+        let lie = verity_worker::language::generate(
+            &engine,
+            &local,
+            &d.task_id,
+            &limits,
+            prompt,
+            Some(1),
+        )
+        .unwrap();
+        let g = d.generation.as_ref().unwrap();
+        let lm = local.language_model();
+        let (prompt_ids, tokens) = g.sequence.split_at(g.prompt_tokens as usize);
+        let replayed = lm.replay(&engine, prompt_ids, tokens).unwrap();
+        let witness = lm
+            .pass_witness(&engine, &replayed, verity_lm::dispute::PassTarget::Sampling)
+            .unwrap();
+        for action in [
+            verity_types::Action::RevealToken {
+                dispute_id: d.dispute_id,
+                output: verity_lm::task::output_bytes(&lie),
+                prompt: prompt.clone(),
+                forward_root: g.challenger.forward_root,
+                token: g.challenger.token,
+            },
+            verity_types::Action::OneStep {
+                dispute_id: d.dispute_id,
+                witness: witness.encode(),
+                input: Vec::new(),
+            },
+        ] {
+            let body = verity_types::TxBody {
+                chain_id: "verity-devnet".into(),
+                nonce: 0,
+                fee: 0,
+                action,
+            };
+            largest = largest.max(body.signed_len());
+        }
+    }
+    eprintln!(
+        "{} dishonest answers disputed and lost, at most {blocks} blocks from opening to verdict; largest dispute transaction {largest} bytes",
+        disputes.len()
+    );
+    assert!(largest < 64 * 1024);
 }

@@ -22,8 +22,8 @@ pub struct ChatArgs {
     /// Key name in the keys directory, or a key file path; pays the escrow.
     #[arg(long)]
     from: String,
-    /// tee (an attested enclave signs the answer). op answers on language models wait for the
-    /// token-level dispute game.
+    /// tee (an attested enclave signs the answer), or op (the answer stands once its challenge
+    /// window has closed with no dispute lost: slower, and any challenger can disprove a token).
     #[arg(long, default_value = "tee")]
     mode: Mode,
     /// Most tokens in the answer; the escrow reserves them, and what is not generated comes back.

@@ -42,8 +42,8 @@ pub struct GatewayArgs {
     /// Require `Authorization: Bearer KEY` on every request.
     #[arg(long, env = "VERITY_GATEWAY_API_KEY")]
     api_key: Option<String>,
-    /// Verification mode of the tasks: tee (op answers on language models wait for the
-    /// token-level dispute game). A request's `verity_mode` field overrides it.
+    /// Verification mode of the tasks: tee, or op (an answer stands once its challenge window
+    /// has closed undisputed). A request's `verity_mode` field overrides it.
     #[arg(long, default_value = "tee")]
     mode: Mode,
     /// Longest wait for a verified answer.

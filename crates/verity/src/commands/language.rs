@@ -352,9 +352,6 @@ impl LanguageModelClient {
         if record.status != RecordStatus::Finalized {
             return unverified(format!("the record is {:?}, not finalized", record.status));
         }
-        if record.mode == Mode::Op {
-            return unverified("op answers on language models are not accepted yet".into());
-        }
         if let Err(e) = record.verify_signature(&self.chain_id) {
             return unverified(format!("receipt: {e}"));
         }
@@ -388,6 +385,22 @@ impl LanguageModelClient {
                 "the record's height {} is not final (finalized: {finalized})",
                 record.finalized_height
             ));
+        }
+        // An op answer stands once its window has closed with no dispute against it open.
+        let mut op_checks = Vec::new();
+        if record.mode == Mode::Op {
+            match record.challenge_until {
+                Some(until) if until < finalized => {}
+                _ => return unverified("the answer's challenge window is still open".into()),
+            }
+            if view
+                .disputes
+                .iter()
+                .any(|d| d.worker == record.worker && d.status == api::DisputeStatus::Open)
+            {
+                return unverified("a dispute against the answer is still open".into());
+            }
+            op_checks = vec!["challenge window closed", "no dispute open"];
         }
         let Some(bytes) = self.client.get_blob(&cid_of(&record.output_hash)).await? else {
             return unverified("the output file is not in the blob store".into());
@@ -430,7 +443,10 @@ impl LanguageModelClient {
                 "output hash",
                 "trace root",
                 "prompt and seed",
-            ],
+            ]
+            .into_iter()
+            .chain(op_checks)
+            .collect(),
         })
     }
 
