@@ -25,6 +25,9 @@ pub enum BenchCommand {
     Transfers(TransfersArgs),
     /// TEE tasks per second and submit→finalized latency on a fresh devnet with workers.
     Tasks(crate::bench_tasks::TasksArgs),
+    /// Language-model answers and tokens per second, and submit→verified latency, on a fresh
+    /// devnet with workers serving the bundled model (or `--model DIR`).
+    Chat(crate::bench_chat::ChatArgs),
 }
 
 #[derive(Args)]
@@ -68,6 +71,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Transfers(args) => transfers(args),
         BenchCommand::Tasks(args) => crate::bench_tasks::tasks(args),
+        BenchCommand::Chat(args) => crate::bench_chat::chat(args),
     }
 }
 
@@ -232,8 +236,13 @@ impl Latency {
     }
 
     pub(crate) fn print(&self) {
+        self.print_as("submit → finalized");
+    }
+
+    /// The percentiles, saying what was measured from and to.
+    pub(crate) fn print_as(&self, what: &str) {
         outln!(
-            "  latency:     p50 {:>6} ms   p99 {:>6} ms   max {:>6} ms  (submit → finalized)",
+            "  latency:     p50 {:>6} ms   p99 {:>6} ms   max {:>6} ms  ({what})",
             self.p50_ms,
             self.p99_ms,
             self.max_ms

@@ -5,6 +5,7 @@ mod output;
 
 mod attest_cmd;
 mod bench_cmd;
+mod bench_chat;
 mod bench_tasks;
 mod chain_cmd;
 mod commands;
