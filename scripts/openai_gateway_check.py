@@ -66,6 +66,15 @@ out["completion"] = {
     "verity": completion.model_extra["verity"],
 }
 
+text, verity = "", None
+for chunk in client.completions.create(
+    model=model, prompt="The whale", max_tokens=8, stream=True
+):
+    if chunk.choices:
+        text += chunk.choices[0].text
+    verity = (chunk.model_extra or {}).get("verity", verity)
+out["stream_completion"] = {"text": text, "verity": verity}
+
 errors = {}
 try:
     client.chat.completions.create(

@@ -201,3 +201,81 @@ fn one_step_re_executes_the_output_projection_with_the_weight_read_from_the_mode
         .verify_step(&engine, &commitments(&trace), &lying)
         .is_err());
 }
+
+/// A generation dispute's one-steps on SmolLM2: the sampling step of the prompt's pass (the
+/// logits, 49,152 per position, recomputed from the hidden state through the Gemm and the
+/// Reshape after it rather than carried) and of a decode pass, and one op of a decode pass whose
+/// key/value cache is proven against the previous pass's root. Each witness stays far below a
+/// transaction's limit.
+#[test]
+#[ignore = "needs VERITY_SMOLLM2; scripts/test runs it"]
+fn generation_one_steps_fit_a_transaction_and_check_out() {
+    use verity_lm::dispute::{PassOutcome, PassTarget};
+    use verity_lm::{GenerateParams, SamplingParams};
+    let lm = common::load(&dir());
+    let tok = common::tokenizer(&dir());
+    let prompt = tok.encode(&chat("What is 2+2?")).unwrap();
+    let engine = Engine::new(2).unwrap();
+    let sampling = SamplingParams {
+        temperature: 0.7,
+        top_k: Some(50),
+        top_p: Some(0.9),
+        seed: 3,
+    };
+    let params = GenerateParams {
+        max_tokens: 4,
+        sampling,
+        trace: true,
+        no_cache: false,
+    };
+    let out = lm.generate(&engine, &prompt, &params, |_| {}).unwrap();
+    let ids: Vec<u32> = out.tokens.iter().map(|t| t.id).collect();
+    let roots: Vec<_> = out.tokens.iter().map(|t| t.trace_root.unwrap()).collect();
+    let verifier = Engine::new(1).unwrap();
+    for (i, target) in [
+        (0, PassTarget::Sampling),
+        (3, PassTarget::Sampling),
+        (3, PassTarget::Step(lm.model().step_count() / 2)),
+    ] {
+        let replayed = lm.replay(&engine, &prompt, &ids[..i]).unwrap();
+        let witness = lm.pass_witness(&engine, &replayed, target).unwrap();
+        let bytes = witness.encode();
+        let sequence = [&prompt[..], &ids[..i]].concat();
+        let started = Instant::now();
+        let outcome = lm
+            .check_pass(
+                &verifier,
+                prompt.len(),
+                &sequence,
+                i.checked_sub(1).map(|p| &roots[p]),
+                [&roots[i], &roots[i]],
+                &verity_lm::dispute::PassWitness::decode(&bytes).unwrap(),
+                target,
+                &sampling,
+            )
+            .unwrap();
+        println!(
+            "pass {i} {target:?}: {} steps in the chain, witness {} bytes, checked in {:.2} s",
+            witness.chain.len(),
+            bytes.len(),
+            started.elapsed().as_secs_f64()
+        );
+        assert!(bytes.len() < 128 * 1024, "{} bytes", bytes.len());
+        match (target, outcome) {
+            (PassTarget::Sampling, PassOutcome::Token(choice)) => {
+                assert_eq!(choice.token, ids[i]);
+                // The prompt's logits are not carried: the chain recomputes them.
+                assert!(witness.chain.len() >= 2 || i > 0);
+            }
+            (PassTarget::Step(step), PassOutcome::Step(outcome)) => {
+                let trace = engine
+                    .run(lm.model(), replayed.inputs.clone(), true)
+                    .unwrap()
+                    .trace
+                    .unwrap();
+                assert_eq!(outcome.leaf, trace.leaves()[step]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -166,6 +166,8 @@ struct Worker {
     data: Option<crate::data::DataVerifier>,
     /// When it last declared the models that fit its `max_model_bytes`.
     models_checked: Option<Instant>,
+    /// When it last loaded the language models it serves.
+    languages_checked: Instant,
 }
 
 fn now_ms() -> u64 {
@@ -276,6 +278,7 @@ impl Worker {
             language_models,
             data,
             models_checked: None,
+            languages_checked: Instant::now(),
         };
         worker.setup().await?;
         Ok(worker)
@@ -334,8 +337,56 @@ impl Worker {
                     .context("declaring served models")?;
             }
         }
+        // Loaded before it attests: until then it is not drawn, so no task of it times out
+        // while half a gigabyte of weights is fetched.
+        self.load_language_models().await?;
         self.attest_if_needed(&view).await?;
         self.serve_data_if_needed().await
+    }
+
+    /// Fetches and loads every registered language model it serves that it has not loaded yet,
+    /// so that its first task of one is not spent fetching files (which can outlast the task's
+    /// timeout); again every `MODEL_RECHECK` for models registered since.
+    async fn load_language_models(&mut self) -> Result<()> {
+        self.languages_checked = Instant::now();
+        let served = self
+            .client
+            .worker(&self.address)
+            .await?
+            .stake
+            .map(|s| s.models)
+            .unwrap_or_default();
+        // With a cap and nothing that fits, it serves nothing.
+        if served.is_empty() && self.config.max_model_bytes.is_some() {
+            return Ok(());
+        }
+        let mut page = PageRequest::default();
+        loop {
+            let list = self.client.models(&page).await?;
+            for model in &list.models {
+                let id = model.spec.model_id;
+                if model.spec.language.is_none() || !(served.is_empty() || served.contains(&id)) {
+                    continue;
+                }
+                match self
+                    .language_models
+                    .lock()
+                    .await
+                    .get(&self.client, &id)
+                    .await?
+                {
+                    Ok(_) => {}
+                    Err(reason) => {
+                        warn!(worker = %self.config.label, model = %id, ?reason, "cannot load this language model yet")
+                    }
+                }
+            }
+            match list.next {
+                Some(next) => page.after = Some(next),
+                None => break,
+            }
+        }
+        Ok(())
     }
 
     /// With `max_model_bytes`: declares the registered models (of `models`, when it names
@@ -661,6 +712,9 @@ impl Worker {
             .is_some_and(|at| at.elapsed() >= MODEL_RECHECK)
         {
             self.declare_models_that_fit().await?;
+        }
+        if self.languages_checked.elapsed() >= MODEL_RECHECK {
+            self.load_language_models().await?;
         }
         self.play_disputes().await?;
         let proved_data = self.prove_data().await?;

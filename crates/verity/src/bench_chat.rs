@@ -140,35 +140,21 @@ pub fn chat(args: ChatArgs) -> Result<()> {
         let stats = spawn_workers(&home, &apis, args.workers, 0, DataVerifiers::NONE)?;
         wait_for_workers(&clients[0], args.workers as usize).await?;
         let lm = Arc::new(LanguageModelClient::open(clients[0].clone(), &model.to_string()).await?);
-        let prepared: Vec<Prepared> = (0..args.count)
-            .map(|n| {
-                lm.prepare(
-                    PromptDocument {
-                        messages: None,
-                        prompt: Some(format!("{} ({n})", PROMPTS[n as usize % PROMPTS.len()])),
-                        max_tokens: args.max_tokens,
-                        temperature: 0.8,
-                        top_k: Some(40),
-                        top_p: None,
-                        seed: Some(n),
-                        stop: Vec::new(),
-                    },
-                    Mode::Tee,
-                )
-                .map_err(anyhow::Error::from)
-            })
-            .collect::<Result<_>>()?;
-        clients[0]
-            .put_blobs(prepared.iter().map(|p| p.bytes.clone()).collect(), &dev)
-            .await?;
+        let document = |n: u64| PromptDocument {
+            messages: None,
+            prompt: Some(format!("{} ({n})", PROMPTS[n as usize % PROMPTS.len()])),
+            max_tokens: args.max_tokens,
+            temperature: 0.8,
+            top_k: Some(40),
+            top_p: None,
+            seed: Some(n),
+            stop: Vec::new(),
+        };
         let fees = clients[0].status().await?.fees;
-        let mut by_task: HashMap<Hash, Prepared> = HashMap::new();
-        let mut txs = Vec::new();
-        for (n, p) in prepared.into_iter().enumerate() {
-            let n = n as u64;
+        let task_tx = |p: &Prepared, nonce: u64, key: &AccountKey| {
             let body = TxBody {
                 chain_id: CHAIN_ID.into(),
-                nonce: n / args.users,
+                nonce,
                 fee: 0,
                 action: Action::SubmitTask {
                     model_id: model,
@@ -182,7 +168,48 @@ pub fn chat(args: ChatArgs) -> Result<()> {
                 },
             };
             let fee = body.required_fee(&fees);
-            let tx = TxBody { fee, ..body }.sign(&users[(n % args.users) as usize]);
+            TxBody { fee, ..body }.sign(key)
+        };
+        // Each worker's first generation loads the model's files: a warm-up, not measured.
+        let warmups: Vec<Prepared> = (0..2 * u64::from(args.workers))
+            .map(|n| lm.prepare(document(u64::MAX - n), Mode::Tee))
+            .collect::<Result<_, _>>()?;
+        clients[0]
+            .put_blobs(warmups.iter().map(|p| p.bytes.clone()).collect(), &dev)
+            .await?;
+        let first = clients[0].account(&dev.address()).await?.pending_nonce;
+        let mut warming = Vec::new();
+        for (i, p) in warmups.iter().enumerate() {
+            let tx = task_tx(p, first + i as u64, &dev);
+            clients[0].submit_raw(&tx.encode()).await?;
+            warming.push(tx.hash());
+        }
+        eprintln!("warming up: {} generations load the model on the workers", warming.len());
+        let deadline = Instant::now() + Duration::from_secs(900);
+        for id in &warming {
+            loop {
+                let status = clients[0].task(id).await?.map(|v| v.task.status);
+                match status {
+                    Some(TaskStatus::Finalized) => break,
+                    Some(s @ (TaskStatus::Failed | TaskStatus::Expired | TaskStatus::Cancelled)) => {
+                        bail!("warm-up task {id} ended {s:?}")
+                    }
+                    _ if Instant::now() > deadline => bail!("the warm-up took over 900 s"),
+                    _ => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        }
+        let prepared: Vec<Prepared> = (0..args.count)
+            .map(|n| lm.prepare(document(n), Mode::Tee))
+            .collect::<Result<_, _>>()?;
+        clients[0]
+            .put_blobs(prepared.iter().map(|p| p.bytes.clone()).collect(), &dev)
+            .await?;
+        let mut by_task: HashMap<Hash, Prepared> = HashMap::new();
+        let mut txs = Vec::new();
+        for (n, p) in prepared.into_iter().enumerate() {
+            let n = n as u64;
+            let tx = task_tx(&p, n / args.users, &users[(n % args.users) as usize]);
             by_task.insert(tx.hash(), p);
             txs.push((tx.hash(), tx.encode()));
         }

@@ -1,7 +1,8 @@
 //! Language-model tasks end to end on `verity devnet` and its bundled model (tiny-lm):
 //! `verity chat` answers with the same tokens a local run of the registered files gives; an
 //! account that cannot pay gets a clear error and nothing is escrowed; the official `openai`
-//! Python package drives `verity gateway` (chat, streamed chat, completion, models, errors)
+//! Python package drives `verity gateway` (chat and completion, each whole and streamed, models,
+//! errors)
 //! and every answer's `verity` object names the task that holds it on chain; and a gateway
 //! behind a node that forges answers returns errors, never the forged text.
 
@@ -271,6 +272,7 @@ async fn chat_and_the_openai_package_get_verified_answers_from_the_devnet() {
         ("chat", "content"),
         ("stream", "content"),
         ("completion", "text"),
+        ("stream_completion", "text"),
     ] {
         let verity = &calls[call]["verity"];
         assert_eq!(verity["verification"], "verified", "{call}: {verity}");

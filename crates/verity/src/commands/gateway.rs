@@ -491,46 +491,7 @@ async fn chat_completions(
     let doc = document(&model, Some(messages), None, &request.sampling)?;
     let mode = request.sampling.verity_mode.unwrap_or(gateway.mode);
     let (prepared, answer) = gateway.generate(&model, doc, mode).await?;
-    let id = format!("chatcmpl-{}", hex::encode(answer.task_id.0));
-    let verity = verity_object(&model, &answer);
-    let finish = finish_reason(answer.output.finish_reason);
-    let name = request.sampling.model.clone();
-    if request.sampling.stream {
-        let chunk = |delta: Value, finish: Option<&str>| {
-            json!({
-                "id": id,
-                "object": "chat.completion.chunk",
-                "created": created(),
-                "model": name,
-                "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-                "verity": verity,
-            })
-        };
-        let mut chunks = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
-        for piece in model.pieces(&answer) {
-            chunks.push(chunk(json!({"content": piece}), None));
-        }
-        let mut last = chunk(json!({}), Some(finish));
-        last["usage"] = usage(&prepared, &answer);
-        chunks.push(last);
-        keep_verity_at_ends(&mut chunks);
-        return Ok(stream(chunks));
-    }
-    Ok(Json(json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": created(),
-        "model": name,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": answer.output.text},
-            "logprobs": null,
-            "finish_reason": finish,
-        }],
-        "usage": usage(&prepared, &answer),
-        "verity": verity,
-    }))
-    .into_response())
+    Ok(respond(Endpoint::Chat, &model, &request.sampling, &prepared, &answer))
 }
 
 async fn completions(
@@ -544,45 +505,104 @@ async fn completions(
     let doc = document(&model, None, Some(request.prompt), &request.sampling)?;
     let mode = request.sampling.verity_mode.unwrap_or(gateway.mode);
     let (prepared, answer) = gateway.generate(&model, doc, mode).await?;
-    let id = format!("cmpl-{}", hex::encode(answer.task_id.0));
-    let verity = verity_object(&model, &answer);
-    let finish = finish_reason(answer.output.finish_reason);
-    let name = request.sampling.model.clone();
-    if request.sampling.stream {
-        let chunk = |text: &str, finish: Option<&str>| {
-            json!({
-                "id": id,
-                "object": "text_completion",
-                "created": created(),
-                "model": name,
-                "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": finish}],
-                "verity": verity,
-            })
-        };
-        let mut chunks: Vec<Value> = model
-            .pieces(&answer)
-            .iter()
-            .map(|piece| chunk(piece, None))
-            .collect();
-        let mut last = chunk("", Some(finish));
-        last["usage"] = usage(&prepared, &answer);
-        chunks.push(last);
-        keep_verity_at_ends(&mut chunks);
-        return Ok(stream(chunks));
+    Ok(respond(
+        Endpoint::Completion,
+        &model,
+        &request.sampling,
+        &prepared,
+        &answer,
+    ))
+}
+
+/// Which OpenAI route an answer goes back on: they differ only in names and where the text
+/// sits.
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Chat,
+    Completion,
+}
+
+impl Endpoint {
+    fn id_prefix(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chatcmpl",
+            Endpoint::Completion => "cmpl",
+        }
     }
-    Ok(Json(json!({
-        "id": id,
-        "object": "text_completion",
-        "created": created(),
-        "model": name,
-        "choices": [{
+
+    fn object(self, streamed: bool) -> &'static str {
+        match (self, streamed) {
+            (Endpoint::Chat, false) => "chat.completion",
+            (Endpoint::Chat, true) => "chat.completion.chunk",
+            (Endpoint::Completion, _) => "text_completion",
+        }
+    }
+
+    /// A choice holding `text`: the whole answer, or one streamed piece of it.
+    fn choice(self, text: &str, streamed: bool, finish: Option<&str>) -> Value {
+        match (self, streamed) {
+            (Endpoint::Chat, false) => json!({
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": null,
+                "finish_reason": finish,
+            }),
+            (Endpoint::Chat, true) => {
+                let delta = match finish {
+                    Some(_) => json!({}),
+                    None => json!({"content": text}),
+                };
+                json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
+            }
+            (Endpoint::Completion, _) => {
+                json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish})
+            }
+        }
+    }
+}
+
+/// A verified answer in `endpoint`'s shape: one body, or (`stream: true`) its pieces as
+/// server-sent chunks, the last with the finish reason and the usage.
+fn respond(
+    endpoint: Endpoint,
+    model: &LanguageModelClient,
+    sampling: &Sampling,
+    prepared: &Prepared,
+    answer: &VerifiedAnswer,
+) -> Response {
+    let id = format!("{}-{}", endpoint.id_prefix(), hex::encode(answer.task_id.0));
+    let verity = verity_object(model, answer);
+    let finish = finish_reason(answer.output.finish_reason);
+    let object = |choice: Value| {
+        json!({
+            "id": id,
+            "object": endpoint.object(sampling.stream),
+            "created": created(),
+            "model": sampling.model,
+            "choices": [choice],
+            "verity": verity,
+        })
+    };
+    if !sampling.stream {
+        let mut body = object(endpoint.choice(&answer.output.text, false, Some(finish)));
+        body["usage"] = usage(prepared, answer);
+        return Json(body).into_response();
+    }
+    let mut chunks = Vec::new();
+    if let Endpoint::Chat = endpoint {
+        chunks.push(object(json!({
             "index": 0,
-            "text": answer.output.text,
+            "delta": {"role": "assistant", "content": ""},
             "logprobs": null,
-            "finish_reason": finish,
-        }],
-        "usage": usage(&prepared, &answer),
-        "verity": verity,
-    }))
-    .into_response())
+            "finish_reason": null,
+        })));
+    }
+    for piece in model.pieces(answer) {
+        chunks.push(object(endpoint.choice(&piece, true, None)));
+    }
+    let mut last = object(endpoint.choice("", true, Some(finish)));
+    last["usage"] = usage(prepared, answer);
+    chunks.push(last);
+    keep_verity_at_ends(&mut chunks);
+    stream(chunks)
 }
