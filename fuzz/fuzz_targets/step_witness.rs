@@ -47,7 +47,7 @@ fuzz_target!(|bytes: &[u8]| {
                 .flatten()
                 .filter_map(|w| match w {
                     InputWitness::Carried { tensor, .. } => Some(tensor.hash()),
-                    InputWitness::ModelWeight => None,
+                    InputWitness::ModelWeight | InputWitness::Recomputed => None,
                 })
                 .take(model.inputs().len())
                 .collect(),

@@ -475,7 +475,7 @@ fn a_worker_that_changes_one_token_loses_at_the_sampling_step() {
 #[test]
 fn a_worker_that_corrupts_one_op_of_one_pass_loses_at_that_op() {
     let step = matmul(40);
-    let (s, _, dispute, largest) = played(Lie::Op(7, step), Lie::None);
+    let (_, _, dispute, largest) = played(Lie::Op(7, step), Lie::None);
     assert_eq!(
         dispute.status,
         DisputeStatus::ChallengerWon,
@@ -485,7 +485,7 @@ fn a_worker_that_corrupts_one_op_of_one_pass_loses_at_that_op() {
     let generation = dispute.generation.unwrap();
     assert_eq!(generation.token_index, 7);
     assert!(!generation.sampling_only());
-    assert_eq!(generation.previous_root.is_some(), true);
+    assert!(generation.previous_root.is_some());
     assert!(
         dispute
             .verdict
@@ -495,7 +495,7 @@ fn a_worker_that_corrupts_one_op_of_one_pass_loses_at_that_op() {
         "{:?}",
         dispute.verdict
     );
-    let _ = s;
+
     assert!(largest < 64 * 1024, "{largest} bytes");
 }
 

@@ -124,7 +124,10 @@ pub fn chat(args: ChatArgs) -> Result<()> {
                     .and_then(|n| n.to_str())
                     .unwrap_or("model")
                     .to_string();
-                eprintln!("registering {} (its files are uploaded as blobs)", dir.display());
+                eprintln!(
+                    "registering {} (its files are uploaded as blobs)",
+                    dir.display()
+                );
                 let (spec, files) = language_model_spec(
                     dir,
                     name,
@@ -184,14 +187,19 @@ pub fn chat(args: ChatArgs) -> Result<()> {
             clients[0].submit_raw(&tx.encode()).await?;
             warming.push(tx.hash());
         }
-        eprintln!("warming up: {} generations load the model on the workers", warming.len());
+        eprintln!(
+            "warming up: {} generations load the model on the workers",
+            warming.len()
+        );
         let deadline = Instant::now() + Duration::from_secs(900);
         for id in &warming {
             loop {
                 let status = clients[0].task(id).await?.map(|v| v.task.status);
                 match status {
                     Some(TaskStatus::Finalized) => break,
-                    Some(s @ (TaskStatus::Failed | TaskStatus::Expired | TaskStatus::Cancelled)) => {
+                    Some(
+                        s @ (TaskStatus::Failed | TaskStatus::Expired | TaskStatus::Cancelled),
+                    ) => {
                         bail!("warm-up task {id} ended {s:?}")
                     }
                     _ if Instant::now() > deadline => bail!("the warm-up took over 900 s"),
@@ -308,7 +316,9 @@ pub fn chat(args: ChatArgs) -> Result<()> {
                 report.tokens_per_s,
                 report.mean_tokens
             );
-            report.latency.print_as("submit → verified answer = first verified token");
+            report
+                .latency
+                .print_as("submit → verified answer = first verified token");
         }
 
         use commonware_runtime::Spawner as _;

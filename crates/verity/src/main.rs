@@ -4,8 +4,8 @@
 mod output;
 
 mod attest_cmd;
-mod bench_cmd;
 mod bench_chat;
+mod bench_cmd;
 mod bench_tasks;
 mod chain_cmd;
 mod commands;

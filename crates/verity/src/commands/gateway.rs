@@ -491,7 +491,13 @@ async fn chat_completions(
     let doc = document(&model, Some(messages), None, &request.sampling)?;
     let mode = request.sampling.verity_mode.unwrap_or(gateway.mode);
     let (prepared, answer) = gateway.generate(&model, doc, mode).await?;
-    Ok(respond(Endpoint::Chat, &model, &request.sampling, &prepared, &answer))
+    Ok(respond(
+        Endpoint::Chat,
+        &model,
+        &request.sampling,
+        &prepared,
+        &answer,
+    ))
 }
 
 async fn completions(
