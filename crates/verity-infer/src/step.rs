@@ -125,6 +125,11 @@ impl Model {
                 chain.extend(larger);
                 chain.sort_unstable();
                 chain.dedup();
+                if chain.len() > MAX_ITEMS {
+                    return Err(bad(format!(
+                        "step {target} reads activations of more than {max_carried} elements through more than {MAX_ITEMS} steps: its witness cannot be carried"
+                    )));
+                }
                 continue;
             }
             let trace = run.trace.expect("traced run");

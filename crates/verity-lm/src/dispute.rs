@@ -16,9 +16,10 @@ use verity_types::Hash;
 use crate::generate::{last_row, GenerateError, LanguageModel};
 use crate::sampling::{choose, Choice, SamplingParams};
 
-/// Most elements of an activation a witness carries; larger ones (a prompt's logits) are
-/// recomputed by the validators from the step that made them.
-pub const MAX_CARRIED_ELEMENTS: usize = 16 * 1024;
+/// Most elements of an activation a witness carries (128 KiB of float32); larger ones (a
+/// prompt's logits) are recomputed by the validators from the step that made them. A prompt's
+/// last hidden state must fit: SmolLM2's width of 576 carries prompts of up to 56 tokens.
+pub const MAX_CARRIED_ELEMENTS: usize = 32 * 1024;
 
 /// Most cache tensors one witness proves.
 const MAX_PREVIOUS: usize = 256;

@@ -42,11 +42,13 @@ struct Challenger {
     client: Client,
     address: Address,
     player: Player,
-    checked: HashSet<Hash>,
+    /// Results it checked, each as its task and the worker whose result it is: a disproven
+    /// task runs again on another worker, whose result is checked too.
+    checked: HashSet<(Hash, Address)>,
     /// Tasks it sent an OpenDispute for, not yet seen on chain.
     opened: HashSet<Hash>,
-    /// Its runs of results it is checking.
-    runs: HashMap<Hash, Arc<Run>>,
+    /// Its runs of results it is checking (a generation's leaves follow the worker's length).
+    runs: HashMap<(Hash, Address), Arc<Run>>,
     /// Each model's tolerance, in ppm.
     tolerances: HashMap<Hash, u32>,
 }
@@ -169,8 +171,11 @@ impl Challenger {
                 .await?;
             for task in page.tasks {
                 // Every window is an OP result's; one already disputed is not challengeable.
+                let Some(worker) = task.worker else {
+                    continue;
+                };
                 if task.status != TaskStatus::Challengeable
-                    || self.checked.contains(&task.task_id)
+                    || self.checked.contains(&(task.task_id, worker))
                     || (!self.config.models.is_empty()
                         && !self.config.models.contains(&task.model_id))
                 {
@@ -185,7 +190,7 @@ impl Challenger {
                 match record.challenge_until {
                     Some(until) if height <= until => due.push((until, task, record)),
                     _ => {
-                        self.checked.insert(task.task_id);
+                        self.checked.insert((task.task_id, record.worker));
                     }
                 }
             }
@@ -198,7 +203,7 @@ impl Challenger {
         for chunk in due.chunks(rayon::current_num_threads().max(1) * 4) {
             self.run_missing(chunk).await?;
             for (_, task, record) in chunk {
-                if !self.runs.contains_key(&task.task_id) {
+                if !self.runs.contains_key(&(task.task_id, record.worker)) {
                     continue;
                 }
                 if let Err(e) = self.dispute_if_wrong(task, record).await {
@@ -216,7 +221,7 @@ impl Challenger {
     async fn run_missing(&mut self, due: &[(u64, Task, ExecutionRecord)]) -> Result<()> {
         let mut work = Vec::new();
         for (_, task, record) in due {
-            if self.runs.contains_key(&task.task_id) {
+            if self.runs.contains_key(&(task.task_id, record.worker)) {
                 continue;
             }
             let theirs = match task.generation {
@@ -236,7 +241,7 @@ impl Challenger {
                 None => None,
             };
             match self.player.prepare(&self.client, task).await {
-                Ok(prepared) => work.push((task.clone(), prepared, theirs)),
+                Ok(prepared) => work.push((task.clone(), record.worker, prepared, theirs)),
                 Err(e) => {
                     warn!(challenger = %self.config.label, task = %task.task_id, error = %format!("{e:#}"), "cannot fetch this task's files; trying again next round");
                 }
@@ -244,19 +249,19 @@ impl Challenger {
         }
         let player = &self.player;
         let runs = futures::future::join_all(work.into_iter().map(
-            |(task, prepared, theirs)| async move {
+            |(task, worker, prepared, theirs)| async move {
                 let run = player.execute(&task, prepared, theirs).await;
-                (task.task_id, run)
+                ((task.task_id, worker), run)
             },
         ))
         .await;
-        for (task_id, mine) in runs {
+        for (key, mine) in runs {
             match mine {
                 Ok(mine) => {
-                    self.runs.insert(task_id, Arc::new(mine));
+                    self.runs.insert(key, Arc::new(mine));
                 }
                 Err(e) => {
-                    warn!(challenger = %self.config.label, task = %task_id, error = %format!("{e:#}"), "cannot re-execute this task; trying again next round");
+                    warn!(challenger = %self.config.label, task = %key.0, error = %format!("{e:#}"), "cannot re-execute this task; trying again next round");
                 }
             }
         }
@@ -295,19 +300,20 @@ impl Challenger {
 
     /// Opens a dispute when its own run disagrees with the result.
     async fn dispute_if_wrong(&mut self, task: &Task, record: &ExecutionRecord) -> Result<()> {
-        let mine = self.runs[&task.task_id].clone();
+        let key = (task.task_id, record.worker);
+        let mine = self.runs[&key].clone();
         if !self.differs(task, record, &mine).await? {
-            self.checked.insert(task.task_id);
-            self.runs.remove(&task.task_id);
+            self.checked.insert(key);
+            self.runs.remove(&key);
             return Ok(());
         }
         // Checked once the dispute is on chain; until then (or the window's end) it is opened
         // again, so a refused or lost transaction is not the end of it.
         let id = dispute_id(&task.task_id, &record.worker, &self.address);
         if self.opened.contains(&task.task_id) && self.client.dispute(&id).await?.is_some() {
-            self.checked.insert(task.task_id);
+            self.checked.insert(key);
             self.opened.remove(&task.task_id);
-            self.runs.remove(&task.task_id);
+            self.runs.remove(&key);
             return Ok(());
         }
         self.opened.insert(task.task_id);

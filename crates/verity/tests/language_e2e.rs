@@ -676,7 +676,18 @@ async fn op_answers_from_dishonest_workers_are_disputed_and_lost() {
         let task = task_id_of(chat);
         let view = client.task(&task).await.unwrap().unwrap();
         let record = view.record.clone().unwrap();
-        assert!(!liars.contains(&record.worker), "a liar's answer stood");
+        if liars.contains(&record.worker) {
+            let log = std::fs::read_to_string(home.path().join("devnet.log")).unwrap_or_default();
+            let relevant: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("challenger") || l.contains("dispute") || l.contains("WARN"))
+                .collect();
+            panic!(
+                "a liar's answer stood: task {task}, disputes {:?}\n{}",
+                view.disputes,
+                relevant[relevant.len().saturating_sub(60)..].join("\n")
+            );
+        }
         // The answer is the model's own: the same tokens a local run gives with the task's seed.
         let prompt = client
             .get_blob(&verity_data::cid_of(&view.task.input.hash))
