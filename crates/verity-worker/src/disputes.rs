@@ -438,32 +438,45 @@ impl Player {
             if self.answered.contains(&round) {
                 continue;
             }
-            let view = client
-                .task(&dispute.task_id)
-                .await?
-                .context("a disputed task")?;
-            let task = view.task;
-            // A challenger of a generation opens the token with the worker's document.
-            let theirs = match (&task.generation, &view.record) {
-                (Some(_), Some(record)) if dispute.challenger == self.address => {
-                    Some(fetch(client, &record.output_hash).await?)
-                }
-                _ => None,
-            };
-            let run = match self.runs.get(&dispute.task_id) {
-                Some(run) => run.clone(),
-                None => {
-                    let prepared = self.prepare(client, &task).await?;
-                    let doc = match &theirs {
-                        Some(bytes) => Some(
-                            serde_json::from_slice(bytes)
-                                .context("the worker's output document")?,
-                        ),
-                        None => None,
-                    };
-                    let run = Arc::new(self.execute(&task, prepared, doc).await?);
-                    self.runs.insert(dispute.task_id, run.clone());
-                    run
+            let run = self.runs.get(&dispute.task_id).cloned();
+            // A generation's challenger opens the token with the worker's document, and makes
+            // its leaves as long as the worker's with it: only then is the worker's output read.
+            let opening = dispute.challenger == self.address
+                && dispute.game.as_ref().is_some_and(|g| {
+                    g.phase == Phase::OneStep && g.one_step_by == Side::Challenger
+                });
+            let mut theirs = None;
+            let run = match run {
+                Some(run) if !opening => run,
+                cached => {
+                    let view = client
+                        .task(&dispute.task_id)
+                        .await?
+                        .context("a disputed task")?;
+                    let task = view.task;
+                    if let (Some(_), Some(record), true) = (
+                        &task.generation,
+                        &view.record,
+                        dispute.challenger == self.address,
+                    ) {
+                        theirs = Some(fetch(client, &record.output_hash).await?);
+                    }
+                    match cached {
+                        Some(run) => run,
+                        None => {
+                            let prepared = self.prepare(client, &task).await?;
+                            let doc = match &theirs {
+                                Some(bytes) => Some(
+                                    serde_json::from_slice(bytes)
+                                        .context("the worker's output document")?,
+                                ),
+                                None => None,
+                            };
+                            let run = Arc::new(self.execute(&task, prepared, doc).await?);
+                            self.runs.insert(dispute.task_id, run.clone());
+                            run
+                        }
+                    }
                 }
             };
             let engine = self.engine.clone();
