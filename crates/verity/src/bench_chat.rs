@@ -17,13 +17,13 @@ use futures::StreamExt as _;
 use serde::Serialize;
 use verity_client::Client;
 use verity_node::{mempool::SenderCache, mempool::MAX_NONCE_GAP, run};
-use verity_state::{GenesisAccount, TaskStatus};
-use verity_types::{AccountKey, Action, DataRef, Hash, Mode, PromptDocument, TxBody, ONE_TOKEN};
+use verity_state::TaskStatus;
+use verity_types::{AccountKey, Action, DataRef, Hash, Mode, PromptDocument, TxBody};
 
 use crate::bench_cmd::{spawn_submitter, Latency, Load, SubmitTimes};
+use crate::bench_tasks::BenchNetwork;
 use crate::chain_cmd::{
-    create_worker_accounts, devnet_genesis, init_logs, register_bundled_language_model,
-    spawn_workers, wait_for_workers, DataVerifiers,
+    init_logs, register_bundled_language_model, spawn_workers, wait_for_workers, DataVerifiers,
 };
 use crate::commands::language::{language_model_spec, LanguageModelClient, Prepared};
 
@@ -87,22 +87,18 @@ pub fn chat(args: ChatArgs) -> Result<()> {
     if args.count.div_ceil(args.users) > MAX_NONCE_GAP {
         bail!("each user would need more than {MAX_NONCE_GAP} pending tasks; raise --users");
     }
-    let scratch = tempfile::tempdir().context("creating a temporary devnet home")?;
-    let home: PathBuf = scratch.path().into();
-    let dev = AccountKey::generate();
-    let users: Vec<AccountKey> = (0..args.users).map(|_| AccountKey::generate()).collect();
-    let workers = create_worker_accounts(&home, args.workers)?;
-    let mut genesis = devnet_genesis(CHAIN_ID, &dev.address(), &workers);
-    genesis
-        .accounts
-        .extend(users.iter().map(|u| GenesisAccount {
-            address: u.address(),
-            balance: 1_000_000 * ONE_TOKEN,
-        }));
-    let layout = run::write_network(
-        &home,
-        genesis,
+    // `_scratch` keeps the devnet's home until the bench ends.
+    let BenchNetwork {
+        scratch: _scratch,
+        home,
+        dev,
+        users,
+        layout,
+    } = BenchNetwork::write(
+        CHAIN_ID,
         args.validators,
+        args.workers,
+        args.users,
         args.p2p_port,
         args.api_port,
     )?;

@@ -62,22 +62,18 @@ pub fn tasks(args: TasksArgs) -> Result<()> {
     if args.count.div_ceil(args.users) > MAX_NONCE_GAP {
         bail!("each user would need more than {MAX_NONCE_GAP} pending tasks; raise --users");
     }
-    let scratch = tempfile::tempdir().context("creating a temporary devnet home")?;
-    let home: PathBuf = scratch.path().into();
-    let dev = AccountKey::generate();
-    let users: Vec<AccountKey> = (0..args.users).map(|_| AccountKey::generate()).collect();
-    let workers = create_worker_accounts(&home, args.workers)?;
-    let mut genesis = devnet_genesis(CHAIN_ID, &dev.address(), &workers);
-    genesis
-        .accounts
-        .extend(users.iter().map(|u| GenesisAccount {
-            address: u.address(),
-            balance: 1_000_000 * ONE_TOKEN,
-        }));
-    let layout = run::write_network(
-        &home,
-        genesis,
+    // `_scratch` keeps the devnet's home until the bench ends.
+    let BenchNetwork {
+        scratch: _scratch,
+        home,
+        dev,
+        users,
+        layout,
+    } = BenchNetwork::write(
+        CHAIN_ID,
         args.validators,
+        args.workers,
+        args.users,
         args.p2p_port,
         args.api_port,
     )?;
@@ -225,4 +221,46 @@ pub fn tasks(args: TasksArgs) -> Result<()> {
         let _ = context.stop(0, Some(Duration::from_secs(10))).await;
         Ok(())
     })
+}
+
+/// A throwaway devnet's files, written: its home (removed when this is dropped), the dev
+/// account, `users` funded submitters, `workers` worker accounts and the validators' layout.
+pub(crate) struct BenchNetwork {
+    pub scratch: tempfile::TempDir,
+    pub home: PathBuf,
+    pub dev: AccountKey,
+    pub users: Vec<AccountKey>,
+    pub layout: run::NetworkLayout,
+}
+
+impl BenchNetwork {
+    pub(crate) fn write(
+        chain_id: &str,
+        validators: u32,
+        workers: u32,
+        users: u64,
+        p2p_port: u16,
+        api_port: u16,
+    ) -> Result<Self> {
+        let scratch = tempfile::tempdir().context("creating a temporary devnet home")?;
+        let home: PathBuf = scratch.path().into();
+        let dev = AccountKey::generate();
+        let users: Vec<AccountKey> = (0..users).map(|_| AccountKey::generate()).collect();
+        let workers = create_worker_accounts(&home, workers)?;
+        let mut genesis = devnet_genesis(chain_id, &dev.address(), &workers);
+        genesis
+            .accounts
+            .extend(users.iter().map(|u| GenesisAccount {
+                address: u.address(),
+                balance: 1_000_000 * ONE_TOKEN,
+            }));
+        let layout = run::write_network(&home, genesis, validators, p2p_port, api_port)?;
+        Ok(Self {
+            scratch,
+            home,
+            dev,
+            users,
+            layout,
+        })
+    }
 }
