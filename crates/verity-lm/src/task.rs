@@ -354,16 +354,18 @@ fn held_back(text: &str, stops: &[String]) -> usize {
         .unwrap_or(0)
 }
 
-/// The trace root a generation's receipt signs: the Merkle root of its tokens'
-/// [`generation_leaf`]s.
-pub fn trace_root(doc: &GenerationDocument) -> Hash {
-    let leaves: Vec<Hash> = doc
-        .tokens
+/// A generation's trace leaves: each token's [`generation_leaf`].
+pub fn token_leaves(doc: &GenerationDocument) -> Vec<Hash> {
+    doc.tokens
         .iter()
         .enumerate()
         .map(|(i, t)| generation_leaf(i as u32, &t.trace_root, t.id))
-        .collect();
-    verity_infer::merkle::root(&leaves)
+        .collect()
+}
+
+/// The trace root a generation's receipt signs: the Merkle root of its [`token_leaves`].
+pub fn trace_root(doc: &GenerationDocument) -> Hash {
+    verity_infer::merkle::root(&token_leaves(doc))
 }
 
 /// The canonical bytes of an output document: what the receipt's output hash is over.

@@ -17,9 +17,9 @@ use verity_state::modules::disputes::{dispute_id, Dispute, DisputeStatus};
 use verity_state::modules::game::{Game, Phase, DEPTH};
 use verity_state::{ModelSource, TaskParams, TaskStatus};
 use verity_types::{
-    generation_leaf, sampling_seed, sha256, AccountKey, Action, Address, DataRef,
-    GenerationDocument, GenerationLimits, Hash, LanguageSpec, Mode, ModelSpec, PromptDocument,
-    SignedTx, TaskReceipt, ONE_TOKEN,
+    sampling_seed, sha256, AccountKey, Action, Address, DataRef, GenerationDocument,
+    GenerationLimits, Hash, LanguageSpec, Mode, ModelSpec, PromptDocument, SignedTx, TaskReceipt,
+    ONE_TOKEN,
 };
 
 mod common;
@@ -167,12 +167,7 @@ struct Side {
 
 impl Side {
     fn leaves(&self) -> Vec<Hash> {
-        self.doc
-            .tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| generation_leaf(i as u32, &t.trace_root, t.id))
-            .collect()
+        verity_lm::task::token_leaves(&self.doc)
     }
 }
 

@@ -14,7 +14,7 @@ use verity_data::cid_of;
 use verity_infer::merkle::{self, Span};
 use verity_infer::{Engine, Model};
 use verity_lm::dispute::PassTarget;
-use verity_lm::task::output_bytes;
+use verity_lm::task::{output_bytes, token_leaves};
 use verity_lm::ServedModel;
 use verity_types::{generation_leaf, sha256, Action, Address, GenerationDocument, Hash};
 
@@ -151,14 +151,6 @@ pub fn language_run(
             passes: Mutex::new(HashMap::new()),
         },
     })
-}
-
-fn token_leaves(doc: &GenerationDocument) -> Vec<Hash> {
-    doc.tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| generation_leaf(i as u32, &t.trace_root, t.id))
-        .collect()
 }
 
 /// The leaves of forward pass `i` of its own generation.

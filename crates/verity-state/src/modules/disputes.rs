@@ -726,12 +726,7 @@ fn open_worker_token(
 ) -> Result<GenerationDispute, String> {
     let doc: GenerationDocument = serde_json::from_slice(output)
         .map_err(|e| format!("the worker's output document is unreadable: {e}"))?;
-    let leaves: Vec<Hash> = doc
-        .tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| generation_leaf(i as u32, &t.trace_root, t.id))
-        .collect();
+    let leaves = verity_lm::task::token_leaves(&doc);
     if leaves.len() != record.trace_len as usize || merkle::root(&leaves) != record.trace_root {
         return Err("the worker's output document does not match its trace root".into());
     }
