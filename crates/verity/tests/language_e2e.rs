@@ -621,6 +621,8 @@ async fn op_answers_from_dishonest_workers_are_disputed_and_lost() {
             key.to_str().unwrap(),
             "--node",
             &node,
+            // The chat checks the balance before it escrows: the transfer must be final first.
+            "--wait",
         ]);
         let args = [
             "chat".to_string(),
