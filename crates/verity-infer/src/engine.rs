@@ -85,14 +85,7 @@ impl Engine {
         capture: &[usize],
         corrupt_step: Option<usize>,
     ) -> Result<(RunOutput, StepInputs), InferError> {
-        self.execute_with(
-            model,
-            inputs,
-            with_trace,
-            capture,
-            corrupt_step,
-            &mut |_, _| {},
-        )
+        self.execute_with(model, inputs, with_trace, capture, corrupt_step, None)
     }
 
     /// Runs the model, showing `observe` every value as it is set: initializers, inputs, then
@@ -101,9 +94,9 @@ impl Engine {
         &self,
         model: &Model,
         inputs: Vec<Tensor>,
-        observe: &mut (dyn FnMut(&str, &Arc<Tensor>) + Send),
+        observe: &mut Observer<'_>,
     ) -> Result<RunOutput, InferError> {
-        self.execute_with(model, inputs, false, &[], None, observe)
+        self.execute_with(model, inputs, false, &[], None, Some(observe))
             .map(|(out, _)| out)
     }
 
@@ -118,7 +111,7 @@ impl Engine {
         with_trace: bool,
         capture: &[usize],
         corrupt_step: Option<usize>,
-        observe: &mut (dyn FnMut(&str, &Arc<Tensor>) + Send),
+        observe: Option<&mut Observer<'_>>,
     ) -> Result<(RunOutput, StepInputs), InferError> {
         let run = || self.run_nodes(model, inputs, with_trace, capture, corrupt_step, observe);
         match &self.pool {
@@ -134,21 +127,23 @@ impl Engine {
         with_trace: bool,
         capture: &[usize],
         corrupt_step: Option<usize>,
-        observe: &mut (dyn FnMut(&str, &Arc<Tensor>) + Send),
+        mut observe: Option<&mut Observer<'_>>,
     ) -> Result<(RunOutput, StepInputs), InferError> {
         check_inputs(model, &inputs)?;
-        let ctx = Ctx {
-            pool: self.pool.as_ref(),
-        };
         let mut values: Vec<Option<Arc<Tensor>>> = vec![None; model.values.len()];
         for (i, init) in model.initializers.iter().enumerate() {
-            observe(&init.name, &init.tensor);
-            values[model.initializer_values[i]] = Some(init.tensor.clone());
+            if let Some(observe) = observe.as_mut() {
+                observe(&init.name, &init.tensor());
+            }
+            // A weight kept only packed is read by its products from their own copy.
+            values[model.initializer_values[i]] = init.tensor.clone();
         }
         for (i, t) in inputs.into_iter().enumerate() {
             let v = model.input_values[i];
             let t = Arc::new(t);
-            observe(&model.values[v], &t);
+            if let Some(observe) = observe.as_mut() {
+                observe(&model.values[v], &t);
+            }
             values[v] = Some(t);
         }
         let mut steps = Vec::with_capacity(if with_trace { model.nodes.len() } else { 0 });
@@ -165,6 +160,10 @@ impl Engine {
                 reason: e.reason().to_string(),
             };
             let op = node.op.as_ref().map_err(unsupported)?;
+            let ctx = Ctx {
+                pool: self.pool.as_ref(),
+                packed: node.packed.as_deref(),
+            };
             let args: Vec<Option<&Tensor>> = node
                 .inputs
                 .iter()
@@ -200,7 +199,9 @@ impl Engine {
                         hashes.push(t.hash());
                     }
                     let t = Arc::new(t);
-                    observe(&model.values[*v], &t);
+                    if let Some(observe) = observe.as_mut() {
+                        observe(&model.values[*v], &t);
+                    }
                     values[*v] = Some(t);
                 }
             }
@@ -284,6 +285,9 @@ fn check_inputs(model: &Model, inputs: &[Tensor]) -> Result<(), InferError> {
     }
     Ok(())
 }
+
+/// Shown each value of a run by name as it is set.
+pub(crate) type Observer<'a> = dyn FnMut(&str, &Arc<Tensor>) + Send + 'a;
 
 /// What a run produced.
 pub struct RunOutput {

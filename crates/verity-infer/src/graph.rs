@@ -83,12 +83,12 @@ impl Model {
             .collect()
     }
 
-    /// The initializer (weight) called `name`.
-    pub fn initializer(&self, name: &str) -> Option<&Tensor> {
+    /// The initializer (weight) called `name`, as the file stores it.
+    pub fn initializer(&self, name: &str) -> Option<Arc<Tensor>> {
         self.initializers
             .binary_search_by(|i| i.name.as_str().cmp(name))
             .ok()
-            .map(|i| &*self.initializers[i].tensor)
+            .map(|i| self.initializers[i].tensor())
     }
 }
 

@@ -29,6 +29,7 @@ pub mod merkle;
 mod model;
 mod ops;
 pub mod output;
+mod packed;
 mod proto;
 mod step;
 mod tensor;

@@ -11,6 +11,7 @@ use verity_types::Hash;
 use crate::error::InferError;
 use crate::merkle;
 use crate::ops::{Op, OpError};
+use crate::packed::{PackedMatrix, Packer};
 use crate::proto::{self, type_proto, ModelProto};
 use crate::tensor::{DataType, Tensor};
 
@@ -65,6 +66,8 @@ pub(crate) struct Node {
     /// Value ids; `None` for an omitted optional input or output.
     pub inputs: Vec<Option<usize>>,
     pub outputs: Vec<Option<usize>>,
+    /// Input 1 packed at load, when it is a float32 weight this product multiplies by.
+    pub packed: Option<Arc<PackedMatrix>>,
 }
 
 impl Node {
@@ -93,8 +96,34 @@ pub(crate) enum Source {
 
 pub(crate) struct Initializer {
     pub name: String,
-    pub tensor: Arc<Tensor>,
     pub hash: Hash,
+    pub dtype: DataType,
+    pub shape: Vec<usize>,
+    /// The tensor as stored, unless every reader multiplies by `packed` instead (at least one
+    /// of the two is kept: a model's weights are held once).
+    pub tensor: Option<Arc<Tensor>>,
+    pub packed: Option<Arc<PackedMatrix>>,
+}
+
+impl Initializer {
+    /// The tensor as the file stores it, unpacked again when only its packed copy is kept.
+    pub fn tensor(&self) -> Arc<Tensor> {
+        match (&self.tensor, &self.packed) {
+            (Some(tensor), _) => tensor.clone(),
+            (None, Some(packed)) => Arc::new(packed.unpack()),
+            (None, None) => unreachable!("an initializer keeps its tensor or its packed copy"),
+        }
+    }
+}
+
+/// How the right operand of a product is packed: `Some(transposed)` for a MatMul (`false`) or
+/// a Gemm that uses A as given (`transB`); `None` for every other op.
+fn packs_input_1(op: &Result<Op, OpError>) -> Option<bool> {
+    match op {
+        Ok(Op::MatMul) => Some(false),
+        Ok(Op::Gemm(gemm)) => gemm.packs_b_transposed(),
+        _ => None,
+    }
 }
 
 /// A loaded model: validated graph in execution order, with its identity and weights commitment.
@@ -288,9 +317,51 @@ impl Model {
             Ok(values.len() - 1)
         };
 
+        // Which values are a product's constant right operand (packed at load, see
+        // crate::packed), and which are also read some other way (then kept as stored too).
+        let mut ops: Vec<Option<Result<Op, OpError>>> = graph
+            .node
+            .iter()
+            .map(|p| Some(Op::parse(p, opset)))
+            .collect();
+        let mut packs: HashMap<String, bool> = HashMap::new();
+        let mut read_otherwise: BTreeSet<String> = BTreeSet::new();
+        for (p, op) in graph.node.iter().zip(&ops) {
+            let packing = op.as_ref().and_then(packs_input_1);
+            for (slot, input) in p.input.iter().enumerate() {
+                match packing {
+                    Some(t) if slot == 1 && *packs.entry(input.clone()).or_insert(t) == t => {}
+                    _ => {
+                        read_otherwise.insert(input.clone());
+                    }
+                }
+            }
+        }
+        read_otherwise.extend(graph.output.iter().map(|o| o.name.clone()));
+
         // Initializers, in name order (the weights tree's order).
         let mut inits: Vec<proto::TensorProto> = std::mem::take(&mut graph.initializer);
         inits.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut packer = Packer::new();
+        let reserved: Vec<Option<usize>> = inits
+            .iter()
+            .map(|t| {
+                let transposed = *packs.get(&t.name)?;
+                let [rows, cols] = <[i64; 2]>::try_from(t.dims.as_slice()).ok()?;
+                let float32 = DataType::from_onnx(t.data_type) == Ok(DataType::F32);
+                let (rows, cols) = (usize::try_from(rows).ok()?, usize::try_from(cols).ok()?);
+                let (k, n) = if transposed {
+                    (cols, rows)
+                } else {
+                    (rows, cols)
+                };
+                if float32 {
+                    packer.reserve(k, n, transposed)
+                } else {
+                    None
+                }
+            })
+            .collect();
         let mut initializers = Vec::with_capacity(inits.len());
         let mut initializer_values = Vec::with_capacity(inits.len());
         for (i, t) in inits.into_iter().enumerate() {
@@ -305,12 +376,27 @@ impl Model {
                 name: t.name.clone(),
                 source,
             })?;
+            if let Some(slot) = reserved[i] {
+                packer
+                    .pack(slot, &tensor)
+                    .map_err(|e| invalid(format!("initializer {:?}: {e}", t.name)))?;
+            }
             initializer_values.push(define(&t.name, Source::Initializer(i), &mut ids)?);
+            let keep = reserved[i].is_none() || read_otherwise.contains(&t.name);
             initializers.push(Initializer {
                 name: t.name.clone(),
                 hash: tensor.hash(),
-                tensor: Arc::new(tensor),
+                dtype: tensor.dtype(),
+                shape: tensor.shape().to_vec(),
+                tensor: keep.then(|| Arc::new(tensor)),
+                packed: None,
             });
+        }
+        let mut packed = packer.finish().into_iter();
+        for (init, slot) in initializers.iter_mut().zip(&reserved) {
+            if slot.is_some() {
+                init.packed = packed.next();
+            }
         }
         let weights_leaves: Vec<Hash> = initializers
             .iter()
@@ -362,12 +448,22 @@ impl Model {
                     }
                 })
                 .collect();
+            let op = ops[n].take().unwrap_or_else(|| Op::parse(p, opset));
+            let packed = packs_input_1(&op)
+                .filter(|&t| p.input.get(1).and_then(|b| packs.get(b)) == Some(&t))
+                .and_then(|_| {
+                    let b = initializers
+                        .binary_search_by(|i: &Initializer| i.name.as_str().cmp(&p.input[1]))
+                        .ok()?;
+                    initializers[b].packed.clone()
+                });
             nodes.push(Node {
                 name: p.name.clone(),
                 op_type: p.op_type.clone(),
-                op: Op::parse(p, opset),
+                op,
                 inputs,
                 outputs,
+                packed,
             });
         }
 
@@ -471,12 +567,12 @@ impl Model {
             initializers: self
                 .initializers
                 .iter()
-                .map(|i| (i.name.clone(), i.tensor.dtype(), i.tensor.shape().to_vec()))
+                .map(|i| (i.name.clone(), i.dtype, i.shape.clone()))
                 .collect(),
             parameters: self
                 .initializers
                 .iter()
-                .map(|i| i.tensor.len() as u64)
+                .map(|i| i.shape.iter().product::<usize>() as u64)
                 .sum(),
             unsupported,
         }

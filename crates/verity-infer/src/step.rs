@@ -283,7 +283,8 @@ impl Model {
                             "input {slot} ({name:?}) is read from this model, whose weights root is not the committed one"
                         )));
                     }
-                    args.push(Some(self.initializers[i].tensor.as_ref()));
+                    // A weight kept only packed is absent here: the op reads its packed copy.
+                    args.push(self.initializers[i].tensor.as_deref());
                     continue;
                 }
                 (InputWitness::ModelWeight, source) => {
@@ -384,6 +385,7 @@ impl Model {
             .run(
                 Ctx {
                     pool: engine.pool(),
+                    packed: node.packed.as_deref(),
                 },
                 &args,
             )

@@ -449,17 +449,28 @@ pub fn decode_raw(dtype: DataType, raw: &[u8], count: usize) -> Result<Data, Ten
         });
     }
     macro_rules! le {
-        ($t:ty, $n:expr) => {
-            raw.chunks_exact($n)
-                .map(|c| <$t>::from_le_bytes(c.try_into().expect("chunk of exact size")))
-                .collect()
-        };
+        ($t:ty, $n:expr) => {{
+            let mut values = storage::<$t>(count);
+            values.extend(
+                raw.chunks_exact($n)
+                    .map(|c| <$t>::from_le_bytes(c.try_into().expect("chunk of exact size"))),
+            );
+            values
+        }};
     }
     Ok(match dtype {
         DataType::F32 => Data::F32(le!(f32, 4)),
         DataType::F64 => Data::F64(le!(f64, 8)),
-        DataType::I8 => Data::I8(raw.iter().map(|&b| b as i8).collect()),
-        DataType::U8 => Data::U8(raw.to_vec()),
+        DataType::I8 => Data::I8({
+            let mut values = storage::<i8>(count);
+            values.extend(raw.iter().map(|&b| b as i8));
+            values
+        }),
+        DataType::U8 => Data::U8({
+            let mut values = storage::<u8>(count);
+            values.extend_from_slice(raw);
+            values
+        }),
         DataType::I16 => Data::I16(le!(i16, 2)),
         DataType::U16 => Data::U16(le!(u16, 2)),
         DataType::I32 => Data::I32(le!(i32, 4)),
@@ -468,6 +479,33 @@ pub fn decode_raw(dtype: DataType, raw: &[u8], count: usize) -> Result<Data, Ten
         DataType::U64 => Data::U64(le!(u64, 8)),
         DataType::Bool => Data::Bool(raw.iter().map(|&b| b != 0).collect()),
     })
+}
+
+/// An empty vector with room for `count` values, not yet written. On Linux a large one (weights,
+/// mostly) is advised onto transparent huge pages before its first write: a matrix-vector
+/// product reads every weight once per token, and with 4 KB pages one core's reads of a 540 MB
+/// model run about a quarter slower (page walks, and prefetches that stop at every page).
+fn storage<T>(count: usize) -> Vec<T> {
+    let mut values = Vec::with_capacity(count);
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE_PAGE: usize = 2 << 20;
+        let bytes = count.saturating_mul(std::mem::size_of::<T>());
+        if bytes >= HUGE_PAGE {
+            let start = values.as_mut_ptr() as usize;
+            let first = start.next_multiple_of(4096);
+            let end = (start + bytes) & !4095;
+            if end > first {
+                // SAFETY: the range lies inside this vector's allocation, which nothing else
+                // uses, and MADV_HUGEPAGE only changes how its pages are backed, never its
+                // contents; failure (a kernel without THP) leaves ordinary pages, so it is ignored.
+                unsafe {
+                    libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE)
+                };
+            }
+        }
+    }
+    values
 }
 
 impl fmt::Debug for Tensor {

@@ -212,7 +212,7 @@ fn one_step_rejects_inputs_that_do_not_match_the_commitments() {
     let weight = model.initializer("w1").expect("dense1's weight is w1");
     let mut carried = witness.clone();
     carried.inputs[1] = Some(InputWitness::Carried {
-        tensor: flip(weight),
+        tensor: flip(&weight),
         proof: InputProof::Initializer(verity_infer::MerkleProof {
             index: 0,
             leaf_count: 0,

@@ -502,7 +502,7 @@ impl ZkModel {
                     if !inside.contains(*a) {
                         match model.initializer(a) {
                             Some(t) if integer(a) => {
-                                constants.insert(a.to_string(), t.clone());
+                                constants.insert(a.to_string(), Tensor::clone(&t));
                             }
                             _ => {
                                 return Err(ZkError::Unsupported {

@@ -11,6 +11,7 @@ use super::quant::widen_i32;
 use super::shape::transpose;
 use super::{f32_scalar, invalid, opt, req, unsupported, Attrs, Ctx, OpResult};
 use crate::kernels;
+use crate::packed::PackedMatrix;
 use crate::tensor::{Data, DataType, Tensor};
 
 /// Shapes of a (possibly batched, possibly 1-D) matrix product.
@@ -119,6 +120,30 @@ pub(crate) fn matmul(ctx: Ctx, a: &Tensor, b: &Tensor) -> OpResult<Tensor> {
     Ok(Tensor::from_parts(p.out_shape, data))
 }
 
+/// MatMul by a weight packed at load: `a` is `[..., m, k]` (or `[k]`) and the weight `k×n`.
+pub(crate) fn matmul_packed(ctx: Ctx, a: &Tensor, b: &PackedMatrix) -> OpResult<Tensor> {
+    let (k, n) = (b.k(), b.n());
+    let Some((&last, batch)) = a.shape().split_last() else {
+        return invalid("MatMul inputs must have rank >= 1");
+    };
+    if last != k {
+        return invalid(format!(
+            "cannot multiply {:?} by [{k}, {n}]: inner dimensions {last} and {k} differ",
+            a.shape()
+        ));
+    }
+    let Data::F32(av) = a.data() else {
+        return unsupported(format!("MatMul of {} by float32", a.dtype()));
+    };
+    let m: usize = batch.iter().product();
+    let len = super::buffer_len(&[m, n])?;
+    let mut c = vec![0f32; len];
+    kernels::gemm_f32_packed(ctx, m, av, b, &mut c);
+    let mut shape = batch.to_vec();
+    shape.push(n);
+    Ok(Tensor::from_parts(shape, Data::F32(c)))
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Gemm {
     alpha: f32,
@@ -138,44 +163,24 @@ impl Gemm {
         })
     }
 
+    /// Whether B may be packed at load, and if so whether it is stored transposed (`transB`):
+    /// only when A is used as given.
+    pub fn packs_b_transposed(&self) -> Option<bool> {
+        (!self.trans_a).then_some(self.trans_b)
+    }
+
     /// `y = alpha * (A·B) + beta * C`, each product and sum rounded in that order; a factor of
     /// exactly 1 is skipped, which leaves every result bit unchanged.
     pub fn run(&self, ctx: Ctx, inputs: &[Option<&Tensor>]) -> OpResult<Tensor> {
-        let (a, b) = (req(inputs, 0)?, req(inputs, 1)?);
-        if a.rank() != 2 || b.rank() != 2 {
-            return invalid(format!(
-                "Gemm needs 2-D inputs, got {:?} and {:?}",
-                a.shape(),
-                b.shape()
-            ));
-        }
-        let a_transposed;
-        let a = if self.trans_a {
-            a_transposed = transpose(a, &[1, 0]);
-            &a_transposed
-        } else {
-            a
-        };
-        let y = match (self.trans_b, a.data(), b.data()) {
-            // B as stored ([N, K]), without a transposed copy: a tied embedding used as the
-            // output projection is the model's largest weight.
-            (true, Data::F32(av), Data::F32(bv)) => {
-                let (m, k) = (a.shape()[0], a.shape()[1]);
-                let (n, k2) = (b.shape()[0], b.shape()[1]);
-                if k != k2 {
-                    return invalid(format!(
-                        "cannot multiply {:?} by the transpose of {:?}: inner dimensions {k} and {k2} differ",
-                        a.shape(),
-                        b.shape()
-                    ));
+        let a = req(inputs, 0)?;
+        let y = match ctx.packed {
+            Some(b) if !self.trans_a => {
+                if a.rank() != 2 {
+                    return invalid(format!("Gemm needs 2-D inputs, got {:?}", a.shape()));
                 }
-                super::buffer_len(&[m, n])?;
-                let mut c = vec![0f32; m * n];
-                kernels::gemm_f32_bt(ctx, m, k, n, av, bv, &mut c);
-                Tensor::from_parts(vec![m, n], Data::F32(c))
+                matmul_packed(ctx, a, b)?
             }
-            (true, _, _) => matmul(ctx, a, &transpose(b, &[1, 0]))?,
-            (false, _, _) => matmul(ctx, a, b)?,
+            _ => self.product(ctx, a, req(inputs, 1)?)?,
         };
         let shape = y.shape().to_vec();
         let Data::F32(mut yv) = y.into_data() else {
@@ -206,6 +211,45 @@ impl Gemm {
             yv = sum;
         }
         Ok(Tensor::from_parts(shape, Data::F32(yv)))
+    }
+
+    /// `A·B` (either transposed as the attributes say) for a B that was not packed.
+    fn product(&self, ctx: Ctx, a: &Tensor, b: &Tensor) -> OpResult<Tensor> {
+        if a.rank() != 2 || b.rank() != 2 {
+            return invalid(format!(
+                "Gemm needs 2-D inputs, got {:?} and {:?}",
+                a.shape(),
+                b.shape()
+            ));
+        }
+        let a_transposed;
+        let a = if self.trans_a {
+            a_transposed = transpose(a, &[1, 0]);
+            &a_transposed
+        } else {
+            a
+        };
+        Ok(match (self.trans_b, a.data(), b.data()) {
+            // B as stored ([N, K]), without a transposed copy: a tied embedding used as the
+            // output projection is the model's largest weight.
+            (true, Data::F32(av), Data::F32(bv)) => {
+                let (m, k) = (a.shape()[0], a.shape()[1]);
+                let (n, k2) = (b.shape()[0], b.shape()[1]);
+                if k != k2 {
+                    return invalid(format!(
+                        "cannot multiply {:?} by the transpose of {:?}: inner dimensions {k} and {k2} differ",
+                        a.shape(),
+                        b.shape()
+                    ));
+                }
+                super::buffer_len(&[m, n])?;
+                let mut c = vec![0f32; m * n];
+                kernels::gemm_f32_bt(ctx, m, k, n, av, bv, &mut c);
+                Tensor::from_parts(vec![m, n], Data::F32(c))
+            }
+            (true, _, _) => matmul(ctx, a, &transpose(b, &[1, 0]))?,
+            (false, _, _) => matmul(ctx, a, b)?,
+        })
     }
 }
 
@@ -603,7 +647,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> Ctx<'static> {
-        Ctx { pool: None }
+        Ctx::with_pool(None)
     }
 
     /// Attack: operands of reasonable size whose product is not (2^15 × 1 by 1 × 2^15 gives
@@ -691,7 +735,7 @@ mod tests {
             let mut one = vec![0; m * n];
             int_product_split(ctx(), k, n, &a, &b, 7, &mut one);
             let mut three = vec![0; m * n];
-            int_product_split(Ctx { pool: Some(&pool) }, k, n, &a, &b, 7, &mut three);
+            int_product_split(Ctx::with_pool(Some(&pool)), k, n, &a, &b, 7, &mut three);
             assert_eq!(one, three, "{m}x{k}x{n}");
         }
     }

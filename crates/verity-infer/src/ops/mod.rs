@@ -17,6 +17,7 @@ mod shape;
 
 use std::sync::Arc;
 
+use crate::packed::PackedMatrix;
 use crate::proto::NodeProto;
 use crate::tensor::{Data, Tensor};
 pub(crate) use attrs::Attrs;
@@ -63,13 +64,17 @@ pub(crate) fn buffer_len(dims: &[usize]) -> OpResult<usize> {
     })
 }
 
-/// What kernels may use while running: the thread pool, if the engine has one.
+/// What kernels may use while running: the thread pool, if the engine has one, and the node's
+/// packed weight.
 #[derive(Clone, Copy)]
 pub(crate) struct Ctx<'a> {
     pub pool: Option<&'a rayon::ThreadPool>,
+    /// The node's constant right operand, packed when the model loaded (MatMul and Gemm): the
+    /// op multiplies by it and ignores its input 1, which may then be absent.
+    pub packed: Option<&'a PackedMatrix>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
     /// Runs `f` over every chunk, in parallel when a pool is present. Each chunk is processed by
     /// the same sequential code either way, so results are identical.
     pub fn for_each_chunk<T: Send>(
@@ -91,6 +96,12 @@ impl Ctx<'_> {
                 .enumerate()
                 .for_each(|(i, c)| f(i, c)),
         }
+    }
+
+    /// A context with `pool` and no packed weight.
+    #[cfg(test)]
+    pub fn with_pool(pool: Option<&'a rayon::ThreadPool>) -> Ctx<'a> {
+        Ctx { pool, packed: None }
     }
 
     pub fn threads(&self) -> usize {
@@ -349,7 +360,10 @@ impl Op {
             Op::Unsqueeze(op) => one(op.run(req(inputs, 0)?, opt(inputs, 1))?),
             Op::Cast(op) => one(op.run(req(inputs, 0)?)?),
             Op::Constant(t) => one(Tensor::clone(t)),
-            Op::MatMul => one(matmul::matmul(ctx, req(inputs, 0)?, req(inputs, 1)?)?),
+            Op::MatMul => one(match ctx.packed {
+                Some(b) => matmul::matmul_packed(ctx, req(inputs, 0)?, b)?,
+                None => matmul::matmul(ctx, req(inputs, 0)?, req(inputs, 1)?)?,
+            }),
             Op::Gemm(op) => one(op.run(ctx, inputs)?),
             Op::MatMulInteger => one(matmul::matmul_integer(ctx, inputs)?),
             Op::QLinearMatMul => one(matmul::qlinear_matmul(ctx, inputs)?),
