@@ -832,7 +832,7 @@ mod tests {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             for trans_b in [false, true] {
                 let mut packer = crate::packed::Packer::new();
-                packer.reserve(k, n, trans_b).unwrap();
+                packer.reserve(k, n, crate::packed::Packing::Float { transposed: trans_b }).unwrap();
                 let stored = if trans_b {
                     Tensor::from_parts(vec![n, k], Data::F32(transposed(k, n, &b)))
                 } else {
@@ -861,7 +861,9 @@ mod tests {
         for (m, k, n) in [(1, 576, 1536), (1, 300, 1000), (37, 100, 200)] {
             let (a, b) = operands(m, k, n, 9);
             let mut packer = crate::packed::Packer::new();
-            packer.reserve(k, n, false).unwrap();
+            packer
+                .reserve(k, n, crate::packed::Packing::Float { transposed: false })
+                .unwrap();
             packer
                 .pack(0, &Tensor::from_parts(vec![k, n], Data::F32(b.clone())))
                 .unwrap();

@@ -11,7 +11,7 @@ use verity_types::Hash;
 use crate::error::InferError;
 use crate::merkle;
 use crate::ops::{Op, OpError};
-use crate::packed::{PackedMatrix, Packer};
+use crate::packed::{PackedMatrix, Packer, Packing};
 use crate::proto::{self, type_proto, ModelProto};
 use crate::tensor::{DataType, Tensor};
 
@@ -116,12 +116,23 @@ impl Initializer {
     }
 }
 
-/// How the right operand of a product is packed: `Some(transposed)` for a MatMul (`false`) or
-/// a Gemm that uses A as given (`transB`); `None` for every other op.
-fn packs_input_1(op: &Result<Op, OpError>) -> Option<bool> {
+/// What an op's input 1 is packed as, when it is a constant weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operand {
+    /// float32: MatMul, or Gemm using A as given (`transposed`: its `transB`).
+    Float { transposed: bool },
+    /// uint8 or int8: MatMulInteger.
+    Bytes,
+}
+
+/// How `op` would pack its input 1, if it is a product that reads a packed weight.
+fn packs_input_1(op: &Result<Op, OpError>) -> Option<Operand> {
     match op {
-        Ok(Op::MatMul) => Some(false),
-        Ok(Op::Gemm(gemm)) => gemm.packs_b_transposed(),
+        Ok(Op::MatMul) => Some(Operand::Float { transposed: false }),
+        Ok(Op::Gemm(gemm)) => gemm
+            .packs_b_transposed()
+            .map(|transposed| Operand::Float { transposed }),
+        Ok(Op::MatMulInteger) => Some(Operand::Bytes),
         _ => None,
     }
 }
@@ -324,7 +335,7 @@ impl Model {
             .iter()
             .map(|p| Some(Op::parse(p, opset)))
             .collect();
-        let mut packs: HashMap<String, bool> = HashMap::new();
+        let mut packs: HashMap<String, Operand> = HashMap::new();
         let mut read_otherwise: BTreeSet<String> = BTreeSet::new();
         for (p, op) in graph.node.iter().zip(&ops) {
             let packing = op.as_ref().and_then(packs_input_1);
@@ -346,19 +357,19 @@ impl Model {
         let reserved: Vec<Option<usize>> = inits
             .iter()
             .map(|t| {
-                let transposed = *packs.get(&t.name)?;
-                let [rows, cols] = <[i64; 2]>::try_from(t.dims.as_slice()).ok()?;
-                let float32 = DataType::from_onnx(t.data_type) == Ok(DataType::F32);
-                let (rows, cols) = (usize::try_from(rows).ok()?, usize::try_from(cols).ok()?);
-                let (k, n) = if transposed {
-                    (cols, rows)
-                } else {
-                    (rows, cols)
+                let packing = match (*packs.get(&t.name)?, DataType::from_onnx(t.data_type)) {
+                    (Operand::Float { transposed }, Ok(DataType::F32)) => {
+                        Packing::Float { transposed }
+                    }
+                    (Operand::Bytes, Ok(DataType::U8)) => Packing::Bytes { signed: false },
+                    (Operand::Bytes, Ok(DataType::I8)) => Packing::Bytes { signed: true },
+                    _ => return None,
                 };
-                if float32 {
-                    packer.reserve(k, n, transposed)
-                } else {
-                    None
+                let [rows, cols] = <[i64; 2]>::try_from(t.dims.as_slice()).ok()?;
+                let (rows, cols) = (usize::try_from(rows).ok()?, usize::try_from(cols).ok()?);
+                match packing {
+                    Packing::Float { transposed: true } => packer.reserve(cols, rows, packing),
+                    _ => packer.reserve(rows, cols, packing),
                 }
             })
             .collect();

@@ -11,7 +11,7 @@ use super::quant::widen_i32;
 use super::shape::transpose;
 use super::{f32_scalar, invalid, opt, req, unsupported, Attrs, Ctx, OpResult};
 use crate::kernels;
-use crate::packed::PackedMatrix;
+use crate::packed::{PackedMatrix, Packing};
 use crate::tensor::{Data, DataType, Tensor};
 
 /// Shapes of a (possibly batched, possibly 1-D) matrix product.
@@ -596,14 +596,259 @@ fn int_product_body<B: Copy + Into<i32>>(
 }
 
 pub(crate) fn matmul_integer(ctx: Ctx, inputs: &[Option<&Tensor>]) -> OpResult<Tensor> {
-    let (shape, v) = integer_product(
-        ctx,
-        req(inputs, 0)?,
-        opt(inputs, 2),
-        req(inputs, 1)?,
-        opt(inputs, 3),
-    )?;
+    let (a, az, bz) = (req(inputs, 0)?, opt(inputs, 2), opt(inputs, 3));
+    let (shape, v) = match ctx.packed {
+        Some(b) => packed_integer_product(ctx, a, az, b, bz)?,
+        None => integer_product(ctx, a, az, req(inputs, 1)?, bz)?,
+    };
     Ok(Tensor::from_parts(shape, Data::I32(v)))
+}
+
+/// `(a - a_zero) · (b - b_zero)` in int32 for a byte weight packed at load, whose zero point is
+/// one value or one per column.
+fn packed_integer_product(
+    ctx: Ctx,
+    a: &Tensor,
+    az: Option<&Tensor>,
+    b: &PackedMatrix,
+    bz: Option<&Tensor>,
+) -> OpResult<(Vec<usize>, Vec<i32>)> {
+    let (k, n) = (b.k(), b.n());
+    let Packing::Bytes { signed } = b.packing() else {
+        return invalid("MatMulInteger's weight was packed as float32");
+    };
+    let Some((&last, batch)) = a.shape().split_last() else {
+        return invalid("MatMulInteger inputs must have rank >= 1");
+    };
+    if last != k {
+        return invalid(format!(
+            "cannot multiply {:?} by [{k}, {n}]: inner dimensions {last} and {k} differ",
+            a.shape()
+        ));
+    }
+    let av = centered(a, az, 0, "A")?;
+    let zero = match bz {
+        None => vec![0],
+        Some(z) => {
+            let expected = if signed { DataType::I8 } else { DataType::U8 };
+            if z.dtype() != expected {
+                return invalid(format!(
+                    "B zero point is {}, expected {expected}",
+                    z.dtype()
+                ));
+            }
+            let z = centered(z, None, 0, "B zero point")?;
+            if z.len() != 1 && z.len() != n {
+                return unsupported(format!(
+                    "B zero point of {} values for {n} columns",
+                    z.len()
+                ));
+            }
+            z
+        }
+    };
+    let m: usize = batch.iter().product();
+    let len = super::buffer_len(&[m, n])?;
+    let mut c = vec![0i32; len];
+    int_product_packed(ctx, m, &av, b, signed, &mut c);
+    if zero.iter().any(|&z| z != 0) {
+        for (a_row, c_row) in av.chunks(k.max(1)).zip(c.chunks_mut(n.max(1))) {
+            let sum = a_row.iter().fold(0i32, |s, &x| s.wrapping_add(x));
+            for (j, cj) in c_row.iter_mut().enumerate() {
+                let z = zero[if zero.len() == 1 { 0 } else { j }];
+                *cj = cj.wrapping_sub(z.wrapping_mul(sum));
+            }
+        }
+    }
+    let mut shape = batch.to_vec();
+    shape.push(n);
+    Ok((shape, c))
+}
+
+/// `c = a · b` for `m` rows of `a` (centered: each value fits in 16 bits) by a packed byte
+/// weight, in wrapping int32 (any order of the sums gives the same bits): whole tiles of rows
+/// per thread when there are enough, else a row's strips of columns split between threads.
+fn int_product_packed(
+    ctx: Ctx,
+    m: usize,
+    a: &[i32],
+    b: &PackedMatrix,
+    signed: bool,
+    c: &mut [i32],
+) {
+    let (k, n) = (b.k(), b.n());
+    if k == 0 || n == 0 || m == 0 {
+        return;
+    }
+    const TILE: usize = 4;
+    let k2 = k.next_multiple_of(2);
+    let mut a16 = vec![0i16; m * k2];
+    for (dst, src) in a16.chunks_mut(k2).zip(a.chunks(k)) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s as i16;
+        }
+    }
+    let strips = b.pair_strips();
+    let strip_len = k2 * kernels::NR;
+    let part = |rows: usize, a: &[i16], j0: usize, width: usize, c: &mut [i32], ldc: usize| {
+        let strips = &strips[(j0 / kernels::NR) * strip_len..];
+        int_strips(rows, k2, width, a, strips, signed, c, ldc)
+    };
+    let threads = ctx.threads();
+    if threads > 1 && m >= threads * TILE && m * k * n >= 1 << 18 {
+        let rows = m.div_ceil(threads).next_multiple_of(TILE);
+        ctx.for_each_chunk(&mut c[..m * n], rows * n, |i, chunk| {
+            let r = chunk.len() / n;
+            part(r, &a16[i * rows * k2..(i * rows + r) * k2], 0, n, chunk, n);
+        });
+        return;
+    }
+    if threads > 1 && m == 1 && n >= threads * kernels::NR && k * n >= 1 << 21 {
+        let cols = n.div_ceil(threads).next_multiple_of(kernels::NR);
+        ctx.for_each_chunk(&mut c[..n], cols, |i, chunk| {
+            let width = chunk.len();
+            part(1, &a16, i * cols, width, chunk, width);
+        });
+        return;
+    }
+    part(m, &a16, 0, n, c, n);
+}
+
+/// `c` (row stride `ldc`, `n` columns) = `a · b` for `m` rows of `a` as 16-bit values (`k2`
+/// each, even) by packed pair strips of `b`.
+#[allow(clippy::too_many_arguments)]
+fn int_strips(
+    m: usize,
+    k2: usize,
+    n: usize,
+    a: &[i16],
+    strips: &[u8],
+    signed: bool,
+    c: &mut [i32],
+    ldc: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe {
+            if signed {
+                int_strips_avx2::<true>(m, k2, n, a, strips, c, ldc)
+            } else {
+                int_strips_avx2::<false>(m, k2, n, a, strips, c, ldc)
+            }
+        };
+        return;
+    }
+    int_strips_portable(m, k2, n, a, strips, signed, c, ldc);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn int_strips_portable(
+    m: usize,
+    k2: usize,
+    n: usize,
+    a: &[i16],
+    strips: &[u8],
+    signed: bool,
+    c: &mut [i32],
+    ldc: usize,
+) {
+    let nr = kernels::NR;
+    let widen = |v: u8| if signed { v as i8 as i32 } else { v as i32 };
+    for j in 0..n {
+        let strip = &strips[(j / nr) * k2 * nr..];
+        for i in 0..m {
+            let row = &a[i * k2..(i + 1) * k2];
+            let mut sum = 0i32;
+            for (kk, &av) in row.iter().enumerate() {
+                let v = widen(strip[(kk / 2) * 2 * nr + 2 * (j % nr) + kk % 2]);
+                sum = sum.wrapping_add((av as i32).wrapping_mul(v));
+            }
+            c[i * ldc + j] = sum;
+        }
+    }
+}
+
+/// The AVX2 form of [`int_strips_portable`]: per strip, tiles of up to 4 rows × 16 columns in
+/// registers; each 32 bytes of a strip (one k-pair for 16 columns) widen into two vectors of
+/// 16-bit pairs that `vpmaddwd` multiplies by the rows' pairs of `a` (exact: a product is at
+/// most 255² in size).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn int_strips_avx2<const SIGNED: bool>(
+    m: usize,
+    k2: usize,
+    n: usize,
+    a: &[i16],
+    strips: &[u8],
+    c: &mut [i32],
+    ldc: usize,
+) {
+    const NR: usize = kernels::NR;
+    let pairs = k2 / 2;
+    assert!(a.len() >= m * k2 && strips.len() >= n.div_ceil(NR) * pairs * 2 * NR);
+    for (s, j) in (0..n).step_by(NR).enumerate() {
+        let w = NR.min(n - j);
+        let strip = &strips[s * pairs * 2 * NR..(s + 1) * pairs * 2 * NR];
+        let mut i0 = 0;
+        while i0 < m {
+            let rows = 4.min(m - i0);
+            let a = &a[i0 * k2..(i0 + rows) * k2];
+            let mut out = [[0i32; NR]; 4];
+            match rows {
+                4 => int_tile_avx2::<SIGNED, 4>(k2, a, strip, &mut out),
+                3 => int_tile_avx2::<SIGNED, 3>(k2, a, strip, &mut out),
+                2 => int_tile_avx2::<SIGNED, 2>(k2, a, strip, &mut out),
+                _ => int_tile_avx2::<SIGNED, 1>(k2, a, strip, &mut out),
+            }
+            for (r, sums) in out.iter().enumerate().take(rows) {
+                c[(i0 + r) * ldc + j..(i0 + r) * ldc + j + w].copy_from_slice(&sums[..w]);
+            }
+            i0 += rows;
+        }
+    }
+}
+
+/// R rows of `a` (`k2` 16-bit values each) times one strip of pairs, into `out`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn int_tile_avx2<const SIGNED: bool, const R: usize>(
+    k2: usize,
+    a: &[i16],
+    strip: &[u8],
+    out: &mut [[i32; kernels::NR]; 4],
+) {
+    use std::arch::x86_64::*;
+    let pairs = k2 / 2;
+    assert!(R <= 4 && a.len() >= R * k2 && strip.len() >= pairs * 32);
+    let rows: [*const i16; R] = std::array::from_fn(|r| a[r * k2..].as_ptr());
+    let bp = strip.as_ptr();
+    let mut acc = [[_mm256_setzero_si256(); 2]; R];
+    for p in 0..pairs {
+        // SAFETY: p < pairs, and the strip holds pairs × 32 bytes (asserted).
+        let bytes = _mm256_loadu_si256(bp.add(p * 32) as *const __m256i);
+        let (lo, hi) = (
+            _mm256_castsi256_si128(bytes),
+            _mm256_extracti128_si256::<1>(bytes),
+        );
+        let (b0, b1) = if SIGNED {
+            (_mm256_cvtepi8_epi16(lo), _mm256_cvtepi8_epi16(hi))
+        } else {
+            (_mm256_cvtepu8_epi16(lo), _mm256_cvtepu8_epi16(hi))
+        };
+        for r in 0..R {
+            // SAFETY: each row of `a` holds k2 = 2 × pairs values (asserted).
+            let pair = (rows[r].add(2 * p) as *const i32).read_unaligned();
+            let av = _mm256_set1_epi32(pair);
+            acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(av, b0));
+            acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(av, b1));
+        }
+    }
+    for r in 0..R {
+        _mm256_storeu_si256(out[r].as_mut_ptr() as *mut __m256i, acc[r][0]);
+        _mm256_storeu_si256(out[r][8..].as_mut_ptr() as *mut __m256i, acc[r][1]);
+    }
 }
 
 /// QLinearMatMul: the int32 product, scaled by `(a_scale * b_scale) / y_scale` (float32), then
@@ -679,6 +924,62 @@ mod tests {
     /// Every path of the byte-weight product (the packed AVX2 tiles for 4+ rows, the row kernel
     /// below that, the portable loop) gives `Σ (a - az)(b - bz)` exactly, for uint8 and int8
     /// weights, odd k, k over a packed block and widths that are not whole tiles.
+    #[test]
+    fn a_packed_byte_weight_gives_the_unpacked_sums() {
+        use crate::packed::Packer;
+        use proptest::prelude::*;
+        let shapes = (
+            1usize..12,
+            prop_oneof![1usize..9, 250usize..600],
+            1usize..60,
+        );
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        proptest!(ProptestConfig::with_cases(48), |((m, k, n) in shapes, seed in any::<u64>(), signed in any::<bool>(), per_column in any::<bool>())| {
+            let mut s = seed;
+            let mut next = || {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (s >> 33) as u8
+            };
+            let a = Tensor::from_parts(vec![m, k], Data::U8((0..m * k).map(|_| next()).collect()));
+            let az = Tensor::from_parts(vec![], Data::U8(vec![next()]));
+            let zeros = if per_column { n } else { 1 };
+            let (b, bz) = if signed {
+                (Data::I8((0..k * n).map(|_| next() as i8).collect()), Data::I8((0..zeros).map(|_| next() as i8).collect()))
+            } else {
+                (Data::U8((0..k * n).map(|_| next()).collect()), Data::U8((0..zeros).map(|_| next()).collect()))
+            };
+            let b = Tensor::from_parts(vec![k, n], b);
+            let bz = Tensor::from_parts(if per_column { vec![n] } else { vec![] }, bz);
+            // Per-column zero points go through the widened path, which is the reference here.
+            let want = integer_product(ctx(), &a, Some(&az), &b, Some(&bz)).unwrap();
+            let mut packer = Packer::new();
+            packer.reserve(k, n, Packing::Bytes { signed }).unwrap();
+            packer.pack(0, &b).unwrap();
+            let packed = packer.finish().remove(0);
+            for threads in [None, Some(&pool)] {
+                let ctx = Ctx { pool: threads, packed: Some(&packed) };
+                let got = packed_integer_product(ctx, &a, Some(&az), &packed, Some(&bz)).unwrap();
+                prop_assert_eq!(&got, &want);
+            }
+            let av = centered(&a, Some(&az), 0, "A").unwrap();
+            let k2 = k.next_multiple_of(2);
+            let mut a16 = vec![0i16; m * k2];
+            for i in 0..m {
+                for kk in 0..k {
+                    a16[i * k2 + kk] = av[i * k + kk] as i16;
+                }
+            }
+            let mut portable = vec![0i32; m * n];
+            int_strips_portable(m, k2, n, &a16, packed.pair_strips(), signed, &mut portable, n);
+            let mut unpacked = vec![0i32; m * n];
+            int_strips(m, k2, n, &a16, packed.pair_strips(), signed, &mut unpacked, n);
+            prop_assert_eq!(portable, unpacked);
+        });
+    }
+
     #[test]
     fn the_byte_weight_product_is_exact_on_every_path() {
         use proptest::prelude::*;
