@@ -68,7 +68,9 @@ impl Arena {
         if count == 0 {
             return &[]; // an empty arena's pointer is dangling, and not aligned for T
         }
-        assert!(offset % LINE == 0 && offset + count * std::mem::size_of::<T>() <= self.len);
+        assert!(
+            offset.is_multiple_of(LINE) && offset + count * std::mem::size_of::<T>() <= self.len
+        );
         // SAFETY: in bounds (asserted); aligned, as the base is and the offset is a multiple of
         // 64; every byte is initialized (zeroed, then written) and any bytes are a valid `T`.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset).cast(), count) }
@@ -78,7 +80,9 @@ impl Arena {
         if count == 0 {
             return &mut [];
         }
-        assert!(offset % LINE == 0 && offset + count * std::mem::size_of::<T>() <= self.len);
+        assert!(
+            offset.is_multiple_of(LINE) && offset + count * std::mem::size_of::<T>() <= self.len
+        );
         // SAFETY: as in `view`, and `&mut self` makes the access unique.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(offset).cast(), count) }
     }
