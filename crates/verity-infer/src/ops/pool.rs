@@ -378,21 +378,30 @@ fn max_pool<T: PartialOrd + Copy + Default>(
         vec![T::default(); planes * per_plane],
         vec![0i64; planes * per_plane],
     );
+    // The windows' input offsets, the same in every plane: listed once, not per plane.
+    let (mut offsets, mut ends) = (Vec::new(), Vec::with_capacity(per_plane));
+    t.each_window(|_, taps| {
+        offsets.extend(taps.iter().filter_map(|&(o, _)| o));
+        ends.push(offsets.len());
+    });
     for p in 0..planes {
         let base = p * plane_len;
         let plane = &v[base..base + plane_len];
-        t.each_window(|i, taps| {
-            let mut best: Option<usize> = None;
-            for o in taps.iter().filter_map(|&(o, _)| o) {
-                if best.is_none_or(|b| plane[o] > plane[b]) {
-                    best = Some(o);
+        let mut start = 0;
+        for (i, &end) in ends.iter().enumerate() {
+            // The first largest tap; every window overlaps the input (Window::resolve
+            // guarantees it), so the 0 of an empty one is never used.
+            let window = &offsets[start..end];
+            let mut best = window.first().copied().unwrap_or(0);
+            for &o in window.iter().skip(1) {
+                if plane[o] > plane[best] {
+                    best = o;
                 }
             }
-            // Every window overlaps the input (Window::resolve guarantees it).
-            let b = best.unwrap_or(0);
-            vals[p * per_plane + i] = plane[b];
-            idx[p * per_plane + i] = (base + b) as i64;
-        });
+            vals[p * per_plane + i] = plane[best];
+            idx[p * per_plane + i] = (base + best) as i64;
+            start = end;
+        }
     }
     (vals, idx)
 }
