@@ -831,15 +831,7 @@ mod tests {
             let want = bits(&reference(m, k, n, &a, &b));
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             for trans_b in [false, true] {
-                let mut packer = crate::packed::Packer::new();
-                packer.reserve(k, n, crate::packed::Packing::Float { transposed: trans_b }).unwrap();
-                let stored = if trans_b {
-                    Tensor::from_parts(vec![n, k], Data::F32(transposed(k, n, &b)))
-                } else {
-                    Tensor::from_parts(vec![k, n], Data::F32(b.clone()))
-                };
-                packer.pack(0, &stored).unwrap();
-                let packed = packer.finish().remove(0);
+                let packed = packed(k, n, &b, trans_b);
                 for ctx in [Ctx::with_pool(None), Ctx::with_pool(Some(&pool))] {
                     let mut c = vec![f32::NAN; m * n];
                     gemm_f32_packed(ctx, m, &a, &packed, &mut c);
@@ -852,6 +844,27 @@ mod tests {
         }
     }
 
+    /// The `k×n` matrix `b` packed, stored as given or (`trans_b`) transposed.
+    fn packed(k: usize, n: usize, b: &[f32], trans_b: bool) -> std::sync::Arc<PackedMatrix> {
+        let mut packer = crate::packed::Packer::new();
+        packer
+            .reserve(
+                k,
+                n,
+                crate::packed::Packing::Float {
+                    transposed: trans_b,
+                },
+            )
+            .unwrap();
+        let stored = if trans_b {
+            Tensor::from_parts(vec![n, k], Data::F32(transposed(k, n, b)))
+        } else {
+            Tensor::from_parts(vec![k, n], Data::F32(b.to_vec()))
+        };
+        packer.pack(0, &stored).unwrap();
+        packer.finish().remove(0)
+    }
+
     #[test]
     fn packed_decode_rows_split_across_threads_give_the_same_bits() {
         let pool = rayon::ThreadPoolBuilder::new()
@@ -860,14 +873,7 @@ mod tests {
             .unwrap();
         for (m, k, n) in [(1, 576, 1536), (1, 300, 1000), (37, 100, 200)] {
             let (a, b) = operands(m, k, n, 9);
-            let mut packer = crate::packed::Packer::new();
-            packer
-                .reserve(k, n, crate::packed::Packing::Float { transposed: false })
-                .unwrap();
-            packer
-                .pack(0, &Tensor::from_parts(vec![k, n], Data::F32(b.clone())))
-                .unwrap();
-            let packed = packer.finish().remove(0);
+            let packed = packed(k, n, &b, false);
             let mut c = vec![f32::NAN; m * n];
             gemm_f32_packed(Ctx::with_pool(Some(&pool)), m, &a, &packed, &mut c);
             assert_eq!(bits(&c), bits(&reference(m, k, n, &a, &b)), "{m}x{k}x{n}");

@@ -120,8 +120,9 @@ pub(crate) fn matmul(ctx: Ctx, a: &Tensor, b: &Tensor) -> OpResult<Tensor> {
     Ok(Tensor::from_parts(p.out_shape, data))
 }
 
-/// MatMul by a weight packed at load: `a` is `[..., m, k]` (or `[k]`) and the weight `k×n`.
-pub(crate) fn matmul_packed(ctx: Ctx, a: &Tensor, b: &PackedMatrix) -> OpResult<Tensor> {
+/// The rows and output shape of `a` (`[..., m, k]` or `[k]`) times a packed `k×n` weight: the
+/// leading dimensions of `a` are the rows, and the output replaces `k` by `n`.
+fn packed_plan(a: &Tensor, b: &PackedMatrix) -> OpResult<(usize, Vec<usize>)> {
     let (k, n) = (b.k(), b.n());
     let Some((&last, batch)) = a.shape().split_last() else {
         return invalid("MatMul inputs must have rank >= 1");
@@ -132,15 +133,21 @@ pub(crate) fn matmul_packed(ctx: Ctx, a: &Tensor, b: &PackedMatrix) -> OpResult<
             a.shape()
         ));
     }
+    let m: usize = batch.iter().product();
+    super::buffer_len(&[m, n])?;
+    let mut shape = batch.to_vec();
+    shape.push(n);
+    Ok((m, shape))
+}
+
+/// MatMul by a weight packed at load: `a` is `[..., m, k]` (or `[k]`) and the weight `k×n`.
+pub(crate) fn matmul_packed(ctx: Ctx, a: &Tensor, b: &PackedMatrix) -> OpResult<Tensor> {
+    let (m, shape) = packed_plan(a, b)?;
     let Data::F32(av) = a.data() else {
         return unsupported(format!("MatMul of {} by float32", a.dtype()));
     };
-    let m: usize = batch.iter().product();
-    let len = super::buffer_len(&[m, n])?;
-    let mut c = vec![0f32; len];
+    let mut c = vec![0f32; m * b.n()];
     kernels::gemm_f32_packed(ctx, m, av, b, &mut c);
-    let mut shape = batch.to_vec();
-    shape.push(n);
     Ok(Tensor::from_parts(shape, Data::F32(c)))
 }
 
@@ -446,13 +453,42 @@ fn int_product<B: Copy + Into<i32>>(
 
 /// `c -= bz · Σ_k a[i][k]` for every row i: B's zero point, taken off after the product.
 fn subtract_zero_point(k: usize, n: usize, a: &[i32], bz: i32, c: &mut [i32]) {
-    if bz == 0 {
+    subtract_zero_points(k, n, a, &[bz], c);
+}
+
+/// `c[i][j] -= bz[j] · Σ_k a[i][k]`, with one zero point for every column (`bz` of one value)
+/// or one per column.
+fn subtract_zero_points(k: usize, n: usize, a: &[i32], bz: &[i32], c: &mut [i32]) {
+    if bz.iter().all(|&z| z == 0) {
         return;
     }
-    for (a_row, c_row) in a.chunks(k).zip(c.chunks_mut(n)) {
-        let off = bz.wrapping_mul(a_row.iter().fold(0i32, |s, &x| s.wrapping_add(x)));
-        c_row.iter_mut().for_each(|cj| *cj = cj.wrapping_sub(off));
+    for (a_row, c_row) in a.chunks(k.max(1)).zip(c.chunks_mut(n.max(1))) {
+        let sum = a_row.iter().fold(0i32, |s, &x| s.wrapping_add(x));
+        match bz {
+            &[z] => {
+                let off = z.wrapping_mul(sum);
+                c_row.iter_mut().for_each(|cj| *cj = cj.wrapping_sub(off));
+            }
+            _ => {
+                for (cj, &z) in c_row.iter_mut().zip(bz) {
+                    *cj = cj.wrapping_sub(z.wrapping_mul(sum));
+                }
+            }
+        }
     }
+}
+
+/// `m` rows of centered `a` (k values each, each fitting 16 bits) as 16-bit values, each row
+/// padded with a zero to an even length `k2` (returned) so that it reads as k-pairs.
+fn rows_as_pairs(m: usize, k: usize, a: &[i32]) -> (Vec<i16>, usize) {
+    let k2 = k.next_multiple_of(2);
+    let mut a16 = vec![0i16; m * k2];
+    for (dst, src) in a16.chunks_mut(k2).zip(a.chunks(k.max(1))) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s as i16;
+        }
+    }
+    (a16, k2)
 }
 
 /// Rows of `c` per tile of the AVX2 integer product.
@@ -479,13 +515,7 @@ unsafe fn int_product_tiled_avx2<B: Copy + Into<i32>>(
 ) {
     use std::arch::x86_64::*;
     const NR: usize = 16;
-    let k2 = k.next_multiple_of(2);
-    let mut a16 = vec![0i16; m * k2];
-    for (dst, src) in a16.chunks_mut(k2).zip(a.chunks(k)) {
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d = s as i16;
-        }
-    }
+    let (a16, k2) = rows_as_pairs(m, k, a);
     let mut panel = vec![0i16; INT_KC * NR];
     for k0 in (0..k).step_by(INT_KC) {
         let pairs = INT_KC.min(k - k0).div_ceil(2);
@@ -613,19 +643,11 @@ fn packed_integer_product(
     b: &PackedMatrix,
     bz: Option<&Tensor>,
 ) -> OpResult<(Vec<usize>, Vec<i32>)> {
-    let (k, n) = (b.k(), b.n());
+    let n = b.n();
     let Packing::Bytes { signed } = b.packing() else {
         return invalid("MatMulInteger's weight was packed as float32");
     };
-    let Some((&last, batch)) = a.shape().split_last() else {
-        return invalid("MatMulInteger inputs must have rank >= 1");
-    };
-    if last != k {
-        return invalid(format!(
-            "cannot multiply {:?} by [{k}, {n}]: inner dimensions {last} and {k} differ",
-            a.shape()
-        ));
-    }
+    let (m, shape) = packed_plan(a, b)?;
     let av = centered(a, az, 0, "A")?;
     let zero = match bz {
         None => vec![0],
@@ -647,21 +669,9 @@ fn packed_integer_product(
             z
         }
     };
-    let m: usize = batch.iter().product();
-    let len = super::buffer_len(&[m, n])?;
-    let mut c = vec![0i32; len];
+    let mut c = vec![0i32; m * n];
     int_product_packed(ctx, m, &av, b, signed, &mut c);
-    if zero.iter().any(|&z| z != 0) {
-        for (a_row, c_row) in av.chunks(k.max(1)).zip(c.chunks_mut(n.max(1))) {
-            let sum = a_row.iter().fold(0i32, |s, &x| s.wrapping_add(x));
-            for (j, cj) in c_row.iter_mut().enumerate() {
-                let z = zero[if zero.len() == 1 { 0 } else { j }];
-                *cj = cj.wrapping_sub(z.wrapping_mul(sum));
-            }
-        }
-    }
-    let mut shape = batch.to_vec();
-    shape.push(n);
+    subtract_zero_points(b.k(), n, &av, &zero, &mut c);
     Ok((shape, c))
 }
 
@@ -681,13 +691,7 @@ fn int_product_packed(
         return;
     }
     const TILE: usize = 4;
-    let k2 = k.next_multiple_of(2);
-    let mut a16 = vec![0i16; m * k2];
-    for (dst, src) in a16.chunks_mut(k2).zip(a.chunks(k)) {
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d = s as i16;
-        }
-    }
+    let (a16, k2) = rows_as_pairs(m, k, a);
     let strips = b.pair_strips();
     let strip_len = k2 * kernels::NR;
     let part = |rows: usize, a: &[i16], j0: usize, width: usize, c: &mut [i32], ldc: usize| {
@@ -965,13 +969,7 @@ mod tests {
                 prop_assert_eq!(&got, &want);
             }
             let av = centered(&a, Some(&az), 0, "A").unwrap();
-            let k2 = k.next_multiple_of(2);
-            let mut a16 = vec![0i16; m * k2];
-            for i in 0..m {
-                for kk in 0..k {
-                    a16[i * k2 + kk] = av[i * k + kk] as i16;
-                }
-            }
+            let (a16, k2) = rows_as_pairs(m, k, &av);
             let mut portable = vec![0i32; m * n];
             int_strips_portable(m, k2, n, &a16, packed.pair_strips(), signed, &mut portable, n);
             let mut unpacked = vec![0i32; m * n];
