@@ -109,6 +109,63 @@ fn height(root: &Path, node: &str) -> u64 {
     status["height"].as_u64().unwrap()
 }
 
+/// How long the whole walkthrough may take: it takes about 4 minutes alone on a 2-core machine.
+const WALKTHROUGH_LIMIT: Duration = Duration::from_secs(900);
+
+/// Runs `walkthrough.sh` in its own process group, its output in files rather than pipes, and
+/// returns its stdout once it succeeded. A command that never returns fails the test with what
+/// was printed so far instead of holding CI, and whatever the script left running in the
+/// background (the gateway, when a step after it failed) is killed with it.
+fn run_walkthrough(
+    root: &Path,
+    node: &str,
+    (bench_api, bench_p2p): (u16, u16),
+    gateway: &str,
+) -> String {
+    use std::os::unix::process::CommandExt;
+    let (out, err) = (root.join("walkthrough.out"), root.join("walkthrough.err"));
+    let mut run = Command::new("bash")
+        .arg("walkthrough.sh")
+        .current_dir(root)
+        .env("VERITY_NODE", node)
+        .env("VERITY_BENCH_API_PORT", bench_api.to_string())
+        .env("VERITY_BENCH_P2P_PORT", bench_p2p.to_string())
+        .env("VERITY_GATEWAY_LISTEN", gateway)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .process_group(0)
+        .spawn()
+        .expect("bash starts");
+    let deadline = Instant::now() + WALKTHROUGH_LIMIT;
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = Command::new("kill")
+        .args(["-KILL", &format!("-{}", run.id())])
+        .status();
+    let _ = run.wait();
+    let stdout = std::fs::read_to_string(&out).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    match status {
+        None => panic!(
+            "the walkthrough did not finish in {} s; it printed:\n{stdout}\n{stderr}",
+            WALKTHROUGH_LIMIT.as_secs()
+        ),
+        Some(status) => assert!(
+            status.success(),
+            "the walkthrough failed ({status}):\n{stdout}\n{stderr}"
+        ),
+    }
+    stdout
+}
+
 #[test]
 fn the_readme_walkthrough_runs_as_written_and_the_devnet_resumes_after_ctrl_c() {
     let blocks = walkthrough();
@@ -161,21 +218,7 @@ fn the_readme_walkthrough_runs_as_written_and_the_devnet_resumes_after_ctrl_c() 
     let (bench_api, bench_p2p) = common::ports(5, 4_447, 0);
     let gateway = format!("127.0.0.1:{}", common::ports(1, 4_453, 0).0);
 
-    let run = Command::new("bash")
-        .arg("walkthrough.sh")
-        .current_dir(root.path())
-        .env("VERITY_NODE", &node)
-        .env("VERITY_BENCH_API_PORT", bench_api.to_string())
-        .env("VERITY_BENCH_P2P_PORT", bench_p2p.to_string())
-        .env("VERITY_GATEWAY_LISTEN", &gateway)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        run.status.success(),
-        "the walkthrough failed:\n{stdout}\n{stderr}"
-    );
+    let stdout = run_walkthrough(root.path(), &node, (bench_api, bench_p2p), &gateway);
     // What the walkthrough's commands say, beyond succeeding.
     for expected in [
         "status       finalized",
