@@ -77,6 +77,7 @@ impl Bench {
                     ..Default::default()
                 },
                 data: Default::default(),
+                validators: Default::default(),
             },
             accounts: users
                 .iter()
@@ -86,6 +87,7 @@ impl Bench {
                 })
                 .collect(),
             attestation_policy: None,
+            validators: vec![],
         };
         let dir = tempfile::tempdir().unwrap();
         let store = RedbStore::open(&dir.path().join("state.redb")).unwrap();
@@ -99,6 +101,7 @@ impl Bench {
             height: 1,
             timestamp_ms: T0,
             seed: Hash::ZERO,
+            proposer: None,
             genesis: &genesis,
             models: chain.model_source(),
         };
@@ -111,6 +114,7 @@ impl Bench {
                 height: 0,
                 timestamp_ms: T0,
                 seed: Hash::ZERO,
+                proposer: None,
                 genesis: &genesis,
                 models: chain.model_source(),
             };
@@ -209,6 +213,7 @@ impl Bench {
                         parent: Hash::ZERO,
                         timestamp_ms: T0 + height * 1_000,
                         seed: sha256(&height.to_le_bytes()),
+                        proposer: None,
                         txs: block,
                     },
                     recovered,

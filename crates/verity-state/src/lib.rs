@@ -12,7 +12,7 @@ pub mod store;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use verity_types::{sha256, Action, Address, Amount, Hash, SignedTx};
+use verity_types::{sha256, Action, Address, Amount, Hash, SignedTx, ValidatorIdentity};
 
 pub use models::{LoadedLanguage, ModelSource};
 pub use modules::accounts::Account;
@@ -28,6 +28,7 @@ pub use modules::reputation::Reputation;
 pub use modules::settlement::{FeeSplit, Split};
 pub use modules::staking::Worker;
 pub use modules::tasks::{Task, TaskStatus};
+pub use modules::validators::{Committee, GenesisValidator, Member, Validator, ValidatorParams};
 pub use overlay::Overlay;
 pub use store::{Batch, MemStore, RedbStore, Store, StoreError, Table};
 pub use verity_tee;
@@ -157,6 +158,12 @@ pub struct Params {
     pub tasks: TaskParams,
     #[serde(default)]
     pub data: modules::data::DataParams,
+    /// Validator bonds and epochs; used only when genesis names validators.
+    #[serde(
+        default,
+        skip_serializing_if = "modules::validators::ValidatorParams::is_default"
+    )]
+    pub validators: modules::validators::ValidatorParams,
 }
 
 impl Params {
@@ -261,7 +268,8 @@ impl Params {
         if self.data.min_proof_fee == 0 {
             return Err("data.min_proof_fee must be at least 1".into());
         }
-        t.fee_split.validate()
+        t.fee_split.validate()?;
+        self.validators.validate()
     }
 
     /// Receives the protocol's share of task fees.
@@ -386,6 +394,8 @@ pub struct BlockCtx<'g> {
     pub timestamp_ms: u64,
     /// The block's seed: worker assignment draws from it.
     pub seed: Hash,
+    /// The validator that proposed the block, as consensus checked it; none outside consensus.
+    pub proposer: Option<ValidatorIdentity>,
     pub genesis: &'g Genesis,
     /// Model files, for the re-executions that end disputes.
     pub models: &'g ModelSource,
@@ -411,6 +421,10 @@ pub struct Genesis {
     /// until governance sets one.
     #[serde(default)]
     pub attestation_policy: Option<verity_tee::Policy>,
+    /// The first committee, its stake bonded from genesis. None: the committee is fixed outside
+    /// the state (no bonds, no epochs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validators: Vec<modules::validators::GenesisValidator>,
 }
 
 impl Genesis {
@@ -440,7 +454,12 @@ impl Genesis {
                 StateError::Genesis("genesis balances overflow the total supply".into())
             })?;
         }
-        Ok(())
+        for v in &self.validators {
+            total = total.checked_add(v.stake).ok_or_else(|| {
+                StateError::Genesis("genesis balances and bonds overflow the total supply".into())
+            })?;
+        }
+        modules::validators::validate_genesis(self).map_err(StateError::Genesis)
     }
 }
 
@@ -503,6 +522,8 @@ pub struct BlockInput<'a> {
     pub timestamp_ms: u64,
     /// The block's seed, from consensus.
     pub seed: Hash,
+    /// Its proposer, as consensus checked it.
+    pub proposer: Option<ValidatorIdentity>,
     pub txs: &'a [Vec<u8>],
 }
 
@@ -563,6 +584,9 @@ impl<S: Store> Chain<S> {
                 let mut state = Overlay::new(&store);
                 if let Some(policy) = &genesis.attestation_policy {
                     modules::enclaves::put_policy(&mut state, policy);
+                }
+                if modules::validators::enabled(&genesis) {
+                    modules::validators::init_genesis(&mut state, &genesis)?;
                 }
                 for a in &genesis.accounts {
                     modules::accounts::put(
@@ -908,6 +932,31 @@ impl<S: Store> Chain<S> {
         modules::disputes::open_of(&self.view(), party, limit)
     }
 
+    /// Every bonded validator (and every one that has unbonded), in account order.
+    pub fn validators(&self) -> Result<Vec<Validator>, StateError> {
+        modules::validators::all(&self.view())
+    }
+
+    /// The validator `account` bonds, if any.
+    pub fn validator(&self, account: &Address) -> Result<Option<Validator>, StateError> {
+        modules::validators::get(&self.view(), account)
+    }
+
+    /// The participants of `epoch` once its snapshot is taken (see `modules::validators`).
+    pub fn participants(&self, epoch: u64) -> Result<Option<Committee>, StateError> {
+        modules::validators::participants(&self.view(), epoch)
+    }
+
+    /// The committee that signs `epoch`.
+    pub fn signing_committee(&self, epoch: u64) -> Result<Option<Committee>, StateError> {
+        modules::validators::signing(&self.view(), epoch)
+    }
+
+    /// Blocks `identity` proposed in `epoch`.
+    pub fn proposals(&self, epoch: u64, identity: &ValidatorIdentity) -> Result<u64, StateError> {
+        modules::validators::proposals(&self.view(), epoch, identity)
+    }
+
     /// Up to `limit` disputes of a task, open or over.
     pub fn task_disputes(&self, task: &Hash, limit: usize) -> Result<Vec<Dispute>, StateError> {
         modules::disputes::of_task(&self.view(), task, limit)
@@ -970,9 +1019,11 @@ impl<S: Store> Chain<S> {
             height: block.height,
             timestamp_ms: block.timestamp_ms,
             seed: block.seed,
+            proposer: block.proposer,
             genesis: &self.genesis,
             models: &self.models,
         };
+        modules::validators::begin_block(&mut state, &ctx)?;
         modules::staking::release_due(&mut state, block.height)?;
         modules::challengers::release_due(&mut state, block.height)?;
         modules::disputes::begin_block(&mut state, &ctx)?;
@@ -1147,6 +1198,15 @@ impl<S: Store> Chain<S> {
             Action::Stake { amount } => staking::stake(state, sender, *amount),
             Action::Unstake { amount } => staking::unstake(state, ctx, sender, *amount),
             Action::ServeModels { models } => staking::serve_models(state, sender, models.clone()),
+            Action::BondValidator {
+                identity,
+                p2p,
+                amount,
+                proof,
+            } => modules::validators::bond(state, ctx, sender, identity, p2p, *amount, proof),
+            Action::UnbondValidator { amount } => {
+                modules::validators::unbond(state, ctx, sender, *amount)
+            }
             Action::RegisterModel { spec, salt, anchor } => {
                 registry::register_model(state, ctx, sender, spec, salt, anchor.as_ref())
             }

@@ -22,6 +22,7 @@ fn genesis(funded: &[(Address, u128)]) -> Genesis {
             governance: None,
             tasks: Default::default(),
             data: Default::default(),
+            validators: Default::default(),
         },
         accounts: funded
             .iter()
@@ -31,6 +32,7 @@ fn genesis(funded: &[(Address, u128)]) -> Genesis {
             })
             .collect(),
         attestation_policy: None,
+        validators: vec![],
     }
 }
 
@@ -58,6 +60,7 @@ fn apply<S: verity_state::Store>(
                 parent: Hash([height as u8 - 1; 32]),
                 timestamp_ms: 1_700_000_000_000 + height,
                 seed: Hash([height as u8; 32]),
+                proposer: None,
                 txs: &raw,
             },
             recover,
@@ -333,6 +336,7 @@ fn same_blocks_give_same_roots_and_redelivery_is_skipped() {
                 parent: Hash::ZERO,
                 timestamp_ms: 0,
                 seed: Hash::ZERO,
+                proposer: None,
                 txs: &[]
             },
             recover,
@@ -348,6 +352,7 @@ fn same_blocks_give_same_roots_and_redelivery_is_skipped() {
                 parent: Hash::ZERO,
                 timestamp_ms: 0,
                 seed: Hash::ZERO,
+                proposer: None,
                 txs: &[]
             },
             recover,
@@ -428,6 +433,7 @@ fn a_storage_error_halts_execution_instead_of_failing_the_transaction() {
             parent: Hash::ZERO,
             timestamp_ms: 1_000,
             seed: Hash::ZERO,
+            proposer: None,
             txs: &raw,
         },
         recover,

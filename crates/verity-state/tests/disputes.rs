@@ -963,6 +963,7 @@ fn unbonding_shorter_than_a_dispute_is_refused_at_genesis() {
         governance: None,
         tasks: TaskParams::default(),
         data: Default::default(),
+        validators: Default::default(),
     };
     params.validate().unwrap();
     let exposure = params.tasks.challenge_window_blocks

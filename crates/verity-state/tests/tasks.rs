@@ -598,6 +598,7 @@ fn order_and_timestamp_do_not_steer_assignment() {
                         parent: Hash::ZERO,
                         timestamp_ms: ts,
                         seed,
+                        proposer: None,
                         txs: &raw,
                     },
                     recover,

@@ -13,6 +13,7 @@ mod secret_file;
 pub mod serde_hex;
 mod task;
 mod tx;
+pub mod validator;
 pub mod weight;
 
 pub use address::{
@@ -40,3 +41,4 @@ pub use tx::{
     MAX_REVEALED_OUTPUT_BYTES, MAX_SERVED_MODELS, MAX_TX_BYTES, MAX_VERIFYING_KEY_BYTES,
     MAX_WITNESS_BYTES, REGISTRATION_DOMAIN, TX_DOMAIN,
 };
+pub use validator::ValidatorIdentity;

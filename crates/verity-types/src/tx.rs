@@ -237,6 +237,24 @@ pub enum Action {
         #[serde(with = "crate::amount")]
         amount: Amount,
     },
+    /// Bond `amount` as the stake of the validator `identity`, reached at `p2p`: the first bond
+    /// of an account names its identity; later ones add stake (and may move the address).
+    /// `proof` is the identity's signature over the chain, the signer and the address
+    /// ([`crate::validator::bond_message`]).
+    BondValidator {
+        identity: crate::ValidatorIdentity,
+        p2p: String,
+        #[serde(with = "crate::amount")]
+        amount: Amount,
+        #[serde(with = "crate::serde_hex::array")]
+        proof: [u8; 64],
+    },
+    /// Start unbonding `amount` of the signer's validator stake; it returns after the chain's
+    /// unbonding epochs.
+    UnbondValidator {
+        #[serde(with = "crate::amount")]
+        amount: Amount,
+    },
 }
 
 impl Action {
@@ -599,6 +617,21 @@ impl Action {
             Action::ClaimDataRewards { file_id } => {
                 w.u8(28).u64(*file_id);
             }
+            Action::BondValidator {
+                identity,
+                p2p,
+                amount,
+                proof,
+            } => {
+                w.u8(31)
+                    .fixed(&identity.0)
+                    .str(p2p)
+                    .u128(*amount)
+                    .fixed(proof);
+            }
+            Action::UnbondValidator { amount } => {
+                w.u8(32).u128(*amount);
+            }
         }
     }
 
@@ -829,6 +862,15 @@ impl Action {
                 forward_root: Hash(r.array("forward root")?),
                 token: r.u32("token")?,
             },
+            31 => Action::BondValidator {
+                identity: crate::ValidatorIdentity(r.array("validator identity")?),
+                p2p: r.string("p2p address", crate::validator::MAX_P2P_ADDRESS_LEN)?,
+                amount: r.u128("bond amount")?,
+                proof: r.array("bond proof")?,
+            },
+            32 => Action::UnbondValidator {
+                amount: r.u128("unbond amount")?,
+            },
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "action",
@@ -871,6 +913,8 @@ impl Action {
             Action::RequestReward { .. } => "request_reward",
             Action::TransferDat { .. } => "transfer_dat",
             Action::ClaimDataRewards { .. } => "claim_data_rewards",
+            Action::BondValidator { .. } => "bond_validator",
+            Action::UnbondValidator { .. } => "unbond_validator",
         }
     }
 
@@ -1364,6 +1408,35 @@ mod tests {
             },
             Action::ClaimDataRewards { file_id: 4 },
         ]
+    }
+
+    #[test]
+    fn validator_actions_round_trip_and_bound_the_address() {
+        let key = AccountKey::generate();
+        let sign = |action| {
+            TxBody {
+                chain_id: "verity-a".into(),
+                nonce: 1,
+                fee: 1,
+                action,
+            }
+            .sign(&key)
+        };
+        let bond = |p2p: String| Action::BondValidator {
+            identity: crate::ValidatorIdentity([4; 32]),
+            p2p,
+            amount: 10,
+            proof: [5; 64],
+        };
+        for action in [
+            bond("127.0.0.1:7000".into()),
+            Action::UnbondValidator { amount: 3 },
+        ] {
+            let tx = sign(action);
+            assert_eq!(SignedTx::decode(&tx.encode()).unwrap(), tx);
+        }
+        let long = sign(bond("h".repeat(crate::validator::MAX_P2P_ADDRESS_LEN + 1)));
+        assert!(SignedTx::decode(&long.encode()).is_err());
     }
 
     #[test]

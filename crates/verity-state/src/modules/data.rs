@@ -777,7 +777,7 @@ fn earned_per_dat_key(file: u64) -> Vec<u8> {
 }
 
 /// ⌊a × b / d⌋ exactly, through a 256-bit product; None when it does not fit in 128 bits.
-fn mul_div(a: u128, b: u128, d: u128) -> Option<u128> {
+pub(crate) fn mul_div(a: u128, b: u128, d: u128) -> Option<u128> {
     const LOW: u128 = u64::MAX as u128;
     let (a1, a0, b1, b0) = (a >> 64, a & LOW, b >> 64, b & LOW);
     let (p00, p01, p10, p11) = (a0 * b0, a0 * b1, a1 * b0, a1 * b1);

@@ -14,4 +14,5 @@ pub mod settlement;
 pub mod sortition;
 pub mod staking;
 pub mod tasks;
+pub mod validators;
 pub mod verifier;

@@ -33,6 +33,8 @@ pub enum Kind {
     DataExpiry,
     /// A registration commitment left unrevealed is pruned.
     CommitmentExpiry,
+    /// A validator's unbonded stake returns.
+    ValidatorUnbond,
 }
 
 impl Kind {
@@ -50,6 +52,7 @@ impl Kind {
             Kind::DataAssign => b'p',
             Kind::DataExpiry => b'e',
             Kind::CommitmentExpiry => b'r',
+            Kind::ValidatorUnbond => b'v',
         }
     }
 }

@@ -9,7 +9,7 @@ use verity_state::{
 use verity_tee::{Binding, DevReport, Policy};
 use verity_types::{
     registration_commitment, sha256, AccountKey, Action, Address, Amount, Asset, EnclaveKey, Hash,
-    ModelSpec, SignedTx, TxBody, ONE_TOKEN,
+    ModelSpec, SignedTx, TxBody, ValidatorIdentity, ONE_TOKEN,
 };
 
 pub const CHAIN: &str = "verity-test";
@@ -22,6 +22,36 @@ pub struct Net {
     /// The genesis time, ms: block h is stamped `genesis_ms + h s`.
     genesis_ms: u64,
     nonces: std::collections::HashMap<Address, u64>,
+    /// The proposer the next blocks name.
+    pub proposer: Option<ValidatorIdentity>,
+}
+
+/// The genesis `Net::new` uses: every funded account with 1,000 tokens, dev attestations.
+pub fn genesis(funded: &[Address], tasks: TaskParams, genesis_ms: u64) -> Genesis {
+    Genesis {
+        chain_id: CHAIN.into(),
+        genesis_time_ms: genesis_ms,
+        params: Params {
+            min_fee: 1,
+            fee_collector: Address([0xfe; 20]),
+            max_block_txs: 1000,
+            fee_per_weight: 0,
+            max_block_weight: 2_000_000,
+            governance: Some(funded[0]),
+            tasks,
+            data: Default::default(),
+            validators: Default::default(),
+        },
+        accounts: funded
+            .iter()
+            .map(|a| GenesisAccount {
+                address: *a,
+                balance: 1_000 * ONE_TOKEN,
+            })
+            .collect(),
+        attestation_policy: Some(Policy::devnet()),
+        validators: vec![],
+    }
 }
 
 impl Net {
@@ -45,28 +75,12 @@ impl Net {
     }
 
     fn build(funded: &[Address], tasks: TaskParams, models: ModelSource, genesis_ms: u64) -> Self {
-        let genesis = Genesis {
-            chain_id: CHAIN.into(),
-            genesis_time_ms: genesis_ms,
-            params: Params {
-                min_fee: 1,
-                fee_collector: Address([0xfe; 20]),
-                max_block_txs: 1000,
-                fee_per_weight: 0,
-                max_block_weight: 2_000_000,
-                governance: Some(funded[0]),
-                tasks,
-                data: Default::default(),
-            },
-            accounts: funded
-                .iter()
-                .map(|a| GenesisAccount {
-                    address: *a,
-                    balance: 1_000 * ONE_TOKEN,
-                })
-                .collect(),
-            attestation_policy: Some(Policy::devnet()),
-        };
+        Self::from_genesis(genesis(funded, tasks, genesis_ms), models)
+    }
+
+    /// A chain from any genesis (its accounts need not be funded by `genesis`).
+    pub fn from_genesis(genesis: Genesis, models: ModelSource) -> Self {
+        let genesis_ms = genesis.genesis_time_ms;
         Self {
             chain: Chain::open(MemStore::default(), genesis)
                 .unwrap()
@@ -74,6 +88,7 @@ impl Net {
             height: 0,
             genesis_ms,
             nonces: Default::default(),
+            proposer: None,
         }
     }
 
@@ -102,6 +117,7 @@ impl Net {
                     parent: Hash::ZERO,
                     timestamp_ms: self.genesis_ms + self.height * 1000,
                     seed: sha256(&self.height.to_le_bytes()),
+                    proposer: self.proposer,
                     txs: &raw,
                 },
                 recover,
