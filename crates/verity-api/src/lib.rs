@@ -13,9 +13,9 @@ pub use verity_state::modules::disputes::{dispute_id, DisputeStatus, RefereeChec
 pub use verity_state::modules::game::{Game, Phase, Side, DEPTH};
 pub use verity_state::modules::records::RecordStatus;
 pub use verity_state::{
-    AttestationNonce, BlockRecord, Challenger, DataFile, DataJob, DataJobStatus, DataVerifier,
-    Dataset, Dispute, ExecutionRecord, Model, Receipt, Reputation, Task, TaskStatus, TxFailure,
-    TxStatus, Worker,
+    AttestationNonce, BlockRecord, Challenger, Committee, DataFile, DataJob, DataJobStatus,
+    DataVerifier, Dataset, Dispute, ExecutionRecord, Member, Model, Receipt, Reputation, Task,
+    TaskStatus, TxFailure, TxStatus, Validator, Worker,
 };
 pub use verity_tee::Policy;
 
@@ -309,6 +309,63 @@ pub struct ChallengerList {
     pub challengers: Vec<ChallengerView>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<Address>,
+}
+
+/// Where a bonded validator stands in the current epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ValidatorStatus {
+    /// In the committee that signs this epoch.
+    Active,
+    /// Chosen for a later epoch's committee, not in this one.
+    Elected,
+    /// Bonded enough to be chosen at the next snapshot.
+    Standby,
+    /// Left out of snapshots for proposing too few blocks (`jailed_through`).
+    Jailed,
+    /// Bonded below the minimum: leaving, or never enough.
+    Inactive,
+}
+
+/// One entry of `GET /v1/validators`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ValidatorView {
+    #[serde(flatten)]
+    pub validator: Validator,
+    pub status: ValidatorStatus,
+    /// Blocks it proposed in the current epoch.
+    pub proposals: u64,
+}
+
+/// `GET /v1/validators`: every validator that bonded, in account order, and the committees.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ValidatorList {
+    pub epoch: u64,
+    pub validators: Vec<ValidatorView>,
+    /// Signs the current epoch.
+    pub committee: Committee,
+    /// Signs the next epoch (fixed two epochs ahead).
+    pub next_committee: Committee,
+}
+
+/// `GET /v1/epochs/current`: the epoch of the node's executed height.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EpochView {
+    pub epoch: u64,
+    /// The node's executed height.
+    pub height: u64,
+    pub epoch_blocks: u64,
+    pub first_height: u64,
+    pub last_height: u64,
+    /// The block at whose end this epoch's snapshot chooses the participants of `epoch + 2`.
+    pub snapshot_height: u64,
+    /// Signs this epoch.
+    pub committee: Committee,
+    /// Signs the next epoch.
+    pub next_committee: Committee,
+    /// The participants this epoch's snapshot chose (they sign from `epoch + 3`), once taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen: Option<Committee>,
 }
 
 /// `GET /v1/disputes`, in id order.

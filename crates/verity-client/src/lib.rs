@@ -371,6 +371,15 @@ impl Client {
         self.get(&format!("/v1/challengers/{address}")).await
     }
 
+    /// Every validator that bonded and the committees of this epoch and the next.
+    pub async fn validators(&self) -> Result<api::ValidatorList, ClientError> {
+        self.get("/v1/validators").await
+    }
+
+    pub async fn current_epoch(&self) -> Result<api::EpochView, ClientError> {
+        self.get("/v1/epochs/current").await
+    }
+
     pub async fn disputes(
         &self,
         page: &PageRequest<Hash>,

@@ -32,6 +32,7 @@ use verity_api::{
     TaskView, TxState, TxView, UploadAuth, ValidatorInfo, WorkerList, WorkerView, DEV_TEE_LABEL,
     MAX_PAGE, UPLOAD_HEADER,
 };
+use verity_api::{Committee, EpochView, ValidatorList, ValidatorStatus, ValidatorView};
 use verity_types::{Address, Hash};
 
 use crate::app::NodeState;
@@ -169,6 +170,8 @@ pub fn router(state: ApiState, limits: &ApiLimits) -> Router {
         .route("/v1/workers/{address}/assignments", get(get_assignments))
         .route("/v1/challengers", get(list_challengers))
         .route("/v1/challengers/{address}", get(get_challenger))
+        .route("/v1/validators", get(list_validators))
+        .route("/v1/epochs/current", get(current_epoch))
         .route("/v1/disputes", get(list_disputes))
         .route("/v1/disputes/{id}", get(get_dispute))
         .route("/v1/data/files", get(list_data_files))
@@ -1046,6 +1049,105 @@ async fn get_challenger(
     }))
 }
 
+/// The executed height, its epoch, and the committees that sign it and the next one; an error
+/// on a chain whose committee is fixed at genesis.
+fn epoch_committees(state: &ApiState) -> Result<(u64, u64, Committee, Committee), ApiError> {
+    let chain = &state.node.chain;
+    if chain.genesis().validators.is_empty() {
+        return Err(ApiError::not_found(
+            "this chain's committee is fixed at genesis: it has no validator bonds or epochs",
+        ));
+    }
+    let height = chain.height().map_err(ApiError::internal)?;
+    let epoch = chain.genesis().params.validators.epoch_of(height);
+    let committee = |epoch| {
+        chain
+            .signing_committee(epoch)
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::internal(format!("epoch {epoch} has no committee")))
+    };
+    Ok((height, epoch, committee(epoch)?, committee(epoch + 1)?))
+}
+
+#[utoipa::path(get, path = "/v1/validators", tag = "validators",
+    responses(
+        (status = 200, description = "every validator that bonded, in account order, with its status and this epoch's proposals; the committees of this epoch and the next", body = ValidatorList),
+        (status = 404, description = "the chain's committee is fixed at genesis", body = ErrorBody),
+    ))]
+async fn list_validators(State(state): State<ApiState>) -> ApiResult<ValidatorList> {
+    let (_, epoch, committee, next_committee) = epoch_committees(&state)?;
+    let chain = &state.node.chain;
+    let params = &chain.genesis().params.validators;
+    let seated = |c: &Option<Committee>, v: &verity_api::Validator| {
+        c.as_ref()
+            .is_some_and(|c| c.members.iter().any(|m| m.identity == v.identity))
+    };
+    let later = [
+        Some(next_committee.clone()),
+        chain.participants(epoch + 1).map_err(ApiError::internal)?,
+        chain.participants(epoch + 2).map_err(ApiError::internal)?,
+    ];
+    let current = Some(committee.clone());
+    let validators = chain
+        .validators()
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .map(|validator| {
+            let status = if validator.jailed_through.is_some_and(|t| t >= epoch) {
+                ValidatorStatus::Jailed
+            } else if seated(&current, &validator) {
+                ValidatorStatus::Active
+            } else if later.iter().any(|c| seated(c, &validator)) {
+                ValidatorStatus::Elected
+            } else if validator.bonded >= params.min_validator_stake {
+                ValidatorStatus::Standby
+            } else {
+                ValidatorStatus::Inactive
+            };
+            let proposals = chain
+                .proposals(epoch, &validator.identity)
+                .map_err(ApiError::internal)?;
+            Ok(ValidatorView {
+                validator,
+                status,
+                proposals,
+            })
+        })
+        .collect::<Result<_, ApiError>>()?;
+    Ok(Json(ValidatorList {
+        epoch,
+        validators,
+        committee,
+        next_committee,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/epochs/current", tag = "validators",
+    responses(
+        (status = 200, description = "the epoch of the executed height: its heights, its snapshot, the committees that sign it and the next, and the one its snapshot chose", body = EpochView),
+        (status = 404, description = "the chain's committee is fixed at genesis", body = ErrorBody),
+    ))]
+async fn current_epoch(State(state): State<ApiState>) -> ApiResult<EpochView> {
+    let (height, epoch, committee, next_committee) = epoch_committees(&state)?;
+    let params = &state.node.chain.genesis().params.validators;
+    let chosen = state
+        .node
+        .chain
+        .participants(epoch + 2)
+        .map_err(ApiError::internal)?;
+    Ok(Json(EpochView {
+        epoch,
+        height,
+        epoch_blocks: params.epoch_blocks,
+        first_height: params.first_height(epoch),
+        last_height: params.last_height(epoch),
+        snapshot_height: params.snapshot_height(epoch),
+        committee,
+        next_committee,
+        chosen,
+    }))
+}
+
 #[utoipa::path(get, path = "/v1/disputes", tag = "disputes",
     params(DisputeQuery),
     responses(
@@ -1377,6 +1479,8 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
         get_assignments,
         list_challengers,
         get_challenger,
+        list_validators,
+        current_epoch,
         list_disputes,
         get_dispute,
         list_data_files,
@@ -1442,6 +1546,8 @@ validator_p2p_tracker_directory_reserved{index=\"0\"} 2
             "/v1/workers/{address}/assignments",
             "/v1/challengers",
             "/v1/challengers/{address}",
+            "/v1/validators",
+            "/v1/epochs/current",
             "/v1/disputes",
             "/v1/disputes/{id}",
             "/v1/data/files",

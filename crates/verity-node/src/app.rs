@@ -374,6 +374,7 @@ where
             height,
             timestamp_ms,
             parent_seed,
+            identity_bytes(&context.leader),
             committed,
             txs,
         );
@@ -399,6 +400,11 @@ where
                 return false;
             }
         };
+        if block.proposer != identity_bytes(&context.leader) {
+            self.node.refused_proposals.fetch_add(1, Ordering::Relaxed);
+            warn!(node = %self.node.label, height = block.height, "refusing a proposal that names another proposer than its view's leader");
+            return false;
+        }
         if !self.check_seed(&context, block) || !self.check_txs(block) {
             self.node.refused_proposals.fetch_add(1, Ordering::Relaxed);
             warn!(node = %self.node.label, height = block.height, "refusing a proposal with a wrong seed or transactions that cannot be charged");
@@ -414,6 +420,13 @@ where
         }
         committed
     }
+}
+
+/// The raw ed25519 public key a block names as its proposer.
+pub fn identity_bytes(key: &ed25519::PublicKey) -> [u8; 32] {
+    key.as_ref()
+        .try_into()
+        .expect("an ed25519 public key is 32 bytes")
 }
 
 /// Whether `seed` is the committee's threshold-VRF signature for `round`: another view's seed,
@@ -560,6 +573,7 @@ pub async fn execute(
             height: block.height,
             hash,
             seed: block.draw_seed(),
+            proposer: Some(verity_types::ValidatorIdentity(block.proposer)),
             parent: to_hash(&block.parent),
             timestamp_ms: block.timestamp_ms,
             txs: &txs,

@@ -17,7 +17,7 @@ pub const MAX_BLOCK_TXS: usize = 4_000;
 pub const MAX_BLOCK_BYTES: usize = 8 * 1024 * 1024;
 
 /// Domain tag of block digests.
-const BLOCK_DOMAIN: &[u8] = b"verity/block/v2";
+const BLOCK_DOMAIN: &[u8] = b"verity/block/v3";
 /// Domain tag of the draw seed.
 const SEED_DOMAIN: &[u8] = b"verity/seed/v2";
 
@@ -41,6 +41,9 @@ pub struct Block {
     /// The seed of the parent's view, from the parent's notarization; none only on the child of
     /// genesis. Draws made while executing this block use it (see `docs/protocol.md`).
     pub parent_seed: Option<Seed>,
+    /// The ed25519 identity of the validator that proposed it: validators accept a block only
+    /// from its view's leader, so the state can count who proposed (zeros on genesis).
+    pub proposer: [u8; 32],
     pub committed: Committed,
     pub txs: Vec<Bytes>,
     digest: Digest,
@@ -52,6 +55,7 @@ impl Block {
         height: u64,
         timestamp_ms: u64,
         parent_seed: Option<Seed>,
+        proposer: [u8; 32],
         committed: Committed,
         txs: Vec<Bytes>,
     ) -> Self {
@@ -60,6 +64,7 @@ impl Block {
             height,
             timestamp_ms,
             &parent_seed,
+            &proposer,
             &committed,
             &txs,
         );
@@ -68,6 +73,7 @@ impl Block {
             height,
             timestamp_ms,
             parent_seed,
+            proposer,
             committed,
             txs,
             digest,
@@ -82,16 +88,25 @@ impl Block {
             height: 0,
             root: verity_types::Hash::ZERO,
         };
-        Self::new(parent, 0, genesis_time_ms, None, committed, Vec::new())
+        Self::new(
+            parent,
+            0,
+            genesis_time_ms,
+            None,
+            [0; 32],
+            committed,
+            Vec::new(),
+        )
     }
 
-    /// H(domain ‖ parent ‖ height ‖ timestamp ‖ seed flag ‖ seed ‖ committed height ‖ root ‖
-    /// count ‖ H(tx) for each tx).
+    /// H(domain ‖ parent ‖ height ‖ timestamp ‖ seed flag ‖ seed ‖ proposer ‖ committed height ‖
+    /// root ‖ count ‖ H(tx) for each tx).
     fn compute_digest(
         parent: &Digest,
         height: u64,
         timestamp_ms: u64,
         parent_seed: &Option<Seed>,
+        proposer: &[u8; 32],
         committed: &Committed,
         txs: &[Bytes],
     ) -> Digest {
@@ -101,6 +116,7 @@ impl Block {
         hasher.update(height.to_le_bytes());
         hasher.update(timestamp_ms.to_le_bytes());
         hasher.update(parent_seed.encode());
+        hasher.update(proposer);
         hasher.update(committed.height.to_le_bytes());
         hasher.update(committed.root.0);
         hasher.update((txs.len() as u64).to_le_bytes());
@@ -136,6 +152,7 @@ impl Write for Block {
         self.height.write(buf);
         self.timestamp_ms.write(buf);
         self.parent_seed.write(buf);
+        self.proposer.write(buf);
         self.committed.height.write(buf);
         self.committed.root.0.write(buf);
         self.txs.write(buf);
@@ -148,6 +165,7 @@ impl EncodeSize for Block {
             + self.height.encode_size()
             + self.timestamp_ms.encode_size()
             + self.parent_seed.encode_size()
+            + 32
             + 8
             + 32
             + self.txs.encode_size()
@@ -169,6 +187,7 @@ impl Read for Block {
         let height = u64::read(buf)?;
         let timestamp_ms = u64::read(buf)?;
         let parent_seed = Option::<Seed>::read(buf)?;
+        let proposer = <[u8; 32]>::read(buf)?;
         let committed = Committed {
             height: u64::read(buf)?,
             root: verity_types::Hash(<[u8; 32]>::read(buf)?),
@@ -185,6 +204,7 @@ impl Read for Block {
             height,
             timestamp_ms,
             parent_seed,
+            proposer,
             committed,
             txs,
         ))
@@ -229,7 +249,7 @@ mod tests {
             height: 0,
             root: verity_types::Hash::ZERO,
         };
-        Block::new(parent, height, timestamp_ms, None, committed, txs)
+        Block::new(parent, height, timestamp_ms, None, [0; 32], committed, txs)
     }
 
     #[test]
@@ -239,9 +259,33 @@ mod tests {
             height: 1,
             root: verity_types::Hash([9; 32]),
         };
-        let b = Block::new(a.parent, 2, 2, None, other, vec![]);
+        let b = Block::new(a.parent, 2, 2, None, [0; 32], other, vec![]);
         assert_ne!(a.digest(), b.digest());
         assert_eq!(Block::decode(b.encode()).unwrap().committed, other);
+    }
+
+    #[test]
+    fn the_digest_binds_the_proposer() {
+        let committed = Committed {
+            height: 0,
+            root: verity_types::Hash::ZERO,
+        };
+        let by = |proposer| {
+            Block::new(
+                Digest::from([1u8; 32]),
+                1,
+                1,
+                None,
+                proposer,
+                committed,
+                vec![],
+            )
+        };
+        assert_ne!(by([1; 32]).digest(), by([2; 32]).digest());
+        assert_eq!(
+            Block::decode(by([7; 32]).encode()).unwrap().proposer,
+            [7; 32]
+        );
     }
 
     #[test]

@@ -450,6 +450,7 @@ mod tests {
                 governance: None,
                 tasks: Default::default(),
                 data: Default::default(),
+                validators: Default::default(),
             },
             accounts: funded
                 .iter()
@@ -459,6 +460,7 @@ mod tests {
                 })
                 .collect(),
             attestation_policy: None,
+            validators: vec![],
         };
         Chain::open(MemStore::default(), genesis).unwrap()
     }
@@ -489,6 +491,7 @@ mod tests {
                     parent: Hash::ZERO,
                     timestamp_ms: height * 1_000,
                     seed: Hash::ZERO,
+                    proposer: None,
                     txs: &raw,
                 },
                 verity_state::recover,

@@ -105,6 +105,7 @@ mod tests {
             height,
             timestamp_ms,
             None,
+            [0; 32],
             Committed {
                 height: committed_height,
                 root: Hash([committed_height as u8; 32]),

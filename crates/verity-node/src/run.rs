@@ -115,15 +115,16 @@ pub struct NetworkLayout {
 }
 
 /// Deals a committee of `n` and writes `genesis.json` plus `validator-i/{node.toml,
-/// validator.key}` under `home`. Ports: p2p `p2p_base + i`, API `api_base + i`.
+/// validator.key}` under `home`. Ports: p2p `p2p_base + i`, API `api_base + i`. With `stake`,
+/// each validator also gets an account (`validator-i/account.key`) that genesis bonds `stake`
+/// for, and the chain runs proof of stake (`verity_state::modules::validators`).
 pub fn write_network(
     home: &Path,
-    chain: Genesis,
+    mut chain: Genesis,
     n: u32,
-    p2p_base: u16,
-    api_base: u16,
+    (p2p_base, api_base): (u16, u16),
+    stake: Option<verity_types::Amount>,
 ) -> Result<NetworkLayout> {
-    chain.validate()?;
     fs::create_dir_all(home).with_context(|| format!("creating {}", home.display()))?;
     let mut rng = rand_core::UnwrapErr(rand::rngs::SysRng);
     let (keys, sharing, shares) = committee::deal_committee(&mut rng, n)?;
@@ -137,6 +138,23 @@ pub fn write_network(
             api: format!("{host}:{}", api_base + i as u16),
         })
         .collect();
+    if let Some(stake) = stake {
+        for (i, (key, info)) in keys.iter().zip(&validators).enumerate() {
+            let account = verity_types::AccountKey::generate();
+            let dir = home.join(format!("validator-{i}"));
+            fs::create_dir_all(&dir)?;
+            write_secret(&dir.join("account.key"), account.secret_hex().as_bytes())?;
+            chain.validators.push(verity_state::GenesisValidator {
+                account: account.address(),
+                identity: verity_types::ValidatorIdentity(crate::app::identity_bytes(
+                    &key.public_key(),
+                )),
+                p2p: info.p2p.clone(),
+                stake,
+            });
+        }
+    }
+    chain.validate()?;
     let genesis = GenesisFile {
         chain,
         validators: validators.clone(),

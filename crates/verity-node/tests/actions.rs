@@ -35,7 +35,7 @@ enum Outcome {
 }
 
 /// Every kind of action, as [`kind`] names it: the test must send each one.
-const KINDS: [&str; 31] = [
+const KINDS: [&str; 33] = [
     "transfer",
     "stake",
     "unstake",
@@ -67,6 +67,8 @@ const KINDS: [&str; 31] = [
     "claim_data_rewards",
     "commit_registration",
     "reveal_token",
+    "bond_validator",
+    "unbond_validator",
 ];
 
 /// `Action::name`, through a match with no wildcard: a new action does not compile here until
@@ -103,7 +105,9 @@ fn kind(action: &Action) -> &'static str {
         | Action::AddProof(_)
         | Action::RequestReward { .. }
         | Action::TransferDat { .. }
-        | Action::ClaimDataRewards { .. } => action.name(),
+        | Action::ClaimDataRewards { .. }
+        | Action::BondValidator { .. }
+        | Action::UnbondValidator { .. } => action.name(),
     }
 }
 
@@ -242,6 +246,7 @@ fn every_action_through_the_api_and_a_bad_one_of_each_fails_for_its_reason() {
             governance: Some(alice.address()),
             tasks: Default::default(),
             data: Default::default(),
+            validators: Default::default(),
         },
         accounts: [&alice, &bob]
             .iter()
@@ -251,6 +256,7 @@ fn every_action_through_the_api_and_a_bad_one_of_each_fails_for_its_reason() {
             })
             .collect(),
         attestation_policy: Some(verity_tee::Policy::devnet()),
+        validators: vec![],
     };
     common::with_node(
         genesis,
@@ -841,6 +847,36 @@ fn every_action_through_the_api_and_a_bad_one_of_each_fails_for_its_reason() {
                 outcome,
                 "invalid",
                 &format!("{b} has nothing to claim from file 1"),
+            );
+            // This chain's committee is fixed at genesis (the validator bonds of a chain that
+            // has them: crates/verity-state/tests/validators.rs and the devnet tests).
+            let (identity, proof) =
+                verity_types::validator::sign_bond(&[3; 32], CHAIN_ID, &b, "127.0.0.1:9000");
+            let outcome = bob
+                .send(
+                    &client,
+                    Action::BondValidator {
+                        identity,
+                        p2p: "127.0.0.1:9000".into(),
+                        amount: ONE_TOKEN,
+                        proof,
+                    },
+                )
+                .await;
+            failed(
+                "a bond on a chain without bonds",
+                outcome,
+                "invalid",
+                "fixed at genesis",
+            );
+            let outcome = bob
+                .send(&client, Action::UnbondValidator { amount: 1 })
+                .await;
+            failed(
+                "an unbond without a bond",
+                outcome,
+                "not_found",
+                "validator bond of",
             );
 
             assert_eq!(

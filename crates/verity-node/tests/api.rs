@@ -72,15 +72,17 @@ fn bad_transactions_get_4xx_json_errors_and_change_nothing() {
             governance: None,
             tasks: Default::default(),
             data: Default::default(),
+            validators: Default::default(),
         },
         accounts: vec![GenesisAccount {
             address: alice.address(),
             balance: funded,
         }],
         attestation_policy: None,
+        validators: vec![],
     };
     // One validator; port 0 everywhere lets the OS choose.
-    let layout = run::write_network(home.path(), genesis, 1, 0, 0).unwrap();
+    let layout = run::write_network(home.path(), genesis, 1, (0, 0), None).unwrap();
     let storage = home.path().join("consensus");
     commonware_runtime::Runner::start(run::runner(&storage), |context| async move {
         let started = run::start_nodes(

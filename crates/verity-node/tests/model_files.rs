@@ -37,12 +37,14 @@ fn genesis(owner: &AccountKey) -> Genesis {
             governance: None,
             tasks: Default::default(),
             data: Default::default(),
+            validators: Default::default(),
         },
         accounts: vec![GenesisAccount {
             address: owner.address(),
             balance: 1_000 * ONE_TOKEN,
         }],
         attestation_policy: None,
+        validators: vec![],
     }
 }
 

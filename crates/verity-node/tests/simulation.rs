@@ -24,7 +24,7 @@ use commonware_p2p::{
 use commonware_runtime::{deterministic, Clock, Metrics as _, Runner, Spawner as _, Supervisor};
 use commonware_utils::{probability, NZUsize};
 use verity_node::{
-    app::{seed_is_valid, NodeState, Scheme},
+    app::{identity_bytes, seed_is_valid, NodeState, Scheme},
     block::{Block, Seed},
     committee,
     mempool::SenderCache,
@@ -36,7 +36,16 @@ use verity_types::{AccountKey, Action, Address, Hash, SignedTx, TxBody};
 const CHAIN: &str = "verity-sim";
 const FEE: u128 = 1_000;
 
-fn genesis(funded: &[Address]) -> Genesis {
+/// Epochs of the simulated chains: short, so that a crashed member is judged within a test.
+const EPOCH_BLOCKS: u64 = 20;
+
+/// The account that bonds validator `i`.
+fn validator_account(i: usize) -> Address {
+    Address([100 + i as u8; 20])
+}
+
+/// A chain whose genesis bonds the committee `committee` (in its order) and funds `funded`.
+fn genesis(funded: &[Address], committee: &[ed25519::PublicKey]) -> Genesis {
     Genesis {
         chain_id: CHAIN.into(),
         genesis_time_ms: 0,
@@ -49,6 +58,11 @@ fn genesis(funded: &[Address]) -> Genesis {
             governance: None,
             tasks: Default::default(),
             data: Default::default(),
+            validators: verity_state::ValidatorParams {
+                epoch_blocks: EPOCH_BLOCKS,
+                min_validator_stake: 1,
+                ..Default::default()
+            },
         },
         accounts: funded
             .iter()
@@ -58,6 +72,16 @@ fn genesis(funded: &[Address]) -> Genesis {
             })
             .collect(),
         attestation_policy: None,
+        validators: committee
+            .iter()
+            .enumerate()
+            .map(|(i, key)| verity_state::GenesisValidator {
+                account: validator_account(i),
+                identity: verity_types::ValidatorIdentity(identity_bytes(key)),
+                p2p: format!("10.0.0.{i}:30300"),
+                stake: 1_000 * (i as u128 + 1),
+            })
+            .collect(),
     }
 }
 
@@ -79,6 +103,8 @@ struct Sim {
     nodes: Vec<Arc<NodeState>>,
     /// Each validator's signing scheme, in committee order.
     schemes: Vec<Scheme>,
+    /// Their identities, in the same order.
+    public: Vec<ed25519::PublicKey>,
     user: AccountKey,
     /// Funded too, but sends only transactions that pay no fee.
     stranger: AccountKey,
@@ -117,7 +143,7 @@ async fn start(context: &mut deterministic::Context, roles: [Role; 4]) -> Sim {
 
     let user = AccountKey::from_bytes(&[7u8; 32]).unwrap();
     let stranger = AccountKey::from_bytes(&[9u8; 32]).unwrap();
-    let genesis = genesis(&[user.address(), stranger.address()]);
+    let genesis = genesis(&[user.address(), stranger.address()], &public);
     let genesis_block = Block::genesis(&genesis.hash(), genesis.genesis_time_ms);
     let quota = validator::channel_quota();
     let cache = SenderCache::default();
@@ -192,6 +218,7 @@ async fn start(context: &mut deterministic::Context, roles: [Role; 4]) -> Sim {
     Sim {
         nodes,
         schemes,
+        public,
         user,
         stranger,
     }
@@ -316,6 +343,42 @@ fn honest_validators_agree_despite_a_crash_and_lossy_links() {
             !seed_is_valid(seed, round, &outsider),
             "another committee's seed"
         );
+
+        // Every block names its view's leader, so the chain counts who proposed: the crashed
+        // member proposes nothing in the epochs after its crash and is jailed and unpaid; the
+        // others are paid the fees, pro rata to stake, identically on every honest node.
+        let judged = 3 * EPOCH_BLOCKS + 1;
+        while [0, 1, 2]
+            .iter()
+            .any(|i| sim.nodes[*i].chain.height().unwrap() < judged)
+        {
+            context.sleep(Duration::from_millis(200)).await;
+        }
+        let crashed = verity_types::ValidatorIdentity(identity_bytes(&sim.public[3]));
+        for node in &sim.nodes[..3] {
+            let validator = |i| {
+                node.chain
+                    .validator(&validator_account(i))
+                    .unwrap()
+                    .unwrap()
+            };
+            assert!(
+                validator(3).jailed_through.is_some(),
+                "the crashed validator is jailed"
+            );
+            for i in 0..3 {
+                assert_eq!(validator(i).jailed_through, None, "honest validator {i}");
+                let paid = node.chain.account(&validator_account(i)).unwrap().balance;
+                assert!(paid > 0, "honest validator {i} is paid");
+            }
+            assert_eq!(
+                node.chain.account(&validator_account(3)).unwrap().balance,
+                0
+            );
+            for epoch in 1..3 {
+                assert_eq!(node.chain.proposals(epoch, &crashed).unwrap(), 0);
+            }
+        }
     });
 }
 

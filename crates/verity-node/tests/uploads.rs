@@ -32,12 +32,14 @@ fn genesis(accounts: &[(Address, u128)]) -> Genesis {
             governance: None,
             tasks: Default::default(),
             data: Default::default(),
+            validators: Default::default(),
         },
         accounts: accounts
             .iter()
             .map(|&(address, balance)| GenesisAccount { address, balance })
             .collect(),
         attestation_policy: None,
+        validators: vec![],
     }
 }
 
@@ -318,7 +320,7 @@ fn the_http_edge_answers_each_failure_with_its_code() {
 #[test]
 fn no_nonce_before_the_first_block() {
     let home = tempfile::tempdir().unwrap();
-    let layout = run::write_network(home.path(), genesis(&[]), 2, 0, 0).unwrap();
+    let layout = run::write_network(home.path(), genesis(&[]), 2, (0, 0), None).unwrap();
     let storage = home.path().join("consensus");
     commonware_runtime::Runner::start(run::runner(&storage), |context| async move {
         let mut configs = run::NodeConfig::load_all(&layout.nodes).unwrap();

@@ -113,8 +113,15 @@ fn transfers(args: TransfersArgs) -> Result<()> {
             })
             .collect(),
         attestation_policy: None,
+        validators: vec![],
     };
-    let layout = run::write_network(&home, chain, args.validators, args.p2p_port, args.api_port)?;
+    let layout = run::write_network(
+        &home,
+        chain,
+        args.validators,
+        (args.p2p_port, args.api_port),
+        None,
+    )?;
 
     commonware_runtime::Runner::start(run::runner(&home.join("consensus")), |context| async move {
         let shared = SenderCache::default();

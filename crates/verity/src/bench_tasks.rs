@@ -254,7 +254,7 @@ impl BenchNetwork {
                 address: u.address(),
                 balance: 1_000_000 * ONE_TOKEN,
             }));
-        let layout = run::write_network(&home, genesis, validators, p2p_port, api_port)?;
+        let layout = run::write_network(&home, genesis, validators, (p2p_port, api_port), None)?;
         Ok(Self {
             scratch,
             home,

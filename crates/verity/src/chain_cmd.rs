@@ -66,7 +66,14 @@ pub struct DevnetArgs {
     /// (`VERITY_LOG` also brings them back, with its own filter).
     #[arg(long)]
     log: bool,
+    /// Blocks per epoch: each epoch's midpoint chooses the committee two epochs ahead by
+    /// bonded stake (`verity validator list`). About 100 s at the devnet's pace.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..))]
+    epoch_blocks: u64,
 }
+
+/// What genesis bonds for each validator: ten times the least stake a validator needs.
+pub(crate) const GENESIS_VALIDATOR_STAKE: u128 = 10_000 * ONE_TOKEN;
 
 /// The model every devnet registers: the digits MLP (64 inputs, 10 classes).
 pub(crate) const BUNDLED_MODEL: &[u8] = include_bytes!("../../../models/digits_mlp.onnx");
@@ -127,6 +134,7 @@ pub(crate) fn devnet_genesis(chain_id: &str, dev: &Address, workers: &[Address])
         },
         accounts,
         attestation_policy: Some(verity_tee::Policy::devnet()),
+        validators: vec![],
     }
 }
 
@@ -292,6 +300,13 @@ pub struct GenesisArgs {
     api_port: u16,
     #[arg(long, default_value_t = 30300)]
     p2p_port: u16,
+    /// Whole tokens genesis bonds for each validator (an account for it is written to
+    /// validator-i/account.key); 0 fixes the committee at genesis, with no bonds or epochs.
+    #[arg(long, default_value_t = 10_000)]
+    validator_stake: u64,
+    /// Blocks per epoch.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..))]
+    epoch_blocks: u64,
 }
 
 #[derive(Subcommand)]
@@ -388,6 +403,7 @@ pub(crate) fn default_params() -> Params {
         governance: None,
         tasks: Default::default(),
         data: Default::default(),
+        validators: Default::default(),
     }
 }
 
@@ -548,8 +564,15 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
         std::fs::create_dir_all(&home)?;
         write_secret(&dev_key_path, dev.secret_hex().as_bytes())?;
         let workers = create_worker_accounts(&home, args.workers)?;
-        let chain = devnet_genesis(DEVNET_CHAIN_ID, &dev.address(), &workers);
-        run::write_network(&home, chain, args.validators, args.p2p_port, args.api_port)?;
+        let mut chain = devnet_genesis(DEVNET_CHAIN_ID, &dev.address(), &workers);
+        chain.params.validators.epoch_blocks = args.epoch_blocks;
+        run::write_network(
+            &home,
+            chain,
+            args.validators,
+            (args.p2p_port, args.api_port),
+            Some(GENESIS_VALIDATOR_STAKE),
+        )?;
     }
     let dev = AccountKey::from_hex(&std::fs::read_to_string(&dev_key_path)?)
         .context("reading the dev account key")?;
@@ -857,17 +880,23 @@ pub fn genesis(args: GenesisArgs) -> Result<()> {
         genesis_time_ms: now_ms(),
         params: Params {
             governance: args.governance,
+            validators: verity_state::ValidatorParams {
+                epoch_blocks: args.epoch_blocks,
+                ..Default::default()
+            },
             ..default_params()
         },
         accounts,
         attestation_policy: Some(policy),
+        validators: vec![],
     };
+    let stake = (args.validator_stake > 0).then(|| u128::from(args.validator_stake) * ONE_TOKEN);
     let layout = run::write_network(
         &args.home,
         chain,
         args.validators,
-        args.p2p_port,
-        args.api_port,
+        (args.p2p_port, args.api_port),
+        stake,
     )?;
     outln!("genesis: {}", layout.genesis.display());
     for node in layout.nodes {

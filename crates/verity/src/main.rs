@@ -47,6 +47,9 @@ enum Command {
     /// Account keys (secp256k1, Ethereum-style addresses).
     #[command(subcommand)]
     Keys(chain_cmd::KeysCommand),
+    /// Validators: bond stake for a consensus identity, unbond it, see the committees.
+    #[command(subcommand)]
+    Validator(commands::validator::ValidatorCommand),
     /// Send tokens from one of your keys.
     Transfer(chain_cmd::TransferArgs),
     /// An account's balance and nonce.
@@ -103,6 +106,7 @@ fn main() -> ExitCode {
         Command::Node(args) => chain_cmd::node(args),
         Command::Genesis(args) => chain_cmd::genesis(args),
         Command::Keys(cmd) => chain_cmd::keys(cmd),
+        Command::Validator(cmd) => commands::validator::run(cmd),
         Command::Transfer(args) => chain_cmd::transfer(args),
         Command::Account(args) => chain_cmd::account(args),
         Command::Status(args) => chain_cmd::status(args),

@@ -25,7 +25,7 @@ where
     Fut: std::future::Future<Output = ()> + Send,
 {
     let home = tempfile::tempdir().unwrap();
-    let layout = run::write_network(home.path(), genesis, 1, 0, 0).unwrap();
+    let layout = run::write_network(home.path(), genesis, 1, (0, 0), None).unwrap();
     let blob_dir = home.path().join("blobs");
     let storage = home.path().join("consensus");
     commonware_runtime::Runner::start(run::runner(&storage), |context| async move {

@@ -3,3 +3,4 @@
 pub mod chat;
 pub mod gateway;
 pub mod language;
+pub mod validator;
