@@ -217,6 +217,13 @@ fn load(config: NodeConfig) -> Result<Loaded> {
             .with_context(|| format!("reading genesis {}", config.genesis.display()))?,
     )
     .with_context(|| format!("parsing genesis {}", config.genesis.display()))?;
+    if genesis.chain.params.validators.rotate_committees {
+        bail!(
+            "this genesis hands consensus to stake-elected committees (validators.rotate_committees), \
+             which needs threshold-key resharing that this node does not run yet; its genesis \
+             committee signs every epoch without it"
+        );
+    }
     let keys: ValidatorKeys = serde_json::from_slice(
         &fs::read(&config.keys).with_context(|| format!("reading {}", config.keys.display()))?,
     )

@@ -949,7 +949,7 @@ impl<S: Store> Chain<S> {
 
     /// The committee that signs `epoch`.
     pub fn signing_committee(&self, epoch: u64) -> Result<Option<Committee>, StateError> {
-        modules::validators::signing(&self.view(), epoch)
+        modules::validators::signing(&self.view(), &self.genesis.params.validators, epoch)
     }
 
     /// Blocks `identity` proposed in `epoch`.

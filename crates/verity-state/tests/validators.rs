@@ -58,6 +58,7 @@ fn params() -> ValidatorParams {
         jail_epochs: 1,
         min_proposals_bps: 5_000,
         jail_slash_bps: 1_000,
+        rotate_committees: true,
     }
 }
 
@@ -388,6 +389,43 @@ fn blocks_without_a_named_proposer_jail_no_one() {
             None
         );
     }
+}
+
+#[test]
+fn without_rotation_the_genesis_committee_signs_and_is_judged_and_the_elected_are_not() {
+    let (a, b, newcomer) = (Val::new(1), Val::new(2), Val::new(3));
+    let mut g = genesis(
+        &[a.account(), b.account(), newcomer.account()],
+        TaskParams::default(),
+        common::T0,
+    );
+    g.params.validators = ValidatorParams {
+        rotate_committees: false,
+        ..params()
+    };
+    g.validators = [&a, &b]
+        .iter()
+        .map(|v| GenesisValidator {
+            account: v.account(),
+            identity: v.identity(),
+            p2p: v.p2p(),
+            stake: MIN_STAKE,
+        })
+        .collect();
+    let mut net = Net::from_genesis(g, ModelSource::none());
+    let bond = net.tx(&newcomer.key, newcomer.bond(5 * MIN_STAKE));
+    net.ok(&[bond]);
+    let genesis_ids = sorted(&[&a, &b]);
+    run_to(&mut net, 5 * EPOCH + 1, &genesis_ids);
+    // Elected from the first snapshot on, the newcomer never signs: it is neither judged for
+    // not proposing nor paid; the genesis committee signs every epoch.
+    assert!(members(&net, 3).contains(&newcomer.identity()));
+    for epoch in 0..5 {
+        let signing = net.chain.signing_committee(epoch).unwrap().unwrap();
+        assert_eq!(signing.epoch, 0);
+    }
+    let v = net.chain.validator(&newcomer.account()).unwrap().unwrap();
+    assert_eq!((v.jailed_through, v.bonded), (None, 5 * MIN_STAKE));
 }
 
 #[test]

@@ -16,7 +16,9 @@
 //! protocol's share of task fees) is paid to the members that were not jailed, pro rata to the
 //! stake the snapshot recorded.
 //!
-//! Everything here runs only on chains whose genesis names validators.
+//! Everything here runs only on chains whose genesis names validators. Until nodes reshare the
+//! threshold key (`rotate_committees`), the genesis committee signs, is judged and is paid in
+//! every epoch, and the snapshots only record whom stake elects.
 
 use serde::{Deserialize, Serialize};
 use verity_types::{Address, Amount, ValidatorIdentity};
@@ -47,6 +49,12 @@ pub struct ValidatorParams {
     pub min_proposals_bps: u32,
     /// Share of a jailed validator's bond that is burned, in basis points.
     pub jail_slash_bps: u32,
+    /// Whether each epoch is signed by the committee elected for it. Taking over consensus
+    /// needs the threshold key reshared to the new committee, which nodes of this release do
+    /// not run yet (they refuse a genesis with it): without it the genesis committee signs
+    /// every epoch, is judged and paid, and snapshots record whom stake would elect.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rotate_committees: bool,
 }
 
 impl Default for ValidatorParams {
@@ -59,6 +67,7 @@ impl Default for ValidatorParams {
             jail_epochs: 1,
             min_proposals_bps: 2_500,
             jail_slash_bps: 100,
+            rotate_committees: false,
         }
     }
 }
@@ -243,9 +252,18 @@ pub fn participants(state: &Overlay<'_>, epoch: u64) -> Result<Option<Committee>
     state.get_json(Table::Staking, &committee_key(epoch), "committee")
 }
 
-/// The committee that signs `epoch`: the participants of the epoch before (genesis for 0).
-pub fn signing(state: &Overlay<'_>, epoch: u64) -> Result<Option<Committee>, StateError> {
-    participants(state, epoch.saturating_sub(1))
+/// The committee that signs `epoch`: the participants of the epoch before (genesis for 0), or
+/// the genesis committee throughout when committees do not rotate.
+pub fn signing(
+    state: &Overlay<'_>,
+    params: &ValidatorParams,
+    epoch: u64,
+) -> Result<Option<Committee>, StateError> {
+    if params.rotate_committees {
+        participants(state, epoch.saturating_sub(1))
+    } else {
+        participants(state, 0)
+    }
 }
 
 /// Blocks `identity` proposed in `epoch`.
@@ -540,8 +558,8 @@ fn snapshot(
 /// pays out the fee pool to the others.
 fn close_epoch(state: &mut Overlay<'_>, ctx: &BlockCtx<'_>, epoch: u64) -> Result<(), StateError> {
     let params = &ctx.genesis.params.validators;
-    let committee =
-        signing(state, epoch)?.ok_or(StateError::Corrupt("an epoch has no signing committee"))?;
+    let committee = signing(state, params, epoch)?
+        .ok_or(StateError::Corrupt("an epoch has no signing committee"))?;
     let mut paid = Vec::with_capacity(committee.members.len());
     // Only an epoch whose every block named its proposer is judged: a chain driven without
     // proposers (tests of other modules) jails no one.
