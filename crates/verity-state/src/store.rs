@@ -26,10 +26,12 @@ pub enum Table {
     Disputes,
     /// Contributed files, proof jobs, data verifiers and DAT balances.
     Data,
+    /// Validator bonds, committees and proposal counts.
+    Validators,
 }
 
 impl Table {
-    pub const ALL: [Table; 13] = [
+    pub const ALL: [Table; 14] = [
         Table::Meta,
         Table::Accounts,
         Table::Receipts,
@@ -43,6 +45,7 @@ impl Table {
         Table::Schedule,
         Table::Disputes,
         Table::Data,
+        Table::Validators,
     ];
 
     fn name(self) -> &'static str {
@@ -60,6 +63,7 @@ impl Table {
             Table::Schedule => "schedule",
             Table::Disputes => "disputes",
             Table::Data => "data",
+            Table::Validators => "validators",
         }
     }
 

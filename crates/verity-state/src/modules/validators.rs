@@ -213,11 +213,11 @@ pub fn enabled(genesis: &Genesis) -> bool {
 }
 
 pub fn get(state: &Overlay<'_>, account: &Address) -> Result<Option<Validator>, StateError> {
-    state.get_json(Table::Staking, &validator_key(account), "validator")
+    state.get_json(Table::Validators, &validator_key(account), "validator")
 }
 
 fn put(state: &mut Overlay<'_>, validator: &Validator) {
-    state.put_json(Table::Staking, validator_key(&validator.account), validator);
+    state.put_json(Table::Validators, validator_key(&validator.account), validator);
 }
 
 /// The account that bonded `identity`, if any.
@@ -226,7 +226,7 @@ pub fn account_of(
     identity: &ValidatorIdentity,
 ) -> Result<Option<Address>, StateError> {
     state
-        .get(Table::Staking, &identity_key(identity))?
+        .get(Table::Validators, &identity_key(identity))?
         .map(|bytes| {
             bytes
                 .try_into()
@@ -239,7 +239,7 @@ pub fn account_of(
 /// Every validator ever bonded, in account order.
 pub fn all(state: &Overlay<'_>) -> Result<Vec<Validator>, StateError> {
     state
-        .scan_prefix(Table::Staking, VALIDATOR, usize::MAX)?
+        .scan_prefix(Table::Validators, VALIDATOR, usize::MAX)?
         .into_iter()
         .map(|(_, bytes)| {
             serde_json::from_slice(&bytes).map_err(|_| StateError::Corrupt("validator record"))
@@ -249,7 +249,7 @@ pub fn all(state: &Overlay<'_>) -> Result<Vec<Validator>, StateError> {
 
 /// The participants of `epoch`, once chosen: genesis for epochs 0 and 1, a snapshot after.
 pub fn participants(state: &Overlay<'_>, epoch: u64) -> Result<Option<Committee>, StateError> {
-    state.get_json(Table::Staking, &committee_key(epoch), "committee")
+    state.get_json(Table::Validators, &committee_key(epoch), "committee")
 }
 
 /// The committee that signs `epoch`: the participants of the epoch before (genesis for 0), or
@@ -277,7 +277,7 @@ pub fn proposals(
 
 fn read_count(state: &Overlay<'_>, key: &[u8]) -> Result<u64, StateError> {
     state
-        .get(Table::Staking, key)?
+        .get(Table::Validators, key)?
         .map(|bytes| {
             bytes
                 .try_into()
@@ -289,7 +289,7 @@ fn read_count(state: &Overlay<'_>, key: &[u8]) -> Result<u64, StateError> {
 
 fn bump(state: &mut Overlay<'_>, key: Vec<u8>) -> Result<(), StateError> {
     let count = read_count(state, &key)?.saturating_add(1);
-    state.put(Table::Staking, key, count.to_be_bytes().to_vec());
+    state.put(Table::Validators, key, count.to_be_bytes().to_vec());
     Ok(())
 }
 
@@ -309,7 +309,7 @@ pub fn init_genesis(state: &mut Overlay<'_>, genesis: &Genesis) -> Result<(), St
             },
         );
         state.put(
-            Table::Staking,
+            Table::Validators,
             identity_key(&v.identity),
             v.account.0.to_vec(),
         );
@@ -323,7 +323,7 @@ pub fn init_genesis(state: &mut Overlay<'_>, genesis: &Genesis) -> Result<(), St
     members.sort_by_key(|m| m.identity);
     for epoch in [0, 1] {
         state.put_json(
-            Table::Staking,
+            Table::Validators,
             committee_key(epoch),
             &Committee {
                 epoch,
@@ -426,7 +426,7 @@ pub fn bond(
     validator.p2p = p2p.to_string();
     accounts::debit(state, account, amount)?;
     put(state, &validator);
-    state.put(Table::Staking, identity_key(identity), account.0.to_vec());
+    state.put(Table::Validators, identity_key(identity), account.0.to_vec());
     Ok(())
 }
 
@@ -543,7 +543,7 @@ fn snapshot(
     }
     members.sort_by_key(|m| m.identity);
     state.put_json(
-        Table::Staking,
+        Table::Validators,
         committee_key(epoch),
         &Committee {
             epoch,
