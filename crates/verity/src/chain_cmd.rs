@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _, Result};
-use clap::{Args, Subcommand};
+use clap::Args;
 use verity_client::api::TxStatus;
 use verity_client::{Client, PageRequest};
 use verity_node::{
@@ -18,6 +18,7 @@ use verity_types::{AccountKey, Action, Address, Hash, Mode, ONE_TOKEN};
 
 use crate::tokens;
 
+pub(crate) use crate::commands::keys::{keys_dir, load_devnet_key, load_key};
 pub(crate) use verity_types::write_secret;
 
 /// The chain id `verity devnet` uses.
@@ -182,7 +183,7 @@ pub(crate) fn spawn_workers(
     let mut all = Vec::new();
     for i in 0..count as usize {
         let dir = home.join(format!("worker-{i}"));
-        let account = load_key_file(&dir.join("account.key"))?;
+        let account = load_devnet_key(&dir.join("account.key"))?;
         let stats = Arc::new(verity_worker::WorkerStats::default());
         let config = verity_worker::WorkerConfig {
             api: apis[i % apis.len()].to_string(),
@@ -307,27 +308,6 @@ pub struct GenesisArgs {
     /// Blocks per epoch.
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..))]
     epoch_blocks: u64,
-}
-
-#[derive(Subcommand)]
-pub enum KeysCommand {
-    /// Create an account key, saved with mode 0600.
-    New {
-        name: String,
-        #[arg(long, env = "VERITY_KEYS")]
-        keys_dir: Option<PathBuf>,
-    },
-    /// List saved keys and their addresses.
-    List {
-        #[arg(long, env = "VERITY_KEYS")]
-        keys_dir: Option<PathBuf>,
-    },
-    /// Show a key's address.
-    Show {
-        name: String,
-        #[arg(long, env = "VERITY_KEYS")]
-        keys_dir: Option<PathBuf>,
-    },
 }
 
 #[derive(Args)]
@@ -498,7 +478,7 @@ pub(crate) async fn spawn_challengers(
     for i in 0..count as usize {
         let path = home.join(format!("challenger-{i}")).join("account.key");
         let account = if path.exists() {
-            load_key_file(&path)?
+            load_devnet_key(&path)?
         } else {
             let key = AccountKey::generate();
             write_secret(&path, key.secret_hex().as_bytes())?;
@@ -574,8 +554,7 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
             Some(GENESIS_VALIDATOR_STAKE),
         )?;
     }
-    let dev = AccountKey::from_hex(&std::fs::read_to_string(&dev_key_path)?)
-        .context("reading the dev account key")?;
+    let dev = load_devnet_key(&dev_key_path).context("reading the dev account key")?;
     let mut configs = run::NodeConfig::load_all(&node_configs(&home)?)?;
     for config in &mut configs {
         config.ipfs.clone_from(&args.ipfs);
@@ -741,7 +720,7 @@ pub(crate) async fn wait_for_data_verifiers(
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     for i in 0..count {
         let worker =
-            load_key_file(&home.join(format!("worker-{i}")).join("account.key"))?.address();
+            load_devnet_key(&home.join(format!("worker-{i}")).join("account.key"))?.address();
         loop {
             let serving = client
                 .data_verifier(&worker)
@@ -942,75 +921,6 @@ fn genesis_policy(args: &GenesisArgs) -> Result<verity_tee::Policy> {
         (false, false) => Ok(verity_tee::Policy::strict(&measurements)),
         (true, false) => bail!("name the enclave measurements this network accepts with --measurement KIND=HEX (repeatable), or pass --allow-any-measurement to accept any code in any TEE"),
         (false, true) => bail!("--measurement and --allow-any-measurement contradict each other"),
-    }
-}
-
-pub(crate) fn keys_dir(dir: Option<PathBuf>) -> PathBuf {
-    dir.unwrap_or_else(|| PathBuf::from(".verity/keys"))
-}
-
-pub fn keys(cmd: KeysCommand) -> Result<()> {
-    match cmd {
-        KeysCommand::New {
-            name,
-            keys_dir: dir,
-        } => {
-            let dir = keys_dir(dir);
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                bail!("key names use letters, digits, '-' and '_'");
-            }
-            std::fs::create_dir_all(&dir)?;
-            let path = dir.join(format!("{name}.key"));
-            if path.exists() {
-                bail!("{} already exists; not overwriting a key", path.display());
-            }
-            let key = AccountKey::generate();
-            write_secret(&path, key.secret_hex().as_bytes())?;
-            outln!("{}  {}", key.address(), path.display());
-        }
-        KeysCommand::List { keys_dir: dir } => {
-            let dir = keys_dir(dir);
-            let mut entries: Vec<_> = std::fs::read_dir(&dir)
-                .with_context(|| format!("reading {}", dir.display()))?
-                .filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "key"))
-                .collect();
-            entries.sort();
-            for path in entries {
-                let key = load_key_file(&path)?;
-                let name = path.file_stem().unwrap_or_default().to_string_lossy();
-                outln!("{name}  {}", key.address());
-            }
-        }
-        KeysCommand::Show {
-            name,
-            keys_dir: dir,
-        } => {
-            let key = load_key(&name, &keys_dir(dir))?;
-            outln!("{}", key.address());
-        }
-    }
-    Ok(())
-}
-
-pub(crate) fn load_key_file(path: &Path) -> Result<AccountKey> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    AccountKey::from_hex(&text).with_context(|| format!("{} is not an account key", path.display()))
-}
-
-/// A key by name in the keys directory, or by path.
-pub(crate) fn load_key(name_or_path: &str, dir: &Path) -> Result<AccountKey> {
-    let by_name = dir.join(format!("{name_or_path}.key"));
-    if by_name.exists() {
-        load_key_file(&by_name)
-    } else {
-        load_key_file(Path::new(name_or_path))
     }
 }
 

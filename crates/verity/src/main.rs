@@ -13,6 +13,7 @@ mod data_cmd;
 mod dataset_cmd;
 mod dispute_cmd;
 mod infer_cmd;
+mod keystore;
 mod shutdown;
 mod task_cmd;
 mod tokens;
@@ -46,7 +47,7 @@ enum Command {
     Genesis(chain_cmd::GenesisArgs),
     /// Account keys (secp256k1, Ethereum-style addresses).
     #[command(subcommand)]
-    Keys(chain_cmd::KeysCommand),
+    Keys(commands::keys::KeysCommand),
     /// Validators: bond stake for a consensus identity, unbond it, see the committees.
     #[command(subcommand)]
     Validator(commands::validator::ValidatorCommand),
@@ -105,7 +106,7 @@ fn main() -> ExitCode {
         Command::Devnet(args) => chain_cmd::devnet(args),
         Command::Node(args) => chain_cmd::node(args),
         Command::Genesis(args) => chain_cmd::genesis(args),
-        Command::Keys(cmd) => chain_cmd::keys(cmd),
+        Command::Keys(cmd) => commands::keys::run(cmd),
         Command::Validator(cmd) => commands::validator::run(cmd),
         Command::Transfer(args) => chain_cmd::transfer(args),
         Command::Account(args) => chain_cmd::account(args),

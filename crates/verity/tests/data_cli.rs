@@ -28,8 +28,15 @@ fn a_contributor_encrypts_and_decrypts_with_their_key_only() {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let keys = path("keys");
-    ok(&["keys", "new", "alice", "--keys-dir", &keys]);
-    ok(&["keys", "new", "mallory", "--keys-dir", &keys]);
+    ok(&["keys", "new", "alice", "--unencrypted", "--keys-dir", &keys]);
+    ok(&[
+        "keys",
+        "new",
+        "mallory",
+        "--unencrypted",
+        "--keys-dir",
+        &keys,
+    ]);
     let data = b"id,text,label\n1,good,1\n2,bad,0\n";
     std::fs::write(path("data.csv"), data).unwrap();
 

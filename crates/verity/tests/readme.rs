@@ -1,10 +1,10 @@
 //! The README's walkthrough as a test: every block fenced as ` ```sh walkthrough ` is read from
 //! README.md (not copied here, so the two cannot drift) and run in order, in one bash, as a user
-//! would run it from the repository's root with `verity devnet` in another terminal. Two things
-//! differ from a user's terminal, both set from outside the text: the devnet, the gateway and the
+//! would run it from the repository's root with `verity devnet` in another terminal. Three things
+//! differ from a user's terminal, all set from outside the text: the devnet, the gateway and the
 //! benchmarks' throwaway networks listen on ports this test chooses (`VERITY_NODE`,
-//! `VERITY_GATEWAY_LISTEN`, `VERITY_BENCH_*_PORT`),
-//! and the benchmarks run at a small count. Then the devnet gets Ctrl-C and is started again on
+//! `VERITY_GATEWAY_LISTEN`, `VERITY_BENCH_*_PORT`), the passphrase a user types for a new key
+//! comes from a file (`VERITY_PASSWORD_FILE`), and the benchmarks run at a small count. Then the devnet gets Ctrl-C and is started again on
 //! the same home, and must resume the same chain with the walkthrough's task on it.
 
 mod common;
@@ -109,6 +109,10 @@ fn height(root: &Path, node: &str) -> u64 {
     status["height"].as_u64().unwrap()
 }
 
+/// Ports the test takes from one base, API and p2p each: the devnet's 4 validators and data
+/// verifier, the gateway, and a benchmark network's 5.
+const PORTS: u16 = 12;
+
 /// How long the whole walkthrough may take: it takes about 4 minutes alone on a 2-core machine.
 const WALKTHROUGH_LIMIT: Duration = Duration::from_secs(900);
 
@@ -124,6 +128,7 @@ fn run_walkthrough(
 ) -> String {
     use std::os::unix::process::CommandExt;
     let (out, err) = (root.join("walkthrough.out"), root.join("walkthrough.err"));
+    std::fs::write(root.join("passphrase"), "a passphrase a user would type\n").unwrap();
     let mut run = Command::new("bash")
         .arg("walkthrough.sh")
         .current_dir(root)
@@ -131,6 +136,7 @@ fn run_walkthrough(
         .env("VERITY_BENCH_API_PORT", bench_api.to_string())
         .env("VERITY_BENCH_P2P_PORT", bench_p2p.to_string())
         .env("VERITY_GATEWAY_LISTEN", gateway)
+        .env("VERITY_PASSWORD_FILE", root.join("passphrase"))
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out).unwrap())
         .stderr(std::fs::File::create(&err).unwrap())
@@ -208,15 +214,17 @@ fn the_readme_walkthrough_runs_as_written_and_the_devnet_resumes_after_ctrl_c() 
     let log = root.path().join("devnet.out");
     let (mut devnet, api, p2p) = (0..common::PORT_ATTEMPTS)
         .find_map(|attempt| {
-            let (api, p2p) = common::ports(5, 4_441, attempt);
+            let (api, p2p) = common::ports(PORTS, 4_441, attempt);
             let _ = std::fs::remove_dir_all(root.path().join(".verity/devnet"));
             let mut devnet = start_devnet(root.path(), api, p2p, &log);
             wait_ready(&mut devnet, &log).then_some((devnet, api, p2p))
         })
         .expect("every set of ports tried was taken");
     let node = format!("http://127.0.0.1:{api}");
-    let (bench_api, bench_p2p) = common::ports(5, 4_447, 0);
-    let gateway = format!("127.0.0.1:{}", common::ports(1, 4_453, 0).0);
+    // One block of ports for everything, so none can fall on another's: the devnet's APIs and
+    // its data verifier (api..api+4), the gateway, the benchmarks' throwaway networks.
+    let (bench_api, bench_p2p) = (api + 6, p2p + 6);
+    let gateway = format!("127.0.0.1:{}", api + 5);
 
     let stdout = run_walkthrough(root.path(), &node, (bench_api, bench_p2p), &gateway);
     // What the walkthrough's commands say, beyond succeeding.

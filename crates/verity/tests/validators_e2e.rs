@@ -51,7 +51,10 @@ fn status_of(list: &Value, identity: &str) -> Option<String> {
 /// A funded key named `name` under `keys`; its address.
 fn funded_key(node: &str, devnet: &Path, keys: &Path, name: &str) -> String {
     let dir = keys.to_str().unwrap();
-    ok(node, &["keys", "new", name, "--keys-dir", dir]);
+    ok(
+        node,
+        &["keys", "new", name, "--unencrypted", "--keys-dir", dir],
+    );
     let address = ok(node, &["keys", "show", name, "--keys-dir", dir])
         .trim()
         .to_string();

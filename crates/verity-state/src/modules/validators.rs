@@ -217,7 +217,11 @@ pub fn get(state: &Overlay<'_>, account: &Address) -> Result<Option<Validator>, 
 }
 
 fn put(state: &mut Overlay<'_>, validator: &Validator) {
-    state.put_json(Table::Validators, validator_key(&validator.account), validator);
+    state.put_json(
+        Table::Validators,
+        validator_key(&validator.account),
+        validator,
+    );
 }
 
 /// The account that bonded `identity`, if any.
@@ -426,7 +430,11 @@ pub fn bond(
     validator.p2p = p2p.to_string();
     accounts::debit(state, account, amount)?;
     put(state, &validator);
-    state.put(Table::Validators, identity_key(identity), account.0.to_vec());
+    state.put(
+        Table::Validators,
+        identity_key(identity),
+        account.0.to_vec(),
+    );
     Ok(())
 }
 

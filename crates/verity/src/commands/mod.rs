@@ -2,5 +2,6 @@
 
 pub mod chat;
 pub mod gateway;
+pub mod keys;
 pub mod language;
 pub mod validator;

@@ -1,0 +1,341 @@
+//! `verity keys`: account keys on disk, encrypted with a passphrase (Web3 Secret Storage v3,
+//! the keystore geth, MetaMask and `eth_account` use), and the helpers every command loads its
+//! `--from` key with.
+//!
+//! A key file is a keystore (JSON) or, as older releases and the devnet write them, the key's
+//! hex; a hex file still works and says so. The passphrase comes from `--password-file`, else
+//! from the file `VERITY_PASSWORD_FILE` names, else it is asked for on the terminal.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use anyhow::{bail, Context as _, Result};
+use clap::Subcommand;
+use verity_types::{write_secret, AccountKey};
+
+use crate::keystore::{Keystore, ScryptCost, STANDARD_SCRYPT};
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Create an account key, encrypted with a passphrase, saved with mode 0600.
+    New {
+        name: String,
+        #[arg(long, env = "VERITY_KEYS")]
+        keys_dir: Option<PathBuf>,
+        /// A file whose first line is the passphrase (else VERITY_PASSWORD_FILE, else asked).
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// Store the key unencrypted (hex): for throwaway test keys only.
+        #[arg(long)]
+        unencrypted: bool,
+    },
+    /// Store a key you already have under NAME, encrypted.
+    Import {
+        name: String,
+        /// A keystore file (geth, MetaMask, eth_account): kept as it is, after its passphrase
+        /// is checked.
+        #[arg(
+            long,
+            value_name = "FILE",
+            conflicts_with = "hex",
+            required_unless_present = "hex"
+        )]
+        keystore: Option<PathBuf>,
+        /// A file holding the private key as hex (`-` reads it from standard input): encrypted
+        /// with a new passphrase.
+        #[arg(long, value_name = "FILE")]
+        hex: Option<PathBuf>,
+        #[arg(long, env = "VERITY_KEYS")]
+        keys_dir: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// Write a key as a keystore file that geth, MetaMask and eth_account open.
+    Export {
+        /// A key name in the keys directory, or a key file.
+        name: String,
+        #[arg(long, value_name = "FILE")]
+        keystore: PathBuf,
+        #[arg(long, env = "VERITY_KEYS")]
+        keys_dir: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// List saved keys and their addresses (no passphrase needed).
+    List {
+        #[arg(long, env = "VERITY_KEYS")]
+        keys_dir: Option<PathBuf>,
+    },
+    /// Show a key's address (no passphrase needed).
+    Show {
+        name: String,
+        #[arg(long, env = "VERITY_KEYS")]
+        keys_dir: Option<PathBuf>,
+    },
+}
+
+/// The keystore cost new keys are written with; `VERITY_KEYSTORE_LIGHT` lowers it for tests
+/// that create many keys (the format is the same).
+fn write_cost() -> ScryptCost {
+    if std::env::var_os("VERITY_KEYSTORE_LIGHT").is_some() {
+        ScryptCost {
+            log_n: 10,
+            r: 8,
+            p: 1,
+        }
+    } else {
+        STANDARD_SCRYPT
+    }
+}
+
+pub fn run(cmd: KeysCommand) -> Result<()> {
+    match cmd {
+        KeysCommand::New {
+            name,
+            keys_dir: dir,
+            password_file,
+            unencrypted,
+        } => {
+            let path = new_key_path(&keys_dir(dir), &name)?;
+            let key = AccountKey::generate();
+            if unencrypted {
+                write_secret(&path, key.secret_hex().as_bytes())?;
+            } else {
+                let passphrase = new_passphrase(password_file.as_deref())?;
+                write_keystore(&path, &Keystore::encrypt(&key, &passphrase, write_cost()))?;
+            }
+            outln!("{}  {}", key.address(), path.display());
+        }
+        KeysCommand::Import {
+            name,
+            keystore,
+            hex,
+            keys_dir: dir,
+            password_file,
+        } => {
+            let path = new_key_path(&keys_dir(dir), &name)?;
+            let address = match (keystore, hex) {
+                (Some(file), _) => {
+                    let text = std::fs::read(&file)
+                        .with_context(|| format!("reading {}", file.display()))?;
+                    let parsed = Keystore::parse(&text)
+                        .with_context(|| format!("{} is not a keystore", file.display()))?;
+                    let passphrase = passphrase_for(&file, password_file.as_deref())?;
+                    let key = parsed
+                        .decrypt(&passphrase)
+                        .with_context(|| format!("opening {}", file.display()))?;
+                    write_secret(&path, &text)?;
+                    key.address()
+                }
+                (None, Some(file)) => {
+                    let mut text = String::new();
+                    if file == Path::new("-") {
+                        std::io::stdin().read_to_string(&mut text)?;
+                    } else {
+                        text = std::fs::read_to_string(&file)
+                            .with_context(|| format!("reading {}", file.display()))?;
+                    }
+                    let key = AccountKey::from_hex(text.trim())
+                        .context("the hex is not a secp256k1 private key")?;
+                    let passphrase = new_passphrase(password_file.as_deref())?;
+                    write_keystore(&path, &Keystore::encrypt(&key, &passphrase, write_cost()))?;
+                    key.address()
+                }
+                (None, None) => bail!("name the key to import with --keystore or --hex"),
+            };
+            outln!("{address}  {}", path.display());
+        }
+        KeysCommand::Export {
+            name,
+            keystore,
+            keys_dir: dir,
+            password_file,
+        } => {
+            let source = key_path(&name, &keys_dir(dir));
+            let text =
+                std::fs::read(&source).with_context(|| format!("reading {}", source.display()))?;
+            if Keystore::parse(&text).is_ok() {
+                write_secret(&keystore, &text)?;
+            } else {
+                let key = load_key_file(&source)?;
+                let passphrase = new_passphrase(password_file.as_deref())?;
+                write_keystore(
+                    &keystore,
+                    &Keystore::encrypt(&key, &passphrase, write_cost()),
+                )?;
+            }
+            outln!("{}", keystore.display());
+        }
+        KeysCommand::List { keys_dir: dir } => {
+            let dir = keys_dir(dir);
+            let mut entries: Vec<_> = std::fs::read_dir(&dir)
+                .with_context(|| format!("reading {}", dir.display()))?
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "key"))
+                .collect();
+            entries.sort();
+            for path in entries {
+                let name = path.file_stem().unwrap_or_default().to_string_lossy();
+                outln!("{name}  {}", key_address(&path)?);
+            }
+        }
+        KeysCommand::Show {
+            name,
+            keys_dir: dir,
+        } => {
+            outln!("{}", key_address(&key_path(&name, &keys_dir(dir)))?);
+        }
+    }
+    Ok(())
+}
+
+fn new_key_path(dir: &Path, name: &str) -> Result<PathBuf> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        bail!("key names use letters, digits, '-' and '_'");
+    }
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("{name}.key"));
+    if path.exists() {
+        bail!("{} already exists; not overwriting a key", path.display());
+    }
+    Ok(path)
+}
+
+fn write_keystore(path: &Path, keystore: &Keystore) -> Result<()> {
+    write_secret(path, &serde_json::to_vec_pretty(keystore)?)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+pub(crate) fn keys_dir(dir: Option<PathBuf>) -> PathBuf {
+    dir.unwrap_or_else(|| PathBuf::from(".verity/keys"))
+}
+
+/// A key name in the keys directory, or a path.
+fn key_path(name_or_path: &str, dir: &Path) -> PathBuf {
+    let by_name = dir.join(format!("{name_or_path}.key"));
+    if by_name.exists() {
+        by_name
+    } else {
+        PathBuf::from(name_or_path)
+    }
+}
+
+/// A key by name in the keys directory, or by path; asks for its passphrase if it has one.
+pub(crate) fn load_key(name_or_path: &str, dir: &Path) -> Result<AccountKey> {
+    load_key_file(&key_path(name_or_path, dir))
+}
+
+/// A key file: a keystore (opened with its passphrase) or plain hex (with a warning).
+pub(crate) fn load_key_file(path: &Path) -> Result<AccountKey> {
+    let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if let Ok(keystore) = Keystore::parse(&text) {
+        let passphrase = passphrase_for(path, None)?;
+        return keystore
+            .decrypt(&passphrase)
+            .with_context(|| format!("opening {}", path.display()));
+    }
+    let key = std::str::from_utf8(&text)
+        .ok()
+        .and_then(|hex| AccountKey::from_hex(hex).ok())
+        .with_context(|| {
+            format!(
+                "{} is neither a keystore nor an account key in hex",
+                path.display()
+            )
+        })?;
+    warn_unencrypted(path);
+    Ok(key)
+}
+
+/// Loads a key the devnet itself wrote (unencrypted, on purpose): no warning.
+pub(crate) fn load_devnet_key(path: &Path) -> Result<AccountKey> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    AccountKey::from_hex(&text).with_context(|| format!("{} is not an account key", path.display()))
+}
+
+fn warn_unencrypted(path: &Path) {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        eprintln!(
+            "warning: {} holds an unencrypted key; `verity keys import NAME --hex {}` stores it \
+             encrypted",
+            path.display(),
+            path.display()
+        );
+    });
+}
+
+/// A key file's address, without its passphrase where the file states it.
+fn key_address(path: &Path) -> Result<String> {
+    let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if let Ok(keystore) = Keystore::parse(&text) {
+        if let Some(address) = keystore.stated_address() {
+            let parsed: verity_types::Address = address
+                .parse()
+                .with_context(|| format!("{}: its address", path.display()))?;
+            return Ok(parsed.to_string());
+        }
+    }
+    Ok(load_key_file(path)?.address().to_string())
+}
+
+/// The passphrase of `path`: `--password-file`, else `VERITY_PASSWORD_FILE`, else asked.
+fn passphrase_for(path: &Path, file: Option<&Path>) -> Result<Vec<u8>> {
+    if let Some(passphrase) = passphrase_from_file(file)? {
+        return Ok(passphrase);
+    }
+    rpassword::prompt_password(format!("passphrase for {}: ", path.display()))
+        .map(String::into_bytes)
+        .map_err(|_| no_terminal(&format!("{} is encrypted", path.display())))
+}
+
+/// A passphrase for a new keystore, asked twice on a terminal.
+fn new_passphrase(file: Option<&Path>) -> Result<Vec<u8>> {
+    if let Some(passphrase) = passphrase_from_file(file)? {
+        if passphrase.is_empty() {
+            bail!("the password file is empty; a keystore needs a passphrase");
+        }
+        return Ok(passphrase);
+    }
+    let ask = |prompt: &str| {
+        rpassword::prompt_password(prompt)
+            .map_err(|_| no_terminal("a new key is encrypted with a passphrase"))
+    };
+    let first = ask("passphrase for the new key: ")?;
+    if first.is_empty() {
+        bail!("a keystore needs a passphrase");
+    }
+    if ask("again: ")? != first {
+        bail!("the passphrases differ");
+    }
+    Ok(first.into_bytes())
+}
+
+fn passphrase_from_file(file: Option<&Path>) -> Result<Option<Vec<u8>>> {
+    let file = match file {
+        Some(file) => file.to_path_buf(),
+        None => match std::env::var_os("VERITY_PASSWORD_FILE") {
+            Some(file) => PathBuf::from(file),
+            None => return Ok(None),
+        },
+    };
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("reading the password file {}", file.display()))?;
+    Ok(Some(
+        text.lines().next().unwrap_or_default().as_bytes().to_vec(),
+    ))
+}
+
+fn no_terminal(why: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{why}, and there is no terminal to ask for its passphrase: give --password-file FILE \
+         or set VERITY_PASSWORD_FILE"
+    )
+}
