@@ -1434,15 +1434,25 @@ async fn get_nonce(State(state): State<ApiState>) -> ApiResult<verity_state::Att
 async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     let mut body = (state.metrics)();
     let node = &state.node;
+    let height = node.chain.height().unwrap_or(0);
+    let finalized = node.finalized_tip.load(Ordering::Relaxed);
     body.push_str(&format!(
-        "# TYPE verity_height gauge\nverity_height {}\n# TYPE verity_finalized_height gauge\nverity_finalized_height {}\n# TYPE verity_mempool_size gauge\nverity_mempool_size {}\n# TYPE verity_halted gauge\nverity_halted {}\n# TYPE verity_refused_proposals counter\nverity_refused_proposals {}\n# TYPE verity_equivocation_evidence gauge\nverity_equivocation_evidence {}\n",
-        node.chain.height().unwrap_or(0),
-        node.finalized_tip.load(Ordering::Relaxed),
+        "# TYPE verity_height gauge\nverity_height {}\n# TYPE verity_finalized_height gauge\nverity_finalized_height {}\n# HELP verity_execution_lag_blocks finalized blocks not executed yet\n# TYPE verity_execution_lag_blocks gauge\nverity_execution_lag_blocks {}\n# TYPE verity_mempool_size gauge\nverity_mempool_size {}\n# TYPE verity_halted gauge\nverity_halted {}\n# TYPE verity_refused_proposals counter\nverity_refused_proposals {}\n# TYPE verity_equivocation_evidence gauge\nverity_equivocation_evidence {}\n",
+        height,
+        finalized,
+        finalized.saturating_sub(height),
         node.mempool.lock().expect("mempool lock").len(),
         u8::from(node.halted.load(Ordering::Relaxed)),
         node.refused_proposals.load(Ordering::Relaxed),
         node.evidence.lock().expect("evidence lock").len(),
     ));
+    if let Ok((_, epoch, committee, _)) = epoch_committees(&state) {
+        body.push_str(&format!(
+            "# TYPE verity_epoch gauge\nverity_epoch {epoch}\n# HELP verity_committee_size validators signing this epoch\n# TYPE verity_committee_size gauge\nverity_committee_size {}\n",
+            committee.members.len()
+        ));
+    }
+    node.metrics.render(&mut body);
     ([("content-type", "text/plain; version=0.0.4")], body)
 }
 

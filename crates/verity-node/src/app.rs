@@ -91,8 +91,10 @@ pub struct NodeState {
     pub halted: AtomicBool,
     /// Proposals this node refused to vote for.
     pub refused_proposals: AtomicU64,
-    /// Equivocation evidence from consensus, kept until validators stake and it can be slashed.
+    /// Equivocation evidence from consensus: logged and kept, not slashable (docs/protocol.md §8).
     pub evidence: Mutex<VecDeque<Equivocation>>,
+    /// What execution did, for `/metrics`.
+    pub metrics: crate::metrics::ExecutionMetrics,
 }
 
 /// A validator signed two conflicting messages for one view.
@@ -130,6 +132,7 @@ impl NodeState {
             halted: Default::default(),
             refused_proposals: AtomicU64::new(0),
             evidence: Mutex::new(VecDeque::new()),
+            metrics: Default::default(),
         });
         (node, gossip)
     }
@@ -582,13 +585,15 @@ pub async fn execute(
             .chain
             .apply_block(&input, |bytes| node.cache.recover(bytes))
         {
-            Ok(Some(verity_state::Applied {
-                record,
-                tasks,
-                disputes,
-                failures,
-                dropped,
-            })) => {
+            Ok(Some(applied)) => {
+                node.metrics.record(&applied);
+                let verity_state::Applied {
+                    record,
+                    tasks,
+                    disputes,
+                    failures,
+                    dropped,
+                } = applied;
                 for (tx, failure) in &failures {
                     debug!(node = %node.label, tx = %tx, error = %failure, "transaction failed");
                 }

@@ -4,6 +4,7 @@ pub mod block;
 pub mod committee;
 pub mod listener;
 pub mod mempool;
+pub mod metrics;
 pub mod model_files;
 pub mod proposal;
 pub mod run;

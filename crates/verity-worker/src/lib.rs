@@ -13,7 +13,7 @@ mod zk;
 
 pub use challenger::{run_challenger, ChallengerConfig};
 pub use data::DataVerifierConfig;
-pub use service::{compute, run, Computed, WorkerConfig, WorkerStats};
+pub use service::{compute, render_metrics, run, Computed, WorkerConfig, WorkerStats};
 pub use verity_tee::produce::TeeSource;
 
 use std::path::Path;

@@ -72,6 +72,52 @@ pub struct WorkerStats {
     pub latency_ms_total: AtomicU64,
 }
 
+/// Workers' counters in Prometheus' text format, each series labelled with its worker.
+pub fn render_metrics(workers: &[(String, Arc<WorkerStats>)]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    type Read = fn(&WorkerStats) -> u64;
+    let metrics: [(&str, &str, &str, Read); 5] = [
+        (
+            "verity_worker_tasks_done_total",
+            "counter",
+            "tasks run to a receipt",
+            |s| s.tasks_done.load(Ordering::Relaxed),
+        ),
+        (
+            "verity_worker_receipts_submitted_total",
+            "counter",
+            "receipts sent to the chain",
+            |s| s.receipts_submitted.load(Ordering::Relaxed),
+        ),
+        (
+            "verity_worker_receipt_batches_total",
+            "counter",
+            "SubmitReceipts transactions sent",
+            |s| s.batches.load(Ordering::Relaxed),
+        ),
+        (
+            "verity_worker_task_latency_ms_sum",
+            "counter",
+            "milliseconds from seeing an assignment to submitting its receipt, summed (divide by the count for the mean)",
+            |s| s.latency_ms_total.load(Ordering::Relaxed),
+        ),
+        (
+            "verity_worker_task_latency_ms_count",
+            "counter",
+            "tasks the latency sum covers",
+            |s| s.tasks_done.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, kind, help, read) in metrics {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (label, stats) in workers {
+            let _ = writeln!(out, "{name}{{worker=\"{label}\"}} {}", read(stats));
+        }
+    }
+    out
+}
+
 /// A computed result, ready to be signed into a receipt.
 pub struct Computed {
     pub output: Vec<u8>,

@@ -56,6 +56,10 @@ pub struct TransfersArgs {
     /// Print what was measured as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Run proof of stake with epochs of this many blocks (genesis bonds each validator), and
+    /// report the gaps between finalized blocks at epoch boundaries.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(10..))]
+    epoch_blocks: Option<u64>,
     /// The throwaway network's first API port (validator i's is this + i).
     #[arg(long, env = "VERITY_BENCH_API_PORT", default_value_t = 18545)]
     api_port: u16,
@@ -101,10 +105,14 @@ fn transfers(args: TransfersArgs) -> Result<()> {
     let senders: Vec<AccountKey> = (0..args.senders).map(|_| AccountKey::generate()).collect();
     let sink = AccountKey::generate().address();
     let txs = sign_transfers(&senders, args.count, sink);
+    let mut params = default_params();
+    if let Some(blocks) = args.epoch_blocks {
+        params.validators.epoch_blocks = blocks;
+    }
     let chain = Genesis {
         chain_id: BENCH_CHAIN_ID.into(),
         genesis_time_ms: now_ms(),
-        params: default_params(),
+        params,
         accounts: senders
             .iter()
             .map(|k| GenesisAccount {
@@ -120,7 +128,8 @@ fn transfers(args: TransfersArgs) -> Result<()> {
         chain,
         args.validators,
         (args.p2p_port, args.api_port),
-        None,
+        args.epoch_blocks
+            .map(|_| crate::chain_cmd::GENESIS_VALIDATOR_STAKE),
     )?;
 
     commonware_runtime::Runner::start(run::runner(&home.join("consensus")), |context| async move {
@@ -153,13 +162,16 @@ fn transfers(args: TransfersArgs) -> Result<()> {
             concurrency: args.concurrency,
             window: None,
         };
-        let (report, blocks) = measure(&started[0].node, &clients, txs, load).await?;
+        let (report, blocks, gaps) = measure(&started[0].node, &clients, txs, load).await?;
+        let boundaries = args.epoch_blocks.and_then(|b| BoundaryGaps::of(&gaps, b));
         let caches = match args.shared_cache {
             true => "one shared signature cache",
             false => "a signature cache each",
         };
         if args.json {
-            outln!("{}", serde_json::to_string(&report)?);
+            let mut json = serde_json::to_value(&report)?;
+            json["boundaries"] = serde_json::to_value(&boundaries)?;
+            outln!("{json}");
         } else {
             outln!(
                 "verity bench transfers: {} validators ({caches}), {} transfers, {} senders, offered load {pace}",
@@ -182,6 +194,17 @@ fn transfers(args: TransfersArgs) -> Result<()> {
                 report.steady_per_s
             );
             report.latency.print();
+            if let Some(b) = &boundaries {
+                outln!(
+                    "  epochs:      {} boundaries crossed; longest gap between finalized blocks at one {} ms, {:.1}x the median gap of {} ms",
+                    b.crossed,
+                    b.longest_at_boundary_ms,
+                    b.longest_at_boundary_ms as f64 / b.median_gap_ms.max(1) as f64,
+                    b.median_gap_ms
+                );
+            } else if args.epoch_blocks.is_some() {
+                outln!("  epochs:      no epoch boundary was crossed while the transfers ran");
+            }
         }
         use commonware_runtime::Spawner as _;
         let _ = context.stop(0, Some(Duration::from_secs(10))).await;
@@ -353,12 +376,41 @@ pub(crate) fn spawn_submitter(
     })
 }
 
+/// How long finalized blocks took to follow one another across epoch boundaries.
+#[derive(Serialize)]
+struct BoundaryGaps {
+    crossed: usize,
+    longest_at_boundary_ms: u128,
+    median_gap_ms: u128,
+}
+
+impl BoundaryGaps {
+    /// From each observed block's height and the time since the block before it; a boundary
+    /// is the first block of an epoch. None when no boundary was observed.
+    fn of(gaps: &[(u64, Duration)], epoch_blocks: u64) -> Option<Self> {
+        let at_boundary: Vec<Duration> = gaps
+            .iter()
+            .filter(|(height, _)| *height > 1 && (height - 1) % epoch_blocks == 0)
+            .map(|(_, gap)| *gap)
+            .collect();
+        let mut all: Vec<Duration> = gaps.iter().map(|(_, gap)| *gap).collect();
+        all.sort();
+        Some(Self {
+            crossed: at_boundary.len(),
+            longest_at_boundary_ms: at_boundary.iter().max()?.as_millis(),
+            median_gap_ms: all[all.len() / 2].as_millis(),
+        })
+    }
+}
+
+/// Submits `txs` and follows `observer`'s finalized blocks until all are in: the report, the
+/// blocks that carried them, and each block's height with the time since the block before.
 async fn measure(
     observer: &Arc<verity_node::app::NodeState>,
     clients: &[Client],
     txs: Vec<(Hash, Vec<u8>)>,
     load: Load,
-) -> Result<(Measured, usize)> {
+) -> Result<(Measured, usize, Vec<(u64, Duration)>)> {
     let total = txs.len();
     let mut blocks = observer.events.subscribe();
     let start = Instant::now();
@@ -370,6 +422,8 @@ async fn measure(
     let mut block_count = 0;
     let mut last_progress = Instant::now();
     let mut finished_at = start;
+    let mut gaps = Vec::new();
+    let mut previous: Option<Instant> = None;
     while latencies.len() < total {
         let record = match tokio::time::timeout(Duration::from_secs(30), blocks.recv()).await {
             Err(_) => {
@@ -384,6 +438,10 @@ async fn measure(
             Ok(Ok(record)) => record,
         };
         let now = Instant::now();
+        if let Some(previous) = previous {
+            gaps.push((record.height, now - previous));
+        }
+        previous = Some(now);
         let times = submitted.lock().expect("submit times");
         let before = latencies.len();
         for hash in &record.tx_hashes {
@@ -425,6 +483,7 @@ async fn measure(
             latency: Latency::of(latencies).expect("at least one transfer"),
         },
         block_count,
+        gaps,
     ))
 }
 

@@ -67,6 +67,10 @@ pub struct DevnetArgs {
     /// (`VERITY_LOG` also brings them back, with its own filter).
     #[arg(long)]
     log: bool,
+    /// Port of the in-process workers' Prometheus metrics (`/metrics`); by default the port
+    /// after the data verifiers' first (8550 with 4 validators).
+    #[arg(long)]
+    worker_metrics_port: Option<u16>,
     /// Blocks per epoch: each epoch's midpoint chooses the committee two epochs ahead by
     /// bonded stake (`verity validator list`). About 100 s at the devnet's pace.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..))]
@@ -592,13 +596,29 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
                 },
                 ipfs: args.ipfs.as_deref(),
             };
-            spawn_workers(
+            let worker_stats = spawn_workers(
                 &home,
                 &apis,
                 args.workers,
                 args.dishonest_workers,
                 data_verifiers,
             )?;
+            let metrics_port = match args.worker_metrics_port {
+                Some(port) => port,
+                None => data_verifiers
+                    .first_port
+                    .checked_add(1)
+                    .context("--api-port: no port is left for the workers' metrics")?,
+            };
+            let worker_metrics = crate::task_cmd::serve_worker_metrics(
+                std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port)),
+                worker_stats
+                    .iter()
+                    .enumerate()
+                    .map(|(i, stats)| (format!("w{i}"), stats.clone()))
+                    .collect(),
+            )
+            .await?;
             spawn_challengers(&home, &apis, &dev, args.challengers).await?;
             // The banner says "ready" only once the setup is final: the dev account's setup
             // transactions are finalized and the workers can take tasks.
@@ -639,6 +659,10 @@ pub fn devnet(args: DevnetArgs) -> Result<()> {
             outln!("  zk model:    {zk_model_id} (digits-mlp-int8, bundled; tee and tee-zk, keys from a local setup)");
             outln!("  language:    {lm_id} ({BUNDLED_LM_NAME}, bundled GPT-2 style model trained on Moby-Dick; tee, op)");
             outln!("  genesis:     {}", home.join("genesis.json").display());
+            outln!(
+                "  metrics:     http://{}/metrics (each validator's), http://{worker_metrics}/metrics (the workers')",
+                apis[0]
+            );
             outln!(
                 "  dev account: {} (key in {}, mode 0600)",
                 dev.address(),

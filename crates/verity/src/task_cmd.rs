@@ -202,6 +202,9 @@ pub struct WorkerArgs {
     dishonest: Option<usize>,
     #[arg(long, default_value_t = 128)]
     max_batch: usize,
+    /// Serve Prometheus metrics (tasks done, receipts, latency) at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// Also verify contributed data: listen for LazAI's `POST /proof` at this address.
     #[arg(long, value_name = "ADDR")]
     data_listen: Option<std::net::SocketAddr>,
@@ -968,6 +971,11 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
         .build()?
         .block_on(async {
             let stats = Arc::new(verity_worker::WorkerStats::default());
+            if let Some(listen) = args.metrics_listen {
+                let at =
+                    serve_worker_metrics(listen, vec![("worker".into(), stats.clone())]).await?;
+                eprintln!("metrics at http://{at}/metrics");
+            }
             verity_worker::run(config, stats, async {
                 match crate::shutdown::requested().await {
                     Ok(signal) => eprintln!("{signal}: stopping the worker…"),
@@ -979,4 +987,32 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
             })
             .await
         })
+}
+
+/// Serves `workers`' counters at `GET /metrics` on `listen`; the address it bound.
+pub(crate) async fn serve_worker_metrics(
+    listen: std::net::SocketAddr,
+    workers: Vec<(String, Arc<verity_worker::WorkerStats>)>,
+) -> Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let address = listener.local_addr()?;
+    let workers = Arc::new(workers);
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let workers = workers.clone();
+            async move {
+                (
+                    [("content-type", "text/plain; version=0.0.4")],
+                    verity_worker::render_metrics(&workers),
+                )
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(address)
 }

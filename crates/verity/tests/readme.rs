@@ -109,8 +109,8 @@ fn height(root: &Path, node: &str) -> u64 {
     status["height"].as_u64().unwrap()
 }
 
-/// Ports the test takes from one base, API and p2p each: the devnet's 4 validators and data
-/// verifier, the gateway, and a benchmark network's 5.
+/// Ports the test takes from one base, API and p2p each: the devnet's 4 validators, data
+/// verifier and workers' metrics, the gateway, and a benchmark network's 4.
 const PORTS: u16 = 12;
 
 /// How long the whole walkthrough may take: it takes about 4 minutes alone on a 2-core machine.
@@ -221,10 +221,11 @@ fn the_readme_walkthrough_runs_as_written_and_the_devnet_resumes_after_ctrl_c() 
         })
         .expect("every set of ports tried was taken");
     let node = format!("http://127.0.0.1:{api}");
-    // One block of ports for everything, so none can fall on another's: the devnet's APIs and
-    // its data verifier (api..api+4), the gateway, the benchmarks' throwaway networks.
-    let (bench_api, bench_p2p) = (api + 6, p2p + 6);
-    let gateway = format!("127.0.0.1:{}", api + 5);
+    // One block of ports for everything, so none can fall on another's: the devnet's APIs, its
+    // data verifier and its workers' metrics (api..api+5), the gateway, the benchmarks'
+    // throwaway networks.
+    let (bench_api, bench_p2p) = (api + 7, p2p + 7);
+    let gateway = format!("127.0.0.1:{}", api + 6);
 
     let stdout = run_walkthrough(root.path(), &node, (bench_api, bench_p2p), &gateway);
     // What the walkthrough's commands say, beyond succeeding.

@@ -184,6 +184,47 @@ async fn a_newcomer_bonds_is_elected_and_no_one_else_bonds_its_identity() {
     })
     .await;
 
+    // Prometheus metrics: the validator's (epoch, committee, execution counters) and the
+    // in-process workers' on the port after the data verifier's.
+    let http = reqwest::Client::new();
+    let metrics = http
+        .get(format!("{node}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "verity_committee_size 4",
+        "verity_execution_lag_blocks ",
+        "verity_task_status_changes_total{status=\"finalized\"}",
+    ] {
+        assert!(metrics.contains(line), "no {line:?} in\n{metrics}");
+    }
+    let applied: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("verity_txs_applied_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        applied >= 4,
+        "the bonds and transfers were counted: {applied}"
+    );
+    let workers = http
+        .get(format!("http://127.0.0.1:{}/metrics", devnet.api + 5))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        workers.contains("# TYPE verity_worker_task_latency_ms_sum counter"),
+        "{workers}"
+    );
+
     let too_much = failed(
         &node,
         &[
