@@ -87,8 +87,8 @@ pub fn of(action: &Action, tx_bytes: usize) -> u64 {
         Action::AddProof(_) => 150,
         Action::RequestReward { .. } | Action::TransferDat { .. } => 50,
         Action::ClaimDataRewards { .. } => 50,
-        // A signature check and a few records.
-        Action::BondValidator { .. } => 100,
+        // One ed25519 check, as ServeData.
+        Action::BondValidator { .. } => 150,
         Action::UnbondValidator { .. } => 50,
     };
     BASE + action_weight + (tx_bytes as u64).div_ceil(BYTES_PER_UNIT)
