@@ -481,3 +481,110 @@ fn bad_validator_genesis_is_refused_with_the_reason() {
         .to_string()
         .contains("unbonding_epochs must be at least 4"));
 }
+
+/// One step of a random validator history.
+#[derive(Debug, Clone)]
+enum Step {
+    /// Validator `who` bonds `amount` whole tokens.
+    Bond { who: usize, amount: u16 },
+    /// Validator `who` unbonds `amount` whole tokens (refused beyond its bond).
+    Unbond { who: usize, amount: u16 },
+    /// Someone pays `amount` whole tokens into the fee pool.
+    Fees { amount: u16 },
+    /// An empty block.
+    Empty,
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        (0usize..6, 1u16..400).prop_map(|(who, amount)| Step::Bond { who, amount }),
+        (0usize..6, 1u16..400).prop_map(|(who, amount)| Step::Unbond { who, amount }),
+        (1u16..300).prop_map(|amount| Step::Fees { amount }),
+        Just(Step::Empty),
+    ]
+}
+
+/// Every token on the chain: balances, bonds and stake on its way back.
+fn supply(net: &Net, accounts: &[Address]) -> u128 {
+    let bonds: u128 = net
+        .chain
+        .validators()
+        .unwrap()
+        .iter()
+        .map(|v| v.bonded + v.unbonding)
+        .sum();
+    accounts.iter().map(|a| net.balance(a)).sum::<u128>() + net.balance(&FEE_POOL) + bonds
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(24))]
+
+    /// Whatever validators bond, unbond and earn over five epochs in which every member proposes:
+    /// no token is made or lost (fees move from payers through the pool to the committee,
+    /// unbonded stake comes back whole), and every snapshot is the top `max_validators` by
+    /// bond at or above the minimum, as the state stood when it was taken.
+    #[test]
+    fn tokens_are_conserved_and_snapshots_take_the_top_bonds(
+        steps in proptest::collection::vec(step(), 1..50),
+    ) {
+        let genesis_vals: Vec<Val> = (1..=2).map(Val::new).collect();
+        let others: Vec<Val> = (11..=16).map(Val::new).collect();
+        let g: Vec<&Val> = genesis_vals.iter().collect();
+        let o: Vec<&Val> = others.iter().collect();
+        let mut net = net(&g, &[MIN_STAKE, 2 * MIN_STAKE], &o);
+        let payer = &genesis_vals[0];
+        let mut accounts: Vec<Address> = genesis_vals.iter().map(Val::account).collect();
+        accounts.extend(others.iter().map(Val::account));
+        let total = supply(&net, &accounts);
+        // Each block is proposed in turn by the committee that signs its epoch, so no one is
+        // jailed and nothing is burned.
+        let propose = |net: &mut Net| {
+            let epoch = net.height / EPOCH;
+            let committee = net.chain.signing_committee(epoch).unwrap().unwrap().members;
+            net.proposer = Some(committee[net.height as usize % committee.len()].identity);
+        };
+        for step in steps.iter().cycle().take(5 * EPOCH as usize) {
+            let tx = match step {
+                Step::Bond { who, amount } => {
+                    let v = &others[*who];
+                    Some(net.tx(&v.key, v.bond(u128::from(*amount) * ONE_TOKEN)))
+                }
+                Step::Unbond { who, amount } => Some(net.tx(
+                    &others[*who].key,
+                    Action::UnbondValidator { amount: u128::from(*amount) * ONE_TOKEN },
+                )),
+                Step::Fees { amount } => Some(net.tx(
+                    &payer.key,
+                    Action::Transfer { to: FEE_POOL, amount: u128::from(*amount) * ONE_TOKEN },
+                )),
+                Step::Empty => None,
+            };
+            // The block after a snapshot height carries nothing, so the state the snapshot saw
+            // is the state after it.
+            let snapshot_next = net.height % EPOCH == EPOCH / 2;
+            propose(&mut net);
+            if snapshot_next {
+                net.block(&[]);
+                propose(&mut net);
+                let epoch = (net.height - 1) / EPOCH;
+                let mut eligible: Vec<_> = net
+                    .chain
+                    .validators()
+                    .unwrap()
+                    .into_iter()
+                    .filter(|v| v.bonded >= MIN_STAKE)
+                    .collect();
+                eligible.sort_by(|a, b| b.bonded.cmp(&a.bonded).then(a.identity.cmp(&b.identity)));
+                let mut expected: Vec<_> = eligible.iter().take(4).map(|v| v.identity).collect();
+                expected.sort();
+                let chosen = members(&net, epoch + 2);
+                if !expected.is_empty() {
+                    proptest::prop_assert_eq!(chosen, expected);
+                }
+            }
+            net.block(&tx.into_iter().collect::<Vec<_>>());
+            proptest::prop_assert_eq!(supply(&net, &accounts), total);
+        }
+    }
+}
