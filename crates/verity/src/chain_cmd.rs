@@ -18,12 +18,11 @@ use verity_types::{AccountKey, Action, Address, Hash, Mode, ONE_TOKEN};
 
 use crate::tokens;
 
-pub(crate) use crate::commands::keys::{keys_dir, load_devnet_key, load_key};
+use crate::shared::{keys_dir, load_devnet_key, load_key, runtime, DEFAULT_NODE};
 pub(crate) use verity_types::write_secret;
 
 /// The chain id `verity devnet` uses.
 pub const DEVNET_CHAIN_ID: &str = "verity-devnet";
-pub(crate) const DEFAULT_NODE: &str = "http://127.0.0.1:8545";
 const DEFAULT_LOGS: &str = "info,commonware=warn";
 
 #[derive(Args)]
@@ -948,13 +947,6 @@ fn genesis_policy(args: &GenesisArgs) -> Result<verity_tee::Policy> {
     }
 }
 
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}
-
 pub fn transfer(args: TransferArgs) -> Result<()> {
     let key = load_key(&args.from, &keys_dir(args.keys_dir))?;
     runtime()?.block_on(async {
@@ -967,7 +959,7 @@ pub fn transfer(args: TransferArgs) -> Result<()> {
             Some(fee) => tokens::parse(fee, args.base_units).context("--fee")?,
             None => 0,
         };
-        let tx = crate::task_cmd::submit_next(&client, &key, action, fee).await?;
+        let tx = crate::shared::submit_next(&client, &key, action, fee).await?;
         let hash = tx.hash();
         outln!("submitted {hash}");
         if args.wait {
@@ -975,7 +967,7 @@ pub fn transfer(args: TransferArgs) -> Result<()> {
                 .wait_for_tx(&hash, Duration::from_secs(60))
                 .await
                 .context("check `verity status`")?;
-            outln!("{}", crate::task_cmd::receipt_line(&receipt));
+            outln!("{}", crate::shared::receipt_line(&receipt));
             if let TxStatus::Failed { error } = receipt.status {
                 bail!("the transfer failed: {error}");
             }

@@ -12,8 +12,8 @@ use verity_client::Client;
 use verity_data::envelope;
 use verity_types::{sha256, Action, Address, DataRef, DataVerdict};
 
-use crate::chain_cmd::{keys_dir, load_key, runtime, DEFAULT_NODE};
-use crate::task_cmd::send;
+use crate::shared::send;
+use crate::shared::{keys_dir, load_key, runtime, DEFAULT_NODE};
 use crate::tokens;
 
 #[derive(Subcommand)]

@@ -10,7 +10,7 @@ use verity_client::api::Dataset;
 use verity_client::{Client, PageRequest};
 use verity_types::{sha256, Action, Asset, DataRef, Hash};
 
-use crate::chain_cmd::{keys_dir, load_key, runtime, DEFAULT_NODE};
+use crate::shared::{keys_dir, load_key, runtime, DEFAULT_NODE};
 use crate::task_cmd::commit_and_register;
 
 #[derive(Subcommand)]

@@ -9,7 +9,8 @@ use verity_client::api::{Dispute, DisputeStatus, Phase};
 use verity_client::{Client, PageRequest};
 use verity_types::Hash;
 
-use crate::chain_cmd::{init_logs, keys_dir, load_key, runtime, DEFAULT_NODE};
+use crate::chain_cmd::init_logs;
+use crate::shared::{keys_dir, load_key, runtime, DEFAULT_NODE};
 use crate::tokens;
 
 #[derive(Subcommand)]
@@ -185,7 +186,7 @@ pub fn challenger(args: ChallengerArgs) -> Result<()> {
         let amount = tokens::parse(amount, false).context("--unbond")?;
         return runtime()?.block_on(async {
             let client = Client::new(&args.node);
-            let tx = crate::task_cmd::submit_next(
+            let tx = crate::shared::submit_next(
                 &client,
                 &account,
                 verity_types::Action::UnbondChallenger { amount },
@@ -195,7 +196,7 @@ pub fn challenger(args: ChallengerArgs) -> Result<()> {
             let receipt = client
                 .wait_for_tx(&tx.hash(), Duration::from_secs(60))
                 .await?;
-            outln!("{}", crate::task_cmd::receipt_line(&receipt));
+            outln!("{}", crate::shared::receipt_line(&receipt));
             if let verity_client::api::TxStatus::Failed { error } = receipt.status {
                 anyhow::bail!("unbonding failed: {error}");
             }

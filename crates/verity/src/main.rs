@@ -14,6 +14,7 @@ mod dataset_cmd;
 mod dispute_cmd;
 mod infer_cmd;
 mod keystore;
+mod shared;
 mod shutdown;
 mod task_cmd;
 mod tokens;

@@ -10,10 +10,11 @@ use serde_json::Value;
 use verity_client::api::{Receipt, RecordStatus, TaskStatus, TaskView, TxStatus, TxView};
 use verity_client::{Client, PageRequest};
 use verity_infer::Model;
-use verity_types::{AccountKey, Action, Amount, Asset, DataRef, Hash, Mode, ModelSpec, SignedTx};
+use verity_types::{AccountKey, Action, Asset, DataRef, Hash, Mode, ModelSpec};
 use verity_worker::TeeSource;
 
-use crate::chain_cmd::{init_logs, keys_dir, load_key, runtime, DEFAULT_NODE};
+use crate::chain_cmd::init_logs;
+use crate::shared::{keys_dir, load_key, runtime, send, submit_next, DEFAULT_NODE};
 use crate::tokens;
 
 #[derive(Subcommand)]
@@ -483,33 +484,6 @@ pub async fn set_zk_keys(
     Ok(())
 }
 
-/// Submits `action` from `key` with the account's pending nonce and a fee of at least its
-/// weight's price (`min_fee` when higher); one nonce race is retried.
-pub async fn submit_next(
-    client: &Client,
-    key: &AccountKey,
-    action: Action,
-    min_fee: Amount,
-) -> Result<SignedTx> {
-    client
-        .submit_action(key, action, min_fee)
-        .await
-        .map_err(|e| match e.is_nonce_race() {
-            true => anyhow::anyhow!(
-                "another transaction of this account keeps taking the next nonce; try again ({e})"
-            ),
-            false => e.into(),
-        })
-}
-
-/// Submits `action` with the account's next nonce and waits for its receipt.
-pub async fn send(client: &Client, key: &AccountKey, action: Action) -> Result<Receipt> {
-    let tx = submit_next(client, key, action, 0).await?;
-    Ok(client
-        .wait_for_tx(&tx.hash(), Duration::from_secs(60))
-        .await?)
-}
-
 pub fn model(cmd: ModelCommand) -> Result<()> {
     runtime()?.block_on(async {
         match cmd {
@@ -797,18 +771,6 @@ fn status_name(status: TaskStatus) -> &'static str {
 }
 
 /// One line for a finalized transaction: where, whether it succeeded, what it cost.
-pub fn receipt_line(receipt: &Receipt) -> String {
-    let outcome = match &receipt.status {
-        TxStatus::Success => "success".to_string(),
-        TxStatus::Failed { error } => format!("failed: {error}"),
-    };
-    format!(
-        "finalized in block {}: {outcome}; fee paid {}",
-        receipt.height,
-        tokens::format(receipt.fee_paid)
-    )
-}
-
 fn print_task(view: &TaskView, output: Option<&[u8]>, json: bool) -> Result<()> {
     let output_doc: Option<Value> = output.and_then(|b| serde_json::from_slice(b).ok());
     if json {

@@ -11,7 +11,7 @@ use verity_infer::{Engine, Model};
 use verity_types::Hash;
 use verity_zk::{ProvingKey, VerifyingKey, ZkModel};
 
-use crate::chain_cmd::{runtime, DEFAULT_NODE};
+use crate::shared::{runtime, DEFAULT_NODE};
 
 /// File names in a keys directory.
 pub const PROVING_KEY: &str = "proving.key";

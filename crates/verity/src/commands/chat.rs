@@ -10,7 +10,7 @@ use verity_client::Client;
 use verity_types::{Mode, PromptDocument, PromptMessage};
 
 use super::language::LanguageModelClient;
-use crate::chain_cmd::{keys_dir, load_key, runtime, DEFAULT_NODE};
+use crate::shared::{keys_dir, load_key, runtime, DEFAULT_NODE};
 
 #[derive(Args)]
 pub struct ChatArgs {

@@ -28,7 +28,8 @@ use verity_types::{AccountKey, GenerationFinish, Mode, PromptDocument, PromptMes
 use super::language::{
     language_models, GenerationError, LanguageModelClient, Prepared, VerifiedAnswer,
 };
-use crate::chain_cmd::{init_logs, keys_dir, load_key, runtime, DEFAULT_NODE};
+use crate::chain_cmd::init_logs;
+use crate::shared::{keys_dir, load_key, runtime, DEFAULT_NODE};
 
 #[derive(Args)]
 pub struct GatewayArgs {

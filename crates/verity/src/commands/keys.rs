@@ -8,13 +8,13 @@
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 
 use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
 use verity_types::{write_secret, AccountKey};
 
 use crate::keystore::{Keystore, ScryptCost, STANDARD_SCRYPT};
+use crate::shared::{key_path, keys_dir, load_key_file, new_passphrase, passphrase_for};
 
 #[derive(Subcommand)]
 pub enum KeysCommand {
@@ -212,66 +212,6 @@ fn write_keystore(path: &Path, keystore: &Keystore) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-pub(crate) fn keys_dir(dir: Option<PathBuf>) -> PathBuf {
-    dir.unwrap_or_else(|| PathBuf::from(".verity/keys"))
-}
-
-/// A key name in the keys directory, or a path.
-fn key_path(name_or_path: &str, dir: &Path) -> PathBuf {
-    let by_name = dir.join(format!("{name_or_path}.key"));
-    if by_name.exists() {
-        by_name
-    } else {
-        PathBuf::from(name_or_path)
-    }
-}
-
-/// A key by name in the keys directory, or by path; asks for its passphrase if it has one.
-pub(crate) fn load_key(name_or_path: &str, dir: &Path) -> Result<AccountKey> {
-    load_key_file(&key_path(name_or_path, dir))
-}
-
-/// A key file: a keystore (opened with its passphrase) or plain hex (with a warning).
-pub(crate) fn load_key_file(path: &Path) -> Result<AccountKey> {
-    let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    if let Ok(keystore) = Keystore::parse(&text) {
-        let passphrase = passphrase_for(path, None)?;
-        return keystore
-            .decrypt(&passphrase)
-            .with_context(|| format!("opening {}", path.display()));
-    }
-    let key = std::str::from_utf8(&text)
-        .ok()
-        .and_then(|hex| AccountKey::from_hex(hex).ok())
-        .with_context(|| {
-            format!(
-                "{} is neither a keystore nor an account key in hex",
-                path.display()
-            )
-        })?;
-    warn_unencrypted(path);
-    Ok(key)
-}
-
-/// Loads a key the devnet itself wrote (unencrypted, on purpose): no warning.
-pub(crate) fn load_devnet_key(path: &Path) -> Result<AccountKey> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    AccountKey::from_hex(&text).with_context(|| format!("{} is not an account key", path.display()))
-}
-
-fn warn_unencrypted(path: &Path) {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        eprintln!(
-            "warning: {} holds an unencrypted key; `verity keys import NAME --hex {}` stores it \
-             encrypted",
-            path.display(),
-            path.display()
-        );
-    });
-}
-
 /// A key file's address, without its passphrase where the file states it.
 fn key_address(path: &Path) -> Result<String> {
     let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -284,58 +224,4 @@ fn key_address(path: &Path) -> Result<String> {
         }
     }
     Ok(load_key_file(path)?.address().to_string())
-}
-
-/// The passphrase of `path`: `--password-file`, else `VERITY_PASSWORD_FILE`, else asked.
-fn passphrase_for(path: &Path, file: Option<&Path>) -> Result<Vec<u8>> {
-    if let Some(passphrase) = passphrase_from_file(file)? {
-        return Ok(passphrase);
-    }
-    rpassword::prompt_password(format!("passphrase for {}: ", path.display()))
-        .map(String::into_bytes)
-        .map_err(|_| no_terminal(&format!("{} is encrypted", path.display())))
-}
-
-/// A passphrase for a new keystore, asked twice on a terminal.
-fn new_passphrase(file: Option<&Path>) -> Result<Vec<u8>> {
-    if let Some(passphrase) = passphrase_from_file(file)? {
-        if passphrase.is_empty() {
-            bail!("the password file is empty; a keystore needs a passphrase");
-        }
-        return Ok(passphrase);
-    }
-    let ask = |prompt: &str| {
-        rpassword::prompt_password(prompt)
-            .map_err(|_| no_terminal("a new key is encrypted with a passphrase"))
-    };
-    let first = ask("passphrase for the new key: ")?;
-    if first.is_empty() {
-        bail!("a keystore needs a passphrase");
-    }
-    if ask("again: ")? != first {
-        bail!("the passphrases differ");
-    }
-    Ok(first.into_bytes())
-}
-
-fn passphrase_from_file(file: Option<&Path>) -> Result<Option<Vec<u8>>> {
-    let file = match file {
-        Some(file) => file.to_path_buf(),
-        None => match std::env::var_os("VERITY_PASSWORD_FILE") {
-            Some(file) => PathBuf::from(file),
-            None => return Ok(None),
-        },
-    };
-    let text = std::fs::read_to_string(&file)
-        .with_context(|| format!("reading the password file {}", file.display()))?;
-    Ok(Some(
-        text.lines().next().unwrap_or_default().as_bytes().to_vec(),
-    ))
-}
-
-fn no_terminal(why: &str) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{why}, and there is no terminal to ask for its passphrase: give --password-file FILE \
-         or set VERITY_PASSWORD_FILE"
-    )
 }

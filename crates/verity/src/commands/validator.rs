@@ -9,7 +9,7 @@ use verity_client::api::{EpochView, TxStatus, ValidatorList, ValidatorStatus};
 use verity_client::Client;
 use verity_types::{AccountKey, Action};
 
-use crate::chain_cmd::{keys_dir, load_key, runtime, DEFAULT_NODE};
+use crate::shared::{keys_dir, load_key, runtime, DEFAULT_NODE};
 use crate::tokens;
 
 #[derive(Subcommand)]
@@ -144,7 +144,7 @@ async fn send(
     args: &SendArgs,
     what: &str,
 ) -> Result<()> {
-    let tx = crate::task_cmd::submit_next(client, key, action, 0).await?;
+    let tx = crate::shared::submit_next(client, key, action, 0).await?;
     let hash = tx.hash();
     outln!("submitted {hash}");
     if args.wait {
@@ -152,7 +152,7 @@ async fn send(
             .wait_for_tx(&hash, Duration::from_secs(60))
             .await
             .context("check `verity status`")?;
-        outln!("{}", crate::task_cmd::receipt_line(&receipt));
+        outln!("{}", crate::shared::receipt_line(&receipt));
         if let TxStatus::Failed { error } = receipt.status {
             bail!("{what} failed: {error}");
         }
