@@ -7,7 +7,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
-use verity_client::api::TxStatus;
 use verity_client::{Client, PageRequest};
 use verity_node::{
     mempool::SenderCache,
@@ -959,20 +958,8 @@ pub fn transfer(args: TransferArgs) -> Result<()> {
             Some(fee) => tokens::parse(fee, args.base_units).context("--fee")?,
             None => 0,
         };
-        let tx = crate::shared::submit_next(&client, &key, action, fee).await?;
-        let hash = tx.hash();
-        outln!("submitted {hash}");
-        if args.wait {
-            let receipt = client
-                .wait_for_tx(&hash, Duration::from_secs(60))
-                .await
-                .context("check `verity status`")?;
-            outln!("{}", crate::shared::receipt_line(&receipt));
-            if let TxStatus::Failed { error } = receipt.status {
-                bail!("the transfer failed: {error}");
-            }
-        }
-        Ok(())
+        crate::shared::submit_and_report(&client, &key, action, fee, args.wait, "the transfer")
+            .await
     })
 }
 

@@ -175,3 +175,29 @@ pub(crate) fn receipt_line(receipt: &Receipt) -> String {
         tokens::format(receipt.fee_paid)
     )
 }
+
+/// Submits `action` (a fee of at least `min_fee`) and prints its hash; with `wait`, waits for
+/// its receipt and prints it, and a failed one is an error naming `what`.
+pub(crate) async fn submit_and_report(
+    client: &Client,
+    key: &AccountKey,
+    action: Action,
+    min_fee: Amount,
+    wait: bool,
+    what: &str,
+) -> Result<()> {
+    let tx = submit_next(client, key, action, min_fee).await?;
+    let hash = tx.hash();
+    outln!("submitted {hash}");
+    if wait {
+        let receipt = client
+            .wait_for_tx(&hash, Duration::from_secs(60))
+            .await
+            .context("check `verity status`")?;
+        outln!("{}", receipt_line(&receipt));
+        if let TxStatus::Failed { error } = receipt.status {
+            bail!("{what} failed: {error}");
+        }
+    }
+    Ok(())
+}

@@ -1,15 +1,14 @@
 //! `verity validator`: bond stake for a consensus identity, unbond it, and see the committees.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
-use verity_client::api::{EpochView, TxStatus, ValidatorList, ValidatorStatus};
+use verity_client::api::{EpochView, ValidatorList, ValidatorStatus};
 use verity_client::Client;
-use verity_types::{AccountKey, Action};
+use verity_types::Action;
 
-use crate::shared::{keys_dir, load_key, runtime, DEFAULT_NODE};
+use crate::shared::{keys_dir, load_key, runtime, submit_and_report, DEFAULT_NODE};
 use crate::tokens;
 
 #[derive(Subcommand)]
@@ -123,7 +122,7 @@ fn bond(args: BondArgs) -> Result<()> {
             amount,
             proof,
         };
-        send(&client, &key, action, &args.send, "the bond").await
+        submit_and_report(&client, &key, action, 0, args.send.wait, "the bond").await
     })
 }
 
@@ -133,31 +132,8 @@ fn unbond(args: UnbondArgs) -> Result<()> {
     runtime()?.block_on(async {
         let client = Client::new(&args.send.node);
         let action = Action::UnbondValidator { amount };
-        send(&client, &key, action, &args.send, "the unbonding").await
+        submit_and_report(&client, &key, action, 0, args.send.wait, "the unbonding").await
     })
-}
-
-async fn send(
-    client: &Client,
-    key: &AccountKey,
-    action: Action,
-    args: &SendArgs,
-    what: &str,
-) -> Result<()> {
-    let tx = crate::shared::submit_next(client, key, action, 0).await?;
-    let hash = tx.hash();
-    outln!("submitted {hash}");
-    if args.wait {
-        let receipt = client
-            .wait_for_tx(&hash, Duration::from_secs(60))
-            .await
-            .context("check `verity status`")?;
-        outln!("{}", crate::shared::receipt_line(&receipt));
-        if let TxStatus::Failed { error } = receipt.status {
-            bail!("{what} failed: {error}");
-        }
-    }
-    Ok(())
 }
 
 fn status_word(status: ValidatorStatus) -> &'static str {
