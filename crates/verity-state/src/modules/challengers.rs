@@ -160,12 +160,9 @@ pub fn unbond(
 
 /// Returns unbonded bonds that are due at this height.
 pub fn release_due(state: &mut Overlay<'_>, height: u64) -> Result<(), StateError> {
-    let due: Vec<(Address, String)> =
-        schedule::take(state, schedule::Kind::ChallengerUnbond, height)?;
-    for (challenger, amount) in due {
-        let amount: Amount = amount
-            .parse()
-            .map_err(|_| StateError::Corrupt("unbonding amount"))?;
+    for (challenger, amount) in
+        schedule::take_amounts(state, schedule::Kind::ChallengerUnbond, height)?
+    {
         let mut record =
             get(state, &challenger)?.ok_or(StateError::Corrupt("unbonding challenger"))?;
         // A lost dispute may have taken part of the unbonding bond: what is left is returned.

@@ -91,7 +91,7 @@ pub fn push<T: Serialize>(
 
 /// Adds `amount` to what `account` is owed at `height` (an unbonding release): one entry per
 /// account and height holding the sum, so two equal amounts scheduled in one block are both
-/// paid. The entry reads as `(Address, String)` to [`take`].
+/// paid. [`take_amounts`] reads the entries back.
 pub fn push_amount(
     state: &mut Overlay<'_>,
     kind: Kind,
@@ -115,6 +115,23 @@ pub fn push_amount(
         serde_json::to_vec(&(account, total.to_string())).expect("schedule items serialize");
     state.put(Table::Schedule, key, value);
     Ok(())
+}
+
+/// Removes and returns the amounts [`push_amount`] scheduled at `height`, by account.
+pub fn take_amounts(
+    state: &mut Overlay<'_>,
+    kind: Kind,
+    height: u64,
+) -> Result<Vec<(Address, Amount)>, StateError> {
+    take::<(Address, String)>(state, kind, height)?
+        .into_iter()
+        .map(|(account, amount)| {
+            amount
+                .parse()
+                .map(|amount| (account, amount))
+                .map_err(|_| StateError::Corrupt("scheduled amount"))
+        })
+        .collect()
 }
 
 /// Removes and returns what is due at `height`.

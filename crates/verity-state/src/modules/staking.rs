@@ -156,11 +156,7 @@ pub fn slash(state: &mut Overlay<'_>, worker: &Address, bps: u32) -> Result<Amou
 
 /// Returns unbonded stake that is due at this height.
 pub fn release_due(state: &mut Overlay<'_>, height: u64) -> Result<(), StateError> {
-    let due: Vec<(Address, String)> = schedule::take(state, schedule::Kind::Unbond, height)?;
-    for (worker, amount) in due {
-        let amount: Amount = amount
-            .parse()
-            .map_err(|_| StateError::Corrupt("unbonding amount"))?;
+    for (worker, amount) in schedule::take_amounts(state, schedule::Kind::Unbond, height)? {
         let mut record = get(state, &worker)?.ok_or(StateError::Corrupt("unbonding worker"))?;
         // A slash may have taken part of the unbonding stake: what is left is returned.
         let amount = amount.min(record.unbonding);

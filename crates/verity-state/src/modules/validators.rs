@@ -475,12 +475,8 @@ pub fn unbond(
 
 /// Returns validator stake whose unbonding ends at this height.
 fn release_due(state: &mut Overlay<'_>, height: u64) -> Result<(), StateError> {
-    let due: Vec<(Address, String)> =
-        schedule::take(state, schedule::Kind::ValidatorUnbond, height)?;
-    for (account, amount) in due {
-        let amount: Amount = amount
-            .parse()
-            .map_err(|_| StateError::Corrupt("validator unbonding amount"))?;
+    for (account, amount) in schedule::take_amounts(state, schedule::Kind::ValidatorUnbond, height)?
+    {
         let mut validator =
             get(state, &account)?.ok_or(StateError::Corrupt("unbonding validator"))?;
         // A slash may have taken part of it: what is left is returned.
