@@ -50,24 +50,30 @@ pub(crate) fn load_key_file(path: &Path) -> Result<AccountKey> {
             .decrypt(&passphrase)
             .with_context(|| format!("opening {}", path.display()));
     }
-    let key = std::str::from_utf8(&text)
-        .ok()
-        .and_then(|hex| AccountKey::from_hex(hex).ok())
-        .with_context(|| {
-            format!(
-                "{} is neither a keystore nor an account key in hex",
-                path.display()
-            )
-        })?;
+    let key = plain_key(path, &text).map_err(|_| {
+        anyhow::anyhow!(
+            "{} is neither a keystore nor an account key in hex",
+            path.display()
+        )
+    })?;
     warn_unencrypted(path);
     Ok(key)
 }
 
 /// Loads a key the devnet itself wrote (unencrypted, on purpose): no warning.
 pub(crate) fn load_devnet_key(path: &Path) -> Result<AccountKey> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    AccountKey::from_hex(&text).with_context(|| format!("{} is not an account key", path.display()))
+    plain_key(
+        path,
+        &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+    )
+}
+
+/// A key file holding the key's hex.
+fn plain_key(path: &Path, text: &[u8]) -> Result<AccountKey> {
+    std::str::from_utf8(text)
+        .ok()
+        .and_then(|hex| AccountKey::from_hex(hex).ok())
+        .with_context(|| format!("{} is not an account key in hex", path.display()))
 }
 
 fn warn_unencrypted(path: &Path) {

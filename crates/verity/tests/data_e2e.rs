@@ -9,34 +9,15 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::devnet::{start_devnet, Devnet};
+use common::devnet::{ok, start_devnet, verity, Devnet};
 use verity_client::api::{DataJobStatus, ProofRequest, TxStatus};
 use verity_client::{Client, ClientError};
 use verity_types::{AccountKey, Action, DataRejection, DataVerdict, ONE_TOKEN};
 
 const CLEAN: &str = "age,income,city\n34,52000,Oslo\n29,48000,Bergen\n41,61000,Oslo\n52,75000,Trondheim\n23,31000,Bergen\n";
 const DIRTY: &str = "age,income,city\n34,52000,Oslo\n34,52000,Oslo\n29,,Bergen\n41,NA,Oslo\n34,52000,Oslo\n,31000,\n";
-
-fn verity(node: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_verity"))
-        .args(args)
-        .env("VERITY_NODE", node)
-        .output()
-        .unwrap()
-}
-
-fn ok(node: &str, args: &[&str]) -> String {
-    let out = verity(node, args);
-    assert!(
-        out.status.success(),
-        "verity {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// The documented score of a plaintext, in basis points.
 fn documented_score(plaintext: &str) -> u32 {

@@ -5,29 +5,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::Output;
 
-use common::devnet::{start_devnet, wait_for};
+use common::devnet::{ok, start_devnet, verity, wait_for};
 use serde_json::Value;
-
-fn verity(node: &str, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_verity"))
-        .args(args)
-        .env("VERITY_NODE", node)
-        .output()
-        .unwrap()
-}
-
-fn ok(node: &str, args: &[&str]) -> String {
-    let out = verity(node, args);
-    assert!(
-        out.status.success(),
-        "verity {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn failed(node: &str, args: &[&str]) -> String {
     let out = verity(node, args);

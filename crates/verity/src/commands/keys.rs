@@ -13,7 +13,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
 use verity_types::{write_secret, AccountKey};
 
-use crate::keystore::{Keystore, ScryptCost, STANDARD_SCRYPT};
+use crate::keystore::{Keystore, STANDARD_SCRYPT};
 use crate::shared::{key_path, keys_dir, load_key_file, new_passphrase, passphrase_for};
 
 #[derive(Subcommand)]
@@ -75,20 +75,6 @@ pub enum KeysCommand {
     },
 }
 
-/// The keystore cost new keys are written with; `VERITY_KEYSTORE_LIGHT` lowers it for tests
-/// that create many keys (the format is the same).
-fn write_cost() -> ScryptCost {
-    if std::env::var_os("VERITY_KEYSTORE_LIGHT").is_some() {
-        ScryptCost {
-            log_n: 10,
-            r: 8,
-            p: 1,
-        }
-    } else {
-        STANDARD_SCRYPT
-    }
-}
-
 pub fn run(cmd: KeysCommand) -> Result<()> {
     match cmd {
         KeysCommand::New {
@@ -103,7 +89,10 @@ pub fn run(cmd: KeysCommand) -> Result<()> {
                 write_secret(&path, key.secret_hex().as_bytes())?;
             } else {
                 let passphrase = new_passphrase(password_file.as_deref())?;
-                write_keystore(&path, &Keystore::encrypt(&key, &passphrase, write_cost()))?;
+                write_keystore(
+                    &path,
+                    &Keystore::encrypt(&key, &passphrase, STANDARD_SCRYPT),
+                )?;
             }
             outln!("{}  {}", key.address(), path.display());
         }
@@ -139,7 +128,10 @@ pub fn run(cmd: KeysCommand) -> Result<()> {
                     let key = AccountKey::from_hex(text.trim())
                         .context("the hex is not a secp256k1 private key")?;
                     let passphrase = new_passphrase(password_file.as_deref())?;
-                    write_keystore(&path, &Keystore::encrypt(&key, &passphrase, write_cost()))?;
+                    write_keystore(
+                        &path,
+                        &Keystore::encrypt(&key, &passphrase, STANDARD_SCRYPT),
+                    )?;
                     key.address()
                 }
                 (None, None) => bail!("name the key to import with --keystore or --hex"),
@@ -162,7 +154,7 @@ pub fn run(cmd: KeysCommand) -> Result<()> {
                 let passphrase = new_passphrase(password_file.as_deref())?;
                 write_keystore(
                     &keystore,
-                    &Keystore::encrypt(&key, &passphrase, write_cost()),
+                    &Keystore::encrypt(&key, &passphrase, STANDARD_SCRYPT),
                 )?;
             }
             outln!("{}", keystore.display());

@@ -1,7 +1,7 @@
 //! A `verity devnet` process for end-to-end tests, on ports of its own.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use verity_client::Client;
@@ -28,6 +28,27 @@ pub fn spawn(args: &[&str], log: &Path) -> Killed {
             .spawn()
             .expect("verity starts"),
     )
+}
+
+/// Runs `verity` against `node`.
+pub fn verity(node: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_verity"))
+        .args(args)
+        .env("VERITY_NODE", node)
+        .output()
+        .unwrap()
+}
+
+/// Runs `verity` against `node`, which must succeed; its stdout.
+pub fn ok(node: &str, args: &[&str]) -> String {
+    let out = verity(node, args);
+    assert!(
+        out.status.success(),
+        "verity {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 pub async fn wait_for<T>(what: &str, secs: u64, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
