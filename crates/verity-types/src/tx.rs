@@ -1410,18 +1410,21 @@ mod tests {
         ]
     }
 
+    /// `action` in a transaction of `key`'s.
+    fn signed(key: &AccountKey, action: Action) -> SignedTx {
+        TxBody {
+            chain_id: "verity-a".into(),
+            nonce: 1,
+            fee: 1,
+            action,
+        }
+        .sign(key)
+    }
+
     #[test]
     fn validator_actions_round_trip_and_bound_the_address() {
         let key = AccountKey::generate();
-        let sign = |action| {
-            TxBody {
-                chain_id: "verity-a".into(),
-                nonce: 1,
-                fee: 1,
-                action,
-            }
-            .sign(&key)
-        };
+        let sign = |action| signed(&key, action);
         let bond = |p2p: String| Action::BondValidator {
             identity: crate::ValidatorIdentity([4; 32]),
             p2p,
@@ -1442,15 +1445,7 @@ mod tests {
     #[test]
     fn data_actions_round_trip_and_bound_their_strings() {
         let key = AccountKey::generate();
-        let sign = |action| {
-            TxBody {
-                chain_id: "verity-a".into(),
-                nonce: 1,
-                fee: 1,
-                action,
-            }
-            .sign(&key)
-        };
+        let sign = |action| signed(&key, action);
         for action in data_actions(sha256(b"file")) {
             let tx = sign(action);
             assert_eq!(SignedTx::decode(&tx.encode()).unwrap(), tx);
